@@ -1,0 +1,445 @@
+//! The configuration file as written: serde types for the TOML surface.
+//!
+//! These types only describe the shape of the file. Every table rejects
+//! unknown keys (`deny_unknown_fields`), so a typo is an error instead of a
+//! silently ignored setting. Values that need checking beyond their TOML type
+//! (addresses, durations, names, enumerations) are kept as text wrapped in
+//! [`Spanned`], so that `validate` can check them all, collect every error
+//! and point at the exact value. Nothing outside `config` sees these types:
+//! the rest of the gateway works with [`super::model`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+///
+/// Sections that later versions will add (`tls`, `consumers`, `cache`,
+/// `breaker`) are rejected as unknown keys for now.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub server: Option<ServerFile>,
+    /// Proxy listeners; absent means one on `model::DEFAULT_LISTEN`.
+    pub listeners: Option<Spanned<Vec<ListenerFile>>>,
+    pub admin: Option<AdminFile>,
+    /// Pools by name (the key span points at the name in the table header).
+    #[serde(default)]
+    pub pools: BTreeMap<Spanned<String>, PoolFile>,
+    /// Routes in file order.
+    #[serde(default)]
+    pub routes: Vec<RouteFile>,
+}
+
+/// `[server]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    pub threads: Option<Spanned<usize>>,
+    /// Humantime duration, e.g. `"5s"`.
+    pub grace_period: Option<Spanned<String>>,
+}
+
+/// One `[[listeners]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerFile {
+    /// `ip:port`
+    pub address: Spanned<String>,
+}
+
+/// `[admin]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// `ip:port`
+    pub address: Option<Spanned<String>>,
+}
+
+/// `[pools.NAME]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolFile {
+    pub backends: Spanned<Vec<Spanned<BackendEntry>>>,
+    /// `round_robin` | `random` | `least_requests` | `consistent_hash`
+    pub balance: Option<Spanned<String>>,
+    /// `client_ip` | `path` | `header:NAME` | `cookie:NAME`
+    pub hash_key: Option<Spanned<String>>,
+    pub retries: Option<Spanned<u32>>,
+    pub timeouts: Option<TimeoutsFile>,
+    pub health_check: Option<HealthCheckFile>,
+}
+
+/// One element of `backends`: either a bare `"ip:port"` string or a table
+/// `{ address = "ip:port", weight = 2 }`.
+#[derive(Debug)]
+pub enum BackendEntry {
+    /// The bare string form; its span is the element's span.
+    Address(String),
+    Table(BackendTable),
+}
+
+/// The table form of a backend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendTable {
+    pub address: Spanned<String>,
+    pub weight: Option<Spanned<u32>>,
+}
+
+impl<'de> Deserialize<'de> for BackendEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntryVisitor;
+
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = BackendEntry;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a backend: "ip:port" or { address = "ip:port", weight = N }"#)
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<BackendEntry, E> {
+                Ok(BackendEntry::Address(v.to_string()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<BackendEntry, A::Error> {
+                BackendTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(BackendEntry::Table)
+            }
+        }
+
+        deserializer.deserialize_any(EntryVisitor)
+    }
+}
+
+/// `timeouts` of a pool or a route. Every value is a humantime duration.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsFile {
+    pub connect: Option<Spanned<String>>,
+    pub read: Option<Spanned<String>>,
+    pub write: Option<Spanned<String>>,
+    pub idle: Option<Spanned<String>>,
+    pub total: Option<Spanned<String>>,
+}
+
+/// `[pools.NAME.health_check]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckFile {
+    /// `http` | `tcp`
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    /// http only
+    pub path: Option<Spanned<String>>,
+    /// http only
+    pub host: Option<Spanned<String>>,
+    /// http only: `"200"` or `"200-399"` (a bare integer is accepted too)
+    pub expected_status: Option<Spanned<StatusText>>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub healthy_threshold: Option<Spanned<u32>>,
+    pub unhealthy_threshold: Option<Spanned<u32>>,
+}
+
+/// `expected_status` as text: `"200"`, `"200-399"`, or the integer `200`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusText(pub String);
+
+impl<'de> Deserialize<'de> for StatusText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StatusVisitor;
+
+        impl Visitor<'_> for StatusVisitor {
+            type Value = StatusText;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a status like "200" or a range like "200-399""#)
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StatusText, E> {
+                Ok(StatusText(v.to_string()))
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StatusText, E> {
+                Ok(StatusText(v.to_string()))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StatusText, E> {
+                Ok(StatusText(v.to_string()))
+            }
+        }
+
+        deserializer.deserialize_any(StatusVisitor)
+    }
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    pub id: Spanned<String>,
+    pub hosts: Option<Vec<Spanned<String>>>,
+    pub path: Spanned<String>,
+    /// `prefix` (default) | `exact`
+    pub path_match: Option<Spanned<String>>,
+    pub methods: Option<Vec<Spanned<String>>>,
+    pub pool: Spanned<String>,
+    pub strip_prefix: Option<Spanned<bool>>,
+    pub rewrite_prefix: Option<Spanned<String>>,
+    pub request_headers: Option<HeaderRulesFile>,
+    pub response_headers: Option<HeaderRulesFile>,
+    pub timeouts: Option<TimeoutsFile>,
+}
+
+/// `request_headers` / `response_headers` of a route.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderRulesFile {
+    /// header name → value
+    #[serde(default)]
+    pub set: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// header names
+    #[serde(default)]
+    pub remove: Vec<Spanned<String>>,
+}
+
+/// Parse the text into the file types. Only TOML syntax, type and
+/// unknown-key errors are found here; the result still needs `validate`.
+pub fn parse(src: &str) -> Result<FileConfig, toml::de::Error> {
+    toml::from_str(src)
+}
+
+// ---------------------------------------------------------------------------
+// Outline: where the items are, for naming the item in a parse error.
+//
+// A parse error from toml carries a byte span but no idea of which route or
+// pool it is in. When the text is at least valid TOML, a second, schema-free
+// parse records the span of every table and value, so the error can be
+// attributed to `route "orders-v1"` even when it sits in a sub-table such as
+// `[routes.timeouts]` (whose span toml reports apart from the route's own).
+// ---------------------------------------------------------------------------
+
+/// Any TOML value together with its span and the spans of everything inside.
+#[derive(Debug)]
+struct Outline {
+    span: Range<usize>,
+    kind: OutlineKind,
+}
+
+#[derive(Debug)]
+enum OutlineKind {
+    Table(Vec<(String, Outline)>),
+    Array(Vec<Outline>),
+    Str(String),
+    Other,
+}
+
+impl Outline {
+    /// True when `offset` lies in this value or anything nested in it.
+    fn contains(&self, offset: usize) -> bool {
+        let end = self.span.end.max(self.span.start + 1);
+        if (self.span.start..end).contains(&offset) {
+            return true;
+        }
+        match &self.kind {
+            OutlineKind::Table(entries) => entries.iter().any(|(_, v)| v.contains(offset)),
+            OutlineKind::Array(items) => items.iter().any(|v| v.contains(offset)),
+            OutlineKind::Str(_) | OutlineKind::Other => false,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Outline> {
+        match &self.kind {
+            OutlineKind::Table(entries) => entries.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            OutlineKind::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Outline {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned = Spanned::<OutlineKind>::deserialize(deserializer)?;
+        Ok(Outline {
+            span: spanned.span(),
+            kind: spanned.into_inner(),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for OutlineKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KindVisitor;
+
+        impl<'de> Visitor<'de> for KindVisitor {
+            type Value = OutlineKind;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any TOML value")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OutlineKind, E> {
+                Ok(OutlineKind::Str(v.to_string()))
+            }
+
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<OutlineKind, E> {
+                Ok(OutlineKind::Other)
+            }
+
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<OutlineKind, E> {
+                Ok(OutlineKind::Other)
+            }
+
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<OutlineKind, E> {
+                Ok(OutlineKind::Other)
+            }
+
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<OutlineKind, E> {
+                Ok(OutlineKind::Other)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OutlineKind, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Outline>()? {
+                    items.push(item);
+                }
+                Ok(OutlineKind::Array(items))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OutlineKind, A::Error> {
+                let mut entries = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, Outline>()? {
+                    entries.push((key, value));
+                }
+                Ok(OutlineKind::Table(entries))
+            }
+        }
+
+        deserializer.deserialize_any(KindVisitor)
+    }
+}
+
+/// The top level of the outline. `pools` is not wrapped in a span: written
+/// as `[pools.NAME]` it is an implicit table, which toml cannot give a span.
+/// (The same holds for an implicit sub-table such as `[pools.a.timeouts]`
+/// without `[pools.a]`; then the outline fails and no item is named.)
+#[derive(Debug, Deserialize)]
+struct OutlineRoot {
+    #[serde(default)]
+    routes: Vec<Outline>,
+    #[serde(default)]
+    listeners: Vec<Outline>,
+    #[serde(default)]
+    pools: BTreeMap<String, Outline>,
+    server: Option<Outline>,
+    admin: Option<Outline>,
+}
+
+/// The item (`route "id"`, `pool "name"`, `listener "addr"`, `server`,
+/// `admin`) whose text contains byte `offset`, if the text is valid TOML of
+/// roughly the right shape and the offset is inside one.
+pub(crate) fn item_at(src: &str, offset: usize) -> Option<String> {
+    let root: OutlineRoot = toml::from_str(src).ok()?;
+    if let Some(route) = root.routes.iter().find(|r| r.contains(offset)) {
+        return Some(match route.get("id").and_then(Outline::as_str) {
+            Some(id) => format!("route {id:?}"),
+            None => "route".to_string(),
+        });
+    }
+    if let Some((name, _)) = root.pools.iter().find(|(_, p)| p.contains(offset)) {
+        return Some(format!("pool {name:?}"));
+    }
+    if let Some(listener) = root.listeners.iter().find(|l| l.contains(offset)) {
+        return Some(match listener.get("address").and_then(Outline::as_str) {
+            Some(address) => format!("listener {address:?}"),
+            None => "listener".to_string(),
+        });
+    }
+    if root.server.is_some_and(|s| s.contains(offset)) {
+        return Some("server".to_string());
+    }
+    if root.admin.is_some_and(|s| s.contains(offset)) {
+        return Some("admin".to_string());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_accepts_string_and_table() {
+        let file = parse(
+            r#"
+            [pools.p]
+            backends = ["127.0.0.1:1", { address = "127.0.0.1:2", weight = 3 }]
+            "#,
+        )
+        .unwrap();
+        let pool = file.pools.get("p").unwrap();
+        let backends = pool.backends.get_ref();
+        assert!(matches!(backends[0].get_ref(), BackendEntry::Address(a) if a == "127.0.0.1:1"));
+        match backends[1].get_ref() {
+            BackendEntry::Table(t) => {
+                assert_eq!(t.address.get_ref(), "127.0.0.1:2");
+                assert_eq!(*t.weight.as_ref().unwrap().get_ref(), 3);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn backend_table_rejects_unknown_key() {
+        let err = parse(
+            r#"
+            [pools.p]
+            backends = [{ address = "127.0.0.1:2", wieght = 3 }]
+            "#,
+        )
+        .unwrap_err();
+        assert!(err.message().contains("unknown field `wieght`"), "{err}");
+    }
+
+    #[test]
+    fn expected_status_accepts_integer() {
+        let file = parse(
+            r#"
+            [pools.p]
+            backends = ["127.0.0.1:1"]
+            health_check = { type = "http", path = "/", expected_status = 204 }
+            "#,
+        )
+        .unwrap();
+        let hc = file.pools.get("p").unwrap().health_check.as_ref().unwrap();
+        assert_eq!(hc.expected_status.as_ref().unwrap().get_ref().0, "204");
+    }
+
+    #[test]
+    fn item_at_finds_sub_tables() {
+        let src = "[server]\nthreads = 1\n\n[pools.a]\nbackends = []\n[pools.a.timeouts]\nconnect = 1\n\n[[routes]]\nid = \"r1\"\n[routes.timeouts]\nread = 2\n\n[[listeners]]\naddress = \"x\"\n";
+        let at = |needle: &str| item_at(src, src.find(needle).unwrap());
+        assert_eq!(at("threads").as_deref(), Some("server"));
+        assert_eq!(at("connect").as_deref(), Some("pool \"a\""));
+        assert_eq!(at("read = 2").as_deref(), Some("route \"r1\""));
+        assert_eq!(at("address").as_deref(), Some("listener \"x\""));
+        assert_eq!(item_at("x = [", 3), None);
+        // An implicit pool table (only a sub-table written): no span, no item.
+        let implicit = "[pools.a.timeouts]\nconnect = 1\n";
+        assert_eq!(item_at(implicit, implicit.find("connect").unwrap()), None);
+        // Outside every item.
+        let src = "[[routes]]\nid = \"r\"\n[tls]\ncert = 1\n";
+        assert_eq!(item_at(src, src.find("tls").unwrap()), None);
+    }
+}

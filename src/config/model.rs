@@ -1,0 +1,220 @@
+//! The validated configuration model.
+//!
+//! Everything outside `config` works with these types only; serde never sees
+//! them. A [`Config`] has passed validation: pool references resolve, backend
+//! addresses parse, timeouts are positive, route ids are unique and no two
+//! routes claim the same host + path + methods.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Default proxy listener when the file names none.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+/// Default admin listener: loopback only, so the admin API is never exposed by accident.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
+/// Default worker threads of the proxy service.
+pub const DEFAULT_THREADS: usize = 1;
+/// Default upstream connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default upstream read timeout (time between two reads of the response).
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default upstream write timeout (time for one write of the request).
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default idle time of a pooled upstream keep-alive connection.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default number of retries on another backend after a connect failure.
+pub const DEFAULT_RETRIES: u32 = 1;
+/// Default backend weight.
+pub const DEFAULT_WEIGHT: u32 = 1;
+/// Default health check interval.
+pub const DEFAULT_HC_INTERVAL: Duration = Duration::from_secs(5);
+/// Default health check timeout.
+pub const DEFAULT_HC_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default consecutive successes before an unhealthy backend is used again.
+pub const DEFAULT_HC_HEALTHY_THRESHOLD: u32 = 2;
+/// Default consecutive failures before a healthy backend is ejected.
+pub const DEFAULT_HC_UNHEALTHY_THRESHOLD: u32 = 3;
+/// Default request header that carries the request id.
+pub const DEFAULT_REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A whole, validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// File it was loaded from (for messages).
+    pub source: String,
+    pub server: ServerSettings,
+    pub listeners: Vec<Listener>,
+    pub admin: AdminSettings,
+    /// Pools by name, in name order.
+    pub pools: BTreeMap<String, Pool>,
+    /// Routes in file order.
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// How long a graceful shutdown waits for in-flight requests.
+    pub grace_period: Duration,
+}
+
+/// A proxy listener. The address may use port 0 (tests); the bound address is
+/// printed at start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    pub address: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminSettings {
+    pub address: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    pub name: String,
+    pub backends: Vec<Backend>,
+    pub balance: Balance,
+    pub timeouts: Timeouts,
+    /// Retries on another backend after a connect failure (0 = none).
+    pub retries: u32,
+    pub health_check: Option<HealthCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Backend {
+    pub address: SocketAddr,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Balance {
+    /// Weighted round robin.
+    RoundRobin,
+    /// Weighted random.
+    Random,
+    /// Power of two choices over in-flight request counts.
+    LeastRequests,
+    /// Ketama consistent hashing over the given key.
+    ConsistentHash(HashKey),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// Value of a request header (lower-case name).
+    Header(String),
+    /// Value of a cookie.
+    Cookie(String),
+    /// The client's IP address.
+    ClientIp,
+    /// The request path (without query).
+    Path,
+}
+
+/// Upstream timeouts. `None` means "not set here" on a route (inherit the
+/// pool's); pools always have every field resolved except `total`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Timeouts {
+    pub connect: Option<Duration>,
+    pub read: Option<Duration>,
+    pub write: Option<Duration>,
+    pub idle: Option<Duration>,
+    /// Deadline for the whole request, across retries.
+    pub total: Option<Duration>,
+}
+
+impl Timeouts {
+    /// Fields set in `self` win; the rest come from `base`.
+    pub fn overlay(&self, base: &Timeouts) -> Timeouts {
+        Timeouts {
+            connect: self.connect.or(base.connect),
+            read: self.read.or(base.read),
+            write: self.write.or(base.write),
+            idle: self.idle.or(base.idle),
+            total: self.total.or(base.total),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub kind: HealthCheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    Tcp,
+    Http {
+        path: String,
+        /// `Host` header sent with the probe; defaults to the backend address.
+        host: Option<String>,
+        /// Inclusive range of statuses counted as healthy.
+        expected_status: (u16, u16),
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub id: String,
+    /// Host patterns; empty = any host.
+    pub hosts: Vec<HostPattern>,
+    pub path: PathMatch,
+    /// Upper-case methods; empty = any method.
+    pub methods: Vec<String>,
+    pub pool: String,
+    /// Remove the matched prefix before forwarding (`/v1/x` → `/x`).
+    pub strip_prefix: bool,
+    /// Replace the matched prefix with this one (`/v1/x` → `/api/x`).
+    pub rewrite_prefix: Option<String>,
+    pub request_headers: HeaderRules,
+    pub response_headers: HeaderRules,
+    /// Per-route overrides of the pool's timeouts.
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostPattern {
+    /// Lower-case exact host name (no port).
+    Exact(String),
+    /// `*.example.com`: stored as the lower-case suffix `.example.com`.
+    /// Matches one or more labels in front of it, not the apex.
+    Wildcard(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PathMatch {
+    Exact(String),
+    /// Matches the prefix itself and anything below it on a segment
+    /// boundary: `/v1` matches `/v1`, `/v1/`, `/v1/x`, not `/v10`.
+    Prefix(String),
+}
+
+impl PathMatch {
+    pub fn as_str(&self) -> &str {
+        match self {
+            PathMatch::Exact(p) | PathMatch::Prefix(p) => p,
+        }
+    }
+}
+
+/// Header edits: `remove` is applied first, then `set` (which replaces any
+/// existing value).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HeaderRules {
+    /// (lower-case name, value)
+    pub set: Vec<(String, String)>,
+    /// lower-case names
+    pub remove: Vec<String>,
+}
+
+impl HeaderRules {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty()
+    }
+}

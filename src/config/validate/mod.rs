@@ -1,0 +1,323 @@
+//! Validation: turns the file types into the [`model`] or lists everything
+//! that is wrong with them.
+//!
+//! Validation never stops at the first problem. Each check reports into a
+//! shared list, pointing at the offending value (or at the item's id or name
+//! when there is no better place), and carries on with a stand-in value so
+//! the remaining checks still run. Only when the list is empty is the model
+//! handed out.
+//!
+//! The checks are split by concern, each an `impl Validator` block of its
+//! own: this file holds the core (server, listeners, admin, addresses and
+//! durations) and the helpers they share; [`pools`] checks pools and their
+//! backends, balancing and health checks; [`routes`] checks routes, their
+//! matches and header rules, and the conflicts between them.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::Duration;
+
+use humantime_serde::re::humantime;
+use toml::Spanned;
+
+use super::error::{ConfigError, Locator};
+use super::file::{AdminFile, FileConfig, ListenerFile, ServerFile};
+use super::model::{self, Config};
+
+mod pools;
+mod routes;
+
+/// Grace period when `[server] grace_period` is not set.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
+
+/// Largest backend weight accepted (weights are relative; 1 is the default).
+pub const MAX_WEIGHT: u32 = 1000;
+
+const DURATION_EXAMPLES: &str = r#"write e.g. "500ms", "5s" or "1m 30s""#;
+
+/// Validate `file` and build the model, or return every error found
+/// (unsorted; the caller orders them).
+pub(crate) fn validate(file: FileConfig, loc: &Locator<'_>) -> Result<Config, Vec<ConfigError>> {
+    let mut v = Validator {
+        loc,
+        errors: Vec::new(),
+    };
+    let config = v.config(file);
+    if v.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(v.errors)
+    }
+}
+
+struct Validator<'a> {
+    loc: &'a Locator<'a>,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, span: Range<usize>, item: Option<&str>, message: impl Into<String>) {
+        let error = self.loc.error(span, item.map(str::to_string), message);
+        self.errors.push(error);
+    }
+
+    fn line_of(&self, span: &Range<usize>) -> usize {
+        self.loc.line_col(span.start).0
+    }
+
+    fn config(&mut self, file: FileConfig) -> Config {
+        let server = self.server(file.server.as_ref());
+        let listeners = self.listeners(file.listeners.as_ref());
+        let admin = self.admin(file.admin.as_ref(), file.listeners.as_ref(), &listeners);
+        let pool_names: BTreeSet<String> = file.pools.keys().map(|k| k.get_ref().clone()).collect();
+        let pools = file
+            .pools
+            .iter()
+            .map(|(name, pool)| (name.get_ref().clone(), self.pool(name, pool)))
+            .collect();
+        let routes = self.routes(&file.routes, &pool_names);
+        Config {
+            source: self.loc.file().to_string(),
+            server,
+            listeners,
+            admin,
+            pools,
+            routes,
+        }
+    }
+
+    // ---- server, listeners, admin --------------------------------------
+
+    fn server(&mut self, server: Option<&ServerFile>) -> model::ServerSettings {
+        let mut settings = model::ServerSettings {
+            threads: model::DEFAULT_THREADS,
+            grace_period: DEFAULT_GRACE_PERIOD,
+        };
+        let Some(server) = server else {
+            return settings;
+        };
+        let item = Some("server");
+        if let Some(threads) = &server.threads {
+            if *threads.get_ref() == 0 {
+                self.error(threads.span(), item, "threads must be at least 1");
+            }
+            settings.threads = *threads.get_ref();
+        }
+        if let Some(grace) = &server.grace_period {
+            if let Some(d) = self.duration(grace, "grace_period", item) {
+                settings.grace_period = d;
+            }
+        }
+        settings
+    }
+
+    fn listeners(
+        &mut self,
+        listeners: Option<&Spanned<Vec<ListenerFile>>>,
+    ) -> Vec<model::Listener> {
+        let Some(listeners) = listeners else {
+            return vec![model::Listener {
+                address: default_addr(model::DEFAULT_LISTEN),
+            }];
+        };
+        if listeners.get_ref().is_empty() {
+            self.error(
+                listeners.span(),
+                None,
+                format!(
+                    "listeners is empty; remove it to listen on {} or add a [[listeners]] table",
+                    model::DEFAULT_LISTEN
+                ),
+            );
+        }
+        let mut seen: Vec<(SocketAddr, Range<usize>)> = Vec::new();
+        let mut out = Vec::new();
+        for listener in listeners.get_ref() {
+            let text = listener.address.get_ref();
+            let item = format!("listener {text:?}");
+            let Some(address) = self.socket_addr(&listener.address, &item, "listener address")
+            else {
+                continue;
+            };
+            if let Some((other, span)) = seen.iter().find(|(other, _)| overlaps(*other, address)) {
+                let line = self.line_of(span);
+                let message = if *other == address {
+                    format!("duplicate listener address {address} (also at line {line})")
+                } else {
+                    format!("address {address} overlaps listener {other} (line {line}): both bind port {}", address.port())
+                };
+                self.error(listener.address.span(), Some(&item), message);
+            }
+            seen.push((address, listener.address.span()));
+            out.push(model::Listener { address });
+        }
+        out
+    }
+
+    fn admin(
+        &mut self,
+        admin: Option<&AdminFile>,
+        listener_file: Option<&Spanned<Vec<ListenerFile>>>,
+        listeners: &[model::Listener],
+    ) -> model::AdminSettings {
+        let configured = admin.and_then(|a| a.address.as_ref());
+        let address = match configured {
+            Some(spanned) => match self.socket_addr(spanned, "admin", "admin address") {
+                Some(a) => a,
+                None => {
+                    return model::AdminSettings {
+                        address: default_addr(model::DEFAULT_ADMIN_LISTEN),
+                    }
+                }
+            },
+            None => default_addr(model::DEFAULT_ADMIN_LISTEN),
+        };
+        // Listener spans, when the listeners come from the file (failed
+        // addresses were skipped, so match them up by value).
+        let listener_spans: Vec<(SocketAddr, Option<Range<usize>>)> = match listener_file {
+            Some(file) => file
+                .get_ref()
+                .iter()
+                .filter_map(|l| {
+                    let a = l.address.get_ref().parse::<SocketAddr>().ok()?;
+                    Some((a, Some(l.address.span())))
+                })
+                .collect(),
+            None => listeners.iter().map(|l| (l.address, None)).collect(),
+        };
+        for (listener, span) in listener_spans {
+            if !overlaps(listener, address) {
+                continue;
+            }
+            match (configured, span) {
+                (Some(admin), Some(span)) => {
+                    let line = self.line_of(&span);
+                    self.error(
+                        admin.span(),
+                        Some("admin"),
+                        format!("address {address} collides with listener {listener} (line {line}); the admin API needs an address of its own"),
+                    );
+                }
+                (Some(admin), None) => self.error(
+                    admin.span(),
+                    Some("admin"),
+                    format!("address {address} collides with the default listener {listener}; the admin API needs an address of its own"),
+                ),
+                (None, Some(span)) => self.error(
+                    span,
+                    Some(&format!("listener \"{listener}\"")),
+                    format!("address {listener} collides with the default admin address {address}; set [admin] address to move the admin API"),
+                ),
+                (None, None) => {}
+            }
+        }
+        model::AdminSettings { address }
+    }
+
+    fn socket_addr(&mut self, s: &Spanned<String>, item: &str, what: &str) -> Option<SocketAddr> {
+        match s.get_ref().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(
+                    s.span(),
+                    Some(item),
+                    format!(
+                        r#"{what} {:?} is not an ip:port address (e.g. "127.0.0.1:8080" or "[::1]:8080"); host names are not supported"#,
+                        s.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Parse a humantime duration greater than 0; `what` names the key in
+    /// messages.
+    fn duration(
+        &mut self,
+        s: &Spanned<String>,
+        what: &str,
+        item: Option<&str>,
+    ) -> Option<Duration> {
+        let text = s.get_ref();
+        match humantime::parse_duration(text) {
+            Ok(d) if d.is_zero() => {
+                self.error(s.span(), item, format!("{what} must be greater than 0"));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                let reason = match e {
+                    humantime::DurationError::UnknownUnit { unit, .. } if !unit.is_empty() => {
+                        format!("unknown time unit {unit:?}")
+                    }
+                    other => other.to_string(),
+                };
+                self.error(
+                    s.span(),
+                    item,
+                    format!("{what}: {text:?} is not a duration ({reason}); {DURATION_EXAMPLES}"),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Pool names and route ids: `[A-Za-z0-9_.-]+`.
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// An HTTP token (RFC 9110 `tchar`+): method names and header names.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
+}
+
+/// Printable ASCII without spaces.
+fn is_visible_ascii(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn default_addr(text: &str) -> SocketAddr {
+    // The defaults are constants written as valid literals; the tests check
+    // that they parse.
+    text.parse()
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+/// Two bind addresses collide when they use the same non-zero port and one
+/// covers the other: the same IP, or an unspecified address of the same family
+/// (`[::]` also covers IPv4, as a dual-stack socket does by default).
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    fn covers(a: SocketAddr, b: SocketAddr) -> bool {
+        a.ip() == b.ip() || (a.ip().is_unspecified() && (a.is_ipv6() || b.is_ipv4()))
+    }
+    a.port() != 0 && a.port() == b.port() && (covers(a, b) || covers(b, a))
+}
+
+#[cfg(test)]
+mod tests;

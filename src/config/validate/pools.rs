@@ -1,0 +1,373 @@
+//! Pool checks: the backends and their weights, the balancing policy and
+//! its hash key, timeouts (shared with routes) and the active health check.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use humantime_serde::re::humantime;
+use toml::Spanned;
+
+use super::{is_name, is_token, is_visible_ascii, Validator, MAX_WEIGHT};
+use crate::config::file::{BackendEntry, HealthCheckFile, PoolFile, StatusText, TimeoutsFile};
+use crate::config::model;
+
+const BALANCES: &str = "round_robin, random, least_requests, consistent_hash";
+const HASH_KEYS: &str = "client_ip, path, header:NAME or cookie:NAME";
+
+impl Validator<'_> {
+    pub(super) fn pool(&mut self, name: &Spanned<String>, pool: &PoolFile) -> model::Pool {
+        let item = format!("pool {:?}", name.get_ref());
+        let item = item.as_str();
+        if !is_name(name.get_ref()) {
+            self.error(
+                name.span(),
+                Some(item),
+                "pool names may only contain letters, digits, '_', '.' and '-'",
+            );
+        }
+        let backends = self.backends(pool, item);
+        let balance = self.balance(pool, item);
+        let timeouts = self.timeouts(pool.timeouts.as_ref(), item);
+        let timeouts = model::Timeouts {
+            connect: timeouts.connect.or(Some(model::DEFAULT_CONNECT_TIMEOUT)),
+            read: timeouts.read.or(Some(model::DEFAULT_READ_TIMEOUT)),
+            write: timeouts.write.or(Some(model::DEFAULT_WRITE_TIMEOUT)),
+            idle: timeouts.idle.or(Some(model::DEFAULT_IDLE_TIMEOUT)),
+            total: timeouts.total,
+        };
+        let health_check = pool
+            .health_check
+            .as_ref()
+            .map(|hc| self.health_check(hc, item));
+        model::Pool {
+            name: name.get_ref().clone(),
+            backends,
+            balance,
+            timeouts,
+            retries: pool
+                .retries
+                .as_ref()
+                .map_or(model::DEFAULT_RETRIES, |r| *r.get_ref()),
+            health_check,
+        }
+    }
+
+    fn backends(&mut self, pool: &PoolFile, item: &str) -> Vec<model::Backend> {
+        if pool.backends.get_ref().is_empty() {
+            self.error(
+                pool.backends.span(),
+                Some(item),
+                r#"backends is empty; list at least one "ip:port""#,
+            );
+        }
+        let mut out = Vec::new();
+        let mut seen: HashMap<SocketAddr, Range<usize>> = HashMap::new();
+        for entry in pool.backends.get_ref() {
+            let (text, span, weight) = match entry.get_ref() {
+                BackendEntry::Address(a) => (a.as_str(), entry.span(), None),
+                BackendEntry::Table(t) => (
+                    t.address.get_ref().as_str(),
+                    t.address.span(),
+                    t.weight.as_ref(),
+                ),
+            };
+            let weight = match weight {
+                Some(w) => {
+                    let value = *w.get_ref();
+                    if !(1..=MAX_WEIGHT).contains(&value) {
+                        self.error(
+                            w.span(),
+                            Some(item),
+                            format!(
+                                "backend weight must be between 1 and {MAX_WEIGHT}, got {value}"
+                            ),
+                        );
+                    }
+                    value
+                }
+                None => model::DEFAULT_WEIGHT,
+            };
+            let address = match text.parse::<SocketAddr>() {
+                Ok(a) if a.port() == 0 => {
+                    self.error(
+                        span,
+                        Some(item),
+                        format!("backend address {text:?} has port 0"),
+                    );
+                    continue;
+                }
+                Ok(a) => a,
+                Err(_) => {
+                    self.error(
+                        span,
+                        Some(item),
+                        format!(
+                            r#"backend address {text:?} is not an ip:port address (e.g. "127.0.0.1:9001"); host names are not supported yet"#
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if let Some(first) = seen.get(&address) {
+                let line = self.line_of(first);
+                self.error(
+                    span,
+                    Some(item),
+                    format!("duplicate backend {address} (first listed at line {line})"),
+                );
+                continue;
+            }
+            seen.insert(address, span);
+            out.push(model::Backend { address, weight });
+        }
+        out
+    }
+
+    fn balance(&mut self, pool: &PoolFile, item: &str) -> model::Balance {
+        let kind = match &pool.balance {
+            None => Some("round_robin"),
+            Some(b) => match b.get_ref().as_str() {
+                k @ ("round_robin" | "random" | "least_requests" | "consistent_hash") => Some(k),
+                other => {
+                    self.error(
+                        b.span(),
+                        Some(item),
+                        format!("unknown balance {other:?}; expected one of {BALANCES}"),
+                    );
+                    None
+                }
+            },
+        };
+        let hash_key = pool.hash_key.as_ref().and_then(|k| self.hash_key(k, item));
+        match (kind, &pool.hash_key) {
+            (Some("consistent_hash"), None) => {
+                let span = pool.balance.as_ref().map(|b| b.span()).unwrap_or_default();
+                self.error(
+                    span,
+                    Some(item),
+                    format!(r#"balance = "consistent_hash" needs a hash_key ({HASH_KEYS})"#),
+                );
+            }
+            (Some(k), Some(key)) if k != "consistent_hash" => self.error(
+                key.span(),
+                Some(item),
+                format!(
+                    r#"hash_key only applies to balance = "consistent_hash" (balance is "{k}")"#
+                ),
+            ),
+            _ => {}
+        }
+        match kind {
+            Some("random") => model::Balance::Random,
+            Some("least_requests") => model::Balance::LeastRequests,
+            Some("consistent_hash") => {
+                model::Balance::ConsistentHash(hash_key.unwrap_or(model::HashKey::ClientIp))
+            }
+            _ => model::Balance::RoundRobin,
+        }
+    }
+
+    fn hash_key(&mut self, key: &Spanned<String>, item: &str) -> Option<model::HashKey> {
+        let text = key.get_ref().as_str();
+        let parsed = match text {
+            "client_ip" => Some(model::HashKey::ClientIp),
+            "path" => Some(model::HashKey::Path),
+            _ => match text.split_once(':') {
+                Some(("header", name)) if is_token(name) => {
+                    Some(model::HashKey::Header(name.to_ascii_lowercase()))
+                }
+                Some(("cookie", name)) if is_token(name) => {
+                    Some(model::HashKey::Cookie(name.to_string()))
+                }
+                _ => None,
+            },
+        };
+        if parsed.is_none() {
+            let message = match text.split_once(':') {
+                Some((kind @ ("header" | "cookie"), name)) => {
+                    format!("invalid hash_key {text:?}: {name:?} is not a valid {kind} name")
+                }
+                _ => format!("invalid hash_key {text:?}; expected {HASH_KEYS}"),
+            };
+            self.error(key.span(), Some(item), message);
+        }
+        parsed
+    }
+
+    /// Parse a `timeouts` table; only what is set. Zero is an error.
+    pub(super) fn timeouts(&mut self, t: Option<&TimeoutsFile>, item: &str) -> model::Timeouts {
+        let Some(t) = t else {
+            return model::Timeouts::default();
+        };
+        let mut one = |v: &Option<Spanned<String>>, key: &str| {
+            v.as_ref()
+                .and_then(|s| self.duration(s, &format!("timeouts.{key}"), Some(item)))
+        };
+        model::Timeouts {
+            connect: one(&t.connect, "connect"),
+            read: one(&t.read, "read"),
+            write: one(&t.write, "write"),
+            idle: one(&t.idle, "idle"),
+            total: one(&t.total, "total"),
+        }
+    }
+
+    fn health_check(&mut self, hc: &HealthCheckFile, item: &str) -> model::HealthCheck {
+        let kind = match hc.kind.get_ref().as_str() {
+            "http" => {
+                let path = match &hc.path {
+                    Some(p) => {
+                        let text = p.get_ref();
+                        if !text.starts_with('/') {
+                            self.error(
+                                p.span(),
+                                Some(item),
+                                format!("health_check.path {text:?} must start with '/'"),
+                            );
+                        } else if !is_visible_ascii(text) {
+                            self.error(
+                                p.span(),
+                                Some(item),
+                                "health_check.path must not contain spaces or control characters",
+                            );
+                        }
+                        text.clone()
+                    }
+                    None => {
+                        self.error(
+                            hc.kind.span(),
+                            Some(item),
+                            r#"health_check type = "http" needs a path, e.g. path = "/healthz""#,
+                        );
+                        String::new()
+                    }
+                };
+                let host = hc.host.as_ref().map(|h| {
+                    if h.get_ref().is_empty() || !is_visible_ascii(h.get_ref()) {
+                        self.error(h.span(), Some(item), "health_check.host must be a non-empty host name without spaces or control characters");
+                    }
+                    h.get_ref().clone()
+                });
+                let expected_status = match &hc.expected_status {
+                    Some(s) => self.status_range(s, item).unwrap_or((200, 399)),
+                    None => (200, 399),
+                };
+                Some(model::HealthCheckKind::Http {
+                    path,
+                    host,
+                    expected_status,
+                })
+            }
+            "tcp" => {
+                let http_only = [
+                    ("path", hc.path.as_ref().map(|s| s.span())),
+                    ("host", hc.host.as_ref().map(|s| s.span())),
+                    (
+                        "expected_status",
+                        hc.expected_status.as_ref().map(|s| s.span()),
+                    ),
+                ];
+                for (key, span) in http_only {
+                    if let Some(span) = span {
+                        self.error(
+                            span,
+                            Some(item),
+                            format!("health_check.{key} only applies to type = \"http\""),
+                        );
+                    }
+                }
+                Some(model::HealthCheckKind::Tcp)
+            }
+            other => {
+                self.error(
+                    hc.kind.span(),
+                    Some(item),
+                    format!("unknown health_check type {other:?}; expected http or tcp"),
+                );
+                None
+            }
+        };
+        let interval = hc
+            .interval
+            .as_ref()
+            .and_then(|s| self.duration(s, "health_check.interval", Some(item)));
+        let timeout = hc
+            .timeout
+            .as_ref()
+            .and_then(|s| self.duration(s, "health_check.timeout", Some(item)));
+        let interval_or_default = interval.unwrap_or(model::DEFAULT_HC_INTERVAL);
+        let timeout_or_default = timeout.unwrap_or(model::DEFAULT_HC_TIMEOUT);
+        if timeout_or_default > interval_or_default {
+            // Point at whichever of the two the file sets (the timeout if both).
+            let span = hc
+                .timeout
+                .as_ref()
+                .filter(|_| timeout.is_some())
+                .or(hc.interval.as_ref().filter(|_| interval.is_some()))
+                .map(|s| s.span());
+            if let Some(span) = span {
+                self.error(
+                    span,
+                    Some(item),
+                    format!(
+                        "health_check.timeout ({}) must not be longer than health_check.interval ({})",
+                        humantime::format_duration(timeout_or_default),
+                        humantime::format_duration(interval_or_default)
+                    ),
+                );
+            }
+        }
+        let mut threshold = |v: &Option<Spanned<u32>>, key: &str, default: u32| match v {
+            Some(t) if *t.get_ref() == 0 => {
+                self.error(
+                    t.span(),
+                    Some(item),
+                    format!("health_check.{key} must be greater than 0"),
+                );
+                default
+            }
+            Some(t) => *t.get_ref(),
+            None => default,
+        };
+        let healthy_threshold = threshold(
+            &hc.healthy_threshold,
+            "healthy_threshold",
+            model::DEFAULT_HC_HEALTHY_THRESHOLD,
+        );
+        let unhealthy_threshold = threshold(
+            &hc.unhealthy_threshold,
+            "unhealthy_threshold",
+            model::DEFAULT_HC_UNHEALTHY_THRESHOLD,
+        );
+        model::HealthCheck {
+            kind: kind.unwrap_or(model::HealthCheckKind::Tcp),
+            interval: interval_or_default,
+            timeout: timeout_or_default,
+            healthy_threshold,
+            unhealthy_threshold,
+        }
+    }
+
+    fn status_range(&mut self, s: &Spanned<StatusText>, item: &str) -> Option<(u16, u16)> {
+        let text = s.get_ref().0.as_str();
+        let (low, high) = text.split_once('-').unwrap_or((text, text));
+        let parse = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|n| (100..=599).contains(n))
+        };
+        match (parse(low), parse(high)) {
+            (Some(l), Some(h)) if l <= h => Some((l, h)),
+            _ => {
+                self.error(
+                    s.span(),
+                    Some(item),
+                    format!(r#"invalid health_check.expected_status {text:?}; expected a status like "200" or a range like "200-399", within 100-599"#),
+                );
+                None
+            }
+        }
+    }
+}

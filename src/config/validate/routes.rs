@@ -1,0 +1,441 @@
+//! Route checks: ids, the request match (hosts, path, methods), header
+//! rules, the pool reference, and the conflicts between routes that would
+//! claim the same requests.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
+
+use toml::Spanned;
+
+use super::{is_name, is_token, is_visible_ascii, Validator};
+use crate::config::file::{HeaderRulesFile, RouteFile};
+use crate::config::model;
+
+/// Headers that frame the message or belong to one connection. Rewriting them
+/// would corrupt the exchange, so header rules may neither set nor remove them.
+const PROTECTED_HEADERS: &[&str] = &[
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// What a route matches, kept to detect conflicts between routes.
+struct MatchKey {
+    index: usize,
+    hosts: BTreeSet<model::HostPattern>,
+    path: model::PathMatch,
+    methods: BTreeSet<String>,
+}
+
+impl Validator<'_> {
+    pub(super) fn routes(
+        &mut self,
+        routes: &[RouteFile],
+        pools: &BTreeSet<String>,
+    ) -> Vec<model::Route> {
+        let mut ids: HashMap<&str, Range<usize>> = HashMap::new();
+        let mut keys = Vec::new();
+        let mut out = Vec::new();
+        for (index, route) in routes.iter().enumerate() {
+            let id = route.id.get_ref().as_str();
+            let item = format!("route {id:?}");
+            if !is_name(id) {
+                self.error(
+                    route.id.span(),
+                    Some(&item),
+                    "route ids may only contain letters, digits, '_', '.' and '-'",
+                );
+            }
+            if let Some(first) = ids.get(id) {
+                let line = self.line_of(first);
+                self.error(
+                    route.id.span(),
+                    Some(&item),
+                    format!("duplicate route id {id:?} (first used at line {line})"),
+                );
+            } else {
+                ids.insert(id, route.id.span());
+            }
+            let (model_route, key) = self.route(index, route, &item, pools);
+            keys.extend(key);
+            out.push(model_route);
+        }
+        self.conflicts(routes, &keys);
+        out
+    }
+
+    /// Build one route; the match key is `None` when its hosts, path or
+    /// methods had errors (so no conflict is reported on a guess).
+    fn route(
+        &mut self,
+        index: usize,
+        route: &RouteFile,
+        item: &str,
+        pools: &BTreeSet<String>,
+    ) -> (model::Route, Option<MatchKey>) {
+        let errors_before = self.errors.len();
+        let hosts = self.hosts(route.hosts.as_deref().unwrap_or_default(), item);
+        let exact = match &route.path_match {
+            None => false,
+            Some(m) => match m.get_ref().as_str() {
+                "prefix" => false,
+                "exact" => true,
+                other => {
+                    self.error(
+                        m.span(),
+                        Some(item),
+                        format!("unknown path_match {other:?}; expected prefix or exact"),
+                    );
+                    false
+                }
+            },
+        };
+        let path = self.path(&route.path, "path", item);
+        let path = if exact {
+            model::PathMatch::Exact(path)
+        } else {
+            model::PathMatch::Prefix(normalise_prefix(&path))
+        };
+        let methods = self.methods(route.methods.as_deref().unwrap_or_default(), item);
+        let match_ok = self.errors.len() == errors_before;
+
+        let pool = route.pool.get_ref();
+        if !pools.contains(pool) {
+            let defined = if pools.is_empty() {
+                "no pools are defined".to_string()
+            } else {
+                let names: Vec<&str> = pools.iter().map(String::as_str).collect();
+                format!("defined pools: {}", names.join(", "))
+            };
+            self.error(
+                route.pool.span(),
+                Some(item),
+                format!("pool {pool:?} is not defined ({defined})"),
+            );
+        }
+
+        let strip_prefix = route.strip_prefix.as_ref().is_some_and(|s| *s.get_ref());
+        if let (true, Some(s)) = (exact && strip_prefix, &route.strip_prefix) {
+            self.error(
+                s.span(),
+                Some(item),
+                r#"strip_prefix only applies to path_match = "prefix""#,
+            );
+        }
+        let rewrite_prefix = route.rewrite_prefix.as_ref().map(|r| {
+            if exact {
+                self.error(
+                    r.span(),
+                    Some(item),
+                    r#"rewrite_prefix only applies to path_match = "prefix""#,
+                );
+            } else if strip_prefix {
+                self.error(
+                    r.span(),
+                    Some(item),
+                    "strip_prefix and rewrite_prefix cannot be used together",
+                );
+            }
+            normalise_prefix(&self.path(r, "rewrite_prefix", item))
+        });
+
+        let request_headers =
+            self.header_rules(route.request_headers.as_ref(), "request_headers", item);
+        let response_headers =
+            self.header_rules(route.response_headers.as_ref(), "response_headers", item);
+        let timeouts = self.timeouts(route.timeouts.as_ref(), item);
+
+        let key = match_ok.then(|| MatchKey {
+            index,
+            hosts: hosts.iter().cloned().collect(),
+            path: path.clone(),
+            methods: methods.iter().cloned().collect(),
+        });
+        let model_route = model::Route {
+            id: route.id.get_ref().clone(),
+            hosts,
+            path,
+            methods,
+            pool: pool.clone(),
+            strip_prefix,
+            rewrite_prefix,
+            request_headers,
+            response_headers,
+            timeouts,
+        };
+        (model_route, key)
+    }
+
+    fn hosts(&mut self, hosts: &[Spanned<String>], item: &str) -> Vec<model::HostPattern> {
+        let mut out: Vec<model::HostPattern> = Vec::new();
+        for host in hosts {
+            let text = host.get_ref().to_ascii_lowercase();
+            let pattern = match parse_host(&text) {
+                Ok(p) => p,
+                Err(why) => {
+                    self.error(
+                        host.span(),
+                        Some(item),
+                        format!("host {:?} {why}", host.get_ref()),
+                    );
+                    continue;
+                }
+            };
+            if out.contains(&pattern) {
+                self.error(
+                    host.span(),
+                    Some(item),
+                    format!("host {text:?} is listed twice"),
+                );
+                continue;
+            }
+            out.push(pattern);
+        }
+        out
+    }
+
+    /// Check a path-like value (`path`, `rewrite_prefix`); returns it as is.
+    fn path(&mut self, p: &Spanned<String>, key: &str, item: &str) -> String {
+        let text = p.get_ref();
+        let problem = if !text.starts_with('/') {
+            Some(format!("{key} {text:?} must start with '/'"))
+        } else if text.contains(['?', '#']) {
+            Some(format!("{key} {text:?} must not contain '?' or '#' (query strings and fragments are not matched)"))
+        } else if !is_visible_ascii(text) {
+            Some(format!("{key} {text:?} must not contain spaces, control or non-ASCII characters (percent-encode them)"))
+        } else if text.contains('*') {
+            Some(format!(
+                r#"{key} {text:?} must not contain '*': paths are literal (a prefix route already matches everything below it)"#
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = problem {
+            self.error(p.span(), Some(item), message);
+        }
+        text.clone()
+    }
+
+    fn methods(&mut self, methods: &[Spanned<String>], item: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for method in methods {
+            let upper = method.get_ref().to_ascii_uppercase();
+            if !is_token(&upper) {
+                self.error(
+                    method.span(),
+                    Some(item),
+                    format!("method {:?} is not a valid HTTP method", method.get_ref()),
+                );
+            } else if out.contains(&upper) {
+                self.error(
+                    method.span(),
+                    Some(item),
+                    format!("method {upper} is listed twice"),
+                );
+            } else {
+                out.push(upper);
+            }
+        }
+        out
+    }
+
+    fn header_rules(
+        &mut self,
+        rules: Option<&HeaderRulesFile>,
+        key: &str,
+        item: &str,
+    ) -> model::HeaderRules {
+        let Some(rules) = rules else {
+            return model::HeaderRules::default();
+        };
+        let mut out = model::HeaderRules::default();
+        for (name, value) in &rules.set {
+            let Some(lower) = self.header_name(name, &format!("{key}.set"), item) else {
+                continue;
+            };
+            if out.set.iter().any(|(n, _)| *n == lower) {
+                self.error(
+                    name.span(),
+                    Some(item),
+                    format!("{key}.set: header {lower:?} is set twice"),
+                );
+                continue;
+            }
+            if !value.get_ref().bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+                self.error(
+                    value.span(),
+                    Some(item),
+                    format!("{key}.set: the value of header {lower:?} may only contain visible ASCII characters and spaces (no CR, LF or other control characters)"),
+                );
+            }
+            out.set.push((lower, value.get_ref().clone()));
+        }
+        // The file's table is ordered by the names as written; order by the
+        // lower-cased names instead.
+        out.set.sort();
+        for name in &rules.remove {
+            let Some(lower) = self.header_name(name, &format!("{key}.remove"), item) else {
+                continue;
+            };
+            if out.remove.contains(&lower) {
+                self.error(
+                    name.span(),
+                    Some(item),
+                    format!("{key}.remove: header {lower:?} is listed twice"),
+                );
+                continue;
+            }
+            out.remove.push(lower);
+        }
+        out
+    }
+
+    /// A header name from a rule, lower-cased; `None` (after an error) when
+    /// it is not a token or is a protected framing header.
+    fn header_name(&mut self, name: &Spanned<String>, key: &str, item: &str) -> Option<String> {
+        let text = name.get_ref();
+        if !is_token(text) {
+            self.error(
+                name.span(),
+                Some(item),
+                format!("{key}: {text:?} is not a valid header name"),
+            );
+            return None;
+        }
+        let lower = text.to_ascii_lowercase();
+        if PROTECTED_HEADERS.contains(&lower.as_str()) {
+            self.error(
+                name.span(),
+                Some(item),
+                format!("{key}: header {lower:?} frames the message or the connection and cannot be changed by header rules"),
+            );
+            return None;
+        }
+        Some(lower)
+    }
+
+    /// Report every pair of routes that claim the same requests.
+    fn conflicts(&mut self, routes: &[RouteFile], keys: &[MatchKey]) {
+        for (j, later) in keys.iter().enumerate() {
+            for earlier in &keys[..j] {
+                let Some(what) = conflict(earlier, later) else {
+                    continue;
+                };
+                let first = &routes[earlier.index];
+                let second = &routes[later.index];
+                let line = self.line_of(&first.id.span());
+                let item = format!("route {:?}", second.id.get_ref());
+                self.error(
+                    second.id.span(),
+                    Some(&item),
+                    format!(
+                        "conflicts with route {:?} (line {line}): both match {what}",
+                        first.id.get_ref()
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Describe what two routes both match, or `None` when they do not conflict.
+///
+/// They conflict when they have the same path match, share a host pattern (or
+/// both match any host), and either both match any method or their method
+/// sets intersect. A route with methods is more specific than one without, so
+/// that pair does not conflict.
+fn conflict(a: &MatchKey, b: &MatchKey) -> Option<String> {
+    if a.path != b.path {
+        return None;
+    }
+    let hosts = match (a.hosts.is_empty(), b.hosts.is_empty()) {
+        (true, true) => "any host".to_string(),
+        (false, false) => {
+            let shared = a.hosts.intersection(&b.hosts).next()?;
+            format!("host {:?}", host_text(shared))
+        }
+        _ => return None,
+    };
+    let methods = match (a.methods.is_empty(), b.methods.is_empty()) {
+        (true, true) => "any method".to_string(),
+        (false, false) => {
+            let shared: Vec<&str> = a
+                .methods
+                .intersection(&b.methods)
+                .map(String::as_str)
+                .collect();
+            if shared.is_empty() {
+                return None;
+            }
+            format!("method {}", shared.join(", "))
+        }
+        _ => return None,
+    };
+    let path = match &a.path {
+        model::PathMatch::Exact(p) => format!("exact path {p:?}"),
+        model::PathMatch::Prefix(p) => format!("path prefix {p:?}"),
+    };
+    Some(format!("{hosts}, {path} and {methods}"))
+}
+
+fn host_text(h: &model::HostPattern) -> String {
+    match h {
+        model::HostPattern::Exact(h) => h.clone(),
+        model::HostPattern::Wildcard(suffix) => format!("*{suffix}"),
+    }
+}
+
+/// Parse a lower-cased host pattern; the error completes `host "…" {error}`.
+fn parse_host(text: &str) -> Result<model::HostPattern, String> {
+    if text.is_empty() {
+        return Err("is empty".into());
+    }
+    if text.contains(':') {
+        return Err(
+            "must not contain ':' (ports are not matched, IPv6 literals are not supported)".into(),
+        );
+    }
+    let (wildcard, name) = match text.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    if name.contains('*') {
+        return Err(r#"has a misplaced '*': a wildcard must be the whole first label, as in "*.example.com""#.into());
+    }
+    let valid = name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if !valid {
+        return Err(
+            "is not a valid host name (labels of letters, digits, '-' and '_', separated by dots)"
+                .into(),
+        );
+    }
+    Ok(if wildcard {
+        model::HostPattern::Wildcard(format!(".{name}"))
+    } else {
+        model::HostPattern::Exact(name.to_string())
+    })
+}
+
+/// Drop trailing slashes from a prefix (`/v1/` → `/v1`), keeping `/` itself.
+fn normalise_prefix(p: &str) -> String {
+    let trimmed = p.trim_end_matches('/');
+    if trimmed.is_empty() && p.starts_with('/') {
+        "/".to_string()
+    } else if trimmed.is_empty() {
+        p.to_string()
+    } else {
+        trimmed.to_string()
+    }
+}

@@ -1,0 +1,152 @@
+//! Unit tests for validation: shared helpers and the core checks (server,
+//! listeners, admin, durations, addresses); pool and route checks are
+//! tested in [`pools`] and [`routes`].
+
+use super::super::{parse_str, ConfigErrors};
+use super::*;
+use model::{HostPattern, PathMatch};
+
+const POOL: &str = "[pools.p]\nbackends = [\"127.0.0.1:9001\"]\n";
+
+fn all_errors(src: &str) -> Vec<String> {
+    match parse_str(src, "f.toml") {
+        Ok(_) => panic!("expected errors for:\n{src}"),
+        Err(ConfigErrors(errors)) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// The only error of `src`.
+fn only_error(src: &str) -> String {
+    let errors = all_errors(src);
+    assert_eq!(errors.len(), 1, "expected one error, got {errors:#?}");
+    errors.into_iter().next().unwrap()
+}
+
+fn ok(src: &str) -> Config {
+    parse_str(src, "f.toml").unwrap_or_else(|e| panic!("unexpected errors:\n{e}"))
+}
+
+fn with_pool(rest: &str) -> String {
+    format!("{POOL}{rest}")
+}
+
+fn route(id: &str, extra: &str) -> String {
+    format!("[[routes]]\nid = \"{id}\"\npool = \"p\"\n{extra}\n")
+}
+
+mod pools;
+mod routes;
+
+#[test]
+fn durations() {
+    let src = with_pool("[pools.p.timeouts]\nconnect = \"0s\"\nread = \"5 parsecs\"\nwrite = \"10\"\ntotal = \"\"\n");
+    let errors = all_errors(&src);
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    assert_eq!(
+        errors[0],
+        r#"f.toml:4:11: pool "p": timeouts.connect must be greater than 0"#
+    );
+    assert!(errors[1].starts_with(r#"f.toml:5:8: pool "p": timeouts.read: "5 parsecs" is not a duration (unknown time unit "parsecs"); write e.g. "500ms""#), "{}", errors[1]);
+    assert!(
+        errors[2].contains(r#"timeouts.write: "10" is not a duration (time unit needed"#),
+        "{}",
+        errors[2]
+    );
+    assert!(
+        errors[3].contains(r#"timeouts.total: "" is not a duration"#),
+        "{}",
+        errors[3]
+    );
+
+    let src = with_pool(&route(
+        "a",
+        "path = \"/\"\n[routes.timeouts]\nidle = \"0ms\"",
+    ));
+    assert!(only_error(&src)
+        .starts_with(r#"f.toml:8:8: route "a": timeouts.idle must be greater than 0"#));
+
+    let src = "[server]\ngrace_period = \"0s\"\nthreads = 0\n";
+    let errors = all_errors(src);
+    assert_eq!(
+        errors[0],
+        "f.toml:2:16: server: grace_period must be greater than 0"
+    );
+    assert_eq!(errors[1], "f.toml:3:11: server: threads must be at least 1");
+}
+
+#[test]
+fn listener_errors() {
+    let src = "[[listeners]]\naddress = \"0.0.0.0:8080\"\n[[listeners]]\naddress = \"0.0.0.0:8080\"\n[[listeners]]\naddress = \"127.0.0.1:8080\"\n[[listeners]]\naddress = \"localhost:80\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n";
+    let errors = all_errors(src);
+    let expected = [
+        r#"f.toml:4:11: listener "0.0.0.0:8080": duplicate listener address 0.0.0.0:8080 (also at line 2)"#,
+        r#"f.toml:6:11: listener "127.0.0.1:8080": address 127.0.0.1:8080 overlaps listener 0.0.0.0:8080 (line 2): both bind port 8080"#,
+        r#"f.toml:8:11: listener "localhost:80": listener address "localhost:80" is not an ip:port address"#,
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (got, want) in errors.iter().zip(expected) {
+        assert!(
+            got.starts_with(want),
+            "{got}\n  does not start with\n{want}"
+        );
+    }
+    assert!(only_error("listeners = []\n").starts_with("f.toml:1:13: listeners is empty"));
+}
+
+#[test]
+fn admin_collisions() {
+    // Configured admin on a configured listener's port.
+    let src = "[[listeners]]\naddress = \"127.0.0.1:9000\"\n[admin]\naddress = \"0.0.0.0:9000\"\n";
+    assert_eq!(
+        only_error(src),
+        r#"f.toml:4:11: admin: address 0.0.0.0:9000 collides with listener 127.0.0.1:9000 (line 2); the admin API needs an address of its own"#
+    );
+    // Configured admin on the default listener.
+    assert!(only_error("[admin]\naddress = \"0.0.0.0:8080\"\n")
+        .contains("collides with the default listener 0.0.0.0:8080"));
+    // A listener on the default admin address.
+    assert!(only_error("[[listeners]]\naddress = \"127.0.0.1:9180\"\n").starts_with(
+        r#"f.toml:2:11: listener "127.0.0.1:9180": address 127.0.0.1:9180 collides with the default admin address"#
+    ));
+    // Unparsable admin address.
+    assert!(only_error("[admin]\naddress = \"admin\"\n")
+        .starts_with(r#"f.toml:2:11: admin: admin address "admin" is not an ip:port address"#));
+    // Port 0 never collides (tests bind both on it).
+    let config =
+        ok("[[listeners]]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n");
+    assert_eq!(config.admin.address.port(), 0);
+}
+
+#[test]
+fn many_errors_are_reported_together_in_file_order() {
+    let src = "[pools.p]\nbackends = []\nbalance = \"nope\"\n[pools.p.timeouts]\nconnect = \"0s\"\n\n[[routes]]\nid = \"a\"\npath = \"x\"\npool = \"q\"\n";
+    let errors = all_errors(src);
+    assert_eq!(
+        errors,
+        vec![
+            r#"f.toml:2:12: pool "p": backends is empty; list at least one "ip:port""#,
+            r#"f.toml:3:11: pool "p": unknown balance "nope"; expected one of round_robin, random, least_requests, consistent_hash"#,
+            r#"f.toml:5:11: pool "p": timeouts.connect must be greater than 0"#,
+            r#"f.toml:9:8: route "a": path "x" must start with '/'"#,
+            r#"f.toml:10:8: route "a": pool "q" is not defined (defined pools: p)"#,
+        ]
+    );
+}
+
+#[test]
+fn default_addresses_parse() {
+    assert!(model::DEFAULT_LISTEN.parse::<SocketAddr>().is_ok());
+    assert!(model::DEFAULT_ADMIN_LISTEN.parse::<SocketAddr>().is_ok());
+}
+
+#[test]
+fn overlap_rules() {
+    let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+    assert!(overlaps(a("0.0.0.0:80"), a("127.0.0.1:80")));
+    assert!(overlaps(a("[::]:80"), a("0.0.0.0:80")));
+    assert!(overlaps(a("127.0.0.1:80"), a("[::]:80")));
+    assert!(!overlaps(a("0.0.0.0:80"), a("[::1]:80")));
+    assert!(!overlaps(a("127.0.0.1:80"), a("[::1]:80")));
+    assert!(!overlaps(a("127.0.0.1:80"), a("127.0.0.2:80")));
+    assert!(!overlaps(a("127.0.0.1:0"), a("127.0.0.1:0")));
+}

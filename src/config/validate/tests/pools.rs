@@ -1,0 +1,172 @@
+//! Tests of the pool checks.
+
+use super::*;
+
+#[test]
+fn backend_errors() {
+    let src = "[pools.p]\nbackends = [\"localhost:80\", { address = \"10.0.0.1\" }, \"127.0.0.1:0\", { address = \"127.0.0.1:1\", weight = 0 }, { address = \"127.0.0.1:2\", weight = 1001 }, \"127.0.0.1:1\"]\n";
+    let errors = all_errors(src);
+    let expected = [
+        r#"f.toml:2:13: pool "p": backend address "localhost:80" is not an ip:port address (e.g. "127.0.0.1:9001"); host names are not supported yet"#,
+        r#"f.toml:2:41: pool "p": backend address "10.0.0.1" is not an ip:port address"#,
+        r#"f.toml:2:55: pool "p": backend address "127.0.0.1:0" has port 0"#,
+        r#"f.toml:2:106: pool "p": backend weight must be between 1 and 1000, got 0"#,
+        r#"f.toml:2:147: pool "p": backend weight must be between 1 and 1000, got 1001"#,
+        r#"f.toml:2:155: pool "p": duplicate backend 127.0.0.1:1 (first listed at line 2)"#,
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (got, want) in errors.iter().zip(expected) {
+        assert!(
+            got.starts_with(want),
+            "{got}\n  does not start with\n{want}"
+        );
+    }
+}
+
+#[test]
+fn empty_pool() {
+    assert_eq!(
+        only_error("[pools.p]\nbackends = []\n"),
+        r#"f.toml:2:12: pool "p": backends is empty; list at least one "ip:port""#
+    );
+}
+
+#[test]
+fn balance_and_hash_key() {
+    let src = with_pool("balance = \"fastest\"\n");
+    assert_eq!(
+        only_error(&src),
+        r#"f.toml:3:11: pool "p": unknown balance "fastest"; expected one of round_robin, random, least_requests, consistent_hash"#
+    );
+    let src = with_pool("balance = \"consistent_hash\"\n");
+    assert!(only_error(&src)
+        .starts_with(r#"f.toml:3:11: pool "p": balance = "consistent_hash" needs a hash_key"#));
+    let src = with_pool("hash_key = \"path\"\n");
+    assert!(only_error(&src).starts_with(
+        r#"f.toml:3:12: pool "p": hash_key only applies to balance = "consistent_hash""#
+    ));
+    for bad in ["header:", "cookie:a b", "ip", "header:x:y", "Path"] {
+        let src = with_pool(&format!(
+            "balance = \"consistent_hash\"\nhash_key = {bad:?}\n"
+        ));
+        let e = only_error(&src);
+        assert!(
+            e.starts_with("f.toml:4:12: pool \"p\": invalid hash_key "),
+            "{bad}: {e}"
+        );
+    }
+    let key = |k: &str| {
+        let config = ok(&with_pool(&format!(
+            "balance = \"consistent_hash\"\nhash_key = {k:?}\n"
+        )));
+        config.pools["p"].balance.clone()
+    };
+    use model::{Balance::ConsistentHash, HashKey};
+    assert_eq!(key("client_ip"), ConsistentHash(HashKey::ClientIp));
+    assert_eq!(key("path"), ConsistentHash(HashKey::Path));
+    assert_eq!(
+        key("header:X-User-Id"),
+        ConsistentHash(HashKey::Header("x-user-id".into()))
+    );
+    assert_eq!(
+        key("cookie:Session"),
+        ConsistentHash(HashKey::Cookie("Session".into()))
+    );
+}
+
+#[test]
+fn health_check_errors() {
+    let hc = |body: &str| with_pool(&format!("[pools.p.health_check]\n{body}\n"));
+    assert!(only_error(&hc("type = \"icmp\"")).starts_with(
+        r#"f.toml:4:8: pool "p": unknown health_check type "icmp"; expected http or tcp"#
+    ));
+    assert!(
+        only_error(&hc("type = \"http\"")).contains(r#"health_check type = "http" needs a path"#)
+    );
+    assert!(only_error(&hc("type = \"http\"\npath = \"healthz\""))
+        .contains("health_check.path \"healthz\" must start with '/'"));
+    for bad in ["99", "600", "300-200", "2xx", "200-", "-"] {
+        let e = only_error(&hc(&format!(
+            "type = \"http\"\npath = \"/\"\nexpected_status = {bad:?}"
+        )));
+        assert!(
+            e.starts_with(r#"f.toml:6:19: pool "p": invalid health_check.expected_status"#),
+            "{bad}: {e}"
+        );
+    }
+    let errors = all_errors(&hc(
+        "type = \"tcp\"\npath = \"/\"\nhost = \"h\"\nexpected_status = \"200\"",
+    ));
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert!(errors
+        .iter()
+        .all(|e| e.contains("only applies to type = \"http\"")));
+    let errors = all_errors(&hc("type = \"tcp\"\ninterval = \"0s\"\ntimeout = \"0s\"\nhealthy_threshold = 0\nunhealthy_threshold = 0"));
+    let expected = [
+        "f.toml:5:12: pool \"p\": health_check.interval must be greater than 0",
+        "f.toml:6:11: pool \"p\": health_check.timeout must be greater than 0",
+        "f.toml:7:21: pool \"p\": health_check.healthy_threshold must be greater than 0",
+        "f.toml:8:23: pool \"p\": health_check.unhealthy_threshold must be greater than 0",
+    ];
+    assert_eq!(errors, expected);
+    // The timeout may not exceed the interval, defaults included.
+    assert!(
+        only_error(&hc("type = \"tcp\"\ninterval = \"1s\"\ntimeout = \"2s\"")).contains(
+            "health_check.timeout (2s) must not be longer than health_check.interval (1s)"
+        )
+    );
+    assert!(only_error(&hc("type = \"tcp\"\ninterval = \"500ms\"")).starts_with(
+        "f.toml:5:12: pool \"p\": health_check.timeout (1s) must not be longer than health_check.interval (500ms)"
+    ));
+}
+
+#[test]
+fn health_check_defaults() {
+    let config = ok(&with_pool(
+        "[pools.p.health_check]\ntype = \"http\"\npath = \"/h\"\n",
+    ));
+    assert_eq!(
+        config.pools["p"].health_check,
+        Some(model::HealthCheck {
+            kind: model::HealthCheckKind::Http {
+                path: "/h".into(),
+                host: None,
+                expected_status: (200, 399)
+            },
+            interval: model::DEFAULT_HC_INTERVAL,
+            timeout: model::DEFAULT_HC_TIMEOUT,
+            healthy_threshold: model::DEFAULT_HC_HEALTHY_THRESHOLD,
+            unhealthy_threshold: model::DEFAULT_HC_UNHEALTHY_THRESHOLD,
+        })
+    );
+    let config = ok(&with_pool(
+        "[pools.p.health_check]\ntype = \"http\"\npath = \"/h\"\nexpected_status = \"204\"\n",
+    ));
+    assert!(matches!(
+        &config.pools["p"].health_check.as_ref().unwrap().kind,
+        model::HealthCheckKind::Http {
+            expected_status: (204, 204),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn unused_pools_are_fine_and_defaults_apply() {
+    let config = ok(POOL);
+    let pool = &config.pools["p"];
+    assert_eq!(pool.balance, model::Balance::RoundRobin);
+    assert_eq!(pool.retries, model::DEFAULT_RETRIES);
+    assert_eq!(pool.backends[0].weight, model::DEFAULT_WEIGHT);
+    assert_eq!(
+        pool.timeouts,
+        model::Timeouts {
+            connect: Some(model::DEFAULT_CONNECT_TIMEOUT),
+            read: Some(model::DEFAULT_READ_TIMEOUT),
+            write: Some(model::DEFAULT_WRITE_TIMEOUT),
+            idle: Some(model::DEFAULT_IDLE_TIMEOUT),
+            total: None,
+        }
+    );
+    assert!(config.routes.is_empty());
+}
