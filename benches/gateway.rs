@@ -1,0 +1,91 @@
+//! Micro-benchmarks of per-config and per-request work outside the router:
+//! building a snapshot from a 10,000-route config, and the header handling
+//! every forwarded request goes through.
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use pingora_http::RequestHeader;
+use portcullis::proxy::forward;
+use portcullis::snapshot::Snapshot;
+use portcullis::upstream::StateTable;
+
+/// A config with `n` routes over 100 hosts and 10 pools.
+fn big_config(n: usize) -> String {
+    let mut s = String::from(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n",
+    );
+    for p in 0..10 {
+        s.push_str(&format!(
+            "[pools.pool{p}]\nbackends = [{{ address = \"127.0.0.1:{}\" }}, {{ address = \"127.0.0.1:{}\" }}]\n",
+            10000 + 2 * p,
+            10001 + 2 * p
+        ));
+    }
+    for i in 0..n {
+        s.push_str(&format!(
+            "[[routes]]\nid = \"r{i}\"\nhosts = [\"api{}.example.com\"]\npath = \"/v{}/service-{i}\"\npool = \"pool{}\"\n",
+            i % 100,
+            i % 3 + 1,
+            i % 10
+        ));
+    }
+    s
+}
+
+fn snapshot_build(c: &mut Criterion) {
+    let mut group = c.benchmark_group("snapshot_build");
+    group.sample_size(10);
+    for n in [10usize, 10_000] {
+        let text = big_config(n);
+        group.bench_with_input(
+            BenchmarkId::new("parse+validate+build", n),
+            &text,
+            |b, text| {
+                let states = StateTable::default();
+                b.iter(|| {
+                    let config = portcullis::config::parse_str(text, "bench.toml").expect("valid");
+                    black_box(Snapshot::build(config, &states))
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+fn headers(c: &mut Criterion) {
+    let mut req = RequestHeader::build("GET", b"/v1/orders/42?expand=items", None).unwrap();
+    req.insert_header("host", "api.example.com").unwrap();
+    req.insert_header("x-forwarded-for", "203.0.113.7").unwrap();
+    req.insert_header("x-request-id", "0123456789abcdef0123456789abcdef")
+        .unwrap();
+    req.insert_header("user-agent", "bench").unwrap();
+    c.bench_function("request_id/keep_client_id", |b| {
+        b.iter(|| black_box(forward::request_id(black_box(&req))))
+    });
+    let mut fresh = req.clone();
+    fresh.remove_header("x-request-id");
+    c.bench_function("request_id/generate", |b| {
+        b.iter(|| black_box(forward::request_id(black_box(&fresh))))
+    });
+    c.bench_function("x_forwarded/set", |b| {
+        let ip = Some("198.51.100.4".parse().unwrap());
+        b.iter_batched(
+            || req.clone(),
+            |mut r| {
+                forward::set_forwarded(&mut r, ip, false, "0123456789abcdef0123456789abcdef")
+                    .unwrap();
+                r
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    c.bench_function("request_host", |b| {
+        b.iter(|| black_box(forward::request_host(black_box(&req))))
+    });
+    c.bench_function("path_rewrite/strip", |b| {
+        let rw = portcullis::snapshot::PathRewrite::Strip;
+        b.iter(|| black_box(forward::rewritten_path(black_box("/v1/orders/42"), 3, &rw)))
+    });
+}
+
+criterion_group!(benches, snapshot_build, headers);
+criterion_main!(benches);

@@ -1,0 +1,121 @@
+//! The gateway's shared state: the current [`Snapshot`] behind one
+//! `ArcSwap`, the long-lived state that outlives snapshots, and the one
+//! reload path every trigger (SIGHUP, `POST /-/reload`) goes through.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use tracing::{error, info, warn};
+
+use crate::config::{self, ConfigErrors};
+use crate::snapshot::Snapshot;
+use crate::upstream::health::HealthChecker;
+use crate::upstream::StateTable;
+
+/// Shared by the proxy, the admin API and the control-plane service.
+pub struct Gateway {
+    snapshot: ArcSwap<Snapshot>,
+    config_path: PathBuf,
+    states: StateTable,
+    health: HealthChecker,
+    /// Serialises reloads so two triggers cannot interleave build and swap.
+    reload_lock: Mutex<()>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+}
+
+/// What a successful reload reports.
+#[derive(Debug, Clone)]
+pub struct ReloadReport {
+    pub summary: String,
+    /// Settings read at start-up only (listeners, admin, threads) that changed.
+    pub restart_required: Vec<String>,
+}
+
+impl Gateway {
+    /// Load and build the first snapshot. Fails with every config error.
+    pub fn load(config_path: PathBuf) -> Result<Arc<Gateway>, ConfigErrors> {
+        let config = config::load(&config_path)?;
+        let states = StateTable::default();
+        let snapshot = Snapshot::build(config, &states);
+        Ok(Arc::new(Gateway {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            config_path,
+            states,
+            health: HealthChecker::default(),
+            reload_lock: Mutex::new(()),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+        }))
+    }
+
+    /// The current snapshot; a request holds on to it until it ends.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config_path
+    }
+
+    /// Start (or restart) the active health checks of the current snapshot.
+    /// Call from a runtime that lives as long as the process.
+    pub fn start_health_checks(&self) {
+        self.health.restart(&self.snapshot.load().pools);
+    }
+
+    /// Re-read the config file: parse, validate, build, swap. On any error
+    /// the current snapshot keeps serving and the errors are returned.
+    pub fn reload(&self, trigger: &str) -> Result<ReloadReport, ConfigErrors> {
+        let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let config = match config::load(&self.config_path) {
+            Ok(c) => c,
+            Err(errors) => {
+                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                for e in &errors.0 {
+                    error!(trigger, error = %e, "reload rejected; the previous config keeps serving");
+                }
+                return Err(errors);
+            }
+        };
+        let old = self.snapshot.load_full();
+        let restart_required = startup_only_changes(&old.config, &config);
+        for what in &restart_required {
+            warn!(trigger, setting = %what, "changed setting takes effect only after a restart");
+        }
+        let snapshot = Snapshot::build(config, &self.states);
+        let summary = snapshot.summary();
+        self.snapshot.store(Arc::new(snapshot));
+        self.start_health_checks();
+        self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        info!(trigger, %summary, "config reloaded");
+        Ok(ReloadReport {
+            summary,
+            restart_required,
+        })
+    }
+
+    /// (successful, failed) reloads since start.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (
+            self.reloads_ok.load(Ordering::Relaxed),
+            self.reloads_failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn startup_only_changes(old: &config::Config, new: &config::Config) -> Vec<String> {
+    let mut changed = Vec::new();
+    if old.listeners != new.listeners {
+        changed.push("listeners".to_string());
+    }
+    if old.admin != new.admin {
+        changed.push("admin.address".to_string());
+    }
+    if old.server != new.server {
+        changed.push("server".to_string());
+    }
+    changed
+}

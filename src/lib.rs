@@ -1,0 +1,28 @@
+//! portcullis: an API gateway data plane on Pingora.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML surface (serde types) and the validated model the
+//!   rest of the crate uses; errors name file, line, column and item.
+//! - [`router`]: the route table, compiled once per config load.
+//! - [`upstream`]: pools, backend selection, long-lived backend state and
+//!   active health checks.
+//! - [`snapshot`]: one config's runtime view (router + pools + route policies).
+//! - [`gateway`]: the current snapshot behind one `ArcSwap`, and the reload path.
+//! - [`proxy`]: the `ProxyHttp` phases: routing, forwarding, errors as problem+json.
+//! - [`admin`]: the admin API (`/-/health`, `/-/pools`, `/-/routes`, `/-/reload`).
+//! - [`server`]: assembles the Pingora server and its services.
+//! - [`demo`]: sample backends for `portcullis demo`.
+//! - [`cli`], [`logging`]: the thin binary layer.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod gateway;
+pub mod logging;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod snapshot;
+pub mod upstream;

@@ -1,0 +1,56 @@
+//! Per-request state carried through the phases.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::snapshot::{Route, Snapshot};
+use crate::upstream::InflightGuard;
+
+/// Created by `new_ctx`, filled phase by phase.
+pub struct RequestCtx {
+    pub started: Instant,
+    /// Taken once per request in `early_request_filter`.
+    pub snapshot: Option<Arc<Snapshot>>,
+    /// Index into `snapshot.routes` once a route matched.
+    pub route: Option<usize>,
+    /// Bytes of the path the route's prefix matched.
+    pub prefix_len: usize,
+    pub request_id: String,
+    /// Deadline of the whole request, when the route has a `total` timeout.
+    pub deadline: Option<Instant>,
+    /// Backends (pool indices) tried so far, in order.
+    pub tried: Vec<usize>,
+    /// Counts this request against the current backend's in-flight requests.
+    pub inflight: Option<InflightGuard>,
+}
+
+impl RequestCtx {
+    pub fn new() -> Self {
+        RequestCtx {
+            started: Instant::now(),
+            snapshot: None,
+            route: None,
+            prefix_len: 0,
+            request_id: String::new(),
+            deadline: None,
+            tried: Vec::new(),
+            inflight: None,
+        }
+    }
+
+    /// The matched route, if any.
+    pub fn route(&self) -> Option<&Route> {
+        Some(&self.snapshot.as_ref()?.routes[self.route?])
+    }
+
+    /// Connect attempts made so far.
+    pub fn attempts(&self) -> usize {
+        self.tried.len()
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}

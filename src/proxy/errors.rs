@@ -1,0 +1,58 @@
+//! Mapping proxy errors to the problem a client sees, and the retry policy.
+
+use pingora_error::{Error, ErrorSource, ErrorType};
+
+use super::problem::Problem;
+
+/// The problem response for `e`, or `None` when the client is gone.
+pub fn problem_for(e: &Error) -> Option<Problem> {
+    use ErrorType::*;
+    Some(match e.etype() {
+        HTTPStatus(503) => Problem::NoHealthyBackend,
+        HTTPStatus(504) => Problem::GatewayTimeout,
+        HTTPStatus(400) => Problem::BadRequest,
+        HTTPStatus(_) => Problem::BadGateway,
+        ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout
+            if e.esource() == &ErrorSource::Upstream =>
+        {
+            Problem::GatewayTimeout
+        }
+        _ => match e.esource() {
+            ErrorSource::Upstream => Problem::BadGateway,
+            ErrorSource::Downstream => match e.etype() {
+                ReadError | WriteError | ConnectionClosed => return None,
+                _ => Problem::BadRequest,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => Problem::Internal,
+        },
+    })
+}
+
+/// The error `upstream_peer` returns when no backend can take the request.
+pub fn no_healthy_backend() -> Box<Error> {
+    Error::explain(ErrorType::HTTPStatus(503), "no healthy backend in pool")
+}
+
+/// The error returned when the route's total deadline has passed.
+pub fn deadline_exceeded() -> Box<Error> {
+    Error::explain(ErrorType::HTTPStatus(504), "request deadline exceeded")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_errors_map_to_502_and_504() {
+        let refused = Error::new_up(ErrorType::ConnectRefused);
+        assert_eq!(problem_for(&refused), Some(Problem::BadGateway));
+        let timeout = Error::new_up(ErrorType::ReadTimedout);
+        assert_eq!(problem_for(&timeout), Some(Problem::GatewayTimeout));
+        let gone = Error::new_down(ErrorType::ConnectionClosed);
+        assert_eq!(problem_for(&gone), None);
+        assert_eq!(
+            problem_for(&no_healthy_backend()),
+            Some(Problem::NoHealthyBackend)
+        );
+    }
+}

@@ -1,0 +1,264 @@
+//! What the gateway adds to and changes in a forwarded request: request id,
+//! `X-Forwarded-*`, path rewrite, header rules, and the consistent-hash key.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use http::Uri;
+use pingora_error::Result;
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::Session;
+
+use crate::config::model::HashKey;
+use crate::snapshot::{HeaderOps, PathRewrite};
+
+pub const REQUEST_ID: &str = "x-request-id";
+pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
+pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
+/// Longest client-supplied request id kept as is.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A client's request id is kept when it is 1..=128 characters of
+/// `[A-Za-z0-9._:-]`; anything else is replaced, so ids are safe to log.
+pub fn is_well_formed_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// A new 128-bit request id in hex: a random per-process prefix and a mixed
+/// counter, so ids are unique without a syscall per request.
+pub fn new_request_id() -> String {
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut buf = [0u8; 8];
+        let rng = ring::rand::SystemRandom::new();
+        let _ = ring::rand::SecureRandom::fill(&rng, &mut buf);
+        u64::from_le_bytes(buf)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix:016x}{:016x}", splitmix64(n ^ prefix))
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The request id to use: the client's when well formed, else a new one.
+pub fn request_id(req: &RequestHeader) -> String {
+    match req.headers.get(REQUEST_ID) {
+        Some(v) if is_well_formed_request_id(v.as_bytes()) => {
+            // Checked ASCII above.
+            String::from_utf8_lossy(v.as_bytes()).into_owned()
+        }
+        _ => new_request_id(),
+    }
+}
+
+/// The host the client asked for: `Host`, or the URI authority (HTTP/2).
+pub fn request_host(req: &RequestHeader) -> &str {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("")
+}
+
+/// Set `X-Forwarded-For` (appending the client address), `-Proto`, `-Host`
+/// and the request id on the upstream request.
+pub fn add_forwarded_headers(
+    session: &Session,
+    upstream: &mut RequestHeader,
+    request_id: &str,
+) -> Result<()> {
+    let client_ip = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    let https = session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .is_some();
+    set_forwarded(upstream, client_ip, https, request_id)
+}
+
+/// The pure part of [`add_forwarded_headers`]: `X-Forwarded-Host` is the
+/// `Host` the client sent, which `upstream` still carries.
+pub fn set_forwarded(
+    upstream: &mut RequestHeader,
+    client_ip: Option<std::net::IpAddr>,
+    https: bool,
+    request_id: &str,
+) -> Result<()> {
+    if let Some(ip) = client_ip {
+        let xff = match upstream
+            .headers
+            .get(X_FORWARDED_FOR)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+            _ => ip.to_string(),
+        };
+        upstream.insert_header(X_FORWARDED_FOR, xff)?;
+    }
+    upstream.insert_header(X_FORWARDED_PROTO, if https { "https" } else { "http" })?;
+    if let Some(host) = upstream.headers.get(http::header::HOST).cloned() {
+        upstream.insert_header(X_FORWARDED_HOST, host)?;
+    } else if let Some(authority) = upstream.uri.authority().map(|a| a.as_str().to_string()) {
+        upstream.insert_header(X_FORWARDED_HOST, authority)?;
+    }
+    upstream.insert_header(REQUEST_ID, request_id)?;
+    Ok(())
+}
+
+/// The upstream path for `path` when `prefix_len` bytes of it matched the route.
+pub fn rewritten_path(path: &str, prefix_len: usize, rewrite: &PathRewrite) -> Option<String> {
+    let rest = path.get(prefix_len..)?;
+    let new = match rewrite {
+        PathRewrite::None => return None,
+        PathRewrite::Strip => rest.to_string(),
+        PathRewrite::Replace(to) if to == "/" => rest.to_string(),
+        PathRewrite::Replace(to) => format!("{to}{rest}"),
+    };
+    Some(if new.is_empty() {
+        "/".to_string()
+    } else if !new.starts_with('/') {
+        format!("/{new}")
+    } else {
+        new
+    })
+}
+
+/// Apply the route's path rewrite to the upstream request, keeping the query.
+pub fn rewrite_path(
+    upstream: &mut RequestHeader,
+    prefix_len: usize,
+    rewrite: &PathRewrite,
+) -> Result<()> {
+    let Some(path) = rewritten_path(upstream.uri.path(), prefix_len, rewrite) else {
+        return Ok(());
+    };
+    let pq = match upstream.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let uri: Uri = pq
+        .parse()
+        .map_err(|_| pingora_error::Error::new(pingora_error::ErrorType::InternalError))?;
+    upstream.set_uri(uri);
+    Ok(())
+}
+
+pub fn apply_request_ops(req: &mut RequestHeader, ops: &HeaderOps) -> Result<()> {
+    for name in &ops.remove {
+        req.remove_header(name);
+    }
+    for (name, value) in &ops.set {
+        req.insert_header(name.clone(), value.clone())?;
+    }
+    Ok(())
+}
+
+pub fn apply_response_ops(resp: &mut ResponseHeader, ops: &HeaderOps) -> Result<()> {
+    for name in &ops.remove {
+        resp.remove_header(name);
+    }
+    for (name, value) in &ops.set {
+        resp.insert_header(name.clone(), value.clone())?;
+    }
+    Ok(())
+}
+
+/// The bytes a consistent-hash pool hashes for this request. Empty when the
+/// header or cookie is absent (such requests all land on one backend).
+pub fn hash_key<'a>(session: &'a Session, key: &HashKey, client_ip: &'a mut String) -> &'a [u8] {
+    let req = session.req_header();
+    match key {
+        HashKey::Header(name) => req
+            .headers
+            .get(name.as_str())
+            .map(|v| v.as_bytes())
+            .unwrap_or(b""),
+        HashKey::Path => req.uri.path().as_bytes(),
+        HashKey::ClientIp => {
+            if let Some(ip) = session.client_addr().and_then(|a| a.as_inet()) {
+                *client_ip = ip.ip().to_string();
+            }
+            client_ip.as_bytes()
+        }
+        HashKey::Cookie(name) => req
+            .headers
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_bytes())
+            .unwrap_or(b""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_validated() {
+        assert!(is_well_formed_request_id(b"abc-123_x.y:z"));
+        assert!(!is_well_formed_request_id(b""));
+        assert!(!is_well_formed_request_id(b"has space"));
+        assert!(!is_well_formed_request_id(b"new\nline"));
+        assert!(!is_well_formed_request_id(&[b'a'; 129]));
+    }
+
+    #[test]
+    fn generated_ids_are_unique_and_well_formed() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(is_well_formed_request_id(a.as_bytes()));
+    }
+
+    #[test]
+    fn forwarded_headers_append_to_the_chain() {
+        let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+        req.insert_header("host", "api.example.com").unwrap();
+        req.insert_header(X_FORWARDED_FOR, "203.0.113.1").unwrap();
+        set_forwarded(&mut req, Some("10.1.2.3".parse().unwrap()), true, "id1").unwrap();
+        assert_eq!(req.headers[X_FORWARDED_FOR], "203.0.113.1, 10.1.2.3");
+        assert_eq!(req.headers[X_FORWARDED_PROTO], "https");
+        assert_eq!(req.headers[X_FORWARDED_HOST], "api.example.com");
+        assert_eq!(req.headers[REQUEST_ID], "id1");
+
+        let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+        set_forwarded(&mut req, Some("::1".parse().unwrap()), false, "id2").unwrap();
+        assert_eq!(req.headers[X_FORWARDED_FOR], "::1");
+        assert_eq!(req.headers[X_FORWARDED_PROTO], "http");
+    }
+
+    #[test]
+    fn path_rewrites() {
+        let strip = PathRewrite::Strip;
+        assert_eq!(
+            rewritten_path("/v1/users/7", 3, &strip).as_deref(),
+            Some("/users/7")
+        );
+        assert_eq!(rewritten_path("/v1", 3, &strip).as_deref(), Some("/"));
+        let to = PathRewrite::Replace("/api".into());
+        assert_eq!(
+            rewritten_path("/v1/users", 3, &to).as_deref(),
+            Some("/api/users")
+        );
+        assert_eq!(rewritten_path("/v1", 3, &to).as_deref(), Some("/api"));
+        assert_eq!(rewritten_path("/v1/x", 3, &PathRewrite::None), None);
+    }
+}

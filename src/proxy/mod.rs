@@ -1,0 +1,236 @@
+//! The `ProxyHttp` implementation: one method per request phase, each
+//! handing off to the module that owns the concern. Read top to bottom, it is
+//! the life of a request.
+
+mod ctx;
+pub mod errors;
+pub mod forward;
+pub mod problem;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::gateway::Gateway;
+use crate::router::RouteLookup;
+use crate::upstream::InflightGuard;
+pub use ctx::RequestCtx;
+use problem::Problem;
+
+/// The gateway's proxy logic, shared by every worker.
+pub struct GatewayProxy {
+    gateway: Arc<Gateway>,
+}
+
+impl GatewayProxy {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self { gateway }
+    }
+}
+
+/// `min(limit, time left before the deadline)`, never zero.
+fn within_deadline(limit: Option<Duration>, deadline: Option<Instant>) -> Option<Duration> {
+    let Some(deadline) = deadline else {
+        return limit;
+    };
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    Some(limit.map_or(left, |l| l.min(left)))
+}
+
+fn route_index(ctx: &RequestCtx) -> Result<usize> {
+    ctx.route
+        .ok_or_else(|| Error::new(pingora_error::ErrorType::InternalError))
+}
+
+#[async_trait]
+impl ProxyHttp for GatewayProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    /// Runs first: pin the snapshot this request will use to the end and
+    /// settle its request id.
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.snapshot = Some(self.gateway.snapshot());
+        ctx.request_id = forward::request_id(session.req_header());
+        Ok(())
+    }
+
+    /// Route the request. Answers 404/405 itself (returns `Ok(true)`), or
+    /// 503 at once when the route's pool has no healthy backend.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let Some(snapshot) = ctx.snapshot.clone() else {
+            return Err(Error::new(pingora_error::ErrorType::InternalError));
+        };
+        let req = session.req_header();
+        let lookup = snapshot.router.find(
+            forward::request_host(req),
+            req.uri.path(),
+            req.method.as_str(),
+        );
+        match lookup {
+            RouteLookup::Found { route, prefix_len } => {
+                ctx.route = Some(route);
+                ctx.prefix_len = prefix_len;
+            }
+            RouteLookup::MethodNotAllowed { allowed } => {
+                let allow = vec![("allow", allowed.join(", "))];
+                problem::respond(session, Problem::MethodNotAllowed, &ctx.request_id, &allow)
+                    .await?;
+                return Ok(true);
+            }
+            RouteLookup::NotFound => {
+                problem::respond(session, Problem::NotFound, &ctx.request_id, &[]).await?;
+                return Ok(true);
+            }
+        }
+        let route = &snapshot.routes[route_index(ctx)?];
+        ctx.deadline = route.timeouts.total.map(|t| ctx.started + t);
+        if !route.pool.any_healthy() {
+            problem::respond(session, Problem::NoHealthyBackend, &ctx.request_id, &[]).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Pick a healthy backend not tried yet by this request and describe the
+    /// connection to it.
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        if ctx.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(errors::deadline_exceeded());
+        }
+        let route = ctx.route().ok_or_else(errors::no_healthy_backend)?;
+        let mut ip = String::new();
+        let key = match &route.hash_key {
+            Some(k) => forward::hash_key(session, k, &mut ip),
+            None => b"",
+        };
+        let pool = &route.pool;
+        let index = pool
+            .select(key, &ctx.tried)
+            .ok_or_else(errors::no_healthy_backend)?;
+        let backend = &pool.backends[index];
+        let timeouts = &route.timeouts;
+        let mut peer = HttpPeer::new(backend.address, false, String::new());
+        peer.options.connection_timeout = within_deadline(timeouts.connect, ctx.deadline);
+        peer.options.total_connection_timeout = within_deadline(timeouts.connect, ctx.deadline);
+        peer.options.read_timeout = within_deadline(timeouts.read, ctx.deadline);
+        peer.options.write_timeout = within_deadline(timeouts.write, ctx.deadline);
+        peer.options.idle_timeout = timeouts.idle;
+        let state = backend.state.clone();
+        ctx.tried.push(index);
+        ctx.inflight = Some(InflightGuard::new(state));
+        Ok(Box::new(peer))
+    }
+
+    /// Connecting failed: retry on another backend while the pool's retry
+    /// budget and the deadline allow.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        ctx.inflight = None;
+        let Some(route) = ctx.route() else {
+            return e;
+        };
+        let budget = route.pool.config.retries as usize;
+        let in_time = ctx.deadline.is_none_or(|d| Instant::now() < d);
+        let retry = ctx.attempts() <= budget && in_time && route.pool.has_untried(&ctx.tried);
+        e.set_retry(retry);
+        e
+    }
+
+    /// Shape the request the backend sees: path rewrite, header rules,
+    /// `X-Forwarded-*` and the request id.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(route) = ctx.route() else {
+            return Ok(());
+        };
+        forward::rewrite_path(upstream, ctx.prefix_len, &route.rewrite)?;
+        forward::add_forwarded_headers(session, upstream, &ctx.request_id)?;
+        forward::apply_request_ops(upstream, &route.request_headers)?;
+        Ok(())
+    }
+
+    /// Shape the response the client sees: header rules and the request id.
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(route) = ctx.route() {
+            forward::apply_response_ops(upstream, &route.response_headers)?;
+        }
+        upstream.insert_header(forward::REQUEST_ID, ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    /// Enforce the route's total deadline while the response streams.
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        match ctx.deadline {
+            Some(d) if Instant::now() >= d => Err(errors::deadline_exceeded()),
+            _ => Ok(None),
+        }
+    }
+
+    /// The request failed: answer with a problem body unless the response
+    /// already started or the client is gone.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        ctx.inflight = None;
+        let problem = errors::problem_for(e);
+        let code = problem.map_or(0, |p| p.status());
+        if let Some(p) = problem {
+            if session.response_written().is_none() {
+                if let Err(err) = problem::respond(session, p, &ctx.request_id, &[]).await {
+                    tracing::debug!(error = %err, "could not send error response");
+                }
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Runs last, for every request. Metrics and the access log hook in here.
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        ctx.inflight = None;
+    }
+}

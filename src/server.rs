@@ -1,0 +1,127 @@
+//! Assembles the Pingora server: the proxy service on every listener, the
+//! admin API, the control-plane service (health checks, SIGHUP) and, for
+//! `portcullis demo`, the sample backends.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::server::{Server, ShutdownWatch};
+use pingora_core::services::background::{background_service, BackgroundService};
+use pingora_core::services::listening::Service;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{info, warn};
+
+use crate::admin::AdminApp;
+use crate::gateway::Gateway;
+use crate::proxy::GatewayProxy;
+
+/// Extra services to run in the same server (the demo's sample backends).
+pub type ExtraServices = Vec<Box<dyn pingora_core::services::ServiceWithDependents>>;
+
+/// Port 0 means "any free port": bind it once here to learn the port the
+/// kernel picks, then hand Pingora the concrete address so it can be
+/// printed, logged and reused on graceful upgrade.
+fn concrete(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    TcpListener::bind(addr)?.local_addr()
+}
+
+/// Reloads on SIGHUP and owns the health-check tasks.
+struct ControlPlane {
+    gateway: Arc<Gateway>,
+}
+
+#[async_trait]
+impl BackgroundService for ControlPlane {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.gateway.start_health_checks();
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGHUP; reload via the admin API only");
+                None
+            }
+        };
+        loop {
+            tokio::select! {
+                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
+                    // Errors are logged by `reload`; the old snapshot keeps serving.
+                    let _ = self.gateway.reload("SIGHUP");
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+    }
+}
+
+/// Build and run the server until SIGTERM/SIGINT. Never returns.
+pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
+    let snapshot = gateway.snapshot();
+    let config = &snapshot.config;
+    let mut conf = ServerConf {
+        threads: config.server.threads,
+        ..ServerConf::default()
+    };
+    let grace = config.server.grace_period.as_secs().max(1);
+    conf.grace_period_seconds = Some(grace);
+    conf.graceful_shutdown_timeout_seconds = Some(grace);
+    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    server.bootstrap();
+
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        GatewayProxy::new(gateway.clone()),
+        "portcullis proxy",
+    );
+    let mut bound = Vec::new();
+    for l in &config.listeners {
+        match concrete(l.address) {
+            Ok(addr) => {
+                proxy.add_tcp(&addr.to_string());
+                bound.push(addr);
+            }
+            Err(e) => fail(&format!("cannot bind proxy listener {}: {e}", l.address)),
+        }
+    }
+    let admin_addr = concrete(config.admin.address).unwrap_or_else(|e| {
+        fail(&format!(
+            "cannot bind admin listener {}: {e}",
+            config.admin.address
+        ))
+    });
+    let mut admin = Service::new(
+        "portcullis admin".to_string(),
+        AdminApp::new(gateway.clone()),
+    );
+    admin.threads = Some(1);
+    admin.add_tcp(&admin_addr.to_string());
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(background_service(
+        "portcullis control",
+        ControlPlane {
+            gateway: gateway.clone(),
+        },
+    ));
+    for service in extra {
+        server.add_boxed_service(service);
+    }
+
+    for addr in &bound {
+        println!("listening proxy http://{addr}");
+    }
+    println!("listening admin http://{admin_addr}");
+    info!(config = %gateway.config_path().display(), summary = %snapshot.summary(), "portcullis starting");
+    drop(snapshot);
+    server.run_forever()
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("portcullis: {msg}");
+    std::process::exit(1)
+}

@@ -1,0 +1,128 @@
+//! The runtime view of one configuration: compiled router, built pools and
+//! per-route policies with everything a request needs precomputed.
+//!
+//! A [`Snapshot`] is immutable. It is built off the request path, swapped in
+//! atomically behind one `ArcSwap` (see [`crate::gateway`]), and every request
+//! keeps the one it started with.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue};
+
+use crate::config::model::{self, Config, HashKey, Timeouts};
+use crate::router::Router;
+use crate::upstream::{self, Pool, StateTable};
+
+/// Header edits with names and values parsed once, at build time.
+#[derive(Debug, Default, Clone)]
+pub struct HeaderOps {
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderOps {
+    fn compile(rules: &model::HeaderRules) -> HeaderOps {
+        // Names and values were validated by `config`; anything that still
+        // fails to parse is skipped rather than trusted.
+        HeaderOps {
+            set: rules
+                .set
+                .iter()
+                .filter_map(|(n, v)| {
+                    Some((
+                        HeaderName::from_bytes(n.as_bytes()).ok()?,
+                        HeaderValue::from_str(v).ok()?,
+                    ))
+                })
+                .collect(),
+            remove: rules
+                .remove
+                .iter()
+                .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+                .collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// How the matched path prefix is rewritten before forwarding.
+#[derive(Debug, Clone)]
+pub enum PathRewrite {
+    None,
+    /// Drop the matched prefix.
+    Strip,
+    /// Replace the matched prefix.
+    Replace(String),
+}
+
+/// A route with its pool resolved and its policies compiled.
+#[derive(Debug)]
+pub struct Route {
+    pub id: String,
+    pub pool: Arc<Pool>,
+    pub rewrite: PathRewrite,
+    pub request_headers: HeaderOps,
+    pub response_headers: HeaderOps,
+    /// The pool's timeouts overlaid with the route's own.
+    pub timeouts: Timeouts,
+    pub hash_key: Option<HashKey>,
+}
+
+/// Everything a request needs, from one config load.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    pub router: Router,
+    /// Aligned with the router's route indices.
+    pub routes: Vec<Route>,
+    pub pools: HashMap<String, Arc<Pool>>,
+}
+
+impl Snapshot {
+    /// Build the runtime view of `config`, reusing backend state from `states`.
+    pub fn build(config: Config, states: &StateTable) -> Snapshot {
+        let pools = upstream::build_pools(&config, states);
+        let router = Router::build(&config.routes);
+        let routes = config
+            .routes
+            .iter()
+            .filter_map(|r| {
+                // Validation guarantees the pool exists.
+                let pool = pools.get(&r.pool)?.clone();
+                let rewrite = match (&r.rewrite_prefix, r.strip_prefix) {
+                    (Some(p), _) => PathRewrite::Replace(p.clone()),
+                    (None, true) => PathRewrite::Strip,
+                    (None, false) => PathRewrite::None,
+                };
+                let hash_key = match &pool.config.balance {
+                    model::Balance::ConsistentHash(k) => Some(k.clone()),
+                    _ => None,
+                };
+                Some(Route {
+                    id: r.id.clone(),
+                    timeouts: r.timeouts.overlay(&pool.config.timeouts),
+                    pool,
+                    rewrite,
+                    request_headers: HeaderOps::compile(&r.request_headers),
+                    response_headers: HeaderOps::compile(&r.response_headers),
+                    hash_key,
+                })
+            })
+            .collect();
+        Snapshot {
+            config: Arc::new(config),
+            router,
+            routes,
+            pools,
+        }
+    }
+
+    /// A one-line summary for `check` and logs.
+    pub fn summary(&self) -> String {
+        format!("{} routes, {} pools", self.routes.len(), self.pools.len())
+    }
+}

@@ -1,0 +1,174 @@
+//! Upstream pools: backends, their long-lived state, and backend selection.
+//!
+//! A [`Pool`] is rebuilt on every config load, but the [`BackendState`] of
+//! each backend (health, in-flight count) lives in the [`StateTable`], keyed
+//! by pool name and backend address, so it survives reloads that keep the
+//! backend.
+
+pub mod health;
+mod select;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::config::model;
+pub use select::Selector;
+
+/// Live state of one backend, shared by every snapshot that contains it.
+#[derive(Debug)]
+pub struct BackendState {
+    healthy: AtomicBool,
+    inflight: AtomicUsize,
+    /// Consecutive probe results in the current direction (health.rs).
+    pub(crate) streak: AtomicU32,
+}
+
+impl Default for BackendState {
+    /// New backends start healthy, like nginx and Envoy without
+    /// "ignore new hosts until first check": traffic flows at once and the
+    /// first failed probes eject it.
+    fn default() -> Self {
+        Self {
+            healthy: AtomicBool::new(true),
+            inflight: AtomicUsize::new(0),
+            streak: AtomicU32::new(0),
+        }
+    }
+}
+
+impl BackendState {
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed)
+    }
+
+    /// Requests currently sent to this backend by this process.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts one in-flight request against a backend until dropped.
+#[derive(Debug)]
+pub struct InflightGuard(Arc<BackendState>);
+
+impl InflightGuard {
+    pub fn new(state: Arc<BackendState>) -> Self {
+        state.inflight.fetch_add(1, Ordering::Relaxed);
+        Self(state)
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Long-lived backend states keyed by (pool, address). Entries of backends
+/// that left the config are pruned at each snapshot build.
+#[derive(Debug, Default)]
+pub struct StateTable {
+    states: Mutex<HashMap<(String, SocketAddr), Arc<BackendState>>>,
+}
+
+impl StateTable {
+    /// The states for `pools`, reusing existing entries; drops the others.
+    fn states_for(
+        &self,
+        pools: &std::collections::BTreeMap<String, model::Pool>,
+    ) -> HashMap<(String, SocketAddr), Arc<BackendState>> {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        let mut kept = HashMap::new();
+        for pool in pools.values() {
+            for b in &pool.backends {
+                let key = (pool.name.clone(), b.address);
+                let state = states.remove(&key).unwrap_or_default();
+                kept.insert(key, state);
+            }
+        }
+        *states = kept.clone();
+        kept
+    }
+}
+
+/// One backend of a built pool.
+#[derive(Debug)]
+pub struct Backend {
+    pub address: SocketAddr,
+    pub weight: u32,
+    pub state: Arc<BackendState>,
+}
+
+/// A pool ready to serve: its settings, backends and selector.
+pub struct Pool {
+    pub config: model::Pool,
+    pub backends: Vec<Backend>,
+    selector: Selector,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.config.name)
+            .field("backends", &self.backends)
+            .finish()
+    }
+}
+
+/// How many backends a request may be turned away from before we give up.
+const MAX_SELECT_ITERATIONS: usize = 256;
+
+impl Pool {
+    /// Pick a healthy backend not in `tried` (indices of backends already
+    /// attempted by this request). `key` feeds consistent hashing.
+    pub fn select(&self, key: &[u8], tried: &[usize]) -> Option<usize> {
+        let usable = |i: usize| self.backends[i].state.is_healthy() && !tried.contains(&i);
+        self.selector
+            .select(key, &self.backends, MAX_SELECT_ITERATIONS, usable)
+    }
+
+    /// Whether a healthy backend remains that is not in `tried`.
+    pub fn has_untried(&self, tried: &[usize]) -> bool {
+        (0..self.backends.len()).any(|i| self.backends[i].state.is_healthy() && !tried.contains(&i))
+    }
+
+    /// Whether any backend is currently healthy.
+    pub fn any_healthy(&self) -> bool {
+        self.backends.iter().any(|b| b.state.is_healthy())
+    }
+}
+
+/// Build every pool of `config`, carrying over state from `table`.
+pub fn build_pools(config: &model::Config, table: &StateTable) -> HashMap<String, Arc<Pool>> {
+    let mut states = table.states_for(&config.pools);
+    config
+        .pools
+        .values()
+        .map(|p| {
+            let backends: Vec<Backend> = p
+                .backends
+                .iter()
+                .map(|b| Backend {
+                    address: b.address,
+                    weight: b.weight,
+                    state: states
+                        .remove(&(p.name.clone(), b.address))
+                        .unwrap_or_default(),
+                })
+                .collect();
+            let selector = Selector::build(&p.balance, &backends);
+            let pool = Pool {
+                config: p.clone(),
+                backends,
+                selector,
+            };
+            (p.name.clone(), Arc::new(pool))
+        })
+        .collect()
+}
