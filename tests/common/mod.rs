@@ -1,0 +1,237 @@
+//! Shared test helpers: the real gateway binary on `127.0.0.1:0`, real HTTP
+//! backends on loopback, and polling with a deadline (never a fixed sleep).
+
+#![allow(dead_code, unused_imports)]
+
+pub mod backend;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use backend::Backend;
+
+/// How long any "wait until" may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// The gateway binary built by cargo for these tests.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_portcullis")
+}
+
+/// Poll `f` until it returns `Some`, or panic with `what` after [`DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An HTTP client that never uses a proxy from the environment.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// A running gateway process. Killed on drop.
+pub struct Gateway {
+    child: Child,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Gateway {
+    /// Start the gateway on `config` (TOML). The config should use
+    /// `127.0.0.1:0` for its listener and admin address; see [`base_config`].
+    pub async fn start(config: &str) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("portcullis.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let mut child = Command::new(bin())
+            .args(["run", "-c"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn portcullis");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (mut proxy, mut admin) = (None, None);
+        let start = Instant::now();
+        while admin.is_none() || proxy.is_none() {
+            let left = DEADLINE.saturating_sub(start.elapsed());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "gateway did not report its listeners; logs:\n{}",
+                    logs.lock().unwrap()
+                )
+            });
+            if let Some(rest) = line.strip_prefix("listening proxy http://") {
+                proxy.get_or_insert(rest.parse().expect("proxy addr"));
+            } else if let Some(rest) = line.strip_prefix("listening admin http://") {
+                admin = Some(rest.parse().expect("admin addr"));
+            }
+        }
+        let gw = Gateway {
+            child,
+            proxy: proxy.expect("proxy"),
+            admin: admin.expect("admin"),
+            dir,
+            config_path,
+            logs,
+        };
+        let c = client();
+        let health = gw.admin_url("/-/health");
+        eventually("admin API up", || {
+            let c = c.clone();
+            let health = health.clone();
+            async move {
+                c.get(&health)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+            }
+        })
+        .await;
+        let proxy = gw.proxy;
+        eventually("proxy port accepting", || async move {
+            tokio::net::TcpStream::connect(proxy).await.ok()
+        })
+        .await;
+        gw
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.proxy, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    /// Everything the gateway wrote to stderr so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Replace the config file (the gateway reads it on the next reload).
+    pub fn write_config(&self, config: &str) {
+        std::fs::write(&self.config_path, config).expect("write config");
+    }
+
+    /// `POST /-/reload`: status and JSON body.
+    pub async fn reload(&self) -> (u16, serde_json::Value) {
+        let r = client()
+            .post(self.admin_url("/-/reload"))
+            .send()
+            .await
+            .expect("reload request");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("reload json"))
+    }
+
+    /// Send SIGHUP to the gateway.
+    pub fn sighup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("kill -HUP");
+        assert!(status.success());
+    }
+
+    /// `GET /-/pools` as JSON.
+    pub async fn pools(&self) -> serde_json::Value {
+        client()
+            .get(self.admin_url("/-/pools"))
+            .send()
+            .await
+            .expect("pools")
+            .json()
+            .await
+            .expect("pools json")
+    }
+
+    /// Whether `backend` of `pool` is healthy according to the admin API.
+    pub async fn backend_healthy(&self, pool: &str, backend: SocketAddr) -> Option<bool> {
+        let pools = self.pools().await;
+        pools["pools"][pool]["backends"]
+            .as_array()?
+            .iter()
+            .find(|b| b["address"] == backend.to_string())
+            .and_then(|b| b["healthy"].as_bool())
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `[[listeners]]` and `[admin]` sections for a test gateway.
+pub fn base_config() -> String {
+    "[[listeners]]\naddress = \"127.0.0.1:0\"\n\n[admin]\naddress = \"127.0.0.1:0\"\n\n".to_string()
+}
+
+/// A `[pools.NAME]` section with the given backends and extra lines.
+pub fn pool(name: &str, backends: &[SocketAddr], extra: &str) -> String {
+    let list: Vec<String> = backends
+        .iter()
+        .map(|b| format!("{{ address = \"{b}\" }}"))
+        .collect();
+    format!(
+        "[pools.{name}]\nbackends = [{}]\n{extra}\n\n",
+        list.join(", ")
+    )
+}
+
+/// Run `portcullis` with `args`; (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str], cwd: Option<&Path>) -> (i32, String, String) {
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    let out = cmd.output().expect("run portcullis");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,88 @@
+//! Upstream failures: retry on connect refused, 502 and 504 mapping, each
+//! with a problem+json body.
+
+mod common;
+
+use common::{base_config, client, Backend, Gateway};
+use serde_json::Value;
+
+/// An address nothing listens on: bind a port, then close it.
+fn dead_addr() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+#[tokio::test]
+async fn connect_refused_is_retried_on_another_backend() {
+    let live = Backend::start("live").await;
+    let dead = dead_addr();
+    let config = format!(
+        "{}[pools.p]\nbackends = [\"{dead}\", \"{}\"]\nretries = 1\n\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n",
+        base_config(),
+        live.addr
+    );
+    let gw = Gateway::start(&config).await;
+    for _ in 0..20 {
+        let r = client().get(gw.url("/x")).send().await.unwrap();
+        assert_eq!(
+            r.status(),
+            200,
+            "round robin hit the dead backend and was not retried"
+        );
+    }
+    assert_eq!(live.hits(), 20);
+}
+
+#[tokio::test]
+async fn refused_without_retry_budget_is_502_problem() {
+    let dead = dead_addr();
+    let config = format!(
+        "{}[pools.p]\nbackends = [\"{dead}\"]\nretries = 0\n\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n",
+        base_config()
+    );
+    let gw = Gateway::start(&config).await;
+    let r = client().get(gw.url("/x")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let text = r.text().await.unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["status"], 502);
+    assert!(
+        !text.contains(&dead.to_string()),
+        "problem body leaks the backend address"
+    );
+}
+
+#[tokio::test]
+async fn read_timeout_is_504_problem() {
+    let slow = Backend::start("slow").await;
+    let config = format!(
+        "{}[pools.p]\nbackends = [\"{}\"]\n[pools.p.timeouts]\nread = \"5s\"\n\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n[routes.timeouts]\nread = \"200ms\"\n",
+        base_config(),
+        slow.addr
+    );
+    let gw = Gateway::start(&config).await;
+    let started = std::time::Instant::now();
+    let r = client().get(gw.url("/slow")).send().await.unwrap();
+    assert_eq!(r.status(), 504);
+    // The route's 200ms override applies, not the pool's 5s.
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["title"], "Gateway Timeout");
+}
+
+#[tokio::test]
+async fn total_deadline_is_504() {
+    let slow = Backend::start("slow").await;
+    let config = format!(
+        "{}[pools.p]\nbackends = [\"{}\"]\n[pools.p.timeouts]\ntotal = \"300ms\"\n\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n",
+        base_config(),
+        slow.addr
+    );
+    let gw = Gateway::start(&config).await;
+    let started = std::time::Instant::now();
+    let r = client().get(gw.url("/slow")).send().await.unwrap();
+    assert_eq!(r.status(), 504);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}
