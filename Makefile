@@ -1,0 +1,26 @@
+# The two commands of the README: `make demo` and `make test`.
+# Both install what a fresh machine lacks (cmake) first.
+
+.PHONY: deps demo test check lint bench
+
+deps:
+	@./scripts/install-deps.sh
+
+# The gateway on the bundled demo config, with its sample backends.
+demo: deps
+	cargo run --release -- demo
+
+# Every test: unit, integration (real gateway, real backends on loopback).
+test: deps
+	cargo test --all-targets
+
+# Validate every shipped config.
+check: deps
+	cargo run --quiet -- check conf/*.toml
+
+lint: deps
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+bench: deps
+	cargo bench

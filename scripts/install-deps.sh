@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install what building portcullis needs and a fresh machine may lack:
+# cmake (Pingora's zlib-ng build) and a C compiler. Idempotent and quiet
+# when everything is there.
+set -euo pipefail
+
+missing=()
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 && SUDO="sudo"
+fi
+if command -v apt-get >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+elif command -v dnf >/dev/null 2>&1; then
+  $SUDO dnf install -y "${missing[@]}"
+elif command -v brew >/dev/null 2>&1; then
+  brew install "${missing[@]}"
+else
+  echo "install-deps: please install: ${missing[*]}" >&2
+  exit 1
+fi
