@@ -34,6 +34,40 @@ async fn connect_refused_is_retried_on_another_backend() {
 }
 
 #[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let b = Backend::start("b").await;
+    let config = format!(
+        "{}[pools.p]\nbackends = [\"{}\"]\n\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n",
+        base_config(),
+        b.addr
+    );
+    let gw = Gateway::start(&config).await;
+    let mut peers = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        // A new client connection each time: reuse must come from the gateway's pool.
+        let c = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let body: Value = c
+            .get(gw.url("/x"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        peers.insert(body["peer"].as_str().unwrap().to_string());
+    }
+    assert!(
+        peers.len() <= 2,
+        "30 sequential requests used {} upstream connections",
+        peers.len()
+    );
+}
+
+#[tokio::test]
 async fn refused_without_retry_budget_is_502_problem() {
     let dead = dead_addr();
     let config = format!(

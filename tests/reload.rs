@@ -147,3 +147,32 @@ async fn health_state_survives_a_reload() {
         assert_eq!(who(&gw).await, "b");
     }
 }
+
+#[tokio::test]
+async fn in_flight_requests_finish_on_their_snapshot() {
+    let one = Backend::start("one").await;
+    let two = Backend::start("two").await;
+    let gw = Gateway::start(&config_to("one", &one)).await;
+    one.hold(true);
+    let url = gw.url("/x");
+    let held = tokio::spawn(async move {
+        let r = client().get(url).send().await.unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    });
+    let o = &one;
+    eventually("request reached backend one", || async move {
+        (o.hits() == 1).then_some(())
+    })
+    .await;
+
+    // Pool `one` disappears from the config while the request is in flight.
+    gw.write_config(&config_to("two", &two));
+    let (status, _) = gw.reload().await;
+    assert_eq!(status, 200);
+    assert_eq!(who(&gw).await, "two");
+
+    one.hold(false);
+    let (status, body) = held.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body["backend"], "one");
+}

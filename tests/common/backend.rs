@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -64,6 +64,7 @@ impl Backend {
             .fallback(echo)
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let _ = axum::serve(listener, app).await;
         });
         Backend {
@@ -155,7 +156,11 @@ async fn ws(ws: WebSocketUpgrade) -> Response {
     })
 }
 
-async fn echo(State(s): State<Shared>, req: Request) -> impl IntoResponse {
+async fn echo(
+    State(s): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> impl IntoResponse {
     s.hits.fetch_add(1, Ordering::SeqCst);
     let mut hold = s.hold.subscribe();
     let _ = hold.wait_for(|held| !*held).await;
@@ -172,6 +177,8 @@ async fn echo(State(s): State<Shared>, req: Request) -> impl IntoResponse {
         "query": parts.uri.query(),
         "headers": headers,
         "body_len": body_len,
+        // The gateway's side of the connection: one value per upstream connection.
+        "peer": peer.to_string(),
     });
     (
         [
