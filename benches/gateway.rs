@@ -68,11 +68,11 @@ fn headers(c: &mut Criterion) {
     });
     c.bench_function("x_forwarded/set", |b| {
         let ip = Some("198.51.100.4".parse().unwrap());
+        let id = http::HeaderValue::from_static("0123456789abcdef0123456789abcdef");
         b.iter_batched(
             || req.clone(),
             |mut r| {
-                forward::set_forwarded(&mut r, ip, false, "0123456789abcdef0123456789abcdef")
-                    .unwrap();
+                forward::set_forwarded(&mut r, ip, false, &id).unwrap();
                 r
             },
             criterion::BatchSize::SmallInput,

@@ -15,11 +15,13 @@ pub struct RequestCtx {
     pub route: Option<usize>,
     /// Bytes of the path the route's prefix matched.
     pub prefix_len: usize,
-    pub request_id: String,
+    /// `X-Request-Id`: the client's when well formed, else generated.
+    pub request_id: http::HeaderValue,
     /// Deadline of the whole request, when the route has a `total` timeout.
     pub deadline: Option<Instant>,
-    /// Backends (pool indices) tried so far, in order.
-    pub tried: Vec<usize>,
+    /// Backends (pool indices) tried so far, in order; inline, as most
+    /// requests make one attempt and retries are bounded.
+    pub tried: smallvec::SmallVec<[usize; 4]>,
     /// Counts this request against the current backend's in-flight requests.
     pub inflight: Option<InflightGuard>,
 }
@@ -31,9 +33,9 @@ impl RequestCtx {
             snapshot: None,
             route: None,
             prefix_len: 0,
-            request_id: String::new(),
+            request_id: http::HeaderValue::from_static(""),
             deadline: None,
-            tried: Vec::new(),
+            tried: smallvec::SmallVec::new(),
             inflight: None,
         }
     }

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use http::Uri;
+use http::{HeaderValue, Uri};
 use pingora_error::Result;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
@@ -30,8 +30,9 @@ pub fn is_well_formed_request_id(id: &[u8]) -> bool {
 }
 
 /// A new 128-bit request id in hex: a random per-process prefix and a mixed
-/// counter, so ids are unique without a syscall per request.
-pub fn new_request_id() -> String {
+/// counter, so ids are unique without a syscall per request. Written on the
+/// stack; the header value is the only allocation.
+pub fn new_request_id() -> HeaderValue {
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(|| {
@@ -41,7 +42,17 @@ pub fn new_request_id() -> String {
         u64::from_le_bytes(buf)
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix:016x}{:016x}", splitmix64(n ^ prefix))
+    let mut hex = [0u8; 32];
+    write_hex(&mut hex[..16], prefix);
+    write_hex(&mut hex[16..], splitmix64(n ^ prefix));
+    HeaderValue::from_bytes(&hex).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+fn write_hex(out: &mut [u8], v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
+    }
 }
 
 fn splitmix64(mut x: u64) -> u64 {
@@ -51,15 +62,18 @@ fn splitmix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// The request id to use: the client's when well formed, else a new one.
-pub fn request_id(req: &RequestHeader) -> String {
+/// The request id to use: the client's when well formed (shared, not
+/// copied), else a new one.
+pub fn request_id(req: &RequestHeader) -> HeaderValue {
     match req.headers.get(REQUEST_ID) {
-        Some(v) if is_well_formed_request_id(v.as_bytes()) => {
-            // Checked ASCII above.
-            String::from_utf8_lossy(v.as_bytes()).into_owned()
-        }
+        Some(v) if is_well_formed_request_id(v.as_bytes()) => v.clone(),
         _ => new_request_id(),
     }
+}
+
+/// The id as text (ids are ASCII by construction).
+pub fn id_text(id: &HeaderValue) -> &str {
+    id.to_str().unwrap_or("")
 }
 
 /// The host the client asked for: `Host`, or the URI authority (HTTP/2).
@@ -76,7 +90,7 @@ pub fn request_host(req: &RequestHeader) -> &str {
 pub fn add_forwarded_headers(
     session: &Session,
     upstream: &mut RequestHeader,
-    request_id: &str,
+    request_id: &HeaderValue,
 ) -> Result<()> {
     let client_ip = session
         .client_addr()
@@ -95,7 +109,7 @@ pub fn set_forwarded(
     upstream: &mut RequestHeader,
     client_ip: Option<std::net::IpAddr>,
     https: bool,
-    request_id: &str,
+    request_id: &HeaderValue,
 ) -> Result<()> {
     if let Some(ip) = client_ip {
         let xff = match upstream
@@ -114,7 +128,7 @@ pub fn set_forwarded(
     } else if let Some(authority) = upstream.uri.authority().map(|a| a.as_str().to_string()) {
         upstream.insert_header(X_FORWARDED_HOST, authority)?;
     }
-    upstream.insert_header(REQUEST_ID, request_id)?;
+    upstream.insert_header(REQUEST_ID, request_id.clone())?;
     Ok(())
 }
 
@@ -226,6 +240,7 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 32);
         assert!(is_well_formed_request_id(a.as_bytes()));
+        assert!(id_text(&a).bytes().all(|b| b.is_ascii_hexdigit()));
     }
 
     #[test]
@@ -233,14 +248,16 @@ mod tests {
         let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
         req.insert_header("host", "api.example.com").unwrap();
         req.insert_header(X_FORWARDED_FOR, "203.0.113.1").unwrap();
-        set_forwarded(&mut req, Some("10.1.2.3".parse().unwrap()), true, "id1").unwrap();
+        let id = HeaderValue::from_static("id1");
+        set_forwarded(&mut req, Some("10.1.2.3".parse().unwrap()), true, &id).unwrap();
         assert_eq!(req.headers[X_FORWARDED_FOR], "203.0.113.1, 10.1.2.3");
         assert_eq!(req.headers[X_FORWARDED_PROTO], "https");
         assert_eq!(req.headers[X_FORWARDED_HOST], "api.example.com");
         assert_eq!(req.headers[REQUEST_ID], "id1");
 
         let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
-        set_forwarded(&mut req, Some("::1".parse().unwrap()), false, "id2").unwrap();
+        let id = HeaderValue::from_static("id2");
+        set_forwarded(&mut req, Some("::1".parse().unwrap()), false, &id).unwrap();
         assert_eq!(req.headers[X_FORWARDED_FOR], "::1");
         assert_eq!(req.headers[X_FORWARDED_PROTO], "http");
     }

@@ -187,7 +187,7 @@ impl ProxyHttp for GatewayProxy {
         if let Some(route) = ctx.route() {
             forward::apply_response_ops(upstream, &route.response_headers)?;
         }
-        upstream.insert_header(forward::REQUEST_ID, ctx.request_id.as_str())?;
+        upstream.insert_header(forward::REQUEST_ID, ctx.request_id.clone())?;
         Ok(())
     }
 

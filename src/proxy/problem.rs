@@ -74,16 +74,16 @@ impl Problem {
 pub async fn respond(
     session: &mut Session,
     problem: Problem,
-    request_id: &str,
+    request_id: &http::HeaderValue,
     extra: &[(&'static str, String)],
 ) -> Result<()> {
-    let body = problem.body(request_id);
+    let body = problem.body(super::forward::id_text(request_id));
     let mut resp = ResponseHeader::build(problem.status(), Some(5))?;
     resp.insert_header("content-type", "application/problem+json")?;
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("cache-control", "no-store")?;
     if !request_id.is_empty() {
-        resp.insert_header(super::forward::REQUEST_ID, request_id)?;
+        resp.insert_header(super::forward::REQUEST_ID, request_id.clone())?;
     }
     for (name, value) in extra {
         resp.insert_header(*name, value.as_str())?;
