@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` and `make test`.
 # Both install what a fresh machine lacks (cmake) first.
 
-.PHONY: deps demo test check lint bench
+.PHONY: deps demo test check lint bench loadbench
 
 deps:
 	@./scripts/install-deps.sh
@@ -24,3 +24,7 @@ lint: deps
 
 bench: deps
 	cargo bench
+
+# Side-by-side load benchmark vs nginx, HAProxy and bare Pingora (about 8 min).
+loadbench: deps
+	benches/load/run.sh

@@ -112,24 +112,46 @@ pub fn set_forwarded(
     request_id: &HeaderValue,
 ) -> Result<()> {
     if let Some(ip) = client_ip {
-        let xff = match upstream
-            .headers
-            .get(X_FORWARDED_FOR)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-            _ => ip.to_string(),
-        };
+        let xff = forwarded_for(upstream.headers.get(X_FORWARDED_FOR), ip);
         upstream.insert_header(X_FORWARDED_FOR, xff)?;
     }
-    upstream.insert_header(X_FORWARDED_PROTO, if https { "https" } else { "http" })?;
+    let proto = if https { HTTPS } else { HTTP };
+    upstream.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static(proto))?;
     if let Some(host) = upstream.headers.get(http::header::HOST).cloned() {
         upstream.insert_header(X_FORWARDED_HOST, host)?;
     } else if let Some(authority) = upstream.uri.authority().map(|a| a.as_str().to_string()) {
         upstream.insert_header(X_FORWARDED_HOST, authority)?;
     }
-    upstream.insert_header(REQUEST_ID, request_id.clone())?;
+    // A client id kept as is is already on the request: don't insert it twice.
+    if upstream.headers.get(REQUEST_ID) != Some(request_id) {
+        upstream.insert_header(REQUEST_ID, request_id.clone())?;
+    }
     Ok(())
+}
+
+const HTTP: &str = "http";
+const HTTPS: &str = "https";
+
+/// `prev, ip` (or `ip`), built in one buffer: the header value is the only
+/// allocation.
+fn forwarded_for(prev: Option<&HeaderValue>, ip: std::net::IpAddr) -> HeaderValue {
+    use std::io::Write;
+    let prev = prev
+        .map(|v| v.as_bytes())
+        .filter(|v| !v.trim_ascii().is_empty());
+    // An IPv6 address is at most 45 characters.
+    let mut buf = bytes::BytesMut::with_capacity(prev.map_or(0, |p| p.len() + 2) + 45);
+    if let Some(p) = prev {
+        buf.extend_from_slice(p);
+        buf.extend_from_slice(b", ");
+    }
+    let mut ip_text = [0u8; 45];
+    let mut cursor = std::io::Cursor::new(&mut ip_text[..]);
+    let _ = write!(cursor, "{ip}");
+    let n = cursor.position() as usize;
+    buf.extend_from_slice(&ip_text[..n]);
+    // `prev` came from a valid header value and an IP is ASCII.
+    HeaderValue::from_maybe_shared(buf.freeze()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The upstream path for `path` when `prefix_len` bytes of it matched the route.

@@ -1,0 +1,976 @@
+#!/usr/bin/env python3
+"""Load benchmark: portcullis vs nginx, haproxy and a bare Pingora proxy.
+
+Starts two nginx upstream backends on loopback, puts each proxy ("target") in
+front of them in turn with the same resources, drives the same wrk load at it
+and reports requests/s, p50/p99 latency and proxy CPU time per request, with
+ratios to nginx measured in the same run. Python 3 standard library only.
+
+Usually run through run.sh (installs wrk/nginx/haproxy/h2load if missing and
+builds the binaries); see README.md next to this file for options and how to
+read the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import datetime as dt
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+REPO = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"  # everything binds and targets loopback only
+API_KEY = "bench-key-1"  # sent by every load run; checked by nginx-gateway
+BODY_PREFIX = "portcullis-bench upstream "
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------
+# Process bookkeeping: every process started is stopped at the end, also on
+# errors and Ctrl-C. Each process gets its own session/process group, so one
+# killpg of *that* group reaches its workers (nginx master + workers) and
+# nothing else.
+# --------------------------------------------------------------------------
+
+_STARTED: list[subprocess.Popen] = []
+
+
+def spawn(cmd: list[str], *, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+          env: Optional[dict] = None, cwd: Optional[Path] = None) -> subprocess.Popen:
+    p = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                         env=env, cwd=cwd, start_new_session=True)
+    _STARTED.append(p)
+    return p
+
+
+def _group_members(pgid: int) -> list[int]:
+    """PIDs whose process group is pgid (a group we created with start_new_session)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        if int(s[s.rindex(")") + 2:].split()[2]) == pgid:
+            out.append(int(d))
+    return out
+
+
+def stop(p: Optional[subprocess.Popen], timeout: float = 5.0) -> None:
+    """SIGINT (fast shutdown for nginx, haproxy and Pingora), then SIGKILL.
+
+    Signals go only to the process group this script created for p."""
+    if p is None:
+        return
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(2)
+            except subprocess.TimeoutExpired:
+                pass
+    # The leader is gone; children of it (nginx workers) may linger in its group.
+    for pid in _group_members(p.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if p in _STARTED:
+        _STARTED.remove(p)
+
+
+def stop_all() -> None:
+    for p in list(reversed(_STARTED)):
+        stop(p, timeout=3)
+
+
+def _on_signal(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# --------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with code {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {HOST}:{port} after {timeout}s")
+
+
+def http_get(port: int, headers: Optional[dict] = None, timeout: float = 3.0) -> tuple[int, str]:
+    req = urllib.request.Request(f"http://{HOST}:{port}/", headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode("utf-8", "replace")
+
+
+def proc_tree(root: int) -> list[int]:
+    """PIDs of root and all its descendants (e.g. nginx master + workers)."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        ppid = int(s[s.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def cpu_ticks(pids: list[int]) -> dict[int, int]:
+    """utime+stime (clock ticks) of each pid, all threads included."""
+    out = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                s = f.read()
+        except OSError:
+            continue
+        fields = s[s.rindex(")") + 2:].split()
+        # fields[0] is field 3 (state); utime is field 14, stime field 15.
+        out[pid] = int(fields[11]) + int(fields[12])
+    return out
+
+
+def cpu_delta_seconds(before: dict[int, int], after: dict[int, int]) -> float:
+    ticks = 0
+    for pid, t in after.items():
+        ticks += t - before.get(pid, 0)
+    return ticks / CLK_TCK
+
+
+def machine_busy_ticks() -> int:
+    """user+nice+system ticks of all CPUs (/proc/stat), i.e. CPU used by any process."""
+    with open("/proc/stat") as f:
+        parts = f.readline().split()
+    return int(parts[1]) + int(parts[2]) + int(parts[3])
+
+
+def children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_text(cmd: list[str]) -> str:
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        return (r.stdout + r.stderr).strip()
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unavailable ({e})"
+
+
+def median(xs: list[float]) -> Optional[float]:
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+# --------------------------------------------------------------------------
+# Config generators
+# --------------------------------------------------------------------------
+
+def nginx_common(tmp: Path, name: str, workers: int) -> str:
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    t = tmp / f"{name}-temp"
+    t.mkdir(exist_ok=True)
+    return f"""{user}worker_processes {workers};
+daemon off;
+master_process on;
+pid {tmp}/{name}.pid;
+error_log {tmp}/{name}-error.log warn;
+events {{ worker_connections 4096; }}
+"""
+
+
+def nginx_http_common(tmp: Path, name: str) -> str:
+    t = tmp / f"{name}-temp"
+    return f"""    access_log off;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+    client_body_temp_path {t}/client;
+    proxy_temp_path {t}/proxy;
+    fastcgi_temp_path {t}/fastcgi;
+    uwsgi_temp_path {t}/uwsgi;
+    scgi_temp_path {t}/scgi;
+"""
+
+
+def upstream_conf(tmp: Path, ports: list[int], workers: int) -> str:
+    servers = ""
+    for i, port in enumerate(ports):
+        body = f"{BODY_PREFIX}{chr(ord('a') + i)}\\n"
+        servers += f"""    server {{
+        listen {HOST}:{port};
+        location / {{ default_type text/plain; return 200 "{body}"; }}
+    }}
+"""
+    return nginx_common(tmp, "upstream", workers) + "http {\n" + nginx_http_common(tmp, "upstream") + servers + "}\n"
+
+
+def nginx_upstream_block(backends: list[int]) -> str:
+    servers = "".join(f"        server {HOST}:{p};\n" for p in backends)
+    return f"""    upstream up {{
+{servers}        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+"""
+
+
+def nginx_proxy_conf(tmp: Path, port: int, backends: list[int], workers: int, gateway: bool) -> str:
+    name = "nginx-gateway" if gateway else "nginx"
+    if gateway:
+        extra_http = f"""    log_format gw escape=json '{{"time":"$time_iso8601","request_id":"$request_id",'
+        '"remote_addr":"$remote_addr","method":"$request_method","uri":"$request_uri",'
+        '"status":$status,"bytes_sent":$body_bytes_sent,"duration_s":$request_time,'
+        '"upstream":"$upstream_addr","upstream_status":"$upstream_status",'
+        '"upstream_time_s":"$upstream_response_time","user_agent":"$http_user_agent"}}';
+    map $http_x_api_key $key_ok {{
+        default 0;
+        "{API_KEY}" 1;
+        "bench-key-2" 1;
+    }}
+"""
+        location = f"""            if ($key_ok = 0) {{ return 401; }}
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Request-Id $request_id;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            add_header X-Request-Id $request_id always;
+"""
+        server_log = f"        access_log {tmp}/nginx-gateway-access.log gw buffer=64k flush=1s;\n"
+    else:
+        extra_http = ""
+        location = """            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+"""
+        server_log = ""
+    return (nginx_common(tmp, name, workers) + "http {\n" + nginx_http_common(tmp, name) + extra_http
+            + nginx_upstream_block(backends)
+            + f"""    server {{
+        listen {HOST}:{port};
+{server_log}        location / {{
+{location}        }}
+    }}
+}}
+""")
+
+
+def haproxy_conf(port: int, backends: list[int], workers: int) -> str:
+    servers = "".join(f"    server s{i} {HOST}:{p}\n" for i, p in enumerate(backends))
+    return f"""global
+    nbthread {workers}
+    maxconn 4096
+
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 75s
+
+frontend fe
+    bind {HOST}:{port}
+    default_backend be
+
+backend be
+    balance roundrobin
+    http-reuse always
+{servers}"""
+
+
+def portcullis_conf(port: int, admin_port: int, backends: list[int], workers: int) -> str:
+    bl = ", ".join(f'{{ address = "{HOST}:{p}" }}' for p in backends)
+    return f"""[server]
+threads = {workers}
+
+[[listeners]]
+address = "{HOST}:{port}"
+
+[admin]
+address = "{HOST}:{admin_port}"
+
+[pools.up]
+backends = [ {bl} ]
+
+[[routes]]
+id = "plain"
+path = "/"
+pool = "up"
+"""
+
+
+# --------------------------------------------------------------------------
+# Targets
+# --------------------------------------------------------------------------
+
+@dataclass
+class Ctx:
+    tmp: Path
+    backends: list[int]            # upstream ports
+    workers: int
+    proxy_prefix: list[str]        # taskset prefix for proxies ([] when not pinned)
+    portcullis_bin: Path
+    bare_bin: Path
+
+
+@dataclass
+class Running:
+    port: int
+    proc: Optional[subprocess.Popen]   # None for `direct`
+    log: Optional[Path] = None
+
+
+@dataclass
+class Target:
+    name: str
+    description: str
+    start: Optional[Callable[[Ctx], Running]] = None
+    load: str = "wrk"                  # "wrk" (HTTP/1.1 keep-alive) or "h2load" (HTTP/2 over TLS)
+    planned: Optional[str] = None      # set for hooks not implemented yet: why / which issue
+    needs: list[str] = field(default_factory=list)  # binaries needed
+
+
+def _start_direct(c: Ctx) -> Running:
+    return Running(port=c.backends[0], proc=None)
+
+
+def _start_nginx(c: Ctx, gateway: bool) -> Running:
+    name = "nginx-gateway" if gateway else "nginx"
+    port = free_port()
+    conf = c.tmp / f"{name}.conf"
+    conf.write_text(nginx_proxy_conf(c.tmp, port, c.backends, c.workers, gateway))
+    logf = c.tmp / f"{name}.stderr"
+    with open(logf, "ab") as lf:
+        p = spawn(c.proxy_prefix + ["nginx", "-p", str(c.tmp), "-e", str(c.tmp / f"{name}-error.log"),
+                                    "-c", str(conf)], stdout=lf, stderr=lf)
+    return Running(port, p, logf)
+
+
+def _start_haproxy(c: Ctx) -> Running:
+    port = free_port()
+    conf = c.tmp / "haproxy.cfg"
+    conf.write_text(haproxy_conf(port, c.backends, c.workers))
+    logf = c.tmp / "haproxy.stderr"
+    with open(logf, "ab") as lf:
+        p = spawn(c.proxy_prefix + ["haproxy", "-db", "-f", str(conf)], stdout=lf, stderr=lf)
+    return Running(port, p, logf)
+
+
+def _start_bare(c: Ctx) -> Running:
+    port = free_port()
+    logf = c.tmp / "pingora-bare.log"
+    with open(logf, "ab") as lf:
+        p = spawn(c.proxy_prefix + [str(c.bare_bin), "--listen", f"{HOST}:{port}", "--threads", str(c.workers)]
+                  + [f"{HOST}:{b}" for b in c.backends], stdout=lf, stderr=lf)
+    return Running(port, p, logf)
+
+
+def _start_portcullis(c: Ctx) -> Running:
+    port, admin = free_port(), free_port()
+    conf = c.tmp / "portcullis.toml"
+    conf.write_text(portcullis_conf(port, admin, c.backends, c.workers))
+    logf = c.tmp / "portcullis.log"
+    env = dict(os.environ, RUST_LOG="warn")
+    with open(logf, "ab") as lf:
+        p = spawn(c.proxy_prefix + [str(c.portcullis_bin), "run", "-c", str(conf)], stdout=lf, stderr=lf, env=env)
+    return Running(port, p, logf)
+
+
+# The target list. Order = order within each round. Entries with `planned`
+# set are HOOKS for later issues: they show up in --list-targets and are
+# rejected by --targets until implemented (give them `start`, drop `planned`).
+TARGETS: list[Target] = [
+    Target("direct", "wrk straight to upstream backend A, no proxy (the ceiling)", _start_direct),
+    Target("nginx", "nginx proxy_pass, upstream keepalive 64, HTTP/1.1 upstream",
+           lambda c: _start_nginx(c, gateway=False), needs=["nginx"]),
+    Target("nginx-gateway", "nginx as a gateway route: API-key map (401), JSON access log, "
+           "X-Request-Id, X-Forwarded-For", lambda c: _start_nginx(c, gateway=True), needs=["nginx"]),
+    Target("haproxy", "haproxy roundrobin, http-reuse always, nbthread = workers",
+           _start_haproxy, needs=["haproxy"]),
+    Target("pingora-bare", "bare Pingora passthrough (examples/bare_pingora.rs)", _start_bare),
+    Target("portcullis", "portcullis run: plain route / -> pool of the two backends", _start_portcullis),
+    # ---- HOOK: gateway features (later issue) --------------------------------
+    # portcullis with key auth + rate limit + metrics + access log on the route;
+    # compare to `nginx-gateway`. Implement: generate the TOML with those
+    # features and send API_KEY (every load run already sends X-Api-Key).
+    Target("portcullis-gateway", "portcullis with key auth + rate limit + metrics + access log",
+           planned="later issue: gateway features (compare with nginx-gateway)"),
+    # ---- HOOK: HTTP/2 over TLS (later issue) ---------------------------------
+    # load = "h2load": run_h2load() below is the driver stub. Needs TLS certs
+    # generated into the temp dir and both proxies listening with TLS + h2.
+    Target("portcullis-h2tls", "portcullis, HTTP/2 over TLS, driven by h2load", load="h2load",
+           planned="later issue: HTTP/2 over TLS (h2load)"),
+    Target("nginx-h2tls", "nginx listen ssl http2, driven by h2load", load="h2load",
+           planned="later issue: HTTP/2 over TLS (h2load)"),
+    # ---- HOOK: response cache (later issue) ----------------------------------
+    # Cache hits: warm-up fills the cache, the measured run is all hits.
+    Target("portcullis-cache", "portcullis with response cache, all hits",
+           planned="later issue: cache hits vs nginx proxy_cache"),
+    Target("nginx-cache", "nginx proxy_cache, all hits",
+           planned="later issue: cache hits vs nginx proxy_cache"),
+]
+TARGETS_BY_NAME = {t.name: t for t in TARGETS}
+BASELINE = "nginx"
+OTHER_LOAD_WARN = 0.15  # cores used by unrelated processes before a run is flagged as disturbed
+
+
+# --------------------------------------------------------------------------
+# Load generators
+# --------------------------------------------------------------------------
+
+# wrk's done() hook prints exact histogram values (microseconds) as one JSON
+# line. No request()/response() hooks are defined, so wrk keeps its fast path.
+WRK_LUA = r"""
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"bytes":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
+    '"latency_us":{"mean":%.2f,"stdev":%.2f,"max":%d,"p50":%d,"p75":%d,"p90":%d,"p99":%d,"p999":%d}}\n',
+    summary.requests, summary.duration, summary.bytes,
+    e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency.stdev, latency.max,
+    latency:percentile(50), latency:percentile(75), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9)))
+end
+"""
+
+_UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 60e6}
+
+
+def _parse_dur_us(s: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", s)
+    if not m:
+        raise ValueError(s)
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_wrk(out: str) -> dict:
+    """Result of one wrk run; exact values from the Lua hook, text as fallback."""
+    r: dict = {}
+    m = re.search(r"^WRKJSON (.*)$", out, re.M)
+    if m:
+        j = json.loads(m.group(1))
+        r["requests"] = j["requests"]
+        r["duration_s"] = j["duration_us"] / 1e6
+        r["bytes"] = j["bytes"]
+        r["errors"] = j["errors"]
+        r["latency_us"] = j["latency_us"]
+    else:
+        m = re.search(r"(\d+) requests in ([\d.]+\w+), ", out)
+        if not m:
+            raise RuntimeError("cannot parse wrk output:\n" + out)
+        r["requests"] = int(m.group(1))
+        r["duration_s"] = _parse_dur_us(m.group(2)) / 1e6
+        lat = {}
+        for pct, key in (("50", "p50"), ("75", "p75"), ("90", "p90"), ("99", "p99")):
+            mm = re.search(rf"^\s+{pct}%\s+([\d.]+\w+)", out, re.M)
+            if mm:
+                lat[key] = _parse_dur_us(mm.group(1))
+        r["latency_us"] = lat
+        errs = {"connect": 0, "read": 0, "write": 0, "timeout": 0, "status": 0}
+        mm = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+        if mm:
+            errs.update(connect=int(mm.group(1)), read=int(mm.group(2)), write=int(mm.group(3)),
+                        timeout=int(mm.group(4)))
+        r["errors"] = errs
+    mm = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    r["non_2xx_3xx"] = int(mm.group(1)) if mm else 0
+    r["rps"] = r["requests"] / r["duration_s"] if r["duration_s"] > 0 else 0.0
+    return r
+
+
+def run_wrk(args, port: int, duration: float, lua: Path, prefix: list[str]) -> tuple[dict, str]:
+    cmd = prefix + ["wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{duration}s", "--latency",
+                    "-H", f"X-Api-Key: {API_KEY}", "-s", str(lua), f"http://{HOST}:{port}/"]
+    p = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = p.communicate(timeout=duration + 60)
+    finally:
+        stop(p)
+    out = out.decode("utf-8", "replace")
+    if p.returncode != 0:
+        raise RuntimeError(f"wrk exited {p.returncode}:\n{out}")
+    return parse_wrk(out), out
+
+
+def run_h2load(args, port: int, duration: float, prefix: list[str]) -> tuple[dict, str]:
+    """HOOK (HTTP/2-over-TLS issue): drive `load = "h2load"` targets.
+
+    Intended command, same shape as the wrk run:
+      h2load -t1 -c<connections> -m<streams> -D <duration> --warm-up-time=... https://127.0.0.1:PORT/
+    and parse "finished in", "requests: N total, N succeeded" and the
+    "time for request" line (h2load reports min/max/mean/sd, not percentiles,
+    so p50/p99 need `--log-file` and computing them from per-request times).
+    """
+    raise NotImplementedError("h2load targets are a hook for a later issue")
+
+
+# --------------------------------------------------------------------------
+# One measured run
+# --------------------------------------------------------------------------
+
+def measure(args, ctx: Ctx, target: Target, lua: Path, load_prefix: list[str], upstream_proc) -> dict:
+    started = time.monotonic()
+    res: dict = {"target": target.name, "workers": ctx.workers}
+    running = target.start(ctx)
+    try:
+        if running.proc is not None:
+            wait_port(running.port, running.proc)
+        # Smoke test: a real 200 from a backend through the target.
+        status, body = http_get(running.port, {"X-Api-Key": API_KEY})
+        if status != 200 or not body.startswith(BODY_PREFIX):
+            raise RuntimeError(f"smoke request got {status}: {body[:200]!r}")
+        if target.name == "nginx-gateway":
+            status, _ = http_get(running.port)
+            if status != 401:
+                raise RuntimeError(f"nginx-gateway without API key answered {status}, expected 401")
+        if args.warmup > 0:
+            run_wrk(args, running.port, args.warmup, lua, load_prefix)
+        pids = proc_tree(running.proc.pid) if running.proc is not None else []
+        up_pids = proc_tree(upstream_proc.pid)
+        before, up_before = cpu_ticks(pids), cpu_ticks(up_pids)
+        busy_before, wrk_before = machine_busy_ticks(), children_cpu_s()
+        r, out = run_wrk(args, running.port, args.duration, lua, load_prefix)
+        busy_after, wrk_after = machine_busy_ticks(), children_cpu_s()
+        after, up_after = cpu_ticks(pids), cpu_ticks(up_pids)
+        if running.proc is not None and running.proc.poll() is not None:
+            raise RuntimeError(f"{target.name} exited during the run (code {running.proc.returncode})")
+        res.update(r)
+        res["wrk_output"] = out
+        res["proxy_pids"] = len(pids)
+        if pids:
+            cpu = cpu_delta_seconds(before, after)
+            res["proxy_cpu_s"] = cpu
+            res["proxy_cores"] = cpu / r["duration_s"] if r["duration_s"] else None
+            res["cpu_us_per_req"] = cpu / r["requests"] * 1e6 if r["requests"] else None
+        else:
+            res["proxy_cpu_s"] = res["proxy_cores"] = res["cpu_us_per_req"] = None
+        up_cpu = cpu_delta_seconds(up_before, up_after)
+        res["upstream_cpu_s"] = up_cpu
+        res["upstream_cpu_us_per_req"] = up_cpu / r["requests"] * 1e6 if r["requests"] else None
+        # Noise check: CPU used on the machine by anything that is not the
+        # proxy, the upstream or wrk (other builds, other services...).
+        wrk_cpu = wrk_after - wrk_before
+        res["wrk_cpu_s"] = wrk_cpu
+        busy = (busy_after - busy_before) / CLK_TCK
+        ours = (res["proxy_cpu_s"] or 0.0) + up_cpu + wrk_cpu
+        res["other_cores"] = max(0.0, busy - ours) / r["duration_s"] if r["duration_s"] else None
+        res["ok"] = True
+    except Exception as e:  # noqa: BLE001 - one failed run must not lose the others
+        res["ok"] = False
+        res["error"] = str(e)
+        if running.log and running.log.exists():
+            res["log_tail"] = running.log.read_text(errors="replace")[-2000:]
+        log(f"  !! {target.name} (workers={ctx.workers}) failed: {e}")
+        if res.get("log_tail"):
+            log("  log tail:\n" + res["log_tail"])
+    finally:
+        if running.proc is not None:
+            stop(running.proc)
+    res["wall_s"] = time.monotonic() - started
+    return res
+
+
+# --------------------------------------------------------------------------
+# Summary and report
+# --------------------------------------------------------------------------
+
+def summarize(runs: list[dict], names: list[str], workers: int) -> dict:
+    """Medians per target, and per-round ratios to nginx (paired by round), then their median."""
+    mine = [r for r in runs if r["workers"] == workers]
+    base_by_round = {r["round"]: r for r in mine if r["target"] == BASELINE and r["ok"]}
+    out = {}
+    for name in names:
+        rs = [r for r in mine if r["target"] == name and r["ok"]]
+        failed = len([r for r in mine if r["target"] == name and not r["ok"]])
+        s = {
+            "runs": len(rs),
+            "failed_runs": failed,
+            "rps": median([r["rps"] for r in rs]),
+            "rps_min": min((r["rps"] for r in rs), default=None),
+            "rps_max": max((r["rps"] for r in rs), default=None),
+            "p50_us": median([r["latency_us"].get("p50") for r in rs]),
+            "p99_us": median([r["latency_us"].get("p99") for r in rs]),
+            "cpu_us_per_req": median([r["cpu_us_per_req"] for r in rs]),
+            "proxy_cores": median([r["proxy_cores"] for r in rs]),
+            "upstream_cpu_us_per_req": median([r["upstream_cpu_us_per_req"] for r in rs]),
+            "wrk_cores": median([r["wrk_cpu_s"] / r["duration_s"] for r in rs if r["duration_s"]]),
+            "other_cores": median([r["other_cores"] for r in rs]),
+            "errors": sum(sum(r["errors"].values()) for r in rs),
+            "non_2xx_3xx": sum(r["non_2xx_3xx"] for r in rs),
+        }
+        ratios: dict[str, list[float]] = {"rps": [], "cpu_per_req": [], "p99": []}
+        for r in rs:
+            b = base_by_round.get(r["round"])
+            if not b:
+                continue
+            if b["rps"]:
+                ratios["rps"].append(r["rps"] / b["rps"])
+            if r["cpu_us_per_req"] is not None and b["cpu_us_per_req"]:
+                ratios["cpu_per_req"].append(r["cpu_us_per_req"] / b["cpu_us_per_req"])
+            if r["latency_us"].get("p99") is not None and b["latency_us"].get("p99"):
+                ratios["p99"].append(r["latency_us"]["p99"] / b["latency_us"]["p99"])
+        s["vs_nginx"] = {k: median(v) for k, v in ratios.items()}
+        out[name] = s
+    return out
+
+
+def fmt_us(us: Optional[float]) -> str:
+    if us is None:
+        return "—"
+    if us >= 1000:
+        return f"{us / 1000:.2f} ms"
+    return f"{us:.0f} µs"
+
+
+def fmt_ratio(x: Optional[float]) -> str:
+    return "—" if x is None else f"{x:.2f}×"
+
+
+def fmt_num(x: Optional[float], spec: str) -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def render_markdown(meta: dict, summaries: dict, names: list[str]) -> str:
+    m, s = meta["machine"], meta["settings"]
+    lines = [
+        f"# portcullis load benchmark — {meta['timestamp']}",
+        "",
+        f"- machine: {m['nproc']} CPUs, {m['cpu_model']}, kernel {m['kernel']}, {m['mem_total']}",
+        f"- versions: {m['versions']['portcullis']} ({m['versions']['git']}), {m['versions']['nginx']}, "
+        f"{m['versions']['haproxy']}, {m['versions']['wrk']}",
+        f"- load: `wrk -t{s['wrk_threads']} -c{s['connections']} -d{s['duration_s']:g}s --latency` "
+        f"(HTTP/1.1 keep-alive, `X-Api-Key` header on every request), {s['warmup_s']:g}s warm-up per run, "
+        f"{s['rounds']} interleaved round(s), medians shown",
+        f"- upstream: nginx, {s['upstream_workers']} worker(s), two server blocks on loopback returning a "
+        f"{s['body_bytes']}-byte body",
+        f"- pinning: {s['pinning']}",
+        f"- CPU used by other processes just before start: {m['busy_cores_before_start']:.2f} cores",
+        "",
+    ]
+    for w, summ in summaries.items():
+        lines += [
+            f"## workers = {w}",
+            "",
+            "| target | req/s | p50 | p99 | proxy CPU/req | proxy cores | req/s vs nginx | CPU/req vs nginx "
+            "| p99 vs nginx | wrk cores | other load | runs | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for name in names:
+            x = summ[name]
+            v = x["vs_nginx"]
+            errs = x["errors"] + x["non_2xx_3xx"]
+            err_txt = str(errs) if not x["failed_runs"] else f"{errs} ({x['failed_runs']} run(s) FAILED)"
+            rps = fmt_num(x["rps"], ",.0f")
+            if x["runs"] > 1 and x["rps"]:
+                rps += f" ±{(x['rps_max'] - x['rps_min']) / 2 / x['rps'] * 100:.0f}%"
+            cpu = "—" if x["cpu_us_per_req"] is None else f"{x['cpu_us_per_req']:.1f} µs"
+            lines.append(
+                f"| {name} | {rps} | {fmt_us(x['p50_us'])} | {fmt_us(x['p99_us'])} | {cpu} "
+                f"| {fmt_num(x['proxy_cores'], '.2f')} | {fmt_ratio(v['rps'])} | {fmt_ratio(v['cpu_per_req'])} "
+                f"| {fmt_ratio(v['p99'])} | {fmt_num(x['wrk_cores'], '.2f')} | {fmt_num(x['other_cores'], '.2f')} "
+                f"| {x['runs']} | {err_txt} |")
+        lines.append("")
+        noisy = [n for n in names if (summ[n]["other_cores"] or 0) > OTHER_LOAD_WARN]
+        if noisy:
+            lines += [f"**Warning:** other processes used more than {OTHER_LOAD_WARN} cores during the runs of "
+                      f"{', '.join(noisy)} (column 'other load'): these numbers are disturbed; rerun on an idle "
+                      "machine.", ""]
+    lines += [
+        "proxy CPU/req = utime+stime of all the proxy's processes during the measured run ÷ requests "
+        "completed; proxy cores = that CPU time ÷ run time. Ratios are target ÷ nginx within the same round, "
+        "median over rounds (CPU/req and p99: lower is better; req/s: higher is better). "
+        "±% = half the min–max spread of req/s over rounds. wrk cores = CPU used by the load generator "
+        "(near 1.0 per wrk thread: the client is the bottleneck). other load = CPU used on the machine by "
+        "anything else (should be near 0). errors = socket errors + non-2xx responses.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _short_version(cmd: list[str], pattern: str, name: str) -> str:
+    if not shutil.which(cmd[0]):
+        return f"{name} (missing)"
+    m = re.search(pattern, run_text(cmd))
+    return f"{name} {m.group(1)}" if m else f"{name} (unknown version)"
+
+
+def machine_info(args) -> dict:
+    cpu_model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        mem = f"{kb / 1024 / 1024:.1f} GiB RAM"
+    except (OSError, AttributeError):
+        pass
+    git = run_text(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    if "fatal" in git or "unavailable" in git:
+        git = "no git commit"
+    elif run_text(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"]):
+        git += "-dirty"
+    pc = run_text([str(args.portcullis_bin), "--version"]) if args.portcullis_bin.exists() else "portcullis (not built)"
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "kernel": platform.release(),
+        "mem_total": mem,
+        "python": platform.python_version(),
+        "versions": {
+            "portcullis": pc.splitlines()[0] if pc else "portcullis",
+            "git": git,
+            "nginx": run_text(["nginx", "-v"]).replace("nginx version: ", ""),
+            "haproxy": _short_version(["haproxy", "-v"], r"HAProxy version (\S+)", "haproxy"),
+            "wrk": _short_version(["wrk", "-v"], r"wrk (\S+)", "wrk"),
+            "h2load": run_text(["h2load", "--version"]) if shutil.which("h2load") else "h2load (missing)",
+        },
+    }
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+def _seconds(s: str) -> int:
+    """wrk takes whole seconds only."""
+    try:
+        return int(s[:-1] if s.endswith("s") else s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r}: whole seconds, e.g. 10 or 10s") from None
+
+
+def parse_args(argv=None):
+    target_dir = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--duration", type=_seconds, default=10,
+                    help="whole seconds of each measured wrk run (e.g. 10 or 10s)")
+    ap.add_argument("--warmup", type=_seconds, default=2,
+                    help="whole seconds of the warm-up wrk run before each measured run (0 = none)")
+    ap.add_argument("--connections", type=int, default=50, help="wrk -c")
+    ap.add_argument("--wrk-threads", type=int, default=1, help="wrk -t")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are reported)")
+    ap.add_argument("--workers", default="1,2",
+                    help="comma list: proxy workers (nginx worker_processes, haproxy nbthread, Pingora threads)")
+    ap.add_argument("--targets", default=",".join(t.name for t in TARGETS if not t.planned),
+                    help="comma list of targets, in round order (see --list-targets)")
+    ap.add_argument("--list-targets", action="store_true", help="list targets, including planned hooks, and exit")
+    ap.add_argument("--pin", nargs="?", const="0:1", default=None, metavar="PROXY_CPUS:LOAD_CPUS",
+                    help="pin with taskset: proxy on PROXY_CPUS, wrk + upstream on LOAD_CPUS "
+                         "(bare --pin means 0:1); default: no pinning")
+    ap.add_argument("--upstream-workers", type=int, default=1, help="worker_processes of the upstream nginx")
+    ap.add_argument("--out-dir", type=Path, default=REPO / "bench-results", help="where the .md and .json go")
+    ap.add_argument("--portcullis-bin", type=Path, default=target_dir / "release" / "portcullis")
+    ap.add_argument("--bare-bin", type=Path, default=target_dir / "release" / "examples" / "bare_pingora")
+    ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs) for inspection")
+    a = ap.parse_args(argv)
+    return a
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.list_targets:
+        for t in TARGETS:
+            state = f"HOOK, not implemented: {t.planned}" if t.planned else "available"
+            print(f"{t.name:20} [{t.load}] {t.description}  ({state})")
+        return 0
+
+    names = [n.strip() for n in args.targets.split(",") if n.strip()]
+    for n in names:
+        if n not in TARGETS_BY_NAME:
+            sys.exit(f"unknown target {n!r}; see --list-targets")
+        if TARGETS_BY_NAME[n].planned:
+            sys.exit(f"target {n!r} is a hook for a later issue ({TARGETS_BY_NAME[n].planned})")
+    if len(set(names)) != len(names):
+        sys.exit("--targets lists a target twice")
+    try:
+        workers_list = [int(w) for w in args.workers.split(",") if w.strip()]
+    except ValueError:
+        sys.exit("--workers takes a comma list of integers, e.g. 1,2")
+    if not workers_list or min(workers_list) < 1 or args.rounds < 1 or args.duration <= 0:
+        sys.exit("--workers, --rounds and --duration must be positive")
+
+    need = {"wrk", "nginx"}  # nginx is always the upstream
+    for n in names:
+        need.update(TARGETS_BY_NAME[n].needs)
+    missing = [b for b in sorted(need) if not shutil.which(b)]
+    if args.pin:
+        need.add("taskset")
+        if not shutil.which("taskset"):
+            missing.append("taskset")
+    if missing:
+        sys.exit(f"missing: {', '.join(missing)} (run benches/load/run.sh, which installs them)")
+    for n, b in (("portcullis", args.portcullis_bin), ("pingora-bare", args.bare_bin)):
+        if n in names and not b.exists():
+            sys.exit(f"{b} not found: cargo build --release --bin portcullis --example bare_pingora")
+
+    proxy_prefix: list[str] = []
+    load_prefix: list[str] = []
+    if args.pin:
+        try:
+            pc, lc = args.pin.split(":")
+        except ValueError:
+            sys.exit("--pin takes PROXY_CPUS:LOAD_CPUS, e.g. 0:1")
+        allowed = os.sched_getaffinity(0)
+        for spec in (pc, lc):
+            for part in spec.split(","):
+                lo, _, hi = part.partition("-")
+                for c in range(int(lo), int(hi or lo) + 1):
+                    if c not in allowed:
+                        sys.exit(f"--pin: CPU {c} not available (allowed: {sorted(allowed)})")
+        proxy_prefix, load_prefix = ["taskset", "-c", pc], ["taskset", "-c", lc]
+        pinning = f"taskset: proxy on CPU {pc}, wrk + upstream on CPU {lc}"
+    else:
+        pinning = "none (the scheduler places proxy, wrk and upstream on any CPU)"
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    atexit.register(stop_all)
+    tmp = Path(tempfile.mkdtemp(prefix="portcullis-load-"))
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    body_bytes = len(BODY_PREFIX) + 2
+    meta = {
+        "timestamp": stamp,
+        "machine": machine_info(args),
+        "settings": {
+            "duration_s": args.duration, "warmup_s": args.warmup, "connections": args.connections,
+            "wrk_threads": args.wrk_threads, "rounds": args.rounds, "workers": workers_list,
+            "targets": names, "pinning": pinning, "pin": args.pin, "upstream_workers": args.upstream_workers,
+            "body_bytes": body_bytes, "baseline": BASELINE,
+        },
+    }
+    b0 = machine_busy_ticks()
+    time.sleep(1.0)
+    idle_busy = (machine_busy_ticks() - b0) / CLK_TCK
+    meta["machine"]["busy_cores_before_start"] = round(idle_busy, 2)
+    if idle_busy > OTHER_LOAD_WARN:
+        log(f"WARNING: the machine is busy before the benchmark starts ({idle_busy:.2f} cores used by other "
+            "processes): results will be disturbed")
+    n_runs = len(workers_list) * args.rounds * len(names)
+    log(f"load bench: {n_runs} runs ({len(workers_list)} worker setting(s) x {args.rounds} round(s) x "
+        f"{len(names)} targets), about {n_runs * (args.duration + args.warmup + 1.5) / 60:.1f} min; "
+        f"pinning: {pinning}; temp dir {tmp}")
+
+    runs: list[dict] = []
+    upstream = None
+    interrupted = False
+    try:
+        lua = tmp / "report.lua"
+        lua.write_text(WRK_LUA)
+        backends = [free_port(), free_port()]
+        (tmp / "upstream.conf").write_text(upstream_conf(tmp, backends, args.upstream_workers))
+        with open(tmp / "upstream.stderr", "ab") as lf:
+            upstream = spawn(load_prefix + ["nginx", "-p", str(tmp), "-e", str(tmp / "upstream-error.log"),
+                                            "-c", str(tmp / "upstream.conf")], stdout=lf, stderr=lf)
+        for b in backends:
+            wait_port(b, upstream)
+        for w in workers_list:
+            ctx = Ctx(tmp=tmp, backends=backends, workers=w, proxy_prefix=proxy_prefix,
+                      portcullis_bin=args.portcullis_bin, bare_bin=args.bare_bin)
+            for rnd in range(1, args.rounds + 1):
+                for n in names:
+                    log(f"[workers={w} round {rnd}/{args.rounds}] {n} ...")
+                    r = measure(args, ctx, TARGETS_BY_NAME[n], lua, load_prefix, upstream)
+                    r["round"] = rnd
+                    runs.append(r)
+                    if r["ok"]:
+                        log(f"    {r['rps']:,.0f} req/s, p99 {fmt_us(r['latency_us'].get('p99'))}"
+                            + (f", {r['cpu_us_per_req']:.1f} µs CPU/req" if r["cpu_us_per_req"] else ""))
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted: stopping everything, reporting what was measured")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
+        stop_all()
+        if args.keep_tmp:
+            log(f"temp dir kept: {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    done_workers = [w for w in workers_list if any(r["workers"] == w for r in runs)]
+    summaries = {w: summarize(runs, names, w) for w in done_workers}
+    md = render_markdown(meta, summaries, names)
+    if interrupted:
+        md += "\n**Interrupted: partial results.**\n"
+    print(md)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    md_path = args.out_dir / f"load-{stamp}.md"
+    json_path = args.out_dir / f"load-{stamp}.json"
+    md_path.write_text(md)
+    json_path.write_text(json.dumps({**meta, "summary": {str(w): s for w, s in summaries.items()},
+                                     "runs": runs, "interrupted": interrupted}, indent=2))
+    log(f"wrote {md_path} and {json_path}")
+    failed = [r for r in runs if not r["ok"]]
+    return 130 if interrupted else (1 if failed else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+//! A bare Pingora passthrough proxy: the baseline `pingora-bare` target of the
+//! load benchmark (benches/load/). It does only what any Pingora proxy must:
+//! pick an upstream (round-robin over the given backends) and forward. No
+//! routing, no headers, no logging, `CTX = ()`, so the gap between this and
+//! `portcullis` is what portcullis itself costs on top of Pingora.
+//!
+//! Usage: bare_pingora --listen 127.0.0.1:8000 --threads 1 127.0.0.1:9001 127.0.0.1:9002
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use clap::Parser;
+use mimalloc::MiMalloc;
+use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::server::Server;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::Result;
+use pingora_proxy::{ProxyHttp, Session};
+
+// Same allocator as the portcullis binary, so the comparison is like for like.
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bare_pingora",
+    about = "Bare Pingora round-robin passthrough (benchmark baseline)"
+)]
+struct Args {
+    /// Address to listen on.
+    #[arg(short, long, default_value = "127.0.0.1:8000")]
+    listen: SocketAddr,
+    /// Worker threads of the proxy service.
+    #[arg(short, long, default_value_t = 1)]
+    threads: usize,
+    /// Upstream backends (plain HTTP), used round-robin.
+    #[arg(required = true)]
+    backends: Vec<SocketAddr>,
+}
+
+struct Bare {
+    peers: Vec<HttpPeer>,
+    next: AtomicUsize,
+}
+
+#[async_trait]
+impl ProxyHttp for Bare {
+    type CTX = ();
+    fn new_ctx(&self) -> Self::CTX {}
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.peers.len();
+        Ok(Box::new(self.peers[i].clone()))
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let conf = ServerConf {
+        threads: args.threads.max(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    server.bootstrap();
+
+    let bare = Bare {
+        peers: args
+            .backends
+            .iter()
+            .map(|a| HttpPeer::new(*a, false, String::new()))
+            .collect(),
+        next: AtomicUsize::new(0),
+    };
+    let mut proxy =
+        pingora_proxy::http_proxy_service_with_name(&server.configuration, bare, "bare pingora");
+    proxy.add_tcp(&args.listen.to_string());
+    server.add_service(proxy);
+    println!("listening proxy http://{}", args.listen);
+    server.run_forever()
+}
