@@ -43,7 +43,7 @@ fn snapshot_build(c: &mut Criterion) {
                 let states = StateTable::default();
                 b.iter(|| {
                     let config = portcullis::config::parse_str(text, "bench.toml").expect("valid");
-                    black_box(Snapshot::build(config, &states))
+                    black_box(Snapshot::build(config, &states).expect("builds"))
                 })
             },
         );

@@ -39,7 +39,7 @@ impl Gateway {
     pub fn load(config_path: PathBuf) -> Result<Arc<Gateway>, ConfigErrors> {
         let config = config::load(&config_path)?;
         let states = StateTable::default();
-        let snapshot = Snapshot::build(config, &states);
+        let snapshot = Snapshot::build(config, &states)?;
         Ok(Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             config_path,
@@ -70,8 +70,12 @@ impl Gateway {
     /// the current snapshot keeps serving and the errors are returned.
     pub fn reload(&self, trigger: &str) -> Result<ReloadReport, ConfigErrors> {
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let config = match config::load(&self.config_path) {
-            Ok(c) => c,
+        let built = config::load(&self.config_path).and_then(|config| {
+            let restart = startup_only_changes(&self.snapshot.load().config, &config);
+            Ok((Snapshot::build(config, &self.states)?, restart))
+        });
+        let (snapshot, restart_required) = match built {
+            Ok(b) => b,
             Err(errors) => {
                 self.reloads_failed.fetch_add(1, Ordering::Relaxed);
                 for e in &errors.0 {
@@ -80,12 +84,9 @@ impl Gateway {
                 return Err(errors);
             }
         };
-        let old = self.snapshot.load_full();
-        let restart_required = startup_only_changes(&old.config, &config);
         for what in &restart_required {
             warn!(trigger, setting = %what, "changed setting takes effect only after a restart");
         }
-        let snapshot = Snapshot::build(config, &self.states);
         let summary = snapshot.summary();
         self.snapshot.store(Arc::new(snapshot));
         self.start_health_checks();

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue};
 
 use crate::config::model::{self, Config, HashKey, Timeouts};
+use crate::config::{ConfigError, ConfigErrors};
 use crate::router::Router;
 use crate::upstream::{self, Pool, StateTable};
 
@@ -84,15 +85,22 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Build the runtime view of `config`, reusing backend state from `states`.
-    pub fn build(config: Config, states: &StateTable) -> Snapshot {
+    ///
+    /// Validation guarantees every route's pool exists; should that ever be
+    /// broken, the build fails instead of misaligning route indices.
+    pub fn build(config: Config, states: &StateTable) -> Result<Snapshot, ConfigErrors> {
         let pools = upstream::build_pools(&config, states);
         let router = Router::build(&config.routes);
         let routes = config
             .routes
             .iter()
-            .filter_map(|r| {
-                // Validation guarantees the pool exists.
-                let pool = pools.get(&r.pool)?.clone();
+            .map(|r| {
+                let pool = pools.get(&r.pool).cloned().ok_or_else(|| {
+                    ConfigError::whole_file(
+                        &config.source,
+                        format!("route \"{}\": pool \"{}\" is not defined", r.id, r.pool),
+                    )
+                })?;
                 let rewrite = match (&r.rewrite_prefix, r.strip_prefix) {
                     (Some(p), _) => PathRewrite::Replace(p.clone()),
                     (None, true) => PathRewrite::Strip,
@@ -102,7 +110,7 @@ impl Snapshot {
                     model::Balance::ConsistentHash(k) => Some(k.clone()),
                     _ => None,
                 };
-                Some(Route {
+                Ok(Route {
                     id: r.id.clone(),
                     timeouts: r.timeouts.overlay(&pool.config.timeouts),
                     pool,
@@ -112,13 +120,13 @@ impl Snapshot {
                     hash_key,
                 })
             })
-            .collect();
-        Snapshot {
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        Ok(Snapshot {
             config: Arc::new(config),
             router,
             routes,
             pools,
-        }
+        })
     }
 
     /// A one-line summary for `check` and logs.
