@@ -88,6 +88,28 @@ async fn refused_without_retry_budget_is_502_problem() {
 }
 
 #[tokio::test]
+async fn backend_closing_without_an_answer_is_502() {
+    // A backend that accepts and closes every connection without answering.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await;
+            drop(conn);
+        }
+    });
+    let config = format!(
+        "{}[pools.p]\nbackends = [\"{addr}\"]\n\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n",
+        base_config()
+    );
+    let gw = Gateway::start(&config).await;
+    let r = client().get(gw.url("/x")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+}
+
+#[tokio::test]
 async fn read_timeout_is_504_problem() {
     let slow = Backend::start("slow").await;
     let config = format!(
