@@ -2,14 +2,15 @@
 //! admin API, the control-plane service (health checks, SIGHUP) and, for
 //! `portcullis demo`, the sample backends.
 
-use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{Server, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
 use pingora_core::services::listening::Service;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
@@ -20,15 +21,32 @@ use crate::proxy::GatewayProxy;
 /// Extra services to run in the same server (the demo's sample backends).
 pub type ExtraServices = Vec<Box<dyn pingora_core::services::ServiceWithDependents>>;
 
-/// Port 0 means "any free port": bind it once here to learn the port the
-/// kernel picks, then hand Pingora the concrete address so it can be
-/// printed, logged and reused on graceful upgrade.
+/// Port 0 means "any free port". Pingora binds listeners itself, by
+/// address, so the port must be known before it starts: bind a socket to
+/// port 0 (with `SO_REUSEADDR`, never listening) to learn the port, and keep
+/// it for the life of the process. While it is bound, the kernel hands that
+/// port to no other port-0 bind, and Pingora's own `SO_REUSEADDR` bind of
+/// the concrete address succeeds because this socket does not listen.
 fn concrete(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     if addr.port() != 0 {
         return Ok(addr);
     }
-    TcpListener::bind(addr)?.local_addr()
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    let bound = socket
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| std::io::Error::other("bound address is not an IP address"))?;
+    RESERVED_PORTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(socket);
+    Ok(bound)
 }
+
+/// Sockets holding the ports picked for port-0 listeners (see [`concrete`]).
+static RESERVED_PORTS: Mutex<Vec<Socket>> = Mutex::new(Vec::new());
 
 /// Reloads on SIGHUP and owns the health-check tasks.
 struct ControlPlane {

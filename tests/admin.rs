@@ -67,5 +67,5 @@ async fn reload_reports_settings_that_need_a_restart() {
     let (status, report) = gw.reload().await;
     assert_eq!(status, 200);
     assert_eq!(report["restart_required"][0], "server");
-    assert!(gw.logs().contains("takes effect only after a restart"));
+    gw.wait_for_log("takes effect only after a restart").await;
 }

@@ -72,26 +72,47 @@ async fn consistent_hash_keeps_keys_when_a_backend_leaves() {
         before.insert(k.clone(), first);
     }
 
-    gw.write_config(&config_with(&all[..3]));
-    let (status, body) = gw.reload().await;
-    assert_eq!(status, 200, "{body}");
-    let mut stayed = 0;
-    for k in &keys {
-        let now = backend_of(&gw, "/", Some(("x-user", k))).await;
-        assert_ne!(now, "b3", "removed backend still used");
-        if before[k] == now {
-            stayed += 1;
+    // Remove each backend in turn. Ketama moves only the removed backend's
+    // keys; which share that is depends on where its points fall on the
+    // ring (the ports are random), so the 70% bar is checked on the mean.
+    let mut shares = Vec::new();
+    for removed in 0..all.len() {
+        let kept: Vec<&Backend> = (0..all.len())
+            .filter(|&i| i != removed)
+            .map(|i| all[i])
+            .collect();
+        gw.write_config(&config_with(&kept));
+        let (status, body) = gw.reload().await;
+        assert_eq!(status, 200, "{body}");
+        let gone = &all[removed].name;
+        let mut stayed = 0;
+        for k in &keys {
+            let now = backend_of(&gw, "/", Some(("x-user", k))).await;
+            assert_ne!(&now, gone, "removed backend still used");
+            if before[k] == now {
+                stayed += 1;
+            }
         }
+        // Minimal remapping: every key not on the removed backend stays.
+        let not_on_removed = before.values().filter(|b| *b != gone).count();
+        assert_eq!(
+            stayed, not_on_removed,
+            "keys of other backends moved when {gone} left"
+        );
+        let share = stayed as f64 / keys.len() as f64;
+        assert!(
+            share >= 0.55,
+            "only {:.0}% of keys stayed when {gone} left",
+            share * 100.0
+        );
+        shares.push(share);
     }
-    let share = stayed as f64 / keys.len() as f64;
+    let mean = shares.iter().sum::<f64>() / shares.len() as f64;
     assert!(
-        share >= 0.70,
-        "only {:.0}% of keys stayed put",
-        share * 100.0
+        mean >= 0.70,
+        "on average only {:.0}% of keys stayed put",
+        mean * 100.0
     );
-    // Keys that were not on the removed backend must all stay.
-    let not_on_b3 = before.values().filter(|b| *b != "b3").count();
-    assert_eq!(stayed, not_on_b3);
 }
 
 #[tokio::test]

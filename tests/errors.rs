@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{base_config, client, Backend, Gateway};
+use common::{client, single_route, Backend, Gateway};
 use serde_json::Value;
 
 /// An address nothing listens on: bind a port, then close it.
@@ -16,11 +16,7 @@ fn dead_addr() -> std::net::SocketAddr {
 async fn connect_refused_is_retried_on_another_backend() {
     let live = Backend::start("live").await;
     let dead = dead_addr();
-    let config = format!(
-        "{}[pools.p]\nbackends = [\"{dead}\", \"{}\"]\nretries = 1\n\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n",
-        base_config(),
-        live.addr
-    );
+    let config = single_route("p", &[dead, live.addr], "retries = 1", "");
     let gw = Gateway::start(&config).await;
     for _ in 0..20 {
         let r = client().get(gw.url("/x")).send().await.unwrap();
@@ -36,11 +32,7 @@ async fn connect_refused_is_retried_on_another_backend() {
 #[tokio::test]
 async fn upstream_connections_are_kept_alive_and_reused() {
     let b = Backend::start("b").await;
-    let config = format!(
-        "{}[pools.p]\nbackends = [\"{}\"]\n\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n",
-        base_config(),
-        b.addr
-    );
+    let config = single_route("p", &[b.addr], "", "");
     let gw = Gateway::start(&config).await;
     let mut peers = std::collections::BTreeSet::new();
     for _ in 0..30 {
@@ -70,10 +62,7 @@ async fn upstream_connections_are_kept_alive_and_reused() {
 #[tokio::test]
 async fn refused_without_retry_budget_is_502_problem() {
     let dead = dead_addr();
-    let config = format!(
-        "{}[pools.p]\nbackends = [\"{dead}\"]\nretries = 0\n\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n",
-        base_config()
-    );
+    let config = single_route("p", &[dead], "retries = 0", "");
     let gw = Gateway::start(&config).await;
     let r = client().get(gw.url("/x")).send().await.unwrap();
     assert_eq!(r.status(), 502);
@@ -99,10 +88,7 @@ async fn backend_closing_without_an_answer_is_502() {
             drop(conn);
         }
     });
-    let config = format!(
-        "{}[pools.p]\nbackends = [\"{addr}\"]\n\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n",
-        base_config()
-    );
+    let config = single_route("p", &[addr], "", "");
     let gw = Gateway::start(&config).await;
     let r = client().get(gw.url("/x")).send().await.unwrap();
     assert_eq!(r.status(), 502);
@@ -112,10 +98,11 @@ async fn backend_closing_without_an_answer_is_502() {
 #[tokio::test]
 async fn read_timeout_is_504_problem() {
     let slow = Backend::start("slow").await;
-    let config = format!(
-        "{}[pools.p]\nbackends = [\"{}\"]\n[pools.p.timeouts]\nread = \"5s\"\n\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n[routes.timeouts]\nread = \"200ms\"\n",
-        base_config(),
-        slow.addr
+    let config = single_route(
+        "p",
+        &[slow.addr],
+        "[pools.p.timeouts]\nread = \"5s\"",
+        "[routes.timeouts]\nread = \"200ms\"\n",
     );
     let gw = Gateway::start(&config).await;
     let started = std::time::Instant::now();
@@ -131,10 +118,11 @@ async fn read_timeout_is_504_problem() {
 #[tokio::test]
 async fn total_deadline_is_504() {
     let slow = Backend::start("slow").await;
-    let config = format!(
-        "{}[pools.p]\nbackends = [\"{}\"]\n[pools.p.timeouts]\ntotal = \"300ms\"\n\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n",
-        base_config(),
-        slow.addr
+    let config = single_route(
+        "p",
+        &[slow.addr],
+        "[pools.p.timeouts]\ntotal = \"300ms\"",
+        "",
     );
     let gw = Gateway::start(&config).await;
     let started = std::time::Instant::now();

@@ -6,21 +6,16 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{base_config, client, eventually, pool, Backend, Gateway};
+use common::{base_config, client, eventually, get_json, pool, single_route, Backend, Gateway};
 use serde_json::Value;
 
 fn config_to(name: &str, b: &Backend) -> String {
-    format!(
-        "{}{}[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"{name}\"\n",
-        base_config(),
-        pool(name, &[b.addr], "")
-    )
+    single_route(name, &[b.addr], "", "")
 }
 
 async fn who(gw: &Gateway) -> String {
-    let r = client().get(gw.url("/x")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.unwrap();
+    let (status, body) = get_json(&gw.url("/x")).await;
+    assert_eq!(status, 200);
     body["backend"].as_str().unwrap().to_string()
 }
 
@@ -82,7 +77,7 @@ async fn admin_reload_swaps_routes_and_rejects_a_broken_file() {
         "{body}"
     );
     assert_eq!(who(&gw).await, "two");
-    assert!(gw.logs().contains("reload rejected"));
+    gw.wait_for_log("reload rejected").await;
 
     // Let some traffic flow across all of that, then check none failed.
     let before = ok.load(Ordering::SeqCst);

@@ -3,18 +3,13 @@
 
 mod common;
 
-use common::{base_config, client, pool, Backend, Gateway, DEADLINE};
+use common::{client, single_route, Backend, Gateway, DEADLINE};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 async fn gateway(b: &Backend) -> Gateway {
-    let config = format!(
-        "{}{}[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n",
-        base_config(),
-        pool("p", &[b.addr], "")
-    );
-    Gateway::start(&config).await
+    Gateway::start(&single_route("p", &[b.addr], "", "")).await
 }
 
 #[tokio::test]

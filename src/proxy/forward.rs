@@ -192,22 +192,37 @@ pub fn rewrite_path(
     Ok(())
 }
 
-pub fn apply_request_ops(req: &mut RequestHeader, ops: &HeaderOps) -> Result<()> {
-    for name in &ops.remove {
-        req.remove_header(name);
-    }
-    for (name, value) in &ops.set {
-        req.insert_header(name.clone(), value.clone())?;
-    }
-    Ok(())
+/// A request or response header that route header rules can edit.
+pub trait EditHeaders {
+    fn remove(&mut self, name: &http::HeaderName);
+    fn insert(&mut self, name: http::HeaderName, value: HeaderValue) -> Result<()>;
 }
 
-pub fn apply_response_ops(resp: &mut ResponseHeader, ops: &HeaderOps) -> Result<()> {
+impl EditHeaders for RequestHeader {
+    fn remove(&mut self, name: &http::HeaderName) {
+        self.remove_header(name);
+    }
+    fn insert(&mut self, name: http::HeaderName, value: HeaderValue) -> Result<()> {
+        self.insert_header(name, value)
+    }
+}
+
+impl EditHeaders for ResponseHeader {
+    fn remove(&mut self, name: &http::HeaderName) {
+        self.remove_header(name);
+    }
+    fn insert(&mut self, name: http::HeaderName, value: HeaderValue) -> Result<()> {
+        self.insert_header(name, value)
+    }
+}
+
+/// Apply header rules: `remove` first, then `set` (replacing any value).
+pub fn apply_header_ops(headers: &mut impl EditHeaders, ops: &HeaderOps) -> Result<()> {
     for name in &ops.remove {
-        resp.remove_header(name);
+        headers.remove(name);
     }
     for (name, value) in &ops.set {
-        resp.insert_header(name.clone(), value.clone())?;
+        headers.insert(name.clone(), value.clone())?;
     }
     Ok(())
 }

@@ -173,7 +173,7 @@ impl ProxyHttp for GatewayProxy {
         };
         forward::rewrite_path(upstream, ctx.prefix_len, &route.rewrite)?;
         forward::add_forwarded_headers(session, upstream, &ctx.request_id)?;
-        forward::apply_request_ops(upstream, &route.request_headers)?;
+        forward::apply_header_ops(upstream, &route.request_headers)?;
         Ok(())
     }
 
@@ -185,7 +185,7 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(route) = ctx.route() {
-            forward::apply_response_ops(upstream, &route.response_headers)?;
+            forward::apply_header_ops(upstream, &route.response_headers)?;
         }
         upstream.insert_header(forward::REQUEST_ID, ctx.request_id.clone())?;
         Ok(())

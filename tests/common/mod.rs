@@ -149,6 +149,17 @@ impl Gateway {
         self.logs.lock().unwrap().clone()
     }
 
+    /// Wait until the gateway's stderr contains `needle` (its log is read
+    /// by another thread, so a line logged a moment ago may not be here yet).
+    pub async fn wait_for_log(&self, needle: &str) {
+        let logs = self.logs.clone();
+        eventually(&format!("log line containing {needle:?}"), || {
+            let found = logs.lock().unwrap().contains(needle);
+            async move { found.then_some(()) }
+        })
+        .await
+    }
+
     /// Replace the config file (the gateway reads it on the next reload).
     pub fn write_config(&self, config: &str) {
         std::fs::write(&self.config_path, config).expect("write config");
@@ -219,6 +230,29 @@ pub fn pool(name: &str, backends: &[SocketAddr], extra: &str) -> String {
         "[pools.{name}]\nbackends = [{}]\n{extra}\n\n",
         list.join(", ")
     )
+}
+
+/// A whole test config: [`base_config`], one pool `pool` with `backends`
+/// and the extra lines `pool_extra` (e.g. `balance = ...` or sub-tables),
+/// and one route `r` on `/` to it, followed by `route_extra` lines.
+pub fn single_route(
+    pool_name: &str,
+    backends: &[SocketAddr],
+    pool_extra: &str,
+    route_extra: &str,
+) -> String {
+    format!(
+        "{}{}[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"{pool_name}\"\n{route_extra}",
+        base_config(),
+        pool(pool_name, backends, pool_extra)
+    )
+}
+
+/// `GET url` through a fresh client; the status and the JSON body (`Null` when not JSON).
+pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let r = client().get(url).send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
 /// Run `portcullis` with `args`; (exit code, stdout, stderr).
