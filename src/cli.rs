@@ -10,6 +10,8 @@ use crate::gateway::Gateway;
 
 /// Default config file of `run` and `check`.
 pub const DEFAULT_CONFIG: &str = "conf/portcullis.toml";
+/// `check` warns about certificates expiring within this many days.
+pub const CERT_EXPIRY_WARNING_DAYS: i64 = 14;
 /// Default config file of `demo`.
 pub const DEMO_CONFIG: &str = "conf/demo.toml";
 
@@ -62,13 +64,25 @@ fn check(mut files: Vec<PathBuf>) -> ExitCode {
     }
     let mut ok = true;
     for file in files {
-        match config::load(&file) {
-            Ok(c) => println!(
-                "{}: ok: {} routes, {} pools",
-                file.display(),
-                c.routes.len(),
-                c.pools.len()
-            ),
+        let loaded = config::load(&file).and_then(|c| Ok((crate::tls::load_stores(&c)?, c)));
+        match loaded {
+            Ok((stores, c)) => {
+                for cert in stores.iter().flatten().flat_map(|s| &s.certs) {
+                    if let Some(days) = cert.expires_within(CERT_EXPIRY_WARNING_DAYS) {
+                        eprintln!(
+                            "{}: warning: certificate for {} expires in {days} day(s)",
+                            file.display(),
+                            cert.names.join(", ")
+                        );
+                    }
+                }
+                println!(
+                    "{}: ok: {} routes, {} pools",
+                    file.display(),
+                    c.routes.len(),
+                    c.pools.len()
+                )
+            }
             Err(errors) => {
                 ok = false;
                 for e in &errors.0 {

@@ -11,12 +11,16 @@ use tracing::{error, info, warn};
 
 use crate::config::{self, ConfigErrors};
 use crate::snapshot::Snapshot;
+use crate::tls::{self, CertStore};
 use crate::upstream::health::HealthChecker;
 use crate::upstream::StateTable;
 
 /// Shared by the proxy, the admin API and the control-plane service.
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
+    /// Certificates of each start-up listener (`None`: plain HTTP), swapped
+    /// on reload like the snapshot.
+    tls: Vec<Option<Arc<ArcSwap<CertStore>>>>,
     config_path: PathBuf,
     states: StateTable,
     health: HealthChecker,
@@ -38,10 +42,15 @@ impl Gateway {
     /// Load and build the first snapshot. Fails with every config error.
     pub fn load(config_path: PathBuf) -> Result<Arc<Gateway>, ConfigErrors> {
         let config = config::load(&config_path)?;
+        let tls = tls::load_stores(&config)?
+            .into_iter()
+            .map(|s| s.map(|s| Arc::new(ArcSwap::from_pointee(s))))
+            .collect();
         let states = StateTable::default();
         let snapshot = Snapshot::build(config, &states)?;
         Ok(Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
+            tls,
             config_path,
             states,
             health: HealthChecker::default(),
@@ -54,6 +63,11 @@ impl Gateway {
     /// The current snapshot; a request holds on to it until it ends.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// The live certificate store of start-up listener `index`, if it is TLS.
+    pub fn tls_store(&self, index: usize) -> Option<Arc<ArcSwap<CertStore>>> {
+        self.tls.get(index)?.clone()
     }
 
     pub fn config_path(&self) -> &std::path::Path {
@@ -72,9 +86,10 @@ impl Gateway {
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let built = config::load(&self.config_path).and_then(|config| {
             let restart = startup_only_changes(&self.snapshot.load().config, &config);
-            Ok((Snapshot::build(config, &self.states)?, restart))
+            let stores = tls::load_stores(&config)?;
+            Ok((Snapshot::build(config, &self.states)?, stores, restart))
         });
-        let (snapshot, restart_required) = match built {
+        let (snapshot, stores, restart_required) = match built {
             Ok(b) => b,
             Err(errors) => {
                 self.reloads_failed.fetch_add(1, Ordering::Relaxed);
@@ -89,6 +104,12 @@ impl Gateway {
         }
         let summary = snapshot.summary();
         self.snapshot.store(Arc::new(snapshot));
+        // New handshakes get the new certificates; open connections keep theirs.
+        for (live, new) in self.tls.iter().zip(stores) {
+            if let (Some(live), Some(new)) = (live, new) {
+                live.store(Arc::new(new));
+            }
+        }
         self.start_health_checks();
         self.reloads_ok.fetch_add(1, Ordering::Relaxed);
         info!(trigger, %summary, "config reloaded");

@@ -25,4 +25,5 @@ pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
 pub mod upstream;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{Server, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
@@ -96,13 +97,20 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
         "portcullis proxy",
     );
     let mut bound = Vec::new();
-    for l in &config.listeners {
-        match concrete(l.address) {
-            Ok(addr) => {
-                proxy.add_tcp(&addr.to_string());
-                bound.push(addr);
+    for (i, l) in config.listeners.iter().enumerate() {
+        let addr = concrete(l.address)
+            .unwrap_or_else(|e| fail(&format!("cannot bind proxy listener {}: {e}", l.address)));
+        match gateway.tls_store(i) {
+            Some(store) => {
+                let settings = tls_settings(store)
+                    .unwrap_or_else(|e| fail(&format!("listener {}: {e}", l.address)));
+                proxy.add_tls_with_settings(&addr.to_string(), None, settings);
+                bound.push(format!("https://{addr}"));
             }
-            Err(e) => fail(&format!("cannot bind proxy listener {}: {e}", l.address)),
+            None => {
+                proxy.add_tcp(&addr.to_string());
+                bound.push(format!("http://{addr}"));
+            }
         }
     }
     let admin_addr = concrete(config.admin.address).unwrap_or_else(|e| {
@@ -130,13 +138,24 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
         server.add_boxed_service(service);
     }
 
-    for addr in &bound {
-        println!("listening proxy http://{addr}");
+    for url in &bound {
+        println!("listening proxy {url}");
     }
     println!("listening admin http://{admin_addr}");
     info!(config = %gateway.config_path().display(), summary = %snapshot.summary(), "portcullis starting");
     drop(snapshot);
     server.run_forever()
+}
+
+/// TLS 1.2 and 1.3 (rustls' safe defaults), ALPN h2 and http/1.1, the
+/// certificate chosen per handshake from the listener's live store.
+fn tls_settings(
+    store: Arc<arc_swap::ArcSwap<crate::tls::CertStore>>,
+) -> pingora_error::Result<TlsSettings> {
+    let mut settings = TlsSettings::intermediate("", "")?;
+    settings.set_cert_resolver(Arc::new(crate::tls::SniResolver::new(store)));
+    settings.enable_h2();
+    Ok(settings)
 }
 
 fn fail(msg: &str) -> ! {

@@ -50,6 +50,27 @@ pub struct ServerFile {
 pub struct ListenerFile {
     /// `ip:port`
     pub address: Spanned<String>,
+    /// TLS termination on this listener.
+    pub tls: Option<ListenerTlsFile>,
+}
+
+/// `[listeners.tls]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsFile {
+    pub certificates: Vec<CertificateFile>,
+}
+
+/// `[[listeners.tls.certificates]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFile {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+    #[serde(default)]
+    pub names: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub default: bool,
 }
 
 /// `[admin]`

@@ -247,9 +247,11 @@ strip_prefix = true
             listeners: vec![
                 Listener {
                     address: addr("0.0.0.0:8080"),
+                    tls: None,
                 },
                 Listener {
                     address: addr("[::1]:8443"),
+                    tls: None,
                 },
             ],
             admin: AdminSettings {

@@ -65,6 +65,31 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listener {
     pub address: SocketAddr,
+    /// TLS termination; `None` = plain HTTP.
+    pub tls: Option<ListenerTls>,
+}
+
+/// Certificates a TLS listener serves, chosen by SNI.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerTls {
+    pub certificates: Vec<CertificateSpec>,
+}
+
+/// One certificate entry of a TLS listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertificateSpec {
+    /// PEM certificate chain, leaf first (resolved against the config's directory).
+    pub cert: std::path::PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1: RSA, ECDSA, Ed25519).
+    pub key: std::path::PathBuf,
+    /// Lower-case names it serves (`*.example.com` allowed); empty = the
+    /// certificate's DNS subject alternative names.
+    pub names: Vec<String>,
+    /// Served when the client's SNI matches no name (or sends none).
+    pub default: bool,
+    /// Where the entry is in the config file, for errors found when loading.
+    pub line: usize,
+    pub column: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

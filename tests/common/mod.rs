@@ -52,7 +52,8 @@ pub struct Gateway {
     child: Child,
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
-    pub dir: tempfile::TempDir,
+    /// Owns the config's directory when [`Gateway::start`] made it.
+    pub dir: Option<tempfile::TempDir>,
     pub config_path: PathBuf,
     logs: Arc<Mutex<String>>,
 }
@@ -64,10 +65,19 @@ impl Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("portcullis.toml");
         std::fs::write(&config_path, config).expect("write config");
+        let mut gw = Self::start_file(&config_path).await;
+        gw.dir = Some(dir);
+        gw
+    }
+
+    /// Start the gateway on an existing config file (relative paths in it,
+    /// such as certificates, resolve against its directory).
+    pub async fn start_file(config_path: &Path) -> Gateway {
+        let config_path = config_path.to_path_buf();
         let mut child = Command::new(bin())
             .args(["run", "-c"])
             .arg(&config_path)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", std::env::var("GW_LOG").unwrap_or("info".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -100,7 +110,10 @@ impl Gateway {
                     logs.lock().unwrap()
                 )
             });
-            if let Some(rest) = line.strip_prefix("listening proxy http://") {
+            let listener = line
+                .strip_prefix("listening proxy http://")
+                .or_else(|| line.strip_prefix("listening proxy https://"));
+            if let Some(rest) = listener {
                 proxy.get_or_insert(rest.parse().expect("proxy addr"));
             } else if let Some(rest) = line.strip_prefix("listening admin http://") {
                 admin = Some(rest.parse().expect("admin addr"));
@@ -110,7 +123,7 @@ impl Gateway {
             child,
             proxy: proxy.expect("proxy"),
             admin: admin.expect("admin"),
-            dir,
+            dir: None,
             config_path,
             logs,
         };

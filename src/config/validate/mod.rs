@@ -22,7 +22,7 @@ use humantime_serde::re::humantime;
 use toml::Spanned;
 
 use super::error::{ConfigError, Locator};
-use super::file::{AdminFile, FileConfig, ListenerFile, ServerFile};
+use super::file::{AdminFile, FileConfig, ListenerFile, ListenerTlsFile, ServerFile};
 use super::model::{self, Config};
 
 mod pools;
@@ -119,6 +119,7 @@ impl Validator<'_> {
         let Some(listeners) = listeners else {
             return vec![model::Listener {
                 address: default_addr(model::DEFAULT_LISTEN),
+                tls: None,
             }];
         };
         if listeners.get_ref().is_empty() {
@@ -150,7 +151,11 @@ impl Validator<'_> {
                 self.error(listener.address.span(), Some(&item), message);
             }
             seen.push((address, listener.address.span()));
-            out.push(model::Listener { address });
+            let tls = listener
+                .tls
+                .as_ref()
+                .map(|t| self.listener_tls(t, listener.address.span(), &item));
+            out.push(model::Listener { address, tls });
         }
         out
     }
@@ -213,6 +218,82 @@ impl Validator<'_> {
             }
         }
         model::AdminSettings { address }
+    }
+
+    fn listener_tls(
+        &mut self,
+        tls: &ListenerTlsFile,
+        at: Range<usize>,
+        item: &str,
+    ) -> model::ListenerTls {
+        let certs = &tls.certificates;
+        if certs.is_empty() {
+            self.error(
+                at.clone(),
+                Some(item),
+                "tls.certificates is empty: give at least one certificate",
+            );
+        }
+        if certs.iter().filter(|c| c.default).count() > 1 {
+            self.error(
+                at,
+                Some(item),
+                "more than one certificate has default = true",
+            );
+        }
+        let base = std::path::Path::new(self.loc.file())
+            .parent()
+            .map(std::path::Path::to_path_buf);
+        let resolve = |p: &str| match &base {
+            Some(dir) if std::path::Path::new(p).is_relative() => dir.join(p),
+            _ => std::path::PathBuf::from(p),
+        };
+        let mut out = Vec::new();
+        for c in certs {
+            let (line, column) = self.loc.line_col(c.cert.span().start);
+            let entry = c;
+            let mut names = Vec::new();
+            for n in &entry.names {
+                let name = n.get_ref().to_ascii_lowercase();
+                let bare = name.strip_prefix("*.").unwrap_or(&name);
+                if bare.is_empty()
+                    || bare.contains('*')
+                    || !bare.split('.').all(|l| {
+                        !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    })
+                {
+                    self.error(
+                        n.span(),
+                        Some(item),
+                        format!(
+                            "invalid certificate name {:?}: write a host name or *.example.com",
+                            n.get_ref()
+                        ),
+                    );
+                    continue;
+                }
+                names.push(name);
+            }
+            for (what, p) in [("cert", &entry.cert), ("key", &entry.key)] {
+                let path = resolve(p.get_ref());
+                if let Err(e) = std::fs::metadata(&path) {
+                    self.error(
+                        p.span(),
+                        Some(item),
+                        format!("cannot read {what} file {}: {e}", path.display()),
+                    );
+                }
+            }
+            out.push(model::CertificateSpec {
+                cert: resolve(entry.cert.get_ref()),
+                key: resolve(entry.key.get_ref()),
+                names,
+                default: entry.default,
+                line,
+                column,
+            });
+        }
+        model::ListenerTls { certificates: out }
     }
 
     fn socket_addr(&mut self, s: &Spanned<String>, item: &str, what: &str) -> Option<SocketAddr> {

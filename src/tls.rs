@@ -1,0 +1,260 @@
+//! TLS termination: the certificates of each TLS listener, chosen by SNI.
+//!
+//! A [`CertStore`] is built from a listener's certificate entries at every
+//! config load (same path as routes: a bad pair fails the reload and the old
+//! store keeps serving). The [`SniResolver`] given to rustls reads the
+//! current store through an `ArcSwap`, so a reload changes the certificate
+//! of new handshakes at once while established connections carry on.
+//!
+//! Selection: exact name, then the longest matching wildcard `*.example.com`
+//! (one label only, as in RFC 6125), then the entry marked `default`. A
+//! handshake that matches nothing and has no default is refused.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::model::{CertificateSpec, ListenerTls};
+use crate::config::{ConfigError, ConfigErrors};
+
+/// One loaded certificate: the key pair and what the log and metrics show.
+#[derive(Debug)]
+pub struct LoadedCert {
+    pub key: Arc<CertifiedKey>,
+    /// The names it is served for.
+    pub names: Vec<String>,
+    /// Expiry, seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+impl LoadedCert {
+    /// Whole days left when the certificate expires within `days`.
+    pub fn expires_within(&self, days: i64) -> Option<i64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let left = (self.not_after - now) / 86_400;
+        (left < days).then_some(left)
+    }
+}
+
+/// The certificates of one listener, indexed by name.
+#[derive(Debug, Default)]
+pub struct CertStore {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    /// Keyed by the suffix after `*`: `.example.com`.
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Option<Arc<CertifiedKey>>,
+    pub certs: Vec<LoadedCert>,
+}
+
+impl CertStore {
+    /// Load every entry of `tls`; every error found, each naming the entry.
+    pub fn load(tls: &ListenerTls, file: &str, item: &str) -> Result<CertStore, ConfigErrors> {
+        let mut store = CertStore::default();
+        let mut errors = Vec::new();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        for spec in &tls.certificates {
+            match load_one(spec, now) {
+                Ok(cert) => store.add(spec, cert),
+                Err(message) => errors.push(ConfigError {
+                    file: file.to_string(),
+                    line: spec.line,
+                    column: spec.column,
+                    item: Some(item.to_string()),
+                    message,
+                }),
+            }
+        }
+        if errors.is_empty() {
+            Ok(store)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    fn add(&mut self, spec: &CertificateSpec, cert: LoadedCert) {
+        for name in &cert.names {
+            let map = match name.strip_prefix('*') {
+                Some(suffix) => self.wildcard.entry(suffix.to_string()),
+                None => self.exact.entry(name.clone()),
+            };
+            // The first entry naming a host wins, in file order.
+            map.or_insert_with(|| cert.key.clone());
+        }
+        if spec.default {
+            self.default = Some(cert.key.clone());
+        }
+        self.certs.push(cert);
+    }
+
+    /// The certificate for `sni` (lower-case), or the default.
+    pub fn lookup(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let found = sni.and_then(|name| {
+            self.exact.get(name).or_else(|| {
+                // `*.example.com` covers exactly one label in front.
+                let dot = name.find('.')?;
+                self.wildcard.get(&name[dot..])
+            })
+        });
+        found.or(self.default.as_ref()).cloned()
+    }
+}
+
+fn load_one(spec: &CertificateSpec, now: i64) -> Result<LoadedCert, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&spec.cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read certificate {}: {e}", spec.cert.display()))?;
+    let Some(leaf) = chain.first() else {
+        return Err(format!("no certificate in {}", spec.cert.display()));
+    };
+    let key = PrivateKeyDer::from_pem_file(&spec.key)
+        .map_err(|e| format!("cannot read private key {}: {e}", spec.key.display()))?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| format!("unsupported private key {}: {e}", spec.key.display()))?;
+    let (_, x509) = x509_parser::parse_x509_certificate(leaf)
+        .map_err(|e| format!("cannot parse certificate {}: {e}", spec.cert.display()))?;
+    let not_after = x509.validity().not_after.timestamp();
+    if not_after < now {
+        return Err(format!(
+            "certificate {} expired at {}",
+            spec.cert.display(),
+            x509.validity().not_after
+        ));
+    }
+    let certified = CertifiedKey::new(chain.clone(), signing);
+    certified.keys_match().map_err(|_| {
+        format!(
+            "private key {} does not match certificate {}",
+            spec.key.display(),
+            spec.cert.display()
+        )
+    })?;
+    let names = if spec.names.is_empty() {
+        dns_names(&x509)
+    } else {
+        spec.names.clone()
+    };
+    if names.is_empty() && !spec.default {
+        return Err(format!(
+            "certificate {} has no DNS names: give `names` or mark it `default = true`",
+            spec.cert.display()
+        ));
+    }
+    Ok(LoadedCert {
+        key: Arc::new(certified),
+        names,
+        not_after,
+    })
+}
+
+/// The DNS subject alternative names, lower-cased.
+fn dns_names(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Hands rustls the certificate for each handshake from the current store.
+#[derive(Debug)]
+pub struct SniResolver {
+    store: Arc<ArcSwap<CertStore>>,
+}
+
+impl SniResolver {
+    pub fn new(store: Arc<ArcSwap<CertStore>>) -> Self {
+        Self { store }
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let store = self.store.load();
+        match hello.server_name() {
+            Some(name) if name.bytes().any(|b| b.is_ascii_uppercase()) => {
+                store.lookup(Some(&name.to_ascii_lowercase()))
+            }
+            name => store.lookup(name),
+        }
+    }
+}
+
+/// Build the certificate store of every TLS listener of `config`, aligned
+/// with `config.listeners` (`None` for plain listeners).
+pub fn load_stores(config: &crate::config::Config) -> Result<Vec<Option<CertStore>>, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut stores = Vec::new();
+    for l in &config.listeners {
+        let Some(tls) = &l.tls else {
+            stores.push(None);
+            continue;
+        };
+        let item = format!("listener \"{}\"", l.address);
+        match CertStore::load(tls, &config.source, &item) {
+            Ok(s) => stores.push(Some(s)),
+            Err(e) => errors.extend(e.0),
+        }
+    }
+    if errors.is_empty() {
+        Ok(stores)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> Arc<CertifiedKey> {
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["x.test".to_string()])
+            .unwrap()
+            .self_signed(&pair)
+            .unwrap();
+        let der = PrivateKeyDer::try_from(pair.serialize_der()).unwrap();
+        let signing = rustls::crypto::ring::sign::any_supported_type(&der).unwrap();
+        Arc::new(CertifiedKey::new(vec![cert.der().clone()], signing))
+    }
+
+    #[test]
+    fn exact_then_one_label_wildcard_then_default() {
+        let (exact, wild, default) = (key(), key(), key());
+        let mut store = CertStore::default();
+        store.exact.insert("a.example.com".into(), exact.clone());
+        store.wildcard.insert(".example.com".into(), wild.clone());
+        assert!(Arc::ptr_eq(
+            &store.lookup(Some("a.example.com")).unwrap(),
+            &exact
+        ));
+        assert!(Arc::ptr_eq(
+            &store.lookup(Some("b.example.com")).unwrap(),
+            &wild
+        ));
+        // A wildcard covers one label only, and not the apex.
+        assert!(store.lookup(Some("x.b.example.com")).is_none());
+        assert!(store.lookup(Some("example.com")).is_none());
+        assert!(store.lookup(None).is_none());
+        store.default = Some(default.clone());
+        assert!(Arc::ptr_eq(
+            &store.lookup(Some("x.b.example.com")).unwrap(),
+            &default
+        ));
+        assert!(Arc::ptr_eq(&store.lookup(None).unwrap(), &default));
+    }
+}

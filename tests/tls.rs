@@ -1,0 +1,354 @@
+//! TLS termination with certificates generated at test time (rcgen):
+//! SNI selection, default certificate, ALPN h2, protocol versions, and
+//! certificate rotation by reload while a connection stays open.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::{single_route, Backend, Gateway};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::TlsConnector;
+
+/// A test CA that signs leaf certificates into PEM files.
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+impl Ca {
+    fn new() -> Ca {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "portcullis test CA");
+        let cert = params.self_signed(&key).unwrap();
+        Ca {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// Write `NAME.crt` / `NAME.key` for `sans` into `dir`; the leaf's DER.
+    fn leaf(&self, dir: &Path, name: &str, sans: &[&str]) -> Vec<u8> {
+        self.leaf_until(dir, name, sans, None)
+    }
+
+    /// Like [`Ca::leaf`], valid until `not_after` when given.
+    fn leaf_until(
+        &self,
+        dir: &Path,
+        name: &str,
+        sans: &[&str],
+        not_after: Option<time::OffsetDateTime>,
+    ) -> Vec<u8> {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        // A subject distinct from the CA's, or OpenSSL takes it for self-signed.
+        params.distinguished_name.push(DnType::CommonName, sans[0]);
+        if let Some(t) = not_after {
+            params.not_after = t;
+        }
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+        cert.der().to_vec()
+    }
+
+    fn client(&self, alpn: &[&[u8]]) -> TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        let der = CertificateDer::from_pem_slice(self.pem.as_bytes()).unwrap();
+        roots.add(der).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        // Full handshakes only: a resumed session carries no certificate.
+        config.resumption = rustls::client::Resumption::disabled();
+        TlsConnector::from(Arc::new(config))
+    }
+}
+
+use rustls::pki_types::pem::PemObject;
+
+/// A config whose only listener is TLS with the given certificate entries.
+fn tls_config(backend: &Backend, certs: &str) -> String {
+    single_route("p", &[backend.addr], "", "").replacen(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n",
+        &format!("[[listeners]]\naddress = \"127.0.0.1:0\"\n{certs}"),
+        1,
+    )
+}
+
+fn cert_entry(name: &str, extra: &str) -> String {
+    format!(
+        "[[listeners.tls.certificates]]\ncert = \"{name}.crt\"\nkey = \"{name}.key\"\n{extra}\n"
+    )
+}
+
+/// Start a gateway whose config (and certificates) live in one temp dir.
+async fn start(dir: &tempfile::TempDir, config: &str) -> Gateway {
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, config).unwrap();
+    Gateway::start_file(&path).await
+}
+
+type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+async fn handshake(gw: &Gateway, connector: &TlsConnector, sni: &str) -> std::io::Result<Tls> {
+    let tcp = tokio::net::TcpStream::connect(gw.proxy).await?;
+    let name = ServerName::try_from(sni.to_string()).unwrap();
+    connector.connect(name, tcp).await
+}
+
+fn peer_cert(conn: &Tls) -> Vec<u8> {
+    conn.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// One HTTP/1.1 request on an open connection; the status line and body.
+async fn request(conn: &mut Tls, host: &str) -> String {
+    let req = format!("GET /hello HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // Read until the full body (content-length) has arrived.
+    loop {
+        let n = conn.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return text;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn sni_picks_the_certificate_and_serves_https() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let a = ca.leaf(dir.path(), "a", &["a.test"]);
+    let w = ca.leaf(dir.path(), "w", &["*.w.test"]);
+    let d = ca.leaf(dir.path(), "d", &["default.test"]);
+    let certs = format!(
+        "{}{}{}",
+        cert_entry("a", ""),
+        cert_entry("w", ""),
+        cert_entry("d", "default = true")
+    );
+    let gw = start(&dir, &tls_config(&backend, &certs)).await;
+    let client = ca.client(&[b"http/1.1"]);
+
+    assert_eq!(
+        peer_cert(&handshake(&gw, &client, "a.test").await.unwrap()),
+        a
+    );
+    assert_eq!(
+        peer_cert(&handshake(&gw, &client, "x.w.test").await.unwrap()),
+        w
+    );
+    // No match: the default certificate (which the client then rejects as
+    // not valid for the name, so look at what the server sent).
+    let err = handshake(&gw, &client, "unknown.test").await.unwrap_err();
+    assert!(err.to_string().contains("certificate"), "{err}");
+    assert_eq!(
+        peer_cert(&handshake(&gw, &client, "default.test").await.unwrap()),
+        d
+    );
+
+    let mut conn = handshake(&gw, &client, "a.test").await.unwrap();
+    let resp = request(&mut conn, "a.test").await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("\"x-forwarded-proto\":\"https\""), "{resp}");
+}
+
+#[tokio::test]
+async fn unknown_name_without_default_is_refused() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    ca.leaf(dir.path(), "a", &["a.test"]);
+    let gw = start(&dir, &tls_config(&backend, &cert_entry("a", ""))).await;
+    let client = ca.client(&[b"http/1.1"]);
+    assert!(handshake(&gw, &client, "a.test").await.is_ok());
+    let err = handshake(&gw, &client, "other.test").await.unwrap_err();
+    assert!(!err.to_string().is_empty());
+}
+
+#[tokio::test]
+async fn alpn_h2_and_a_multiplexed_request() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    ca.leaf(dir.path(), "a", &["a.test"]);
+    let gw = start(&dir, &tls_config(&backend, &cert_entry("a", ""))).await;
+
+    let conn = handshake(&gw, &ca.client(&[b"h2", b"http/1.1"]), "a.test")
+        .await
+        .unwrap();
+    assert_eq!(conn.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let conn = handshake(&gw, &ca.client(&[b"http/1.1"]), "a.test")
+        .await
+        .unwrap();
+    assert_eq!(conn.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+
+    // curl (nghttp2) sends two requests multiplexed on one h2 connection.
+    std::fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
+    let port = gw.proxy.port();
+    let url = format!("https://a.test:{port}/hello");
+    // Async: the backend runs on this test's runtime and must keep serving.
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--http2", "--cacert"])
+        .arg(dir.path().join("ca.pem"))
+        .args(["--resolve", &format!("a.test:{port}:127.0.0.1")])
+        .args([
+            "-m",
+            "10",
+            "-w",
+            "\n%{http_version} %{http_code}\n",
+            &url,
+            &url,
+        ])
+        .output()
+        .await
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.matches("\n2 200").count(),
+        2,
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(backend.hits(), 2);
+}
+
+#[tokio::test]
+async fn tls_1_1_is_refused() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    ca.leaf(dir.path(), "a", &["a.test"]);
+    let gw = start(&dir, &tls_config(&backend, &cert_entry("a", ""))).await;
+    let connect = gw.proxy.to_string();
+    let run = |version: &str| {
+        std::process::Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &connect,
+                "-servername",
+                "a.test",
+                version,
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl")
+    };
+    // The same client succeeds with TLS 1.2, so a failure below is the version.
+    assert!(run("-tls1_2").status.success());
+    let old = run("-tls1_1");
+    assert!(!old.status.success(), "TLS 1.1 handshake succeeded");
+}
+
+#[tokio::test]
+async fn certificate_rotation_by_reload_keeps_open_connections() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let old = ca.leaf(dir.path(), "a", &["a.test"]);
+    let gw = start(&dir, &tls_config(&backend, &cert_entry("a", ""))).await;
+    let client = ca.client(&[b"http/1.1"]);
+
+    let mut long_lived = handshake(&gw, &client, "a.test").await.unwrap();
+    assert!(request(&mut long_lived, "a.test")
+        .await
+        .starts_with("HTTP/1.1 200"));
+
+    // Rotate: new key and certificate in the same files, then reload.
+    let new = ca.leaf(dir.path(), "a", &["a.test"]);
+    assert_ne!(old, new);
+    let (status, body) = gw.reload().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        peer_cert(&handshake(&gw, &client, "a.test").await.unwrap()),
+        new
+    );
+    // The connection opened before the reload keeps working.
+    assert!(request(&mut long_lived, "a.test")
+        .await
+        .starts_with("HTTP/1.1 200"));
+
+    // A key that does not match its certificate fails the reload, and the
+    // current certificate keeps serving.
+    ca.leaf(dir.path(), "other", &["a.test"]);
+    std::fs::copy(dir.path().join("other.key"), dir.path().join("a.key")).unwrap();
+    let (status, body) = gw.reload().await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not match"),
+        "{body}"
+    );
+    assert_eq!(
+        peer_cert(&handshake(&gw, &client, "a.test").await.unwrap()),
+        new
+    );
+}
+
+#[test]
+fn check_validates_certificates_and_warns_before_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let soon = time::OffsetDateTime::now_utc() + time::Duration::days(5);
+    ca.leaf_until(dir.path(), "a", &["a.test"], Some(soon));
+    let config = "[[listeners]]\naddress = \"127.0.0.1:0\"\n[[listeners.tls.certificates]]\ncert = \"a.crt\"\nkey = \"a.key\"\n[pools.p]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n";
+    let path = dir.path().join("tls.toml");
+    std::fs::write(&path, config).unwrap();
+    let file = path.to_str().unwrap();
+    let (code, out, err) = common::run_cli(&["check", "-c", file], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("warning: certificate for a.test expires in 4 day(s)")
+            || err.contains("expires in 5 day(s)"),
+        "{err}"
+    );
+
+    // A key that belongs to another certificate: rejected, with the entry's line.
+    ca.leaf(dir.path(), "b", &["b.test"]);
+    std::fs::copy(dir.path().join("b.key"), dir.path().join("a.key")).unwrap();
+    let (code, _out, err) = common::run_cli(&["check", "-c", file], None);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("{file}:4:")) && err.contains("does not match"),
+        "{err}"
+    );
+
+    // An expired certificate.
+    let past = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    ca.leaf_until(dir.path(), "a", &["a.test"], Some(past));
+    let (code, _out, err) = common::run_cli(&["check", "-c", file], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("expired"), "{err}");
+}
