@@ -19,7 +19,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::model::{CertificateSpec, ListenerTls};
+use crate::config::model::{CertificateSpec, ListenerTls, TlsVersion};
 use crate::config::{ConfigError, ConfigErrors};
 
 /// One loaded certificate: the key pair and what the log and metrics show.
@@ -46,6 +46,8 @@ impl LoadedCert {
 /// The certificates of one listener, indexed by name.
 #[derive(Debug, Default)]
 pub struct CertStore {
+    /// Refuse clients that cannot speak TLS 1.3.
+    require_tls13: bool,
     exact: HashMap<String, Arc<CertifiedKey>>,
     /// Keyed by the suffix after `*`: `.example.com`.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
@@ -56,7 +58,10 @@ pub struct CertStore {
 impl CertStore {
     /// Load every entry of `tls`; every error found, each naming the entry.
     pub fn load(tls: &ListenerTls, file: &str, item: &str) -> Result<CertStore, ConfigErrors> {
-        let mut store = CertStore::default();
+        let mut store = CertStore {
+            require_tls13: tls.min_version == TlsVersion::Tls13,
+            ..CertStore::default()
+        };
         let mut errors = Vec::new();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -182,9 +187,26 @@ impl SniResolver {
     }
 }
 
+/// Whether the client offers a TLS 1.3 cipher suite. The listener speaks
+/// 1.2 and 1.3 and rustls always picks 1.3 when the client supports it, so
+/// a client offering no 1.3 suite is one that would end up on 1.2.
+fn offers_tls13(hello: &ClientHello<'_>) -> bool {
+    use rustls::CipherSuite::*;
+    hello.cipher_suites().iter().any(|s| {
+        matches!(
+            s,
+            TLS13_AES_128_GCM_SHA256 | TLS13_AES_256_GCM_SHA384 | TLS13_CHACHA20_POLY1305_SHA256
+        )
+    })
+}
+
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let store = self.store.load();
+        // Refusing the certificate aborts the handshake: min_version = "1.3".
+        if store.require_tls13 && !offers_tls13(&hello) {
+            return None;
+        }
         match hello.server_name() {
             Some(name) if name.bytes().any(|b| b.is_ascii_uppercase()) => {
                 store.lookup(Some(&name.to_ascii_lowercase()))

@@ -242,6 +242,24 @@ async fn alpn_h2_and_a_multiplexed_request() {
     assert_eq!(backend.hits(), 2);
 }
 
+/// `openssl s_client` against the gateway with one protocol version forced.
+fn s_client(gw: &Gateway, version: &str) -> bool {
+    std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &gw.proxy.to_string(),
+            "-servername",
+            "a.test",
+            version,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl")
+        .status
+        .success()
+}
+
 #[tokio::test]
 async fn tls_1_1_is_refused() {
     let backend = Backend::start("b").await;
@@ -249,25 +267,27 @@ async fn tls_1_1_is_refused() {
     let ca = Ca::new();
     ca.leaf(dir.path(), "a", &["a.test"]);
     let gw = start(&dir, &tls_config(&backend, &cert_entry("a", ""))).await;
-    let connect = gw.proxy.to_string();
-    let run = |version: &str| {
-        std::process::Command::new("openssl")
-            .args([
-                "s_client",
-                "-connect",
-                &connect,
-                "-servername",
-                "a.test",
-                version,
-            ])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("openssl")
-    };
     // The same client succeeds with TLS 1.2, so a failure below is the version.
-    assert!(run("-tls1_2").status.success());
-    let old = run("-tls1_1");
-    assert!(!old.status.success(), "TLS 1.1 handshake succeeded");
+    assert!(s_client(&gw, "-tls1_2"));
+    assert!(!s_client(&gw, "-tls1_1"), "TLS 1.1 handshake succeeded");
+}
+
+#[tokio::test]
+async fn min_version_1_3_refuses_tls_1_2() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    ca.leaf(dir.path(), "a", &["a.test"]);
+    let certs = format!(
+        "[listeners.tls]\nmin_version = \"1.3\"\n{}",
+        cert_entry("a", "")
+    );
+    let gw = start(&dir, &tls_config(&backend, &certs)).await;
+    assert!(s_client(&gw, "-tls1_3"));
+    assert!(
+        !s_client(&gw, "-tls1_2"),
+        "TLS 1.2 accepted with min_version 1.3"
+    );
 }
 
 #[tokio::test]

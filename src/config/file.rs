@@ -59,6 +59,8 @@ pub struct ListenerFile {
 #[serde(deny_unknown_fields)]
 pub struct ListenerTlsFile {
     pub certificates: Vec<CertificateFile>,
+    /// `"1.2"` (default) or `"1.3"`.
+    pub min_version: Option<Spanned<String>>,
 }
 
 /// `[[listeners.tls.certificates]]`

@@ -73,6 +73,15 @@ pub struct Listener {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListenerTls {
     pub certificates: Vec<CertificateSpec>,
+    /// Lowest TLS version accepted (1.2 or 1.3).
+    pub min_version: TlsVersion,
+}
+
+/// TLS protocol versions the gateway speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
 }
 
 /// One certificate entry of a TLS listener.

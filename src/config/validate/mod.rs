@@ -293,7 +293,22 @@ impl Validator<'_> {
                 column,
             });
         }
-        model::ListenerTls { certificates: out }
+        let min_version = match tls.min_version.as_ref().map(|v| (v.get_ref().as_str(), v)) {
+            None | Some(("1.2", _)) => model::TlsVersion::Tls12,
+            Some(("1.3", _)) => model::TlsVersion::Tls13,
+            Some((other, v)) => {
+                self.error(
+                    v.span(),
+                    Some(item),
+                    format!("min_version {other:?} is not supported: write \"1.2\" or \"1.3\""),
+                );
+                model::TlsVersion::Tls12
+            }
+        };
+        model::ListenerTls {
+            certificates: out,
+            min_version,
+        }
     }
 
     fn socket_addr(&mut self, s: &Spanned<String>, item: &str, what: &str) -> Option<SocketAddr> {
