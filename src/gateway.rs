@@ -2,9 +2,10 @@
 //! `ArcSwap`, the long-lived state that outlives snapshots, and the one
 //! reload path every trigger (SIGHUP, `POST /-/reload`) goes through.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
@@ -21,6 +22,8 @@ pub struct Gateway {
     /// Certificates of each start-up listener (`None`: plain HTTP), swapped
     /// on reload like the snapshot.
     tls: Vec<Option<Arc<ArcSwap<CertStore>>>>,
+    /// Listeners with a redirect or HSTS, set once the addresses are bound.
+    policies: OnceLock<Vec<ListenerPolicy>>,
     config_path: PathBuf,
     states: StateTable,
     health: HealthChecker,
@@ -28,6 +31,17 @@ pub struct Gateway {
     reload_lock: Mutex<()>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+}
+
+/// What a start-up listener asks of every request it accepts.
+#[derive(Debug, Clone)]
+pub struct ListenerPolicy {
+    /// The bound address (port 0 already resolved).
+    pub address: SocketAddr,
+    /// Answer with a 308 to `https://` on this port.
+    pub redirect_https: Option<u16>,
+    /// `Strict-Transport-Security` for responses.
+    pub hsts: Option<http::HeaderValue>,
 }
 
 /// What a successful reload reports.
@@ -51,6 +65,7 @@ impl Gateway {
         Ok(Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             tls,
+            policies: OnceLock::new(),
             config_path,
             states,
             health: HealthChecker::default(),
@@ -68,6 +83,25 @@ impl Gateway {
     /// The live certificate store of start-up listener `index`, if it is TLS.
     pub fn tls_store(&self, index: usize) -> Option<Arc<ArcSwap<CertStore>>> {
         self.tls.get(index)?.clone()
+    }
+
+    /// Record the listeners that carry a policy; called once at start-up.
+    pub fn set_listener_policies(&self, policies: Vec<ListenerPolicy>) {
+        let with_policy = policies
+            .into_iter()
+            .filter(|p| p.redirect_https.is_some() || p.hsts.is_some())
+            .collect();
+        let _ = self.policies.set(with_policy);
+    }
+
+    /// The policy of the listener that accepted a connection on `local`, if any.
+    pub fn listener_policy(&self, local: Option<SocketAddr>) -> Option<&ListenerPolicy> {
+        let policies = self.policies.get().filter(|p| !p.is_empty())?;
+        let local = local?;
+        policies.iter().find(|p| {
+            p.address.port() == local.port()
+                && (p.address.ip() == local.ip() || p.address.ip().is_unspecified())
+        })
     }
 
     pub fn config_path(&self) -> &std::path::Path {

@@ -16,7 +16,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
 use crate::admin::AdminApp;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, ListenerPolicy};
 use crate::proxy::GatewayProxy;
 
 /// Extra services to run in the same server (the demo's sample backends).
@@ -97,9 +97,19 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
         "portcullis proxy",
     );
     let mut bound = Vec::new();
+    let mut policies = Vec::new();
     for (i, l) in config.listeners.iter().enumerate() {
         let addr = concrete(l.address)
             .unwrap_or_else(|e| fail(&format!("cannot bind proxy listener {}: {e}", l.address)));
+        policies.push(ListenerPolicy {
+            address: addr,
+            redirect_https: l.redirect_https,
+            // Validated as visible ASCII.
+            hsts: l
+                .hsts
+                .as_deref()
+                .and_then(|h| http::HeaderValue::from_str(h).ok()),
+        });
         match gateway.tls_store(i) {
             Some(store) => {
                 let settings = tls_settings(store)
@@ -113,6 +123,7 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
             }
         }
     }
+    gateway.set_listener_policies(policies);
     let admin_addr = concrete(config.admin.address).unwrap_or_else(|e| {
         fail(&format!(
             "cannot bind admin listener {}: {e}",

@@ -372,3 +372,58 @@ fn check_validates_certificates_and_warns_before_expiry() {
     assert_eq!(code, 1);
     assert!(err.contains("expired"), "{err}");
 }
+
+#[tokio::test]
+async fn plain_listener_redirects_and_tls_listener_sends_hsts() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    ca.leaf(dir.path(), "a", &["a.test"]);
+    // First listener: plain, redirecting. Second: TLS with HSTS.
+    let config = single_route("p", &[backend.addr], "", "").replacen(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n",
+        &format!(
+            "[[listeners]]\naddress = \"127.0.0.1:0\"\nredirect_https = 8443\n\n[[listeners]]\naddress = \"127.0.0.1:0\"\nhsts = \"max-age=31536000; includeSubDomains\"\n{}",
+            cert_entry("a", "")
+        ),
+        1,
+    );
+    let gw = start(&dir, &config).await;
+
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .post(gw.url("/orders/7?x=1"))
+        .header("host", "shop.example.com:80")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 308);
+    assert_eq!(
+        r.headers()["location"],
+        "https://shop.example.com:8443/orders/7?x=1"
+    );
+    assert_eq!(
+        backend.hits(),
+        0,
+        "a redirected request reached the backend"
+    );
+
+    let tls_addr = gw.listeners[1].trim_start_matches("https://").to_string();
+    let tcp = tokio::net::TcpStream::connect(&tls_addr).await.unwrap();
+    let mut conn = ca
+        .client(&[b"http/1.1"])
+        .connect(ServerName::try_from("a.test").unwrap(), tcp)
+        .await
+        .unwrap();
+    let resp = request(&mut conn, "a.test").await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains("strict-transport-security: max-age=31536000; includesubdomains"),
+        "{resp}"
+    );
+}

@@ -52,6 +52,10 @@ pub struct ListenerFile {
     pub address: Spanned<String>,
     /// TLS termination on this listener.
     pub tls: Option<ListenerTlsFile>,
+    /// Redirect every request to HTTPS on this port (plain listeners).
+    pub redirect_https: Option<Spanned<u16>>,
+    /// `Strict-Transport-Security` value (TLS listeners).
+    pub hsts: Option<Spanned<String>>,
 }
 
 /// `[listeners.tls]`

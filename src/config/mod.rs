@@ -248,10 +248,14 @@ strip_prefix = true
                 Listener {
                     address: addr("0.0.0.0:8080"),
                     tls: None,
+                    redirect_https: None,
+                    hsts: None,
                 },
                 Listener {
                     address: addr("[::1]:8443"),
                     tls: None,
+                    redirect_https: None,
+                    hsts: None,
                 },
             ],
             admin: AdminSettings {

@@ -67,6 +67,11 @@ pub struct Listener {
     pub address: SocketAddr,
     /// TLS termination; `None` = plain HTTP.
     pub tls: Option<ListenerTls>,
+    /// Plain listeners only: answer every request with a 308 to `https://`
+    /// on this port (443 is left out of the URL).
+    pub redirect_https: Option<u16>,
+    /// TLS listeners only: `Strict-Transport-Security` value added to responses.
+    pub hsts: Option<String>,
 }
 
 /// Certificates a TLS listener serves, chosen by SNI.

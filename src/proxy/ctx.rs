@@ -24,6 +24,10 @@ pub struct RequestCtx {
     pub tried: smallvec::SmallVec<[usize; 4]>,
     /// Counts this request against the current backend's in-flight requests.
     pub inflight: Option<InflightGuard>,
+    /// From the accepting listener: redirect to HTTPS on this port.
+    pub redirect_https: Option<u16>,
+    /// From the accepting listener: `Strict-Transport-Security` to add.
+    pub hsts: Option<http::HeaderValue>,
 }
 
 impl RequestCtx {
@@ -37,6 +41,8 @@ impl RequestCtx {
             deadline: None,
             tried: smallvec::SmallVec::new(),
             inflight: None,
+            redirect_https: None,
+            hsts: None,
         }
     }
 

@@ -66,12 +66,21 @@ impl ProxyHttp for GatewayProxy {
     ) -> Result<()> {
         ctx.snapshot = Some(self.gateway.snapshot());
         ctx.request_id = forward::request_id(session.req_header());
+        let local = session.server_addr().and_then(|a| a.as_inet()).copied();
+        if let Some(policy) = self.gateway.listener_policy(local) {
+            ctx.redirect_https = policy.redirect_https;
+            ctx.hsts = policy.hsts.clone();
+        }
         Ok(())
     }
 
     /// Route the request. Answers 404/405 itself (returns `Ok(true)`), or
     /// 503 at once when the route's pool has no healthy backend.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Some(port) = ctx.redirect_https {
+            problem::redirect_to_https(session, port, &ctx.request_id).await?;
+            return Ok(true);
+        }
         let Some(snapshot) = ctx.snapshot.clone() else {
             return Err(Error::new(pingora_error::ErrorType::InternalError));
         };
@@ -188,6 +197,9 @@ impl ProxyHttp for GatewayProxy {
             forward::apply_header_ops(upstream, &route.response_headers)?;
         }
         upstream.insert_header(forward::REQUEST_ID, ctx.request_id.clone())?;
+        if let Some(hsts) = &ctx.hsts {
+            upstream.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+        }
         Ok(())
     }
 

@@ -92,3 +92,33 @@ pub async fn respond(
     session.write_response_body(Some(body), true).await?;
     Ok(())
 }
+
+/// `308 Permanent Redirect` to the same host, path and query over HTTPS on
+/// `port` (left out of the URL when 443). Without a `Host`: 400.
+pub async fn redirect_to_https(
+    session: &mut Session,
+    port: u16,
+    request_id: &http::HeaderValue,
+) -> Result<()> {
+    let req = session.req_header();
+    let host = super::forward::request_host(req);
+    let host = match host.rfind(':') {
+        Some(colon) if !host.ends_with(']') => &host[..colon],
+        _ => host,
+    };
+    if host.is_empty() {
+        return respond(session, Problem::BadRequest, request_id, &[]).await;
+    }
+    let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let location = if port == 443 {
+        format!("https://{host}{path}")
+    } else {
+        format!("https://{host}:{port}{path}")
+    };
+    let mut resp = ResponseHeader::build(308, Some(4))?;
+    resp.insert_header("location", location)?;
+    resp.insert_header("content-length", "0")?;
+    resp.insert_header(super::forward::REQUEST_ID, request_id.clone())?;
+    session.write_response_header(Box::new(resp), true).await?;
+    Ok(())
+}

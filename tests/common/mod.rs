@@ -51,6 +51,8 @@ pub fn client() -> reqwest::Client {
 pub struct Gateway {
     child: Child,
     pub proxy: SocketAddr,
+    /// Every proxy listener as printed: `http://ADDR` or `https://ADDR`.
+    pub listeners: Vec<String>,
     pub admin: SocketAddr,
     /// Owns the config's directory when [`Gateway::start`] made it.
     pub dir: Option<tempfile::TempDir>,
@@ -101,6 +103,7 @@ impl Gateway {
             }
         });
         let (mut proxy, mut admin) = (None, None);
+        let mut listeners = Vec::new();
         let start = Instant::now();
         while admin.is_none() || proxy.is_none() {
             let left = DEADLINE.saturating_sub(start.elapsed());
@@ -115,6 +118,7 @@ impl Gateway {
                 .or_else(|| line.strip_prefix("listening proxy https://"));
             if let Some(rest) = listener {
                 proxy.get_or_insert(rest.parse().expect("proxy addr"));
+                listeners.push(line["listening proxy ".len()..].to_string());
             } else if let Some(rest) = line.strip_prefix("listening admin http://") {
                 admin = Some(rest.parse().expect("admin addr"));
             }
@@ -122,6 +126,7 @@ impl Gateway {
         let gw = Gateway {
             child,
             proxy: proxy.expect("proxy"),
+            listeners,
             admin: admin.expect("admin"),
             dir: None,
             config_path,

@@ -120,6 +120,8 @@ impl Validator<'_> {
             return vec![model::Listener {
                 address: default_addr(model::DEFAULT_LISTEN),
                 tls: None,
+                redirect_https: None,
+                hsts: None,
             }];
         };
         if listeners.get_ref().is_empty() {
@@ -155,7 +157,43 @@ impl Validator<'_> {
                 .tls
                 .as_ref()
                 .map(|t| self.listener_tls(t, listener.address.span(), &item));
-            out.push(model::Listener { address, tls });
+            let redirect_https = listener.redirect_https.as_ref().and_then(|p| {
+                if tls.is_some() {
+                    self.error(
+                        p.span(),
+                        Some(&item),
+                        "redirect_https is for plain listeners; this one has tls",
+                    );
+                    return None;
+                }
+                if *p.get_ref() == 0 {
+                    self.error(
+                        p.span(),
+                        Some(&item),
+                        "redirect_https must be a port from 1 to 65535",
+                    );
+                    return None;
+                }
+                Some(*p.get_ref())
+            });
+            let hsts = listener.hsts.as_ref().and_then(|h| {
+                let value = h.get_ref();
+                if tls.is_none() {
+                    self.error(h.span(), Some(&item), "hsts is for TLS listeners; this one has no tls");
+                    return None;
+                }
+                if !value.contains("max-age=") || http_value_invalid(value) {
+                    self.error(h.span(), Some(&item), format!("hsts {value:?} must be a header value with max-age=, e.g. \"max-age=31536000; includeSubDomains\""));
+                    return None;
+                }
+                Some(value.clone())
+            });
+            out.push(model::Listener {
+                address,
+                tls,
+                redirect_https,
+                hsts,
+            });
         }
         out
     }
@@ -417,3 +455,8 @@ fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether `value` cannot be sent as a header value (visible ASCII and spaces only).
+fn http_value_invalid(value: &str) -> bool {
+    !value.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+}
