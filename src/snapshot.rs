@@ -89,7 +89,9 @@ impl Snapshot {
     /// Validation guarantees every route's pool exists; should that ever be
     /// broken, the build fails instead of misaligning route indices.
     pub fn build(config: Config, states: &StateTable) -> Result<Snapshot, ConfigErrors> {
-        let pools = upstream::build_pools(&config, states);
+        let pools = upstream::build_pools(&config, states).map_err(|(pool, message)| {
+            ConfigError::whole_file(&config.source, format!("pool \"{pool}\": {message}"))
+        })?;
         let router = Router::build(&config.routes);
         let routes = config
             .routes

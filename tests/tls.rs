@@ -427,3 +427,47 @@ async fn plain_listener_redirects_and_tls_listener_sends_hsts() {
         "{resp}"
     );
 }
+
+#[tokio::test]
+async fn upstream_tls_verifies_the_backend_certificate() {
+    let backend = Backend::start("b").await;
+    // The TLS backend: another gateway terminating TLS for `backend.test`.
+    let back_dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    ca.leaf(back_dir.path(), "backend", &["backend.test"]);
+    let back = start(&back_dir, &tls_config(&backend, &cert_entry("backend", ""))).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
+    std::fs::write(dir.path().join("wrong.pem"), Ca::new().pem).unwrap();
+    let front = |tls: &str| {
+        let config = single_route("p", &[back.proxy], &format!("[pools.p.tls]\n{tls}"), "");
+        let path = dir.path().join(format!("front-{}.toml", tls.len()));
+        std::fs::write(&path, config).unwrap();
+        path
+    };
+    let status_through = |path: std::path::PathBuf| async move {
+        let gw = Gateway::start_file(&path).await;
+        let (status, body) = common::get_json(&gw.url("/hello")).await;
+        (status, body["backend"].as_str().map(str::to_string))
+    };
+
+    let ok = front("sni = \"backend.test\"\nca_file = \"ca.pem\"");
+    assert_eq!(status_through(ok).await, (200, Some("b".to_string())));
+
+    // Verification against the wrong CA fails: 502, never silently accepted.
+    let wrong = front("sni = \"backend.test\"\nca_file = \"wrong.pem\"");
+    assert_eq!(status_through(wrong).await.0, 502);
+
+    // The right CA but another name: the hostname check fails.
+    let other_name = front("sni = \"other.test\"\nca_file = \"ca.pem\"");
+    assert_eq!(status_through(other_name).await.0, 502);
+
+    // An explicit opt-out accepts it.
+    let unverified = front("sni = \"backend.test\"\nca_file = \"wrong.pem\"\nverify = false");
+    assert_eq!(status_through(unverified).await.0, 200);
+
+    // HTTP/2 to the backend (ALPN h2).
+    let h2 = front("sni = \"backend.test\"\nca_file = \"ca.pem\"\nprotocol = \"h2\"");
+    assert_eq!(status_through(h2).await, (200, Some("b".to_string())));
+}

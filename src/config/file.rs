@@ -99,6 +99,21 @@ pub struct PoolFile {
     pub retries: Option<Spanned<u32>>,
     pub timeouts: Option<TimeoutsFile>,
     pub health_check: Option<HealthCheckFile>,
+    /// TLS to the backends.
+    pub tls: Option<UpstreamTlsFile>,
+}
+
+/// `[pools.NAME.tls]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsFile {
+    pub sni: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub verify: Option<Spanned<bool>>,
+    pub client_cert: Option<Spanned<String>>,
+    pub client_key: Option<Spanned<String>>,
+    /// `http1` (default) | `h2`
+    pub protocol: Option<Spanned<String>>,
 }
 
 /// One element of `backends`: either a bare `"ip:port"` string or a table

@@ -198,6 +198,7 @@ strip_prefix = true
                     healthy_threshold: 1,
                     unhealthy_threshold: 5,
                 }),
+                tls: None,
             },
         );
         pools.insert(
@@ -224,6 +225,7 @@ strip_prefix = true
                     healthy_threshold: DEFAULT_HC_HEALTHY_THRESHOLD,
                     unhealthy_threshold: DEFAULT_HC_UNHEALTHY_THRESHOLD,
                 }),
+                tls: None,
             },
         );
         let users_route = |id: &str, path: PathMatch, strip_prefix: bool| Route {

@@ -120,6 +120,25 @@ pub struct Pool {
     /// Retries on another backend after a connect failure (0 = none).
     pub retries: u32,
     pub health_check: Option<HealthCheck>,
+    /// TLS to the backends; `None` = plain HTTP.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// How the gateway speaks TLS to a pool's backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// SNI and the name the certificate must carry; `None`: no SNI, and the
+    /// certificate is checked against the chain only when `verify`.
+    pub sni: Option<String>,
+    /// CA bundle (PEM) to verify against; `None` = the system roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Verify the backend's certificate (chain and name). Off only by an
+    /// explicit `verify = false`, which is logged.
+    pub verify: bool,
+    /// Client certificate and key (PEM) for mutual TLS to the backend.
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Speak HTTP/2 (ALPN h2) instead of HTTP/1.1.
+    pub h2: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -137,7 +137,20 @@ impl ProxyHttp for GatewayProxy {
             .ok_or_else(errors::no_healthy_backend)?;
         let backend = &pool.backends[index];
         let timeouts = &route.timeouts;
-        let mut peer = HttpPeer::new(backend.address, false, String::new());
+        let mut peer = match &pool.tls {
+            None => HttpPeer::new(backend.address, false, String::new()),
+            Some(tls) => {
+                let mut peer = HttpPeer::new(backend.address, true, tls.sni.clone());
+                peer.options.verify_cert = tls.verify;
+                peer.options.verify_hostname = tls.verify && !tls.sni.is_empty();
+                peer.options.ca = tls.ca.clone();
+                peer.client_cert_key = tls.client.clone();
+                if tls.h2 {
+                    peer.options.alpn = pingora_core::protocols::ALPN::H2;
+                }
+                peer
+            }
+        };
         peer.options.connection_timeout = within_deadline(timeouts.connect, ctx.deadline);
         peer.options.total_connection_timeout = within_deadline(timeouts.connect, ctx.deadline);
         peer.options.read_timeout = within_deadline(timeouts.read, ctx.deadline);

@@ -7,6 +7,7 @@
 
 pub mod health;
 mod select;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -109,6 +110,8 @@ pub struct Backend {
 pub struct Pool {
     pub config: model::Pool,
     pub backends: Vec<Backend>,
+    /// TLS to the backends, loaded once per config load.
+    pub tls: Option<tls::PeerTls>,
     selector: Selector,
 }
 
@@ -144,13 +147,21 @@ impl Pool {
     }
 }
 
-/// Build every pool of `config`, carrying over state from `table`.
-pub fn build_pools(config: &model::Config, table: &StateTable) -> HashMap<String, Arc<Pool>> {
+/// Build every pool of `config`, carrying over state from `table`. Fails
+/// with the pool's name and reason when its TLS files cannot be loaded.
+pub fn build_pools(
+    config: &model::Config,
+    table: &StateTable,
+) -> Result<HashMap<String, Arc<Pool>>, (String, String)> {
     let mut states = table.states_for(&config.pools);
     config
         .pools
         .values()
         .map(|p| {
+            let tls = match &p.tls {
+                Some(t) => Some(tls::load(&p.name, t).map_err(|e| (p.name.clone(), e))?),
+                None => None,
+            };
             let backends: Vec<Backend> = p
                 .backends
                 .iter()
@@ -166,9 +177,10 @@ pub fn build_pools(config: &model::Config, table: &StateTable) -> HashMap<String
             let pool = Pool {
                 config: p.clone(),
                 backends,
+                tls,
                 selector,
             };
-            (p.name.clone(), Arc::new(pool))
+            Ok((p.name.clone(), Arc::new(pool)))
         })
         .collect()
 }

@@ -349,6 +349,15 @@ impl Validator<'_> {
         }
     }
 
+    /// `p` resolved against the config file's directory when relative.
+    fn resolve_path(&self, p: &str) -> std::path::PathBuf {
+        let path = std::path::Path::new(p);
+        match std::path::Path::new(self.loc.file()).parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+
     fn socket_addr(&mut self, s: &Spanned<String>, item: &str, what: &str) -> Option<SocketAddr> {
         match s.get_ref().parse::<SocketAddr>() {
             Ok(a) => Some(a),

@@ -9,7 +9,9 @@ use humantime_serde::re::humantime;
 use toml::Spanned;
 
 use super::{is_name, is_token, is_visible_ascii, Validator, MAX_WEIGHT};
-use crate::config::file::{BackendEntry, HealthCheckFile, PoolFile, StatusText, TimeoutsFile};
+use crate::config::file::{
+    BackendEntry, HealthCheckFile, PoolFile, StatusText, TimeoutsFile, UpstreamTlsFile,
+};
 use crate::config::model;
 
 const BALANCES: &str = "round_robin, random, least_requests, consistent_hash";
@@ -50,6 +52,7 @@ impl Validator<'_> {
                 .as_ref()
                 .map_or(model::DEFAULT_RETRIES, |r| *r.get_ref()),
             health_check,
+            tls: pool.tls.as_ref().map(|t| self.upstream_tls(t, item)),
         }
     }
 
@@ -368,6 +371,54 @@ impl Validator<'_> {
                 );
                 None
             }
+        }
+    }
+}
+
+impl Validator<'_> {
+    fn upstream_tls(&mut self, tls: &UpstreamTlsFile, item: &str) -> model::UpstreamTls {
+        let path = |v: &mut Self, p: &Spanned<String>, what: &str| {
+            let resolved = v.resolve_path(p.get_ref());
+            if let Err(e) = std::fs::metadata(&resolved) {
+                v.error(
+                    p.span(),
+                    Some(item),
+                    format!("cannot read {what} {}: {e}", resolved.display()),
+                );
+            }
+            resolved
+        };
+        let ca_file = tls.ca_file.as_ref().map(|p| path(self, p, "ca_file"));
+        let client_cert = match (&tls.client_cert, &tls.client_key) {
+            (Some(c), Some(k)) => Some((path(self, c, "client_cert"), path(self, k, "client_key"))),
+            (None, None) => None,
+            (Some(one), None) | (None, Some(one)) => {
+                self.error(
+                    one.span(),
+                    Some(item),
+                    "client_cert and client_key go together",
+                );
+                None
+            }
+        };
+        let h2 = match tls.protocol.as_ref().map(|p| (p.get_ref().as_str(), p)) {
+            None | Some(("http1", _)) => false,
+            Some(("h2", _)) => true,
+            Some((other, p)) => {
+                self.error(
+                    p.span(),
+                    Some(item),
+                    format!("protocol {other:?} is not supported: write \"http1\" or \"h2\""),
+                );
+                false
+            }
+        };
+        model::UpstreamTls {
+            sni: tls.sni.as_ref().map(|s| s.get_ref().to_ascii_lowercase()),
+            ca_file,
+            verify: tls.verify.as_ref().is_none_or(|v| *v.get_ref()),
+            client_cert,
+            h2,
         }
     }
 }
