@@ -163,7 +163,11 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
 fn tls_settings(
     store: Arc<arc_swap::ArcSwap<crate::tls::CertStore>>,
 ) -> pingora_error::Result<TlsSettings> {
-    let mut settings = TlsSettings::intermediate("", "")?;
+    let callbacks = Box::new(crate::tls::IdentityCallback::new(store.clone()));
+    let mut settings = TlsSettings::with_callbacks(callbacks)?;
+    settings.set_client_cert_verifier(Arc::new(crate::tls::ReloadableClientVerifier::new(
+        store.clone(),
+    )));
     settings.set_cert_resolver(Arc::new(crate::tls::SniResolver::new(store)));
     settings.enable_h2();
     Ok(settings)

@@ -14,12 +14,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::UnixTime;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::model::{CertificateSpec, ListenerTls, TlsVersion};
+use crate::config::model::{CertificateSpec, ClientAuth, ListenerTls, TlsVersion};
 use crate::config::{ConfigError, ConfigErrors};
 
 /// One loaded certificate: the key pair and what the log and metrics show.
@@ -48,6 +52,10 @@ impl LoadedCert {
 pub struct CertStore {
     /// Refuse clients that cannot speak TLS 1.3.
     require_tls13: bool,
+    /// Verifies client certificates when the listener asks for them.
+    client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+    /// Header that carries the verified subject upstream.
+    subject_header: Option<http::HeaderName>,
     exact: HashMap<String, Arc<CertifiedKey>>,
     /// Keyed by the suffix after `*`: `.example.com`.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
@@ -63,6 +71,22 @@ impl CertStore {
             ..CertStore::default()
         };
         let mut errors = Vec::new();
+        if let Some(auth) = &tls.client_auth {
+            match client_verifier(auth) {
+                Ok(v) => {
+                    store.client_verifier = Some(v);
+                    store.subject_header =
+                        http::HeaderName::from_bytes(auth.subject_header.as_bytes()).ok();
+                }
+                Err(message) => errors.push(ConfigError {
+                    file: file.to_string(),
+                    line: 0,
+                    column: 0,
+                    item: Some(item.to_string()),
+                    message,
+                }),
+            }
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -111,6 +135,30 @@ impl CertStore {
         });
         found.or(self.default.as_ref()).cloned()
     }
+}
+
+/// A WebPKI verifier over the CA bundle of `auth`.
+fn client_verifier(auth: &ClientAuth) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    let path = &auth.ca_file;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read client_ca {}: {e}", path.display()))?;
+    for c in certs {
+        roots
+            .add(c)
+            .map_err(|e| format!("client_ca {}: {e}", path.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let builder = if auth.required {
+        builder
+    } else {
+        builder.allow_unauthenticated()
+    };
+    builder
+        .build()
+        .map_err(|e| format!("client_ca {}: {e}", path.display()))
 }
 
 fn load_one(spec: &CertificateSpec, now: i64) -> Result<LoadedCert, String> {
@@ -213,6 +261,126 @@ impl ResolvesServerCert for SniResolver {
             }
             name => store.lookup(name),
         }
+    }
+}
+
+/// The client-certificate verifier given to rustls: it asks the listener's
+/// current store, so a reload can change the CA bundle or the mode.
+#[derive(Debug)]
+pub struct ReloadableClientVerifier {
+    store: Arc<ArcSwap<CertStore>>,
+    /// Schemes to advertise when no verifier is configured.
+    fallback_schemes: Vec<SignatureScheme>,
+}
+
+impl ReloadableClientVerifier {
+    pub fn new(store: Arc<ArcSwap<CertStore>>) -> Self {
+        let fallback_schemes = rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes();
+        Self {
+            store,
+            fallback_schemes,
+        }
+    }
+
+    fn current(&self) -> Result<Arc<dyn ClientCertVerifier>, rustls::Error> {
+        self.store
+            .load()
+            .client_verifier
+            .clone()
+            .ok_or_else(|| rustls::Error::General("client certificates are not configured".into()))
+    }
+}
+
+impl ClientCertVerifier for ReloadableClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.store.load().client_verifier.is_some()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.store
+            .load()
+            .client_verifier
+            .as_ref()
+            .is_some_and(|v| v.client_auth_mandatory())
+    }
+
+    /// No CA hints (they would borrow from a store that a reload may
+    /// replace); clients then offer any certificate they hold.
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.current()?
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current()?.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current()?.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        match self.current() {
+            Ok(v) => v.supported_verify_schemes(),
+            Err(_) => self.fallback_schemes.clone(),
+        }
+    }
+}
+
+/// Attached to a TLS connection of a listener with client certificates:
+/// the verified subject (if a certificate was sent) and the header that
+/// carries it upstream.
+#[derive(Debug)]
+pub struct ClientIdentity {
+    pub subject: Option<http::HeaderValue>,
+    pub header: http::HeaderName,
+}
+
+/// Records the verified client certificate's subject after each handshake.
+pub struct IdentityCallback {
+    store: Arc<ArcSwap<CertStore>>,
+}
+
+impl IdentityCallback {
+    pub fn new(store: Arc<ArcSwap<CertStore>>) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait::async_trait]
+impl pingora_core::listeners::TlsAccept for IdentityCallback {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &pingora_core::protocols::tls::TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        let header = self.store.load().subject_header.clone()?;
+        // rustls verified the certificate before the handshake completed.
+        let subject = tls.peer_certificate_der().and_then(|der| {
+            let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+            http::HeaderValue::from_str(&cert.subject().to_string()).ok()
+        });
+        Some(Arc::new(ClientIdentity { subject, header }))
     }
 }
 

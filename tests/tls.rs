@@ -61,6 +61,39 @@ impl Ca {
         cert.der().to_vec()
     }
 
+    /// A client certificate (CN = `cn`) signed by this CA: (chain, key).
+    fn client_cert(
+        &self,
+        cn: &str,
+    ) -> (
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        (vec![cert.der().clone()], der)
+    }
+
+    fn client_with_cert(&self, cn: &str) -> TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(self.pem.as_bytes()).unwrap())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let (chain, key) = self.client_cert(cn);
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        TlsConnector::from(Arc::new(config))
+    }
+
     fn client(&self, alpn: &[&[u8]]) -> TlsConnector {
         let mut roots = rustls::RootCertStore::empty();
         let der = CertificateDer::from_pem_slice(self.pem.as_bytes()).unwrap();
@@ -470,4 +503,77 @@ async fn upstream_tls_verifies_the_backend_certificate() {
     // HTTP/2 to the backend (ALPN h2).
     let h2 = front("sni = \"backend.test\"\nca_file = \"ca.pem\"\nprotocol = \"h2\"");
     assert_eq!(status_through(h2).await, (200, Some("b".to_string())));
+}
+
+/// One request on a new connection; `None` when the handshake or the
+/// request fails (TLS 1.3 reports a refused client certificate on the
+/// first read).
+async fn try_request(gw: &Gateway, connector: &TlsConnector, extra_header: &str) -> Option<String> {
+    let tcp = tokio::net::TcpStream::connect(gw.proxy).await.ok()?;
+    let mut conn = connector
+        .connect(ServerName::try_from("a.test").unwrap(), tcp)
+        .await
+        .ok()?;
+    let req =
+        format!("GET /hello HTTP/1.1\r\nHost: a.test\r\n{extra_header}Connection: close\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.ok()?;
+    let mut out = Vec::new();
+    conn.read_to_end(&mut out).await.ok()?;
+    Some(String::from_utf8_lossy(&out).to_string()).filter(|s| !s.is_empty())
+}
+
+#[tokio::test]
+async fn client_certificates_required_and_optional() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    ca.leaf(dir.path(), "a", &["a.test"]);
+    std::fs::write(dir.path().join("clients.pem"), &ca.pem).unwrap();
+    let other_ca = Ca::new();
+    let config_with = |mode: &str| {
+        tls_config(
+            &backend,
+            &format!(
+                "[listeners.tls]\nclient_auth = \"{mode}\"\nclient_ca = \"clients.pem\"\n{}",
+                cert_entry("a", "")
+            ),
+        )
+    };
+    let gw = start(&dir, &config_with("required")).await;
+    let spoof = "X-Client-Cert-Subject: CN=admin\r\n";
+
+    let resp = try_request(&gw, &ca.client_with_cert("alice"), spoof)
+        .await
+        .expect("mTLS request");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(
+        resp.contains("\"x-client-cert-subject\":\"CN=alice\""),
+        "{resp}"
+    );
+    // No certificate, or one from another CA: refused.
+    assert_eq!(try_request(&gw, &ca.client(&[b"http/1.1"]), "").await, None);
+    assert_eq!(
+        try_request(&gw, &other_ca.client_with_cert("mallory"), "").await,
+        None
+    );
+
+    // optional: no certificate is fine, but the spoofed header never passes.
+    gw.write_config(&config_with("optional"));
+    let (status, body) = gw.reload().await;
+    assert_eq!(status, 200, "{body}");
+    let resp = try_request(&gw, &ca.client(&[b"http/1.1"]), spoof)
+        .await
+        .expect("plain TLS request");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(
+        !resp.contains("x-client-cert-subject"),
+        "spoofed subject reached the backend: {resp}"
+    );
+    let resp = try_request(&gw, &ca.client_with_cert("bob"), "")
+        .await
+        .expect("mTLS request");
+    assert!(
+        resp.contains("\"x-client-cert-subject\":\"CN=bob\""),
+        "{resp}"
+    );
 }

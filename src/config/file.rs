@@ -65,6 +65,10 @@ pub struct ListenerTlsFile {
     pub certificates: Vec<CertificateFile>,
     /// `"1.2"` (default) or `"1.3"`.
     pub min_version: Option<Spanned<String>>,
+    /// `"required"` or `"optional"`; needs `client_ca`.
+    pub client_auth: Option<Spanned<String>>,
+    pub client_ca: Option<Spanned<String>>,
+    pub client_subject_header: Option<Spanned<String>>,
 }
 
 /// `[[listeners.tls.certificates]]`

@@ -80,7 +80,25 @@ pub struct ListenerTls {
     pub certificates: Vec<CertificateSpec>,
     /// Lowest TLS version accepted (1.2 or 1.3).
     pub min_version: TlsVersion,
+    /// Client certificate verification, when asked for.
+    pub client_auth: Option<ClientAuth>,
 }
+
+/// Client certificates on a TLS listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientAuth {
+    /// `true`: a handshake without a valid client certificate fails;
+    /// `false`: a certificate is asked for and verified if sent.
+    pub required: bool,
+    /// PEM bundle of the CAs client certificates must chain to.
+    pub ca_file: std::path::PathBuf,
+    /// Request header carrying the verified subject to the backend (any
+    /// client-sent header of that name is removed first).
+    pub subject_header: String,
+}
+
+/// Default header carrying a verified client certificate's subject.
+pub const DEFAULT_CLIENT_SUBJECT_HEADER: &str = "x-client-cert-subject";
 
 /// TLS protocol versions the gateway speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

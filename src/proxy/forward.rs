@@ -103,6 +103,23 @@ pub fn add_forwarded_headers(
     set_forwarded(upstream, client_ip, https, request_id)
 }
 
+/// Forward the verified client certificate subject of a TLS listener with
+/// client certificates; a client-sent header of that name never passes.
+pub fn set_client_identity(session: &Session, upstream: &mut RequestHeader) -> Result<()> {
+    let identity = session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .and_then(|ssl| ssl.extension.get::<crate::tls::ClientIdentity>());
+    let Some(identity) = identity else {
+        return Ok(());
+    };
+    upstream.remove_header(&identity.header);
+    if let Some(subject) = &identity.subject {
+        upstream.insert_header(identity.header.clone(), subject.clone())?;
+    }
+    Ok(())
+}
+
 /// The pure part of [`add_forwarded_headers`]: `X-Forwarded-Host` is the
 /// `Host` the client sent, which `upstream` still carries.
 pub fn set_forwarded(

@@ -195,6 +195,7 @@ impl ProxyHttp for GatewayProxy {
         };
         forward::rewrite_path(upstream, ctx.prefix_len, &route.rewrite)?;
         forward::add_forwarded_headers(session, upstream, &ctx.request_id)?;
+        forward::set_client_identity(session, upstream)?;
         forward::apply_header_ops(upstream, &route.request_headers)?;
         Ok(())
     }

@@ -343,10 +343,61 @@ impl Validator<'_> {
                 model::TlsVersion::Tls12
             }
         };
+        let client_auth = self.client_auth(tls, item);
         model::ListenerTls {
             certificates: out,
             min_version,
+            client_auth,
         }
+    }
+
+    fn client_auth(&mut self, tls: &ListenerTlsFile, item: &str) -> Option<model::ClientAuth> {
+        let mode = tls.client_auth.as_ref()?;
+        let required = match mode.get_ref().as_str() {
+            "required" => true,
+            "optional" => false,
+            other => {
+                self.error(
+                    mode.span(),
+                    Some(item),
+                    format!("client_auth {other:?} is not supported: write \"required\" or \"optional\""),
+                );
+                return None;
+            }
+        };
+        let Some(ca) = tls.client_ca.as_ref() else {
+            self.error(
+                mode.span(),
+                Some(item),
+                "client_auth needs client_ca, the CA bundle to verify against",
+            );
+            return None;
+        };
+        let ca_file = self.resolve_path(ca.get_ref());
+        if let Err(e) = std::fs::metadata(&ca_file) {
+            self.error(
+                ca.span(),
+                Some(item),
+                format!("cannot read client_ca {}: {e}", ca_file.display()),
+            );
+        }
+        let subject_header = match &tls.client_subject_header {
+            Some(h) if !is_token(h.get_ref()) => {
+                self.error(
+                    h.span(),
+                    Some(item),
+                    format!("{:?} is not a valid header name", h.get_ref()),
+                );
+                model::DEFAULT_CLIENT_SUBJECT_HEADER.to_string()
+            }
+            Some(h) => h.get_ref().to_ascii_lowercase(),
+            None => model::DEFAULT_CLIENT_SUBJECT_HEADER.to_string(),
+        };
+        Some(model::ClientAuth {
+            required,
+            ca_file,
+            subject_header,
+        })
     }
 
     /// `p` resolved against the config file's directory when relative.
