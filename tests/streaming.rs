@@ -76,3 +76,35 @@ async fn large_request_body_streams_to_the_backend() {
     let echoed: Value = r.json().await.unwrap();
     assert_eq!(echoed["body_len"], 128 * 64 * 1024);
 }
+
+/// End to end: Pingora 0.9 already drops these headers for a non-WebSocket
+/// upgrade, and `forward::drop_h2c_upgrade` (unit-tested) does it before
+/// routing whatever Pingora does; this guards the property across both.
+#[tokio::test]
+async fn h2c_upgrade_is_never_forwarded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = Backend::start("b").await;
+    let gw = gateway(&b).await;
+    let mut conn = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    conn.write_all(
+        b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 8192];
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("\"backend\"") {
+        let n = tokio::time::timeout(DEADLINE, conn.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(
+        !text.contains("\"upgrade\"") && !text.contains("http2-settings"),
+        "{text}"
+    );
+}

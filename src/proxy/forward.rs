@@ -76,6 +76,26 @@ pub fn id_text(id: &HeaderValue) -> &str {
     id.to_str().unwrap_or("")
 }
 
+/// Drop an `Upgrade: h2c` request (RFC 7540 §3.2, removed in RFC 9113):
+/// forwarded, a backend could switch the connection to HTTP/2 and the
+/// gateway would tunnel requests it never sees. The request goes on as
+/// plain HTTP/1.1. Returns whether anything was removed.
+pub fn drop_h2c_upgrade(req: &mut RequestHeader) -> bool {
+    let h2c = req.headers.get_all(http::header::UPGRADE).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"h2c"))
+    });
+    if !h2c {
+        return false;
+    }
+    req.remove_header(&http::header::UPGRADE);
+    req.remove_header("http2-settings");
+    // `Connection: Upgrade, HTTP2-Settings` named the removed headers.
+    req.remove_header(&http::header::CONNECTION);
+    true
+}
+
 /// The host the client asked for: `Host`, or the URI authority (HTTP/2).
 pub fn request_host(req: &RequestHeader) -> &str {
     req.headers
@@ -314,6 +334,25 @@ mod tests {
         set_forwarded(&mut req, Some("::1".parse().unwrap()), false, &id).unwrap();
         assert_eq!(req.headers[X_FORWARDED_FOR], "::1");
         assert_eq!(req.headers[X_FORWARDED_PROTO], "http");
+    }
+
+    #[test]
+    fn h2c_upgrade_is_dropped_and_websocket_kept() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("upgrade", "foo, H2C").unwrap();
+        req.insert_header("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA")
+            .unwrap();
+        req.insert_header("connection", "Upgrade, HTTP2-Settings")
+            .unwrap();
+        assert!(drop_h2c_upgrade(&mut req));
+        assert!(req.headers.get("upgrade").is_none());
+        assert!(req.headers.get("http2-settings").is_none());
+        assert!(req.headers.get("connection").is_none());
+
+        let mut ws = RequestHeader::build("GET", b"/", None).unwrap();
+        ws.insert_header("upgrade", "websocket").unwrap();
+        assert!(!drop_h2c_upgrade(&mut ws));
+        assert_eq!(ws.headers["upgrade"], "websocket");
     }
 
     #[test]

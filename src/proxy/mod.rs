@@ -57,14 +57,15 @@ impl ProxyHttp for GatewayProxy {
         RequestCtx::new()
     }
 
-    /// Runs first: pin the snapshot this request will use to the end and
-    /// settle its request id.
+    /// Runs first: pin the snapshot this request will use to the end, drop
+    /// an `Upgrade: h2c`, settle the request id and the listener's policy.
     async fn early_request_filter(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.snapshot = Some(self.gateway.snapshot());
+        forward::drop_h2c_upgrade(session.req_header_mut());
         ctx.request_id = forward::request_id(session.req_header());
         let local = session.server_addr().and_then(|a| a.as_inet()).copied();
         if let Some(policy) = self.gateway.listener_policy(local) {
