@@ -5,6 +5,7 @@
 //! | GET | `/-/health` | `200 {"status":"ok"}` while the process serves |
 //! | GET | `/-/pools` | every pool with its backends' health and in-flight requests |
 //! | GET | `/-/routes` | the routing table of the current snapshot |
+//! | GET | `/-/certificates` | each TLS listener's certificates: names and expiry |
 //! | POST | `/-/reload` | re-read the config: `200` with a summary, or `422` with every error |
 
 use std::sync::Arc;
@@ -79,6 +80,24 @@ impl AdminApp {
             })
             .collect();
         json!({ "routes": routes })
+    }
+
+    fn certificates(&self) -> Value {
+        let snapshot = self.gateway.snapshot();
+        let certs: Vec<Value> = self
+            .gateway
+            .certificates()
+            .into_iter()
+            .map(|(listener, names, not_after)| {
+                let address = snapshot
+                    .config
+                    .listeners
+                    .get(listener)
+                    .map(|l| l.address.to_string());
+                json!({ "listener": address, "names": names, "not_after": not_after })
+            })
+            .collect();
+        json!({ "certificates": certs })
     }
 
     fn reload(&self) -> (StatusCode, Value) {
@@ -165,6 +184,7 @@ impl ServeHttp for AdminApp {
             "/-/health" if get => reply(StatusCode::OK, json!({ "status": "ok" })),
             "/-/pools" if get => reply(StatusCode::OK, self.pools()),
             "/-/routes" if get => reply(StatusCode::OK, self.routes()),
+            "/-/certificates" if get => reply(StatusCode::OK, self.certificates()),
             "/-/reload" if post => {
                 let (status, body) = self.reload();
                 reply(status, body)

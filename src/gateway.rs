@@ -85,6 +85,23 @@ impl Gateway {
         self.tls.get(index)?.clone()
     }
 
+    /// Every TLS listener's certificates: (listener index, names, expiry
+    /// as seconds since the Unix epoch).
+    pub fn certificates(&self) -> Vec<(usize, Vec<String>, i64)> {
+        self.tls
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i, s.as_ref()?.load_full())))
+            .flat_map(|(i, store)| {
+                store
+                    .certs
+                    .iter()
+                    .map(|c| (i, c.names.clone(), c.not_after))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Record the listeners that carry a policy; called once at start-up.
     pub fn set_listener_policies(&self, policies: Vec<ListenerPolicy>) {
         let with_policy = policies

@@ -213,6 +213,18 @@ async fn sni_picks_the_certificate_and_serves_https() {
     let resp = request(&mut conn, "a.test").await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(resp.contains("\"x-forwarded-proto\":\"https\""), "{resp}");
+
+    // The admin API lists each certificate's names and expiry.
+    let (status, body) = common::get_json(&gw.admin_url("/-/certificates")).await;
+    assert_eq!(status, 200);
+    let certs = body["certificates"].as_array().unwrap();
+    assert_eq!(certs.len(), 3);
+    assert_eq!(certs[1]["names"][0], "*.w.test");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(certs[0]["not_after"].as_i64().unwrap() > now);
 }
 
 #[tokio::test]
