@@ -5,9 +5,11 @@
 //! - [`config`]: the TOML surface (serde types) and the validated model the
 //!   rest of the crate uses; errors name file, line, column and item.
 //! - [`router`]: the route table, compiled once per config load.
-//! - [`upstream`]: pools, backend selection, long-lived backend state and
-//!   active health checks.
+//! - [`upstream`]: pools, backend selection, long-lived backend state,
+//!   active health checks and TLS to backends.
 //! - [`snapshot`]: one config's runtime view (router + pools + route policies).
+//! - [`tls`]: TLS termination: SNI certificate stores behind `ArcSwap`,
+//!   client-certificate verification, `min_version`.
 //! - [`gateway`]: the current snapshot behind one `ArcSwap`, and the reload path.
 //! - [`proxy`]: the `ProxyHttp` phases: routing, forwarding, errors as problem+json.
 //! - [`admin`]: the admin API (`/-/health`, `/-/pools`, `/-/routes`, `/-/reload`).

@@ -2,7 +2,7 @@
 //!
 //! Loading happens in two separate steps over two layers of types:
 //!
-//! 1. **Parse** ([`file`]): the text is deserialized into serde types that
+//! 1. **Parse** ([`file`](mod@file)): the text is deserialized into serde types that
 //!    mirror the file. They reject unknown keys and wrong types; a syntax or
 //!    type error stops here, and is the only error reported.
 //! 2. **Validate** (`validate`): the file types are checked as a whole —
