@@ -47,7 +47,18 @@ impl Ca {
         sans: &[&str],
         not_after: Option<time::OffsetDateTime>,
     ) -> Vec<u8> {
-        let key = KeyPair::generate().unwrap();
+        self.leaf_with_key(dir, name, sans, not_after, KeyPair::generate().unwrap())
+    }
+
+    /// A leaf for `key` (any algorithm rcgen can sign with).
+    fn leaf_with_key(
+        &self,
+        dir: &Path,
+        name: &str,
+        sans: &[&str],
+        not_after: Option<time::OffsetDateTime>,
+        key: KeyPair,
+    ) -> Vec<u8> {
         let mut params =
             CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         // A subject distinct from the CA's, or OpenSSL takes it for self-signed.
@@ -588,4 +599,51 @@ async fn client_certificates_required_and_optional() {
         resp.contains("\"x-client-cert-subject\":\"CN=bob\""),
         "{resp}"
     );
+}
+
+#[tokio::test]
+async fn rsa_p384_and_ed25519_keys() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    let p384 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let p384_der = ca.leaf_with_key(dir.path(), "p384", &["p384.test"], None, p384);
+    let ed = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let ed_der = ca.leaf_with_key(dir.path(), "ed", &["ed.test"], None, ed);
+    // RSA: rcgen (on ring) cannot generate RSA keys, openssl can.
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(dir.path().join("rsa.key"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let rsa_pem = std::fs::read_to_string(dir.path().join("rsa.key")).unwrap();
+    let rsa = KeyPair::from_pem_and_sign_algo(&rsa_pem, &rcgen::PKCS_RSA_SHA256).unwrap();
+    let rsa_der = ca.leaf_with_key(dir.path(), "rsa", &["rsa.test"], None, rsa);
+    let certs = format!(
+        "{}{}{}",
+        cert_entry("p384", ""),
+        cert_entry("ed", ""),
+        cert_entry("rsa", "")
+    );
+    let gw = start(&dir, &tls_config(&backend, &certs)).await;
+    let client = ca.client(&[b"http/1.1"]);
+    for (sni, der) in [
+        ("p384.test", p384_der),
+        ("ed.test", ed_der),
+        ("rsa.test", rsa_der),
+    ] {
+        let mut conn = handshake(&gw, &client, sni)
+            .await
+            .unwrap_or_else(|e| panic!("{sni}: {e}"));
+        assert_eq!(peer_cert(&conn), der, "{sni}");
+        assert!(request(&mut conn, sni).await.starts_with("HTTP/1.1 200"));
+    }
 }
