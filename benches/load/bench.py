@@ -6,6 +6,11 @@ front of them in turn with the same resources, drives the same wrk load at it
 and reports requests/s, p50/p99 latency and proxy CPU time per request, with
 ratios to nginx measured in the same run. Python 3 standard library only.
 
+With --tls (or naming nginx-h2tls / portcullis-h2tls in --targets) it also
+compares TLS termination, nginx vs portcullis with the same generated
+certificate: HTTP/2 throughput (h2load) and full TLS handshakes per second
+(tls_handshake_client.py, next to this file), ratios against nginx-h2tls.
+
 Usually run through run.sh (installs wrk/nginx/haproxy/h2load if missing and
 builds the binaries); see README.md next to this file for options and how to
 read the report.
@@ -24,6 +29,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -39,6 +45,7 @@ REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"  # everything binds and targets loopback only
 API_KEY = "bench-key-1"  # sent by every load run; checked by nginx-gateway
 BODY_PREFIX = "portcullis-bench upstream "
+TLS_NAME = "bench.test"  # CN/SAN of the generated certificate; SNI, Host and :authority of TLS runs
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -263,10 +270,10 @@ def upstream_conf(tmp: Path, ports: list[int], workers: int) -> str:
     return nginx_common(tmp, "upstream", workers) + "http {\n" + nginx_http_common(tmp, "upstream") + servers + "}\n"
 
 
-def nginx_upstream_block(backends: list[int]) -> str:
+def nginx_upstream_block(backends: list[int], keepalive: int = 64) -> str:
     servers = "".join(f"        server {HOST}:{p};\n" for p in backends)
     return f"""    upstream up {{
-{servers}        keepalive 64;
+{servers}        keepalive {keepalive};
         keepalive_requests 1000000;
     }}
 """
@@ -313,6 +320,56 @@ def nginx_proxy_conf(tmp: Path, port: int, backends: list[int], workers: int, ga
 """)
 
 
+def nginx_version() -> tuple[int, ...]:
+    m = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", run_text(["nginx", "-v"]))
+    return tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
+
+
+def nginx_h2tls_conf(tmp: Path, port: int, backends: list[int], workers: int, cert: Path, key: Path,
+                     keepalive: int) -> str:
+    """nginx terminating TLS (1.2 + 1.3) with HTTP/2, the same upstream block as `nginx`.
+
+    `keepalive` (idle upstream connections kept per worker) is sized to the
+    load: HTTP/2 puts connections x streams requests in flight (500 by
+    default, vs 50 in the HTTP/1.1 runs), and nginx closes every upstream
+    connection beyond `keepalive` after its response, so `keepalive 64` would
+    open a new upstream connection for a large share of the requests.
+    ssl_protocols is explicit: before 1.23.4 nginx's default leaves TLS 1.3 out,
+    while portcullis (rustls) negotiates 1.3. `listen ... http2` became the
+    `http2 on;` directive in 1.25.1."""
+    name = "nginx-h2tls"
+    if nginx_version() >= (1, 25, 1):
+        listen = f"        listen {HOST}:{port} ssl;\n        http2 on;\n"
+    else:
+        listen = f"        listen {HOST}:{port} ssl http2;\n"
+    return (nginx_common(tmp, name, workers) + "http {\n" + nginx_http_common(tmp, name)
+            + nginx_upstream_block(backends, keepalive)
+            + f"""    server {{
+{listen}        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {{
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+""")
+
+
+def make_cert(tmp: Path) -> tuple[Path, Path]:
+    """EC P-256 self-signed certificate for TLS_NAME, valid 7 days, in the temp dir."""
+    cert, key = tmp / "bench-cert.pem", tmp / "bench-key.pem"
+    cmd = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+           "-keyout", str(key), "-out", str(cert), "-days", "7", "-subj", f"/CN={TLS_NAME}",
+           "-addext", f"subjectAltName=DNS:{TLS_NAME}"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    if r.returncode != 0 or not cert.exists() or not key.exists():
+        raise RuntimeError(f"openssl could not make the test certificate:\n{r.stdout}{r.stderr}")
+    return cert, key
+
+
 def haproxy_conf(port: int, backends: list[int], workers: int) -> str:
     servers = "".join(f"    server s{i} {HOST}:{p}\n" for i, p in enumerate(backends))
     return f"""global
@@ -337,14 +394,22 @@ backend be
 {servers}"""
 
 
-def portcullis_conf(port: int, admin_port: int, backends: list[int], workers: int) -> str:
+def portcullis_conf(port: int, admin_port: int, backends: list[int], workers: int,
+                    tls: Optional[tuple[Path, Path]] = None) -> str:
     bl = ", ".join(f'{{ address = "{HOST}:{p}" }}' for p in backends)
+    tls_block = ""
+    if tls:
+        tls_block = f"""
+[[listeners.tls.certificates]]
+cert = "{tls[0]}"
+key = "{tls[1]}"
+"""
     return f"""[server]
 threads = {workers}
 
 [[listeners]]
 address = "{HOST}:{port}"
-
+{tls_block}
 [admin]
 address = "{HOST}:{admin_port}"
 
@@ -370,6 +435,9 @@ class Ctx:
     proxy_prefix: list[str]        # taskset prefix for proxies ([] when not pinned)
     portcullis_bin: Path
     bare_bin: Path
+    cert: Optional[Path] = None    # generated test certificate (TLS targets only)
+    key: Optional[Path] = None
+    h2_keepalive: int = 64         # nginx-h2tls upstream `keepalive`
 
 
 @dataclass
@@ -384,7 +452,10 @@ class Target:
     name: str
     description: str
     start: Optional[Callable[[Ctx], Running]] = None
-    load: str = "wrk"                  # "wrk" (HTTP/1.1 keep-alive) or "h2load" (HTTP/2 over TLS)
+    # Measurements (keys of MEASURES) run against this target, each a separate
+    # run with a fresh process: "http1" = wrk keep-alive; TLS targets get
+    # "h2" (h2load) and "handshake" (tls_handshake_client.py).
+    measures: list[str] = field(default_factory=lambda: ["http1"])
     planned: Optional[str] = None      # set for hooks not implemented yet: why / which issue
     needs: list[str] = field(default_factory=list)  # binaries needed
 
@@ -424,11 +495,23 @@ def _start_bare(c: Ctx) -> Running:
     return Running(port, p, logf)
 
 
-def _start_portcullis(c: Ctx) -> Running:
+def _start_nginx_h2tls(c: Ctx) -> Running:
+    port = free_port()
+    conf = c.tmp / "nginx-h2tls.conf"
+    conf.write_text(nginx_h2tls_conf(c.tmp, port, c.backends, c.workers, c.cert, c.key, c.h2_keepalive))
+    logf = c.tmp / "nginx-h2tls.stderr"
+    with open(logf, "ab") as lf:
+        p = spawn(c.proxy_prefix + ["nginx", "-p", str(c.tmp), "-e", str(c.tmp / "nginx-h2tls-error.log"),
+                                    "-c", str(conf)], stdout=lf, stderr=lf)
+    return Running(port, p, logf)
+
+
+def _start_portcullis(c: Ctx, tls: bool = False) -> Running:
+    name = "portcullis-h2tls" if tls else "portcullis"
     port, admin = free_port(), free_port()
-    conf = c.tmp / "portcullis.toml"
-    conf.write_text(portcullis_conf(port, admin, c.backends, c.workers))
-    logf = c.tmp / "portcullis.log"
+    conf = c.tmp / f"{name}.toml"
+    conf.write_text(portcullis_conf(port, admin, c.backends, c.workers, (c.cert, c.key) if tls else None))
+    logf = c.tmp / f"{name}.log"
     env = dict(os.environ, RUST_LOG="warn")
     with open(logf, "ab") as lf:
         p = spawn(c.proxy_prefix + [str(c.portcullis_bin), "run", "-c", str(conf)], stdout=lf, stderr=lf, env=env)
@@ -454,13 +537,13 @@ TARGETS: list[Target] = [
     # features and send API_KEY (every load run already sends X-Api-Key).
     Target("portcullis-gateway", "portcullis with key auth + rate limit + metrics + access log",
            planned="later issue: gateway features (compare with nginx-gateway)"),
-    # ---- HOOK: HTTP/2 over TLS (later issue) ---------------------------------
-    # load = "h2load": run_h2load() below is the driver stub. Needs TLS certs
-    # generated into the temp dir and both proxies listening with TLS + h2.
-    Target("portcullis-h2tls", "portcullis, HTTP/2 over TLS, driven by h2load", load="h2load",
-           planned="later issue: HTTP/2 over TLS (h2load)"),
-    Target("nginx-h2tls", "nginx listen ssl http2, driven by h2load", load="h2load",
-           planned="later issue: HTTP/2 over TLS (h2load)"),
+    # ---- TLS termination (opt-in: --tls, or name them in --targets) ----------
+    # Same backends, same generated EC P-256 certificate; two measurements
+    # each: HTTP/2 throughput (h2load) and full TLS handshakes per second.
+    Target("nginx-h2tls", "nginx listen ssl http2 (TLS 1.2+1.3), proxy_pass to the same upstream block",
+           _start_nginx_h2tls, measures=["h2", "handshake"], needs=["nginx", "openssl"]),
+    Target("portcullis-h2tls", "portcullis TLS listener (rustls, ALPN h2), plain route / -> pool",
+           lambda c: _start_portcullis(c, tls=True), measures=["h2", "handshake"], needs=["openssl"]),
     # ---- HOOK: response cache (later issue) ----------------------------------
     # Cache hits: warm-up fills the cache, the measured run is all hits.
     Target("portcullis-cache", "portcullis with response cache, all hits",
@@ -469,7 +552,25 @@ TARGETS: list[Target] = [
            planned="later issue: cache hits vs nginx proxy_cache"),
 ]
 TARGETS_BY_NAME = {t.name: t for t in TARGETS}
-BASELINE = "nginx"
+TLS_TARGETS = [t.name for t in TARGETS if not t.planned and "h2" in t.measures]
+
+
+@dataclass
+class Measure:
+    key: str
+    title: str        # section heading in the report
+    baseline: str     # target the ratios are computed against (same round)
+    client: str       # name of the load generator (its CPU is the 'client cores' column)
+    unit: str         # what one counted request is
+
+
+MEASURES: dict[str, Measure] = {
+    "http1": Measure("http1", "HTTP/1.1 keep-alive (wrk)", "nginx", "wrk", "req"),
+    "h2": Measure("h2", "TLS: HTTP/2 throughput (h2load)", "nginx-h2tls", "h2load", "req"),
+    "handshake": Measure("handshake", "TLS: full handshakes, one request per new connection", "nginx-h2tls",
+                         "client", "handshake"),
+}
+BASELINE = MEASURES["http1"].baseline
 OTHER_LOAD_WARN = 0.15  # cores used by unrelated processes before a run is flagged as disturbed
 
 
@@ -553,50 +654,224 @@ def run_wrk(args, port: int, duration: float, lua: Path, prefix: list[str]) -> t
     return parse_wrk(out), out
 
 
-def run_h2load(args, port: int, duration: float, prefix: list[str]) -> tuple[dict, str]:
-    """HOOK (HTTP/2-over-TLS issue): drive `load = "h2load"` targets.
+def _pct(sorted_xs: list, q: float) -> Optional[float]:
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_xs:
+        return None
+    i = min(len(sorted_xs) - 1, max(0, int(round(q / 100 * len(sorted_xs) + 0.5)) - 1))
+    return float(sorted_xs[i])
 
-    Intended command, same shape as the wrk run:
-      h2load -t1 -c<connections> -m<streams> -D <duration> --warm-up-time=... https://127.0.0.1:PORT/
-    and parse "finished in", "requests: N total, N succeeded" and the
-    "time for request" line (h2load reports min/max/mean/sd, not percentiles,
-    so p50/p99 need `--log-file` and computing them from per-request times).
-    """
-    raise NotImplementedError("h2load targets are a hook for a later issue")
+
+def _latency_summary(lat_us: list) -> dict:
+    lat = sorted(lat_us)
+    if not lat:
+        return {}
+    return {"mean": statistics.fmean(lat), "max": lat[-1], "p50": _pct(lat, 50), "p75": _pct(lat, 75),
+            "p90": _pct(lat, 90), "p99": _pct(lat, 99), "p999": _pct(lat, 99.9)}
+
+
+def parse_h2load(out: str, log_file: Optional[Path]) -> dict:
+    """Result of one `h2load -D` run. In duration mode h2load counts only the
+    requests of the main phase and its req/s is done ÷ duration."""
+    m = re.search(r"^finished in [\d.]+\w+, ([\d.]+) req/s", out, re.M)
+    mr = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                   r"(\d+) errored, (\d+) timeout", out, re.M)
+    ms = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out, re.M)
+    if not (m and mr and ms):
+        raise RuntimeError("cannot parse h2load output:\n" + out[-3000:])
+    rps = float(m.group(1))
+    done, ok = int(mr.group(3)), int(mr.group(4))
+    r: dict = {
+        "requests": done,
+        "succeeded": ok,
+        "rps": rps,
+        "duration_s": done / rps if rps else 0.0,
+        "errors": {"failed": int(mr.group(5)), "errored": int(mr.group(6)), "timeout": int(mr.group(7))},
+        "non_2xx_3xx": int(ms.group(3)) + int(ms.group(4)),
+    }
+    tls = {}
+    for key, pat in (("version", r"^TLS Protocol: (\S+)"), ("cipher", r"^Cipher: (\S+)"),
+                     ("key_exchange", r"^Server Temp Key: (.+)$"), ("alpn", r"^Application protocol: (\S+)")):
+        mm = re.search(pat, out, re.M)
+        if mm:
+            tls[key] = mm.group(1).strip()
+    r["tls"] = tls
+    # h2load prints only min/max/mean/sd of "time for request"; percentiles come
+    # from --log-file (start µs, status, µs to end of response; -1 = failed).
+    lat = []
+    if log_file and log_file.exists():
+        with open(log_file) as f:
+            for line in f:
+                parts = line.split("\t")
+                if len(parts) >= 3 and parts[1] != "-1":
+                    lat.append(int(parts[2]))
+    r["latency_us"] = _latency_summary(lat)
+    return r
+
+
+def run_h2load(args, port: int, duration: float, prefix: list[str], log_file: Optional[Path] = None
+               ) -> tuple[dict, str]:
+    """HTTP/2 over TLS, `h2load -t1 -c<connections> -m<streams> -D <duration>` (closed loop,
+    like wrk). SNI and :authority are TLS_NAME; --connect-to points it at the port."""
+    cmd = prefix + ["h2load", "-t", str(args.wrk_threads), "-c", str(args.connections), "-m", str(args.streams),
+                    "-D", str(int(duration)), "-H", f"X-Api-Key: {API_KEY}",
+                    f"--connect-to={HOST}:{port}"]
+    if log_file:
+        cmd.append(f"--log-file={log_file}")
+    cmd.append(f"https://{TLS_NAME}:{port}/")
+    p = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = p.communicate(timeout=duration + 60)
+    finally:
+        stop(p)
+    out = out.decode("utf-8", "replace")
+    # Drop the per-10% progress lines from what is kept in the JSON.
+    out = "\n".join(line for line in out.splitlines() if not line.startswith("progress: "))
+    if p.returncode != 0:
+        raise RuntimeError(f"h2load exited {p.returncode}:\n{out[-3000:]}")
+    r = parse_h2load(out, log_file)
+    if r["tls"].get("alpn") != "h2":
+        raise RuntimeError(f"h2load did not negotiate h2 (ALPN: {r['tls'].get('alpn')!r})")
+    if log_file:
+        log_file.unlink(missing_ok=True)
+    return r, out
+
+
+HANDSHAKE_CLIENT = Path(__file__).resolve().parent / "tls_handshake_client.py"
+
+
+def run_handshakes(args, port: int, duration: float, prefix: list[str]) -> tuple[dict, str]:
+    """Full TLS handshakes: args.handshake_procs processes of tls_handshake_client.py sharing
+    args.connections closed-loop connections, each connection = 1 handshake + 1 request."""
+    procs_n = max(1, min(args.handshake_procs, args.connections))
+    per = [args.connections // procs_n + (1 if i < args.connections % procs_n else 0) for i in range(procs_n)]
+    start_at = time.monotonic() + 1.0  # every process is up and has imported ssl by then
+    procs = []
+    try:
+        for threads in per:
+            cmd = prefix + [sys.executable, str(HANDSHAKE_CLIENT), "--host", HOST, "--port", str(port),
+                            "--sni", TLS_NAME, "--threads", str(threads), "--duration", str(duration),
+                            "--start-at", f"{start_at:.6f}", "--header", f"X-Api-Key: {API_KEY}",
+                            "--expect-prefix", BODY_PREFIX]
+            procs.append(spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        outs = []
+        for p in procs:
+            out, _ = p.communicate(timeout=duration + 60)
+            outs.append(out.decode("utf-8", "replace"))
+    finally:
+        for p in procs:
+            stop(p)
+    ok = 0
+    elapsed = 0.0
+    errors = {"connect": 0, "tls": 0, "read": 0}
+    status_errors = 0
+    lat: list[int] = []
+    tls: dict = {}
+    cpu = 0.0
+    for p, out in zip(procs, outs):
+        m = re.search(r"^HSJSON (.*)$", out, re.M)
+        if p.returncode != 0 or not m:
+            raise RuntimeError(f"handshake client exited {p.returncode}:\n{out[-3000:]}")
+        j = json.loads(m.group(1))
+        ok += j["ok"]
+        for k in errors:
+            errors[k] += j["errors"][k]
+        status_errors += j["errors"]["status"]
+        elapsed = max(elapsed, j["elapsed_s"])
+        lat.extend(j["latency_us"])
+        cpu += j["cpu_s"]
+        tls = tls or j["tls"]
+    if tls.get("resumed"):
+        raise RuntimeError("the handshake client resumed a TLS session; it must do full handshakes")
+    r = {
+        "requests": ok,
+        "rps": ok / elapsed if elapsed else 0.0,
+        "duration_s": elapsed,
+        "errors": errors,
+        "non_2xx_3xx": status_errors,
+        "latency_us": _latency_summary(lat),
+        "tls": tls,
+        "client_procs": procs_n,
+        "client_cpu_in_loop_s": cpu,
+    }
+    summary = "\n".join(re.sub(r'"latency_us":\[[^\]]*\]', '"latency_us":[…]', o).strip() for o in outs)
+    return r, summary
 
 
 # --------------------------------------------------------------------------
 # One measured run
 # --------------------------------------------------------------------------
 
-def measure(args, ctx: Ctx, target: Target, lua: Path, load_prefix: list[str], upstream_proc) -> dict:
+def tls_smoke(port: int, cert: Path) -> dict:
+    """TLS checks before a TLS run: the generated certificate is served for TLS_NAME
+    (verified against it), ALPN offers h2 and gets it, and an HTTP/1.1 request
+    over TLS returns 200 with a backend body."""
+    ctx = ssl.create_default_context(cafile=str(cert))
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection((HOST, port), timeout=3) as raw:
+        with ctx.wrap_socket(raw, server_hostname=TLS_NAME) as s:
+            info = {"version": s.version(), "cipher": s.cipher()[0], "alpn_offered_h2": s.selected_alpn_protocol()}
+    if info["alpn_offered_h2"] != "h2":
+        raise RuntimeError(f"ALPN h2 not negotiated (got {info['alpn_offered_h2']!r})")
+    ctx.set_alpn_protocols(["http/1.1"])
+    req = f"GET / HTTP/1.1\r\nHost: {TLS_NAME}\r\nX-Api-Key: {API_KEY}\r\nConnection: close\r\n\r\n"
+    with socket.create_connection((HOST, port), timeout=3) as raw:
+        with ctx.wrap_socket(raw, server_hostname=TLS_NAME) as s:
+            s.sendall(req.encode())
+            resp = b""
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                resp += d
+    head, _, body = resp.decode("utf-8", "replace").partition("\r\n\r\n")
+    if not head.startswith("HTTP/1.1 200 ") or not body.startswith(BODY_PREFIX):
+        raise RuntimeError(f"TLS smoke request got {head.splitlines()[:1]} {body[:200]!r}")
+    return info
+
+
+def run_load(kind: str, args, port: int, duration: float, lua: Path, prefix: list[str], tmp: Path,
+             keep_latency_log: bool) -> tuple[dict, str]:
+    if kind == "http1":
+        return run_wrk(args, port, duration, lua, prefix)
+    if kind == "h2":
+        return run_h2load(args, port, duration, prefix, tmp / "h2load-requests.log" if keep_latency_log else None)
+    if kind == "handshake":
+        return run_handshakes(args, port, duration, prefix)
+    raise ValueError(kind)
+
+
+def measure(args, ctx: Ctx, target: Target, kind: str, lua: Path, load_prefix: list[str], upstream_proc) -> dict:
     started = time.monotonic()
-    res: dict = {"target": target.name, "workers": ctx.workers}
+    res: dict = {"target": target.name, "workers": ctx.workers, "measure": kind}
     running = target.start(ctx)
     try:
         if running.proc is not None:
             wait_port(running.port, running.proc)
-        # Smoke test: a real 200 from a backend through the target.
-        status, body = http_get(running.port, {"X-Api-Key": API_KEY})
-        if status != 200 or not body.startswith(BODY_PREFIX):
-            raise RuntimeError(f"smoke request got {status}: {body[:200]!r}")
-        if target.name == "nginx-gateway":
-            status, _ = http_get(running.port)
-            if status != 401:
-                raise RuntimeError(f"nginx-gateway without API key answered {status}, expected 401")
+        if kind == "http1":
+            # Smoke test: a real 200 from a backend through the target.
+            status, body = http_get(running.port, {"X-Api-Key": API_KEY})
+            if status != 200 or not body.startswith(BODY_PREFIX):
+                raise RuntimeError(f"smoke request got {status}: {body[:200]!r}")
+            if target.name == "nginx-gateway":
+                status, _ = http_get(running.port)
+                if status != 401:
+                    raise RuntimeError(f"nginx-gateway without API key answered {status}, expected 401")
+        else:
+            res["tls_smoke"] = tls_smoke(running.port, ctx.cert)
         if args.warmup > 0:
-            run_wrk(args, running.port, args.warmup, lua, load_prefix)
+            run_load(kind, args, running.port, args.warmup, lua, load_prefix, ctx.tmp, False)
         pids = proc_tree(running.proc.pid) if running.proc is not None else []
         up_pids = proc_tree(upstream_proc.pid)
         before, up_before = cpu_ticks(pids), cpu_ticks(up_pids)
         busy_before, wrk_before = machine_busy_ticks(), children_cpu_s()
-        r, out = run_wrk(args, running.port, args.duration, lua, load_prefix)
+        r, out = run_load(kind, args, running.port, args.duration, lua, load_prefix, ctx.tmp, True)
         busy_after, wrk_after = machine_busy_ticks(), children_cpu_s()
         after, up_after = cpu_ticks(pids), cpu_ticks(up_pids)
         if running.proc is not None and running.proc.poll() is not None:
             raise RuntimeError(f"{target.name} exited during the run (code {running.proc.returncode})")
         res.update(r)
-        res["wrk_output"] = out
+        res["wrk_output" if kind == "http1" else "load_output"] = out
         res["proxy_pids"] = len(pids)
         if pids:
             cpu = cpu_delta_seconds(before, after)
@@ -610,8 +885,10 @@ def measure(args, ctx: Ctx, target: Target, lua: Path, load_prefix: list[str], u
         res["upstream_cpu_us_per_req"] = up_cpu / r["requests"] * 1e6 if r["requests"] else None
         # Noise check: CPU used on the machine by anything that is not the
         # proxy, the upstream or wrk (other builds, other services...).
-        wrk_cpu = wrk_after - wrk_before
-        res["wrk_cpu_s"] = wrk_cpu
+        wrk_cpu = wrk_after - wrk_before  # CPU of the load generator (wrk, h2load or the handshake clients)
+        res["client_cpu_s"] = wrk_cpu
+        if kind == "http1":
+            res["wrk_cpu_s"] = wrk_cpu
         busy = (busy_after - busy_before) / CLK_TCK
         ours = (res["proxy_cpu_s"] or 0.0) + up_cpu + wrk_cpu
         res["other_cores"] = max(0.0, busy - ours) / r["duration_s"] if r["duration_s"] else None
@@ -635,10 +912,12 @@ def measure(args, ctx: Ctx, target: Target, lua: Path, load_prefix: list[str], u
 # Summary and report
 # --------------------------------------------------------------------------
 
-def summarize(runs: list[dict], names: list[str], workers: int) -> dict:
-    """Medians per target, and per-round ratios to nginx (paired by round), then their median."""
-    mine = [r for r in runs if r["workers"] == workers]
-    base_by_round = {r["round"]: r for r in mine if r["target"] == BASELINE and r["ok"]}
+def summarize(runs: list[dict], names: list[str], workers: int, kind: str = "http1") -> dict:
+    """Medians per target, and per-round ratios to the measurement's baseline
+    (nginx, or nginx-h2tls for TLS; paired by round), then their median."""
+    mine = [r for r in runs if r["workers"] == workers and r.get("measure", "http1") == kind]
+    baseline = MEASURES[kind].baseline
+    base_by_round = {r["round"]: r for r in mine if r["target"] == baseline and r["ok"]}
     out = {}
     for name in names:
         rs = [r for r in mine if r["target"] == name and r["ok"]]
@@ -654,9 +933,10 @@ def summarize(runs: list[dict], names: list[str], workers: int) -> dict:
             "cpu_us_per_req": median([r["cpu_us_per_req"] for r in rs]),
             "proxy_cores": median([r["proxy_cores"] for r in rs]),
             "upstream_cpu_us_per_req": median([r["upstream_cpu_us_per_req"] for r in rs]),
-            "wrk_cores": median([r["wrk_cpu_s"] / r["duration_s"] for r in rs if r["duration_s"]]),
+            "client_cores": median([r["client_cpu_s"] / r["duration_s"] for r in rs if r["duration_s"]]),
             "other_cores": median([r["other_cores"] for r in rs]),
-            "errors": sum(sum(r["errors"].values()) for r in rs),
+            # wrk's errors.status duplicates its "Non-2xx or 3xx responses" line: not counted twice.
+            "errors": sum(sum(v for k, v in r["errors"].items() if k != "status") for r in rs),
             "non_2xx_3xx": sum(r["non_2xx_3xx"] for r in rs),
         }
         ratios: dict[str, list[float]] = {"rps": [], "cpu_per_req": [], "p99": []}
@@ -670,7 +950,13 @@ def summarize(runs: list[dict], names: list[str], workers: int) -> dict:
                 ratios["cpu_per_req"].append(r["cpu_us_per_req"] / b["cpu_us_per_req"])
             if r["latency_us"].get("p99") is not None and b["latency_us"].get("p99"):
                 ratios["p99"].append(r["latency_us"]["p99"] / b["latency_us"]["p99"])
-        s["vs_nginx"] = {k: median(v) for k, v in ratios.items()}
+        s["vs_nginx"] = {k: median(v) for k, v in ratios.items()}  # vs the measurement's baseline
+        s["baseline"] = baseline
+        if kind == "http1":
+            s["wrk_cores"] = s["client_cores"]
+        else:
+            tls = next((r["tls"] for r in rs if r.get("tls")), {})
+            s["tls"] = tls
         out[name] = s
     return out
 
@@ -691,58 +977,99 @@ def fmt_num(x: Optional[float], spec: str) -> str:
     return "—" if x is None else format(x, spec)
 
 
+def _table(summ: dict, names: list[str], m: Measure) -> list[str]:
+    base = m.baseline
+    unit = m.unit
+    rate = "handshakes/s" if unit == "handshake" else "req/s"
+    lines = [
+        f"| target | {rate} | p50 | p99 | proxy CPU/{unit} | proxy cores | {rate} vs {base} "
+        f"| CPU/{unit} vs {base} | p99 vs {base} | {m.client} cores | other load | runs | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in names:
+        x = summ[name]
+        v = x["vs_nginx"]
+        errs = x["errors"] + x["non_2xx_3xx"]
+        err_txt = str(errs) if not x["failed_runs"] else f"{errs} ({x['failed_runs']} run(s) FAILED)"
+        rps = fmt_num(x["rps"], ",.0f")
+        if x["runs"] > 1 and x["rps"]:
+            rps += f" ±{(x['rps_max'] - x['rps_min']) / 2 / x['rps'] * 100:.0f}%"
+        cpu = "—" if x["cpu_us_per_req"] is None else f"{x['cpu_us_per_req']:.1f} µs"
+        lines.append(
+            f"| {name} | {rps} | {fmt_us(x['p50_us'])} | {fmt_us(x['p99_us'])} | {cpu} "
+            f"| {fmt_num(x['proxy_cores'], '.2f')} | {fmt_ratio(v['rps'])} | {fmt_ratio(v['cpu_per_req'])} "
+            f"| {fmt_ratio(v['p99'])} | {fmt_num(x['client_cores'], '.2f')} | {fmt_num(x['other_cores'], '.2f')} "
+            f"| {x['runs']} | {err_txt} |")
+    lines.append("")
+    noisy = [n for n in names if (summ[n]["other_cores"] or 0) > OTHER_LOAD_WARN]
+    if noisy:
+        lines += [f"**Warning:** other processes used more than {OTHER_LOAD_WARN} cores during the runs of "
+                  f"{', '.join(noisy)} (column 'other load'): these numbers are disturbed; rerun on an idle "
+                  "machine.", ""]
+    return lines
+
+
 def render_markdown(meta: dict, summaries: dict, names: list[str]) -> str:
+    """summaries: {measure: {workers: {target: summary}}}."""
     m, s = meta["machine"], meta["settings"]
+    kinds = [k for k in MEASURES if k in summaries]
+    loads = []
+    if "http1" in kinds:
+        loads.append(f"- load (HTTP/1.1): `wrk -t{s['wrk_threads']} -c{s['connections']} -d{s['duration_s']:g}s "
+                     f"--latency` (keep-alive, `X-Api-Key` header on every request)")
+    if "h2" in kinds:
+        loads.append(f"- load (TLS, HTTP/2): `h2load -t{s['wrk_threads']} -c{s['connections']} -m{s['streams']} "
+                     f"-D {s['duration_s']:g}` to `https://{TLS_NAME}:PORT/` (SNI {TLS_NAME}, ALPN h2, "
+                     "`X-Api-Key` header); p50/p99 from h2load's per-request log")
+    if "handshake" in kinds:
+        loads.append(f"- load (TLS, handshakes): `tls_handshake_client.py`, {s['handshake_procs']} process(es) "
+                     f"sharing {s['connections']} closed-loop connections; each connection = a full TLS "
+                     "handshake (no session resumption) + one HTTP/1.1 GET with `Connection: close`; p50/p99 = "
+                     "connect + handshake + request + response, as seen by a Python client")
+    if s.get("certificate"):
+        loads.append(f"- TLS: {s['certificate']}; nginx-h2tls: `ssl_protocols TLSv1.2 TLSv1.3`, upstream "
+                     f"`keepalive {s['nginx_h2tls_upstream_keepalive']}` (≥ requests in flight); portcullis: "
+                     "Pingora's default upstream pool (128 idle connections)")
     lines = [
         f"# portcullis load benchmark — {meta['timestamp']}",
         "",
         f"- machine: {m['nproc']} CPUs, {m['cpu_model']}, kernel {m['kernel']}, {m['mem_total']}",
         f"- versions: {m['versions']['portcullis']} ({m['versions']['git']}), {m['versions']['nginx']}, "
-        f"{m['versions']['haproxy']}, {m['versions']['wrk']}",
-        f"- load: `wrk -t{s['wrk_threads']} -c{s['connections']} -d{s['duration_s']:g}s --latency` "
-        f"(HTTP/1.1 keep-alive, `X-Api-Key` header on every request), {s['warmup_s']:g}s warm-up per run, "
-        f"{s['rounds']} interleaved round(s), medians shown",
+        f"{m['versions']['haproxy']}, {m['versions']['wrk']}"
+        + (f", {m['versions']['h2load']}, {m['versions']['openssl']}" if kinds != ["http1"] else ""),
+        *loads,
+        f"- every run: {s['warmup_s']:g}s warm-up, then {s['duration_s']:g}s measured; {s['rounds']} interleaved "
+        "round(s), medians shown",
         f"- upstream: nginx, {s['upstream_workers']} worker(s), two server blocks on loopback returning a "
         f"{s['body_bytes']}-byte body",
         f"- pinning: {s['pinning']}",
         f"- CPU used by other processes just before start: {m['busy_cores_before_start']:.2f} cores",
         "",
     ]
-    for w, summ in summaries.items():
-        lines += [
-            f"## workers = {w}",
-            "",
-            "| target | req/s | p50 | p99 | proxy CPU/req | proxy cores | req/s vs nginx | CPU/req vs nginx "
-            "| p99 vs nginx | wrk cores | other load | runs | errors |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for name in names:
-            x = summ[name]
-            v = x["vs_nginx"]
-            errs = x["errors"] + x["non_2xx_3xx"]
-            err_txt = str(errs) if not x["failed_runs"] else f"{errs} ({x['failed_runs']} run(s) FAILED)"
-            rps = fmt_num(x["rps"], ",.0f")
-            if x["runs"] > 1 and x["rps"]:
-                rps += f" ±{(x['rps_max'] - x['rps_min']) / 2 / x['rps'] * 100:.0f}%"
-            cpu = "—" if x["cpu_us_per_req"] is None else f"{x['cpu_us_per_req']:.1f} µs"
-            lines.append(
-                f"| {name} | {rps} | {fmt_us(x['p50_us'])} | {fmt_us(x['p99_us'])} | {cpu} "
-                f"| {fmt_num(x['proxy_cores'], '.2f')} | {fmt_ratio(v['rps'])} | {fmt_ratio(v['cpu_per_req'])} "
-                f"| {fmt_ratio(v['p99'])} | {fmt_num(x['wrk_cores'], '.2f')} | {fmt_num(x['other_cores'], '.2f')} "
-                f"| {x['runs']} | {err_txt} |")
-        lines.append("")
-        noisy = [n for n in names if (summ[n]["other_cores"] or 0) > OTHER_LOAD_WARN]
-        if noisy:
-            lines += [f"**Warning:** other processes used more than {OTHER_LOAD_WARN} cores during the runs of "
-                      f"{', '.join(noisy)} (column 'other load'): these numbers are disturbed; rerun on an idle "
-                      "machine.", ""]
+    multi = len(kinds) > 1
+    for kind in kinds:
+        meas = MEASURES[kind]
+        knames = [n for n in names if kind in TARGETS_BY_NAME[n].measures]
+        if multi:
+            lines += [f"## {meas.title}", ""]
+        for w, summ in summaries[kind].items():
+            lines += [f"{'###' if multi else '##'} workers = {w}", ""]
+            lines += _table(summ, knames, meas)
+            if kind != "http1":
+                tls = {n: summ[n].get("tls") for n in knames if summ[n].get("tls")}
+                if tls:
+                    lines += ["Negotiated: " + "; ".join(
+                        f"{n}: {t.get('version')} {t.get('cipher')}"
+                        + (f" {t['key_exchange'].split()[0]}" if t.get("key_exchange") else "")
+                        + f" ALPN {t.get('alpn')}" for n, t in tls.items()), ""]
     lines += [
-        "proxy CPU/req = utime+stime of all the proxy's processes during the measured run ÷ requests "
-        "completed; proxy cores = that CPU time ÷ run time. Ratios are target ÷ nginx within the same round, "
-        "median over rounds (CPU/req and p99: lower is better; req/s: higher is better). "
-        "±% = half the min–max spread of req/s over rounds. wrk cores = CPU used by the load generator "
-        "(near 1.0 per wrk thread: the client is the bottleneck). other load = CPU used on the machine by "
-        "anything else (should be near 0). errors = socket errors + non-2xx responses.",
+        "proxy CPU/req (or /handshake) = utime+stime of all the proxy's processes during the measured run ÷ "
+        "requests (handshakes) completed; proxy cores = that CPU time ÷ run time. Ratios are target ÷ baseline "
+        "(nginx for HTTP/1.1, nginx-h2tls for TLS) within the same round, median over rounds (CPU and p99: "
+        "lower is better; rates: higher is better). ±% = half the min–max spread over rounds. wrk / h2load / "
+        "client cores = CPU used by the load generator (near 1.0 per wrk/h2load thread: the client is the bottleneck). other "
+        "load = CPU used on the machine by anything else (should be near 0). errors = socket/TLS errors + "
+        "non-2xx responses.",
         "",
     ]
     return "\n".join(lines)
@@ -789,6 +1116,7 @@ def machine_info(args) -> dict:
             "haproxy": _short_version(["haproxy", "-v"], r"HAProxy version (\S+)", "haproxy"),
             "wrk": _short_version(["wrk", "-v"], r"wrk (\S+)", "wrk"),
             "h2load": run_text(["h2load", "--version"]) if shutil.which("h2load") else "h2load (missing)",
+            "openssl": _short_version(["openssl", "version"], r"OpenSSL (\S+)", "OpenSSL"),
         },
     }
 
@@ -813,13 +1141,23 @@ def parse_args(argv=None):
                     help="whole seconds of each measured wrk run (e.g. 10 or 10s)")
     ap.add_argument("--warmup", type=_seconds, default=2,
                     help="whole seconds of the warm-up wrk run before each measured run (0 = none)")
-    ap.add_argument("--connections", type=int, default=50, help="wrk -c")
-    ap.add_argument("--wrk-threads", type=int, default=1, help="wrk -t")
+    ap.add_argument("--connections", type=int, default=50,
+                    help="wrk -c, h2load -c, concurrent connections of the handshake clients")
+    ap.add_argument("--wrk-threads", type=int, default=1, help="wrk -t and h2load -t")
+    ap.add_argument("--tls", action="store_true",
+                    help=f"add the TLS targets ({', '.join(TLS_TARGETS)}) to the target list")
+    ap.add_argument("--streams", type=int, default=10, help="h2load -m: concurrent streams per HTTP/2 connection")
+    ap.add_argument("--h2-upstream-keepalive", type=int, default=0, metavar="N",
+                    help="nginx-h2tls upstream `keepalive`; 0 = connections x streams (the requests in flight)")
+    ap.add_argument("--handshake-procs", type=int, default=2,
+                    help="processes of tls_handshake_client.py sharing --connections (Python: ~1 core each)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are reported)")
     ap.add_argument("--workers", default="1,2",
                     help="comma list: proxy workers (nginx worker_processes, haproxy nbthread, Pingora threads)")
-    ap.add_argument("--targets", default=",".join(t.name for t in TARGETS if not t.planned),
-                    help="comma list of targets, in round order (see --list-targets)")
+    ap.add_argument("--targets", default=",".join(t.name for t in TARGETS
+                                                   if not t.planned and t.name not in TLS_TARGETS),
+                    help="comma list of targets, in round order (see --list-targets); the TLS targets "
+                         "are not in the default list: add them with --tls or name them here")
     ap.add_argument("--list-targets", action="store_true", help="list targets, including planned hooks, and exit")
     ap.add_argument("--pin", nargs="?", const="0:1", default=None, metavar="PROXY_CPUS:LOAD_CPUS",
                     help="pin with taskset: proxy on PROXY_CPUS, wrk + upstream on LOAD_CPUS "
@@ -838,10 +1176,12 @@ def main(argv=None) -> int:
     if args.list_targets:
         for t in TARGETS:
             state = f"HOOK, not implemented: {t.planned}" if t.planned else "available"
-            print(f"{t.name:20} [{t.load}] {t.description}  ({state})")
+            print(f"{t.name:20} [{'+'.join(t.measures)}] {t.description}  ({state})")
         return 0
 
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
+    if args.tls:
+        names += [n for n in TLS_TARGETS if n not in names]
     for n in names:
         if n not in TARGETS_BY_NAME:
             sys.exit(f"unknown target {n!r}; see --list-targets")
@@ -855,8 +1195,16 @@ def main(argv=None) -> int:
         sys.exit("--workers takes a comma list of integers, e.g. 1,2")
     if not workers_list or min(workers_list) < 1 or args.rounds < 1 or args.duration <= 0:
         sys.exit("--workers, --rounds and --duration must be positive")
+    if args.streams < 1 or args.handshake_procs < 1 or args.connections < 1 or args.h2_upstream_keepalive < 0:
+        sys.exit("--streams, --handshake-procs and --connections must be positive")
+    h2_keepalive = args.h2_upstream_keepalive or max(64, args.connections * args.streams)
+    # Jobs of one round: every HTTP/1.1 target, then the TLS targets' h2 runs,
+    # then their handshake runs; within each, the --targets order.
+    jobs = [(n, k) for k in MEASURES for n in names if k in TARGETS_BY_NAME[n].measures]
+    kinds = [k for k in MEASURES if any(jk == k for _, jk in jobs)]
 
-    need = {"wrk", "nginx"}  # nginx is always the upstream
+    need = {"nginx"}  # nginx is always the upstream
+    need.update({"http1": "wrk", "h2": "h2load"}[k] for k in kinds if k in ("http1", "h2"))
     for n in names:
         need.update(TARGETS_BY_NAME[n].needs)
     missing = [b for b in sorted(need) if not shutil.which(b)]
@@ -866,7 +1214,8 @@ def main(argv=None) -> int:
             missing.append("taskset")
     if missing:
         sys.exit(f"missing: {', '.join(missing)} (run benches/load/run.sh, which installs them)")
-    for n, b in (("portcullis", args.portcullis_bin), ("pingora-bare", args.bare_bin)):
+    for n, b in (("portcullis", args.portcullis_bin), ("portcullis-h2tls", args.portcullis_bin),
+                 ("pingora-bare", args.bare_bin)):
         if n in names and not b.exists():
             sys.exit(f"{b} not found: cargo build --release --bin portcullis --example bare_pingora")
 
@@ -904,6 +1253,12 @@ def main(argv=None) -> int:
             "wrk_threads": args.wrk_threads, "rounds": args.rounds, "workers": workers_list,
             "targets": names, "pinning": pinning, "pin": args.pin, "upstream_workers": args.upstream_workers,
             "body_bytes": body_bytes, "baseline": BASELINE,
+            "measures": kinds, "baselines": {k: MEASURES[k].baseline for k in kinds},
+            "streams": args.streams, "handshake_procs": args.handshake_procs,
+            "nginx_h2tls_upstream_keepalive": h2_keepalive,
+            "certificate": (f"EC P-256 (prime256v1) self-signed certificate for {TLS_NAME} (CN + DNS SAN), "
+                            "made with the openssl CLI at start, the same files for every TLS target"
+                            if any(k != "http1" for k in kinds) else None),
         },
     }
     b0 = machine_busy_ticks()
@@ -913,9 +1268,11 @@ def main(argv=None) -> int:
     if idle_busy > OTHER_LOAD_WARN:
         log(f"WARNING: the machine is busy before the benchmark starts ({idle_busy:.2f} cores used by other "
             "processes): results will be disturbed")
-    n_runs = len(workers_list) * args.rounds * len(names)
+    n_runs = len(workers_list) * args.rounds * len(jobs)
+    n_hs = len(workers_list) * args.rounds * sum(1 for _, k in jobs if k == "handshake")
+    minutes = (n_runs * (args.duration + args.warmup + 1.5) + n_hs * 2.5) / 60
     log(f"load bench: {n_runs} runs ({len(workers_list)} worker setting(s) x {args.rounds} round(s) x "
-        f"{len(names)} targets), about {n_runs * (args.duration + args.warmup + 1.5) / 60:.1f} min; "
+        f"{len(jobs)} target/measurement pairs), about {minutes:.1f} min; "
         f"pinning: {pinning}; temp dir {tmp}")
 
     runs: list[dict] = []
@@ -924,6 +1281,9 @@ def main(argv=None) -> int:
     try:
         lua = tmp / "report.lua"
         lua.write_text(WRK_LUA)
+        cert = key = None
+        if any(k != "http1" for k in kinds):
+            cert, key = make_cert(tmp)
         backends = [free_port(), free_port()]
         (tmp / "upstream.conf").write_text(upstream_conf(tmp, backends, args.upstream_workers))
         with open(tmp / "upstream.stderr", "ab") as lf:
@@ -933,16 +1293,19 @@ def main(argv=None) -> int:
             wait_port(b, upstream)
         for w in workers_list:
             ctx = Ctx(tmp=tmp, backends=backends, workers=w, proxy_prefix=proxy_prefix,
-                      portcullis_bin=args.portcullis_bin, bare_bin=args.bare_bin)
+                      portcullis_bin=args.portcullis_bin, bare_bin=args.bare_bin, cert=cert, key=key,
+                      h2_keepalive=h2_keepalive)
             for rnd in range(1, args.rounds + 1):
-                for n in names:
-                    log(f"[workers={w} round {rnd}/{args.rounds}] {n} ...")
-                    r = measure(args, ctx, TARGETS_BY_NAME[n], lua, load_prefix, upstream)
+                for n, kind in jobs:
+                    label = n if kind == "http1" else f"{n} ({kind})"
+                    log(f"[workers={w} round {rnd}/{args.rounds}] {label} ...")
+                    r = measure(args, ctx, TARGETS_BY_NAME[n], kind, lua, load_prefix, upstream)
                     r["round"] = rnd
                     runs.append(r)
                     if r["ok"]:
-                        log(f"    {r['rps']:,.0f} req/s, p99 {fmt_us(r['latency_us'].get('p99'))}"
-                            + (f", {r['cpu_us_per_req']:.1f} µs CPU/req" if r["cpu_us_per_req"] else ""))
+                        unit = MEASURES[kind].unit
+                        log(f"    {r['rps']:,.0f} {unit}/s, p99 {fmt_us(r['latency_us'].get('p99'))}"
+                            + (f", {r['cpu_us_per_req']:.1f} µs CPU/{unit}" if r["cpu_us_per_req"] else ""))
     except KeyboardInterrupt:
         interrupted = True
         log("interrupted: stopping everything, reporting what was measured")
@@ -955,8 +1318,12 @@ def main(argv=None) -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    done_workers = [w for w in workers_list if any(r["workers"] == w for r in runs)]
-    summaries = {w: summarize(runs, names, w) for w in done_workers}
+    summaries: dict = {}
+    for k in kinds:
+        knames = [n for n in names if k in TARGETS_BY_NAME[n].measures]
+        done_workers = [w for w in workers_list if any(r["workers"] == w and r["measure"] == k for r in runs)]
+        if done_workers:
+            summaries[k] = {w: summarize(runs, knames, w, k) for w in done_workers}
     md = render_markdown(meta, summaries, names)
     if interrupted:
         md += "\n**Interrupted: partial results.**\n"
@@ -965,8 +1332,15 @@ def main(argv=None) -> int:
     md_path = args.out_dir / f"load-{stamp}.md"
     json_path = args.out_dir / f"load-{stamp}.json"
     md_path.write_text(md)
-    json_path.write_text(json.dumps({**meta, "summary": {str(w): s for w, s in summaries.items()},
-                                     "runs": runs, "interrupted": interrupted}, indent=2))
+    # "summary": HTTP/1.1 section, as before ({workers: {target: ...}}); "tls_summary":
+    # {workers: {"h2" | "handshake": {target: ...}}}, ratios against nginx-h2tls.
+    tls_summary: dict = {}
+    for k in ("h2", "handshake"):
+        for w, s in summaries.get(k, {}).items():
+            tls_summary.setdefault(str(w), {})[k] = s
+    json_path.write_text(json.dumps({**meta, "summary": {str(w): s for w, s in summaries.get("http1", {}).items()},
+                                     "tls_summary": tls_summary, "runs": runs, "interrupted": interrupted},
+                                    indent=2))
     log(f"wrote {md_path} and {json_path}")
     failed = [r for r in runs if not r["ok"]]
     return 130 if interrupted else (1 if failed else 0)

@@ -2,8 +2,8 @@
 # Load benchmark, one command:  benches/load/run.sh [bench.py options]
 # e.g.  benches/load/run.sh --duration 2 --rounds 1 --workers 1
 #
-# 1. installs wrk, h2load (nghttp2-client), nginx and haproxy from Debian
-#    packages when missing (apt; sudo when not root),
+# 1. installs wrk, h2load (nghttp2-client), openssl, nginx and haproxy from
+#    Debian packages when missing (apt; sudo when not root),
 # 2. builds target/release/portcullis and target/release/examples/bare_pingora
 #    (skip with SKIP_BUILD=1),
 # 3. runs bench.py with the given options. See README.md beside this file.
@@ -15,6 +15,7 @@ repo="$(cd "$here/../.." && pwd)"
 missing=()
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
