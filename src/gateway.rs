@@ -111,10 +111,15 @@ impl Gateway {
         let _ = self.policies.set(with_policy);
     }
 
-    /// The policy of the listener that accepted a connection on `local`, if any.
-    pub fn listener_policy(&self, local: Option<SocketAddr>) -> Option<&ListenerPolicy> {
+    /// The policy of the listener that accepted a connection, if any;
+    /// `local` (the accepting address) is only asked for when some listener
+    /// has a policy.
+    pub fn listener_policy(
+        &self,
+        local: impl FnOnce() -> Option<SocketAddr>,
+    ) -> Option<&ListenerPolicy> {
         let policies = self.policies.get().filter(|p| !p.is_empty())?;
-        let local = local?;
+        let local = local()?;
         policies.iter().find(|p| {
             p.address.port() == local.port()
                 && (p.address.ip() == local.ip() || p.address.ip().is_unspecified())

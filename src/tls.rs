@@ -39,10 +39,7 @@ pub struct LoadedCert {
 impl LoadedCert {
     /// Whole days left when the certificate expires within `days`.
     pub fn expires_within(&self, days: i64) -> Option<i64> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let left = (self.not_after - now) / 86_400;
+        let left = (self.not_after - unix_now()) / 86_400;
         (left < days).then_some(left)
     }
 }
@@ -87,9 +84,7 @@ impl CertStore {
                 }),
             }
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = unix_now();
         for spec in &tls.certificates {
             match load_one(spec, now) {
                 Ok(cert) => store.add(spec, cert),
@@ -137,13 +132,26 @@ impl CertStore {
     }
 }
 
+/// Every certificate in a PEM file, in file order.
+pub(crate) fn pem_certs(path: &std::path::Path) -> std::io::Result<Vec<CertificateDer<'static>>> {
+    CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(std::io::Error::other)
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// A WebPKI verifier over the CA bundle of `auth`.
 fn client_verifier(auth: &ClientAuth) -> Result<Arc<dyn ClientCertVerifier>, String> {
     let path = &auth.ca_file;
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("cannot read client_ca {}: {e}", path.display()))?;
+    let certs =
+        pem_certs(path).map_err(|e| format!("cannot read client_ca {}: {e}", path.display()))?;
     for c in certs {
         roots
             .add(c)
@@ -162,8 +170,7 @@ fn client_verifier(auth: &ClientAuth) -> Result<Arc<dyn ClientCertVerifier>, Str
 }
 
 fn load_one(spec: &CertificateSpec, now: i64) -> Result<LoadedCert, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&spec.cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+    let chain = pem_certs(&spec.cert)
         .map_err(|e| format!("cannot read certificate {}: {e}", spec.cert.display()))?;
     let Some(leaf) = chain.first() else {
         return Err(format!("no certificate in {}", spec.cert.display()));

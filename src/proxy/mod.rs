@@ -67,7 +67,7 @@ impl ProxyHttp for GatewayProxy {
         ctx.snapshot = Some(self.gateway.snapshot());
         forward::drop_h2c_upgrade(session.req_header_mut());
         ctx.request_id = forward::request_id(session.req_header());
-        let local = session.server_addr().and_then(|a| a.as_inet()).copied();
+        let local = || session.server_addr().and_then(|a| a.as_inet()).copied();
         if let Some(policy) = self.gateway.listener_policy(local) {
             ctx.redirect_https = policy.redirect_https;
             ctx.hsts = policy.hsts.clone();

@@ -101,11 +101,7 @@ pub async fn redirect_to_https(
     request_id: &http::HeaderValue,
 ) -> Result<()> {
     let req = session.req_header();
-    let host = super::forward::request_host(req);
-    let host = match host.rfind(':') {
-        Some(colon) if !host.ends_with(']') => &host[..colon],
-        _ => host,
-    };
+    let host = crate::router::strip_port(super::forward::request_host(req));
     if host.is_empty() {
         return respond(session, Problem::BadRequest, request_id, &[]).await;
     }

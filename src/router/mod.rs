@@ -375,7 +375,7 @@ fn host_key<'b>(host: &str, buf: &'b mut [u8; MAX_HOST_LEN]) -> Option<&'b [u8]>
 /// `host` without its `:port`. An IPv6 literal keeps its brackets
 /// (`[::1]:8080` → `[::1]`); a bare IPv6 address (several colons, no
 /// brackets; not valid in a Host header) is left whole.
-fn strip_port(host: &str) -> &str {
+pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return match host.find(']') {
             Some(end) => &host[..=end],

@@ -32,8 +32,7 @@ impl std::fmt::Debug for PeerTls {
 }
 
 fn read_chain(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let chain = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+    let chain = crate::tls::pem_certs(path)
         .map_err(|e| format!("cannot read certificates from {}: {e}", path.display()))?;
     // Pingora parses these again and would panic on bad DER: check first.
     for c in &chain {
