@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{base_config, client, pool, Backend, Gateway};
+use common::{base_config, client, get_json, pool, Backend, Gateway};
 use serde_json::Value;
 
 #[tokio::test]
@@ -20,14 +20,7 @@ async fn admin_endpoints() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "ok");
 
-    let routes: Value = c
-        .get(gw.admin_url("/-/routes"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, routes) = get_json(&gw.admin_url("/-/routes")).await;
     let r0 = &routes["routes"][0];
     assert_eq!(r0["id"], "orders");
     assert_eq!(r0["hosts"][0], "*.example.com");

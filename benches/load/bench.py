@@ -67,9 +67,9 @@ def spawn(cmd: list[str], *, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNUL
     return p
 
 
-def _group_members(pgid: int) -> list[int]:
-    """PIDs whose process group is pgid (a group we created with start_new_session)."""
-    out = []
+def _proc_stats():
+    """(pid, fields after the command name) for every readable /proc/PID/stat:
+    fields[0] is the state, [1] the parent PID, [2] the process group."""
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -78,8 +78,15 @@ def _group_members(pgid: int) -> list[int]:
                 s = f.read()
         except OSError:
             continue
-        if int(s[s.rindex(")") + 2:].split()[2]) == pgid:
-            out.append(int(d))
+        yield int(d), s[s.rindex(")") + 2:].split()
+
+
+def _group_members(pgid: int) -> list[int]:
+    """PIDs whose process group is pgid (a group we created with start_new_session)."""
+    out = []
+    for pid, fields in _proc_stats():
+        if int(fields[2]) == pgid:
+            out.append(pid)
     return out
 
 
@@ -163,16 +170,8 @@ def http_get(port: int, headers: Optional[dict] = None, timeout: float = 3.0) ->
 def proc_tree(root: int) -> list[int]:
     """PIDs of root and all its descendants (e.g. nginx master + workers)."""
     children: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                s = f.read()
-        except OSError:
-            continue
-        ppid = int(s[s.rindex(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(d))
+    for pid, fields in _proc_stats():
+        children.setdefault(int(fields[1]), []).append(pid)
     out, todo = [], [root]
     while todo:
         pid = todo.pop()

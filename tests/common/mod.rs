@@ -205,14 +205,9 @@ impl Gateway {
 
     /// `GET /-/pools` as JSON.
     pub async fn pools(&self) -> serde_json::Value {
-        client()
-            .get(self.admin_url("/-/pools"))
-            .send()
-            .await
-            .expect("pools")
-            .json()
-            .await
-            .expect("pools json")
+        let (status, pools) = get_json(&self.admin_url("/-/pools")).await;
+        assert_eq!(status, 200, "GET /-/pools: {pools}");
+        pools
     }
 
     /// Whether `backend` of `pool` is healthy according to the admin API.
