@@ -33,6 +33,9 @@ fn route(i: usize) -> Route {
     let base = format!("/v{}/service-{i}", i % 3 + 1);
     Route {
         id: format!("r{i}"),
+        tags: vec![],
+        auth: portcullis::config::model::RouteAuth::None,
+        rate_limits: vec![],
         hosts,
         path: if i.is_multiple_of(5) {
             PathMatch::Exact(format!("{base}/health"))

@@ -6,6 +6,7 @@
 //! | GET | `/-/pools` | every pool with its backends' health and in-flight requests |
 //! | GET | `/-/routes` | the routing table of the current snapshot |
 //! | GET | `/-/certificates` | each TLS listener's certificates: names and expiry |
+//! | GET | `/-/consumers` | every consumer: id, name, metadata, disabled, keys by prefix (never a digest) |
 //! | POST | `/-/reload` | re-read the config: `200` with a summary, or `422` with every error |
 
 use std::sync::Arc;
@@ -100,6 +101,37 @@ impl AdminApp {
         json!({ "certificates": certs })
     }
 
+    fn consumers(&self) -> Value {
+        let snapshot = self.gateway.snapshot();
+        let consumers: Vec<Value> = snapshot
+            .config
+            .consumers
+            .iter()
+            .map(|c| {
+                let keys: Vec<Value> = c
+                    .keys
+                    .iter()
+                    .map(|k| {
+                        json!({
+                            "prefix": k.prefix,
+                            "not_before": k.not_before,
+                            "expires": k.expires,
+                        })
+                    })
+                    .collect();
+                json!({
+                    "id": c.id,
+                    "name": c.name,
+                    "metadata": c.metadata,
+                    "disabled": c.disabled,
+                    "keys": keys,
+                    "defined_at": c.defined_at,
+                })
+            })
+            .collect();
+        json!({ "consumers": consumers })
+    }
+
     fn reload(&self) -> (StatusCode, Value) {
         match self.gateway.reload("admin") {
             Ok(report) => (
@@ -185,11 +217,13 @@ impl ServeHttp for AdminApp {
             "/-/pools" if get => reply(StatusCode::OK, self.pools()),
             "/-/routes" if get => reply(StatusCode::OK, self.routes()),
             "/-/certificates" if get => reply(StatusCode::OK, self.certificates()),
+            "/-/consumers" if get => reply(StatusCode::OK, self.consumers()),
             "/-/reload" if post => {
                 let (status, body) = self.reload();
                 reply(status, body)
             }
-            "/-/health" | "/-/pools" | "/-/routes" | "/-/reload" => problem(
+            "/-/health" | "/-/pools" | "/-/routes" | "/-/certificates" | "/-/consumers"
+            | "/-/reload" => problem(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "Method not allowed on this endpoint.",
             ),

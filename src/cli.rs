@@ -1,4 +1,4 @@
-//! Command line: `run`, `check`, `demo`.
+//! Command line: `run`, `check`, `demo`, `keys new`, `keys hash`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +47,22 @@ pub enum Command {
         #[arg(short, long, default_value = DEMO_CONFIG)]
         config: PathBuf,
     },
+    /// API keys: make one, or hash one for the config.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Print a new random key (once: store it now) and the config entry
+    /// holding its digest and prefix.
+    New {
+        /// The consumer the key is for (named in the printed config lines).
+        #[arg(long)]
+        consumer: String,
+    },
+    /// Read a key from standard input and print its SHA-256 digest (hex).
+    Hash,
 }
 
 pub fn main() -> ExitCode {
@@ -55,7 +71,51 @@ pub fn main() -> ExitCode {
         Command::Check { config, files } => check(config.into_iter().chain(files).collect()),
         Command::Run { config } => run(config, false),
         Command::Demo { config } => run(config, true),
+        Command::Keys(KeysCommand::New { consumer }) => keys_new(&consumer),
+        Command::Keys(KeysCommand::Hash) => keys_hash(),
     }
+}
+
+fn keys_new(consumer: &str) -> ExitCode {
+    let key = match crate::auth::keys::generate() {
+        Ok(k) => k,
+        Err(_) => {
+            eprintln!("portcullis: the system random number generator failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The key on stdout's first line alone, so scripts can take it; the
+    // config entry after it; the advice on stderr.
+    println!("{}", key.key);
+    println!("# consumer {consumer:?}: add this entry to its keys = [...]");
+    println!(
+        "{}",
+        crate::auth::keys::config_entry(&key.prefix, &key.digest_hex)
+    );
+    eprintln!(
+        "portcullis: this key is shown once and stored nowhere; give it to {consumer:?} now. The config holds only its digest."
+    );
+    ExitCode::SUCCESS
+}
+
+fn keys_hash() -> ExitCode {
+    use std::io::Read;
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().take(64 * 1024).read_to_end(&mut input) {
+        eprintln!("portcullis: cannot read the key from standard input: {e}");
+        return ExitCode::FAILURE;
+    }
+    // One key, as typed or piped: surrounding whitespace and the newline go.
+    let key = input.trim_ascii();
+    if key.is_empty() {
+        eprintln!("portcullis: no key on standard input (try: echo -n KEY | portcullis keys hash)");
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "{}",
+        crate::auth::keys::hex(&crate::auth::keys::digest(key))
+    );
+    ExitCode::SUCCESS
 }
 
 fn check(mut files: Vec<PathBuf>) -> ExitCode {

@@ -11,6 +11,8 @@ use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
 
 use crate::config::{self, ConfigErrors};
+use crate::ratelimit::clock::{Clock, SystemClock};
+use crate::ratelimit::{LimitStore, LocalStore, DEFAULT_MAX_COUNTERS};
 use crate::snapshot::Snapshot;
 use crate::tls::{self, CertStore};
 use crate::upstream::health::HealthChecker;
@@ -27,6 +29,10 @@ pub struct Gateway {
     config_path: PathBuf,
     states: StateTable,
     health: HealthChecker,
+    /// Rate-limit and quota counters; keyed by each limit's definition, so
+    /// they outlive snapshots.
+    limits: Arc<dyn LimitStore>,
+    clock: Arc<dyn Clock>,
     /// Serialises reloads so two triggers cannot interleave build and swap.
     reload_lock: Mutex<()>,
     reloads_ok: AtomicU64,
@@ -69,6 +75,8 @@ impl Gateway {
             config_path,
             states,
             health: HealthChecker::default(),
+            limits: Arc::new(LocalStore::new(DEFAULT_MAX_COUNTERS)),
+            clock: Arc::new(SystemClock),
             reload_lock: Mutex::new(()),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
@@ -78,6 +86,16 @@ impl Gateway {
     /// The current snapshot; a request holds on to it until it ends.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// Where rate-limit and quota counters live.
+    pub fn limit_store(&self) -> &dyn LimitStore {
+        &*self.limits
+    }
+
+    /// The clock limits and key validity are judged by.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 
     /// The live certificate store of start-up listener `index`, if it is TLS.

@@ -18,12 +18,15 @@
 //! - [`cli`], [`logging`]: the thin binary layer.
 
 pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod gateway;
+pub mod limits;
 pub mod logging;
 pub mod proxy;
+pub mod ratelimit;
 pub mod router;
 pub mod server;
 pub mod snapshot;

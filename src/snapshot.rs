@@ -10,8 +10,10 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue};
 
-use crate::config::model::{self, Config, HashKey, Timeouts};
+use crate::auth::ConsumerIndex;
+use crate::config::model::{self, Config, HashKey, KeySource, RouteAuth, Timeouts};
 use crate::config::{ConfigError, ConfigErrors};
+use crate::limits::RouteLimits;
 use crate::router::Router;
 use crate::upstream::{self, Pool, StateTable};
 
@@ -71,6 +73,48 @@ pub struct Route {
     /// The pool's timeouts overlaid with the route's own.
     pub timeouts: Timeouts,
     pub hash_key: Option<HashKey>,
+    /// `Some` on routes with `auth = "api_key"`.
+    pub auth: Option<RouteKeyAuth>,
+    pub limits: RouteLimits,
+}
+
+/// How a key-protected route reads keys and answers without one.
+#[derive(Debug)]
+pub struct RouteKeyAuth {
+    pub source: KeySource,
+    /// `WWW-Authenticate` of a 401 for a missing key…
+    pub challenge_missing: HeaderValue,
+    /// …and for a key that is not valid.
+    pub challenge_invalid: HeaderValue,
+}
+
+impl RouteKeyAuth {
+    fn new(source: &KeySource, realm: &str) -> RouteKeyAuth {
+        // RFC 6750 for bearer tokens; an `ApiKey` challenge naming where
+        // the key goes otherwise.
+        let (missing, invalid) = match source {
+            KeySource::Bearer => (
+                format!("Bearer realm=\"{realm}\""),
+                format!("Bearer realm=\"{realm}\", error=\"invalid_token\""),
+            ),
+            KeySource::Header(name) => {
+                let base = format!("ApiKey realm=\"{realm}\", header=\"{name}\"");
+                (base.clone(), format!("{base}, error=\"invalid_key\""))
+            }
+            KeySource::Query(name) => {
+                let base = format!("ApiKey realm=\"{realm}\", query=\"{name}\"");
+                (base.clone(), format!("{base}, error=\"invalid_key\""))
+            }
+        };
+        // Realm and names were validated as visible ASCII.
+        let value =
+            |s: String| HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("ApiKey"));
+        RouteKeyAuth {
+            source: source.clone(),
+            challenge_missing: value(missing),
+            challenge_invalid: value(invalid),
+        }
+    }
 }
 
 /// Everything a request needs, from one config load.
@@ -81,6 +125,10 @@ pub struct Snapshot {
     /// Aligned with the router's route indices.
     pub routes: Vec<Route>,
     pub pools: HashMap<String, Arc<Pool>>,
+    /// Consumers and keys.
+    pub consumers: ConsumerIndex,
+    /// Carries the consumer id upstream; always stripped from clients.
+    pub consumer_header: HeaderName,
 }
 
 impl Snapshot {
@@ -120,19 +168,37 @@ impl Snapshot {
                     request_headers: HeaderOps::compile(&r.request_headers),
                     response_headers: HeaderOps::compile(&r.response_headers),
                     hash_key,
+                    auth: match &r.auth {
+                        RouteAuth::None => None,
+                        RouteAuth::ApiKey(source) => {
+                            Some(RouteKeyAuth::new(source, &config.auth.realm))
+                        }
+                    },
+                    limits: RouteLimits::build(r),
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
+        let consumers = ConsumerIndex::build(&config.consumers, &config.routes);
+        // Validated as a header name.
+        let consumer_header = HeaderName::from_bytes(config.auth.consumer_header.as_bytes())
+            .unwrap_or(HeaderName::from_static(model::DEFAULT_CONSUMER_HEADER));
         Ok(Snapshot {
             config: Arc::new(config),
             router,
             routes,
             pools,
+            consumers,
+            consumer_header,
         })
     }
 
     /// A one-line summary for `check` and logs.
     pub fn summary(&self) -> String {
-        format!("{} routes, {} pools", self.routes.len(), self.pools.len())
+        format!(
+            "{} routes, {} pools, {} consumers",
+            self.routes.len(),
+            self.pools.len(),
+            self.consumers.consumers.len()
+        )
     }
 }

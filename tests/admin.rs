@@ -44,7 +44,7 @@ async fn admin_endpoints() {
     // An unchanged file reloads fine and reports its summary.
     let (status, body) = gw.reload().await;
     assert_eq!(status, 200);
-    assert_eq!(body["summary"], "1 routes, 1 pools");
+    assert_eq!(body["summary"], "1 routes, 1 pools, 0 consumers");
     assert_eq!(body["restart_required"].as_array().unwrap().len(), 0);
 }
 

@@ -23,6 +23,9 @@ fn route(i: usize, spec: &str) -> Route {
     };
     Route {
         id: format!("r{i}"),
+        tags: vec![],
+        auth: portcullis::config::model::RouteAuth::None,
+        rate_limits: vec![],
         hosts,
         path,
         methods: if method.is_empty() { vec![] } else { vec![method.to_ascii_uppercase()] },

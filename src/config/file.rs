@@ -18,8 +18,8 @@ use toml::Spanned;
 
 /// The whole file.
 ///
-/// Sections that later versions will add (`tls`, `consumers`, `cache`,
-/// `breaker`) are rejected as unknown keys for now.
+/// Sections that later versions will add (`cache`, `breaker`) are rejected
+/// as unknown keys for now.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -33,6 +33,126 @@ pub struct FileConfig {
     /// Routes in file order.
     #[serde(default)]
     pub routes: Vec<RouteFile>,
+    /// Settings shared by every route with `auth = "api_key"`.
+    pub auth: Option<AuthFile>,
+    /// More `[[consumers]]`, from other files: paths or glob patterns,
+    /// relative to this file's directory.
+    #[serde(default)]
+    pub consumer_files: Vec<Spanned<String>>,
+    /// API consumers and their keys.
+    #[serde(default)]
+    pub consumers: Vec<ConsumerFile>,
+}
+
+/// A file named by `consumer_files`: consumers only, so key management can
+/// live apart from routes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumersFile {
+    #[serde(default)]
+    pub consumers: Vec<ConsumerFile>,
+}
+
+/// `[auth]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFile {
+    /// Request header carrying the consumer id to the backend.
+    pub consumer_header: Option<Spanned<String>>,
+    /// `realm` of `WWW-Authenticate` challenges.
+    pub realm: Option<Spanned<String>>,
+    /// Brute-force damping: failed key attempts allowed per client IP.
+    pub failed_attempts: Option<FailedAttemptsFile>,
+}
+
+/// `[auth.failed_attempts]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailedAttemptsFile {
+    /// `false` turns the damping off.
+    pub enabled: Option<Spanned<bool>>,
+    /// e.g. `"10/m"`
+    pub rate: Option<Spanned<String>>,
+    pub burst: Option<Spanned<u32>>,
+}
+
+/// One `[[consumers]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerFile {
+    pub id: Spanned<String>,
+    /// Display name.
+    pub name: Option<Spanned<String>>,
+    /// Free-form string metadata (shown in the admin API).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default)]
+    pub keys: Vec<KeyFile>,
+    /// Required; an `Option` so its absence gets a helpful message.
+    pub scopes: Option<Spanned<Vec<ScopeFile>>>,
+    #[serde(default)]
+    pub rate_limits: Vec<ConsumerLimitFile>,
+    pub quota: Option<QuotaFile>,
+}
+
+/// `[[consumers.keys]]`: a key as its digest, never the key itself.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    /// SHA-256 of the key, 64 hex digits.
+    pub digest: Spanned<String>,
+    /// The key's non-secret prefix (e.g. `pk_a1B2c3`), used to name it in logs.
+    pub prefix: Spanned<String>,
+    pub not_before: Option<Spanned<toml::value::Datetime>>,
+    pub expires: Option<Spanned<toml::value::Datetime>>,
+}
+
+/// One entry of a consumer's `scopes`: routes (by id or tag) and methods.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeFile {
+    /// Route ids; `"*"` is every route.
+    #[serde(default)]
+    pub routes: Vec<Spanned<String>>,
+    /// Route tags.
+    #[serde(default)]
+    pub tags: Vec<Spanned<String>>,
+    /// Methods; empty is any method.
+    #[serde(default)]
+    pub methods: Vec<Spanned<String>>,
+}
+
+/// One entry of a consumer's `rate_limits`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerLimitFile {
+    pub rate: Spanned<String>,
+    pub burst: Option<Spanned<u32>>,
+    /// Only on these routes (each counted apart); with `tags`, the union.
+    #[serde(default)]
+    pub routes: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub tags: Vec<Spanned<String>>,
+}
+
+/// `quota` of a consumer: requests per UTC calendar day and/or month.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaFile {
+    pub day: Option<Spanned<u64>>,
+    pub month: Option<Spanned<u64>>,
+}
+
+/// One entry of a route's `rate_limits`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteLimitFile {
+    pub rate: Spanned<String>,
+    pub burst: Option<Spanned<u32>>,
+    /// `route` | `consumer` | `client_ip`
+    pub per: Spanned<String>,
 }
 
 /// `[server]`
@@ -240,6 +360,14 @@ pub struct RouteFile {
     pub request_headers: Option<HeaderRulesFile>,
     pub response_headers: Option<HeaderRulesFile>,
     pub timeouts: Option<TimeoutsFile>,
+    /// `none` (default) | `api_key`
+    pub auth: Option<Spanned<String>>,
+    /// `header:NAME` (default `header:x-api-key`) | `bearer` | `query:NAME`
+    pub key_from: Option<Spanned<String>>,
+    /// Labels that consumer scopes and limits can name.
+    pub tags: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub rate_limits: Vec<RouteLimitFile>,
 }
 
 /// `request_headers` / `response_headers` of a route.
@@ -257,6 +385,11 @@ pub struct HeaderRulesFile {
 /// Parse the text into the file types. Only TOML syntax, type and
 /// unknown-key errors are found here; the result still needs `validate`.
 pub fn parse(src: &str) -> Result<FileConfig, toml::de::Error> {
+    toml::from_str(src)
+}
+
+/// Parse a file named by `consumer_files`.
+pub fn parse_consumers(src: &str) -> Result<ConsumersFile, toml::de::Error> {
     toml::from_str(src)
 }
 
@@ -390,10 +523,13 @@ struct OutlineRoot {
     pools: BTreeMap<String, Outline>,
     server: Option<Outline>,
     admin: Option<Outline>,
+    auth: Option<Outline>,
+    #[serde(default)]
+    consumers: Vec<Outline>,
 }
 
 /// The item (`route "id"`, `pool "name"`, `listener "addr"`, `server`,
-/// `admin`) whose text contains byte `offset`, if the text is valid TOML of
+/// `admin`, `auth`, `consumer "id"`) whose text contains byte `offset`, if the text is valid TOML of
 /// roughly the right shape and the offset is inside one.
 pub(crate) fn item_at(src: &str, offset: usize) -> Option<String> {
     let root: OutlineRoot = toml::from_str(src).ok()?;
@@ -417,6 +553,15 @@ pub(crate) fn item_at(src: &str, offset: usize) -> Option<String> {
     }
     if root.admin.is_some_and(|s| s.contains(offset)) {
         return Some("admin".to_string());
+    }
+    if root.auth.is_some_and(|s| s.contains(offset)) {
+        return Some("auth".to_string());
+    }
+    if let Some(consumer) = root.consumers.iter().find(|c| c.contains(offset)) {
+        return Some(match consumer.get("id").and_then(Outline::as_str) {
+            Some(id) => format!("consumer {id:?}"),
+            None => "consumer".to_string(),
+        });
     }
     None
 }

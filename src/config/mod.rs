@@ -26,7 +26,7 @@ use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::Config;
-pub use validate::{DEFAULT_GRACE_PERIOD, MAX_WEIGHT};
+pub use validate::{DEFAULT_GRACE_PERIOD, MAX_PREFIX_LEN, MAX_WEIGHT};
 
 /// Read, parse and validate the file at `path`; every error found, not just
 /// the first. The path, as displayed, is the file name used in messages and
@@ -51,7 +51,7 @@ pub fn parse_str(src: &str, file: &str) -> Result<Config, ConfigErrors> {
 }
 
 /// A toml syntax, type or unknown-key error as a [`ConfigError`].
-fn parse_error(loc: &error::Locator<'_>, src: &str, e: &toml::de::Error) -> ConfigError {
+pub(crate) fn parse_error(loc: &error::Locator<'_>, src: &str, e: &toml::de::Error) -> ConfigError {
     // toml's messages may span lines ("invalid table header\nexpected `.`");
     // keep them on one.
     let message = e
@@ -230,6 +230,9 @@ strip_prefix = true
         );
         let users_route = |id: &str, path: PathMatch, strip_prefix: bool| Route {
             id: id.into(),
+            tags: vec![],
+            auth: RouteAuth::None,
+            rate_limits: vec![],
             hosts: vec![],
             path,
             methods: vec![],
@@ -267,6 +270,9 @@ strip_prefix = true
             routes: vec![
                 Route {
                     id: "orders-v1".into(),
+                    tags: vec![],
+                    auth: RouteAuth::None,
+                    rate_limits: vec![],
                     hosts: vec![
                         HostPattern::Exact("api.example.com".into()),
                         HostPattern::Wildcard(".example.com".into()),
@@ -292,6 +298,9 @@ strip_prefix = true
                 users_route("users", PathMatch::Exact("/users".into()), false),
                 users_route("users-all", PathMatch::Prefix("/users".into()), true),
             ],
+            auth: parse_str("", "empty.toml").unwrap().auth,
+            consumers: vec![],
+            consumer_files: vec![],
         };
         assert_eq!(config, expected);
     }

@@ -50,6 +50,11 @@ pub struct Config {
     pub pools: BTreeMap<String, Pool>,
     /// Routes in file order.
     pub routes: Vec<Route>,
+    pub auth: AuthSettings,
+    /// Consumers from this file, then from each of `consumer_files` in turn.
+    pub consumers: Vec<Consumer>,
+    /// The files `consumer_files` named, as read (for messages and reload).
+    pub consumer_files: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -238,6 +243,10 @@ pub enum HealthCheckKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     pub id: String,
+    /// Labels that consumer scopes and limits can name.
+    pub tags: Vec<String>,
+    pub auth: RouteAuth,
+    pub rate_limits: Vec<RouteLimit>,
     /// Host patterns; empty = any host.
     pub hosts: Vec<HostPattern>,
     pub path: PathMatch,
@@ -293,4 +302,123 @@ impl HeaderRules {
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.remove.is_empty()
     }
+}
+
+// ---- API keys, consumers, limits ---------------------------------------
+
+/// Default request header carrying the authenticated consumer's id upstream.
+pub const DEFAULT_CONSUMER_HEADER: &str = "x-consumer-id";
+/// Default `realm` of `WWW-Authenticate` challenges.
+pub const DEFAULT_REALM: &str = "api";
+/// Default request header an API key is read from.
+pub const DEFAULT_KEY_HEADER: &str = "x-api-key";
+/// Default rate of failed key attempts allowed per client IP: 10 a minute…
+pub const DEFAULT_FAILED_ATTEMPTS_RATE: &str = "10/m";
+/// …with up to this many at once.
+pub const DEFAULT_FAILED_ATTEMPTS_BURST: u32 = 10;
+
+/// `[auth]`: shared by every route with `auth = "api_key"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthSettings {
+    /// Lower-case header name; always stripped from client requests.
+    pub consumer_header: String,
+    pub realm: String,
+    /// Failed key attempts allowed per client IP; beyond it, key-protected
+    /// routes answer 429 to that IP. `None`: no damping.
+    pub failed_attempts: Option<crate::ratelimit::Bucket>,
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAuth {
+    None,
+    ApiKey(KeySource),
+}
+
+/// Where a route reads the API key from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A request header (lower-case name).
+    Header(String),
+    /// `Authorization: Bearer KEY`.
+    Bearer,
+    /// A query parameter, removed from the URL sent upstream.
+    Query(String),
+}
+
+/// A route's own rate limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteLimit {
+    pub bucket: crate::ratelimit::Bucket,
+    pub per: LimitPer,
+}
+
+/// Whose requests a route limit counts together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitPer {
+    /// All callers of the route together.
+    Route,
+    /// Each consumer apart (key-protected routes only).
+    Consumer,
+    /// Each client IP address apart.
+    ClientIp,
+}
+
+/// An API consumer: who holds keys and what they may call, how much.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Consumer {
+    pub id: String,
+    pub name: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// A disabled consumer's keys are all refused (401).
+    pub disabled: bool,
+    pub keys: Vec<ApiKey>,
+    /// Granted when any entry grants; an empty list grants nothing.
+    pub scopes: Vec<Scope>,
+    pub rate_limits: Vec<ConsumerLimit>,
+    pub quotas: Vec<crate::ratelimit::Quota>,
+    /// `file:line` of the entry, for messages.
+    pub defined_at: String,
+}
+
+/// One key of a consumer, as its SHA-256 digest.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub digest: [u8; 32],
+    /// Non-secret prefix naming the key in logs and the admin API.
+    pub prefix: String,
+    /// Unix seconds; the key is refused before this instant.
+    pub not_before: Option<i64>,
+    /// Unix seconds; the key is refused from this instant on.
+    pub expires: Option<i64>,
+}
+
+impl std::fmt::Debug for ApiKey {
+    // Digests stay out of debug output (and so out of any log line).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("prefix", &self.prefix)
+            .field("not_before", &self.not_before)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Routes a consumer may call, and with which methods.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Scope {
+    /// Route ids; `"*"` is every route.
+    pub routes: Vec<String>,
+    pub tags: Vec<String>,
+    /// Upper-case; empty is any method.
+    pub methods: Vec<String>,
+}
+
+/// A consumer's rate limit: across all its calls, or on the listed routes
+/// (and routes with the listed tags), each counted apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerLimit {
+    pub bucket: crate::ratelimit::Bucket,
+    pub routes: Vec<String>,
+    pub tags: Vec<String>,
 }

@@ -28,6 +28,16 @@ pub struct RequestCtx {
     pub redirect_https: Option<u16>,
     /// From the accepting listener: `Strict-Transport-Security` to add.
     pub hsts: Option<http::HeaderValue>,
+    /// The authenticated consumer (index into the snapshot's consumers).
+    pub consumer: Option<u32>,
+    /// The non-secret prefix of the key used.
+    pub key_prefix: Option<Arc<str>>,
+    /// Why authentication failed, for the access log.
+    pub auth_failure: Option<&'static str>,
+    /// The limit that refused the request (429), for the access log.
+    pub denied_by: Option<&'static str>,
+    /// `RateLimit-Policy` and `RateLimit` for the response.
+    pub rate_limit_headers: Option<(http::HeaderValue, http::HeaderValue)>,
 }
 
 impl RequestCtx {
@@ -43,6 +53,11 @@ impl RequestCtx {
             inflight: None,
             redirect_https: None,
             hsts: None,
+            consumer: None,
+            key_prefix: None,
+            auth_failure: None,
+            denied_by: None,
+            rate_limit_headers: None,
         }
     }
 

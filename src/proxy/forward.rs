@@ -123,6 +123,26 @@ pub fn add_forwarded_headers(
     set_forwarded(upstream, client_ip, https, request_id)
 }
 
+/// Take the API key off a key-protected route's request and name the
+/// consumer instead; a client-sent consumer header never passes, on any
+/// route.
+pub fn set_consumer(
+    upstream: &mut RequestHeader,
+    snapshot: &crate::snapshot::Snapshot,
+    route: &crate::snapshot::Route,
+    consumer: Option<u32>,
+) -> Result<()> {
+    upstream.remove_header(&snapshot.consumer_header);
+    let Some(auth) = &route.auth else {
+        return Ok(());
+    };
+    crate::auth::remove_key(upstream, &auth.source)?;
+    if let Some(c) = consumer.and_then(|c| snapshot.consumers.consumer(c)) {
+        upstream.insert_header(snapshot.consumer_header.clone(), c.header_value.clone())?;
+    }
+    Ok(())
+}
+
 /// Forward the verified client certificate subject of a TLS listener with
 /// client certificates; a client-sent header of that name never passes.
 pub fn set_client_identity(session: &Session, upstream: &mut RequestHeader) -> Result<()> {

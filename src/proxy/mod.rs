@@ -2,6 +2,7 @@
 //! handing off to the module that owns the concern. Read top to bottom, it is
 //! the life of a request.
 
+mod access;
 mod ctx;
 pub mod errors;
 pub mod forward;
@@ -75,8 +76,10 @@ impl ProxyHttp for GatewayProxy {
         Ok(())
     }
 
-    /// Route the request. Answers 404/405 itself (returns `Ok(true)`), or
-    /// 503 at once when the route's pool has no healthy backend.
+    /// Route the request and admit it. Answers itself (returns `Ok(true)`)
+    /// with 404/405 when no route fits, 401/403/429 when the key, its scope
+    /// or a limit refuses it (see [`access`]), and 503 at once when the
+    /// route's pool has no healthy backend.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if let Some(port) = ctx.redirect_https {
             problem::redirect_to_https(session, port, &ctx.request_id).await?;
@@ -107,7 +110,11 @@ impl ProxyHttp for GatewayProxy {
                 return Ok(true);
             }
         }
-        let route = &snapshot.routes[route_index(ctx)?];
+        let index = route_index(ctx)?;
+        if !access::admit(&self.gateway, session, ctx, &snapshot, index).await? {
+            return Ok(true);
+        }
+        let route = &snapshot.routes[index];
         ctx.deadline = route.timeouts.total.map(|t| ctx.started + t);
         if !route.pool.any_healthy() {
             problem::respond(session, Problem::NoHealthyBackend, &ctx.request_id, &[]).await?;
@@ -183,17 +190,19 @@ impl ProxyHttp for GatewayProxy {
         e
     }
 
-    /// Shape the request the backend sees: path rewrite, header rules,
-    /// `X-Forwarded-*` and the request id.
+    /// Shape the request the backend sees: the API key taken off and the
+    /// consumer id put on, path rewrite, header rules, `X-Forwarded-*` and
+    /// the request id.
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(route) = ctx.route() else {
+        let (Some(snapshot), Some(route)) = (&ctx.snapshot, ctx.route()) else {
             return Ok(());
         };
+        forward::set_consumer(upstream, snapshot, route, ctx.consumer)?;
         forward::rewrite_path(upstream, ctx.prefix_len, &route.rewrite)?;
         forward::add_forwarded_headers(session, upstream, &ctx.request_id)?;
         forward::set_client_identity(session, upstream)?;
@@ -201,7 +210,8 @@ impl ProxyHttp for GatewayProxy {
         Ok(())
     }
 
-    /// Shape the response the client sees: header rules and the request id.
+    /// Shape the response the client sees: header rules, the request id and
+    /// the rate-limit headers.
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -214,6 +224,10 @@ impl ProxyHttp for GatewayProxy {
         upstream.insert_header(forward::REQUEST_ID, ctx.request_id.clone())?;
         if let Some(hsts) = &ctx.hsts {
             upstream.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+        }
+        if let Some((policy, current)) = ctx.rate_limit_headers.take() {
+            upstream.insert_header("ratelimit-policy", policy)?;
+            upstream.insert_header("ratelimit", current)?;
         }
         Ok(())
     }

@@ -14,6 +14,17 @@ pub enum Problem {
     NotFound,
     MethodNotAllowed,
     BadRequest,
+    /// No API key where the route reads it.
+    KeyRequired,
+    /// An unknown, expired, not yet valid or disabled key: which of these is
+    /// not told, so keys cannot be probed.
+    KeyInvalid,
+    /// A valid key out of its consumer's scope.
+    Forbidden,
+    /// A rate limit or quota was hit.
+    TooManyRequests,
+    /// Too many failed key attempts from this address.
+    TooManyFailedAttempts,
     NoHealthyBackend,
     BadGateway,
     GatewayTimeout,
@@ -26,6 +37,9 @@ impl Problem {
             Problem::NotFound => 404,
             Problem::MethodNotAllowed => 405,
             Problem::BadRequest => 400,
+            Problem::KeyRequired | Problem::KeyInvalid => 401,
+            Problem::Forbidden => 403,
+            Problem::TooManyRequests | Problem::TooManyFailedAttempts => 429,
             Problem::NoHealthyBackend => 503,
             Problem::BadGateway => 502,
             Problem::GatewayTimeout => 504,
@@ -38,6 +52,9 @@ impl Problem {
             Problem::NotFound => "Not Found",
             Problem::MethodNotAllowed => "Method Not Allowed",
             Problem::BadRequest => "Bad Request",
+            Problem::KeyRequired | Problem::KeyInvalid => "Unauthorized",
+            Problem::Forbidden => "Forbidden",
+            Problem::TooManyRequests | Problem::TooManyFailedAttempts => "Too Many Requests",
             Problem::NoHealthyBackend => "Service Unavailable",
             Problem::BadGateway => "Bad Gateway",
             Problem::GatewayTimeout => "Gateway Timeout",
@@ -50,6 +67,13 @@ impl Problem {
             Problem::NotFound => "No route matches this request.",
             Problem::MethodNotAllowed => "The route does not accept this method.",
             Problem::BadRequest => "The request could not be understood.",
+            Problem::KeyRequired => "An API key is required.",
+            Problem::KeyInvalid => "The API key is not valid.",
+            Problem::Forbidden => "The API key does not allow this request.",
+            Problem::TooManyRequests => "Too many requests.",
+            Problem::TooManyFailedAttempts => {
+                "Too many requests with invalid API keys from this address."
+            }
             Problem::NoHealthyBackend => "No healthy upstream server is available.",
             Problem::BadGateway => "The upstream server could not be reached or failed.",
             Problem::GatewayTimeout => "The upstream server did not answer in time.",
@@ -59,13 +83,22 @@ impl Problem {
 
     /// The JSON body. `request_id` is echoed so a client can quote it.
     pub fn body(self, request_id: &str) -> Bytes {
-        let body = serde_json::json!({
+        self.body_with(request_id, None, None)
+    }
+
+    /// The JSON body with `detail` in place of the fixed one, and the name
+    /// of the `limit` that was hit (429s).
+    pub fn body_with(self, request_id: &str, detail: Option<&str>, limit: Option<&str>) -> Bytes {
+        let mut body = serde_json::json!({
             "type": "about:blank",
             "title": self.title(),
             "status": self.status(),
-            "detail": self.detail(),
+            "detail": detail.unwrap_or(self.detail()),
             "request_id": request_id,
         });
+        if let Some(limit) = limit {
+            body["limit"] = limit.into();
+        }
         Bytes::from(body.to_string())
     }
 }
@@ -77,8 +110,35 @@ pub async fn respond(
     request_id: &http::HeaderValue,
     extra: &[(&'static str, String)],
 ) -> Result<()> {
+    let extra: Vec<(&'static str, http::HeaderValue)> = extra
+        .iter()
+        .filter_map(|(n, v)| Some((*n, http::HeaderValue::from_str(v).ok()?)))
+        .collect();
     let body = problem.body(super::forward::id_text(request_id));
-    let mut resp = ResponseHeader::build(problem.status(), Some(5))?;
+    write(session, problem.status(), body, request_id, &extra).await
+}
+
+/// Write `problem` with a `detail` of its own and the `limit` hit.
+pub async fn respond_detailed(
+    session: &mut Session,
+    problem: Problem,
+    detail: Option<&str>,
+    limit: Option<&str>,
+    request_id: &http::HeaderValue,
+    extra: &[(&'static str, http::HeaderValue)],
+) -> Result<()> {
+    let body = problem.body_with(super::forward::id_text(request_id), detail, limit);
+    write(session, problem.status(), body, request_id, extra).await
+}
+
+async fn write(
+    session: &mut Session,
+    status: u16,
+    body: Bytes,
+    request_id: &http::HeaderValue,
+    extra: &[(&'static str, http::HeaderValue)],
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(5 + extra.len()))?;
     resp.insert_header("content-type", "application/problem+json")?;
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("cache-control", "no-store")?;
@@ -86,7 +146,7 @@ pub async fn respond(
         resp.insert_header(super::forward::REQUEST_ID, request_id.clone())?;
     }
     for (name, value) in extra {
-        resp.insert_header(*name, value.as_str())?;
+        resp.append_header(*name, value.clone())?;
     }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;

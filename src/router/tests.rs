@@ -7,6 +7,9 @@ use crate::config::model::{HeaderRules, Timeouts};
 fn route(hosts: &[&str], path: &str, methods: &[&str]) -> Route {
     Route {
         id: format!("{hosts:?} {path} {methods:?}"),
+        tags: vec![],
+        auth: crate::config::model::RouteAuth::None,
+        rate_limits: vec![],
         hosts: hosts
             .iter()
             .map(|h| match h.strip_prefix('*') {

@@ -58,6 +58,7 @@ pub struct Gateway {
     pub dir: Option<tempfile::TempDir>,
     pub config_path: PathBuf,
     logs: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
 }
 
 impl Gateway {
@@ -97,8 +98,15 @@ impl Gateway {
         });
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let out = Arc::new(Mutex::new(String::new()));
+        let out_sink = out.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                {
+                    let mut o = out_sink.lock().unwrap();
+                    o.push_str(&line);
+                    o.push('\n');
+                }
                 let _ = tx.send(line);
             }
         });
@@ -131,6 +139,7 @@ impl Gateway {
             dir: None,
             config_path,
             logs,
+            stdout: out,
         };
         let c = client();
         let health = gw.admin_url("/-/health");
@@ -165,6 +174,12 @@ impl Gateway {
     /// Everything the gateway wrote to stderr so far.
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// Everything the gateway wrote to stdout so far (start-up lines and
+    /// the access log).
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
     }
 
     /// Wait until the gateway's stderr contains `needle` (its log is read

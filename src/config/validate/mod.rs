@@ -25,8 +25,11 @@ use super::error::{ConfigError, Locator};
 use super::file::{AdminFile, FileConfig, ListenerFile, ListenerTlsFile, ServerFile};
 use super::model::{self, Config};
 
+mod consumers;
 mod pools;
 mod routes;
+
+pub use consumers::MAX_PREFIX_LEN;
 
 /// Grace period when `[server] grace_period` is not set.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
@@ -77,6 +80,16 @@ impl Validator<'_> {
             .map(|(name, pool)| (name.get_ref().clone(), self.pool(name, pool)))
             .collect();
         let routes = self.routes(&file.routes, &pool_names);
+        let auth = self.auth(file.auth.as_ref());
+        let names = consumers::RouteNames::of(&routes);
+        let mut registry = consumers::Registry::default();
+        let mut all_consumers = self.consumers(&file.consumers, &names, &mut registry);
+        let mut consumer_files = Vec::new();
+        for path in self.consumer_paths(&file.consumer_files) {
+            let (name, more) = self.consumer_file(&path, &names, &mut registry);
+            consumer_files.push(name);
+            all_consumers.extend(more);
+        }
         Config {
             source: self.loc.file().to_string(),
             server,
@@ -84,7 +97,107 @@ impl Validator<'_> {
             admin,
             pools,
             routes,
+            auth,
+            consumers: all_consumers,
+            consumer_files,
         }
+    }
+
+    // ---- consumer_files ------------------------------------------------
+
+    /// The files `consumer_files` names, in order, each once: a path, or a
+    /// glob pattern (`consumers.d/*.toml`) whose matches are taken in name
+    /// order. A pattern may match nothing if its directory exists.
+    fn consumer_paths(&mut self, patterns: &[Spanned<String>]) -> Vec<std::path::PathBuf> {
+        let mut out: Vec<std::path::PathBuf> = Vec::new();
+        for p in patterns {
+            let text = p.get_ref();
+            let path = self.resolve_path(text);
+            let item = Some("consumer_files");
+            if !text.contains(['*', '?', '[']) {
+                if let Err(e) = std::fs::metadata(&path) {
+                    self.error(
+                        p.span(),
+                        item,
+                        format!("cannot read consumer file {}: {e}", path.display()),
+                    );
+                } else if !out.contains(&path) {
+                    out.push(path);
+                }
+                continue;
+            }
+            let pattern = path.to_string_lossy().into_owned();
+            let matches = match glob::glob(&pattern) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.error(
+                        p.span(),
+                        item,
+                        format!("{text:?} is not a valid glob pattern: {e}"),
+                    );
+                    continue;
+                }
+            };
+            let dir_missing = path
+                .parent()
+                .filter(|d| !d.to_string_lossy().contains(['*', '?', '[']))
+                .is_some_and(|d| !d.is_dir());
+            if dir_missing {
+                self.error(
+                    p.span(),
+                    item,
+                    format!("the directory of {} does not exist", path.display()),
+                );
+                continue;
+            }
+            for m in matches {
+                match m {
+                    Ok(file) if file.is_file() && !out.contains(&file) => out.push(file),
+                    Ok(_) => {}
+                    Err(e) => self.error(
+                        p.span(),
+                        item,
+                        format!("cannot read {}: {e}", e.path().display()),
+                    ),
+                }
+            }
+        }
+        out
+    }
+
+    /// Read, parse and validate one consumer file; its errors name that file.
+    fn consumer_file(
+        &mut self,
+        path: &std::path::Path,
+        routes: &consumers::RouteNames,
+        registry: &mut consumers::Registry,
+    ) -> (String, Vec<model::Consumer>) {
+        let name = path.display().to_string();
+        let src = match std::fs::read_to_string(path) {
+            Ok(s) => s,
+            Err(e) => {
+                self.errors.push(ConfigError::whole_file(
+                    &name,
+                    format!("cannot read the file: {e}"),
+                ));
+                return (name, Vec::new());
+            }
+        };
+        let loc = Locator::new(&name, &src);
+        let parsed = match super::file::parse_consumers(&src) {
+            Ok(p) => p,
+            Err(e) => {
+                self.errors.push(super::parse_error(&loc, &src, &e));
+                return (name, Vec::new());
+            }
+        };
+        let mut child = Validator {
+            loc: &loc,
+            errors: Vec::new(),
+        };
+        let consumers = child.consumers(&parsed.consumers, routes, registry);
+        self.errors.append(&mut child.errors);
+        (name, consumers)
     }
 
     // ---- server, listeners, admin --------------------------------------

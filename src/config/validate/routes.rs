@@ -149,6 +149,9 @@ impl Validator<'_> {
         let response_headers =
             self.header_rules(route.response_headers.as_ref(), "response_headers", item);
         let timeouts = self.timeouts(route.timeouts.as_ref(), item);
+        let auth = self.route_auth(route, item);
+        let tags = self.tags(route.tags.as_deref().unwrap_or_default(), item);
+        let rate_limits = self.route_limits(route, &auth, item);
 
         let key = match_ok.then(|| MatchKey {
             index,
@@ -158,6 +161,9 @@ impl Validator<'_> {
         });
         let model_route = model::Route {
             id: route.id.get_ref().clone(),
+            tags,
+            auth,
+            rate_limits,
             hosts,
             path,
             methods,
@@ -169,6 +175,147 @@ impl Validator<'_> {
             timeouts,
         };
         (model_route, key)
+    }
+
+    fn route_auth(&mut self, route: &RouteFile, item: &str) -> model::RouteAuth {
+        let api_key = match &route.auth {
+            None => false,
+            Some(a) => match a.get_ref().as_str() {
+                "none" => false,
+                "api_key" => true,
+                other => {
+                    self.error(
+                        a.span(),
+                        Some(item),
+                        format!("unknown auth {other:?}; expected none or api_key"),
+                    );
+                    false
+                }
+            },
+        };
+        let Some(from) = &route.key_from else {
+            return if api_key {
+                model::RouteAuth::ApiKey(model::KeySource::Header(
+                    model::DEFAULT_KEY_HEADER.to_string(),
+                ))
+            } else {
+                model::RouteAuth::None
+            };
+        };
+        if !api_key {
+            self.error(
+                from.span(),
+                Some(item),
+                r#"key_from needs auth = "api_key""#,
+            );
+            return model::RouteAuth::None;
+        }
+        let text = from.get_ref();
+        let source = match text.split_once(':') {
+            None if text == "bearer" => Some(model::KeySource::Bearer),
+            Some(("header", name)) if is_token(name) => {
+                let name = name.to_ascii_lowercase();
+                if PROTECTED_HEADERS.contains(&name.as_str()) || name == "host" {
+                    None
+                } else {
+                    Some(model::KeySource::Header(name))
+                }
+            }
+            Some(("query", name))
+                if !name.is_empty()
+                    && name.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'~')
+                    }) =>
+            {
+                Some(model::KeySource::Query(name.to_string()))
+            }
+            _ => None,
+        };
+        match source {
+            Some(s) => model::RouteAuth::ApiKey(s),
+            None => {
+                self.error(
+                    from.span(),
+                    Some(item),
+                    format!("key_from {text:?} is not supported; write header:NAME (e.g. header:x-api-key), bearer, or query:NAME (e.g. query:api_key)"),
+                );
+                model::RouteAuth::ApiKey(model::KeySource::Bearer)
+            }
+        }
+    }
+
+    fn tags(&mut self, tags: &[Spanned<String>], item: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for tag in tags {
+            let text = tag.get_ref();
+            if !is_name(text) {
+                self.error(
+                    tag.span(),
+                    Some(item),
+                    format!(
+                        "tag {text:?}: tags may only contain letters, digits, '_', '.' and '-'"
+                    ),
+                );
+            } else if out.contains(text) {
+                self.error(
+                    tag.span(),
+                    Some(item),
+                    format!("tag {text:?} is listed twice"),
+                );
+            } else {
+                out.push(text.clone());
+            }
+        }
+        out
+    }
+
+    fn route_limits(
+        &mut self,
+        route: &RouteFile,
+        auth: &model::RouteAuth,
+        item: &str,
+    ) -> Vec<model::RouteLimit> {
+        let mut out = Vec::new();
+        for l in &route.rate_limits {
+            let per = match l.per.get_ref().as_str() {
+                "route" => model::LimitPer::Route,
+                "client_ip" => model::LimitPer::ClientIp,
+                "consumer" if matches!(auth, model::RouteAuth::ApiKey(_)) => {
+                    model::LimitPer::Consumer
+                }
+                "consumer" => {
+                    self.error(
+                        l.per.span(),
+                        Some(item),
+                        r#"rate_limits: per = "consumer" needs auth = "api_key" on the route; use "client_ip" for anonymous callers"#,
+                    );
+                    continue;
+                }
+                other => {
+                    self.error(
+                        l.per.span(),
+                        Some(item),
+                        format!("rate_limits: unknown per {other:?}; expected route, consumer or client_ip"),
+                    );
+                    continue;
+                }
+            };
+            if let Some(bucket) = self.bucket(&l.rate, l.burst.as_ref(), "rate_limits", item) {
+                if out
+                    .iter()
+                    .any(|o: &model::RouteLimit| o.per == per && o.bucket == bucket)
+                {
+                    self.error(
+                        l.rate.span(),
+                        Some(item),
+                        "rate_limits: the same limit is listed twice",
+                    );
+                    continue;
+                }
+                out.push(model::RouteLimit { bucket, per });
+            }
+        }
+        out
     }
 
     fn hosts(&mut self, hosts: &[Spanned<String>], item: &str) -> Vec<model::HostPattern> {
@@ -221,7 +368,7 @@ impl Validator<'_> {
         text.clone()
     }
 
-    fn methods(&mut self, methods: &[Spanned<String>], item: &str) -> Vec<String> {
+    pub(super) fn methods(&mut self, methods: &[Spanned<String>], item: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for method in methods {
             let upper = method.get_ref().to_ascii_uppercase();

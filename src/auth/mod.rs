@@ -1,0 +1,282 @@
+//! API-key authentication: reading the key from where the route says,
+//! finding its consumer by digest, checking validity and scope, and taking
+//! the key off the request before it goes upstream.
+//!
+//! The key itself lives only in the request being processed: it is hashed
+//! at once and never logged, counted or echoed. Logs and the admin API name
+//! a key by its non-secret prefix.
+
+pub mod index;
+pub mod keys;
+
+use std::borrow::Cow;
+
+use pingora_error::Result;
+use pingora_http::RequestHeader;
+
+use crate::config::model::KeySource;
+pub use index::{ConsumerEntry, ConsumerIndex, KeyEntry};
+
+/// Why a request was not let through; the status and the log's reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// No key where the route reads it.
+    Missing,
+    /// No consumer has a key with this digest.
+    Unknown,
+    /// The key's consumer is disabled.
+    Disabled,
+    /// Past the key's `expires`.
+    Expired,
+    /// Before the key's `not_before`.
+    NotYetValid,
+    /// A valid key whose consumer may not call this route or method.
+    OutOfScope,
+}
+
+impl Rejection {
+    /// `401` for a missing or invalid key, `403` for one out of scope.
+    pub fn status(self) -> u16 {
+        match self {
+            Rejection::OutOfScope => 403,
+            _ => 401,
+        }
+    }
+
+    /// For the access log.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Rejection::Missing => "missing_key",
+            Rejection::Unknown => "unknown_key",
+            Rejection::Disabled => "consumer_disabled",
+            Rejection::Expired => "key_expired",
+            Rejection::NotYetValid => "key_not_yet_valid",
+            Rejection::OutOfScope => "out_of_scope",
+        }
+    }
+
+    /// Whether this counts as a failed key attempt for brute-force
+    /// damping: a key was presented and it was not good. (A missing key is
+    /// not a guess; a valid key out of scope is not a guess either.)
+    pub fn is_failed_attempt(self) -> bool {
+        matches!(
+            self,
+            Rejection::Unknown | Rejection::Disabled | Rejection::Expired | Rejection::NotYetValid
+        )
+    }
+}
+
+/// Who a request was authenticated as.
+#[derive(Debug, Clone, Copy)]
+pub struct Authenticated<'a> {
+    pub consumer_index: u32,
+    pub consumer: &'a ConsumerEntry,
+    pub key: &'a KeyEntry,
+}
+
+/// Authenticate `key` for a call of route index `route` with `method` at
+/// `now` (Unix seconds).
+pub fn authenticate<'i>(
+    index: &'i ConsumerIndex,
+    key: Option<&[u8]>,
+    route: usize,
+    method: &http::Method,
+    now: i64,
+) -> Result<Authenticated<'i>, Rejection> {
+    let key = key.ok_or(Rejection::Missing)?;
+    let entry = index.find(&keys::digest(key)).ok_or(Rejection::Unknown)?;
+    let consumer = index.consumer(entry.consumer).ok_or(Rejection::Unknown)?;
+    if consumer.disabled {
+        return Err(Rejection::Disabled);
+    }
+    if entry.not_before.is_some_and(|t| now < t) {
+        return Err(Rejection::NotYetValid);
+    }
+    if entry.expires.is_some_and(|t| now >= t) {
+        return Err(Rejection::Expired);
+    }
+    if !consumer.may_call(route, method) {
+        return Err(Rejection::OutOfScope);
+    }
+    Ok(Authenticated {
+        consumer_index: entry.consumer,
+        consumer,
+        key: entry,
+    })
+}
+
+/// The key the client presented where `source` says, if any (an empty
+/// value counts as none).
+pub fn presented_key<'r>(req: &'r RequestHeader, source: &KeySource) -> Option<Cow<'r, [u8]>> {
+    let key: Cow<'r, [u8]> = match source {
+        KeySource::Header(name) => {
+            Cow::Borrowed(req.headers.get(name.as_str())?.as_bytes().trim_ascii())
+        }
+        KeySource::Bearer => {
+            let value = req.headers.get(http::header::AUTHORIZATION)?.as_bytes();
+            let (scheme, token) = split_once(value, b' ')?;
+            if !scheme.eq_ignore_ascii_case(b"bearer") {
+                return None;
+            }
+            Cow::Borrowed(token.trim_ascii())
+        }
+        KeySource::Query(name) => {
+            let value = query_params(req.uri.query()?)
+                .find(|(k, _)| *k == name.as_bytes())
+                .map(|(_, v)| v)?;
+            percent_decode(value)
+        }
+    };
+    (!key.is_empty()).then_some(key)
+}
+
+/// Remove the key from the request sent upstream: the header, the
+/// `Authorization` header, or every query parameter of that name.
+pub fn remove_key(upstream: &mut RequestHeader, source: &KeySource) -> Result<()> {
+    match source {
+        KeySource::Header(name) => {
+            upstream.remove_header(name.as_str());
+        }
+        KeySource::Bearer => {
+            upstream.remove_header(&http::header::AUTHORIZATION);
+        }
+        KeySource::Query(name) => {
+            let Some(query) = upstream.uri.query() else {
+                return Ok(());
+            };
+            if !query_params(query).any(|(k, _)| k == name.as_bytes()) {
+                return Ok(());
+            }
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|p| p.split('=').next() != Some(name.as_str()))
+                .collect();
+            let path = upstream.uri.path();
+            let pq = if kept.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}?{}", kept.join("&"))
+            };
+            let uri: http::Uri = pq
+                .parse()
+                .map_err(|_| pingora_error::Error::new(pingora_error::ErrorType::InternalError))?;
+            upstream.set_uri(uri);
+        }
+    }
+    Ok(())
+}
+
+fn split_once(value: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
+    let at = value.iter().position(|&b| b == sep)?;
+    Some((&value[..at], &value[at + 1..]))
+}
+
+/// `name=value` pairs of a query string, undecoded (`name` alone has an
+/// empty value).
+fn query_params(query: &str) -> impl Iterator<Item = (&[u8], &[u8])> {
+    query.split('&').filter(|p| !p.is_empty()).map(|p| {
+        let p = p.as_bytes();
+        split_once(p, b'=').unwrap_or((p, b""))
+    })
+}
+
+/// `%XX` and `+` decoded; borrowed when there is nothing to decode.
+fn percent_decode(v: &[u8]) -> Cow<'_, [u8]> {
+    if !v.iter().any(|&b| b == b'%' || b == b'+') {
+        return Cow::Borrowed(v);
+    }
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        match v[i] {
+            b'%' if i + 2 < v.len() => match (hex(v[i + 1]), hex(v[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(uri: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", uri.as_bytes(), None).unwrap();
+        for (n, v) in headers {
+            r.insert_header(n.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn keys_are_read_from_each_source() {
+        let header = KeySource::Header("x-api-key".into());
+        let r = req("/", &[("x-api-key", " k1 ")]);
+        assert_eq!(presented_key(&r, &header).as_deref(), Some(&b"k1"[..]));
+        assert_eq!(
+            presented_key(&req("/", &[("x-api-key", "")]), &header),
+            None
+        );
+        assert_eq!(presented_key(&req("/", &[]), &header), None);
+
+        let r = req("/", &[("authorization", "bEaReR  tok")]);
+        assert_eq!(
+            presented_key(&r, &KeySource::Bearer).as_deref(),
+            Some(&b"tok"[..])
+        );
+        let r = req("/", &[("authorization", "Basic dXNlcjpwYXNz")]);
+        assert_eq!(presented_key(&r, &KeySource::Bearer), None);
+
+        let q = KeySource::Query("api_key".into());
+        let r = req("/x?a=1&api_key=pk_ab%2Dc&b", &[]);
+        assert_eq!(presented_key(&r, &q).as_deref(), Some(&b"pk_ab-c"[..]));
+        assert_eq!(presented_key(&req("/x?api_keyx=1", &[]), &q), None);
+        assert_eq!(presented_key(&req("/x?api_key=", &[]), &q), None);
+        assert_eq!(
+            presented_key(&req("/x?api_key=%", &[]), &q).as_deref(),
+            Some(&b"%"[..])
+        );
+        assert_eq!(
+            presented_key(&req("/x?api_key=%4", &[]), &q).as_deref(),
+            Some(&b"%4"[..])
+        );
+    }
+
+    #[test]
+    fn keys_are_removed_from_the_upstream_request() {
+        let q = KeySource::Query("api_key".into());
+        let mut r = req("/x?a=1&api_key=secret&b=2&api_key=again", &[]);
+        remove_key(&mut r, &q).unwrap();
+        assert_eq!(r.uri.to_string(), "/x?a=1&b=2");
+        let mut r = req("/x?api_key=secret", &[]);
+        remove_key(&mut r, &q).unwrap();
+        assert_eq!(r.uri.to_string(), "/x");
+        let mut r = req("/x?keep=1", &[]);
+        remove_key(&mut r, &q).unwrap();
+        assert_eq!(r.uri.to_string(), "/x?keep=1");
+
+        let mut r = req("/", &[("authorization", "Bearer s"), ("x-api-key", "s")]);
+        remove_key(&mut r, &KeySource::Bearer).unwrap();
+        remove_key(&mut r, &KeySource::Header("x-api-key".into())).unwrap();
+        assert!(r.headers.is_empty());
+    }
+
+    #[test]
+    fn failed_attempts_and_statuses() {
+        assert_eq!(Rejection::OutOfScope.status(), 403);
+        assert_eq!(Rejection::Expired.status(), 401);
+        assert!(Rejection::Unknown.is_failed_attempt());
+        assert!(!Rejection::Missing.is_failed_attempt());
+        assert!(!Rejection::OutOfScope.is_failed_attempt());
+    }
+}
