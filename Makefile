@@ -1,17 +1,20 @@
 # The two commands of the README: `make demo` and `make test`.
 # Both install what a fresh machine lacks (cmake) first.
 
-.PHONY: deps demo test check lint bench loadbench
+.PHONY: deps test-deps demo test check lint bench loadbench
 
 deps:
 	@./scripts/install-deps.sh
+
+test-deps:
+	@./scripts/install-deps.sh --test
 
 # The gateway on the bundled demo config, with its sample backends.
 demo: deps
 	cargo run --release -- demo
 
 # Every test: unit, integration (real gateway, real backends on loopback).
-test: deps
+test: test-deps
 	cargo test --all-targets
 
 # Validate every shipped config.

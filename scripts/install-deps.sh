@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what building portcullis needs and a fresh machine may lack:
-# cmake (Pingora's zlib-ng build) and a C compiler. Idempotent and quiet
-# when everything is there.
+# cmake (Pingora's zlib-ng build) and a C compiler. With --test, also what
+# the tests use: promtool (Debian package prometheus) and openssl.
+# Idempotent and quiet when everything is there.
 set -euo pipefail
 
 missing=()
@@ -9,6 +10,10 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ "${1:-}" = "--test" ]; then
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -21,7 +26,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 if command -v apt-get >/dev/null 2>&1; then
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  # prometheus only for promtool: its service is not started here.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 elif command -v dnf >/dev/null 2>&1; then
   $SUDO dnf install -y "${missing[@]}"
 elif command -v brew >/dev/null 2>&1; then

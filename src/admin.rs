@@ -7,6 +7,7 @@
 //! | GET | `/-/routes` | the routing table of the current snapshot |
 //! | GET | `/-/certificates` | each TLS listener's certificates: names and expiry |
 //! | GET | `/-/consumers` | every consumer: id, name, metadata, disabled, keys by prefix (never a digest) |
+//! | GET | `/metrics` | Prometheus metrics (text format 0.0.4) |
 //! | POST | `/-/reload` | re-read the config: `200` with a summary, or `422` with every error |
 
 use std::sync::Arc;
@@ -84,18 +85,12 @@ impl AdminApp {
     }
 
     fn certificates(&self) -> Value {
-        let snapshot = self.gateway.snapshot();
         let certs: Vec<Value> = self
             .gateway
             .certificates()
             .into_iter()
             .map(|(listener, names, not_after)| {
-                let address = snapshot
-                    .config
-                    .listeners
-                    .get(listener)
-                    .map(|l| l.address.to_string());
-                json!({ "listener": address, "names": names, "not_after": not_after })
+                json!({ "listener": listener, "names": names, "not_after": not_after })
             })
             .collect();
         json!({ "certificates": certs })
@@ -218,12 +213,25 @@ impl ServeHttp for AdminApp {
             "/-/routes" if get => reply(StatusCode::OK, self.routes()),
             "/-/certificates" if get => reply(StatusCode::OK, self.certificates()),
             "/-/consumers" if get => reply(StatusCode::OK, self.consumers()),
+            "/metrics" if get => {
+                let body = self.gateway.render_metrics();
+                let mut resp = Response::new(body);
+                let headers = resp.headers_mut();
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+                );
+                let len = resp.body().len();
+                resp.headers_mut()
+                    .insert(http::header::CONTENT_LENGTH, len.into());
+                resp
+            }
             "/-/reload" if post => {
                 let (status, body) = self.reload();
                 reply(status, body)
             }
             "/-/health" | "/-/pools" | "/-/routes" | "/-/certificates" | "/-/consumers"
-            | "/-/reload" => problem(
+            | "/-/reload" | "/metrics" => problem(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "Method not allowed on this endpoint.",
             ),

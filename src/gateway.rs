@@ -4,13 +4,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
 
-use crate::config::{self, ConfigErrors};
+use crate::accesslog::AccessLog;
+use crate::config::{self, ConfigError, ConfigErrors};
+use crate::metrics::{Metrics, ScrapeState};
 use crate::ratelimit::clock::{Clock, SystemClock};
 use crate::ratelimit::{LimitStore, LocalStore, DEFAULT_MAX_COUNTERS};
 use crate::snapshot::Snapshot;
@@ -26,6 +27,8 @@ pub struct Gateway {
     tls: Vec<Option<Arc<ArcSwap<CertStore>>>>,
     /// Listeners with a redirect or HSTS, set once the addresses are bound.
     policies: OnceLock<Vec<ListenerPolicy>>,
+    /// Every start-up listener's bound address (port 0 resolved), in order.
+    bound: OnceLock<Vec<SocketAddr>>,
     config_path: PathBuf,
     states: StateTable,
     health: HealthChecker,
@@ -35,8 +38,8 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
     /// Serialises reloads so two triggers cannot interleave build and swap.
     reload_lock: Mutex<()>,
-    reloads_ok: AtomicU64,
-    reloads_failed: AtomicU64,
+    metrics: Metrics,
+    access_log: AccessLog,
 }
 
 /// What a start-up listener asks of every request it accepts.
@@ -67,19 +70,24 @@ impl Gateway {
             .map(|s| s.map(|s| Arc::new(ArcSwap::from_pointee(s))))
             .collect();
         let states = StateTable::default();
+        let metrics = Metrics::new().map_err(|e| {
+            ConfigError::whole_file(&config.source, format!("cannot set up metrics: {e}"))
+        })?;
+        let access_log = AccessLog::start(&config.access_log);
         let snapshot = Snapshot::build(config, &states)?;
         Ok(Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(snapshot),
             tls,
             policies: OnceLock::new(),
+            bound: OnceLock::new(),
             config_path,
             states,
             health: HealthChecker::default(),
             limits: Arc::new(LocalStore::new(DEFAULT_MAX_COUNTERS)),
             clock: Arc::new(SystemClock),
             reload_lock: Mutex::new(()),
-            reloads_ok: AtomicU64::new(0),
-            reloads_failed: AtomicU64::new(0),
+            metrics,
+            access_log,
         }))
     }
 
@@ -103,25 +111,27 @@ impl Gateway {
         self.tls.get(index)?.clone()
     }
 
-    /// Every TLS listener's certificates: (listener index, names, expiry
+    /// Every TLS listener's certificates: (listener address, names, expiry
     /// as seconds since the Unix epoch).
-    pub fn certificates(&self) -> Vec<(usize, Vec<String>, i64)> {
+    pub fn certificates(&self) -> Vec<(String, Vec<String>, i64)> {
         self.tls
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| Some((i, s.as_ref()?.load_full())))
+            .filter_map(|(i, s)| Some((self.listener_address(i), s.as_ref()?.load_full())))
             .flat_map(|(i, store)| {
                 store
                     .certs
                     .iter()
-                    .map(|c| (i, c.names.clone(), c.not_after))
+                    .map(|c| (i.clone(), c.names.clone(), c.not_after))
                     .collect::<Vec<_>>()
             })
             .collect()
     }
 
-    /// Record the listeners that carry a policy; called once at start-up.
+    /// Record the bound listeners and those that carry a policy; called
+    /// once at start-up.
     pub fn set_listener_policies(&self, policies: Vec<ListenerPolicy>) {
+        let _ = self.bound.set(policies.iter().map(|p| p.address).collect());
         let with_policy = policies
             .into_iter()
             .filter(|p| p.redirect_https.is_some() || p.hsts.is_some())
@@ -166,7 +176,7 @@ impl Gateway {
         let (snapshot, stores, restart_required) = match built {
             Ok(b) => b,
             Err(errors) => {
-                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                self.metrics.reload(false);
                 for e in &errors.0 {
                     error!(trigger, error = %e, "reload rejected; the previous config keeps serving");
                 }
@@ -184,8 +194,10 @@ impl Gateway {
                 live.store(Arc::new(new));
             }
         }
+        self.access_log
+            .reopen(&self.snapshot.load().config.access_log);
         self.start_health_checks();
-        self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        self.metrics.reload(true);
         info!(trigger, %summary, "config reloaded");
         Ok(ReloadReport {
             summary,
@@ -193,12 +205,34 @@ impl Gateway {
         })
     }
 
-    /// (successful, failed) reloads since start.
-    pub fn reload_counts(&self) -> (u64, u64) {
-        (
-            self.reloads_ok.load(Ordering::Relaxed),
-            self.reloads_failed.load(Ordering::Relaxed),
-        )
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn access_log(&self) -> &AccessLog {
+        &self.access_log
+    }
+
+    /// Start-up listener `index`'s address: as bound, or as configured
+    /// before the server bound it.
+    pub fn listener_address(&self, index: usize) -> String {
+        if let Some(a) = self.bound.get().and_then(|b| b.get(index)) {
+            return a.to_string();
+        }
+        self.snapshot
+            .load()
+            .config
+            .listeners
+            .get(index)
+            .map_or_else(String::new, |l| l.address.to_string())
+    }
+
+    /// The Prometheus text of every metric, as of now.
+    pub fn render_metrics(&self) -> Vec<u8> {
+        self.metrics.render(&ScrapeState {
+            certificates: self.certificates(),
+            access_log_dropped: self.access_log.dropped(),
+        })
     }
 }
 
@@ -212,6 +246,10 @@ fn startup_only_changes(old: &config::Config, new: &config::Config) -> Vec<Strin
     }
     if old.server != new.server {
         changed.push("server".to_string());
+    }
+    let off = |c: &config::Config| c.access_log == config::model::AccessLogTarget::Off;
+    if off(old) != off(new) {
+        changed.push("access_log.enabled".to_string());
     }
     changed
 }

@@ -17,6 +17,7 @@
 //! - [`demo`]: sample backends for `portcullis demo`.
 //! - [`cli`], [`logging`]: the thin binary layer.
 
+pub mod accesslog;
 pub mod admin;
 pub mod auth;
 pub mod cli;
@@ -25,6 +26,7 @@ pub mod demo;
 pub mod gateway;
 pub mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
 pub mod router;

@@ -35,6 +35,7 @@ pub struct FileConfig {
     pub routes: Vec<RouteFile>,
     /// Settings shared by every route with `auth = "api_key"`.
     pub auth: Option<AuthFile>,
+    pub access_log: Option<AccessLogFile>,
     /// More `[[consumers]]`, from other files: paths or glob patterns,
     /// relative to this file's directory.
     #[serde(default)]
@@ -51,6 +52,15 @@ pub struct FileConfig {
 pub struct ConsumersFile {
     #[serde(default)]
     pub consumers: Vec<ConsumerFile>,
+}
+
+/// `[access_log]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogFile {
+    pub enabled: Option<Spanned<bool>>,
+    /// `"-"` (stdout) or a file path.
+    pub path: Option<Spanned<String>>,
 }
 
 /// `[auth]`
@@ -524,6 +534,7 @@ struct OutlineRoot {
     server: Option<Outline>,
     admin: Option<Outline>,
     auth: Option<Outline>,
+    access_log: Option<Outline>,
     #[serde(default)]
     consumers: Vec<Outline>,
 }
@@ -556,6 +567,9 @@ pub(crate) fn item_at(src: &str, offset: usize) -> Option<String> {
     }
     if root.auth.is_some_and(|s| s.contains(offset)) {
         return Some("auth".to_string());
+    }
+    if root.access_log.is_some_and(|s| s.contains(offset)) {
+        return Some("access_log".to_string());
     }
     if let Some(consumer) = root.consumers.iter().find(|c| c.contains(offset)) {
         return Some(match consumer.get("id").and_then(Outline::as_str) {

@@ -299,6 +299,7 @@ strip_prefix = true
                 users_route("users-all", PathMatch::Prefix("/users".into()), true),
             ],
             auth: parse_str("", "empty.toml").unwrap().auth,
+            access_log: AccessLogTarget::Stdout,
             consumers: vec![],
             consumer_files: vec![],
         };

@@ -51,10 +51,21 @@ pub struct Config {
     /// Routes in file order.
     pub routes: Vec<Route>,
     pub auth: AuthSettings,
+    pub access_log: AccessLogTarget,
     /// Consumers from this file, then from each of `consumer_files` in turn.
     pub consumers: Vec<Consumer>,
     /// The files `consumer_files` named, as read (for messages and reload).
     pub consumer_files: Vec<String>,
+}
+
+/// Where the access log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Off,
+    /// Standard output (the journal, under systemd). The default.
+    Stdout,
+    /// Appended to a file, reopened on every reload.
+    File(std::path::PathBuf),
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -7,6 +7,7 @@ mod ctx;
 pub mod errors;
 pub mod forward;
 pub mod problem;
+mod record;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -270,8 +271,9 @@ impl ProxyHttp for GatewayProxy {
         }
     }
 
-    /// Runs last, for every request. Metrics and the access log hook in here.
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+    /// Runs last, for every request: the access-log line and counters.
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.inflight = None;
+        record::request_done(&self.gateway, session, e, ctx);
     }
 }

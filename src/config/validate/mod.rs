@@ -22,7 +22,9 @@ use humantime_serde::re::humantime;
 use toml::Spanned;
 
 use super::error::{ConfigError, Locator};
-use super::file::{AdminFile, FileConfig, ListenerFile, ListenerTlsFile, ServerFile};
+use super::file::{
+    AccessLogFile, AdminFile, FileConfig, ListenerFile, ListenerTlsFile, ServerFile,
+};
 use super::model::{self, Config};
 
 mod consumers;
@@ -81,6 +83,7 @@ impl Validator<'_> {
             .collect();
         let routes = self.routes(&file.routes, &pool_names);
         let auth = self.auth(file.auth.as_ref());
+        let access_log = self.access_log(file.access_log.as_ref());
         let names = consumers::RouteNames::of(&routes);
         let mut registry = consumers::Registry::default();
         let mut all_consumers = self.consumers(&file.consumers, &names, &mut registry);
@@ -98,8 +101,31 @@ impl Validator<'_> {
             pools,
             routes,
             auth,
+            access_log,
             consumers: all_consumers,
             consumer_files,
+        }
+    }
+
+    fn access_log(&mut self, log: Option<&AccessLogFile>) -> model::AccessLogTarget {
+        let Some(log) = log else {
+            return model::AccessLogTarget::Stdout;
+        };
+        if log.enabled.as_ref().is_some_and(|e| !*e.get_ref()) {
+            return model::AccessLogTarget::Off;
+        }
+        match &log.path {
+            None => model::AccessLogTarget::Stdout,
+            Some(p) if p.get_ref() == "-" => model::AccessLogTarget::Stdout,
+            Some(p) if p.get_ref().is_empty() => {
+                self.error(
+                    p.span(),
+                    Some("access_log"),
+                    r#"path is empty: write "-" for stdout or a file path"#,
+                );
+                model::AccessLogTarget::Stdout
+            }
+            Some(p) => model::AccessLogTarget::File(self.resolve_path(p.get_ref())),
         }
     }
 

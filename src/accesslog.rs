@@ -1,0 +1,307 @@
+//! The access log: one JSON object per request, on one line.
+//!
+//! Request threads format the line and hand it to a dedicated writer
+//! thread through a bounded queue; they never wait on the disk. When the
+//! queue is full the line is dropped and counted (a metric), which is the
+//! trade-off nginx's buffered log makes too, the other way round.
+//!
+//! Lines carry no secrets: the path without its query (a query can hold an
+//! API key), the consumer id and the key's non-secret prefix, never a key
+//! or a digest. The file is reopened on every reload, so `logrotate` can
+//! move it away and signal a reload.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::time::SystemTime;
+
+use crate::config::model::AccessLogTarget;
+
+/// Lines that may wait for the writer before new ones are dropped.
+pub const QUEUE_LINES: usize = 65_536;
+
+enum Message {
+    Line(Vec<u8>),
+    Reopen(AccessLogTarget),
+}
+
+/// The process's access log.
+pub struct AccessLog {
+    tx: Option<SyncSender<Message>>,
+    dropped: AtomicU64,
+}
+
+impl AccessLog {
+    /// Start the writer thread for `target` (nothing for `Off`).
+    pub fn start(target: &AccessLogTarget) -> AccessLog {
+        if *target == AccessLogTarget::Off {
+            return AccessLog {
+                tx: None,
+                dropped: AtomicU64::new(0),
+            };
+        }
+        let (tx, rx) = sync_channel(QUEUE_LINES);
+        let first = target.clone();
+        let spawned = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || writer(rx, first));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the access log writer; access logging is off");
+            return AccessLog {
+                tx: None,
+                dropped: AtomicU64::new(0),
+            };
+        }
+        AccessLog {
+            tx: Some(tx),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether lines are written at all (skip formatting when not).
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Queue one line (without its newline).
+    pub fn write(&self, line: Vec<u8>) {
+        let Some(tx) = &self.tx else { return };
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            tx.try_send(Message::Line(line))
+        {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Reopen (or switch to) `target`: after a reload, for logrotate.
+    /// Starting or stopping the log altogether needs a restart.
+    pub fn reopen(&self, target: &AccessLogTarget) {
+        if let Some(tx) = &self.tx {
+            // Blocking send: a reload may wait for the writer, a request never does.
+            let _ = tx.send(Message::Reopen(target.clone()));
+        }
+    }
+
+    /// Lines dropped because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+fn open(target: &AccessLogTarget) -> Box<dyn Write + Send> {
+    match target {
+        AccessLogTarget::File(path) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(f) => Box::new(std::io::BufWriter::with_capacity(64 * 1024, f)),
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot open the access log; writing it to stdout");
+                Box::new(std::io::BufWriter::new(std::io::stdout()))
+            }
+        },
+        _ => Box::new(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        )),
+    }
+}
+
+/// Write lines as they come; flush whenever the queue is empty, so a
+/// quiet gateway's lines show up at once and a busy one writes in batches.
+fn writer(rx: Receiver<Message>, first: AccessLogTarget) {
+    let mut out = open(&first);
+    let mut failed = false;
+    while let Ok(mut message) = rx.recv() {
+        loop {
+            match message {
+                Message::Line(mut line) => {
+                    line.push(b'\n');
+                    if let Err(e) = out.write_all(&line) {
+                        if !failed {
+                            tracing::error!(error = %e, "cannot write the access log");
+                            failed = true;
+                        }
+                    }
+                }
+                Message::Reopen(target) => {
+                    let _ = out.flush();
+                    out = open(&target);
+                    failed = false;
+                }
+            }
+            match rx.try_recv() {
+                Ok(next) => message = next,
+                Err(_) => break,
+            }
+        }
+        let _ = out.flush();
+    }
+    let _ = out.flush();
+}
+
+/// One request, as the access log records it.
+#[derive(Debug, Default)]
+pub struct Entry<'a> {
+    pub request_id: &'a str,
+    pub client: Option<std::net::IpAddr>,
+    pub method: &'a str,
+    pub host: &'a str,
+    /// Without the query.
+    pub path: &'a str,
+    pub protocol: &'a str,
+    /// 0 when no response was sent.
+    pub status: u16,
+    pub route: Option<&'a str>,
+    pub upstream: Option<std::net::SocketAddr>,
+    /// Connect attempts (more than 1 after retries).
+    pub attempts: usize,
+    pub duration: std::time::Duration,
+    pub bytes_sent: usize,
+    pub consumer: Option<&'a str>,
+    pub key_prefix: Option<&'a str>,
+    pub auth_failure: Option<&'a str>,
+    pub limit: Option<&'a str>,
+    /// Verified client certificate subject (TLS listeners with client_auth).
+    pub client_cert_subject: Option<&'a str>,
+    /// The error that ended the request, if any (no internal detail).
+    pub error: Option<&'a str>,
+}
+
+impl Entry<'_> {
+    /// The JSON line (without a newline), timestamped `now`.
+    pub fn to_json(&self, now: SystemTime) -> Vec<u8> {
+        let mut b = Vec::with_capacity(384);
+        b.extend_from_slice(b"{\"ts\":\"");
+        write_rfc3339_millis(&mut b, now);
+        b.push(b'"');
+        field_str(&mut b, "request_id", Some(self.request_id));
+        let client = self.client.map(|ip| ip.to_string());
+        field_str(&mut b, "client", client.as_deref());
+        field_str(&mut b, "method", Some(self.method));
+        field_str(&mut b, "host", Some(self.host));
+        field_str(&mut b, "path", Some(self.path));
+        field_str(&mut b, "protocol", Some(self.protocol));
+        let _ = write!(b, ",\"status\":{}", self.status);
+        field_str(&mut b, "route", self.route);
+        let upstream = self.upstream.map(|a| a.to_string());
+        field_str(&mut b, "upstream", upstream.as_deref());
+        let _ = write!(
+            b,
+            ",\"attempts\":{},\"duration_ms\":{:.3},\"bytes_sent\":{}",
+            self.attempts,
+            self.duration.as_secs_f64() * 1000.0,
+            self.bytes_sent
+        );
+        field_str(&mut b, "consumer", self.consumer);
+        field_str(&mut b, "key_prefix", self.key_prefix);
+        field_str(&mut b, "auth_failure", self.auth_failure);
+        field_str(&mut b, "limit", self.limit);
+        field_str(&mut b, "client_cert_subject", self.client_cert_subject);
+        field_str(&mut b, "error", self.error);
+        b.push(b'}');
+        b
+    }
+}
+
+/// `,"name":"value"` (JSON-escaped), or `,"name":null`.
+fn field_str(b: &mut Vec<u8>, name: &str, value: Option<&str>) {
+    b.push(b',');
+    b.push(b'"');
+    b.extend_from_slice(name.as_bytes());
+    b.extend_from_slice(b"\":");
+    match value {
+        Some(v) => {
+            let _ = serde_json::to_writer(&mut *b, v);
+        }
+        None => b.extend_from_slice(b"null"),
+    }
+}
+
+/// `2026-11-24T16:01:02.123Z`
+fn write_rfc3339_millis(b: &mut Vec<u8>, t: SystemTime) {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    let _ = write!(
+        b,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        since.subsec_millis()
+    );
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (H. Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Where a file-backed log is, for messages.
+pub fn describe(target: &AccessLogTarget) -> String {
+    match target {
+        AccessLogTarget::Off => "off".into(),
+        AccessLogTarget::Stdout => "stdout".into(),
+        AccessLogTarget::File(p) => PathBuf::from(p).display().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn lines_are_json_with_every_field() {
+        let e = Entry {
+            request_id: "abc",
+            client: Some("10.0.0.1".parse().unwrap()),
+            method: "GET",
+            host: "api.example.com",
+            path: "/v1/\"quoted\"\n",
+            protocol: "HTTP/1.1",
+            status: 200,
+            route: Some("orders"),
+            upstream: Some("127.0.0.1:9001".parse().unwrap()),
+            attempts: 1,
+            duration: Duration::from_micros(1500),
+            bytes_sent: 42,
+            consumer: Some("acme"),
+            key_prefix: Some("pk_abcdef"),
+            ..Entry::default()
+        };
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_518_000_123);
+        let line = e.to_json(t);
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["ts"], "2026-11-24T11:00:00.123Z");
+        assert_eq!(v["path"], "/v1/\"quoted\"\n");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["duration_ms"], 1.5);
+        assert_eq!(v["upstream"], "127.0.0.1:9001");
+        assert_eq!(v["consumer"], "acme");
+        assert!(v["auth_failure"].is_null());
+        assert!(!line.contains(&b'\n'));
+    }
+
+    #[test]
+    fn civil_dates_round_trip() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_513), (2026, 3, 1));
+        assert_eq!(civil_from_days(21_243), (2028, 2, 29));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
+}

@@ -1,0 +1,120 @@
+//! Prometheus metrics, served by the admin API at `/metrics`.
+//!
+//! Labels are bounded by the config (route ids, limit names, listener
+//! addresses, certificate names), never by what clients send: no consumer,
+//! key, path or client address is ever a label.
+
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+/// Every metric the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    reloads: IntCounterVec,
+    auth_rejections: IntCounterVec,
+    rate_limited: IntCounterVec,
+    access_log_dropped: IntCounter,
+    certificate_not_after: IntGaugeVec,
+}
+
+/// What [`Metrics::render`] reads from the gateway at scrape time.
+pub struct ScrapeState {
+    /// (listener address, certificate names, not-after Unix seconds)
+    pub certificates: Vec<(String, Vec<String>, i64)>,
+    /// Access-log lines dropped so far.
+    pub access_log_dropped: u64,
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Metrics> {
+        let registry = Registry::new();
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "portcullis_config_reloads_total",
+                "Config reloads by result (ok or failed; a failed reload keeps the previous config).",
+            ),
+            &["result"],
+        )?;
+        let auth_rejections = IntCounterVec::new(
+            Opts::new(
+                "portcullis_auth_rejections_total",
+                "Requests refused by API-key authentication, by route and reason.",
+            ),
+            &["route", "reason"],
+        )?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "portcullis_rate_limited_total",
+                "Requests refused with 429 by a rate limit or quota, by route and limit.",
+            ),
+            &["route", "limit"],
+        )?;
+        let access_log_dropped = IntCounter::new(
+            "portcullis_access_log_dropped_total",
+            "Access-log lines dropped because the writer fell behind.",
+        )?;
+        let certificate_not_after = IntGaugeVec::new(
+            Opts::new(
+                "portcullis_tls_certificate_not_after_seconds",
+                "Expiry (Unix time) of each certificate a TLS listener serves, per name it serves.",
+            ),
+            &["listener", "name"],
+        )?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(auth_rejections.clone()))?;
+        registry.register(Box::new(rate_limited.clone()))?;
+        registry.register(Box::new(access_log_dropped.clone()))?;
+        registry.register(Box::new(certificate_not_after.clone()))?;
+        for result in ["ok", "failed"] {
+            reloads.with_label_values(&[result]);
+        }
+        Ok(Metrics {
+            registry,
+            reloads,
+            auth_rejections,
+            rate_limited,
+            access_log_dropped,
+            certificate_not_after,
+        })
+    }
+
+    pub fn reload(&self, ok: bool) {
+        self.reloads
+            .with_label_values(&[if ok { "ok" } else { "failed" }])
+            .inc();
+    }
+
+    pub fn auth_rejected(&self, route: &str, reason: &str) {
+        self.auth_rejections
+            .with_label_values(&[route, reason])
+            .inc();
+    }
+
+    pub fn rate_limited(&self, route: &str, limit: &str) {
+        self.rate_limited.with_label_values(&[route, limit]).inc();
+    }
+
+    /// The text exposition format (version 0.0.4).
+    pub fn render(&self, state: &ScrapeState) -> Vec<u8> {
+        self.certificate_not_after.reset();
+        for (listener, names, not_after) in &state.certificates {
+            for name in names {
+                self.certificate_not_after
+                    .with_label_values(&[listener.as_str(), name.as_str()])
+                    .set(*not_after);
+            }
+        }
+        let seen = self.access_log_dropped.get();
+        if state.access_log_dropped > seen {
+            self.access_log_dropped
+                .inc_by(state.access_log_dropped - seen);
+        }
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+/// `Content-Type` of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -1,0 +1,70 @@
+//! What is recorded when a request ends: the access-log line and the
+//! counters of requests the gateway refused itself.
+
+use pingora_error::Error;
+use pingora_proxy::Session;
+
+use super::{forward, RequestCtx};
+use crate::accesslog::Entry;
+use crate::gateway::Gateway;
+
+/// Count the refusal (if any) and write the access-log line.
+pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
+    let route = ctx.route();
+    let route_id = route.map_or("", |r| r.id.as_str());
+    if let Some(reason) = ctx.auth_failure {
+        gateway.metrics().auth_rejected(route_id, reason);
+    }
+    if let Some(limit) = ctx.denied_by {
+        gateway.metrics().rate_limited(route_id, limit);
+    }
+    let log = gateway.access_log();
+    if !log.enabled() {
+        return;
+    }
+    let req = session.req_header();
+    let consumer = ctx
+        .consumer
+        .zip(ctx.snapshot.as_ref())
+        .and_then(|(c, s)| s.consumers.consumer(c))
+        .map(|c| &*c.id);
+    let subject = session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .and_then(|ssl| ssl.extension.get::<crate::tls::ClientIdentity>())
+        .and_then(|id| id.subject.as_ref())
+        .and_then(|s| s.to_str().ok());
+    let upstream = route
+        .zip(ctx.tried.last())
+        .and_then(|(r, &i)| r.pool.backends.get(i))
+        .map(|b| b.address);
+    let entry = Entry {
+        request_id: forward::id_text(&ctx.request_id),
+        client: session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip()),
+        method: req.method.as_str(),
+        host: forward::request_host(req),
+        path: req.uri.path(),
+        protocol: match req.version {
+            http::Version::HTTP_2 => "HTTP/2",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_09 => "HTTP/0.9",
+            _ => "HTTP/1.1",
+        },
+        status: session.response_written().map_or(0, |r| r.status.as_u16()),
+        route: route.map(|r| r.id.as_str()),
+        upstream,
+        attempts: ctx.attempts(),
+        duration: ctx.started.elapsed(),
+        bytes_sent: session.body_bytes_sent(),
+        consumer,
+        key_prefix: ctx.key_prefix.as_deref(),
+        auth_failure: ctx.auth_failure,
+        limit: ctx.denied_by,
+        client_cert_subject: subject,
+        error: e.map(|e| e.etype().as_str()),
+    };
+    log.write(entry.to_json(std::time::SystemTime::now()));
+}

@@ -1,0 +1,246 @@
+//! The access log (JSON lines on stdout or in a file, reopened on reload)
+//! and the Prometheus metrics on the admin listener, checked by the real
+//! `promtool`.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{base_config, client, eventually, pool, Backend, Gateway};
+use portcullis::auth::keys;
+use serde_json::Value;
+
+/// The access-log lines written so far (stdout lines that are JSON objects).
+fn access_lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+async fn wait_for_lines(gw: &Gateway, n: usize) -> Vec<Value> {
+    eventually(&format!("{n} access-log lines"), || {
+        let lines = access_lines(&gw.stdout());
+        async move { (lines.len() >= n).then_some(lines) }
+    })
+    .await
+}
+
+fn keyed_config(backend: &Backend, key: &keys::NewKey) -> String {
+    format!(
+        r#"{}{}
+[[routes]]
+id = "keyed"
+path = "/keyed"
+pool = "p"
+auth = "api_key"
+rate_limits = [{{ rate = "2/m", per = "consumer" }}]
+
+[[consumers]]
+id = "acme"
+keys = [{}]
+scopes = [{{ routes = ["keyed"] }}]
+"#,
+        base_config(),
+        pool("p", &[backend.addr], ""),
+        keys::config_entry(&key.prefix, &key.digest_hex)
+    )
+}
+
+#[tokio::test]
+async fn access_log_lines_name_route_consumer_and_refusals() {
+    let backend = Backend::start("b").await;
+    let key = keys::generate().unwrap();
+    let gw = Gateway::start(&keyed_config(&backend, &key)).await;
+    let c = client();
+    let url = gw.url("/keyed/x?secret=1");
+    let ok = c
+        .get(&url)
+        .header("x-api-key", &key.key)
+        .header("x-request-id", "req-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 401);
+    assert_eq!(
+        c.get(&url)
+            .header("x-api-key", &key.key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(&url)
+            .header("x-api-key", &key.key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+
+    let lines = wait_for_lines(&gw, 4).await;
+    let first = &lines[0];
+    assert_eq!(first["request_id"], "req-1");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["method"], "GET");
+    assert_eq!(first["path"], "/keyed/x", "the query is never logged");
+    assert_eq!(first["route"], "keyed");
+    assert_eq!(first["consumer"], "acme");
+    assert_eq!(first["key_prefix"], key.prefix);
+    assert_eq!(first["upstream"], backend.addr.to_string());
+    assert_eq!(first["attempts"], 1);
+    assert_eq!(first["client"], "127.0.0.1");
+    assert_eq!(first["protocol"], "HTTP/1.1");
+    assert!(first["duration_ms"].as_f64().unwrap() > 0.0);
+    assert!(first["ts"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(lines[1]["status"], 401);
+    assert_eq!(lines[1]["auth_failure"], "missing_key");
+    assert!(lines[1]["consumer"].is_null());
+    assert_eq!(lines[3]["status"], 429);
+    assert_eq!(lines[3]["limit"], "route-consumer");
+    assert!(!gw.stdout().contains(&key.key) && !gw.stdout().contains(&key.digest_hex));
+}
+
+#[tokio::test]
+async fn access_log_file_is_reopened_on_reload() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[access_log]\npath = \"access.log\"\n\n{}",
+        common::single_route("p", &[backend.addr], "", "")
+    );
+    let main = dir.path().join("portcullis.toml");
+    std::fs::write(&main, config).unwrap();
+    let gw = Gateway::start_file(&main).await;
+    let log = dir.path().join("access.log");
+    let rotated = dir.path().join("access.log.1");
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+
+    client().get(gw.url("/one")).send().await.unwrap();
+    eventually("first line in access.log", || {
+        let found = read(&log).contains("\"path\":\"/one\"");
+        async move { found.then_some(()) }
+    })
+    .await;
+    // logrotate: move the file away, then reload.
+    std::fs::rename(&log, &rotated).unwrap();
+    assert_eq!(gw.reload().await.0, 200);
+    client().get(gw.url("/two")).send().await.unwrap();
+    eventually("second line in the new access.log", || {
+        let found = read(&log).contains("\"path\":\"/two\"");
+        async move { found.then_some(()) }
+    })
+    .await;
+    assert!(!read(&rotated).contains("/two"));
+    assert!(access_lines(&gw.stdout()).is_empty(), "nothing on stdout");
+}
+
+/// `promtool check metrics` on `text`: (passed, its output).
+fn promtool(text: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect(
+            "promtool is needed for this test: `make test` installs it (Debian package prometheus)",
+        );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool_and_count_what_the_gateway_refused() {
+    let backend = Backend::start("b").await;
+    let key = keys::generate().unwrap();
+    // A TLS listener too, for the certificate expiry gauge.
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["api.example.com".to_string()]).unwrap();
+    std::fs::write(dir.path().join("c.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("c.key"), cert.signing_key.serialize_pem()).unwrap();
+    let config = keyed_config(&backend, &key).replacen(
+        "[admin]",
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[[listeners.tls.certificates]]\ncert = \"c.pem\"\nkey = \"c.key\"\n\n[admin]",
+        1,
+    );
+    let main = dir.path().join("portcullis.toml");
+    std::fs::write(&main, config).unwrap();
+    let gw = Gateway::start_file(&main).await;
+    let c = client();
+    let url = gw.url("/keyed");
+    c.get(&url).send().await.unwrap();
+    c.get(&url)
+        .header("x-api-key", "pk_wrong")
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        c.get(&url)
+            .header("x-api-key", &key.key)
+            .send()
+            .await
+            .unwrap();
+    }
+    std::fs::write(&main, "not toml [").unwrap();
+    assert_eq!(gw.reload().await.0, 422);
+
+    let r = c.get(gw.admin_url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = r.text().await.unwrap();
+    let (ok, report) = promtool(&text);
+    assert!(ok, "promtool check metrics failed:\n{report}\n{text}");
+
+    let expect = [
+        r#"portcullis_auth_rejections_total{reason="missing_key",route="keyed"} 1"#,
+        r#"portcullis_auth_rejections_total{reason="unknown_key",route="keyed"} 1"#,
+        r#"portcullis_rate_limited_total{limit="route-consumer",route="keyed"} 1"#,
+        r#"portcullis_config_reloads_total{result="failed"} 1"#,
+        r#"portcullis_config_reloads_total{result="ok"} 0"#,
+        "portcullis_access_log_dropped_total 0",
+    ];
+    for line in expect {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+    let tls = gw
+        .listeners
+        .iter()
+        .find(|l| l.starts_with("https://"))
+        .unwrap();
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.cert.der()).unwrap();
+    let not_after = parsed.validity().not_after.timestamp();
+    let gauge = format!(
+        "portcullis_tls_certificate_not_after_seconds{{listener=\"{}\",name=\"api.example.com\"}} {not_after}",
+        &tls["https://".len()..]
+    );
+    assert!(
+        text.lines().any(|l| l == gauge),
+        "missing {gauge:?} in:\n{text}"
+    );
+    // Nothing secret, no unbounded labels.
+    assert!(!text.contains(&key.key) && !text.contains(&key.prefix) && !text.contains("acme"));
+}
