@@ -98,3 +98,61 @@ fn version_and_help() {
         assert!(out.contains(cmd), "{out}");
     }
 }
+
+/// `keys new` prints the key alone on its first line and a config entry
+/// whose digest is what `keys hash` makes of that key.
+#[test]
+fn keys_new_round_trips_through_keys_hash() {
+    use std::io::Write;
+    let (code, out, err) = run_cli(&["keys", "new", "--consumer", "acme"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("shown once"), "{err}");
+    let mut lines = out.lines();
+    let key = lines.next().unwrap();
+    assert!(key.starts_with("pk_") && key.len() == 46, "{key}");
+    let entry = out
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("config entry");
+    let prefix = &key[..9];
+    assert!(entry.contains(&format!("prefix = \"{prefix}\"")), "{entry}");
+    // The printed entry is valid config for the consumer.
+    let config = format!("[[consumers]]\nid = \"acme\"\nkeys = [{entry}]\nscopes = []\n");
+    portcullis::config::parse_str(&config, "k.toml").unwrap_or_else(|e| panic!("{e}"));
+
+    for input in [format!("{key}\n"), key.to_string()] {
+        let mut child = std::process::Command::new(common::bin())
+            .args(["keys", "hash"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let digest = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            entry.contains(&format!("digest = \"{}\"", digest.trim())),
+            "{digest} not in {entry}"
+        );
+    }
+    // Two runs never give the same key.
+    let (_, again, _) = run_cli(&["keys", "new", "--consumer", "acme"], None);
+    assert_ne!(again.lines().next(), Some(key));
+}
+
+#[test]
+fn keys_hash_without_input_fails() {
+    let out = std::process::Command::new(common::bin())
+        .args(["keys", "hash"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no key"));
+}

@@ -367,6 +367,10 @@ strip_prefix = true
             "bad_hash_key.toml",
             "bad_path.toml",
             "bad_wildcard.toml",
+            "hsts_on_plain.toml",
+            "missing_scopes.toml",
+            "key_not_digest.toml",
+            "per_consumer_without_auth.toml",
         ];
         for (name, src) in fixtures {
             let expect = src

@@ -34,6 +34,7 @@ fn route(id: &str, extra: &str) -> String {
     format!("[[routes]]\nid = \"{id}\"\npool = \"p\"\n{extra}\n")
 }
 
+mod consumers;
 mod pools;
 mod routes;
 
