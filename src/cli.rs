@@ -137,10 +137,11 @@ fn check(mut files: Vec<PathBuf>) -> ExitCode {
                     }
                 }
                 println!(
-                    "{}: ok: {} routes, {} pools",
+                    "{}: ok: {} routes, {} pools, {} consumers",
                     file.display(),
                     c.routes.len(),
-                    c.pools.len()
+                    c.pools.len(),
+                    c.consumers.len()
                 )
             }
             Err(errors) => {

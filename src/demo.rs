@@ -11,8 +11,13 @@ use pingora_core::protocols::http::ServerSession;
 use pingora_core::services::listening::Service;
 use serde_json::json;
 
-use crate::config::model::{Config, HostPattern};
+use crate::config::model::{Config, HostPattern, KeySource, RouteAuth};
 use crate::server::ExtraServices;
+
+/// The demo consumer's API key. Published on purpose: `conf/demo.toml`
+/// holds its digest so `make demo` can show a key-protected route. Never
+/// use it anywhere else.
+pub const DEMO_KEY: &str = "pk_demo-key-published-in-the-readme";
 
 /// A sample backend: answers every request with a JSON description of what
 /// it received, so you can see routing, rewrites and added headers.
@@ -41,6 +46,8 @@ impl ServeHttp for SampleBackend {
             "x_forwarded_for": header("x-forwarded-for"),
             "x_forwarded_host": header("x-forwarded-host"),
             "x_request_id": header("x-request-id"),
+            "x_consumer_id": header("x-consumer-id"),
+            "x_api_key": header("x-api-key"),
         });
         let mut body = body.to_string().into_bytes();
         body.push(b'\n');
@@ -79,12 +86,25 @@ pub fn sample_backends(config: &Config) -> ExtraServices {
     services
 }
 
-/// The curl lines to try, one per route of `config`.
+/// The curl lines to try, one per route of `config`; key routes get the
+/// demo key when a consumer of `config` holds it.
 pub fn curl_lines(config: &Config, proxy: SocketAddr) -> Vec<String> {
+    let demo_digest = crate::auth::keys::digest(DEMO_KEY.as_bytes());
+    let demo_key_known = config
+        .consumers
+        .iter()
+        .any(|c| c.keys.iter().any(|k| k.digest == demo_digest));
     config
         .routes
         .iter()
         .map(|r| {
+            let key = match (&r.auth, demo_key_known) {
+                (RouteAuth::ApiKey(KeySource::Header(h)), true) => format!(" -H '{h}: {DEMO_KEY}'"),
+                (RouteAuth::ApiKey(KeySource::Bearer), true) => {
+                    format!(" -H 'Authorization: Bearer {DEMO_KEY}'")
+                }
+                _ => String::new(),
+            };
             let host = match r.hosts.first() {
                 Some(HostPattern::Exact(h)) => format!(" -H 'Host: {h}'"),
                 Some(HostPattern::Wildcard(s)) => format!(" -H 'Host: demo{s}'"),
@@ -104,8 +124,12 @@ pub fn curl_lines(config: &Config, proxy: SocketAddr) -> Vec<String> {
                 crate::config::model::PathMatch::Exact(_) => path.to_string(),
                 crate::config::model::PathMatch::Prefix(_) => sample,
             };
+            let query = match (&r.auth, demo_key_known) {
+                (RouteAuth::ApiKey(KeySource::Query(q)), true) => format!("?{q}={DEMO_KEY}"),
+                _ => String::new(),
+            };
             format!(
-                "curl -i{method}{host} http://{proxy}{path}    # route {}",
+                "curl -i{method}{host}{key} http://{proxy}{path}{query}    # route {}",
                 r.id
             )
         })
