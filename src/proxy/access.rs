@@ -117,7 +117,7 @@ pub async fn admit(
     }
     match store.acquire(&plan.checks, now).await {
         Outcome::Allowed(states) => {
-            ctx.rate_limit_headers = Some(rate_limit_headers(&plan, &states));
+            ctx.rate_limit_headers = Some(rate_limit_headers(&plan, &states, now));
             Ok(true)
         }
         Outcome::Denied {
@@ -129,7 +129,7 @@ pub async fn admit(
                 return Ok(true);
             };
             ctx.denied_by = Some(limit_label(&hit.name));
-            let (policy, current) = rate_limit_headers(&plan, &states);
+            let (policy, current) = rate_limit_headers(&plan, &states, now);
             let extra = [
                 ("retry-after", HeaderValue::from(retry_after_secs.max(1))),
                 ("ratelimit-policy", policy),
@@ -154,6 +154,7 @@ pub async fn admit(
 fn rate_limit_headers(
     plan: &limits::Plan<'_>,
     states: &[CheckState],
+    now: u64,
 ) -> (HeaderValue, HeaderValue) {
     let policies: Vec<(&str, _)> = plan.limits.iter().map(|l| (&*l.name, l.limit)).collect();
     let current: Vec<(&str, CheckState)> = plan
@@ -163,7 +164,7 @@ fn rate_limit_headers(
         .map(|(l, s)| (&*l.name, *s))
         .collect();
     (
-        headers::policy_value(&policies),
+        headers::policy_value(&policies, now),
         headers::ratelimit_value(&current),
     )
 }

@@ -1,13 +1,35 @@
-//! TEMPORARY stand-in with the agreed interface; replaced by the real
-//! engine (GCRA on atomics, calendar quotas, moka-bounded store).
+//! Rate limits and quotas: the engine behind usage plans.
+//!
+//! - [`gcra`]: token buckets enforced with GCRA (the generic cell rate
+//!   algorithm): one timestamp per counter, updated lock-free.
+//! - [`quota`]: UTC calendar days and months.
+//! - [`store`]: where counters live: [`LimitStore`] is the interface,
+//!   [`LocalStore`] the per-instance implementation (bounded in memory).
+//! - [`headers`]: the IETF `RateLimit-Policy` and `RateLimit` fields.
+//! - [`clock`]: the time source; everything here takes `now` as an
+//!   argument, so tests drive time explicitly and never sleep.
+//!
+//! This module knows nothing of HTTP sessions or config files: which
+//! limits apply to a request is [`crate::limits`]' business.
 
-use std::collections::HashMap;
+pub mod clock;
+pub mod gcra;
+pub mod headers;
+pub mod quota;
+pub mod store;
+
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use smallvec::SmallVec;
 
+pub use store::{LocalStore, DEFAULT_MAX_COUNTERS};
+
+/// Largest request count a rate may name.
+pub const MAX_RATE_COUNT: u32 = 1_000_000_000;
+
+/// A sustained rate: `count` requests per `period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rate {
     pub count: u32,
@@ -15,69 +37,102 @@ pub struct Rate {
 }
 
 impl Rate {
+    /// Parse `"100/s"`, `"10/m"`, `"5000/h"`, `"100000/d"` (units may also
+    /// be written `sec`, `second`, `min`, `minute`, `hour`, `day`). The
+    /// error completes `rate "TEXT" …`.
     pub fn parse(text: &str) -> Result<Rate, String> {
-        let err =
-            || r#"is not a rate: write e.g. "100/s", "10/m", "5000/h" or "100000/d""#.to_string();
-        let (n, unit) = text.trim().split_once('/').ok_or_else(err)?;
-        let count: u32 = n.trim().parse().map_err(|_| err())?;
-        if count == 0 {
+        let err = || {
+            format!(
+                r#"is not a rate: write e.g. "100/s", "10/m", "5000/h" or "100000/d" (1 to {MAX_RATE_COUNT} requests)"#
+            )
+        };
+        let (count, unit) = text.split_once('/').ok_or_else(err)?;
+        let count: u32 = count.trim().parse().map_err(|_| err())?;
+        if count == 0 || count > MAX_RATE_COUNT {
             return Err(err());
         }
         let period = match unit.trim() {
             "s" | "sec" | "second" => Duration::from_secs(1),
             "m" | "min" | "minute" => Duration::from_secs(60),
-            "h" | "hour" => Duration::from_secs(3600),
-            "d" | "day" => Duration::from_secs(86400),
+            "h" | "hour" => Duration::from_secs(3_600),
+            "d" | "day" => Duration::from_secs(86_400),
             _ => return Err(err()),
         };
         Ok(Rate { count, period })
     }
 }
 
+/// A token bucket enforced with GCRA: `rate` sustained, up to `burst`
+/// requests at once (`burst` ≥ 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Bucket {
     pub rate: Rate,
     pub burst: u32,
 }
+
+/// Calendar periods of quotas, in UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Period {
     Day,
     Month,
 }
+
+/// At most `limit` requests per calendar `period` (`limit` ≥ 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Quota {
     pub period: Period,
     pub limit: u64,
 }
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Limit {
     Bucket(Bucket),
     Quota(Quota),
 }
+
+/// Whose requests a counter counts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Subject {
     All,
     Consumer(Arc<str>),
     ClientIp(IpAddr),
 }
+
+/// The stable identity of one counter. `policy` is built by the caller
+/// from the limit's place and definition, so a counter survives a config
+/// reload exactly when its definition did not change.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LimitKey {
     pub policy: Arc<str>,
     pub subject: Subject,
 }
+
+/// One limit to apply to one request.
 #[derive(Debug, Clone)]
 pub struct Check {
     pub key: LimitKey,
     pub limit: Limit,
 }
+
+/// The state of one check after the decision, for the response headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckState {
+    /// Requests still allowed right now (bucket: whole tokens left; quota:
+    /// the limit minus what was used).
     pub remaining: u64,
+    /// Seconds until the counter is back to full (bucket: refilled; quota:
+    /// the end of the period), rounded up.
     pub reset_secs: u64,
 }
+
+/// What the store decided about one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// Every check allowed it; one state per check, in order.
     Allowed(SmallVec<[CheckState; 4]>),
+    /// Check `index` denied it; `retry_after_secs` (≥ 1) is when that
+    /// check would allow one request again. `states` has one entry per
+    /// check, as they stand after the decision (nothing was charged).
     Denied {
         index: usize,
         retry_after_secs: u64,
@@ -85,100 +140,56 @@ pub enum Outcome {
     },
 }
 
+/// Where counters live. Per instance today ([`LocalStore`]); a shared store
+/// (Redis) can implement the same trait, which is why it is async and takes
+/// every check of a request at once (one round trip).
 #[async_trait::async_trait]
 pub trait LimitStore: Send + Sync + 'static {
+    /// Count one request against every check at `now_nanos` (Unix time,
+    /// ns). If any check denies, the request is denied and none of the
+    /// checks stays charged.
     async fn acquire(&self, checks: &[Check], now_nanos: u64) -> Outcome;
+
+    /// What `acquire` would decide now, charging nothing.
     async fn peek(&self, checks: &[Check], now_nanos: u64) -> Outcome;
 }
 
-pub const DEFAULT_MAX_COUNTERS: u64 = 1_000_000;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[derive(Default)]
-pub struct LocalStore {
-    tat: Mutex<HashMap<LimitKey, u64>>,
-}
-
-impl LocalStore {
-    pub fn new(_max: u64) -> LocalStore {
-        LocalStore::default()
-    }
-    fn run(&self, checks: &[Check], now: u64, charge: bool) -> Outcome {
-        let mut map = self.tat.lock().unwrap_or_else(|p| p.into_inner());
-        let mut states = SmallVec::new();
-        let mut new = Vec::new();
-        for (i, c) in checks.iter().enumerate() {
-            let Limit::Bucket(b) = c.limit else {
-                states.push(CheckState {
-                    remaining: 1,
-                    reset_secs: 1,
-                });
-                continue;
-            };
-            let t = b.rate.period.as_nanos() as u64 / b.rate.count as u64;
-            let tau = t * (b.burst as u64 - 1);
-            let tat = map.get(&c.key).copied().unwrap_or(now).max(now);
-            if tat - now > tau {
-                return Outcome::Denied {
-                    index: i,
-                    retry_after_secs: ((tat - now - tau) / 1_000_000_000).max(1),
-                    states,
-                };
-            }
-            let next = tat + t;
-            states.push(CheckState {
-                remaining: (now + tau + t - next) / t,
-                reset_secs: (next - now).div_ceil(1_000_000_000),
-            });
-            new.push((c.key.clone(), next));
-        }
-        if charge {
-            map.extend(new);
-        }
-        Outcome::Allowed(states)
-    }
-}
-
-#[async_trait::async_trait]
-impl LimitStore for LocalStore {
-    async fn acquire(&self, checks: &[Check], now: u64) -> Outcome {
-        self.run(checks, now, true)
-    }
-    async fn peek(&self, checks: &[Check], now: u64) -> Outcome {
-        self.run(checks, now, false)
-    }
-}
-
-pub mod headers {
-    use super::{CheckState, Limit};
-    pub fn policy_value(policies: &[(&str, Limit)]) -> http::HeaderValue {
-        let v: Vec<String> = policies
-            .iter()
-            .map(|(n, l)| match l {
-                Limit::Bucket(b) => format!("\"{n}\";q={}", b.burst),
-                Limit::Quota(q) => format!("\"{n}\";q={}", q.limit),
-            })
-            .collect();
-        http::HeaderValue::from_str(&v.join(", ")).unwrap_or(http::HeaderValue::from_static(""))
-    }
-    pub fn ratelimit_value(states: &[(&str, CheckState)]) -> http::HeaderValue {
-        let v: Vec<String> = states
-            .iter()
-            .map(|(n, s)| format!("\"{n}\";r={};t={}", s.remaining, s.reset_secs))
-            .collect();
-        http::HeaderValue::from_str(&v.join(", ")).unwrap_or(http::HeaderValue::from_static(""))
-    }
-}
-
-pub mod clock {
-    pub trait Clock: Send + Sync + 'static {
-        fn now_nanos(&self) -> u64;
-    }
-    pub struct SystemClock;
-    impl Clock for SystemClock {
-        fn now_nanos(&self) -> u64 {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)
+    #[test]
+    fn rates_parse() {
+        let r = Rate::parse("100/s").unwrap();
+        assert_eq!((r.count, r.period), (100, Duration::from_secs(1)));
+        assert_eq!(
+            Rate::parse(" 10 / minute ").unwrap().period,
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            Rate::parse("5000/h").unwrap().period,
+            Duration::from_secs(3_600)
+        );
+        assert_eq!(
+            Rate::parse("1/day").unwrap().period,
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(Rate::parse("1000000000/s").unwrap().count, MAX_RATE_COUNT);
+        for bad in [
+            "",
+            "100",
+            "0/s",
+            "-1/s",
+            "1.5/s",
+            "10/fortnight",
+            "10/",
+            "/s",
+            "1000000001/s",
+            "99999999999999999999/s",
+            "10/s/s",
+        ] {
+            let e = Rate::parse(bad).unwrap_err();
+            assert!(e.starts_with("is not a rate: write e.g."), "{bad}: {e}");
         }
     }
 }
