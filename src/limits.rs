@@ -14,11 +14,14 @@ use std::fmt::Write;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
+use http::HeaderValue;
 use smallvec::SmallVec;
 
 use crate::auth::ConsumerEntry;
 use crate::config::model;
-use crate::ratelimit::{Bucket, Check, Limit, LimitKey, Period, Subject};
+use crate::ratelimit::quota::Window;
+use crate::ratelimit::{headers, Bucket, Check, Limit, LimitKey, Period, Subject};
 
 /// Whose requests one counter counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +81,8 @@ impl PlannedLimit {
         }
     }
 
-    fn check(&self, consumer: Option<&ConsumerEntry>, ip: Option<IpAddr>) -> Check {
+    /// The check of this limit for a request by `consumer` from `ip`.
+    pub fn check(&self, consumer: Option<&ConsumerEntry>, ip: Option<IpAddr>) -> Check {
         let subject = match (self.per, consumer, ip) {
             (Per::Consumer, Some(c), _) => Subject::Consumer(c.id.clone()),
             (Per::ClientIp, _, Some(ip)) => Subject::ClientIp(ip),
@@ -127,10 +131,41 @@ fn numbered(base: &str, seen: &mut Vec<String>) -> String {
     name
 }
 
+/// The last `RateLimit-Policy` value made for a plan: it only changes
+/// with the route (for a consumer's plans) and, for monthly quotas, the
+/// month, so it is made once rather than on every request.
+#[derive(Default)]
+pub struct PolicyCache(ArcSwapOption<(u32, u64, HeaderValue)>);
+
+impl std::fmt::Debug for PolicyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PolicyCache")
+    }
+}
+
+impl PolicyCache {
+    fn get_or_make(
+        &self,
+        route: u32,
+        month: u64,
+        make: impl FnOnce() -> HeaderValue,
+    ) -> HeaderValue {
+        if let Some(cached) = &*self.0.load() {
+            if cached.0 == route && cached.1 == month {
+                return cached.2.clone();
+            }
+        }
+        let value = make();
+        self.0.store(Some(Arc::new((route, month, value.clone()))));
+        value
+    }
+}
+
 /// A route's own limits.
 #[derive(Debug, Default)]
 pub struct RouteLimits {
     pub limits: Vec<PlannedLimit>,
+    policy: PolicyCache,
 }
 
 impl RouteLimits {
@@ -153,7 +188,10 @@ impl RouteLimits {
                 )
             })
             .collect();
-        RouteLimits { limits }
+        RouteLimits {
+            limits,
+            policy: PolicyCache::default(),
+        }
     }
 }
 
@@ -164,6 +202,7 @@ pub struct ConsumerLimits {
     everywhere: Vec<PlannedLimit>,
     /// (route index, limit), sorted by route index.
     on_route: Vec<(u32, PlannedLimit)>,
+    policy: PolicyCache,
 }
 
 impl ConsumerLimits {
@@ -234,11 +273,32 @@ impl ConsumerLimits {
 pub struct Plan<'a> {
     pub limits: SmallVec<[&'a PlannedLimit; 6]>,
     pub checks: SmallVec<[Check; 6]>,
+    route: u32,
+    /// The consumer's cache when there is a consumer, else the route's.
+    policy: &'a PolicyCache,
 }
 
 impl Plan<'_> {
     pub fn is_empty(&self) -> bool {
         self.limits.is_empty()
+    }
+
+    /// `RateLimit-Policy` of this plan at `now_nanos`.
+    pub fn policy_header(&self, now_nanos: u64) -> HeaderValue {
+        let month = Window::of(Period::Month, now_nanos / 1_000_000_000).index;
+        self.policy.get_or_make(self.route, month, || {
+            headers::policy_value(self.limits.iter().map(|l| (&*l.name, l.limit)), now_nanos)
+        })
+    }
+
+    /// `RateLimit` for the states the store reported, in plan order.
+    pub fn state_header(&self, states: &[crate::ratelimit::CheckState]) -> HeaderValue {
+        headers::ratelimit_value(
+            self.limits
+                .iter()
+                .map(|l| &*l.name)
+                .zip(states.iter().copied()),
+        )
     }
 }
 
@@ -251,22 +311,28 @@ pub fn plan<'a>(
     ip: Option<IpAddr>,
 ) -> Plan<'a> {
     let mut limits: SmallVec<[&PlannedLimit; 6]> = route.limits.iter().collect();
-    if let (Some(c), Ok(r)) = (consumer, u32::try_from(route_index)) {
-        limits.extend(c.limits.for_route(r));
+    let index = u32::try_from(route_index).unwrap_or(u32::MAX);
+    if let Some(c) = consumer {
+        limits.extend(c.limits.for_route(index));
     }
     let checks = limits.iter().map(|l| l.check(consumer, ip)).collect();
-    Plan { limits, checks }
+    Plan {
+        limits,
+        checks,
+        route: index,
+        policy: consumer.map_or(&route.policy, |c| &c.limits.policy),
+    }
 }
 
-/// The check behind brute-force damping: failed key attempts from `ip`.
-pub fn failed_attempts(bucket: Bucket, ip: IpAddr) -> Check {
-    Check {
-        key: LimitKey {
-            policy: Arc::from(format!("auth-failures:{}", bucket_text(&bucket))),
-            subject: Subject::ClientIp(ip),
-        },
-        limit: Limit::Bucket(bucket),
-    }
+/// The limit behind brute-force damping: failed key attempts per client
+/// address.
+pub fn failed_attempts(bucket: Bucket) -> PlannedLimit {
+    PlannedLimit::new(
+        "failed-attempts".to_string(),
+        format!("auth-failures:{}", bucket_text(&bucket)),
+        Limit::Bucket(bucket),
+        Per::ClientIp,
+    )
 }
 
 #[cfg(test)]

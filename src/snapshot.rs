@@ -13,7 +13,7 @@ use http::{HeaderName, HeaderValue};
 use crate::auth::ConsumerIndex;
 use crate::config::model::{self, Config, HashKey, KeySource, RouteAuth, Timeouts};
 use crate::config::{ConfigError, ConfigErrors};
-use crate::limits::RouteLimits;
+use crate::limits::{self, PlannedLimit, RouteLimits};
 use crate::router::Router;
 use crate::upstream::{self, Pool, StateTable};
 
@@ -81,7 +81,7 @@ pub struct Route {
 /// How a key-protected route reads keys and answers without one.
 #[derive(Debug)]
 pub struct RouteKeyAuth {
-    pub source: KeySource,
+    pub source: crate::auth::KeyPlace,
     /// `WWW-Authenticate` of a 401 for a missing key…
     pub challenge_missing: HeaderValue,
     /// …and for a key that is not valid.
@@ -110,7 +110,7 @@ impl RouteKeyAuth {
         let value =
             |s: String| HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("ApiKey"));
         RouteKeyAuth {
-            source: source.clone(),
+            source: crate::auth::KeyPlace::from(source),
             challenge_missing: value(missing),
             challenge_invalid: value(invalid),
         }
@@ -129,6 +129,8 @@ pub struct Snapshot {
     pub consumers: ConsumerIndex,
     /// Carries the consumer id upstream; always stripped from clients.
     pub consumer_header: HeaderName,
+    /// Brute-force damping of key routes, per client address.
+    pub failed_attempts: Option<PlannedLimit>,
 }
 
 impl Snapshot {
@@ -182,6 +184,7 @@ impl Snapshot {
         // Validated as a header name.
         let consumer_header = HeaderName::from_bytes(config.auth.consumer_header.as_bytes())
             .unwrap_or(HeaderName::from_static(model::DEFAULT_CONSUMER_HEADER));
+        let failed_attempts = config.auth.failed_attempts.map(limits::failed_attempts);
         Ok(Snapshot {
             config: Arc::new(config),
             router,
@@ -189,6 +192,7 @@ impl Snapshot {
             pools,
             consumers,
             consumer_header,
+            failed_attempts,
         })
     }
 

@@ -19,6 +19,7 @@ read the report.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import atexit
 import datetime as dt
 import json
@@ -269,6 +270,19 @@ def upstream_conf(tmp: Path, ports: list[int], workers: int) -> str:
     return nginx_common(tmp, "upstream", workers) + "http {\n" + nginx_http_common(tmp, "upstream") + servers + "}\n"
 
 
+def start_upstream(tmp: Path, workers: int, prefix: Optional[list[str]] = None
+                   ) -> tuple[subprocess.Popen, list[int]]:
+    """The upstream nginx (two server blocks on free ports), once both listen."""
+    backends = [free_port(), free_port()]
+    (tmp / "upstream.conf").write_text(upstream_conf(tmp, backends, workers))
+    with open(tmp / "upstream.stderr", "ab") as lf:
+        upstream = spawn((prefix or []) + ["nginx", "-p", str(tmp), "-e", str(tmp / "upstream-error.log"),
+                                           "-c", str(tmp / "upstream.conf")], stdout=lf, stderr=lf)
+    for b in backends:
+        wait_port(b, upstream)
+    return upstream, backends
+
+
 def nginx_upstream_block(backends: list[int], keepalive: int = 64) -> str:
     servers = "".join(f"        server {HOST}:{p};\n" for p in backends)
     return f"""    upstream up {{
@@ -394,8 +408,30 @@ backend be
 
 
 def portcullis_conf(port: int, admin_port: int, backends: list[int], workers: int,
-                    tls: Optional[tuple[Path, Path]] = None) -> str:
+                    tls: Optional[tuple[Path, Path]] = None, mode: str = "plain",
+                    log_path: Optional[Path] = None) -> str:
+    """mode: "plain" (one route, no access log, like the plain nginx target),
+    "auth" (the route needs API_KEY and is rate-limited per consumer, with a
+    daily quota; no access log) or "gateway" (auth, plus the JSON access log
+    to `log_path`, like nginx-gateway)."""
     bl = ", ".join(f'{{ address = "{HOST}:{p}" }}' for p in backends)
+    route_auth = ""
+    consumers = ""
+    if mode in ("auth", "gateway"):
+        # Limits far above what the benchmark sends: checked on every
+        # request, never hit.
+        route_auth = ('auth = "api_key"\n'
+                      'rate_limits = [{ rate = "10000000/s", burst = 10000000, per = "consumer" }]\n')
+        digest = hashlib.sha256(API_KEY.encode()).hexdigest()
+        consumers = f"""
+[[consumers]]
+id = "bench"
+keys = [{{ prefix = "bench-key", digest = "{digest}" }}]
+scopes = [{{ routes = ["*"] }}]
+quota = {{ day = 1000000000000 }}
+"""
+    access_log = (f'[access_log]\npath = "{log_path}"\n' if mode == "gateway" and log_path
+                  else "[access_log]\nenabled = false\n")
     tls_block = ""
     if tls:
         tls_block = f"""
@@ -406,6 +442,7 @@ key = "{tls[1]}"
     return f"""[server]
 threads = {workers}
 
+{access_log}
 [[listeners]]
 address = "{HOST}:{port}"
 {tls_block}
@@ -419,7 +456,7 @@ backends = [ {bl} ]
 id = "plain"
 path = "/"
 pool = "up"
-"""
+{route_auth}{consumers}"""
 
 
 # --------------------------------------------------------------------------
@@ -505,11 +542,12 @@ def _start_nginx_h2tls(c: Ctx) -> Running:
     return Running(port, p, logf)
 
 
-def _start_portcullis(c: Ctx, tls: bool = False) -> Running:
-    name = "portcullis-h2tls" if tls else "portcullis"
+def _start_portcullis(c: Ctx, tls: bool = False, mode: str = "plain") -> Running:
+    name = "portcullis-h2tls" if tls else ("portcullis" if mode == "plain" else f"portcullis-{mode}")
     port, admin = free_port(), free_port()
     conf = c.tmp / f"{name}.toml"
-    conf.write_text(portcullis_conf(port, admin, c.backends, c.workers, (c.cert, c.key) if tls else None))
+    conf.write_text(portcullis_conf(port, admin, c.backends, c.workers, (c.cert, c.key) if tls else None,
+                                    mode=mode, log_path=c.tmp / f"{name}-access.log"))
     logf = c.tmp / f"{name}.log"
     env = dict(os.environ, RUST_LOG="warn")
     with open(logf, "ab") as lf:
@@ -529,13 +567,12 @@ TARGETS: list[Target] = [
     Target("haproxy", "haproxy roundrobin, http-reuse always, nbthread = workers",
            _start_haproxy, needs=["haproxy"]),
     Target("pingora-bare", "bare Pingora passthrough (examples/bare_pingora.rs)", _start_bare),
-    Target("portcullis", "portcullis run: plain route / -> pool of the two backends", _start_portcullis),
-    # ---- HOOK: gateway features (later issue) --------------------------------
-    # portcullis with key auth + rate limit + metrics + access log on the route;
-    # compare to `nginx-gateway`. Implement: generate the TOML with those
-    # features and send API_KEY (every load run already sends X-Api-Key).
-    Target("portcullis-gateway", "portcullis with key auth + rate limit + metrics + access log",
-           planned="later issue: gateway features (compare with nginx-gateway)"),
+    Target("portcullis", "portcullis run: plain route / -> pool of the two backends, no access log",
+           _start_portcullis),
+    Target("portcullis-auth", "portcullis, the route needs X-Api-Key and is rate-limited per consumer "
+           "with a daily quota (limits never hit); no access log", lambda c: _start_portcullis(c, mode="auth")),
+    Target("portcullis-gateway", "portcullis-auth plus the JSON access log to a file (compare with nginx-gateway)",
+           lambda c: _start_portcullis(c, mode="gateway")),
     # ---- TLS termination (opt-in: --tls, or name them in --targets) ----------
     # Same backends, same generated EC P-256 certificate; two measurements
     # each: HTTP/2 throughput (h2load) and full TLS handshakes per second.
@@ -1283,13 +1320,7 @@ def main(argv=None) -> int:
         cert = key = None
         if any(k != "http1" for k in kinds):
             cert, key = make_cert(tmp)
-        backends = [free_port(), free_port()]
-        (tmp / "upstream.conf").write_text(upstream_conf(tmp, backends, args.upstream_workers))
-        with open(tmp / "upstream.stderr", "ab") as lf:
-            upstream = spawn(load_prefix + ["nginx", "-p", str(tmp), "-e", str(tmp / "upstream-error.log"),
-                                            "-c", str(tmp / "upstream.conf")], stdout=lf, stderr=lf)
-        for b in backends:
-            wait_port(b, upstream)
+        upstream, backends = start_upstream(tmp, args.upstream_workers, load_prefix)
         for w in workers_list:
             ctx = Ctx(tmp=tmp, backends=backends, workers=w, proxy_prefix=proxy_prefix,
                       portcullis_bin=args.portcullis_bin, bare_bin=args.bare_bin, cert=cert, key=key,

@@ -105,14 +105,36 @@ pub fn authenticate<'i>(
     })
 }
 
-/// The key the client presented where `source` says, if any (an empty
-/// value counts as none).
-pub fn presented_key<'r>(req: &'r RequestHeader, source: &KeySource) -> Option<Cow<'r, [u8]>> {
-    let key: Cow<'r, [u8]> = match source {
-        KeySource::Header(name) => {
-            Cow::Borrowed(req.headers.get(name.as_str())?.as_bytes().trim_ascii())
+/// Where a route reads keys, compiled from its [`KeySource`]: the header
+/// name is parsed once, not on every request.
+#[derive(Debug, Clone)]
+pub enum KeyPlace {
+    Header(http::HeaderName),
+    Bearer,
+    Query(String),
+}
+
+impl From<&KeySource> for KeyPlace {
+    fn from(source: &KeySource) -> KeyPlace {
+        match source {
+            // Validated as a header name; should that ever fail, the default.
+            KeySource::Header(name) => {
+                KeyPlace::Header(http::HeaderName::from_bytes(name.as_bytes()).unwrap_or(
+                    http::HeaderName::from_static(crate::config::model::DEFAULT_KEY_HEADER),
+                ))
+            }
+            KeySource::Bearer => KeyPlace::Bearer,
+            KeySource::Query(name) => KeyPlace::Query(name.clone()),
         }
-        KeySource::Bearer => {
+    }
+}
+
+/// The key the client presented where `place` says, if any (an empty
+/// value counts as none).
+pub fn presented_key<'r>(req: &'r RequestHeader, place: &KeyPlace) -> Option<Cow<'r, [u8]>> {
+    let key: Cow<'r, [u8]> = match place {
+        KeyPlace::Header(name) => Cow::Borrowed(req.headers.get(name)?.as_bytes().trim_ascii()),
+        KeyPlace::Bearer => {
             let value = req.headers.get(http::header::AUTHORIZATION)?.as_bytes();
             let (scheme, token) = split_once(value, b' ')?;
             if !scheme.eq_ignore_ascii_case(b"bearer") {
@@ -120,7 +142,7 @@ pub fn presented_key<'r>(req: &'r RequestHeader, source: &KeySource) -> Option<C
             }
             Cow::Borrowed(token.trim_ascii())
         }
-        KeySource::Query(name) => {
+        KeyPlace::Query(name) => {
             let value = query_params(req.uri.query()?)
                 .find(|(k, _)| *k == name.as_bytes())
                 .map(|(_, v)| v)?;
@@ -132,15 +154,15 @@ pub fn presented_key<'r>(req: &'r RequestHeader, source: &KeySource) -> Option<C
 
 /// Remove the key from the request sent upstream: the header, the
 /// `Authorization` header, or every query parameter of that name.
-pub fn remove_key(upstream: &mut RequestHeader, source: &KeySource) -> Result<()> {
-    match source {
-        KeySource::Header(name) => {
-            upstream.remove_header(name.as_str());
+pub fn remove_key(upstream: &mut RequestHeader, place: &KeyPlace) -> Result<()> {
+    match place {
+        KeyPlace::Header(name) => {
+            upstream.remove_header(name);
         }
-        KeySource::Bearer => {
+        KeyPlace::Bearer => {
             upstream.remove_header(&http::header::AUTHORIZATION);
         }
-        KeySource::Query(name) => {
+        KeyPlace::Query(name) => {
             let Some(query) = upstream.uri.query() else {
                 return Ok(());
             };
@@ -220,7 +242,7 @@ mod tests {
 
     #[test]
     fn keys_are_read_from_each_source() {
-        let header = KeySource::Header("x-api-key".into());
+        let header = KeyPlace::from(&KeySource::Header("x-api-key".into()));
         let r = req("/", &[("x-api-key", " k1 ")]);
         assert_eq!(presented_key(&r, &header).as_deref(), Some(&b"k1"[..]));
         assert_eq!(
@@ -231,13 +253,13 @@ mod tests {
 
         let r = req("/", &[("authorization", "bEaReR  tok")]);
         assert_eq!(
-            presented_key(&r, &KeySource::Bearer).as_deref(),
+            presented_key(&r, &KeyPlace::Bearer).as_deref(),
             Some(&b"tok"[..])
         );
         let r = req("/", &[("authorization", "Basic dXNlcjpwYXNz")]);
-        assert_eq!(presented_key(&r, &KeySource::Bearer), None);
+        assert_eq!(presented_key(&r, &KeyPlace::Bearer), None);
 
-        let q = KeySource::Query("api_key".into());
+        let q = KeyPlace::Query("api_key".into());
         let r = req("/x?a=1&api_key=pk_ab%2Dc&b", &[]);
         assert_eq!(presented_key(&r, &q).as_deref(), Some(&b"pk_ab-c"[..]));
         assert_eq!(presented_key(&req("/x?api_keyx=1", &[]), &q), None);
@@ -254,7 +276,7 @@ mod tests {
 
     #[test]
     fn keys_are_removed_from_the_upstream_request() {
-        let q = KeySource::Query("api_key".into());
+        let q = KeyPlace::Query("api_key".into());
         let mut r = req("/x?a=1&api_key=secret&b=2&api_key=again", &[]);
         remove_key(&mut r, &q).unwrap();
         assert_eq!(r.uri.to_string(), "/x?a=1&b=2");
@@ -266,8 +288,12 @@ mod tests {
         assert_eq!(r.uri.to_string(), "/x?keep=1");
 
         let mut r = req("/", &[("authorization", "Bearer s"), ("x-api-key", "s")]);
-        remove_key(&mut r, &KeySource::Bearer).unwrap();
-        remove_key(&mut r, &KeySource::Header("x-api-key".into())).unwrap();
+        remove_key(&mut r, &KeyPlace::Bearer).unwrap();
+        remove_key(
+            &mut r,
+            &KeyPlace::from(&KeySource::Header("x-api-key".into())),
+        )
+        .unwrap();
         assert!(r.headers.is_empty());
     }
 

@@ -17,7 +17,7 @@ use super::RequestCtx;
 use crate::auth;
 use crate::gateway::Gateway;
 use crate::limits;
-use crate::ratelimit::{headers, CheckState, Outcome};
+use crate::ratelimit::{CheckState, Outcome};
 use crate::snapshot::Snapshot;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
@@ -44,11 +44,10 @@ pub async fn admit(
 
     if let Some(key_auth) = &route.auth {
         let damping = snapshot
-            .config
-            .auth
             .failed_attempts
+            .as_ref()
             .zip(ip)
-            .map(|(bucket, ip)| limits::failed_attempts(bucket, ip));
+            .map(|(limit, ip)| limit.check(None, Some(ip)));
         if let Some(check) = &damping {
             if let Outcome::Denied {
                 retry_after_secs, ..
@@ -156,17 +155,7 @@ fn rate_limit_headers(
     states: &[CheckState],
     now: u64,
 ) -> (HeaderValue, HeaderValue) {
-    let policies: Vec<(&str, _)> = plan.limits.iter().map(|l| (&*l.name, l.limit)).collect();
-    let current: Vec<(&str, CheckState)> = plan
-        .limits
-        .iter()
-        .zip(states)
-        .map(|(l, s)| (&*l.name, *s))
-        .collect();
-    (
-        headers::policy_value(&policies, now),
-        headers::ratelimit_value(&current),
-    )
+    (plan.policy_header(now), plan.state_header(states))
 }
 
 /// A `'static` label for the access log: limit names come from a fixed

@@ -132,7 +132,9 @@ pub fn set_consumer(
     route: &crate::snapshot::Route,
     consumer: Option<u32>,
 ) -> Result<()> {
-    upstream.remove_header(&snapshot.consumer_header);
+    if upstream.headers.contains_key(&snapshot.consumer_header) {
+        upstream.remove_header(&snapshot.consumer_header);
+    }
     let Some(auth) = &route.auth else {
         return Ok(());
     };

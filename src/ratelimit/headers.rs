@@ -9,8 +9,6 @@
 //! - `RateLimit: "consumer";r=150;t=1`: requests remaining `r` and seconds
 //!   `t` until the policy is back to full.
 
-use std::fmt::Write;
-
 use http::HeaderValue;
 
 use super::gcra::Gcra;
@@ -20,62 +18,78 @@ use super::{CheckState, Limit};
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
 /// `RateLimit-Policy` for `policies` (name, limit) at `now_nanos`.
-pub fn policy_value(policies: &[(&str, Limit)], now_nanos: u64) -> HeaderValue {
-    let mut out = String::with_capacity(policies.len() * 32);
-    for (i, (name, limit)) in policies.iter().enumerate() {
+pub fn policy_value<'a>(
+    policies: impl IntoIterator<Item = (&'a str, Limit)>,
+    now_nanos: u64,
+) -> HeaderValue {
+    let mut out = Vec::with_capacity(96);
+    for (i, (name, limit)) in policies.into_iter().enumerate() {
         let (q, w) = match limit {
             Limit::Bucket(b) => (
                 u64::from(b.burst),
-                Gcra::of(b).refill_nanos().div_ceil(NANOS_PER_SEC).max(1),
+                Gcra::of(&b).refill_nanos().div_ceil(NANOS_PER_SEC).max(1),
             ),
             Limit::Quota(q) => (
                 q.limit,
                 Window::of(q.period, now_nanos / NANOS_PER_SEC).length(),
             ),
         };
-        if i > 0 {
-            out.push_str(", ");
-        }
-        let _ = write!(out, "{};q={q};w={w}", sf_string(name));
+        item(&mut out, i, name, [(b"q", q), (b"w", w)]);
     }
     value(out)
 }
 
 /// `RateLimit` for `states` (name, state).
-pub fn ratelimit_value(states: &[(&str, CheckState)]) -> HeaderValue {
-    let mut out = String::with_capacity(states.len() * 24);
-    for (i, (name, s)) in states.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        let _ = write!(
-            out,
-            "{};r={};t={}",
-            sf_string(name),
-            s.remaining,
-            s.reset_secs
+pub fn ratelimit_value<'a>(states: impl IntoIterator<Item = (&'a str, CheckState)>) -> HeaderValue {
+    let mut out = Vec::with_capacity(64);
+    for (i, (name, s)) in states.into_iter().enumerate() {
+        item(
+            &mut out,
+            i,
+            name,
+            [(b"r", s.remaining), (b"t", s.reset_secs)],
         );
     }
     value(out)
 }
 
-/// A structured-field string: quoted, `"` and `\` escaped, printable ASCII only.
-fn sf_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars().filter(|c| (' '..='~').contains(c)) {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
+/// `, "name";a=1;b=2` (no comma before the first item).
+fn item(out: &mut Vec<u8>, index: usize, name: &str, params: [(&[u8; 1], u64); 2]) {
+    if index > 0 {
+        out.extend_from_slice(b", ");
     }
-    out.push('"');
-    out
+    sf_string(out, name);
+    let mut digits = itoa::Buffer::new();
+    for (key, n) in params {
+        out.push(b';');
+        out.extend_from_slice(key);
+        out.push(b'=');
+        out.extend_from_slice(digits.format(n).as_bytes());
+    }
 }
 
-fn value(s: String) -> HeaderValue {
+/// A structured-field string: quoted, `"` and `\` escaped, printable ASCII only.
+fn sf_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    // Limit names are plain (letters, digits, '-'): copied as they are.
+    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
+    for b in s.bytes().filter(|b| (b' '..=b'~').contains(b)) {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+fn value(bytes: Vec<u8>) -> HeaderValue {
     // Printable ASCII by construction.
-    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static(""))
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(bytes))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 #[cfg(test)]
@@ -106,7 +120,7 @@ mod tests {
         });
         assert_eq!(
             policy_value(
-                &[("consumer", bucket), ("daily-quota", day), ("m", month)],
+                [("consumer", bucket), ("daily-quota", day), ("m", month)],
                 FEB
             ),
             "\"consumer\";q=200;w=2, \"daily-quota\";q=10000;w=86400, \"m\";q=5;w=2419200"
@@ -116,9 +130,9 @@ mod tests {
             reset_secs: 1,
         };
         assert_eq!(
-            ratelimit_value(&[("consumer", s), ("a\"b", s)]),
+            ratelimit_value([("consumer", s), ("a\"b", s)]),
             "\"consumer\";r=150;t=1, \"a\\\"b\";r=150;t=1"
         );
-        assert_eq!(ratelimit_value(&[]), "");
+        assert_eq!(ratelimit_value([]), "");
     }
 }

@@ -82,13 +82,15 @@ impl Expiry<CounterKey, Arc<Counter>> for CounterExpiry {
 
 /// Counters of this process.
 pub struct LocalStore {
-    counters: Cache<CounterKey, Arc<Counter>>,
+    counters: Cache<CounterKey, Arc<Counter>, ahash::RandomState>,
 }
 
-/// A charge to give back if a later check denies.
+/// A charge to give back if a later check denies: a bucket's interval, or
+/// one request of a quota.
+#[derive(Clone, Copy)]
 enum Charge {
-    Bucket(Arc<Counter>, u64),
-    Quota(Arc<Counter>),
+    Bucket(u64),
+    Quota,
 }
 
 impl LocalStore {
@@ -98,7 +100,7 @@ impl LocalStore {
             counters: Cache::builder()
                 .max_capacity(max_counters)
                 .expire_after(CounterExpiry)
-                .build(),
+                .build_with_hasher(ahash::RandomState::new()),
         }
     }
 
@@ -117,36 +119,49 @@ impl LocalStore {
         self.counters.run_pending_tasks();
     }
 
-    fn counter(&self, check: &Check, now: u64) -> Arc<Counter> {
+    fn key(check: &Check, now: u64) -> CounterKey {
         match check.limit {
-            Limit::Bucket(b) => {
-                let ttl = Duration::from_nanos(Gcra::of(&b).refill_nanos()) + EXPIRY_MARGIN;
-                self.counters
-                    .get_with(CounterKey::Bucket(check.key.clone()), || {
-                        Arc::new(Counter {
-                            value: AtomicU64::new(0),
-                            ttl,
-                            idle: true,
-                        })
-                    })
-            }
+            Limit::Bucket(_) => CounterKey::Bucket(check.key.clone()),
             Limit::Quota(q) => {
-                let now_secs = now / NANOS_PER_SEC;
-                let window = Window::of(q.period, now_secs);
-                let key = CounterKey::Quota(check.key.clone(), q.period, window.index);
-                self.counters.get_with(key, || {
-                    Arc::new(Counter {
-                        value: AtomicU64::new(0),
-                        ttl: Duration::from_secs(window.secs_left(now_secs)) + EXPIRY_MARGIN,
-                        idle: false,
-                    })
-                })
+                let window = Window::of(q.period, now / NANOS_PER_SEC);
+                CounterKey::Quota(check.key.clone(), q.period, window.index)
             }
         }
     }
 
-    fn state(check: &Check, counter: &Counter, now: u64) -> CheckState {
-        let value = counter.value.load(Ordering::Acquire);
+    /// The counter of `check`, made when there is none.
+    fn counter(&self, check: &Check, now: u64) -> Arc<Counter> {
+        self.counters.get_with(Self::key(check, now), || {
+            let (ttl, idle) = match check.limit {
+                Limit::Bucket(b) => (Duration::from_nanos(Gcra::of(&b).refill_nanos()), true),
+                Limit::Quota(q) => {
+                    let now_secs = now / NANOS_PER_SEC;
+                    let left = Window::of(q.period, now_secs).secs_left(now_secs);
+                    (Duration::from_secs(left), false)
+                }
+            };
+            Arc::new(Counter {
+                value: AtomicU64::new(0),
+                ttl: ttl + EXPIRY_MARGIN,
+                idle,
+            })
+        })
+    }
+
+    /// The counter of `check` if there is one (a fresh one is all zero).
+    /// Asking first with `contains_key`, which leaves moka's popularity
+    /// estimate alone, makes the common miss (e.g. an address that never
+    /// sent a bad key) cheap.
+    fn existing(&self, check: &Check, now: u64) -> Option<Arc<Counter>> {
+        let key = Self::key(check, now);
+        if !self.counters.contains_key(&key) {
+            return None;
+        }
+        self.counters.get(&key)
+    }
+
+    fn state(check: &Check, counter: Option<&Counter>, now: u64) -> CheckState {
+        let value = counter.map_or(0, |c| c.value.load(Ordering::Acquire));
         match check.limit {
             Limit::Bucket(b) => Gcra::of(&b).state(value, now),
             Limit::Quota(q) => {
@@ -161,7 +176,7 @@ impl LocalStore {
 
     /// Charge one request to `counter` for `check`: `Err(seconds)` to wait
     /// when it is over its limit (nothing charged then).
-    fn charge(check: &Check, counter: &Arc<Counter>, now: u64) -> Result<Charge, u64> {
+    fn charge(check: &Check, counter: &Counter, now: u64) -> Result<Charge, u64> {
         match check.limit {
             Limit::Bucket(b) => {
                 let g = Gcra::of(&b);
@@ -174,7 +189,7 @@ impl LocalStore {
                         Ordering::AcqRel,
                         Ordering::Acquire,
                     ) {
-                        Ok(_) => return Ok(Charge::Bucket(counter.clone(), g.interval)),
+                        Ok(_) => return Ok(Charge::Bucket(g.interval)),
                         Err(actual) => current = actual,
                     }
                 }
@@ -186,14 +201,14 @@ impl LocalStore {
                     let now_secs = now / NANOS_PER_SEC;
                     return Err(Window::of(q.period, now_secs).secs_left(now_secs));
                 }
-                Ok(Charge::Quota(counter.clone()))
+                Ok(Charge::Quota)
             }
         }
     }
 
     /// Whether `check` would allow a request now: `Err(seconds)` otherwise.
-    fn would_allow(check: &Check, counter: &Counter, now: u64) -> Result<(), u64> {
-        let value = counter.value.load(Ordering::Acquire);
+    fn would_allow(check: &Check, counter: Option<&Counter>, now: u64) -> Result<(), u64> {
+        let value = counter.map_or(0, |c| c.value.load(Ordering::Acquire));
         match check.limit {
             Limit::Bucket(b) => Gcra::of(&b)
                 .decide(value, now)
@@ -207,17 +222,17 @@ impl LocalStore {
         }
     }
 
-    fn give_back(charges: SmallVec<[Charge; 4]>) {
-        for charge in charges {
-            match charge {
-                Charge::Bucket(counter, interval) => {
+    fn give_back(charged: &[(Arc<Counter>, Charge)]) {
+        for (counter, charge) in charged {
+            match *charge {
+                Charge::Bucket(interval) => {
                     let _ = counter
                         .value
                         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
                             Some(t.saturating_sub(interval))
                         });
                 }
-                Charge::Quota(counter) => {
+                Charge::Quota => {
                     let _ = counter
                         .value
                         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -230,14 +245,13 @@ impl LocalStore {
 
     /// Charge every check, or none.
     pub fn acquire_now(&self, checks: &[Check], now: u64) -> Outcome {
-        let mut counters: SmallVec<[Arc<Counter>; 4]> = SmallVec::new();
-        let mut charges: SmallVec<[Charge; 4]> = SmallVec::new();
+        let mut charged: SmallVec<[(Arc<Counter>, Charge); 4]> = SmallVec::new();
         for (index, check) in checks.iter().enumerate() {
             let counter = self.counter(check, now);
             match Self::charge(check, &counter, now) {
-                Ok(charge) => charges.push(charge),
+                Ok(charge) => charged.push((counter, charge)),
                 Err(retry_after_secs) => {
-                    Self::give_back(charges);
+                    Self::give_back(&charged);
                     return Outcome::Denied {
                         index,
                         retry_after_secs: retry_after_secs.max(1),
@@ -245,22 +259,22 @@ impl LocalStore {
                     };
                 }
             }
-            counters.push(counter);
         }
         Outcome::Allowed(
             checks
                 .iter()
-                .zip(&counters)
-                .map(|(c, counter)| Self::state(c, counter, now))
+                .zip(&charged)
+                .map(|(c, (counter, _))| Self::state(c, Some(counter), now))
                 .collect(),
         )
     }
 
-    /// What [`LocalStore::acquire_now`] would decide, charging nothing.
+    /// What [`LocalStore::acquire_now`] would decide, charging nothing
+    /// (and making no counter).
     pub fn peek_now(&self, checks: &[Check], now: u64) -> Outcome {
         for (index, check) in checks.iter().enumerate() {
-            let counter = self.counter(check, now);
-            if let Err(retry_after_secs) = Self::would_allow(check, &counter, now) {
+            let counter = self.existing(check, now);
+            if let Err(retry_after_secs) = Self::would_allow(check, counter.as_deref(), now) {
                 return Outcome::Denied {
                     index,
                     retry_after_secs: retry_after_secs.max(1),
@@ -274,7 +288,7 @@ impl LocalStore {
     fn states(&self, checks: &[Check], now: u64) -> SmallVec<[CheckState; 4]> {
         checks
             .iter()
-            .map(|c| Self::state(c, &self.counter(c, now), now))
+            .map(|c| Self::state(c, self.existing(c, now).as_deref(), now))
             .collect()
     }
 }
@@ -388,6 +402,8 @@ mod tests {
         for _ in 0..5 {
             assert!(allowed(&store.peek_now(&checks, NOON)));
         }
+        store.sync();
+        assert_eq!(store.len(), 0, "peeking makes no counter");
         assert!(allowed(&store.acquire_now(&checks, NOON)));
         assert!(!allowed(&store.peek_now(&checks, NOON)));
         assert!(!allowed(&store.acquire_now(&checks, NOON)));
