@@ -7,12 +7,22 @@
 //! - [`router`]: the route table, compiled once per config load.
 //! - [`upstream`]: pools, backend selection, long-lived backend state,
 //!   active health checks and TLS to backends.
-//! - [`snapshot`]: one config's runtime view (router + pools + route policies).
+//! - [`auth`]: API keys: digests, generation, the consumer index, reading
+//!   and removing keys, the authentication decision.
+//! - [`limits`]: usage plans: which rate limits and quotas apply to a request.
+//! - [`ratelimit`]: the engine: GCRA buckets, calendar quotas, the bounded
+//!   counter store behind the `LimitStore` interface, RateLimit fields.
+//! - [`snapshot`]: one config's runtime view (router, pools, route policies,
+//!   consumers).
 //! - [`tls`]: TLS termination: SNI certificate stores behind `ArcSwap`,
 //!   client-certificate verification, `min_version`.
 //! - [`gateway`]: the current snapshot behind one `ArcSwap`, and the reload path.
-//! - [`proxy`]: the `ProxyHttp` phases: routing, forwarding, errors as problem+json.
-//! - [`admin`]: the admin API (`/-/health`, `/-/pools`, `/-/routes`, `/-/reload`).
+//! - [`proxy`]: the `ProxyHttp` phases: routing, access (keys, limits),
+//!   forwarding, errors as problem+json, the access-log line.
+//! - [`accesslog`]: the JSON access log and its writer thread.
+//! - [`metrics`]: the Prometheus registry served at `/metrics`.
+//! - [`admin`]: the admin API (`/-/health`, `/-/pools`, `/-/routes`,
+//!   `/-/certificates`, `/-/consumers`, `/metrics`, `/-/reload`).
 //! - [`server`]: assembles the Pingora server and its services.
 //! - [`demo`]: sample backends for `portcullis demo`.
 //! - [`cli`], [`logging`]: the thin binary layer.

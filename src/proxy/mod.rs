@@ -79,7 +79,7 @@ impl ProxyHttp for GatewayProxy {
 
     /// Route the request and admit it. Answers itself (returns `Ok(true)`)
     /// with 404/405 when no route fits, 401/403/429 when the key, its scope
-    /// or a limit refuses it (see [`access`]), and 503 at once when the
+    /// or a limit refuses it (see `proxy/access.rs`), and 503 at once when the
     /// route's pool has no healthy backend.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if let Some(port) = ctx.redirect_https {
