@@ -528,6 +528,46 @@ async fn upstream_tls_verifies_the_backend_certificate() {
     assert_eq!(status_through(h2).await, (200, Some("b".to_string())));
 }
 
+/// Without `ca_file`, backends are verified against the system roots,
+/// which rustls-native-certs reads, `SSL_CERT_FILE` included: a bundle
+/// with the backend's CA is accepted, one without it is refused (502).
+#[tokio::test]
+async fn upstream_tls_verifies_against_the_system_roots() {
+    let backend = Backend::start("b").await;
+    let back_dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    ca.leaf(back_dir.path(), "backend", &["backend.test"]);
+    let back = start(&back_dir, &tls_config(&backend, &cert_entry("backend", ""))).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let system = dir.path().join("system-roots.pem");
+    let other = dir.path().join("other-roots.pem");
+    std::fs::write(&system, &ca.pem).unwrap();
+    std::fs::write(&other, Ca::new().pem).unwrap();
+    let path = dir.path().join("front.toml");
+    std::fs::write(
+        &path,
+        single_route(
+            "p",
+            &[back.proxy],
+            "[pools.p.tls]
+sni = \"backend.test\"\n",
+            "",
+        ),
+    )
+    .unwrap();
+    for (roots, expect) in [(&system, 200), (&other, 502)] {
+        let roots = roots.to_str().unwrap();
+        let env = [("SSL_CERT_FILE", roots), ("SSL_CERT_DIR", "/nonexistent")];
+        let gw = Gateway::start_file_with_env(&path, &env).await;
+        let (status, body) = common::get_json(&gw.url("/hello")).await;
+        assert_eq!(status, expect, "roots {roots}: {body}");
+        if expect == 200 {
+            assert_eq!(body["backend"], "b");
+        }
+    }
+}
+
 /// One request on a new connection; `None` when the handshake or the
 /// request fails (TLS 1.3 reports a refused client certificate on the
 /// first read).
@@ -598,6 +638,26 @@ async fn client_certificates_required_and_optional() {
     assert!(
         resp.contains("\"x-client-cert-subject\":\"CN=bob\""),
         "{resp}"
+    );
+
+    // The access log names the verified subject, and only that one.
+    let subjects = common::eventually("access-log lines for the TLS requests", || {
+        let subjects: Vec<serde_json::Value> = gw
+            .stdout()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|line| line["client_cert_subject"].clone())
+            .collect();
+        async move { (subjects.len() >= 3).then_some(subjects) }
+    })
+    .await;
+    assert_eq!(
+        subjects,
+        [
+            serde_json::json!("CN=alice"),
+            serde_json::Value::Null,
+            serde_json::json!("CN=bob")
+        ]
     );
 }
 

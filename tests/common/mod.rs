@@ -76,10 +76,17 @@ impl Gateway {
     /// Start the gateway on an existing config file (relative paths in it,
     /// such as certificates, resolve against its directory).
     pub async fn start_file(config_path: &Path) -> Gateway {
+        Self::start_file_with_env(config_path, &[]).await
+    }
+
+    /// [`Gateway::start_file`] with extra environment variables for the
+    /// gateway process.
+    pub async fn start_file_with_env(config_path: &Path, env: &[(&str, &str)]) -> Gateway {
         let config_path = config_path.to_path_buf();
         let mut child = Command::new(bin())
             .args(["run", "-c"])
             .arg(&config_path)
+            .envs(env.iter().copied())
             .env("RUST_LOG", std::env::var("GW_LOG").unwrap_or("info".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
