@@ -4,6 +4,9 @@
 //! routing, no headers, no logging, `CTX = ()`, so the gap between this and
 //! `portcullis` is what portcullis itself costs on top of Pingora.
 //!
+//! With `--tls-cert` and `--tls-key` it terminates TLS instead (rustls,
+//! ALPN h2 and http/1.1): the baseline of the TLS section.
+//!
 //! Usage: bare_pingora --listen 127.0.0.1:8000 --threads 1 127.0.0.1:9001 127.0.0.1:9002
 
 use std::net::SocketAddr;
@@ -34,6 +37,12 @@ struct Args {
     /// Worker threads of the proxy service.
     #[arg(short, long, default_value_t = 1)]
     threads: usize,
+    /// PEM certificate chain: terminate TLS (with `--tls-key`).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<String>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<String>,
     /// Upstream backends (plain HTTP), used round-robin.
     #[arg(required = true)]
     backends: Vec<SocketAddr>,
@@ -74,8 +83,24 @@ fn main() {
     };
     let mut proxy =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, bare, "bare pingora");
-    proxy.add_tcp(&args.listen.to_string());
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let mut tls = match pingora_core::listeners::tls::TlsSettings::intermediate(cert, key) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("bare_pingora: cannot load {cert} / {key}: {e}");
+                    std::process::exit(1);
+                }
+            };
+            tls.enable_h2();
+            proxy.add_tls_with_settings(&args.listen.to_string(), None, tls);
+            println!("listening proxy https://{}", args.listen);
+        }
+        _ => {
+            proxy.add_tcp(&args.listen.to_string());
+            println!("listening proxy http://{}", args.listen);
+        }
+    }
     server.add_service(proxy);
-    println!("listening proxy http://{}", args.listen);
     server.run_forever()
 }

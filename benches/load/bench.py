@@ -522,12 +522,14 @@ def _start_haproxy(c: Ctx) -> Running:
     return Running(port, p, logf)
 
 
-def _start_bare(c: Ctx) -> Running:
+def _start_bare(c: Ctx, tls: bool = False) -> Running:
     port = free_port()
-    logf = c.tmp / "pingora-bare.log"
+    name = "pingora-bare-h2tls" if tls else "pingora-bare"
+    logf = c.tmp / f"{name}.log"
+    tls_args = ["--tls-cert", str(c.cert), "--tls-key", str(c.key)] if tls else []
     with open(logf, "ab") as lf:
         p = spawn(c.proxy_prefix + [str(c.bare_bin), "--listen", f"{HOST}:{port}", "--threads", str(c.workers)]
-                  + [f"{HOST}:{b}" for b in c.backends], stdout=lf, stderr=lf)
+                  + tls_args + [f"{HOST}:{b}" for b in c.backends], stdout=lf, stderr=lf)
     return Running(port, p, logf)
 
 
@@ -578,6 +580,8 @@ TARGETS: list[Target] = [
     # each: HTTP/2 throughput (h2load) and full TLS handshakes per second.
     Target("nginx-h2tls", "nginx listen ssl http2 (TLS 1.2+1.3), proxy_pass to the same upstream block",
            _start_nginx_h2tls, measures=["h2", "handshake"], needs=["nginx", "openssl"]),
+    Target("pingora-bare-h2tls", "bare Pingora terminating TLS (rustls, ALPN h2), the same certificate",
+           lambda c: _start_bare(c, tls=True), measures=["h2", "handshake"], needs=["openssl"]),
     Target("portcullis-h2tls", "portcullis TLS listener (rustls, ALPN h2), plain route / -> pool",
            lambda c: _start_portcullis(c, tls=True), measures=["h2", "handshake"], needs=["openssl"]),
     # ---- HOOK: response cache (later issue) ----------------------------------
@@ -1251,7 +1255,8 @@ def main(argv=None) -> int:
     if missing:
         sys.exit(f"missing: {', '.join(missing)} (run benches/load/run.sh, which installs them)")
     for n, b in (("portcullis", args.portcullis_bin), ("portcullis-h2tls", args.portcullis_bin),
-                 ("pingora-bare", args.bare_bin)):
+                 ("portcullis-auth", args.portcullis_bin), ("portcullis-gateway", args.portcullis_bin),
+                 ("pingora-bare", args.bare_bin), ("pingora-bare-h2tls", args.bare_bin)):
         if n in names and not b.exists():
             sys.exit(f"{b} not found: cargo build --release --bin portcullis --example bare_pingora")
 

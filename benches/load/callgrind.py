@@ -11,6 +11,8 @@ every request), dumps the counters and divides.
 
     benches/load/callgrind.py                       # plain, auth, gateway; N=20000
     benches/load/callgrind.py --modes plain,auth -n 50000
+    benches/load/callgrind.py --h2 --modes bare,plain   # HTTP/2 over TLS (-m 10 streams),
+                                                        # bare Pingora vs portcullis
 
 Needs valgrind, nginx and h2load (`benches/load/run.sh` installs the last
 two). Takes about a minute per mode. Python 3 standard library only.
@@ -23,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench  # noqa: E402  (the config generators and helpers)
@@ -36,9 +39,13 @@ def total_ir(out_file: Path) -> int:
     return int(m.group(1))
 
 
-def load(port: int, n: int, clients: int) -> None:
-    r = subprocess.run(["h2load", "--h1", "-n", str(n), "-c", str(clients), "-H",
-                        f"X-Api-Key: {bench.API_KEY}", f"http://{bench.HOST}:{port}/"],
+def load(port: int, n: int, clients: int, h2: bool = False) -> None:
+    if h2:
+        target = ["-m", "10", f"--connect-to={bench.HOST}:{port}", f"https://{bench.TLS_NAME}:{port}/"]
+    else:
+        target = ["--h1", f"http://{bench.HOST}:{port}/"]
+    r = subprocess.run(["h2load", "-n", str(n), "-c", str(clients), "-H",
+                        f"X-Api-Key: {bench.API_KEY}"] + target,
                        capture_output=True, text=True, timeout=600)
     m = re.search(r"(\d+) succeeded", r.stdout)
     ok = int(m.group(1)) if m else 0
@@ -47,20 +54,26 @@ def load(port: int, n: int, clients: int) -> None:
         raise RuntimeError(f"h2load: not all {n} requests succeeded with 2xx:\n{r.stdout}")
 
 
-def measure(mode: str, binary: Path, backends: list[int], tmp: Path, n: int, clients: int) -> float:
+def measure(mode: str, binary: Path, bare: Path, backends: list[int], tmp: Path, n: int, clients: int,
+            tls: Optional[tuple[Path, Path]]) -> float:
     port, admin = bench.free_port(), bench.free_port()
-    conf = tmp / f"cg-{mode}.toml"
-    conf.write_text(bench.portcullis_conf(port, admin, backends, 1, None, mode=mode,
-                                          log_path=tmp / f"cg-{mode}-access.log"))
+    if mode == "bare":
+        tls_args = ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])] if tls else []
+        cmd = [str(bare), "--listen", f"{bench.HOST}:{port}", "--threads", "1"] + tls_args \
+            + [f"{bench.HOST}:{b}" for b in backends]
+    else:
+        conf = tmp / f"cg-{mode}.toml"
+        conf.write_text(bench.portcullis_conf(port, admin, backends, 1, tls, mode=mode,
+                                              log_path=tmp / f"cg-{mode}-access.log"))
+        cmd = [str(binary), "run", "-c", str(conf)]
     out = tmp / f"callgrind.{mode}.out"
-    p = bench.spawn(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                     str(binary), "run", "-c", str(conf)],
+    p = bench.spawn(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + cmd,
                     stdout=open(tmp / f"cg-{mode}.log", "wb"), stderr=subprocess.STDOUT)
     try:
         bench.wait_port(port, p, timeout=120)
-        load(port, 2_000, clients)  # warm-up: connections, allocator, caches
+        load(port, 2_000, clients, h2=tls is not None)  # warm-up: connections, allocator, caches
         subprocess.run(["callgrind_control", "-z", str(p.pid)], check=True, capture_output=True)
-        load(port, n, clients)
+        load(port, n, clients, h2=tls is not None)
         for f in tmp.glob(f"callgrind.{mode}.out*"):
             f.unlink()
         subprocess.run(["callgrind_control", "-d", str(p.pid)], check=True, capture_output=True)
@@ -81,18 +94,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     root = Path(__file__).resolve().parents[2]
     ap.add_argument("--bin", type=Path, default=root / "target" / "release" / "portcullis")
-    ap.add_argument("--modes", default="plain,auth,gateway")
+    ap.add_argument("--bare-bin", type=Path, default=root / "target" / "release" / "examples" / "bare_pingora")
+    ap.add_argument("--modes", default="plain,auth,gateway",
+                    help="comma list of plain, auth, gateway (portcullis configs) and bare (bare Pingora)")
+    ap.add_argument("--h2", action="store_true", help="HTTP/2 over TLS (generated certificate) instead of HTTP/1.1")
     ap.add_argument("-n", type=int, default=20_000, help="measured requests per mode")
     ap.add_argument("-c", type=int, default=10, help="client connections")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-callgrind-"))
     upstream, backends = bench.start_upstream(tmp, 1)
+    tls = bench.make_cert(tmp) if args.h2 else None
     try:
-        results = {m: measure(m, args.bin, backends, tmp, args.n, args.c) for m in args.modes.split(",")}
+        results = {m: measure(m, args.bin, args.bare_bin, backends, tmp, args.n, args.c, tls)
+                   for m in args.modes.split(",")}
     finally:
         bench.stop(upstream)
-    base = results.get("plain")
-    print(f"| mode | instructions/request | vs plain |\n|---|---:|---:|")
+    base_name = "bare" if "bare" in results else "plain"
+    base = results.get(base_name)
+    print(f"{'HTTP/2 over TLS' if args.h2 else 'HTTP/1.1'}, {args.n} requests, {args.c} connections")
+    print(f"| mode | instructions/request | vs {base_name} |\n|---|---:|---:|")
     for m, ir in results.items():
         ratio = f"{ir / base:.3f}×" if base else "—"
         print(f"| {m} | {ir:,.0f} | {ratio} |")
