@@ -43,6 +43,9 @@ struct Args {
     /// PEM private key of `--tls-cert`.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<String>,
+    /// Idle upstream connections kept (Pingora's `upstream_keepalive_pool_size`).
+    #[arg(long, default_value_t = 128)]
+    keepalive_pool: usize,
     /// Upstream backends (plain HTTP), used round-robin.
     #[arg(required = true)]
     backends: Vec<SocketAddr>,
@@ -68,6 +71,7 @@ fn main() {
     let args = Args::parse();
     let conf = ServerConf {
         threads: args.threads.max(1),
+        upstream_keepalive_pool_size: args.keepalive_pool,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);

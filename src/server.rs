@@ -83,6 +83,7 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
     let config = &snapshot.config;
     let mut conf = ServerConf {
         threads: config.server.threads,
+        upstream_keepalive_pool_size: config.server.upstream_keepalive,
         ..ServerConf::default()
     };
     let grace = config.server.grace_period.as_secs().max(1);

@@ -1,10 +1,11 @@
 //! Load balancing through the real gateway: weighted round robin,
 //! consistent hashing across a reload that removes a backend, and
-//! least-requests preferring the idle backend.
+//! least-requests preferring the idle backend; the upstream keep-alive
+//! pool bound.
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use common::{base_config, client, eventually, Backend, Gateway};
 use serde_json::Value;
@@ -159,4 +160,51 @@ async fn least_requests_prefers_the_idle_backend() {
     for t in pending {
         assert_eq!(t.await.unwrap().unwrap(), 200);
     }
+}
+
+/// `n` requests in flight together (the backend holds them until all have
+/// arrived), so each needs its own upstream connection; returns the
+/// gateway-side addresses of those connections.
+async fn concurrent_round(gw: &Gateway, backend: &Backend, n: usize) -> HashSet<String> {
+    backend.hold(true);
+    let before = backend.hits();
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let url = gw.url("/c");
+            tokio::spawn(async move { client().get(url).send().await?.json::<Value>().await })
+        })
+        .collect();
+    eventually("all requests reached the backend", || async {
+        (backend.hits() >= before + n).then_some(())
+    })
+    .await;
+    backend.hold(false);
+    let mut peers = HashSet::new();
+    for t in tasks {
+        let body = t.await.unwrap().unwrap();
+        peers.insert(body["peer"].as_str().unwrap().to_string());
+    }
+    peers
+}
+
+#[tokio::test]
+async fn upstream_keepalive_bounds_the_idle_connections_kept() {
+    let backend = Backend::start("b").await;
+    let config = format!(
+        "{}[server]\nupstream_keepalive = 1\n\n[pools.p]\nbackends = [\"{}\"]\n\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n",
+        base_config(),
+        backend.addr
+    );
+    let gw = Gateway::start(&config).await;
+    let first = concurrent_round(&gw, &backend, 4).await;
+    assert_eq!(first.len(), 4, "four requests in flight, four connections");
+    let second = concurrent_round(&gw, &backend, 4).await;
+    assert_eq!(second.len(), 4);
+    // With the default pool (128) all four would be reused; with one idle
+    // connection kept, at most one is.
+    let reused = first.intersection(&second).count();
+    assert!(
+        reused <= 1,
+        "{reused} connections reused: {first:?} {second:?}"
+    );
 }

@@ -409,8 +409,8 @@ backend be
 
 def portcullis_conf(port: int, admin_port: int, backends: list[int], workers: int,
                     tls: Optional[tuple[Path, Path]] = None, mode: str = "plain",
-                    log_path: Optional[Path] = None) -> str:
-    """mode: "plain" (one route, no access log, like the plain nginx target),
+                    log_path: Optional[Path] = None, keepalive: Optional[int] = None) -> str:
+    """keepalive: `[server] upstream_keepalive` (None = portcullis' default, 128). mode: "plain" (one route, no access log, like the plain nginx target),
     "auth" (the route needs API_KEY and is rate-limited per consumer, with a
     daily quota; no access log) or "gateway" (auth, plus the JSON access log
     to `log_path`, like nginx-gateway)."""
@@ -439,9 +439,10 @@ quota = {{ day = 1000000000000 }}
 cert = "{tls[0]}"
 key = "{tls[1]}"
 """
+    keepalive_line = f"upstream_keepalive = {keepalive}\n" if keepalive else ""
     return f"""[server]
 threads = {workers}
-
+{keepalive_line}
 {access_log}
 [[listeners]]
 address = "{HOST}:{port}"
@@ -473,7 +474,7 @@ class Ctx:
     bare_bin: Path
     cert: Optional[Path] = None    # generated test certificate (TLS targets only)
     key: Optional[Path] = None
-    h2_keepalive: int = 64         # nginx-h2tls upstream `keepalive`
+    h2_keepalive: int = 64         # upstream keep-alive pool of the TLS targets (all three)
 
 
 @dataclass
@@ -526,7 +527,8 @@ def _start_bare(c: Ctx, tls: bool = False) -> Running:
     port = free_port()
     name = "pingora-bare-h2tls" if tls else "pingora-bare"
     logf = c.tmp / f"{name}.log"
-    tls_args = ["--tls-cert", str(c.cert), "--tls-key", str(c.key)] if tls else []
+    tls_args = (["--tls-cert", str(c.cert), "--tls-key", str(c.key), "--keepalive-pool", str(c.h2_keepalive)]
+                if tls else [])
     with open(logf, "ab") as lf:
         p = spawn(c.proxy_prefix + [str(c.bare_bin), "--listen", f"{HOST}:{port}", "--threads", str(c.workers)]
                   + tls_args + [f"{HOST}:{b}" for b in c.backends], stdout=lf, stderr=lf)
@@ -549,7 +551,8 @@ def _start_portcullis(c: Ctx, tls: bool = False, mode: str = "plain") -> Running
     port, admin = free_port(), free_port()
     conf = c.tmp / f"{name}.toml"
     conf.write_text(portcullis_conf(port, admin, c.backends, c.workers, (c.cert, c.key) if tls else None,
-                                    mode=mode, log_path=c.tmp / f"{name}-access.log"))
+                                    mode=mode, log_path=c.tmp / f"{name}-access.log",
+                                    keepalive=c.h2_keepalive if tls else None))
     logf = c.tmp / f"{name}.log"
     env = dict(os.environ, RUST_LOG="warn")
     with open(logf, "ab") as lf:
@@ -1068,8 +1071,9 @@ def render_markdown(meta: dict, summaries: dict, names: list[str]) -> str:
                      "connect + handshake + request + response, as seen by a Python client")
     if s.get("certificate"):
         loads.append(f"- TLS: {s['certificate']}; nginx-h2tls: `ssl_protocols TLSv1.2 TLSv1.3`, upstream "
-                     f"`keepalive {s['nginx_h2tls_upstream_keepalive']}` (≥ requests in flight); portcullis: "
-                     "Pingora's default upstream pool (128 idle connections)")
+                     f"`keepalive {s['nginx_h2tls_upstream_keepalive']}` (≥ requests in flight); the same bound "
+                     "for pingora-bare-h2tls (`upstream_keepalive_pool_size`) and portcullis-h2tls "
+                     "(`[server] upstream_keepalive`)")
     lines = [
         f"# portcullis load benchmark — {meta['timestamp']}",
         "",
@@ -1188,7 +1192,9 @@ def parse_args(argv=None):
                     help=f"add the TLS targets ({', '.join(TLS_TARGETS)}) to the target list")
     ap.add_argument("--streams", type=int, default=10, help="h2load -m: concurrent streams per HTTP/2 connection")
     ap.add_argument("--h2-upstream-keepalive", type=int, default=0, metavar="N",
-                    help="nginx-h2tls upstream `keepalive`; 0 = connections x streams (the requests in flight)")
+                    help="idle upstream connections the TLS targets keep per worker (nginx `keepalive`, Pingora "
+                         "upstream_keepalive_pool_size, portcullis upstream_keepalive); "
+                         "0 = connections x streams (the requests in flight)")
     ap.add_argument("--handshake-procs", type=int, default=2,
                     help="processes of tls_handshake_client.py sharing --connections (Python: ~1 core each)")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are reported)")

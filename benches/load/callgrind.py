@@ -39,9 +39,9 @@ def total_ir(out_file: Path) -> int:
     return int(m.group(1))
 
 
-def load(port: int, n: int, clients: int, h2: bool = False) -> None:
+def load(port: int, n: int, clients: int, h2: bool = False, streams: int = 10) -> None:
     if h2:
-        target = ["-m", "10", f"--connect-to={bench.HOST}:{port}", f"https://{bench.TLS_NAME}:{port}/"]
+        target = ["-m", str(streams), f"--connect-to={bench.HOST}:{port}", f"https://{bench.TLS_NAME}:{port}/"]
     else:
         target = ["--h1", f"http://{bench.HOST}:{port}/"]
     r = subprocess.run(["h2load", "-n", str(n), "-c", str(clients), "-H",
@@ -55,25 +55,28 @@ def load(port: int, n: int, clients: int, h2: bool = False) -> None:
 
 
 def measure(mode: str, binary: Path, bare: Path, backends: list[int], tmp: Path, n: int, clients: int,
-            tls: Optional[tuple[Path, Path]]) -> float:
+            tls: Optional[tuple[Path, Path]], streams: int) -> float:
+    # Idle upstream connections kept: at least the requests in flight, as in bench.py.
+    keepalive = max(128, clients * (streams if tls else 1))
     port, admin = bench.free_port(), bench.free_port()
     if mode == "bare":
         tls_args = ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])] if tls else []
-        cmd = [str(bare), "--listen", f"{bench.HOST}:{port}", "--threads", "1"] + tls_args \
+        cmd = [str(bare), "--listen", f"{bench.HOST}:{port}", "--threads", "1",
+               "--keepalive-pool", str(keepalive)] + tls_args \
             + [f"{bench.HOST}:{b}" for b in backends]
     else:
         conf = tmp / f"cg-{mode}.toml"
         conf.write_text(bench.portcullis_conf(port, admin, backends, 1, tls, mode=mode,
-                                              log_path=tmp / f"cg-{mode}-access.log"))
+                                              log_path=tmp / f"cg-{mode}-access.log", keepalive=keepalive))
         cmd = [str(binary), "run", "-c", str(conf)]
     out = tmp / f"callgrind.{mode}.out"
     p = bench.spawn(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"] + cmd,
                     stdout=open(tmp / f"cg-{mode}.log", "wb"), stderr=subprocess.STDOUT)
     try:
         bench.wait_port(port, p, timeout=120)
-        load(port, 2_000, clients, h2=tls is not None)  # warm-up: connections, allocator, caches
+        load(port, 2_000, clients, h2=tls is not None, streams=streams)  # warm-up: connections, allocator, caches
         subprocess.run(["callgrind_control", "-z", str(p.pid)], check=True, capture_output=True)
-        load(port, n, clients, h2=tls is not None)
+        load(port, n, clients, h2=tls is not None, streams=streams)
         for f in tmp.glob(f"callgrind.{mode}.out*"):
             f.unlink()
         subprocess.run(["callgrind_control", "-d", str(p.pid)], check=True, capture_output=True)
@@ -100,18 +103,20 @@ def main() -> None:
     ap.add_argument("--h2", action="store_true", help="HTTP/2 over TLS (generated certificate) instead of HTTP/1.1")
     ap.add_argument("-n", type=int, default=20_000, help="measured requests per mode")
     ap.add_argument("-c", type=int, default=10, help="client connections")
+    ap.add_argument("-m", type=int, default=10, help="with --h2: concurrent streams per connection")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-callgrind-"))
     upstream, backends = bench.start_upstream(tmp, 1)
     tls = bench.make_cert(tmp) if args.h2 else None
     try:
-        results = {m: measure(m, args.bin, args.bare_bin, backends, tmp, args.n, args.c, tls)
+        results = {m: measure(m, args.bin, args.bare_bin, backends, tmp, args.n, args.c, tls, args.m)
                    for m in args.modes.split(",")}
     finally:
         bench.stop(upstream)
     base_name = "bare" if "bare" in results else "plain"
     base = results.get(base_name)
-    print(f"{'HTTP/2 over TLS' if args.h2 else 'HTTP/1.1'}, {args.n} requests, {args.c} connections")
+    print(f"{'HTTP/2 over TLS' if args.h2 else 'HTTP/1.1'}, {args.n} requests, {args.c} connections"
+          + (f" x {args.m} streams" if args.h2 else ""))
     print(f"| mode | instructions/request | vs {base_name} |\n|---|---:|---:|")
     for m, ir in results.items():
         ratio = f"{ir / base:.3f}×" if base else "—"

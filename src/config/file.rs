@@ -172,6 +172,8 @@ pub struct ServerFile {
     pub threads: Option<Spanned<usize>>,
     /// Humantime duration, e.g. `"5s"`.
     pub grace_period: Option<Spanned<String>>,
+    /// Idle upstream connections kept for reuse, per worker thread.
+    pub upstream_keepalive: Option<Spanned<usize>>,
 }
 
 /// One `[[listeners]]` entry.

@@ -84,6 +84,7 @@ mod tests {
 [server]
 threads = 4
 grace_period = "10s"
+upstream_keepalive = 512
 
 [[listeners]]
 address = "0.0.0.0:8080"
@@ -248,6 +249,7 @@ strip_prefix = true
             server: ServerSettings {
                 threads: 4,
                 grace_period: Duration::from_secs(10),
+                upstream_keepalive: 512,
             },
             listeners: vec![
                 Listener {
@@ -312,6 +314,7 @@ strip_prefix = true
         assert_eq!(config.source, "empty.toml");
         assert_eq!(config.server.threads, DEFAULT_THREADS);
         assert_eq!(config.server.grace_period, DEFAULT_GRACE_PERIOD);
+        assert_eq!(config.server.upstream_keepalive, DEFAULT_UPSTREAM_KEEPALIVE);
         assert_eq!(config.listeners.len(), 1);
         assert_eq!(config.listeners[0].address.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.admin.address.to_string(), DEFAULT_ADMIN_LISTEN);

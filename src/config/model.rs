@@ -15,6 +15,10 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9180";
 /// Default worker threads of the proxy service.
 pub const DEFAULT_THREADS: usize = 1;
+/// Default idle upstream connections kept per worker thread (Pingora's default).
+pub const DEFAULT_UPSTREAM_KEEPALIVE: usize = 128;
+/// Upper bound of `upstream_keepalive`: each idle connection holds a socket.
+pub const MAX_UPSTREAM_KEEPALIVE: usize = 100_000;
 /// Default upstream connect timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default upstream read timeout (time between two reads of the response).
@@ -74,6 +78,9 @@ pub struct ServerSettings {
     pub threads: usize,
     /// How long a graceful shutdown waits for in-flight requests.
     pub grace_period: Duration,
+    /// Idle upstream keep-alive connections kept per worker thread, over all
+    /// pools; a connection beyond this is closed after its response.
+    pub upstream_keepalive: usize,
 }
 
 /// A proxy listener. The address may use port 0 (tests); the bound address is

@@ -232,6 +232,7 @@ impl Validator<'_> {
         let mut settings = model::ServerSettings {
             threads: model::DEFAULT_THREADS,
             grace_period: DEFAULT_GRACE_PERIOD,
+            upstream_keepalive: model::DEFAULT_UPSTREAM_KEEPALIVE,
         };
         let Some(server) = server else {
             return settings;
@@ -242,6 +243,20 @@ impl Validator<'_> {
                 self.error(threads.span(), item, "threads must be at least 1");
             }
             settings.threads = *threads.get_ref();
+        }
+        if let Some(keepalive) = &server.upstream_keepalive {
+            let n = *keepalive.get_ref();
+            if !(1..=model::MAX_UPSTREAM_KEEPALIVE).contains(&n) {
+                self.error(
+                    keepalive.span(),
+                    item,
+                    format!(
+                        "upstream_keepalive must be from 1 to {}",
+                        model::MAX_UPSTREAM_KEEPALIVE
+                    ),
+                );
+            }
+            settings.upstream_keepalive = n;
         }
         if let Some(grace) = &server.grace_period {
             if let Some(d) = self.duration(grace, "grace_period", item) {

@@ -66,13 +66,17 @@ fn durations() {
     assert!(only_error(&src)
         .starts_with(r#"f.toml:8:8: route "a": timeouts.idle must be greater than 0"#));
 
-    let src = "[server]\ngrace_period = \"0s\"\nthreads = 0\n";
+    let src = "[server]\ngrace_period = \"0s\"\nthreads = 0\nupstream_keepalive = 0\n";
     let errors = all_errors(src);
     assert_eq!(
         errors[0],
         "f.toml:2:16: server: grace_period must be greater than 0"
     );
     assert_eq!(errors[1], "f.toml:3:11: server: threads must be at least 1");
+    assert_eq!(
+        errors[2],
+        "f.toml:4:22: server: upstream_keepalive must be from 1 to 100000"
+    );
 }
 
 #[test]
