@@ -13,7 +13,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::time::SystemTime;
 
 use crate::config::model::AccessLogTarget;
@@ -21,9 +21,16 @@ use crate::config::model::AccessLogTarget;
 /// Lines that may wait for the writer before new ones are dropped.
 pub const QUEUE_LINES: usize = 65_536;
 
+/// While lines keep coming, the writer collects them this long and then
+/// writes them in one go (nginx's `flush=` of a buffered log, shorter). A
+/// line per wake-up and a `write` per line cost more than formatting it.
+pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
 enum Message {
     Line(Vec<u8>),
     Reopen(AccessLogTarget),
+    /// Write out everything queued before this, then acknowledge.
+    Flush(SyncSender<()>),
 }
 
 /// The process's access log.
@@ -83,6 +90,17 @@ impl AccessLog {
         }
     }
 
+    /// Write out every line queued so far and wait (up to 5 s) until that
+    /// is done: at shutdown, so no line is lost with the process.
+    pub fn close(&self) {
+        if let Some(tx) = &self.tx {
+            let (done_tx, done_rx) = sync_channel(1);
+            if tx.send(Message::Flush(done_tx)).is_ok() {
+                let _ = done_rx.recv_timeout(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+
     /// Lines dropped because the writer fell behind.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -109,37 +127,76 @@ fn open(target: &AccessLogTarget) -> Box<dyn Write + Send> {
     }
 }
 
-/// Write lines as they come; flush whenever the queue is empty, so a
-/// quiet gateway's lines show up at once and a busy one writes in batches.
+/// Idle, the writer blocks until a line comes (one wake-up). Busy, it
+/// takes whatever queued up every [`FLUSH_INTERVAL`] and writes it in one
+/// batch, so request threads do not wake it line by line; once an interval
+/// brings nothing it goes back to blocking. A quiet gateway's lines show up
+/// within one interval.
 fn writer(rx: Receiver<Message>, first: AccessLogTarget) {
-    let mut out = open(&first);
-    let mut failed = false;
-    while let Ok(mut message) = rx.recv() {
+    let mut sink = Sink {
+        out: open(&first),
+        failed: false,
+    };
+    while let Ok(message) = rx.recv() {
+        sink.handle(message);
         loop {
-            match message {
-                Message::Line(mut line) => {
-                    line.push(b'\n');
-                    if let Err(e) = out.write_all(&line) {
-                        if !failed {
-                            tracing::error!(error = %e, "cannot write the access log");
-                            failed = true;
-                        }
+            std::thread::sleep(FLUSH_INTERVAL);
+            let mut taken = 0usize;
+            loop {
+                match rx.try_recv() {
+                    Ok(message) => {
+                        sink.handle(message);
+                        taken += 1;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        sink.flush();
+                        return;
                     }
                 }
-                Message::Reopen(target) => {
-                    let _ = out.flush();
-                    out = open(&target);
-                    failed = false;
-                }
             }
-            match rx.try_recv() {
-                Ok(next) => message = next,
-                Err(_) => break,
+            sink.flush();
+            if taken == 0 {
+                break;
             }
         }
-        let _ = out.flush();
     }
-    let _ = out.flush();
+    sink.flush();
+}
+
+struct Sink {
+    out: Box<dyn Write + Send>,
+    /// A write error was logged; not again until the next reopen.
+    failed: bool,
+}
+
+impl Sink {
+    fn handle(&mut self, message: Message) {
+        match message {
+            Message::Line(mut line) => {
+                line.push(b'\n');
+                if let Err(e) = self.out.write_all(&line) {
+                    if !self.failed {
+                        tracing::error!(error = %e, "cannot write the access log");
+                        self.failed = true;
+                    }
+                }
+            }
+            Message::Reopen(target) => {
+                self.flush();
+                self.out = open(&target);
+                self.failed = false;
+            }
+            Message::Flush(done) => {
+                self.flush();
+                let _ = done.try_send(());
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        let _ = self.out.flush();
+    }
 }
 
 /// One request, as the access log records it.

@@ -156,7 +156,11 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
     println!("listening admin http://{admin_addr}");
     info!(config = %gateway.config_path().display(), summary = %snapshot.summary(), "portcullis starting");
     drop(snapshot);
-    server.run_forever()
+    server.run(pingora_core::server::RunArgs::default());
+    // Every request has finished (or the grace period ran out): write out
+    // the access log lines still queued before the process ends.
+    gateway.access_log().close();
+    std::process::exit(0)
 }
 
 /// TLS 1.2 and 1.3 (rustls' safe defaults), ALPN h2 and http/1.1, the

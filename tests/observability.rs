@@ -140,6 +140,35 @@ async fn access_log_file_is_reopened_on_reload() {
     assert!(access_lines(&gw.stdout()).is_empty(), "nothing on stdout");
 }
 
+#[tokio::test]
+async fn access_log_lines_queued_at_shutdown_are_written() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[access_log]\npath = \"access.log\"\n\n{}",
+        common::single_route("p", &[backend.addr], "", "")
+    );
+    let main = dir.path().join("portcullis.toml");
+    std::fs::write(&main, config).unwrap();
+    let mut gw = Gateway::start_file(&main).await;
+    let http = client();
+    for i in 0..50 {
+        let r = http.get(gw.url(&format!("/r{i}"))).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // Quick shutdown (no grace period) right after the last response: the
+    // writer batches lines, so some are still queued; none may be lost.
+    gw.signal("INT");
+    assert_eq!(gw.exited().await, Some(0));
+    let text = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
+    let paths: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["path"].to_string())
+        .collect();
+    assert_eq!(paths.len(), 50, "{text}");
+    assert_eq!(paths[49], "\"/r49\"");
+}
+
 /// `promtool check metrics` on `text`: (passed, its output).
 fn promtool(text: &str) -> (bool, String) {
     use std::io::Write;

@@ -218,11 +218,27 @@ impl Gateway {
 
     /// Send SIGHUP to the gateway.
     pub fn sighup(&self) {
+        self.signal("HUP");
+    }
+
+    /// Send a signal (`"HUP"`, `"TERM"`, `"INT"`) to the gateway.
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
-            .expect("kill -HUP");
-        assert!(status.success());
+            .expect("kill");
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Wait until the gateway process has exited; its exit code.
+    pub async fn exited(&mut self) -> Option<i32> {
+        let child = &mut self.child;
+        eventually("the gateway to exit", || {
+            let status = child.try_wait().ok().flatten();
+            async move { status }
+        })
+        .await
+        .code()
     }
 
     /// `GET /-/pools` as JSON.
