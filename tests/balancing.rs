@@ -191,9 +191,8 @@ async fn concurrent_round(gw: &Gateway, backend: &Backend, n: usize) -> HashSet<
 async fn upstream_keepalive_bounds_the_idle_connections_kept() {
     let backend = Backend::start("b").await;
     let config = format!(
-        "{}[server]\nupstream_keepalive = 1\n\n[pools.p]\nbackends = [\"{}\"]\n\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n",
-        base_config(),
-        backend.addr
+        "[server]\nupstream_keepalive = 1\n\n{}",
+        common::single_route("p", &[backend.addr], "", "")
     );
     let gw = Gateway::start(&config).await;
     let first = concurrent_round(&gw, &backend, 4).await;

@@ -106,9 +106,9 @@ async fn access_log_lines_name_route_consumer_and_refusals() {
     assert!(!gw.stdout().contains(&key.key) && !gw.stdout().contains(&key.digest_hex));
 }
 
-#[tokio::test]
-async fn access_log_file_is_reopened_on_reload() {
-    let backend = Backend::start("b").await;
+/// A gateway with one route to `backend` and its access log in
+/// `access.log` in the returned directory.
+async fn gateway_logging_to_file(backend: &Backend) -> (tempfile::TempDir, Gateway) {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "[access_log]\npath = \"access.log\"\n\n{}",
@@ -117,6 +117,13 @@ async fn access_log_file_is_reopened_on_reload() {
     let main = dir.path().join("portcullis.toml");
     std::fs::write(&main, config).unwrap();
     let gw = Gateway::start_file(&main).await;
+    (dir, gw)
+}
+
+#[tokio::test]
+async fn access_log_file_is_reopened_on_reload() {
+    let backend = Backend::start("b").await;
+    let (dir, gw) = gateway_logging_to_file(&backend).await;
     let log = dir.path().join("access.log");
     let rotated = dir.path().join("access.log.1");
     let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
@@ -143,14 +150,7 @@ async fn access_log_file_is_reopened_on_reload() {
 #[tokio::test]
 async fn access_log_lines_queued_at_shutdown_are_written() {
     let backend = Backend::start("b").await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[access_log]\npath = \"access.log\"\n\n{}",
-        common::single_route("p", &[backend.addr], "", "")
-    );
-    let main = dir.path().join("portcullis.toml");
-    std::fs::write(&main, config).unwrap();
-    let mut gw = Gateway::start_file(&main).await;
+    let (dir, mut gw) = gateway_logging_to_file(&backend).await;
     let http = client();
     for i in 0..50 {
         let r = http.get(gw.url(&format!("/r{i}"))).send().await.unwrap();
