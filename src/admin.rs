@@ -8,7 +8,7 @@
 //! | GET | `/-/certificates` | each TLS listener's certificates: names and expiry |
 //! | GET | `/-/consumers` | every consumer: id, name, metadata, disabled, keys by prefix (never a digest) |
 //! | GET | `/metrics` | Prometheus metrics (text format 0.0.4) |
-//! | POST | `/-/reload` | re-read the config: `200` with a summary, or `422` with every error |
+//! | POST | `/-/reload` | re-read the config: `200` with `status` `reloaded` (and the changes) or `unchanged`, or `422` with every error |
 
 use std::sync::Arc;
 
@@ -127,14 +127,17 @@ impl AdminApp {
         json!({ "consumers": consumers })
     }
 
-    fn reload(&self) -> (StatusCode, Value) {
-        match self.gateway.reload("admin") {
+    async fn reload(&self) -> (StatusCode, Value) {
+        match self.gateway.reload("admin").await {
             Ok(report) => (
                 StatusCode::OK,
                 json!({
-                    "status": "reloaded",
+                    "status": if report.unchanged() { "unchanged" } else { "reloaded" },
                     "summary": report.summary,
-                    "restart_required": report.restart_required,
+                    "restart_required": report.diff.restart_required,
+                    "changes": report.diff,
+                    "probes_restarted": report.probes_restarted,
+                    "took_ms": report.took.as_secs_f64() * 1e3,
                 }),
             ),
             Err(errors) => {
@@ -227,7 +230,7 @@ impl ServeHttp for AdminApp {
                 resp
             }
             "/-/reload" if post => {
-                let (status, body) = self.reload();
+                let (status, body) = self.reload().await;
                 reply(status, body)
             }
             "/-/health" | "/-/pools" | "/-/routes" | "/-/certificates" | "/-/consumers"

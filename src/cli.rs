@@ -1,4 +1,7 @@
-//! Command line: `run`, `check`, `demo`, `keys new`, `keys hash`.
+//! Command line: `run`, `check`, `diff`, `explain`, `demo`, `keys new`,
+//! `keys hash`. `check`, `diff` and `explain` run the same prepare step as
+//! `run` and every reload ([`crate::reload::prepare`]), so what `check`
+//! accepts is exactly what `run` and a reload accept.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,11 +38,37 @@ pub enum Command {
         config: PathBuf,
     },
     /// Validate config files and exit: 0 when valid, 1 with every error found.
+    /// Reads every included file and loads the TLS material, as `run` does.
     Check {
         /// Config file (also accepted as positional arguments, several at once).
         #[arg(short, long)]
         config: Option<PathBuf>,
         files: Vec<PathBuf>,
+    },
+    /// Show what a reload from OLD to NEW would change. Exit code: 0 when
+    /// nothing would change, 1 when something would, 2 when a config is invalid.
+    Diff {
+        old: PathBuf,
+        new: PathBuf,
+        /// Print the changes as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show which route a request would match and why, and what would
+    /// happen to it, without sending anything. Exit code: 0 when the request
+    /// would be forwarded, 1 when the gateway would answer it itself
+    /// (404, 405, 401, 403, 503), 2 when the config or request is invalid.
+    Explain {
+        /// Config file.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Request method, e.g. GET.
+        method: String,
+        /// `http://host/path?query`, or a path.
+        url: String,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
     },
     /// Run the gateway on the bundled demo config, with its sample backends
     /// started in the same process.
@@ -69,6 +98,13 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config, files } => check(config.into_iter().chain(files).collect()),
+        Command::Diff { old, new, json } => diff(&old, &new, json),
+        Command::Explain {
+            config,
+            method,
+            url,
+            headers,
+        } => explain(&config, &method, &url, &headers),
         Command::Run { config } => run(config, false),
         Command::Demo { config } => run(config, true),
         Command::Keys(KeysCommand::New { consumer }) => keys_new(&consumer),
@@ -118,16 +154,27 @@ fn keys_hash() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Prepare `file` as a reload would, with no live state.
+fn prepare(file: &std::path::Path) -> Result<crate::reload::Prepared, config::ConfigErrors> {
+    crate::reload::prepare(file, &crate::upstream::StateTable::default())
+}
+
+fn print_errors(file: &std::path::Path, errors: &config::ConfigErrors) {
+    for e in &errors.0 {
+        eprintln!("{e}");
+    }
+    eprintln!("{}: {} error(s)", file.display(), errors.0.len());
+}
+
 fn check(mut files: Vec<PathBuf>) -> ExitCode {
     if files.is_empty() {
         files.push(PathBuf::from(DEFAULT_CONFIG));
     }
     let mut ok = true;
     for file in files {
-        let loaded = config::load(&file).and_then(|c| Ok((crate::tls::load_stores(&c)?, c)));
-        match loaded {
-            Ok((stores, c)) => {
-                for cert in stores.iter().flatten().flat_map(|s| &s.certs) {
+        match prepare(&file) {
+            Ok(prepared) => {
+                for cert in prepared.certs.iter().flatten().flat_map(|s| &s.certs) {
                     if let Some(days) = cert.expires_within(CERT_EXPIRY_WARNING_DAYS) {
                         eprintln!(
                             "{}: warning: certificate for {} expires in {days} day(s)",
@@ -136,20 +183,11 @@ fn check(mut files: Vec<PathBuf>) -> ExitCode {
                         );
                     }
                 }
-                println!(
-                    "{}: ok: {} routes, {} pools, {} consumers",
-                    file.display(),
-                    c.routes.len(),
-                    c.pools.len(),
-                    c.consumers.len()
-                )
+                println!("{}: ok: {}", file.display(), prepared.snapshot.summary())
             }
             Err(errors) => {
                 ok = false;
-                for e in &errors.0 {
-                    eprintln!("{e}");
-                }
-                eprintln!("{}: {} error(s)", file.display(), errors.0.len());
+                print_errors(&file, &errors);
             }
         }
     }
@@ -160,14 +198,70 @@ fn check(mut files: Vec<PathBuf>) -> ExitCode {
     }
 }
 
+fn diff(old: &std::path::Path, new: &std::path::Path, json: bool) -> ExitCode {
+    let (old_p, new_p) = (prepare(old), prepare(new));
+    let (old_p, new_p) = match (old_p, new_p) {
+        (Ok(a), Ok(b)) => (a, b),
+        (a, b) => {
+            for (file, r) in [(old, a.err()), (new, b.err())] {
+                if let Some(errors) = r {
+                    print_errors(file, &errors);
+                }
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let d = crate::reload::diff::ConfigDiff::between(&old_p.snapshot, &new_p.snapshot);
+    if json {
+        match serde_json::to_string_pretty(&d) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("portcullis: cannot write the changes as JSON: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        println!("{d}");
+    }
+    if d.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn explain(file: &std::path::Path, method: &str, url: &str, headers: &[String]) -> ExitCode {
+    let prepared = match prepare(file) {
+        Ok(p) => p,
+        Err(errors) => {
+            print_errors(file, &errors);
+            return ExitCode::from(2);
+        }
+    };
+    let req = match crate::explain::request(method, url, headers) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let explained = crate::explain::explain(&prepared.snapshot, &req, now);
+    print!("{}", explained.text);
+    match explained.refused {
+        None => ExitCode::SUCCESS,
+        Some(_) => ExitCode::FAILURE,
+    }
+}
+
 fn run(path: PathBuf, demo: bool) -> ExitCode {
     crate::logging::init();
     let gateway = match Gateway::load(path) {
         Ok(g) => g,
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("{e}");
-            }
+        Err(e) => {
+            eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };

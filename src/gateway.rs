@@ -1,45 +1,38 @@
 //! The gateway's shared state: the current [`Snapshot`] behind one
-//! `ArcSwap`, the long-lived state that outlives snapshots, and the one
-//! reload path every trigger (SIGHUP, `POST /-/reload`) goes through.
+//! `ArcSwap`, the [`LongLived`] state that outlives snapshots, and the one
+//! reload path every trigger (`SIGHUP`, `POST /-/reload`, the file watcher)
+//! goes through: [`reload::prepare`], then commit.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
 
 use crate::accesslog::AccessLog;
-use crate::config::{self, ConfigError, ConfigErrors};
+use crate::config::{ConfigError, ConfigErrors};
 use crate::metrics::{Metrics, ScrapeState};
-use crate::ratelimit::clock::{Clock, SystemClock};
-use crate::ratelimit::{LimitStore, LocalStore, DEFAULT_MAX_COUNTERS};
+use crate::ratelimit::clock::Clock;
+use crate::ratelimit::LimitStore;
+use crate::reload::{self, diff::ConfigDiff};
 use crate::snapshot::Snapshot;
-use crate::tls::{self, CertStore};
-use crate::upstream::health::HealthChecker;
+use crate::state::{LiveCerts, LongLived, StartError};
 use crate::upstream::StateTable;
 
 /// Shared by the proxy, the admin API and the control-plane service.
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
-    /// Certificates of each start-up listener (`None`: plain HTTP), swapped
-    /// on reload like the snapshot.
-    tls: Vec<Option<Arc<ArcSwap<CertStore>>>>,
+    /// Everything that outlives snapshots.
+    state: LongLived,
     /// Listeners with a redirect or HSTS, set once the addresses are bound.
     policies: OnceLock<Vec<ListenerPolicy>>,
     /// Every start-up listener's bound address (port 0 resolved), in order.
     bound: OnceLock<Vec<SocketAddr>>,
     config_path: PathBuf,
-    states: StateTable,
-    health: HealthChecker,
-    /// Rate-limit and quota counters; keyed by each limit's definition, so
-    /// they outlive snapshots.
-    limits: Arc<dyn LimitStore>,
-    clock: Arc<dyn Clock>,
-    /// Serialises reloads so two triggers cannot interleave build and swap.
+    /// Serialises reloads so two triggers cannot interleave prepare and commit.
     reload_lock: Mutex<()>,
-    metrics: Metrics,
-    access_log: AccessLog,
 }
 
 /// What a start-up listener asks of every request it accepts.
@@ -57,37 +50,43 @@ pub struct ListenerPolicy {
 #[derive(Debug, Clone)]
 pub struct ReloadReport {
     pub summary: String,
-    /// Settings read at start-up only (listeners, admin, threads) that changed.
-    pub restart_required: Vec<String>,
+    /// What changed; empty when the config is the same as the one serving.
+    pub diff: ConfigDiff,
+    /// Pools whose health probes restarted.
+    pub probes_restarted: Vec<String>,
+    /// From the trigger to the swap (prepare and commit).
+    pub took: Duration,
+}
+
+impl ReloadReport {
+    /// True when the reload found nothing to change (and changed nothing).
+    pub fn unchanged(&self) -> bool {
+        self.diff.is_empty()
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error(transparent)]
+    State(#[from] StartError),
 }
 
 impl Gateway {
-    /// Load and build the first snapshot. Fails with every config error.
-    pub fn load(config_path: PathBuf) -> Result<Arc<Gateway>, ConfigErrors> {
-        let config = config::load(&config_path)?;
-        let tls = tls::load_stores(&config)?
-            .into_iter()
-            .map(|s| s.map(|s| Arc::new(ArcSwap::from_pointee(s))))
-            .collect();
-        let states = StateTable::default();
-        let metrics = Metrics::new().map_err(|e| {
-            ConfigError::whole_file(&config.source, format!("cannot set up metrics: {e}"))
-        })?;
-        let access_log = AccessLog::start(&config.access_log);
-        let snapshot = Snapshot::build(config, &states)?;
+    /// Prepare the first snapshot and set up the long-lived state around it.
+    pub fn load(config_path: PathBuf) -> Result<Arc<Gateway>, LoadError> {
+        let prepared = reload::prepare(&config_path, &StateTable::default())?;
+        let state = LongLived::new(&prepared.snapshot.config, prepared.certs)?;
+        state.backends.adopt(prepared.snapshot.pools.values());
         Ok(Arc::new(Gateway {
-            snapshot: ArcSwap::from_pointee(snapshot),
-            tls,
+            snapshot: ArcSwap::from_pointee(prepared.snapshot),
+            state,
             policies: OnceLock::new(),
             bound: OnceLock::new(),
             config_path,
-            states,
-            health: HealthChecker::default(),
-            limits: Arc::new(LocalStore::new(DEFAULT_MAX_COUNTERS)),
-            clock: Arc::new(SystemClock),
             reload_lock: Mutex::new(()),
-            metrics,
-            access_log,
         }))
     }
 
@@ -96,28 +95,34 @@ impl Gateway {
         self.snapshot.load_full()
     }
 
+    /// The long-lived state.
+    pub fn state(&self) -> &LongLived {
+        &self.state
+    }
+
     /// Where rate-limit and quota counters live.
     pub fn limit_store(&self) -> &dyn LimitStore {
-        &*self.limits
+        &*self.state.limits
     }
 
     /// The clock limits and key validity are judged by.
     pub fn clock(&self) -> &dyn Clock {
-        &*self.clock
+        &*self.state.clock
     }
 
     /// The live certificate store of start-up listener `index`, if it is TLS.
-    pub fn tls_store(&self, index: usize) -> Option<Arc<ArcSwap<CertStore>>> {
-        self.tls.get(index)?.clone()
+    pub fn tls_store(&self, index: usize) -> Option<LiveCerts> {
+        self.state.listener_certs.get(index)?.1.clone()
     }
 
     /// Every TLS listener's certificates: (listener address, names, expiry
     /// as seconds since the Unix epoch).
     pub fn certificates(&self) -> Vec<(String, Vec<String>, i64)> {
-        self.tls
+        self.state
+            .listener_certs
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| Some((self.listener_address(i), s.as_ref()?.load_full())))
+            .filter_map(|(i, (_, s))| Some((self.listener_address(i), s.as_ref()?.load_full())))
             .flat_map(|(i, store)| {
                 store
                     .certs
@@ -158,59 +163,112 @@ impl Gateway {
         &self.config_path
     }
 
-    /// Start (or restart) the active health checks of the current snapshot.
-    /// Call from a runtime that lives as long as the process.
-    pub fn start_health_checks(&self) {
-        self.health.restart(&self.snapshot.load().pools);
+    /// Start the active health checks of the current snapshot (at once, no
+    /// jitter). Their tasks run on the health checker's own runtime.
+    pub fn start_health_checks(&self) -> Vec<String> {
+        self.state.health.sync(&self.snapshot.load().pools, false)
     }
 
-    /// Re-read the config file: parse, validate, build, swap. On any error
-    /// the current snapshot keeps serving and the errors are returned.
-    pub fn reload(&self, trigger: &str) -> Result<ReloadReport, ConfigErrors> {
+    /// Reload on a blocking thread (`spawn_blocking`), off the async workers
+    /// of the proxy and the admin API: prepare reads files and builds
+    /// tables. See [`Gateway::reload_blocking`].
+    pub async fn reload(
+        self: &Arc<Self>,
+        trigger: &'static str,
+    ) -> Result<ReloadReport, ConfigErrors> {
+        let gateway = self.clone();
+        match tokio::task::spawn_blocking(move || gateway.reload_blocking(trigger)).await {
+            Ok(result) => result,
+            Err(e) => Err(ConfigError::whole_file(
+                &self.config_path.display().to_string(),
+                format!("the reload did not finish: {e}"),
+            )
+            .into()),
+        }
+    }
+
+    /// Prepare the config file afresh, then commit it. On any error in
+    /// prepare, the current snapshot keeps serving, the long-lived state is
+    /// untouched, and the errors are logged, counted and returned. A config
+    /// identical to the one serving changes nothing and reports `unchanged`
+    /// (the access log is still reopened, for log rotation).
+    pub fn reload_blocking(&self, trigger: &str) -> Result<ReloadReport, ConfigErrors> {
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let built = config::load(&self.config_path).and_then(|config| {
-            let restart = startup_only_changes(&self.snapshot.load().config, &config);
-            let stores = tls::load_stores(&config)?;
-            Ok((Snapshot::build(config, &self.states)?, stores, restart))
-        });
-        let (snapshot, stores, restart_required) = match built {
-            Ok(b) => b,
+        let started = Instant::now();
+        let prepared = match reload::prepare(&self.config_path, &self.state.backends) {
+            Ok(p) => p,
             Err(errors) => {
-                self.metrics.reload(false);
+                self.state.metrics.reload(false);
                 for e in &errors.0 {
                     error!(trigger, error = %e, "reload rejected; the previous config keeps serving");
                 }
                 return Err(errors);
             }
         };
-        for what in &restart_required {
-            warn!(trigger, setting = %what, "changed setting takes effect only after a restart");
+        let old = self.snapshot.load_full();
+        let diff = ConfigDiff::between(&old, &prepared.snapshot);
+        let summary = prepared.snapshot.summary();
+        let probes_restarted = if diff.is_empty() {
+            Vec::new()
+        } else {
+            self.commit(prepared, &diff)
+        };
+        self.state
+            .access_log
+            .reopen(&self.snapshot.load().config.access_log);
+        self.state.metrics.reload(true);
+        let report = ReloadReport {
+            summary,
+            diff,
+            probes_restarted,
+            took: started.elapsed(),
+        };
+        if report.unchanged() {
+            info!(trigger, "config unchanged; nothing to reload");
+        } else {
+            for what in &report.diff.restart_required {
+                warn!(trigger, setting = %what, "changed setting takes effect only after a restart");
+            }
+            info!(
+                trigger,
+                summary = %report.summary,
+                changes = %report.diff.to_string().replace('\n', "; "),
+                probes_restarted = ?report.probes_restarted,
+                took_ms = report.took.as_secs_f64() * 1e3,
+                "config reloaded"
+            );
         }
-        let summary = snapshot.summary();
-        self.snapshot.store(Arc::new(snapshot));
-        // New handshakes get the new certificates; open connections keep theirs.
-        for (live, new) in self.tls.iter().zip(stores) {
-            if let (Some(live), Some(new)) = (live, new) {
-                live.store(Arc::new(new));
+        Ok(report)
+    }
+
+    /// Commit a prepared config, in this order: the backend table adopts
+    /// the new snapshot's backends (keeping the state of unchanged ones);
+    /// the snapshot is swapped in (new requests route by it at once); then
+    /// each TLS listener's certificates are swapped (new handshakes get
+    /// them); then the probes of changed pools restart. A request that
+    /// started on the old snapshot finishes on it. Returns the pools whose
+    /// probes restarted.
+    fn commit(&self, prepared: reload::Prepared, diff: &ConfigDiff) -> Vec<String> {
+        let reload::Prepared { snapshot, certs } = prepared;
+        for (name, pool) in &snapshot.pools {
+            let touched = diff.pools.added.contains(name) || diff.pools.changed.contains(name);
+            if touched && pool.tls.as_ref().is_some_and(|t| !t.verify) {
+                warn!(pool = %name, "TLS certificate verification to this pool's backends is OFF (verify = false)");
             }
         }
-        self.access_log
-            .reopen(&self.snapshot.load().config.access_log);
-        self.start_health_checks();
-        self.metrics.reload(true);
-        info!(trigger, %summary, "config reloaded");
-        Ok(ReloadReport {
-            summary,
-            restart_required,
-        })
+        self.state.backends.adopt(snapshot.pools.values());
+        let config = snapshot.config.clone();
+        self.snapshot.store(Arc::new(snapshot));
+        self.state.swap_certificates(&config, certs);
+        self.state.health.sync(&self.snapshot.load().pools, true)
     }
 
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        &self.state.metrics
     }
 
     pub fn access_log(&self) -> &AccessLog {
-        &self.access_log
+        &self.state.access_log
     }
 
     /// Start-up listener `index`'s address: as bound, or as configured
@@ -219,37 +277,17 @@ impl Gateway {
         if let Some(a) = self.bound.get().and_then(|b| b.get(index)) {
             return a.to_string();
         }
-        self.snapshot
-            .load()
-            .config
-            .listeners
+        self.state
+            .listener_certs
             .get(index)
-            .map_or_else(String::new, |l| l.address.to_string())
+            .map_or_else(String::new, |(a, _)| a.to_string())
     }
 
     /// The Prometheus text of every metric, as of now.
     pub fn render_metrics(&self) -> Vec<u8> {
-        self.metrics.render(&ScrapeState {
+        self.state.metrics.render(&ScrapeState {
             certificates: self.certificates(),
-            access_log_dropped: self.access_log.dropped(),
+            access_log_dropped: self.state.access_log.dropped(),
         })
     }
-}
-
-fn startup_only_changes(old: &config::Config, new: &config::Config) -> Vec<String> {
-    let mut changed = Vec::new();
-    if old.listeners != new.listeners {
-        changed.push("listeners".to_string());
-    }
-    if old.admin != new.admin {
-        changed.push("admin.address".to_string());
-    }
-    if old.server != new.server {
-        changed.push("server".to_string());
-    }
-    let off = |c: &config::Config| c.access_log == config::model::AccessLogTarget::Off;
-    if off(old) != off(new) {
-        changed.push("access_log.enabled".to_string());
-    }
-    changed
 }

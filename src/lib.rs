@@ -16,7 +16,13 @@
 //!   consumers).
 //! - [`tls`]: TLS termination: SNI certificate stores behind `ArcSwap`,
 //!   client-certificate verification, `min_version`.
-//! - [`gateway`]: the current snapshot behind one `ArcSwap`, and the reload path.
+//! - [`reload`]: prepare (read, parse, validate, load TLS, build; no side
+//!   effects), the semantic diff between two configs, the file watcher.
+//! - [`state`]: the one owner of long-lived state (backend health and
+//!   in-flight counts, limit counters, probe tasks, listener certificates,
+//!   metrics, the access-log writer), keyed by stable identity.
+//! - [`gateway`]: the current snapshot behind one `ArcSwap`, the long-lived
+//!   state, and commit.
 //! - [`proxy`]: the `ProxyHttp` phases: routing, access (keys, limits),
 //!   forwarding, errors as problem+json, the access-log line.
 //! - [`accesslog`]: the JSON access log and its writer thread.
@@ -25,6 +31,7 @@
 //!   `/-/certificates`, `/-/consumers`, `/metrics`, `/-/reload`).
 //! - [`server`]: assembles the Pingora server and its services.
 //! - [`demo`]: sample backends for `portcullis demo`.
+//! - [`explain`]: `portcullis explain`, what the gateway would do with a request.
 //! - [`cli`], [`logging`]: the thin binary layer.
 
 pub mod accesslog;
@@ -33,14 +40,17 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod explain;
 pub mod gateway;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod snapshot;
+pub mod state;
 pub mod tls;
 pub mod upstream;

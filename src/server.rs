@@ -1,5 +1,6 @@
 //! Assembles the Pingora server: the proxy service on every listener, the
-//! admin API, the control-plane service (health checks, SIGHUP) and, for
+//! admin API, the control-plane service (health checks, file watcher,
+//! SIGHUP) and, for
 //! `portcullis demo`, the sample backends.
 
 use std::net::SocketAddr;
@@ -49,7 +50,7 @@ fn concrete(addr: SocketAddr) -> std::io::Result<SocketAddr> {
 /// Sockets holding the ports picked for port-0 listeners (see [`concrete`]).
 static RESERVED_PORTS: Mutex<Vec<Socket>> = Mutex::new(Vec::new());
 
-/// Reloads on SIGHUP and owns the health-check tasks.
+/// Starts the health checks and the file watcher, and reloads on SIGHUP.
 struct ControlPlane {
     gateway: Arc<Gateway>,
 }
@@ -58,6 +59,11 @@ struct ControlPlane {
 impl BackgroundService for ControlPlane {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         self.gateway.start_health_checks();
+        if self.gateway.snapshot().config.server.watch_config {
+            if let Err(e) = crate::reload::watch::spawn(self.gateway.clone()) {
+                warn!(error = %e, "cannot watch the config files; reload with SIGHUP or the admin API");
+            }
+        }
         let mut hangup = match signal(SignalKind::hangup()) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -69,7 +75,7 @@ impl BackgroundService for ControlPlane {
             tokio::select! {
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                     // Errors are logged by `reload`; the old snapshot keeps serving.
-                    let _ = self.gateway.reload("SIGHUP");
+                    let _ = self.gateway.reload("SIGHUP").await;
                 }
                 _ = shutdown.changed() => break,
             }

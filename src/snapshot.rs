@@ -131,16 +131,24 @@ pub struct Snapshot {
     pub consumer_header: HeaderName,
     /// Brute-force damping of key routes, per client address.
     pub failed_attempts: Option<PlannedLimit>,
+    /// Digests of the TLS files the config names, for telling a changed
+    /// certificate from an unchanged one (set by [`crate::reload::prepare`]).
+    pub material: crate::reload::Material,
 }
 
 impl Snapshot {
-    /// Build the runtime view of `config`, reusing backend state from `states`.
+    /// Build the runtime view of `config`, with the live state of every
+    /// backend `states` knows. Reads TLS files; changes nothing.
     ///
     /// Validation guarantees every route's pool exists; should that ever be
     /// broken, the build fails instead of misaligning route indices.
     pub fn build(config: Config, states: &StateTable) -> Result<Snapshot, ConfigErrors> {
-        let pools = upstream::build_pools(&config, states).map_err(|(pool, message)| {
-            ConfigError::whole_file(&config.source, format!("pool \"{pool}\": {message}"))
+        let pools = upstream::build_pools(&config, states).map_err(|(pool, e)| ConfigError {
+            file: config.source.clone(),
+            line: e.at.line,
+            column: e.at.column,
+            item: Some(format!("pool \"{pool}\"")),
+            message: e.message,
         })?;
         let router = Router::build(&config.routes);
         let routes = config
@@ -193,6 +201,7 @@ impl Snapshot {
             consumers,
             consumer_header,
             failed_attempts,
+            material: Default::default(),
         })
     }
 

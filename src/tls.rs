@@ -77,8 +77,8 @@ impl CertStore {
                 }
                 Err(message) => errors.push(ConfigError {
                     file: file.to_string(),
-                    line: 0,
-                    column: 0,
+                    line: auth.ca_file.at.line,
+                    column: auth.ca_file.at.column,
                     item: Some(item.to_string()),
                     message,
                 }),
@@ -90,8 +90,8 @@ impl CertStore {
                 Ok(cert) => store.add(spec, cert),
                 Err(message) => errors.push(ConfigError {
                     file: file.to_string(),
-                    line: spec.line,
-                    column: spec.column,
+                    line: spec.at.line,
+                    column: spec.at.column,
                     item: Some(item.to_string()),
                     message,
                 }),
@@ -148,10 +148,13 @@ fn unix_now() -> i64 {
 
 /// A WebPKI verifier over the CA bundle of `auth`.
 fn client_verifier(auth: &ClientAuth) -> Result<Arc<dyn ClientCertVerifier>, String> {
-    let path = &auth.ca_file;
+    let path = &auth.ca_file.path;
     let mut roots = rustls::RootCertStore::empty();
     let certs =
         pem_certs(path).map_err(|e| format!("cannot read client_ca {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("no certificate in client_ca {}", path.display()));
+    }
     for c in certs {
         roots
             .add(c)

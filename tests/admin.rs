@@ -41,9 +41,11 @@ async fn admin_endpoints() {
     let r = c.get(gw.admin_url("/nope")).send().await.unwrap();
     assert_eq!(r.status(), 404);
 
-    // An unchanged file reloads fine and reports its summary.
+    // An unchanged file reloads fine, changes nothing and reports its summary.
     let (status, body) = gw.reload().await;
     assert_eq!(status, 200);
+    assert_eq!(body["status"], "unchanged", "{body}");
+    assert_eq!(body["probes_restarted"].as_array().unwrap().len(), 0);
     assert_eq!(body["summary"], "1 routes, 1 pools, 0 consumers");
     assert_eq!(body["restart_required"].as_array().unwrap().len(), 0);
 }
@@ -59,6 +61,7 @@ async fn reload_reports_settings_that_need_a_restart() {
     gw.write_config(&format!("[server]\nthreads = 3\n\n{}{body}", base_config()));
     let (status, report) = gw.reload().await;
     assert_eq!(status, 200);
-    assert_eq!(report["restart_required"][0], "server");
+    assert_eq!(report["restart_required"][0], "server.threads");
+    assert_eq!(report["status"], "reloaded");
     gw.wait_for_log("takes effect only after a restart").await;
 }

@@ -11,7 +11,7 @@ pub mod keys;
 
 use std::borrow::Cow;
 
-use pingora_error::Result;
+use pingora_error::{OrErr, Result};
 use pingora_http::RequestHeader;
 
 use crate::config::model::KeySource;
@@ -179,9 +179,10 @@ pub fn remove_key(upstream: &mut RequestHeader, place: &KeyPlace) -> Result<()> 
             } else {
                 format!("{path}?{}", kept.join("&"))
             };
-            let uri: http::Uri = pq
-                .parse()
-                .map_err(|_| pingora_error::Error::new(pingora_error::ErrorType::InternalError))?;
+            let uri: http::Uri = pq.parse().or_err(
+                pingora_error::ErrorType::InternalError,
+                "rebuilding the request URI without the key",
+            )?;
             upstream.set_uri(uri);
         }
     }

@@ -174,6 +174,8 @@ pub struct ServerFile {
     pub grace_period: Option<Spanned<String>>,
     /// Idle upstream connections kept for reuse, per worker thread.
     pub upstream_keepalive: Option<Spanned<usize>>,
+    /// Reload when the config or a file it includes changes.
+    pub watch_config: Option<Spanned<bool>>,
 }
 
 /// One `[[listeners]]` entry.

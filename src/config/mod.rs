@@ -250,6 +250,7 @@ strip_prefix = true
                 threads: 4,
                 grace_period: Duration::from_secs(10),
                 upstream_keepalive: 512,
+                watch_config: true,
             },
             listeners: vec![
                 Listener {
@@ -304,6 +305,7 @@ strip_prefix = true
             access_log: AccessLogTarget::Stdout,
             consumers: vec![],
             consumer_files: vec![],
+            consumer_globs: vec![],
         };
         assert_eq!(config, expected);
     }

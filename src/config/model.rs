@@ -42,6 +42,40 @@ pub const DEFAULT_HC_UNHEALTHY_THRESHOLD: u32 = 3;
 /// Default request header that carries the request id.
 pub const DEFAULT_REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// Where a value sits in its config file, kept for errors found after
+/// validation (a certificate that does not parse, a CA bundle with no
+/// certificate). Every `Pos` equals every other, so that comparing two
+/// configs ignores positions: moving a line is not a change.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pos {
+    /// 1-based; 0 when unknown.
+    pub line: usize,
+    /// 1-based, in characters; 0 when unknown.
+    pub column: usize,
+}
+
+impl PartialEq for Pos {
+    fn eq(&self, _: &Pos) -> bool {
+        true
+    }
+}
+
+impl Eq for Pos {}
+
+/// A file the config names (certificate, key, CA bundle), resolved against
+/// the config file's directory, and where the config names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    pub path: std::path::PathBuf,
+    pub at: Pos,
+}
+
+impl FileRef {
+    pub fn display(&self) -> std::path::Display<'_> {
+        self.path.display()
+    }
+}
+
 /// A whole, validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -60,6 +94,9 @@ pub struct Config {
     pub consumers: Vec<Consumer>,
     /// The files `consumer_files` named, as read (for messages and reload).
     pub consumer_files: Vec<String>,
+    /// The glob patterns among `consumer_files`, resolved against the
+    /// config's directory: a new file matching one is a config change.
+    pub consumer_globs: Vec<std::path::PathBuf>,
 }
 
 /// Where the access log goes.
@@ -81,6 +118,9 @@ pub struct ServerSettings {
     /// Idle upstream keep-alive connections kept per worker thread, over all
     /// pools; a connection beyond this is closed after its response.
     pub upstream_keepalive: usize,
+    /// Reload when the config file or a file it includes changes (default
+    /// on); read at start-up.
+    pub watch_config: bool,
 }
 
 /// A proxy listener. The address may use port 0 (tests); the bound address is
@@ -114,7 +154,7 @@ pub struct ClientAuth {
     /// `false`: a certificate is asked for and verified if sent.
     pub required: bool,
     /// PEM bundle of the CAs client certificates must chain to.
-    pub ca_file: std::path::PathBuf,
+    pub ca_file: FileRef,
     /// Request header carrying the verified subject to the backend (any
     /// client-sent header of that name is removed first).
     pub subject_header: String,
@@ -143,8 +183,7 @@ pub struct CertificateSpec {
     /// Served when the client's SNI matches no name (or sends none).
     pub default: bool,
     /// Where the entry is in the config file, for errors found when loading.
-    pub line: usize,
-    pub column: usize,
+    pub at: Pos,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -172,12 +211,12 @@ pub struct UpstreamTls {
     /// certificate is checked against the chain only when `verify`.
     pub sni: Option<String>,
     /// CA bundle (PEM) to verify against; `None` = the system roots.
-    pub ca_file: Option<std::path::PathBuf>,
+    pub ca_file: Option<FileRef>,
     /// Verify the backend's certificate (chain and name). Off only by an
     /// explicit `verify = false`, which is logged.
     pub verify: bool,
     /// Client certificate and key (PEM) for mutual TLS to the backend.
-    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    pub client_cert: Option<(FileRef, FileRef)>,
     /// Speak HTTP/2 (ALPN h2) instead of HTTP/1.1.
     pub h2: bool,
 }

@@ -22,6 +22,9 @@ pub struct RequestCtx {
     /// Backends (pool indices) tried so far, in order; inline, as most
     /// requests make one attempt and retries are bounded.
     pub tried: smallvec::SmallVec<[usize; 4]>,
+    /// The next attempt must use a fresh upstream connection: the last one
+    /// failed on a reused connection that the backend had closed.
+    pub fresh_connection: bool,
     /// Counts this request against the current backend's in-flight requests.
     pub inflight: Option<InflightGuard>,
     /// From the accepting listener: redirect to HTTPS on this port.
@@ -50,6 +53,7 @@ impl RequestCtx {
             request_id: http::HeaderValue::from_static(""),
             deadline: None,
             tried: smallvec::SmallVec::new(),
+            fresh_connection: false,
             inflight: None,
             redirect_https: None,
             hsts: None,

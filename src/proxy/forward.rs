@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use http::{HeaderValue, Uri};
-use pingora_error::Result;
+use pingora_error::{OrErr, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 
@@ -246,7 +246,9 @@ pub fn rewrite_path(
     };
     let uri: Uri = pq
         .parse()
-        .map_err(|_| pingora_error::Error::new(pingora_error::ErrorType::InternalError))?;
+        .or_err_with(pingora_error::ErrorType::InternalError, || {
+            format!("the rewritten path {pq:?} is not a valid URI")
+        })?;
     upstream.set_uri(uri);
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod errors;
 pub mod forward;
 pub mod problem;
 mod record;
+mod retry;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,8 +48,12 @@ fn within_deadline(limit: Option<Duration>, deadline: Option<Instant>) -> Option
 }
 
 fn route_index(ctx: &RequestCtx) -> Result<usize> {
-    ctx.route
-        .ok_or_else(|| Error::new(pingora_error::ErrorType::InternalError))
+    ctx.route.ok_or_else(|| {
+        Error::explain(
+            pingora_error::ErrorType::InternalError,
+            "request admitted without a matched route",
+        )
+    })
 }
 
 #[async_trait]
@@ -87,7 +92,10 @@ impl ProxyHttp for GatewayProxy {
             return Ok(true);
         }
         let Some(snapshot) = ctx.snapshot.clone() else {
-            return Err(Error::new(pingora_error::ErrorType::InternalError));
+            return Err(Error::explain(
+                pingora_error::ErrorType::InternalError,
+                "no config snapshot pinned by early_request_filter",
+            ));
         };
         let req = session.req_header();
         let lookup = snapshot.router.find(
@@ -125,7 +133,9 @@ impl ProxyHttp for GatewayProxy {
     }
 
     /// Pick a healthy backend not tried yet by this request and describe the
-    /// connection to it.
+    /// connection to it. After a failure on a reused connection, the retry
+    /// goes to an untried backend if there is one, else to the same backend,
+    /// and always over a fresh connection (see `error_while_proxy`).
     async fn upstream_peer(
         &self,
         session: &mut Session,
@@ -143,6 +153,11 @@ impl ProxyHttp for GatewayProxy {
         let pool = &route.pool;
         let index = pool
             .select(key, &ctx.tried)
+            .or_else(|| {
+                ctx.fresh_connection
+                    .then(|| ctx.tried.last().copied())
+                    .flatten()
+            })
             .ok_or_else(errors::no_healthy_backend)?;
         let backend = &pool.backends[index];
         let timeouts = &route.timeouts;
@@ -165,30 +180,42 @@ impl ProxyHttp for GatewayProxy {
         peer.options.read_timeout = within_deadline(timeouts.read, ctx.deadline);
         peer.options.write_timeout = within_deadline(timeouts.write, ctx.deadline);
         peer.options.idle_timeout = timeouts.idle;
+        if ctx.fresh_connection {
+            retry::use_fresh_connection(&mut peer);
+        }
         let state = backend.state.clone();
         ctx.tried.push(index);
         ctx.inflight = Some(InflightGuard::new(state));
         Ok(Box::new(peer))
     }
 
-    /// Connecting failed: retry on another backend while the pool's retry
-    /// budget and the deadline allow.
+    /// Connecting failed: retry on another backend (any method: nothing was
+    /// sent) while the pool's retry budget and the deadline allow.
     fn fail_to_connect(
         &self,
         _session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
-        mut e: Box<Error>,
+        e: Box<Error>,
     ) -> Box<Error> {
         ctx.inflight = None;
-        let Some(route) = ctx.route() else {
-            return e;
-        };
-        let budget = route.pool.config.retries as usize;
-        let in_time = ctx.deadline.is_none_or(|d| Instant::now() < d);
-        let retry = ctx.attempts() <= budget && in_time && route.pool.has_untried(&ctx.tried);
-        e.set_retry(retry);
-        e
+        retry::after_connect_failure(ctx, e)
+    }
+
+    /// The request failed after the connection was made. Retried only when
+    /// it failed on a reused connection before any response byte, the
+    /// method is idempotent and the body can be replayed; then on a fresh
+    /// connection, within the pool's retry budget and the deadline.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        ctx.inflight = None;
+        retry::after_proxy_error(peer, session, ctx, e, client_reused)
     }
 
     /// Shape the request the backend sees: the API key taken off and the
@@ -203,6 +230,9 @@ impl ProxyHttp for GatewayProxy {
         let (Some(snapshot), Some(route)) = (&ctx.snapshot, ctx.route()) else {
             return Ok(());
         };
+        if ctx.fresh_connection && !route.pool.tls.as_ref().is_some_and(|t| t.h2) {
+            retry::close_after(upstream)?;
+        }
         forward::set_consumer(upstream, snapshot, route, ctx.consumer)?;
         forward::rewrite_path(upstream, ctx.prefix_len, &route.rewrite)?;
         forward::add_forwarded_headers(session, upstream, &ctx.request_id)?;

@@ -5,12 +5,14 @@
 //! expected range). A backend flips to unhealthy after
 //! `unhealthy_threshold` consecutive failures and back after
 //! `healthy_threshold` consecutive successes. The state lives in
-//! [`BackendState`], so it survives reloads; the tasks are restarted on each
-//! reload with the new pools.
+//! [`BackendState`], so it survives reloads. On a reload only the tasks of
+//! pools whose backends or check changed restart, after a random delay
+//! within one interval, so that a reload does not fire every probe at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use pingora_http::ResponseHeader;
 use pingora_load_balancing::health_check::{HealthCheck as _, HttpHealthCheck};
@@ -109,9 +111,12 @@ impl Probe {
     }
 }
 
-async fn check_pool(pool: Arc<Pool>, hc: HealthCheck) {
+async fn check_pool(pool: Arc<Pool>, hc: HealthCheck, first_after: Duration) {
     let probe = Probe::new(&hc);
-    let mut tick = tokio::time::interval(hc.interval);
+    // Probes of restarted pools spread over one interval instead of all
+    // firing at the moment of the reload.
+    let start = tokio::time::Instant::now() + first_after;
+    let mut tick = tokio::time::interval_at(start, hc.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let hc_ref = &hc;
     let probe = &probe;
@@ -135,32 +140,121 @@ async fn check_pool(pool: Arc<Pool>, hc: HealthCheck) {
     }
 }
 
-/// Owns the health-check tasks of the current snapshot.
-#[derive(Default)]
+/// What a probe task checks: when this changes, the task restarts.
+#[derive(Debug, Clone, PartialEq)]
+struct ProbeTarget {
+    backends: Vec<crate::config::model::Backend>,
+    check: HealthCheck,
+}
+
+struct ProbeTask {
+    target: ProbeTarget,
+    handle: JoinHandle<()>,
+}
+
+/// The runtime health probes run on: one worker thread, as long-lived as
+/// the process, so probes never depend on the service whose thread
+/// triggered a reload. Shut down without waiting when dropped.
+struct ControlRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for ControlRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Owns the health-probe tasks, one per pool with a `health_check`.
 pub struct HealthChecker {
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    runtime: ControlRuntime,
+    tasks: Mutex<HashMap<String, ProbeTask>>,
 }
 
 impl HealthChecker {
-    /// Replace the running checks by checks of `pools`. Must run inside a
-    /// tokio runtime that lives as long as the process.
-    pub fn restart(&self, pools: &HashMap<String, Arc<Pool>>) {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        for t in tasks.drain(..) {
-            t.abort();
-        }
-        for pool in pools.values() {
-            if let Some(hc) = pool.config.health_check.clone() {
-                tasks.push(tokio::spawn(check_pool(pool.clone(), hc)));
-            }
-        }
+    /// Start the checker's own runtime (no probes yet).
+    pub fn new() -> std::io::Result<HealthChecker> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("portcullis-health")
+            .enable_all()
+            .build()?;
+        Ok(HealthChecker {
+            runtime: ControlRuntime(Some(runtime)),
+            tasks: Mutex::new(HashMap::new()),
+        })
     }
+
+    /// Make the running probes those of `pools`: a pool whose backends and
+    /// check are unchanged keeps its task (and its rhythm); a new or changed
+    /// one gets a new task whose first probe comes after a random delay
+    /// within one interval (at once when `jitter` is false, as at start-up);
+    /// tasks of pools that are gone, or lost their check, stop. Returns the
+    /// names of the pools whose probes (re)started, sorted.
+    pub fn sync(&self, pools: &HashMap<String, Arc<Pool>>, jitter: bool) -> Vec<String> {
+        let Some(runtime) = self.runtime.0.as_ref() else {
+            return Vec::new();
+        };
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|name, task| {
+            let keep = pools.get(name).is_some_and(|p| {
+                p.config.health_check.as_ref() == Some(&task.target.check)
+                    && p.config.backends == task.target.backends
+            });
+            if !keep {
+                task.handle.abort();
+            }
+            keep
+        });
+        let mut started = Vec::new();
+        for (name, pool) in pools {
+            let Some(hc) = pool.config.health_check.clone() else {
+                continue;
+            };
+            if tasks.contains_key(name) {
+                continue;
+            }
+            let first_after = if jitter {
+                random_below(hc.interval)
+            } else {
+                Duration::ZERO
+            };
+            let target = ProbeTarget {
+                backends: pool.config.backends.clone(),
+                check: hc.clone(),
+            };
+            let handle = runtime.spawn(check_pool(pool.clone(), hc, first_after));
+            tasks.insert(name.clone(), ProbeTask { target, handle });
+            started.push(name.clone());
+        }
+        started.sort();
+        started
+    }
+
+    /// Pools with a running probe task, sorted.
+    pub fn probing(&self) -> Vec<String> {
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<String> = tasks.keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+/// A uniformly random duration in `[0, max)` (zero when `max` is zero).
+fn random_below(max: Duration) -> Duration {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    // Jitter needs no secrecy; should the system generator fail, no delay.
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() || max.is_zero() {
+        return Duration::ZERO;
+    }
+    let nanos = max.as_nanos().min(u64::MAX as u128) as u64;
+    Duration::from_nanos(u64::from_le_bytes(bytes) % nanos)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn hc() -> HealthCheck {
         HealthCheck {

@@ -71,30 +71,50 @@ impl Drop for InflightGuard {
     }
 }
 
-/// Long-lived backend states keyed by (pool, address). Entries of backends
-/// that left the config are pruned at each snapshot build.
+/// Long-lived backend states keyed by (pool, address): the one place
+/// backend health and in-flight counts live between snapshots.
+///
+/// Building a snapshot only *reads* the table ([`StateTable::state_for`]):
+/// a backend already known gets its existing state, a new one a fresh
+/// state that the table does not hold yet. Only committing the snapshot
+/// ([`StateTable::adopt`]) changes the table, so a rejected reload leaves it
+/// as it was.
 #[derive(Debug, Default)]
 pub struct StateTable {
     states: Mutex<HashMap<(String, SocketAddr), Arc<BackendState>>>,
 }
 
 impl StateTable {
-    /// The states for `pools`, reusing existing entries; drops the others.
-    fn states_for(
-        &self,
-        pools: &std::collections::BTreeMap<String, model::Pool>,
-    ) -> HashMap<(String, SocketAddr), Arc<BackendState>> {
-        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        let mut kept = HashMap::new();
-        for pool in pools.values() {
-            for b in &pool.backends {
-                let key = (pool.name.clone(), b.address);
-                let state = states.remove(&key).unwrap_or_default();
-                kept.insert(key, state);
-            }
-        }
-        *states = kept.clone();
-        kept
+    /// The state of `address` in `pool`: the live one, or a fresh one.
+    pub fn state_for(&self, pool: &str, address: SocketAddr) -> Arc<BackendState> {
+        let states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        states
+            .get(&(pool.to_string(), address))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Make the backends of `pools` the table's contents: their states are
+    /// kept, the states of backends that left the config are dropped.
+    pub fn adopt<'a>(&self, pools: impl IntoIterator<Item = &'a Arc<Pool>>) {
+        let kept = pools
+            .into_iter()
+            .flat_map(|p| {
+                p.backends
+                    .iter()
+                    .map(|b| ((p.config.name.clone(), b.address), b.state.clone()))
+            })
+            .collect();
+        *self.states.lock().unwrap_or_else(|p| p.into_inner()) = kept;
+    }
+
+    /// How many backends the table holds.
+    pub fn len(&self) -> usize {
+        self.states.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -147,19 +167,20 @@ impl Pool {
     }
 }
 
-/// Build every pool of `config`, carrying over state from `table`. Fails
-/// with the pool's name and reason when its TLS files cannot be loaded.
+/// Build every pool of `config`, with the live state of every backend
+/// `table` knows (see [`StateTable`]: this does not change the table).
+/// Fails with the pool's name and the reason when its TLS files cannot be
+/// loaded.
 pub fn build_pools(
     config: &model::Config,
     table: &StateTable,
-) -> Result<HashMap<String, Arc<Pool>>, (String, String)> {
-    let mut states = table.states_for(&config.pools);
+) -> Result<HashMap<String, Arc<Pool>>, (String, tls::LoadError)> {
     config
         .pools
         .values()
         .map(|p| {
             let tls = match &p.tls {
-                Some(t) => Some(tls::load(&p.name, t).map_err(|e| (p.name.clone(), e))?),
+                Some(t) => Some(tls::load(t).map_err(|e| (p.name.clone(), e))?),
                 None => None,
             };
             let backends: Vec<Backend> = p
@@ -168,9 +189,7 @@ pub fn build_pools(
                 .map(|b| Backend {
                     address: b.address,
                     weight: b.weight,
-                    state: states
-                        .remove(&(p.name.clone(), b.address))
-                        .unwrap_or_default(),
+                    state: table.state_for(&p.name, b.address),
                 })
                 .collect();
             let selector = Selector::build(&p.balance, &backends);

@@ -7,9 +7,8 @@ use pingora_core::protocols::tls::CaType;
 use pingora_core::utils::tls::{CertKey, WrappedX509};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tracing::warn;
 
-use crate::config::model::UpstreamTls;
+use crate::config::model::{FileRef, Pos, UpstreamTls};
 
 /// What every connection to the pool's backends needs, ready to clone.
 #[derive(Clone)]
@@ -31,25 +30,39 @@ impl std::fmt::Debug for PeerTls {
     }
 }
 
-fn read_chain(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let chain = crate::tls::pem_certs(path)
-        .map_err(|e| format!("cannot read certificates from {}: {e}", path.display()))?;
+/// Why a pool's TLS material could not be loaded, and where the config
+/// names the file at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub at: Pos,
+    pub message: String,
+}
+
+fn read_chain(file: &FileRef, what: &str) -> Result<Vec<CertificateDer<'static>>, LoadError> {
+    let path = file.display();
+    let fail = |message: String| LoadError {
+        at: file.at,
+        message,
+    };
+    let chain = crate::tls::pem_certs(&file.path)
+        .map_err(|e| fail(format!("cannot read {what} {path}: {e}")))?;
     // Pingora parses these again and would panic on bad DER: check first.
     for c in &chain {
         x509_parser::parse_x509_certificate(c)
-            .map_err(|e| format!("cannot parse a certificate in {}: {e}", path.display()))?;
+            .map_err(|e| fail(format!("cannot parse a certificate in {what} {path}: {e}")))?;
     }
     if chain.is_empty() {
-        return Err(format!("no certificate in {}", path.display()));
+        return Err(fail(format!("no certificate in {what} {path}")));
     }
     Ok(chain)
 }
 
-/// Load the pool's TLS material; the error names the file.
-pub fn load(pool: &str, tls: &UpstreamTls) -> Result<PeerTls, String> {
+/// Load the pool's TLS material; the error names the file and where the
+/// config names it.
+pub fn load(tls: &UpstreamTls) -> Result<PeerTls, LoadError> {
     let ca = match &tls.ca_file {
-        Some(path) => {
-            let certs: Vec<WrappedX509> = read_chain(path)?
+        Some(file) => {
+            let certs: Vec<WrappedX509> = read_chain(file, "ca_file")?
                 .into_iter()
                 .map(|c| WrappedX509::new(c.to_vec(), pingora_core::utils::tls::parse_x509))
                 .collect();
@@ -59,9 +72,11 @@ pub fn load(pool: &str, tls: &UpstreamTls) -> Result<PeerTls, String> {
     };
     let client = match &tls.client_cert {
         Some((cert, key)) => {
-            let chain = read_chain(cert)?;
-            let key_der = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("cannot read private key {}: {e}", key.display()))?;
+            let chain = read_chain(cert, "client_cert")?;
+            let key_der = PrivateKeyDer::from_pem_file(&key.path).map_err(|e| LoadError {
+                at: key.at,
+                message: format!("cannot read client_key {}: {e}", key.display()),
+            })?;
             Some(Arc::new(CertKey::new(
                 chain.iter().map(|c| c.to_vec()).collect(),
                 key_der.secret_der().to_vec(),
@@ -69,12 +84,6 @@ pub fn load(pool: &str, tls: &UpstreamTls) -> Result<PeerTls, String> {
         }
         None => None,
     };
-    if !tls.verify {
-        warn!(
-            pool,
-            "TLS certificate verification to this pool's backends is OFF (verify = false)"
-        );
-    }
     Ok(PeerTls {
         sni: tls.sni.clone().unwrap_or_default(),
         verify: tls.verify,

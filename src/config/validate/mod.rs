@@ -87,6 +87,12 @@ impl Validator<'_> {
         let names = consumers::RouteNames::of(&routes);
         let mut registry = consumers::Registry::default();
         let mut all_consumers = self.consumers(&file.consumers, &names, &mut registry);
+        let consumer_globs = file
+            .consumer_files
+            .iter()
+            .filter(|p| p.get_ref().contains(['*', '?', '[']))
+            .map(|p| self.resolve_path(p.get_ref()))
+            .collect();
         let mut consumer_files = Vec::new();
         for path in self.consumer_paths(&file.consumer_files) {
             let (name, more) = self.consumer_file(&path, &names, &mut registry);
@@ -104,6 +110,7 @@ impl Validator<'_> {
             access_log,
             consumers: all_consumers,
             consumer_files,
+            consumer_globs,
         }
     }
 
@@ -233,6 +240,7 @@ impl Validator<'_> {
             threads: model::DEFAULT_THREADS,
             grace_period: DEFAULT_GRACE_PERIOD,
             upstream_keepalive: model::DEFAULT_UPSTREAM_KEEPALIVE,
+            watch_config: true,
         };
         let Some(server) = server else {
             return settings;
@@ -262,6 +270,9 @@ impl Validator<'_> {
             if let Some(d) = self.duration(grace, "grace_period", item) {
                 settings.grace_period = d;
             }
+        }
+        if let Some(watch) = &server.watch_config {
+            settings.watch_config = *watch.get_ref();
         }
         settings
     }
@@ -481,8 +492,7 @@ impl Validator<'_> {
                 key: resolve(entry.key.get_ref()),
                 names,
                 default: entry.default,
-                line,
-                column,
+                at: model::Pos { line, column },
             });
         }
         let min_version = match tls.min_version.as_ref().map(|v| (v.get_ref().as_str(), v)) {
@@ -527,8 +537,8 @@ impl Validator<'_> {
             );
             return None;
         };
-        let ca_file = self.resolve_path(ca.get_ref());
-        if let Err(e) = std::fs::metadata(&ca_file) {
+        let ca_file = self.file_ref(ca);
+        if let Err(e) = std::fs::metadata(&ca_file.path) {
             self.error(
                 ca.span(),
                 Some(item),
@@ -552,6 +562,15 @@ impl Validator<'_> {
             ca_file,
             subject_header,
         })
+    }
+
+    /// The file `p` names, resolved, with its position.
+    fn file_ref(&self, p: &Spanned<String>) -> model::FileRef {
+        let (line, column) = self.loc.line_col(p.span().start);
+        model::FileRef {
+            path: self.resolve_path(p.get_ref()),
+            at: model::Pos { line, column },
+        }
     }
 
     /// `p` resolved against the config file's directory when relative.

@@ -378,8 +378,8 @@ impl Validator<'_> {
 impl Validator<'_> {
     fn upstream_tls(&mut self, tls: &UpstreamTlsFile, item: &str) -> model::UpstreamTls {
         let path = |v: &mut Self, p: &Spanned<String>, what: &str| {
-            let resolved = v.resolve_path(p.get_ref());
-            if let Err(e) = std::fs::metadata(&resolved) {
+            let resolved = v.file_ref(p);
+            if let Err(e) = std::fs::metadata(&resolved.path) {
                 v.error(
                     p.span(),
                     Some(item),

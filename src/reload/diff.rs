@@ -1,0 +1,427 @@
+//! What a reload from one config to another changes, item by item.
+//!
+//! The comparison is semantic: items are matched by identity (route id,
+//! pool name, backend address, consumer id, key digest, listener address),
+//! never by position, so moving a line or reordering tables is no change.
+//! Certificates and CA bundles count as changed when the files they name
+//! hold other bytes. Keys are shown by their non-secret prefix only.
+//!
+//! `restart_required` lists the settings that are read at start-up only
+//! (listener addresses and kinds, redirects and HSTS, the admin address,
+//! `[server]`, turning the access log on or off); everything else applies
+//! live on commit, certificates included.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::model::{self, Config};
+use crate::snapshot::Snapshot;
+
+use super::Material;
+
+/// Items added, removed and changed, each list sorted.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+
+    /// Compare two maps by key: present in one only, or in both and not `same`.
+    fn of<K: Ord + Clone, V>(
+        old: &BTreeMap<K, V>,
+        new: &BTreeMap<K, V>,
+        name: impl Fn(&K) -> String,
+        same: impl Fn(&V, &V) -> bool,
+    ) -> Changes {
+        let mut c = Changes::default();
+        for (k, v) in new {
+            match old.get(k) {
+                None => c.added.push(name(k)),
+                Some(o) if !same(o, v) => c.changed.push(name(k)),
+                Some(_) => {}
+            }
+        }
+        c.removed = old
+            .keys()
+            .filter(|k| !new.contains_key(k))
+            .map(&name)
+            .collect();
+        c.added.sort();
+        c.removed.sort();
+        c.changed.sort();
+        c
+    }
+}
+
+/// Everything a reload from one config to another would change.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigDiff {
+    /// By route id.
+    pub routes: Changes,
+    /// By pool name; a pool whose settings, backends or TLS files changed.
+    pub pools: Changes,
+    /// `POOL ADDRESS` of backends in pools present before and after.
+    pub backends: Changes,
+    /// By consumer id.
+    pub consumers: Changes,
+    /// `CONSUMER PREFIX` of each key (matched by digest, shown by prefix).
+    pub keys: Changes,
+    /// Addresses of TLS listeners whose certificates, key files, client CA
+    /// or minimum version changed (applied live).
+    pub certificates: Vec<String>,
+    /// Other live settings that changed: `auth`, `access_log`.
+    pub settings: Vec<String>,
+    /// Changed settings that take effect only after a restart.
+    pub restart_required: Vec<String>,
+}
+
+impl ConfigDiff {
+    /// What a reload from `old` to `new` changes.
+    pub fn between(old: &Snapshot, new: &Snapshot) -> ConfigDiff {
+        ConfigDiff::of(&old.config, &old.material, &new.config, &new.material)
+    }
+
+    /// What changes from config `old` (whose TLS files hold `old_files`) to
+    /// `new`.
+    pub fn of(
+        old: &Config,
+        old_files: &Material,
+        new: &Config,
+        new_files: &Material,
+    ) -> ConfigDiff {
+        let files_same =
+            |paths: &[&Path]| paths.iter().all(|p| old_files.get(*p) == new_files.get(*p));
+        let by_id = |c: &Config| -> BTreeMap<String, model::Route> {
+            c.routes.iter().map(|r| (r.id.clone(), r.clone())).collect()
+        };
+        let routes = Changes::of(&by_id(old), &by_id(new), |k| k.clone(), |a, b| a == b);
+        let pools = Changes::of(
+            &old.pools,
+            &new.pools,
+            |k| k.clone(),
+            |a, b| a == b && files_same(&pool_files(b)),
+        );
+        let mut backends = Changes::default();
+        for (name, new_pool) in &new.pools {
+            let Some(old_pool) = old.pools.get(name) else {
+                continue;
+            };
+            let weights = |p: &model::Pool| -> BTreeMap<std::net::SocketAddr, u32> {
+                p.backends.iter().map(|b| (b.address, b.weight)).collect()
+            };
+            let c = Changes::of(
+                &weights(old_pool),
+                &weights(new_pool),
+                |a| format!("{name} {a}"),
+                |a, b| a == b,
+            );
+            backends.added.extend(c.added);
+            backends.removed.extend(c.removed);
+            backends.changed.extend(c.changed);
+        }
+        let consumers_of = |c: &Config| -> BTreeMap<String, model::Consumer> {
+            c.consumers
+                .iter()
+                .map(|c| {
+                    // Where it is written is not part of what it is.
+                    let mut c = c.clone();
+                    c.defined_at.clear();
+                    (c.id.clone(), c)
+                })
+                .collect()
+        };
+        let consumers = Changes::of(
+            &consumers_of(old),
+            &consumers_of(new),
+            |k| k.clone(),
+            |a, b| a == b,
+        );
+        let keys_of = |c: &Config| -> BTreeMap<[u8; 32], (String, model::ApiKey)> {
+            c.consumers
+                .iter()
+                .flat_map(|c| c.keys.iter().map(|k| (k.digest, (c.id.clone(), k.clone()))))
+                .collect()
+        };
+        let (old_keys, new_keys) = (keys_of(old), keys_of(new));
+        let key_name = |d: &[u8; 32]| {
+            let (consumer, key) = new_keys
+                .get(d)
+                .or_else(|| old_keys.get(d))
+                .map_or(("?", "?"), |(c, k)| (c.as_str(), k.prefix.as_str()));
+            format!("{consumer} {key}")
+        };
+        let keys = Changes::of(&old_keys, &new_keys, key_name, |a, b| a == b);
+
+        let mut certificates = Vec::new();
+        for l in &new.listeners {
+            let Some(tls) = &l.tls else { continue };
+            let before = old
+                .listeners
+                .iter()
+                .find(|o| o.address == l.address)
+                .and_then(|o| o.tls.as_ref());
+            if let Some(before) = before {
+                if before != tls || !files_same(&listener_files(tls)) {
+                    certificates.push(l.address.to_string());
+                }
+            }
+        }
+        let mut settings = Vec::new();
+        if old.auth != new.auth {
+            settings.push("auth".to_string());
+        }
+        if old.access_log != new.access_log {
+            settings.push("access_log".to_string());
+        }
+        ConfigDiff {
+            routes,
+            pools,
+            backends,
+            consumers,
+            keys,
+            certificates,
+            settings,
+            restart_required: restart_required(old, new),
+        }
+    }
+
+    /// True when a reload would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+            && self.pools.is_empty()
+            && self.backends.is_empty()
+            && self.consumers.is_empty()
+            && self.keys.is_empty()
+            && self.certificates.is_empty()
+            && self.settings.is_empty()
+            && self.restart_required.is_empty()
+    }
+}
+
+impl fmt::Display for ConfigDiff {
+    /// One change a line: `+` added, `-` removed, `~` changed, `!` needs a
+    /// restart; `no changes` when there are none.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("no changes");
+        }
+        let mut lines = Vec::new();
+        let mut items = |kind: &str, c: &Changes| {
+            for (sign, list) in [('+', &c.added), ('-', &c.removed), ('~', &c.changed)] {
+                for item in list {
+                    lines.push(format!("{sign} {kind} {item}"));
+                }
+            }
+        };
+        items("route", &self.routes);
+        items("pool", &self.pools);
+        items("backend", &self.backends);
+        items("consumer", &self.consumers);
+        items("key", &self.keys);
+        for l in &self.certificates {
+            lines.push(format!("~ certificates of listener {l}"));
+        }
+        for s in &self.settings {
+            lines.push(format!("~ {s}"));
+        }
+        for s in &self.restart_required {
+            lines.push(format!("! restart required: {s}"));
+        }
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+fn listener_files(tls: &model::ListenerTls) -> Vec<&Path> {
+    let mut files: Vec<&Path> = tls
+        .certificates
+        .iter()
+        .flat_map(|c| [c.cert.as_path(), c.key.as_path()])
+        .collect();
+    if let Some(auth) = &tls.client_auth {
+        files.push(&auth.ca_file.path);
+    }
+    files
+}
+
+fn pool_files(pool: &model::Pool) -> Vec<&Path> {
+    let Some(tls) = &pool.tls else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    if let Some(ca) = &tls.ca_file {
+        files.push(ca.path.as_path());
+    }
+    if let Some((cert, key)) = &tls.client_cert {
+        files.push(cert.path.as_path());
+        files.push(key.path.as_path());
+    }
+    files
+}
+
+/// Settings read at start-up only that differ between `old` and `new`.
+fn restart_required(old: &Config, new: &Config) -> Vec<String> {
+    let mut changed = Vec::new();
+    // What a listener is, as far as binding it goes: its address, plain or
+    // TLS, and the policies fixed when it was bound. Certificates reload live.
+    let shape =
+        |c: &Config| -> BTreeSet<(std::net::SocketAddr, bool, Option<u16>, Option<String>)> {
+            c.listeners
+                .iter()
+                .map(|l| (l.address, l.tls.is_some(), l.redirect_https, l.hsts.clone()))
+                .collect()
+        };
+    if shape(old) != shape(new) || old.listeners.len() != new.listeners.len() {
+        changed.push("listeners".to_string());
+    }
+    if old.admin != new.admin {
+        changed.push("admin.address".to_string());
+    }
+    let (a, b) = (&old.server, &new.server);
+    if a.threads != b.threads {
+        changed.push("server.threads".to_string());
+    }
+    if a.grace_period != b.grace_period {
+        changed.push("server.grace_period".to_string());
+    }
+    if a.upstream_keepalive != b.upstream_keepalive {
+        changed.push("server.upstream_keepalive".to_string());
+    }
+    if a.watch_config != b.watch_config {
+        changed.push("server.watch_config".to_string());
+    }
+    let off = |c: &Config| c.access_log == model::AccessLogTarget::Off;
+    if off(old) != off(new) {
+        changed.push("access_log.enabled".to_string());
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_str;
+
+    fn diff(old: &str, new: &str) -> ConfigDiff {
+        let (old, new) = (
+            parse_str(old, "old.toml").unwrap_or_else(|e| panic!("{e}")),
+            parse_str(new, "new.toml").unwrap_or_else(|e| panic!("{e}")),
+        );
+        ConfigDiff::of(&old, &Material::new(), &new, &Material::new())
+    }
+
+    const BASE: &str = r#"
+[pools.a]
+backends = ["127.0.0.1:1", "127.0.0.1:2"]
+
+[pools.b]
+backends = ["127.0.0.1:3"]
+
+[[routes]]
+id = "one"
+path = "/one"
+pool = "a"
+
+[[routes]]
+id = "two"
+path = "/two"
+pool = "b"
+"#;
+
+    #[test]
+    fn identical_and_reordered_configs_do_not_differ() {
+        assert!(diff(BASE, BASE).is_empty());
+        assert_eq!(diff(BASE, BASE).to_string(), "no changes");
+        // The same items, written in another order and with other spacing.
+        let moved = r#"
+[[routes]]
+id = "two"
+path = "/two"
+pool = "b"
+
+[[routes]]
+id = "one"
+path   = "/one"
+pool = "a"
+
+[pools.b]
+backends = ["127.0.0.1:3"]
+
+[pools.a]
+backends = ["127.0.0.1:1", "127.0.0.1:2"]
+"#;
+        let d = diff(BASE, moved);
+        assert!(d.is_empty(), "{d}");
+        assert!(d.restart_required.is_empty());
+    }
+
+    #[test]
+    fn items_added_removed_and_changed() {
+        let new = BASE
+            .replace(
+                "\"127.0.0.1:2\"",
+                "{ address = \"127.0.0.1:2\", weight = 3 }, \"127.0.0.1:4\"",
+            )
+            .replace(
+                "id = \"two\"\npath = \"/two\"",
+                "id = \"three\"\npath = \"/three\"",
+            )
+            .replace("path = \"/one\"", "path = \"/uno\"");
+        let d = diff(BASE, &new);
+        assert_eq!(d.routes.added, ["three"]);
+        assert_eq!(d.routes.removed, ["two"]);
+        assert_eq!(d.routes.changed, ["one"]);
+        assert_eq!(d.pools.changed, ["a"]);
+        assert_eq!(d.backends.added, ["a 127.0.0.1:4"]);
+        assert_eq!(d.backends.changed, ["a 127.0.0.1:2"]);
+        assert!(d.restart_required.is_empty());
+        assert_eq!(
+            d.to_string(),
+            "+ route three\n- route two\n~ route one\n~ pool a\n+ backend a 127.0.0.1:4\n~ backend a 127.0.0.1:2"
+        );
+    }
+
+    #[test]
+    fn startup_settings_need_a_restart() {
+        let new = format!("[server]\nthreads = 3\nwatch_config = false\n[admin]\naddress = \"127.0.0.1:9999\"\n{BASE}");
+        let d = diff(BASE, &new);
+        assert_eq!(
+            d.restart_required,
+            ["admin.address", "server.threads", "server.watch_config"]
+        );
+        let new = format!("[[listeners]]\naddress = \"127.0.0.1:8081\"\n{BASE}");
+        assert_eq!(diff(BASE, &new).restart_required, ["listeners"]);
+    }
+
+    #[test]
+    fn tls_file_contents_count() {
+        let config = parse_str(BASE, "c.toml").unwrap();
+        let mut with_pool_tls = config.clone();
+        let pool = with_pool_tls.pools.get_mut("a").unwrap();
+        let ca = std::path::PathBuf::from("/etc/ca.pem");
+        pool.tls = Some(model::UpstreamTls {
+            sni: None,
+            ca_file: Some(model::FileRef {
+                path: ca.clone(),
+                at: model::Pos::default(),
+            }),
+            verify: true,
+            client_cert: None,
+            h2: false,
+        });
+        let before: Material = [(ca.clone(), [1; 32])].into();
+        let after: Material = [(ca, [2; 32])].into();
+        let same = ConfigDiff::of(&with_pool_tls, &before, &with_pool_tls, &before);
+        assert!(same.is_empty());
+        let d = ConfigDiff::of(&with_pool_tls, &before, &with_pool_tls, &after);
+        assert_eq!(d.pools.changed, ["a"]);
+    }
+}

@@ -1,0 +1,116 @@
+//! Reload in two steps, the same for every trigger (start-up, `SIGHUP`,
+//! `POST /-/reload`, the file watcher) and for `portcullis check` and
+//! `portcullis diff`.
+//!
+//! 1. **Prepare** ([`prepare`]) has no side effects: it reads the main file
+//!    and every file it includes (consumer files, certificates, keys, CA
+//!    bundles), parses, validates, loads the TLS material and builds the
+//!    [`Snapshot`]. It only *reads* the long-lived state (to give unchanged
+//!    backends their live health and in-flight counts). Any failure is a
+//!    list of [`ConfigErrors`], each naming file, line, column and item.
+//! 2. **Commit** ([`crate::gateway::Gateway`]) hands the long-lived state
+//!    to the new snapshot, swaps it in, then the certificates, restarts the
+//!    health probes of changed pools and reopens the access log.
+//!
+//! What changed between two prepared configs is a [`diff::ConfigDiff`]:
+//! semantic (moving a line changes nothing), and it tells what needs a
+//! restart.
+
+pub mod diff;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, ConfigError, ConfigErrors};
+use crate::snapshot::Snapshot;
+use crate::tls::CertStore;
+use crate::upstream::StateTable;
+
+/// SHA-256 of the content of every TLS file a config names (certificates,
+/// keys, CA bundles), by path: two configs that name the same files can
+/// still differ in what the files hold. A file that cannot be read has no
+/// entry (prepare has already failed on it).
+pub type Material = BTreeMap<PathBuf, [u8; 32]>;
+
+/// A config ready to commit.
+pub struct Prepared {
+    pub snapshot: Snapshot,
+    /// Certificates of each listener of the config, aligned with
+    /// `snapshot.config.listeners` (`None`: plain HTTP).
+    pub certs: Vec<Option<CertStore>>,
+}
+
+/// Read, parse and validate the config at `path` and everything it
+/// includes, load its TLS material and build its snapshot with the live
+/// backend states of `backends` (which it does not change). Every error
+/// found, in file order.
+pub fn prepare(path: &Path, backends: &StateTable) -> Result<Prepared, ConfigErrors> {
+    let config = config::load(path)?;
+    let mut errors: Vec<ConfigError> = Vec::new();
+    let certs = match crate::tls::load_stores(&config) {
+        Ok(certs) => certs,
+        Err(e) => {
+            errors.extend(e.0);
+            Vec::new()
+        }
+    };
+    let material = material(&config);
+    let snapshot = match Snapshot::build(config, backends) {
+        Ok(mut s) => {
+            s.material = material;
+            Some(s)
+        }
+        Err(e) => {
+            errors.extend(e.0);
+            None
+        }
+    };
+    match snapshot {
+        Some(snapshot) if errors.is_empty() => Ok(Prepared { snapshot, certs }),
+        _ => {
+            errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+/// Every TLS file `config` names: listener certificates, keys and client
+/// CAs; pool CA bundles, client certificates and keys.
+pub fn tls_files(config: &config::Config) -> Vec<&Path> {
+    let mut files: Vec<&Path> = Vec::new();
+    for l in &config.listeners {
+        let Some(tls) = &l.tls else { continue };
+        for c in &tls.certificates {
+            files.push(&c.cert);
+            files.push(&c.key);
+        }
+        if let Some(auth) = &tls.client_auth {
+            files.push(&auth.ca_file.path);
+        }
+    }
+    for p in config.pools.values() {
+        let Some(tls) = &p.tls else { continue };
+        if let Some(ca) = &tls.ca_file {
+            files.push(&ca.path);
+        }
+        if let Some((cert, key)) = &tls.client_cert {
+            files.push(&cert.path);
+            files.push(&key.path);
+        }
+    }
+    files
+}
+
+fn material(config: &config::Config) -> Material {
+    tls_files(config)
+        .into_iter()
+        .filter_map(|path| {
+            let bytes = std::fs::read(path).ok()?;
+            let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+            let mut out = [0u8; 32];
+            out.copy_from_slice(digest.as_ref());
+            Some((path.to_path_buf(), out))
+        })
+        .collect()
+}

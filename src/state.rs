@@ -1,0 +1,100 @@
+//! The one owner of long-lived state: everything that outlives a config
+//! snapshot, keyed by a stable identity.
+//!
+//! | state | identity | kept across a reload when |
+//! |---|---|---|
+//! | backend health, probe streak, in-flight count ([`StateTable`]) | pool name + backend address | the pool still lists the address |
+//! | rate-limit and quota counters ([`LimitStore`]) | the limit's definition (scope, rate, burst) and who it counts | the definition is unchanged |
+//! | health-probe tasks ([`HealthChecker`]) | pool name | the pool's backends and `health_check` are unchanged |
+//! | certificates of each start-up listener (`ArcSwap<CertStore>`) | listener address | always swapped on commit; the handshake resolver reads them |
+//! | metric families ([`Metrics`]), the access-log writer ([`AccessLog`]) | — | always |
+//!
+//! A [`Snapshot`](crate::snapshot::Snapshot) borrows handles from here
+//! (the `Arc<BackendState>` of each backend) and never owns any of it.
+//! Preparing a snapshot only reads this state; committing one is the only
+//! step that changes it (see [`crate::reload`]), so a rejected reload leaves
+//! all of it as it was.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::accesslog::AccessLog;
+use crate::config::model::Config;
+use crate::metrics::Metrics;
+use crate::ratelimit::clock::{Clock, SystemClock};
+use crate::ratelimit::{LimitStore, LocalStore, DEFAULT_MAX_COUNTERS};
+use crate::tls::CertStore;
+use crate::upstream::health::HealthChecker;
+use crate::upstream::StateTable;
+
+/// The certificates one start-up TLS listener serves, swapped on commit.
+pub type LiveCerts = Arc<ArcSwap<CertStore>>;
+
+/// Everything that outlives snapshots. Built once, at start-up.
+pub struct LongLived {
+    /// Backend health and in-flight counts.
+    pub backends: StateTable,
+    /// Rate-limit and quota counters.
+    pub limits: Arc<dyn LimitStore>,
+    /// The clock limits and key validity are judged by.
+    pub clock: Arc<dyn Clock>,
+    /// Active health checks, on a runtime that lives as long as the process.
+    pub health: HealthChecker,
+    /// Certificates of each start-up listener (`None`: plain HTTP), in
+    /// start-up order, with the listener's address.
+    pub listener_certs: Vec<(SocketAddr, Option<LiveCerts>)>,
+    pub metrics: Metrics,
+    pub access_log: AccessLog,
+}
+
+/// Why the long-lived state could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot set up metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot start the control runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+impl LongLived {
+    /// Set up the state for the first config: listener certificates from
+    /// `certs` (aligned with `config.listeners`), the access-log writer for
+    /// its target, empty tables and counters.
+    pub fn new(config: &Config, certs: Vec<Option<CertStore>>) -> Result<LongLived, StartError> {
+        let listener_certs = config
+            .listeners
+            .iter()
+            .zip(certs)
+            .map(|(l, c)| (l.address, c.map(|c| Arc::new(ArcSwap::from_pointee(c)))))
+            .collect();
+        Ok(LongLived {
+            backends: StateTable::default(),
+            limits: Arc::new(LocalStore::new(DEFAULT_MAX_COUNTERS)),
+            clock: Arc::new(SystemClock),
+            health: HealthChecker::new()?,
+            listener_certs,
+            metrics: Metrics::new()?,
+            access_log: AccessLog::start(&config.access_log),
+        })
+    }
+
+    /// Hand a new config's certificates to the start-up listeners: each TLS
+    /// listener takes the store of the new config's listener with the same
+    /// address. A listener the new config dropped or made plain keeps its
+    /// certificates until the restart the change needs.
+    pub fn swap_certificates(&self, config: &Config, certs: Vec<Option<CertStore>>) {
+        for (listener, store) in config.listeners.iter().zip(certs) {
+            let Some(store) = store else { continue };
+            let live = self
+                .listener_certs
+                .iter()
+                .find(|(addr, _)| *addr == listener.address)
+                .and_then(|(_, live)| live.as_ref());
+            if let Some(live) = live {
+                live.store(Arc::new(store));
+            }
+        }
+    }
+}
