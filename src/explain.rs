@@ -141,31 +141,35 @@ pub fn explain(snapshot: &Snapshot, req: &RequestHeader, now: i64) -> Explanatio
         Some(a) => {
             out.line("auth", format!("api_key, {}", key_place(&a.source)));
             let key = auth::presented_key(req, &a.source);
-            match auth::authenticate(
-                &snapshot.consumers,
-                key.as_deref(),
-                index,
-                &req.method,
-                now,
-            ) {
+            match auth::authenticate(&snapshot.consumers, key.as_deref(), index, &req.method, now) {
                 Ok(who) => {
                     out.line(
                         "  key",
                         format!(
-                            "valid: consumer {:?}, key {}",
-                            &*who.consumer.id, who.key.prefix
+                            "valid: consumer {:?}, key {} (the key is removed; the backend gets {}: {})",
+                            &*who.consumer.id,
+                            who.key.prefix,
+                            snapshot.consumer_header,
+                            &*who.consumer.id
                         ),
                     );
                     consumer = Some(who.consumer);
                 }
-                Err(Rejection::Missing) => out.line(
-                    "  key",
-                    "none presented: the gateway answers 401 (add the key with -H to see its consumer)",
-                ),
+                Err(Rejection::Missing) => {
+                    out.line(
+                        "  key",
+                        "none presented: the gateway answers 401 (add the key with -H to see its consumer)",
+                    );
+                    refused = Some(401);
+                }
                 Err(r) => {
                     out.line(
                         "  key",
-                        format!("refused ({}): the gateway answers {}", r.reason(), r.status()),
+                        format!(
+                            "refused ({}): the gateway answers {}",
+                            r.reason(),
+                            r.status()
+                        ),
                     );
                     refused = Some(r.status());
                 }

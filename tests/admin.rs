@@ -58,7 +58,8 @@ async fn reload_reports_settings_that_need_a_restart() {
         pool("p", &[b.addr], "")
     );
     let gw = Gateway::start(&format!("{}{body}", base_config())).await;
-    gw.write_config(&format!("[server]\nthreads = 3\n\n{}{body}", base_config()));
+    let threads = common::server_config("watch_config = false\nthreads = 3");
+    gw.write_config(&format!("{threads}{body}"));
     let (status, report) = gw.reload().await;
     assert_eq!(status, 200);
     assert_eq!(report["restart_required"][0], "server.threads");

@@ -299,10 +299,9 @@ async fn consumers_in_separate_files_reload_with_the_routes() {
     };
     std::fs::write(dir.path().join("consumers.d/a.toml"), file("a", &a)).unwrap();
     let main = dir.path().join("portcullis.toml");
-    let config = routes(&backend).replacen(
-        "[[listeners]]",
-        "consumer_files = [\"consumers.d/*.toml\"]\n\n[[listeners]]",
-        1,
+    let config = format!(
+        "consumer_files = [\"consumers.d/*.toml\"]\n\n{}",
+        routes(&backend)
     );
     std::fs::write(&main, &config).unwrap();
     let gw = Gateway::start_file(&main).await;
@@ -345,6 +344,39 @@ async fn consumers_in_separate_files_reload_with_the_routes() {
         "{texts:?}"
     );
     assert_eq!(get(&gw, "/h", &[("x-api-key", &b.key)]).await.0, 200);
+}
+
+#[tokio::test]
+async fn the_file_watcher_picks_up_a_new_consumer_file() {
+    let backend = Backend::start("b").await;
+    let (a, b) = (new_key(), new_key());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("consumers.d")).unwrap();
+    let file = |id: &str, k: &Key| {
+        format!(
+            "[[consumers]]\nid = \"{id}\"\nkeys = [{}]\nscopes = [{{ routes = [\"h\"] }}]\n",
+            entry(k, "")
+        )
+    };
+    std::fs::write(dir.path().join("consumers.d/a.toml"), file("a", &a)).unwrap();
+    let main = dir.path().join("portcullis.toml");
+    let config = format!(
+        "consumer_files = [\"consumers.d/*.toml\"]\n\n{}",
+        routes(&backend).replace("watch_config = false", "watch_config = true")
+    );
+    std::fs::write(&main, &config).unwrap();
+    let gw = Gateway::start_file(&main).await;
+    assert_eq!(get(&gw, "/h", &[("x-api-key", &b.key)]).await.0, 401);
+    // A new file matching the glob, written by rename as editors and
+    // provisioning tools do: live without any signal.
+    let tmp = dir.path().join("consumers.d/.b.toml.tmp");
+    std::fs::write(&tmp, file("b", &b)).unwrap();
+    std::fs::rename(&tmp, dir.path().join("consumers.d/b.toml")).unwrap();
+    let (g, key) = (&gw, &b.key);
+    common::eventually("consumer b live", || async move {
+        (get(g, "/h", &[("x-api-key", key)]).await.0 == 200).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -190,9 +190,9 @@ async fn concurrent_round(gw: &Gateway, backend: &Backend, n: usize) -> HashSet<
 #[tokio::test]
 async fn upstream_keepalive_bounds_the_idle_connections_kept() {
     let backend = Backend::start("b").await;
-    let config = format!(
-        "[server]\nupstream_keepalive = 1\n\n{}",
-        common::single_route("p", &[backend.addr], "", "")
+    let config = common::single_route("p", &[backend.addr], "", "").replace(
+        "watch_config = false",
+        "watch_config = false\nupstream_keepalive = 1",
     );
     let gw = Gateway::start(&config).await;
     let first = concurrent_round(&gw, &backend, 4).await;

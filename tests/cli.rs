@@ -156,3 +156,201 @@ fn keys_hash_without_input_fails() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no key"));
 }
+
+/// Compare `actual` with the file `tests/fixtures/cli/NAME`; with
+/// `UPDATE_EXPECTED=1`, write it instead (then review the diff).
+fn expect_file(name: &str, actual: &str) {
+    let path = repo().join("tests/fixtures/cli").join(name);
+    if std::env::var_os("UPDATE_EXPECTED").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_EXPECTED=1)", path.display()));
+    assert_eq!(actual, expected, "{name} differs from the expected output");
+}
+
+fn conf(name: &str) -> String {
+    repo().join("conf").join(name).to_str().unwrap().to_string()
+}
+
+#[test]
+fn diff_between_the_shipped_configs() {
+    let (code, out, err) = run_cli(
+        &["diff", &conf("portcullis.toml"), &conf("demo.toml")],
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+    expect_file("diff-portcullis-demo.txt", &out);
+    let (code, out, _) = run_cli(&["diff", &conf("demo.toml"), &conf("demo.toml")], None);
+    assert_eq!((code, out.as_str()), (0, "no changes\n"));
+}
+
+#[test]
+fn diff_of_an_edited_shipped_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(conf("portcullis.toml")).unwrap();
+    let edit = |text: &str, from: &str, to: &str| {
+        assert!(
+            text.contains(from),
+            "the shipped config no longer has {from:?}"
+        );
+        text.replacen(from, to, 1)
+    };
+    // Lines moved (a comment on top), a backend added, a key removed, a
+    // start-up setting changed.
+    let mut edited = format!("# edited\n\n{shipped}");
+    edited = edit(
+        &edited,
+        "\"127.0.0.1:9012\"]",
+        "\"127.0.0.1:9012\", \"127.0.0.1:9013\"]",
+    );
+    edited = edit(&edited, "threads = 2", "threads = 4");
+    let key = shipped
+        .lines()
+        .find(|l| l.contains("pk_7bTtzE"))
+        .expect("key line");
+    edited = edit(&edited, &format!("{key}\n"), "");
+    let path = dir.path().join("edited.toml");
+    std::fs::write(&path, &edited).unwrap();
+    let (code, out, err) = run_cli(
+        &["diff", &conf("portcullis.toml"), path.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        out,
+        "~ pool orders-v2\n+ backend orders-v2 127.0.0.1:9013\n~ consumer acme\n- key acme pk_7bTtzE\n! restart required: server.threads\n"
+    );
+    // The same as JSON; a digest never appears in either form.
+    let (_, json, _) = run_cli(
+        &[
+            "diff",
+            "--json",
+            &conf("portcullis.toml"),
+            path.to_str().unwrap(),
+        ],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["keys"]["removed"][0], "acme pk_7bTtzE");
+    assert_eq!(v["restart_required"][0], "server.threads");
+    let digest = key
+        .split("digest = \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    assert!(!json.contains(digest) && !out.contains(digest));
+
+    // Moving lines alone is no change.
+    std::fs::write(&path, format!("# moved\n\n{shipped}")).unwrap();
+    let (code, out, _) = run_cli(
+        &["diff", &conf("portcullis.toml"), path.to_str().unwrap()],
+        None,
+    );
+    assert_eq!((code, out.as_str()), (0, "no changes\n"));
+}
+
+#[test]
+fn diff_of_a_broken_config_exits_2_with_located_errors() {
+    let broken = repo().join("tests/fixtures/broken/unknown_pool.toml");
+    let (code, out, err) = run_cli(
+        &["diff", &conf("demo.toml"), broken.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(code, 2);
+    assert!(out.is_empty());
+    assert!(err.contains("unknown_pool.toml:"), "{err}");
+}
+
+#[test]
+fn explain_on_the_shipped_configs() {
+    let cases: [(&str, &[&str], i32); 6] = [
+        (
+            "explain-rewrite.txt",
+            &[
+                "-c",
+                &conf("portcullis.toml"),
+                "GET",
+                "http://api.example.com/v1/orders/42?x=1",
+            ],
+            1, // a key route, and no key given: 401
+        ),
+        (
+            "explain-demo-key.txt",
+            &[
+                "-c",
+                &conf("demo.toml"),
+                "GET",
+                "http://localhost/orders/7",
+                "-H",
+                "x-api-key: pk_demo-key-published-in-the-readme",
+            ],
+            0,
+        ),
+        (
+            "explain-demo-wrong-key.txt",
+            &[
+                "-c",
+                &conf("demo.toml"),
+                "GET",
+                "/orders/7",
+                "-H",
+                "x-api-key: pk_nope",
+            ],
+            1,
+        ),
+        (
+            "explain-wildcard.txt",
+            &[
+                "-c",
+                &conf("demo.toml"),
+                "GET",
+                "http://acme.demo.local/users?page=2",
+            ],
+            0,
+        ),
+        (
+            "explain-405.txt",
+            &["-c", &conf("demo.toml"), "DELETE", "/carts/1"],
+            1,
+        ),
+        (
+            "explain-404.txt",
+            &["-c", &conf("demo.toml"), "GET", "/nowhere"],
+            1,
+        ),
+    ];
+    for (expected, args, want) in cases {
+        let mut all = vec!["explain"];
+        all.extend_from_slice(args);
+        let (code, out, err) = run_cli(&all, None);
+        assert_eq!(code, want, "{expected}: {out}{err}");
+        expect_file(expected, &out);
+        // Keys are never echoed.
+        assert!(!out.contains("pk_demo-key-published") && !out.contains("pk_nope"));
+    }
+}
+
+#[test]
+fn explain_refuses_what_is_not_a_request() {
+    let (code, _, err) = run_cli(
+        &[
+            "explain",
+            "-c",
+            &conf("demo.toml"),
+            "GET",
+            "/x",
+            "-H",
+            "no colon",
+        ],
+        None,
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("is not a header"), "{err}");
+    let (code, _, err) = run_cli(&["explain", "-c", &conf("demo.toml"), "G E T", "/x"], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("not an HTTP method"), "{err}");
+}

@@ -171,3 +171,288 @@ async fn in_flight_requests_finish_on_their_snapshot() {
     assert_eq!(status, 200);
     assert_eq!(body["backend"], "one");
 }
+
+/// Two route tables for `/x`: A sends it to backend `one` and marks the
+/// response `x-table: A`, B to backend `two` with `x-table: B`.
+fn table(name: &str, one: &Backend, two: &Backend) -> String {
+    let target = if name == "A" { "one" } else { "two" };
+    format!(
+        "{}{}{}[[routes]]\nid = \"x-{name}\"\npath = \"/x\"\npool = \"{target}\"\n[routes.response_headers]\nset = {{ \"x-table\" = \"{name}\" }}\n",
+        base_config(),
+        common::pool("one", &[one.addr], ""),
+        common::pool("two", &[two.addr], ""),
+    )
+}
+
+/// Eight keep-alive clients send requests until stopped; every answer must
+/// be a 200 from a backend that matches the table that routed it.
+fn keep_alive_clients(gw: &Gateway) -> (Arc<AtomicBool>, Vec<tokio::task::JoinHandle<usize>>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = (0..8)
+        .map(|_| {
+            let (stop, url) = (stop.clone(), gw.url("/x"));
+            tokio::spawn(async move {
+                let c = client();
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let r = c.get(&url).send().await.expect("request failed");
+                    assert_eq!(r.status(), 200, "a request failed during reloads");
+                    let table = r.headers()["x-table"].to_str().unwrap().to_string();
+                    let body: Value = r.json().await.unwrap();
+                    let expected = if table == "A" { "one" } else { "two" };
+                    assert_eq!(
+                        body["backend"], expected,
+                        "table {table} answered by {body}"
+                    );
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    (stop, tasks)
+}
+
+async fn join(stop: Arc<AtomicBool>, tasks: Vec<tokio::task::JoinHandle<usize>>) -> usize {
+    stop.store(true, Ordering::SeqCst);
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("a client saw a failure");
+    }
+    total
+}
+
+#[tokio::test]
+async fn fifty_admin_reloads_under_keep_alive_traffic_lose_nothing() {
+    let one = Backend::start("one").await;
+    let two = Backend::start("two").await;
+    let gw = Gateway::start(&table("A", &one, &two)).await;
+    let (stop, tasks) = keep_alive_clients(&gw);
+    for i in 0..50 {
+        let name = if i % 2 == 0 { "B" } else { "A" };
+        gw.write_config(&table(name, &one, &two));
+        let (status, body) = gw.reload().await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "reloaded", "{body}");
+        // The routes changed, the pools did not: no probe restarted.
+        assert_eq!(body["changes"]["routes"]["added"][0], format!("x-{name}"));
+        assert!(body["changes"]["pools"]["changed"]
+            .as_array()
+            .unwrap()
+            .is_empty());
+    }
+    let served = join(stop, tasks).await;
+    assert!(served > 50, "only {served} requests served");
+    assert!(one.hits() > 0 && two.hits() > 0);
+}
+
+#[tokio::test]
+async fn fifty_file_watch_reloads_under_keep_alive_traffic_lose_nothing() {
+    let one = Backend::start("one").await;
+    let two = Backend::start("two").await;
+    let watching =
+        |name: &str| table(name, &one, &two).replace("watch_config = false", "watch_config = true");
+    let gw = Gateway::start(&watching("A")).await;
+    let (stop, tasks) = keep_alive_clients(&gw);
+    let c = client();
+    for i in 0..50 {
+        let name = if i % 2 == 0 { "B" } else { "A" };
+        gw.write_config(&watching(name));
+        let (c, url) = (&c, gw.url("/x"));
+        let url = &url;
+        eventually(&format!("edit {i} (table {name}) live"), || async move {
+            let r = c.get(url.as_str()).send().await.ok()?;
+            (r.headers().get("x-table")? == name).then_some(())
+        })
+        .await;
+    }
+    let served = join(stop, tasks).await;
+    assert!(served > 50, "only {served} requests served");
+    gw.wait_for_log("trigger=\"file watch\"").await;
+}
+
+#[tokio::test]
+async fn file_watch_follows_a_configmap_style_symlink_swap() {
+    let one = Backend::start("one").await;
+    let two = Backend::start("two").await;
+    let dir = tempfile::tempdir().unwrap();
+    // As a Kubernetes ConfigMap volume lays it out: the file is a symlink
+    // through `..data`, which is itself swapped atomically to a new folder.
+    let write_version = |v: &str, config: &str| {
+        let folder = dir.path().join(format!("..{v}"));
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("portcullis.toml"), config).unwrap();
+        let tmp = dir.path().join("..data_tmp");
+        std::os::unix::fs::symlink(format!("..{v}"), &tmp).unwrap();
+        std::fs::rename(&tmp, dir.path().join("..data")).unwrap();
+    };
+    let config = |backend: &Backend| {
+        single_route(&backend.name, &[backend.addr], "", "")
+            .replace("watch_config = false", "watch_config = true")
+    };
+    write_version("v1", &config(&one));
+    let path = dir.path().join("portcullis.toml");
+    std::os::unix::fs::symlink("..data/portcullis.toml", &path).unwrap();
+    let gw = Gateway::start_file(&path).await;
+    assert_eq!(who(&gw).await, "one");
+    write_version("v2", &config(&two));
+    let g = &gw;
+    eventually("the swapped ConfigMap is live", || async move {
+        (who(g).await == "two").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_half_written_file_is_rejected_and_the_completed_one_applies() {
+    let one = Backend::start("one").await;
+    let two = Backend::start("two").await;
+    let watching = |b: &Backend| {
+        single_route(&b.name, &[b.addr], "", "")
+            .replace("watch_config = false", "watch_config = true")
+    };
+    let gw = Gateway::start(&watching(&one)).await;
+    let full = watching(&two);
+    // Cut inside the route table: `pool = ` is missing its value.
+    let half = &full[..full.rfind("pool = ").unwrap() + 7];
+    gw.write_config(half);
+    gw.wait_for_log("reload rejected").await;
+    assert_eq!(who(&gw).await, "one");
+    gw.write_config(&full);
+    let g = &gw;
+    eventually("the completed file is live", || async move {
+        (who(g).await == "two").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_rejected_reload_changes_no_long_lived_state() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty-ca.pem"), "").unwrap();
+    let health = "[pools.p.health_check]\ntype = \"http\"\npath = \"/healthz\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nunhealthy_threshold = 1\nhealthy_threshold = 1000\n";
+    let make = |backends: &str, extra: &str| {
+        format!(
+            "{}[pools.p]\nbackends = [{backends}]\n{health}\n{extra}[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n",
+            base_config()
+        )
+    };
+    let both = format!("\"{}\", \"{}\"", a.addr, b.addr);
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, make(&both, "")).unwrap();
+    let gw = Gateway::start_file(&path).await;
+    a.set_health_status(500);
+    let (g, addr) = (&gw, a.addr);
+    eventually("a unhealthy", || async move {
+        (g.backend_healthy("p", addr).await == Some(false)).then_some(())
+    })
+    .await;
+    a.set_health_status(200);
+    // One request in flight on b.
+    b.hold(true);
+    let held = tokio::spawn({
+        let url = gw.url("/x");
+        async move { client().get(url).send().await.unwrap().status() }
+    });
+    let bb = &b;
+    eventually("request reached b", || async move {
+        (bb.hits() == 1).then_some(())
+    })
+    .await;
+    let inflight = |pools: &Value, addr: std::net::SocketAddr| {
+        pools["pools"]["p"]["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["address"] == addr.to_string())
+            .map(|x| x["inflight"].as_u64().unwrap())
+    };
+    assert_eq!(inflight(&gw.pools().await, b.addr), Some(1));
+
+    // A config that drops `a` and then fails late, on a pool's CA bundle
+    // that holds no certificate: rejected, with the line of `ca_file`.
+    let broken = make(
+        &format!("\"{}\"", b.addr),
+        "[pools.q]\nbackends = [\"127.0.0.1:9\"]\n[pools.q.tls]\nca_file = \"empty-ca.pem\"\n\n",
+    );
+    std::fs::write(&path, &broken).unwrap();
+    let (status, body) = gw.reload().await;
+    assert_eq!(status, 422, "{body}");
+    let ca_line = broken
+        .lines()
+        .position(|l| l.starts_with("ca_file"))
+        .unwrap()
+        + 1;
+    assert_eq!(body["errors"][0]["line"], ca_line, "{body}");
+    assert_eq!(body["errors"][0]["item"], "pool \"q\"", "{body}");
+    assert!(body["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no certificate"));
+    // Nothing changed: a is still down, b still has its request.
+    let pools = gw.pools().await;
+    assert_eq!(
+        gw.backend_healthy("p", a.addr).await,
+        Some(false),
+        "{pools}"
+    );
+    assert_eq!(inflight(&pools, b.addr), Some(1));
+
+    // A later good reload keeps both: a would need 1,000 good probes.
+    std::fs::write(
+        &path,
+        make(
+            &both,
+            "[[routes]]\nid = \"more\"\npath = \"/more\"\npool = \"p\"\n",
+        ),
+    )
+    .unwrap();
+    let (status, body) = gw.reload().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(gw.backend_healthy("p", a.addr).await, Some(false));
+    assert_eq!(inflight(&gw.pools().await, b.addr), Some(1));
+    b.hold(false);
+    assert_eq!(held.await.unwrap(), 200);
+    let g = &gw;
+    eventually("in-flight count back to 0", || async move {
+        (inflight(&g.pools().await, bb.addr) == Some(0)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_pools_whose_backends_or_check_changed_restart_their_probes() {
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let make = |p_backends: &str, route: &str| {
+        format!(
+            "{}[pools.p]\nbackends = [{p_backends}]\nhealth_check = {{ type = \"tcp\", interval = \"1h\" }}\n\n[pools.q]\nbackends = [\"{}\"]\nhealth_check = {{ type = \"tcp\", interval = \"1h\" }}\n\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n{route}",
+            base_config(),
+            b.addr
+        )
+    };
+    let one = format!("\"{}\"", a.addr);
+    let gw = Gateway::start(&make(&one, "")).await;
+    // The same config, written again: a no-op.
+    gw.write_config(&make(&one, ""));
+    let (status, body) = gw.reload().await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "unchanged", "{body}");
+    assert_eq!(body["probes_restarted"], serde_json::json!([]));
+    // A route added: no probe restarts.
+    let route = "[[routes]]\nid = \"s\"\npath = \"/s\"\npool = \"q\"\n";
+    gw.write_config(&make(&one, route));
+    let (_, body) = gw.reload().await;
+    assert_eq!(body["status"], "reloaded");
+    assert_eq!(body["probes_restarted"], serde_json::json!([]), "{body}");
+    // A backend added to p: p's probes restart, q's do not.
+    gw.write_config(&make(&format!("{one}, \"{}\"", b.addr), route));
+    let (_, body) = gw.reload().await;
+    assert_eq!(body["probes_restarted"], serde_json::json!(["p"]), "{body}");
+    assert_eq!(
+        body["changes"]["backends"]["added"][0],
+        format!("p {}", b.addr)
+    );
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod backend;
+pub mod closing;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -266,9 +267,18 @@ impl Drop for Gateway {
     }
 }
 
-/// The `[[listeners]]` and `[admin]` sections for a test gateway.
+/// The `[server]`, `[[listeners]]` and `[admin]` sections for a test
+/// gateway. The file watcher is off, so that a test that rewrites the config
+/// decides when it is reloaded; see [`server_config`] for watching tests.
 pub fn base_config() -> String {
-    "[[listeners]]\naddress = \"127.0.0.1:0\"\n\n[admin]\naddress = \"127.0.0.1:0\"\n\n".to_string()
+    server_config("watch_config = false")
+}
+
+/// [`base_config`] with `server_lines` as the `[server]` table.
+pub fn server_config(server_lines: &str) -> String {
+    format!(
+        "[server]\n{server_lines}\n\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\n[admin]\naddress = \"127.0.0.1:0\"\n\n"
+    )
 }
 
 /// A `[pools.NAME]` section with the given backends and extra lines.

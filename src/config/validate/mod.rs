@@ -94,8 +94,8 @@ impl Validator<'_> {
             .map(|p| self.resolve_path(p.get_ref()))
             .collect();
         let mut consumer_files = Vec::new();
-        for path in self.consumer_paths(&file.consumer_files) {
-            let (name, more) = self.consumer_file(&path, &names, &mut registry);
+        for (path, named_at) in self.consumer_paths(&file.consumer_files) {
+            let (name, more) = self.consumer_file(&path, named_at, &names, &mut registry);
             consumer_files.push(name);
             all_consumers.extend(more);
         }
@@ -141,8 +141,11 @@ impl Validator<'_> {
     /// The files `consumer_files` names, in order, each once: a path, or a
     /// glob pattern (`consumers.d/*.toml`) whose matches are taken in name
     /// order. A pattern may match nothing if its directory exists.
-    fn consumer_paths(&mut self, patterns: &[Spanned<String>]) -> Vec<std::path::PathBuf> {
-        let mut out: Vec<std::path::PathBuf> = Vec::new();
+    fn consumer_paths(
+        &mut self,
+        patterns: &[Spanned<String>],
+    ) -> Vec<(std::path::PathBuf, Range<usize>)> {
+        let mut out: Vec<(std::path::PathBuf, Range<usize>)> = Vec::new();
         for p in patterns {
             let text = p.get_ref();
             let path = self.resolve_path(text);
@@ -154,8 +157,8 @@ impl Validator<'_> {
                         item,
                         format!("cannot read consumer file {}: {e}", path.display()),
                     );
-                } else if !out.contains(&path) {
-                    out.push(path);
+                } else if !out.iter().any(|(p, _)| *p == path) {
+                    out.push((path, p.span()));
                 }
                 continue;
             }
@@ -185,7 +188,9 @@ impl Validator<'_> {
             }
             for m in matches {
                 match m {
-                    Ok(file) if file.is_file() && !out.contains(&file) => out.push(file),
+                    Ok(file) if file.is_file() && !out.iter().any(|(p, _)| *p == file) => {
+                        out.push((file, p.span()))
+                    }
                     Ok(_) => {}
                     Err(e) => self.error(
                         p.span(),
@@ -198,10 +203,13 @@ impl Validator<'_> {
         out
     }
 
-    /// Read, parse and validate one consumer file; its errors name that file.
+    /// Read, parse and validate one consumer file; its errors name that
+    /// file, except that a file that cannot be read is reported where
+    /// `consumer_files` names it (`named_at`).
     fn consumer_file(
         &mut self,
         path: &std::path::Path,
+        named_at: Range<usize>,
         routes: &consumers::RouteNames,
         registry: &mut consumers::Registry,
     ) -> (String, Vec<model::Consumer>) {
@@ -209,10 +217,11 @@ impl Validator<'_> {
         let src = match std::fs::read_to_string(path) {
             Ok(s) => s,
             Err(e) => {
-                self.errors.push(ConfigError::whole_file(
-                    &name,
-                    format!("cannot read the file: {e}"),
-                ));
+                self.error(
+                    named_at,
+                    Some("consumer_files"),
+                    format!("cannot read consumer file {name}: {e}"),
+                );
                 return (name, Vec::new());
             }
         };
