@@ -365,6 +365,17 @@ async fn certificate_rotation_by_reload_keeps_open_connections() {
     assert_ne!(old, new);
     let (status, body) = gw.reload().await;
     assert_eq!(status, 200, "{body}");
+    // Same config text, new file contents: a live change, not a restart.
+    assert_eq!(body["status"], "reloaded", "{body}");
+    assert_eq!(
+        body["changes"]["certificates"].as_array().unwrap().len(),
+        1,
+        "{body}"
+    );
+    assert!(
+        body["restart_required"].as_array().unwrap().is_empty(),
+        "{body}"
+    );
     assert_eq!(
         peer_cert(&handshake(&gw, &client, "a.test").await.unwrap()),
         new
