@@ -205,8 +205,14 @@ impl Gateway {
                 return Err(errors);
             }
         };
+        let prepared_in = started.elapsed();
         let old = self.snapshot.load_full();
         let diff = ConfigDiff::between(&old, &prepared.snapshot);
+        tracing::debug!(
+            prepare_ms = prepared_in.as_secs_f64() * 1e3,
+            diff_ms = (started.elapsed() - prepared_in).as_secs_f64() * 1e3,
+            "compared"
+        );
         let summary = prepared.snapshot.summary();
         let probes_restarted = if diff.is_empty() {
             Vec::new()

@@ -81,7 +81,7 @@ async fn check_and_reload_report_the_same_located_errors() {
                 "TOML syntax",
                 syntax.clone(),
                 line_of(&syntax, "[pools.p"),
-                "invalid table header",
+                "unclosed table",
             ),
             (
                 "validation",

@@ -79,7 +79,7 @@ def post_reload(admin: int) -> tuple[int, dict, float]:
 
 
 def wrk(port: int, duration: float, connections: int) -> dict:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", f"http://{HOST}:{port}/"]
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", f"http://{HOST}:{port}/"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
     return bench.parse_wrk(out)
 

@@ -433,17 +433,25 @@ enum OutlineKind {
 }
 
 impl Outline {
+    /// The text this value covers: its own span (for a table, toml may
+    /// give only the header's) up to the end of the last thing nested in it,
+    /// so that the keys between them belong to it too.
+    fn extent(&self) -> Range<usize> {
+        let nested = match &self.kind {
+            OutlineKind::Table(entries) => entries.iter().map(|(_, v)| v.extent()).collect(),
+            OutlineKind::Array(items) => items.iter().map(Outline::extent).collect(),
+            OutlineKind::Str(_) | OutlineKind::Other => Vec::new(),
+        };
+        nested.into_iter().fold(self.span.clone(), |a, b| {
+            a.start.min(b.start)..a.end.max(b.end)
+        })
+    }
+
     /// True when `offset` lies in this value or anything nested in it.
     fn contains(&self, offset: usize) -> bool {
-        let end = self.span.end.max(self.span.start + 1);
-        if (self.span.start..end).contains(&offset) {
-            return true;
-        }
-        match &self.kind {
-            OutlineKind::Table(entries) => entries.iter().any(|(_, v)| v.contains(offset)),
-            OutlineKind::Array(items) => items.iter().any(|v| v.contains(offset)),
-            OutlineKind::Str(_) | OutlineKind::Other => false,
-        }
+        let extent = self.extent();
+        let end = extent.end.max(extent.start + 1);
+        (extent.start..end).contains(&offset)
     }
 
     fn get(&self, key: &str) -> Option<&Outline> {
@@ -524,9 +532,10 @@ impl<'de> Deserialize<'de> for OutlineKind {
 }
 
 /// The top level of the outline. `pools` is not wrapped in a span: written
-/// as `[pools.NAME]` it is an implicit table, which toml cannot give a span.
-/// (The same holds for an implicit sub-table such as `[pools.a.timeouts]`
-/// without `[pools.a]`; then the outline fails and no item is named.)
+/// as `[pools.NAME]` it is an implicit table. An item's extent runs from
+/// its own span (a table's header) to the end of what is nested in it (see
+/// [`Outline::extent`]), so an implicit sub-table such as
+/// `[pools.a.timeouts]` without `[pools.a]` still names its pool.
 #[derive(Debug, Deserialize)]
 struct OutlineRoot {
     #[serde(default)]
@@ -644,9 +653,12 @@ mod tests {
         assert_eq!(at("read = 2").as_deref(), Some("route \"r1\""));
         assert_eq!(at("address").as_deref(), Some("listener \"x\""));
         assert_eq!(item_at("x = [", 3), None);
-        // An implicit pool table (only a sub-table written): no span, no item.
+        // An implicit pool table (only a sub-table written) is named too.
         let implicit = "[pools.a.timeouts]\nconnect = 1\n";
-        assert_eq!(item_at(implicit, implicit.find("connect").unwrap()), None);
+        assert_eq!(
+            item_at(implicit, implicit.find("connect").unwrap()).as_deref(),
+            Some("pool \"a\"")
+        );
         // Outside every item.
         let src = "[[routes]]\nid = \"r\"\n[tls]\ncert = 1\n";
         assert_eq!(item_at(src, src.find("tls").unwrap()), None);

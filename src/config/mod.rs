@@ -42,7 +42,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// messages and in [`Config::source`].
 pub fn parse_str(src: &str, file: &str) -> Result<Config, ConfigErrors> {
     let loc = error::Locator::new(file, src);
+    let started = std::time::Instant::now();
     let parsed = file::parse(src).map_err(|e| parse_error(&loc, src, &e))?;
+    tracing::debug!(
+        parse_ms = started.elapsed().as_secs_f64() * 1e3,
+        file,
+        "parsed"
+    );
     validate::validate(parsed, &loc).map_err(|mut errors| {
         // Stable sort: errors on the same spot keep the order they were found in.
         errors.sort_by_key(|e| (e.line, e.column));
@@ -448,7 +454,7 @@ strip_prefix = true
         let text = errors.to_string();
         assert!(!text.contains('\n'), "{text}");
         assert!(
-            text.starts_with("f.toml:1:9: invalid table header"),
+            text.starts_with("f.toml:1:9: unclosed table, expected `]`"),
             "{text}"
         );
     }

@@ -100,10 +100,13 @@ impl ConfigDiff {
     ) -> ConfigDiff {
         let files_same =
             |paths: &[&Path]| paths.iter().all(|p| old_files.get(*p) == new_files.get(*p));
-        let by_id = |c: &Config| -> BTreeMap<String, model::Route> {
-            c.routes.iter().map(|r| (r.id.clone(), r.clone())).collect()
-        };
-        let routes = Changes::of(&by_id(old), &by_id(new), |k| k.clone(), |a, b| a == b);
+        // Maps of references: a 10,000-route config is compared, not copied.
+        let routes = Changes::of(
+            &routes_by_id(old),
+            &routes_by_id(new),
+            |k| k.to_string(),
+            |a, b| a == b,
+        );
         let pools = Changes::of(
             &old.pools,
             &new.pools,
@@ -128,35 +131,18 @@ impl ConfigDiff {
             backends.removed.extend(c.removed);
             backends.changed.extend(c.changed);
         }
-        let consumers_of = |c: &Config| -> BTreeMap<String, model::Consumer> {
-            c.consumers
-                .iter()
-                .map(|c| {
-                    // Where it is written is not part of what it is.
-                    let mut c = c.clone();
-                    c.defined_at.clear();
-                    (c.id.clone(), c)
-                })
-                .collect()
-        };
         let consumers = Changes::of(
-            &consumers_of(old),
-            &consumers_of(new),
-            |k| k.clone(),
-            |a, b| a == b,
+            &consumers_by_id(old),
+            &consumers_by_id(new),
+            |k| k.to_string(),
+            |a, b| same_consumer(a, b),
         );
-        let keys_of = |c: &Config| -> BTreeMap<[u8; 32], (String, model::ApiKey)> {
-            c.consumers
-                .iter()
-                .flat_map(|c| c.keys.iter().map(|k| (k.digest, (c.id.clone(), k.clone()))))
-                .collect()
-        };
-        let (old_keys, new_keys) = (keys_of(old), keys_of(new));
+        let (old_keys, new_keys) = (keys_by_digest(old), keys_by_digest(new));
         let key_name = |d: &[u8; 32]| {
             let (consumer, key) = new_keys
                 .get(d)
                 .or_else(|| old_keys.get(d))
-                .map_or(("?", "?"), |(c, k)| (c.as_str(), k.prefix.as_str()));
+                .map_or(("?", "?"), |(c, k)| (*c, k.prefix.as_str()));
             format!("{consumer} {key}")
         };
         let keys = Changes::of(&old_keys, &new_keys, key_name, |a, b| a == b);
@@ -238,6 +224,46 @@ impl fmt::Display for ConfigDiff {
         }
         f.write_str(&lines.join("\n"))
     }
+}
+
+fn routes_by_id(c: &Config) -> BTreeMap<&str, &model::Route> {
+    c.routes.iter().map(|r| (r.id.as_str(), r)).collect()
+}
+
+fn consumers_by_id(c: &Config) -> BTreeMap<&str, &model::Consumer> {
+    c.consumers.iter().map(|c| (c.id.as_str(), c)).collect()
+}
+
+/// Every key by digest, with its consumer's id.
+fn keys_by_digest(c: &Config) -> BTreeMap<[u8; 32], (&str, &model::ApiKey)> {
+    c.consumers
+        .iter()
+        .flat_map(|c| c.keys.iter().map(|k| (k.digest, (c.id.as_str(), k))))
+        .collect()
+}
+
+/// Two consumers are the same when everything but where they are written
+/// (`defined_at`) is.
+fn same_consumer(a: &model::Consumer, b: &model::Consumer) -> bool {
+    let model::Consumer {
+        id,
+        name,
+        metadata,
+        disabled,
+        keys,
+        scopes,
+        rate_limits,
+        quotas,
+        defined_at: _,
+    } = a;
+    *id == b.id
+        && *name == b.name
+        && *metadata == b.metadata
+        && *disabled == b.disabled
+        && *keys == b.keys
+        && *scopes == b.scopes
+        && *rate_limits == b.rate_limits
+        && *quotas == b.quotas
 }
 
 fn listener_files(tls: &model::ListenerTls) -> Vec<&Path> {

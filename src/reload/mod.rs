@@ -46,7 +46,9 @@ pub struct Prepared {
 /// backend states of `backends` (which it does not change). Every error
 /// found, in file order.
 pub fn prepare(path: &Path, backends: &StateTable) -> Result<Prepared, ConfigErrors> {
+    let started = std::time::Instant::now();
     let config = config::load(path)?;
+    let loaded = started.elapsed();
     let mut errors: Vec<ConfigError> = Vec::new();
     let certs = match crate::tls::load_stores(&config) {
         Ok(certs) => certs,
@@ -66,6 +68,11 @@ pub fn prepare(path: &Path, backends: &StateTable) -> Result<Prepared, ConfigErr
             None
         }
     };
+    tracing::debug!(
+        load_ms = loaded.as_secs_f64() * 1e3,
+        total_ms = started.elapsed().as_secs_f64() * 1e3,
+        "prepared"
+    );
     match snapshot {
         Some(snapshot) if errors.is_empty() => Ok(Prepared { snapshot, certs }),
         _ => {
