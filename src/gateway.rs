@@ -35,6 +35,16 @@ pub struct Gateway {
     reload_lock: Mutex<()>,
 }
 
+/// Warn about each pool of `snapshot` that `which` selects and whose
+/// backends' certificates are not verified (`verify = false`).
+fn warn_unverified(snapshot: &Snapshot, which: impl Fn(&str) -> bool) {
+    for (name, pool) in &snapshot.pools {
+        if which(name) && pool.tls.as_ref().is_some_and(|t| !t.verify) {
+            warn!(pool = %name, "TLS certificate verification to this pool's backends is OFF (verify = false)");
+        }
+    }
+}
+
 /// What a start-up listener asks of every request it accepts.
 #[derive(Debug, Clone)]
 pub struct ListenerPolicy {
@@ -80,6 +90,7 @@ impl Gateway {
         let prepared = reload::prepare(&config_path, &StateTable::default())?;
         let state = LongLived::new(&prepared.snapshot.config, prepared.certs)?;
         state.backends.adopt(prepared.snapshot.pools.values());
+        warn_unverified(&prepared.snapshot, |_| true);
         Ok(Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(prepared.snapshot),
             state,
@@ -256,12 +267,10 @@ impl Gateway {
     /// probes restarted.
     fn commit(&self, prepared: reload::Prepared, diff: &ConfigDiff) -> Vec<String> {
         let reload::Prepared { snapshot, certs } = prepared;
-        for (name, pool) in &snapshot.pools {
-            let touched = diff.pools.added.contains(name) || diff.pools.changed.contains(name);
-            if touched && pool.tls.as_ref().is_some_and(|t| !t.verify) {
-                warn!(pool = %name, "TLS certificate verification to this pool's backends is OFF (verify = false)");
-            }
-        }
+        warn_unverified(&snapshot, |name| {
+            diff.pools.added.iter().any(|p| p == name)
+                || diff.pools.changed.iter().any(|p| p == name)
+        });
         self.state.backends.adopt(snapshot.pools.values());
         let config = snapshot.config.clone();
         self.snapshot.store(Arc::new(snapshot));

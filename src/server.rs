@@ -50,7 +50,7 @@ fn concrete(addr: SocketAddr) -> std::io::Result<SocketAddr> {
 /// Sockets holding the ports picked for port-0 listeners (see [`concrete`]).
 static RESERVED_PORTS: Mutex<Vec<Socket>> = Mutex::new(Vec::new());
 
-/// Starts the health checks and the file watcher, and reloads on SIGHUP.
+/// Starts the health checks and reloads on SIGHUP.
 struct ControlPlane {
     gateway: Arc<Gateway>,
 }
@@ -59,11 +59,6 @@ struct ControlPlane {
 impl BackgroundService for ControlPlane {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         self.gateway.start_health_checks();
-        if self.gateway.snapshot().config.server.watch_config {
-            if let Err(e) = crate::reload::watch::spawn(self.gateway.clone()) {
-                warn!(error = %e, "cannot watch the config files; reload with SIGHUP or the admin API");
-            }
-        }
         let mut hangup = match signal(SignalKind::hangup()) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -156,6 +151,12 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
         server.add_boxed_service(service);
     }
 
+    // Before the listeners are announced: an edit made after that is seen.
+    if config.server.watch_config {
+        if let Err(e) = crate::reload::watch::spawn(gateway.clone()) {
+            warn!(error = %e, "cannot watch the config files; reload with SIGHUP or the admin API");
+        }
+    }
     for url in &bound {
         println!("listening proxy {url}");
     }

@@ -105,18 +105,21 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Start watching for `gateway`'s config on a thread of its own, for the
-/// life of the process.
+/// Start watching for `gateway`'s config: the watches are in place when
+/// this returns (so an edit made after it is never missed); the events are
+/// handled on a thread of their own, for the life of the process.
 pub fn spawn(gateway: Arc<Gateway>) -> std::io::Result<()> {
     let (tx, rx) = channel();
-    let watcher = notify::recommended_watcher(move |event| {
+    let mut watcher = notify::recommended_watcher(move |event| {
         // The receiver lives as long as the thread; nothing to do if not.
         let _ = tx.send(event);
     })
     .map_err(std::io::Error::other)?;
+    let watched = Watched::of(gateway.config_path(), &gateway.snapshot().config);
+    rewatch(&mut watcher, &Watched::default(), &watched);
     std::thread::Builder::new()
         .name("portcullis-watch".into())
-        .spawn(move || run(gateway, watcher, rx))?;
+        .spawn(move || run(gateway, watcher, rx, watched))?;
     Ok(())
 }
 
@@ -124,12 +127,9 @@ fn run(
     gateway: Arc<Gateway>,
     mut watcher: notify::RecommendedWatcher,
     rx: Receiver<notify::Result<notify::Event>>,
+    mut watched: Watched,
 ) {
-    let mut watched = Watched::default();
     loop {
-        let wanted = Watched::of(gateway.config_path(), &gateway.snapshot().config);
-        rewatch(&mut watcher, &watched, &wanted);
-        watched = wanted;
         if !wait_for_change(&rx, &watched) {
             return;
         }
@@ -138,6 +138,10 @@ fn run(
             Ok(report) if report.unchanged() => debug!("file change left the config as it was"),
             Ok(_) | Err(_) => {}
         }
+        // The config now serving may include other files.
+        let wanted = Watched::of(gateway.config_path(), &gateway.snapshot().config);
+        rewatch(&mut watcher, &watched, &wanted);
+        watched = wanted;
     }
 }
 
