@@ -284,26 +284,31 @@ async fn rotation_with_overlapping_keys_by_reload() {
     assert_eq!(get(&gw, "/h", &[("x-api-key", &new.key)]).await.0, 200);
 }
 
+/// A consumer file's text: consumer `id` with key `k`, allowed route `h`.
+fn file(id: &str, k: &Key) -> String {
+    format!(
+        "[[consumers]]\nid = \"{id}\"\nkeys = [{}]\nscopes = [{{ routes = [\"h\"] }}]\n",
+        entry(k, "")
+    )
+}
+
+/// A temp dir holding `config` as `portcullis.toml`, reading
+/// `consumers.d/*.toml`, where `a.toml` holds consumer `a` with `key`.
+fn with_consumer_files(config: &str, key: &Key) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("consumers.d")).unwrap();
+    std::fs::write(dir.path().join("consumers.d/a.toml"), file("a", key)).unwrap();
+    let main = dir.path().join("portcullis.toml");
+    let text = format!("consumer_files = [\"consumers.d/*.toml\"]\n\n{config}");
+    std::fs::write(&main, text).unwrap();
+    (dir, main)
+}
+
 #[tokio::test]
 async fn consumers_in_separate_files_reload_with_the_routes() {
     let backend = Backend::start("b").await;
-    let a = new_key();
-    let b = new_key();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("consumers.d")).unwrap();
-    let file = |id: &str, k: &Key| {
-        format!(
-            "[[consumers]]\nid = \"{id}\"\nkeys = [{}]\nscopes = [{{ routes = [\"h\"] }}]\n",
-            entry(k, "")
-        )
-    };
-    std::fs::write(dir.path().join("consumers.d/a.toml"), file("a", &a)).unwrap();
-    let main = dir.path().join("portcullis.toml");
-    let config = format!(
-        "consumer_files = [\"consumers.d/*.toml\"]\n\n{}",
-        routes(&backend)
-    );
-    std::fs::write(&main, &config).unwrap();
+    let (a, b) = (new_key(), new_key());
+    let (dir, main) = with_consumer_files(&routes(&backend), &a);
     let gw = Gateway::start_file(&main).await;
     assert_eq!(get(&gw, "/h", &[("x-api-key", &a.key)]).await.0, 200);
     assert_eq!(get(&gw, "/h", &[("x-api-key", &b.key)]).await.0, 401);
@@ -350,21 +355,7 @@ async fn consumers_in_separate_files_reload_with_the_routes() {
 async fn the_file_watcher_picks_up_a_new_consumer_file() {
     let backend = Backend::start("b").await;
     let (a, b) = (new_key(), new_key());
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("consumers.d")).unwrap();
-    let file = |id: &str, k: &Key| {
-        format!(
-            "[[consumers]]\nid = \"{id}\"\nkeys = [{}]\nscopes = [{{ routes = [\"h\"] }}]\n",
-            entry(k, "")
-        )
-    };
-    std::fs::write(dir.path().join("consumers.d/a.toml"), file("a", &a)).unwrap();
-    let main = dir.path().join("portcullis.toml");
-    let config = format!(
-        "consumer_files = [\"consumers.d/*.toml\"]\n\n{}",
-        routes(&backend).replace("watch_config = false", "watch_config = true")
-    );
-    std::fs::write(&main, &config).unwrap();
+    let (dir, main) = with_consumer_files(&common::watching(&routes(&backend)), &a);
     let gw = Gateway::start_file(&main).await;
     assert_eq!(get(&gw, "/h", &[("x-api-key", &b.key)]).await.0, 401);
     // A new file matching the glob, written by rename as editors and

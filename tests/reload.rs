@@ -19,6 +19,15 @@ async fn who(gw: &Gateway) -> String {
     body["backend"].as_str().unwrap().to_string()
 }
 
+/// Wait until `gw` serves `/x` from backend `name`.
+async fn until_served_by(gw: &Gateway, name: &str, what: &str) {
+    eventually(
+        what,
+        || async move { (who(gw).await == name).then_some(()) },
+    )
+    .await
+}
+
 /// Requests in a loop until stopped; counts answers that were not 200.
 fn traffic(
     gw: &Gateway,
@@ -103,11 +112,7 @@ async fn sighup_reloads() {
     assert_eq!(who(&gw).await, "one");
     gw.write_config(&config_to("two", &two));
     gw.sighup();
-    let g = &gw;
-    eventually("SIGHUP applied", || async move {
-        (who(g).await == "two").then_some(())
-    })
-    .await;
+    until_served_by(&gw, "two", "SIGHUP applied").await;
 }
 
 #[tokio::test]
@@ -286,31 +291,21 @@ async fn file_watch_follows_a_configmap_style_symlink_swap() {
         std::os::unix::fs::symlink(format!("..{v}"), &tmp).unwrap();
         std::fs::rename(&tmp, dir.path().join("..data")).unwrap();
     };
-    let config = |backend: &Backend| {
-        single_route(&backend.name, &[backend.addr], "", "")
-            .replace("watch_config = false", "watch_config = true")
-    };
+    let config = |b: &Backend| common::watching(&single_route(&b.name, &[b.addr], "", ""));
     write_version("v1", &config(&one));
     let path = dir.path().join("portcullis.toml");
     std::os::unix::fs::symlink("..data/portcullis.toml", &path).unwrap();
     let gw = Gateway::start_file(&path).await;
     assert_eq!(who(&gw).await, "one");
     write_version("v2", &config(&two));
-    let g = &gw;
-    eventually("the swapped ConfigMap is live", || async move {
-        (who(g).await == "two").then_some(())
-    })
-    .await;
+    until_served_by(&gw, "two", "the swapped ConfigMap is live").await;
 }
 
 #[tokio::test]
 async fn a_half_written_file_is_rejected_and_the_completed_one_applies() {
     let one = Backend::start("one").await;
     let two = Backend::start("two").await;
-    let watching = |b: &Backend| {
-        single_route(&b.name, &[b.addr], "", "")
-            .replace("watch_config = false", "watch_config = true")
-    };
+    let watching = |b: &Backend| common::watching(&single_route(&b.name, &[b.addr], "", ""));
     let gw = Gateway::start(&watching(&one)).await;
     let full = watching(&two);
     // Cut inside the route table: `pool = ` is missing its value.
@@ -319,11 +314,7 @@ async fn a_half_written_file_is_rejected_and_the_completed_one_applies() {
     gw.wait_for_log("reload rejected").await;
     assert_eq!(who(&gw).await, "one");
     gw.write_config(&full);
-    let g = &gw;
-    eventually("the completed file is live", || async move {
-        (who(g).await == "two").then_some(())
-    })
-    .await;
+    until_served_by(&gw, "two", "the completed file is live").await;
 }
 
 #[tokio::test]

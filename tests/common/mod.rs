@@ -274,6 +274,11 @@ pub fn base_config() -> String {
     server_config("watch_config = false")
 }
 
+/// `config` (built on [`base_config`]) with the file watcher on.
+pub fn watching(config: &str) -> String {
+    config.replace("watch_config = false", "watch_config = true")
+}
+
 /// [`base_config`] with `server_lines` as the `[server]` table.
 pub fn server_config(server_lines: &str) -> String {
     format!(
