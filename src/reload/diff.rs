@@ -35,26 +35,45 @@ impl Changes {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
 
-    /// Compare two maps by key: present in one only, or in both and not `same`.
-    fn of<K: Ord + Clone, V>(
+    /// Compare two maps by key: present in one only, or in both and not
+    /// `same`. One merge over the two sorted maps: no lookups.
+    fn of<K: Ord, V>(
         old: &BTreeMap<K, V>,
         new: &BTreeMap<K, V>,
         name: impl Fn(&K) -> String,
         same: impl Fn(&V, &V) -> bool,
     ) -> Changes {
+        use std::cmp::Ordering::{Equal, Greater, Less};
         let mut c = Changes::default();
-        for (k, v) in new {
-            match old.get(k) {
-                None => c.added.push(name(k)),
-                Some(o) if !same(o, v) => c.changed.push(name(k)),
-                Some(_) => {}
+        let (mut o, mut n) = (old.iter().peekable(), new.iter().peekable());
+        loop {
+            let order = match (o.peek(), n.peek()) {
+                (None, None) => break,
+                (Some(_), None) => Less,
+                (None, Some(_)) => Greater,
+                (Some((ok, _)), Some((nk, _))) => ok.cmp(nk),
+            };
+            match order {
+                Less => {
+                    if let Some((k, _)) = o.next() {
+                        c.removed.push(name(k));
+                    }
+                }
+                Greater => {
+                    if let Some((k, _)) = n.next() {
+                        c.added.push(name(k));
+                    }
+                }
+                Equal => {
+                    if let (Some((k, ov)), Some((_, nv))) = (o.next(), n.next()) {
+                        if !same(ov, nv) {
+                            c.changed.push(name(k));
+                        }
+                    }
+                }
             }
         }
-        c.removed = old
-            .keys()
-            .filter(|k| !new.contains_key(k))
-            .map(&name)
-            .collect();
+        // By name: a name may sort apart from its key (addresses).
         c.added.sort();
         c.removed.sort();
         c.changed.sort();

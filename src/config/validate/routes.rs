@@ -38,9 +38,12 @@ impl Validator<'_> {
         routes: &[RouteFile],
         pools: &BTreeSet<String>,
     ) -> Vec<model::Route> {
-        let mut ids: HashMap<&str, Range<usize>> = HashMap::new();
-        let mut keys = Vec::new();
-        let mut out = Vec::new();
+        // ahash: these maps hold one entry per route (10,000 and more), and
+        // the keys come from the operator's own file.
+        let mut ids: HashMap<&str, Range<usize>, ahash::RandomState> =
+            HashMap::with_capacity_and_hasher(routes.len(), ahash::RandomState::new());
+        let mut keys = Vec::with_capacity(routes.len());
+        let mut out = Vec::with_capacity(routes.len());
         for (index, route) in routes.iter().enumerate() {
             let id = route.id.get_ref().as_str();
             let item = format!("route {id:?}");
@@ -470,7 +473,8 @@ impl Validator<'_> {
     fn conflicts(&mut self, routes: &[RouteFile], keys: &[MatchKey]) {
         // Only routes on the same path can conflict: compare within each
         // path's group, so 10,000 distinct paths cost 10,000 steps, not 50M.
-        let mut by_path: HashMap<&model::PathMatch, Vec<&MatchKey>> = HashMap::new();
+        let mut by_path: HashMap<&model::PathMatch, Vec<&MatchKey>, ahash::RandomState> =
+            HashMap::with_capacity_and_hasher(keys.len(), ahash::RandomState::new());
         for key in keys {
             by_path.entry(&key.path).or_default().push(key);
         }
