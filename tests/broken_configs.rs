@@ -159,4 +159,17 @@ async fn check_and_reload_report_the_same_located_errors() {
             "{what}"
         );
     }
+    // Each rejected reload was counted.
+    let metrics = common::client()
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("portcullis_config_reloads_total{result=\"failed\"} 7"),
+        "{metrics}"
+    );
 }

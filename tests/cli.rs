@@ -335,6 +335,33 @@ fn explain_on_the_shipped_configs() {
 }
 
 #[test]
+fn explain_never_prints_a_key_given_in_the_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(conf("demo.toml")).unwrap().replace(
+        "auth = \"api_key\"",
+        "auth = \"api_key\"\nkey_from = \"query:api_key\"",
+    );
+    let path = dir.path().join("demo.toml");
+    std::fs::write(&path, config).unwrap();
+    let key = "pk_demo-key-published-in-the-readme";
+    let url = format!("http://localhost/orders/7?api_key={key}&page=2");
+    let (code, out, err) = run_cli(
+        &["explain", "-c", path.to_str().unwrap(), "GET", &url],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("valid: consumer \"demo\", key pk_demo-k"),
+        "{out}"
+    );
+    assert!(
+        out.contains("upstream          GET /orders/7?page=2\n"),
+        "{out}"
+    );
+    assert!(!out.contains(key), "{out}");
+}
+
+#[test]
 fn explain_refuses_what_is_not_a_request() {
     let (code, _, err) = run_cli(
         &[
