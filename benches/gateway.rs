@@ -41,9 +41,10 @@ fn snapshot_build(c: &mut Criterion) {
             &text,
             |b, text| {
                 let states = StateTable::default();
+                let routes = portcullis::metrics::RouteMetricsTable::detached();
                 b.iter(|| {
                     let config = portcullis::config::parse_str(text, "bench.toml").expect("valid");
-                    black_box(Snapshot::build(config, &states).expect("builds"))
+                    black_box(Snapshot::build(config, &states, &routes).expect("builds"))
                 })
             },
         );

@@ -156,7 +156,11 @@ fn keys_hash() -> ExitCode {
 
 /// Prepare `file` as a reload would, with no live state.
 fn prepare(file: &std::path::Path) -> Result<crate::reload::Prepared, config::ConfigErrors> {
-    crate::reload::prepare(file, &crate::upstream::StateTable::default())
+    crate::reload::prepare(
+        file,
+        &crate::upstream::StateTable::default(),
+        &crate::metrics::RouteMetricsTable::detached(),
+    )
 }
 
 fn print_errors(file: &std::path::Path, errors: &config::ConfigErrors) {

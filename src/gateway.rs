@@ -13,12 +13,12 @@ use tracing::{error, info, warn};
 
 use crate::accesslog::AccessLog;
 use crate::config::{ConfigError, ConfigErrors};
-use crate::metrics::{Metrics, ScrapeState};
+use crate::metrics::{Metrics, RouteMetricsTable, ScrapeState};
 use crate::ratelimit::clock::Clock;
 use crate::ratelimit::LimitStore;
 use crate::reload::{self, diff::ConfigDiff};
 use crate::snapshot::Snapshot;
-use crate::state::{LiveCerts, LongLived, StartError};
+use crate::state::{LiveCerts, LongLived, StartError, Tables};
 use crate::upstream::StateTable;
 
 /// Shared by the proxy, the admin API and the control-plane service.
@@ -87,9 +87,25 @@ pub enum LoadError {
 impl Gateway {
     /// Prepare the first snapshot and set up the long-lived state around it.
     pub fn load(config_path: PathBuf) -> Result<Arc<Gateway>, LoadError> {
-        let prepared = reload::prepare(&config_path, &StateTable::default())?;
-        let state = LongLived::new(&prepared.snapshot.config, prepared.certs)?;
+        // The metric families come first: the first snapshot's route
+        // handles are resolved against them.
+        let metrics = Metrics::new().map_err(StartError::from)?;
+        let route_metrics = RouteMetricsTable::new(metrics.requests().clone());
+        let backends = StateTable::default();
+        let prepared = reload::prepare(&config_path, &backends, &route_metrics)?;
+        let state = LongLived::new(
+            &prepared.snapshot.config,
+            prepared.certs,
+            Tables {
+                backends,
+                route_metrics,
+                metrics,
+            },
+        )?;
         state.backends.adopt(prepared.snapshot.pools.values());
+        state
+            .route_metrics
+            .adopt(prepared.snapshot.routes.iter().map(|r| &r.metrics));
         warn_unverified(&prepared.snapshot, |_| true);
         Ok(Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(prepared.snapshot),
@@ -206,7 +222,11 @@ impl Gateway {
     pub fn reload_blocking(&self, trigger: &str) -> Result<ReloadReport, ConfigErrors> {
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
-        let prepared = match reload::prepare(&self.config_path, &self.state.backends) {
+        let prepared = match reload::prepare(
+            &self.config_path,
+            &self.state.backends,
+            &self.state.route_metrics,
+        ) {
             Ok(p) => p,
             Err(errors) => {
                 self.state.metrics.reload(false);
@@ -272,6 +292,9 @@ impl Gateway {
                 || diff.pools.changed.iter().any(|p| p == name)
         });
         self.state.backends.adopt(snapshot.pools.values());
+        self.state
+            .route_metrics
+            .adopt(snapshot.routes.iter().map(|r| &r.metrics));
         let config = snapshot.config.clone();
         self.snapshot.store(Arc::new(snapshot));
         self.state.swap_certificates(&config, certs);

@@ -14,6 +14,7 @@ use crate::auth::ConsumerIndex;
 use crate::config::model::{self, Config, HashKey, KeySource, RouteAuth, Timeouts};
 use crate::config::{ConfigError, ConfigErrors};
 use crate::limits::{self, PlannedLimit, RouteLimits};
+use crate::metrics::{RouteMetrics, RouteMetricsTable};
 use crate::router::Router;
 use crate::upstream::{self, Pool, StateTable};
 
@@ -76,6 +77,8 @@ pub struct Route {
     /// `Some` on routes with `auth = "api_key"`.
     pub auth: Option<RouteKeyAuth>,
     pub limits: RouteLimits,
+    /// Request metric handles (long-lived, by route id).
+    pub metrics: Arc<RouteMetrics>,
 }
 
 /// How a key-protected route reads keys and answers without one.
@@ -131,6 +134,8 @@ pub struct Snapshot {
     pub consumer_header: HeaderName,
     /// Brute-force damping of key routes, per client address.
     pub failed_attempts: Option<PlannedLimit>,
+    /// Request metric handles of requests that match no route.
+    pub unmatched_metrics: Arc<RouteMetrics>,
     /// Digests of the TLS files the config names, for telling a changed
     /// certificate from an unchanged one (set by [`crate::reload::prepare`]).
     pub material: crate::reload::Material,
@@ -142,7 +147,11 @@ impl Snapshot {
     ///
     /// Validation guarantees every route's pool exists; should that ever be
     /// broken, the build fails instead of misaligning route indices.
-    pub fn build(config: Config, states: &StateTable) -> Result<Snapshot, ConfigErrors> {
+    pub fn build(
+        config: Config,
+        states: &StateTable,
+        route_metrics: &RouteMetricsTable,
+    ) -> Result<Snapshot, ConfigErrors> {
         let pools = upstream::build_pools(&config, states).map_err(|(pool, e)| ConfigError {
             file: config.source.clone(),
             line: e.at.line,
@@ -185,6 +194,7 @@ impl Snapshot {
                         }
                     },
                     limits: RouteLimits::build(r),
+                    metrics: route_metrics.for_route(&r.id),
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -201,6 +211,7 @@ impl Snapshot {
             consumers,
             consumer_header,
             failed_attempts,
+            unmatched_metrics: route_metrics.unmatched(),
             material: Default::default(),
         })
     }

@@ -7,6 +7,7 @@
 //! | rate-limit and quota counters ([`LimitStore`]) | the limit's definition (scope, rate, burst) and who it counts | the definition is unchanged |
 //! | health-probe tasks ([`HealthChecker`]) | pool name | the pool's backends and `health_check` are unchanged |
 //! | certificates of each start-up listener (`ArcSwap<CertStore>`) | listener address | always swapped on commit; the handshake resolver reads them |
+//! | request metric handles ([`RouteMetricsTable`]) | route id | the route id stays (series of removed routes are dropped) |
 //! | metric families ([`Metrics`]), the access-log writer ([`AccessLog`]) | — | always |
 //!
 //! A [`Snapshot`](crate::snapshot::Snapshot) borrows handles from here
@@ -22,7 +23,7 @@ use arc_swap::ArcSwap;
 
 use crate::accesslog::AccessLog;
 use crate::config::model::Config;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteMetricsTable};
 use crate::ratelimit::clock::{Clock, SystemClock};
 use crate::ratelimit::{LimitStore, LocalStore, DEFAULT_MAX_COUNTERS};
 use crate::tls::CertStore;
@@ -36,6 +37,8 @@ pub type LiveCerts = Arc<ArcSwap<CertStore>>;
 pub struct LongLived {
     /// Backend health and in-flight counts.
     pub backends: StateTable,
+    /// Request metric handles by route id.
+    pub route_metrics: RouteMetricsTable,
     /// Rate-limit and quota counters.
     pub limits: Arc<dyn LimitStore>,
     /// The clock limits and key validity are judged by.
@@ -47,6 +50,14 @@ pub struct LongLived {
     pub listener_certs: Vec<(SocketAddr, Option<LiveCerts>)>,
     pub metrics: Metrics,
     pub access_log: AccessLog,
+}
+
+/// The parts of the long-lived state that the first snapshot is prepared
+/// against, made before it.
+pub struct Tables {
+    pub backends: StateTable,
+    pub route_metrics: RouteMetricsTable,
+    pub metrics: Metrics,
 }
 
 /// Why the long-lived state could not be set up.
@@ -61,21 +72,31 @@ pub enum StartError {
 impl LongLived {
     /// Set up the state for the first config: listener certificates from
     /// `certs` (aligned with `config.listeners`), the access-log writer for
-    /// its target, empty tables and counters.
-    pub fn new(config: &Config, certs: Vec<Option<CertStore>>) -> Result<LongLived, StartError> {
+    /// its target, the health checker, around `tables`.
+    pub fn new(
+        config: &Config,
+        certs: Vec<Option<CertStore>>,
+        tables: Tables,
+    ) -> Result<LongLived, StartError> {
         let listener_certs = config
             .listeners
             .iter()
             .zip(certs)
             .map(|(l, c)| (l.address, c.map(|c| Arc::new(ArcSwap::from_pointee(c)))))
             .collect();
+        let Tables {
+            backends,
+            route_metrics,
+            metrics,
+        } = tables;
         Ok(LongLived {
-            backends: StateTable::default(),
+            backends,
+            route_metrics,
             limits: Arc::new(LocalStore::new(DEFAULT_MAX_COUNTERS)),
             clock: Arc::new(SystemClock),
             health: HealthChecker::new()?,
             listener_certs,
-            metrics: Metrics::new()?,
+            metrics,
             access_log: AccessLog::start(&config.access_log),
         })
     }

@@ -228,6 +228,8 @@ async fn metrics_pass_promtool_and_count_what_the_gateway_refused() {
             .await
             .unwrap();
     }
+    // No route: counted with route="".
+    c.delete(gw.url("/nowhere")).send().await.unwrap();
     std::fs::write(&main, "not toml [").unwrap();
     assert_eq!(gw.reload().await.0, 422);
 
@@ -248,6 +250,13 @@ async fn metrics_pass_promtool_and_count_what_the_gateway_refused() {
         r#"portcullis_config_reloads_total{result="failed"} 1"#,
         r#"portcullis_config_reloads_total{result="ok"} 0"#,
         "portcullis_access_log_dropped_total 0",
+        // Every request, those the gateway answered itself included.
+        r#"portcullis_http_requests_total{code="401",method="GET",route="keyed"} 2"#,
+        r#"portcullis_http_requests_total{code="200",method="GET",route="keyed"} 2"#,
+        r#"portcullis_http_requests_total{code="429",method="GET",route="keyed"} 1"#,
+        r#"portcullis_http_requests_total{code="404",method="DELETE",route=""} 1"#,
+        r#"portcullis_http_request_duration_seconds_count{route="keyed"} 5"#,
+        r#"portcullis_http_request_duration_seconds_count{route=""} 1"#,
     ];
     for line in expect {
         assert!(
@@ -272,4 +281,43 @@ async fn metrics_pass_promtool_and_count_what_the_gateway_refused() {
     );
     // Nothing secret, no unbounded labels.
     assert!(!text.contains(&key.key) && !text.contains(&key.prefix) && !text.contains("acme"));
+}
+
+#[tokio::test]
+async fn request_metrics_survive_reloads_and_leave_with_their_route() {
+    let backend = Backend::start("b").await;
+    let route = |id: &str| format!("[[routes]]\nid = \"{id}\"\npath = \"/{id}\"\npool = \"p\"\n");
+    let config = |ids: &[&str]| {
+        let routes: String = ids.iter().map(|id| route(id)).collect();
+        format!(
+            "{}{}{routes}",
+            base_config(),
+            pool("p", &[backend.addr], "")
+        )
+    };
+    let gw = Gateway::start(&config(&["a", "b"])).await;
+    let c = client();
+    let scrape = || async {
+        let r = client().get(gw.admin_url("/metrics")).send().await.unwrap();
+        r.text().await.unwrap()
+    };
+    let a = r#"portcullis_http_requests_total{code="200",method="GET",route="a"}"#;
+    for path in ["/a", "/b"] {
+        assert_eq!(c.get(gw.url(path)).send().await.unwrap().status(), 200);
+    }
+    let text = scrape().await;
+    assert!(text.contains(&format!("{a} 1")), "{text}");
+    assert!(text.contains("route=\"b\""), "{text}");
+
+    // b leaves, c arrives: a keeps counting, b is no longer exported.
+    gw.write_config(&config(&["a", "c"]));
+    assert_eq!(gw.reload().await.0, 200);
+    assert_eq!(c.get(gw.url("/a")).send().await.unwrap().status(), 200);
+    let text = scrape().await;
+    assert!(text.contains(&format!("{a} 2")), "{text}");
+    assert!(!text.contains("route=\"b\""), "{text}");
+    // c has had no request: no series yet.
+    assert!(!text.contains("route=\"c\""), "{text}");
+    let (ok, report) = promtool(&text);
+    assert!(ok, "{report}");
 }

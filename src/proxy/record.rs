@@ -1,5 +1,5 @@
-//! What is recorded when a request ends: the access-log line and the
-//! counters of requests the gateway refused itself.
+//! What is recorded when a request ends: the request metrics, the
+//! counters of requests the gateway refused itself, the access-log line.
 
 use pingora_error::Error;
 use pingora_proxy::Session;
@@ -18,6 +18,7 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
     if let Some(limit) = ctx.denied_by {
         gateway.metrics().rate_limited(route_id, limit);
     }
+    count(session, ctx);
     let log = gateway.access_log();
     if !log.enabled() {
         return;
@@ -67,4 +68,28 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
         error: e.map(|e| e.etype().as_str()),
     };
     log.write(entry.to_json(std::time::SystemTime::now()));
+}
+
+/// Status recorded for a request whose client went away before any
+/// response was written (nginx's convention).
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// The request metrics, through the handles resolved at snapshot build.
+fn count(session: &Session, ctx: &RequestCtx) {
+    let Some(snapshot) = ctx.snapshot.as_ref() else {
+        return;
+    };
+    let metrics = ctx
+        .route()
+        .map_or(&snapshot.unmatched_metrics, |r| &r.metrics);
+    let status = session
+        .response_written()
+        .map_or(CLIENT_CLOSED, |r| r.status.as_u16());
+    metrics.record(
+        crate::metrics::method_index(&session.req_header().method),
+        status,
+        ctx.started.elapsed(),
+        session.body_bytes_read(),
+        session.body_bytes_sent(),
+    );
 }

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, ConfigError, ConfigErrors};
+use crate::metrics::RouteMetricsTable;
 use crate::snapshot::Snapshot;
 use crate::tls::CertStore;
 use crate::upstream::StateTable;
@@ -43,9 +44,13 @@ pub struct Prepared {
 
 /// Read, parse and validate the config at `path` and everything it
 /// includes, load its TLS material and build its snapshot with the live
-/// backend states of `backends` (which it does not change). Every error
-/// found, in file order.
-pub fn prepare(path: &Path, backends: &StateTable) -> Result<Prepared, ConfigErrors> {
+/// backend states of `backends` and the metric handles of `routes` (it
+/// changes neither). Every error found, in file order.
+pub fn prepare(
+    path: &Path,
+    backends: &StateTable,
+    routes: &RouteMetricsTable,
+) -> Result<Prepared, ConfigErrors> {
     let started = std::time::Instant::now();
     let config = config::load(path)?;
     let loaded = started.elapsed();
@@ -58,7 +63,7 @@ pub fn prepare(path: &Path, backends: &StateTable) -> Result<Prepared, ConfigErr
         }
     };
     let material = material(&config);
-    let snapshot = match Snapshot::build(config, backends) {
+    let snapshot = match Snapshot::build(config, backends, routes) {
         Ok(mut s) => {
             s.material = material;
             Some(s)

@@ -4,7 +4,13 @@
 //! addresses, certificate names), never by what clients send: no consumer,
 //! key, path or client address is ever a label.
 
+mod requests;
+
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+pub use requests::{
+    method_index, RequestFamilies, RouteMetrics, RouteMetricsTable, DURATION_BUCKETS, METHODS,
+};
 
 /// Every metric the gateway exports.
 pub struct Metrics {
@@ -14,6 +20,7 @@ pub struct Metrics {
     rate_limited: IntCounterVec,
     access_log_dropped: IntCounter,
     certificate_not_after: IntGaugeVec,
+    requests: RequestFamilies,
 }
 
 /// What [`Metrics::render`] reads from the gateway at scrape time.
@@ -64,6 +71,8 @@ impl Metrics {
         registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(access_log_dropped.clone()))?;
         registry.register(Box::new(certificate_not_after.clone()))?;
+        let requests = RequestFamilies::new()?;
+        requests.register(&registry)?;
         for result in ["ok", "failed"] {
             reloads.with_label_values(&[result]);
         }
@@ -74,7 +83,13 @@ impl Metrics {
             rate_limited,
             access_log_dropped,
             certificate_not_after,
+            requests,
         })
+    }
+
+    /// The request metric families, for the per-route handle table.
+    pub fn requests(&self) -> &RequestFamilies {
+        &self.requests
     }
 
     pub fn reload(&self, ok: bool) {
