@@ -156,8 +156,7 @@ impl RouteMetrics {
         response_bytes: usize,
     ) {
         let route = &*self.route;
-        self.code_counter(method.min(METHODS.len() - 1), status)
-            .inc();
+        self.count_code(method.min(METHODS.len() - 1), status);
         let f = &self.families;
         self.duration
             .get_or_init(|| f.duration.with_label_values(&[route]))
@@ -174,8 +173,9 @@ impl RouteMetrics {
         }
     }
 
-    /// The counter of `(method, status)`: a cached slot, claimed on first use.
-    fn code_counter(&self, method: usize, status: u16) -> IntCounter {
+    /// Count one response of `(method, status)`: through a cached slot,
+    /// claimed on first use; beyond the slots, through a label lookup.
+    fn count_code(&self, method: usize, status: u16) {
         let new = || {
             let code = itoa::Buffer::new().format(status).to_string();
             self.families
@@ -191,14 +191,16 @@ impl RouteMetrics {
                         .compare_exchange(0, status, Ordering::AcqRel, Ordering::Acquire)
                         .map_or_else(|current| current == status, |_| true));
             if mine {
-                return slot.counter.get_or_init(new).clone();
+                slot.counter.get_or_init(new).inc();
+                return;
             }
         }
         let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
         if !overflow.contains(&(method, status)) {
             overflow.push((method, status));
         }
-        new()
+        drop(overflow);
+        new().inc();
     }
 
     /// Remove every series of this route from the families.
