@@ -103,6 +103,7 @@ impl Gateway {
             },
         )?;
         state.backends.adopt(prepared.snapshot.pools.values());
+        state.metrics.config_loaded(prepared.snapshot.fingerprint);
         state
             .route_metrics
             .adopt(prepared.snapshot.routes.iter().map(|r| &r.metrics));
@@ -254,6 +255,9 @@ impl Gateway {
             .access_log
             .reopen(&self.snapshot.load().config.access_log);
         self.state.metrics.reload(true);
+        self.state
+            .metrics
+            .config_loaded(self.snapshot.load().fingerprint);
         let report = ReloadReport {
             summary,
             diff,

@@ -139,6 +139,9 @@ pub struct Snapshot {
     /// Digests of the TLS files the config names, for telling a changed
     /// certificate from an unchanged one (set by [`crate::reload::prepare`]).
     pub material: crate::reload::Material,
+    /// Identifies the files this snapshot was prepared from (main file,
+    /// consumer files, TLS files); set by [`crate::reload::prepare`].
+    pub fingerprint: u64,
 }
 
 impl Snapshot {
@@ -213,6 +216,7 @@ impl Snapshot {
             failed_attempts,
             unmatched_metrics: route_metrics.unmatched(),
             material: Default::default(),
+            fingerprint: 0,
         })
     }
 

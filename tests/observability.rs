@@ -233,6 +233,17 @@ async fn metrics_pass_promtool_and_count_what_the_gateway_refused() {
     std::fs::write(&main, "not toml [").unwrap();
     assert_eq!(gw.reload().await.0, 422);
 
+    // Requests are counted once they have ended, just after their response.
+    let last = r#"portcullis_http_requests_total{code="404",method="DELETE",route=""} 1"#;
+    let admin = gw.admin_url("/metrics");
+    common::eventually("the last request counted", || {
+        let (c, admin) = (&c, &admin);
+        async move {
+            let text = c.get(admin).send().await.ok()?.text().await.ok()?;
+            text.contains(last).then_some(())
+        }
+    })
+    .await;
     let r = c.get(gw.admin_url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(
@@ -305,19 +316,66 @@ async fn request_metrics_survive_reloads_and_leave_with_their_route() {
     for path in ["/a", "/b"] {
         assert_eq!(c.get(gw.url(path)).send().await.unwrap().status(), 200);
     }
-    let text = scrape().await;
-    assert!(text.contains(&format!("{a} 1")), "{text}");
+    // A request is counted once it has ended, just after its response.
+    let scraped_with = |needle: String| async move {
+        common::eventually(&needle.clone(), || {
+            let needle = needle.clone();
+            async move {
+                let text = scrape().await;
+                text.contains(&needle).then_some(text)
+            }
+        })
+        .await
+    };
+    let text = scraped_with(format!("{a} 1")).await;
     assert!(text.contains("route=\"b\""), "{text}");
+    let hash_before = value_of(&text, "portcullis_config_hash");
+    let loaded_before = value_of(
+        &text,
+        "portcullis_config_last_reload_success_timestamp_seconds",
+    );
+    assert!(loaded_before > 1.7e9, "{text}");
 
     // b leaves, c arrives: a keeps counting, b is no longer exported.
     gw.write_config(&config(&["a", "c"]));
     assert_eq!(gw.reload().await.0, 200);
     assert_eq!(c.get(gw.url("/a")).send().await.unwrap().status(), 200);
-    let text = scrape().await;
-    assert!(text.contains(&format!("{a} 2")), "{text}");
+    let text = scraped_with(format!("{a} 2")).await;
     assert!(!text.contains("route=\"b\""), "{text}");
     // c has had no request: no series yet.
     assert!(!text.contains("route=\"c\""), "{text}");
+    assert_ne!(value_of(&text, "portcullis_config_hash"), hash_before);
+    assert!(
+        value_of(
+            &text,
+            "portcullis_config_last_reload_success_timestamp_seconds"
+        ) >= loaded_before
+    );
+    // Build and process metrics.
+    let build = format!(
+        "portcullis_build_info{{revision=\"{}\",version=\"{}\"}} 1",
+        text.split("portcullis_build_info{revision=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("?"),
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(text.lines().any(|l| l == build), "{build} in {text}");
+    for m in [
+        "portcullis_process_resident_memory_bytes",
+        "portcullis_process_open_fds",
+    ] {
+        assert!(value_of(&text, m) > 0.0, "{m} in {text}");
+    }
+    assert!(value_of(&text, "portcullis_process_cpu_seconds_total") >= 0.0);
     let (ok, report) = promtool(&text);
     assert!(ok, "{report}");
+}
+
+/// The value of the unlabelled sample `name` in a scrape.
+fn value_of(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
 }

@@ -6,7 +6,9 @@
 
 mod requests;
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 pub use requests::{
     method_index, RequestFamilies, RouteMetrics, RouteMetricsTable, DURATION_BUCKETS, METHODS,
@@ -21,6 +23,8 @@ pub struct Metrics {
     access_log_dropped: IntCounter,
     certificate_not_after: IntGaugeVec,
     requests: RequestFamilies,
+    last_reload: Gauge,
+    config_hash: Gauge,
 }
 
 /// What [`Metrics::render`] reads from the gateway at scrape time.
@@ -73,6 +77,34 @@ impl Metrics {
         registry.register(Box::new(certificate_not_after.clone()))?;
         let requests = RequestFamilies::new()?;
         requests.register(&registry)?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "portcullis_build_info",
+                "Always 1; the version and git revision of the running binary.",
+            ),
+            &["version", "revision"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("PORTCULLIS_REVISION")])
+            .set(1);
+        registry.register(Box::new(build_info))?;
+        let last_reload = Gauge::new(
+            "portcullis_config_last_reload_success_timestamp_seconds",
+            "When the config now serving was loaded (start-up or the last successful reload), Unix time.",
+        )?;
+        let config_hash = Gauge::new(
+            "portcullis_config_hash",
+            "A 48-bit hash of the config files now serving (main file, consumer files, TLS files): it changes when a reload applies a change.",
+        )?;
+        registry.register(Box::new(last_reload.clone()))?;
+        registry.register(Box::new(config_hash.clone()))?;
+        // CPU, memory, open file descriptors, start time of this process.
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::new(
+                std::process::id() as i32,
+                "portcullis",
+            ),
+        ))?;
         for result in ["ok", "failed"] {
             reloads.with_label_values(&[result]);
         }
@@ -84,12 +116,25 @@ impl Metrics {
             access_log_dropped,
             certificate_not_after,
             requests,
+            last_reload,
+            config_hash,
         })
     }
 
     /// The request metric families, for the per-route handle table.
     pub fn requests(&self) -> &RequestFamilies {
         &self.requests
+    }
+
+    /// A config was loaded and now serves (start-up or reload); `hash`
+    /// identifies its files.
+    pub fn config_loaded(&self, hash: u64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.last_reload.set(now);
+        // 48 bits: exact as an f64.
+        self.config_hash.set((hash & 0xffff_ffff_ffff) as f64);
     }
 
     pub fn reload(&self, ok: bool) {

@@ -65,6 +65,7 @@ pub fn prepare(
     let material = material(&config);
     let snapshot = match Snapshot::build(config, backends, routes) {
         Ok(mut s) => {
+            s.fingerprint = fingerprint(path, &s.config, &material);
             s.material = material;
             Some(s)
         }
@@ -112,6 +113,26 @@ pub fn tls_files(config: &config::Config) -> Vec<&Path> {
         }
     }
     files
+}
+
+/// A hash of the files a config was read from: the main file, the consumer
+/// files (as read again now) and the TLS files (by their digests).
+fn fingerprint(path: &Path, config: &config::Config, material: &Material) -> u64 {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let files =
+        std::iter::once(path.to_path_buf()).chain(config.consumer_files.iter().map(PathBuf::from));
+    for file in files {
+        ctx.update(file.to_string_lossy().as_bytes());
+        ctx.update(&std::fs::read(&file).unwrap_or_default());
+    }
+    for (file, digest) in material {
+        ctx.update(file.to_string_lossy().as_bytes());
+        ctx.update(digest);
+    }
+    let digest = ctx.finish();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_ref()[..8]);
+    u64::from_be_bytes(first)
 }
 
 fn material(config: &config::Config) -> Material {
