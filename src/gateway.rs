@@ -327,9 +327,25 @@ impl Gateway {
 
     /// The Prometheus text of every metric, as of now.
     pub fn render_metrics(&self) -> Vec<u8> {
+        let snapshot = self.snapshot();
+        let backends = snapshot
+            .pools
+            .iter()
+            .flat_map(|(name, pool)| {
+                pool.backends.iter().map(move |b| {
+                    (
+                        name.clone(),
+                        b.address.to_string(),
+                        b.state.is_healthy(),
+                        b.state.inflight(),
+                    )
+                })
+            })
+            .collect();
         self.state.metrics.render(&ScrapeState {
             certificates: self.certificates(),
             access_log_dropped: self.state.access_log.dropped(),
+            backends,
         })
     }
 }

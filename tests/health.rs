@@ -51,6 +51,25 @@ async fn http_check_ejects_and_restores_a_backend() {
         hits.iter().all(|h| h == "b"),
         "unhealthy backend still got traffic: {hits:?}"
     );
+    // The same, as Prometheus sees it.
+    let metrics = common::client()
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (backend, up) in [(a.addr, 0), (b.addr, 1)] {
+        let line =
+            format!("portcullis_upstream_backend_up{{backend=\"{backend}\",pool=\"p\"}} {up}");
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+    let inflight = format!(
+        "portcullis_upstream_backend_inflight_requests{{backend=\"{}\",pool=\"p\"}} 0",
+        a.addr
+    );
+    assert!(metrics.lines().any(|l| l == inflight), "{inflight}");
 
     a.set_health_status(200);
     eventually("a healthy again", || async move {

@@ -25,6 +25,8 @@ pub struct Metrics {
     requests: RequestFamilies,
     last_reload: Gauge,
     config_hash: Gauge,
+    backend_up: IntGaugeVec,
+    backend_inflight: IntGaugeVec,
 }
 
 /// What [`Metrics::render`] reads from the gateway at scrape time.
@@ -33,6 +35,9 @@ pub struct ScrapeState {
     pub certificates: Vec<(String, Vec<String>, i64)>,
     /// Access-log lines dropped so far.
     pub access_log_dropped: u64,
+    /// Every backend of the config now serving: (pool, address, healthy,
+    /// requests in flight).
+    pub backends: Vec<(String, String, bool, usize)>,
 }
 
 impl Metrics {
@@ -96,6 +101,22 @@ impl Metrics {
             "portcullis_config_hash",
             "A 48-bit hash of the config files now serving (main file, consumer files, TLS files): it changes when a reload applies a change.",
         )?;
+        let backend_up = IntGaugeVec::new(
+            Opts::new(
+                "portcullis_upstream_backend_up",
+                "1 while a backend takes traffic (health checks pass, or it has none), 0 while it is out.",
+            ),
+            &["pool", "backend"],
+        )?;
+        let backend_inflight = IntGaugeVec::new(
+            Opts::new(
+                "portcullis_upstream_backend_inflight_requests",
+                "Requests this process has in flight to a backend.",
+            ),
+            &["pool", "backend"],
+        )?;
+        registry.register(Box::new(backend_up.clone()))?;
+        registry.register(Box::new(backend_inflight.clone()))?;
         registry.register(Box::new(last_reload.clone()))?;
         registry.register(Box::new(config_hash.clone()))?;
         // CPU, memory, open file descriptors, start time of this process.
@@ -118,6 +139,8 @@ impl Metrics {
             requests,
             last_reload,
             config_hash,
+            backend_up,
+            backend_inflight,
         })
     }
 
@@ -162,6 +185,18 @@ impl Metrics {
                     .with_label_values(&[listener.as_str(), name.as_str()])
                     .set(*not_after);
             }
+        }
+        // Only the backends of the config now serving are exported.
+        self.backend_up.reset();
+        self.backend_inflight.reset();
+        for (pool, backend, healthy, inflight) in &state.backends {
+            let labels = [pool.as_str(), backend.as_str()];
+            self.backend_up
+                .with_label_values(&labels)
+                .set(i64::from(*healthy));
+            self.backend_inflight
+                .with_label_values(&labels)
+                .set(i64::try_from(*inflight).unwrap_or(i64::MAX));
         }
         let seen = self.access_log_dropped.get();
         if state.access_log_dropped > seen {
