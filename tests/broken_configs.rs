@@ -160,14 +160,7 @@ async fn check_and_reload_report_the_same_located_errors() {
         );
     }
     // Each rejected reload was counted.
-    let metrics = common::client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics_text().await;
     assert!(
         metrics.contains("portcullis_config_reloads_total{result=\"failed\"} 7"),
         "{metrics}"

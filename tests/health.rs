@@ -41,25 +41,14 @@ async fn http_check_ejects_and_restores_a_backend() {
     assert!(backends_hit(&gw, 10).await.contains(&"a".to_string()));
 
     a.set_health_status(503);
-    let (g, addr) = (&gw, a.addr);
-    eventually("a marked unhealthy", || async move {
-        (g.backend_healthy("p", addr).await == Some(false)).then_some(())
-    })
-    .await;
+    gw.wait_backend_health("p", a.addr, false).await;
     let hits = backends_hit(&gw, 20).await;
     assert!(
         hits.iter().all(|h| h == "b"),
         "unhealthy backend still got traffic: {hits:?}"
     );
     // The same, as Prometheus sees it.
-    let metrics = common::client()
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics_text().await;
     for (backend, up) in [(a.addr, 0), (b.addr, 1)] {
         let line =
             format!("portcullis_upstream_backend_up{{backend=\"{backend}\",pool=\"p\"}} {up}");
@@ -72,10 +61,7 @@ async fn http_check_ejects_and_restores_a_backend() {
     assert!(metrics.lines().any(|l| l == inflight), "{inflight}");
 
     a.set_health_status(200);
-    eventually("a healthy again", || async move {
-        (g.backend_healthy("p", addr).await == Some(true)).then_some(())
-    })
-    .await;
+    gw.wait_backend_health("p", a.addr, true).await;
     assert!(backends_hit(&gw, 10).await.contains(&"a".to_string()));
 }
 

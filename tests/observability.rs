@@ -308,10 +308,7 @@ async fn request_metrics_survive_reloads_and_leave_with_their_route() {
     };
     let gw = Gateway::start(&config(&["a", "b"])).await;
     let c = client();
-    let scrape = || async {
-        let r = client().get(gw.admin_url("/metrics")).send().await.unwrap();
-        r.text().await.unwrap()
-    };
+    let scrape = || gw.metrics_text();
     let a = r#"portcullis_http_requests_total{code="200",method="GET",route="a"}"#;
     for path in ["/a", "/b"] {
         assert_eq!(c.get(gw.url(path)).send().await.unwrap().status(), 200);

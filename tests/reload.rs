@@ -129,11 +129,7 @@ async fn health_state_survives_a_reload() {
     };
     let gw = Gateway::start(&make("")).await;
     a.set_health_status(500);
-    let (g, addr) = (&gw, a.addr);
-    eventually("a unhealthy", || async move {
-        (g.backend_healthy("p", addr).await == Some(false)).then_some(())
-    })
-    .await;
+    gw.wait_backend_health("p", a.addr, false).await;
     // It would take 1,000 good probes to come back, so if it reads healthy
     // after the reload, the state was reset.
     a.set_health_status(200);
@@ -335,11 +331,7 @@ async fn a_rejected_reload_changes_no_long_lived_state() {
     std::fs::write(&path, make(&both, "")).unwrap();
     let gw = Gateway::start_file(&path).await;
     a.set_health_status(500);
-    let (g, addr) = (&gw, a.addr);
-    eventually("a unhealthy", || async move {
-        (g.backend_healthy("p", addr).await == Some(false)).then_some(())
-    })
-    .await;
+    gw.wait_backend_health("p", a.addr, false).await;
     a.set_health_status(200);
     // One request in flight on b.
     b.hold(true);

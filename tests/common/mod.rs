@@ -249,6 +249,26 @@ impl Gateway {
         pools
     }
 
+    /// `GET /metrics` as text.
+    pub async fn metrics_text(&self) -> String {
+        let r = client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(r.status(), 200, "GET /metrics");
+        r.text().await.expect("metrics text")
+    }
+
+    /// Wait until the admin API reports `backend` of `pool` as `healthy`.
+    pub async fn wait_backend_health(&self, pool: &str, backend: SocketAddr, healthy: bool) {
+        let what = format!("{backend} in {pool} healthy = {healthy}");
+        eventually(&what, || async move {
+            (self.backend_healthy(pool, backend).await == Some(healthy)).then_some(())
+        })
+        .await
+    }
+
     /// Whether `backend` of `pool` is healthy according to the admin API.
     pub async fn backend_healthy(&self, pool: &str, backend: SocketAddr) -> Option<bool> {
         let pools = self.pools().await;
