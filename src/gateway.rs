@@ -299,6 +299,7 @@ impl Gateway {
         self.state
             .route_metrics
             .adopt(snapshot.routes.iter().map(|r| &r.metrics));
+        self.state.metrics.pools_removed(&diff.pools.removed);
         let config = snapshot.config.clone();
         self.snapshot.store(Arc::new(snapshot));
         self.state.swap_certificates(&config, certs);

@@ -27,6 +27,21 @@ async fn connect_refused_is_retried_on_another_backend() {
         );
     }
     assert_eq!(live.hits(), 20);
+    // Every request that met the dead backend first was retried, once.
+    let metrics = gw.metrics_text().await;
+    let retries: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"portcullis_upstream_retries_total{pool="p",reason="connect"} "#)
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no connect retries in:\n{metrics}"));
+    assert!((10..=20).contains(&retries), "{retries} retries");
+    // The pool leaves the config: its series are no longer exported.
+    gw.write_config(&single_route("q", &[live.addr], "", ""));
+    assert_eq!(gw.reload().await.0, 200);
+    let metrics = gw.metrics_text().await;
+    assert!(!metrics.contains(r#"pool="p""#), "{metrics}");
 }
 
 #[tokio::test]

@@ -27,6 +27,16 @@ async fn a_backend_closing_kept_alive_connections_never_costs_a_request() {
     );
     assert_eq!(backend.answered(), 1000);
     assert!(!gw.logs().contains("no healthy backend"), "{}", gw.logs());
+    // Each of them counted as a retry of the pool.
+    let metrics = gw.metrics_text().await;
+    let retries = format!(
+        r#"portcullis_upstream_retries_total{{pool="p",reason="stale_connection"}} {}"#,
+        backend.dropped()
+    );
+    assert!(
+        metrics.lines().any(|l| l == retries),
+        "{retries} in:\n{metrics}"
+    );
 }
 
 #[tokio::test]

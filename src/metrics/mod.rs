@@ -27,6 +27,28 @@ pub struct Metrics {
     config_hash: Gauge,
     backend_up: IntGaugeVec,
     backend_inflight: IntGaugeVec,
+    upstream_retries: IntCounterVec,
+}
+
+/// Why an upstream attempt was retried (`reason` of
+/// `portcullis_upstream_retries_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryReason {
+    /// Connecting failed (refused, unreachable, timeout).
+    Connect,
+    /// A reused keep-alive connection had been closed by the backend.
+    StaleConnection,
+}
+
+impl RetryReason {
+    pub const ALL: [RetryReason; 2] = [RetryReason::Connect, RetryReason::StaleConnection];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryReason::Connect => "connect",
+            RetryReason::StaleConnection => "stale_connection",
+        }
+    }
 }
 
 /// What [`Metrics::render`] reads from the gateway at scrape time.
@@ -115,6 +137,14 @@ impl Metrics {
             ),
             &["pool", "backend"],
         )?;
+        let upstream_retries = IntCounterVec::new(
+            Opts::new(
+                "portcullis_upstream_retries_total",
+                "Upstream attempts retried, by pool and reason (connect, stale_connection).",
+            ),
+            &["pool", "reason"],
+        )?;
+        registry.register(Box::new(upstream_retries.clone()))?;
         registry.register(Box::new(backend_up.clone()))?;
         registry.register(Box::new(backend_inflight.clone()))?;
         registry.register(Box::new(last_reload.clone()))?;
@@ -141,6 +171,7 @@ impl Metrics {
             config_hash,
             backend_up,
             backend_inflight,
+            upstream_retries,
         })
     }
 
@@ -158,6 +189,25 @@ impl Metrics {
         self.last_reload.set(now);
         // 48 bits: exact as an f64.
         self.config_hash.set((hash & 0xffff_ffff_ffff) as f64);
+    }
+
+    /// An upstream attempt of `pool` is retried (a failure path, so the
+    /// label lookup is not on the hot path).
+    pub fn upstream_retry(&self, pool: &str, reason: RetryReason) {
+        self.upstream_retries
+            .with_label_values(&[pool, reason.as_str()])
+            .inc();
+    }
+
+    /// Stop exporting the series of pools a reload removed.
+    pub fn pools_removed(&self, pools: &[String]) {
+        for pool in pools {
+            for reason in RetryReason::ALL {
+                let _ = self
+                    .upstream_retries
+                    .remove_label_values(&[pool.as_str(), reason.as_str()]);
+            }
+        }
     }
 
     pub fn reload(&self, ok: bool) {

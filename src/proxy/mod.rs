@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, Result};
+use pingora_error::{Error, Result, RetryType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::gateway::Gateway;
+use crate::metrics::RetryReason;
 use crate::router::RouteLookup;
 use crate::upstream::InflightGuard;
 pub use ctx::RequestCtx;
@@ -33,6 +34,15 @@ pub struct GatewayProxy {
 impl GatewayProxy {
     pub fn new(gateway: Arc<Gateway>) -> Self {
         Self { gateway }
+    }
+
+    /// Count a retry the decision above allowed.
+    fn count_retry(&self, ctx: &RequestCtx, e: &Error, reason: RetryReason) {
+        if let (RetryType::Decided(true), Some(route)) = (&e.retry, ctx.route()) {
+            self.gateway
+                .metrics()
+                .upstream_retry(&route.pool.config.name, reason);
+        }
     }
 }
 
@@ -199,7 +209,9 @@ impl ProxyHttp for GatewayProxy {
         e: Box<Error>,
     ) -> Box<Error> {
         ctx.inflight = None;
-        retry::after_connect_failure(ctx, e)
+        let e = retry::after_connect_failure(ctx, e);
+        self.count_retry(ctx, &e, RetryReason::Connect);
+        e
     }
 
     /// The request failed after the connection was made. Retried only when
@@ -215,7 +227,9 @@ impl ProxyHttp for GatewayProxy {
         client_reused: bool,
     ) -> Box<Error> {
         ctx.inflight = None;
-        retry::after_proxy_error(peer, session, ctx, e, client_reused)
+        let e = retry::after_proxy_error(peer, session, ctx, e, client_reused);
+        self.count_retry(ctx, &e, RetryReason::StaleConnection);
+        e
     }
 
     /// Shape the request the backend sees: the API key taken off and the
