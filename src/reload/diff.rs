@@ -130,7 +130,7 @@ impl ConfigDiff {
             &old.pools,
             &new.pools,
             |k| k.clone(),
-            |a, b| a == b && files_same(&pool_files(b)),
+            |a, b| a == b && files_same(&super::pool_files(b)),
         );
         let mut backends = Changes::default();
         for (name, new_pool) in &new.pools {
@@ -175,7 +175,7 @@ impl ConfigDiff {
                 .find(|o| o.address == l.address)
                 .and_then(|o| o.tls.as_ref());
             if let Some(before) = before {
-                if before != tls || !files_same(&listener_files(tls)) {
+                if before != tls || !files_same(&super::listener_files(tls)) {
                     certificates.push(l.address.to_string());
                 }
             }
@@ -283,33 +283,6 @@ fn same_consumer(a: &model::Consumer, b: &model::Consumer) -> bool {
         && *scopes == b.scopes
         && *rate_limits == b.rate_limits
         && *quotas == b.quotas
-}
-
-fn listener_files(tls: &model::ListenerTls) -> Vec<&Path> {
-    let mut files: Vec<&Path> = tls
-        .certificates
-        .iter()
-        .flat_map(|c| [c.cert.as_path(), c.key.as_path()])
-        .collect();
-    if let Some(auth) = &tls.client_auth {
-        files.push(&auth.ca_file.path);
-    }
-    files
-}
-
-fn pool_files(pool: &model::Pool) -> Vec<&Path> {
-    let Some(tls) = &pool.tls else {
-        return Vec::new();
-    };
-    let mut files = Vec::new();
-    if let Some(ca) = &tls.ca_file {
-        files.push(ca.path.as_path());
-    }
-    if let Some((cert, key)) = &tls.client_cert {
-        files.push(cert.path.as_path());
-        files.push(key.path.as_path());
-    }
-    files
 }
 
 /// Settings read at start-up only that differ between `old` and `new`.

@@ -91,26 +91,38 @@ pub fn prepare(
 /// Every TLS file `config` names: listener certificates, keys and client
 /// CAs; pool CA bundles, client certificates and keys.
 pub fn tls_files(config: &config::Config) -> Vec<&Path> {
-    let mut files: Vec<&Path> = Vec::new();
-    for l in &config.listeners {
-        let Some(tls) = &l.tls else { continue };
-        for c in &tls.certificates {
-            files.push(&c.cert);
-            files.push(&c.key);
-        }
-        if let Some(auth) = &tls.client_auth {
-            files.push(&auth.ca_file.path);
-        }
+    let listeners = config.listeners.iter().filter_map(|l| l.tls.as_ref());
+    listeners
+        .flat_map(listener_files)
+        .chain(config.pools.values().flat_map(pool_files))
+        .collect()
+}
+
+/// The TLS files of one listener: certificates, keys, client CA.
+pub(crate) fn listener_files(tls: &config::model::ListenerTls) -> Vec<&Path> {
+    let mut files: Vec<&Path> = tls
+        .certificates
+        .iter()
+        .flat_map(|c| [c.cert.as_path(), c.key.as_path()])
+        .collect();
+    if let Some(auth) = &tls.client_auth {
+        files.push(&auth.ca_file.path);
     }
-    for p in config.pools.values() {
-        let Some(tls) = &p.tls else { continue };
-        if let Some(ca) = &tls.ca_file {
-            files.push(&ca.path);
-        }
-        if let Some((cert, key)) = &tls.client_cert {
-            files.push(&cert.path);
-            files.push(&key.path);
-        }
+    files
+}
+
+/// The TLS files of one pool: CA bundle, client certificate and key.
+pub(crate) fn pool_files(pool: &config::model::Pool) -> Vec<&Path> {
+    let Some(tls) = &pool.tls else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    if let Some(ca) = &tls.ca_file {
+        files.push(ca.path.as_path());
+    }
+    if let Some((cert, key)) = &tls.client_cert {
+        files.push(cert.path.as_path());
+        files.push(key.path.as_path());
     }
     files
 }
