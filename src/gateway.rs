@@ -123,11 +123,6 @@ impl Gateway {
         self.snapshot.load_full()
     }
 
-    /// The long-lived state.
-    pub fn state(&self) -> &LongLived {
-        &self.state
-    }
-
     /// Where rate-limit and quota counters live.
     pub fn limit_store(&self) -> &dyn LimitStore {
         &*self.state.limits
@@ -193,8 +188,8 @@ impl Gateway {
 
     /// Start the active health checks of the current snapshot (at once, no
     /// jitter). Their tasks run on the health checker's own runtime.
-    pub fn start_health_checks(&self) -> Vec<String> {
-        self.state.health.sync(&self.snapshot.load().pools, false)
+    pub fn start_health_checks(&self) {
+        self.state.health.sync(&self.snapshot.load().pools, false);
     }
 
     /// Reload on a blocking thread (`spawn_blocking`), off the async workers

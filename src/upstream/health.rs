@@ -230,14 +230,6 @@ impl HealthChecker {
         started.sort();
         started
     }
-
-    /// Pools with a running probe task, sorted.
-    pub fn probing(&self) -> Vec<String> {
-        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        let mut names: Vec<String> = tasks.keys().cloned().collect();
-        names.sort();
-        names
-    }
 }
 
 /// A uniformly random duration in `[0, max)` (zero when `max` is zero).

@@ -107,15 +107,6 @@ impl StateTable {
             .collect();
         *self.states.lock().unwrap_or_else(|p| p.into_inner()) = kept;
     }
-
-    /// How many backends the table holds.
-    pub fn len(&self) -> usize {
-        self.states.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// One backend of a built pool.
