@@ -128,6 +128,11 @@ impl<'a> Locator<'a> {
         self.file
     }
 
+    /// The text the positions refer to.
+    pub(crate) fn src(&self) -> &'a str {
+        self.src
+    }
+
     /// 1-based (line, column) of a byte offset; the column counts characters.
     /// Offsets past the end (or inside a character) are clamped.
     pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {

@@ -312,6 +312,7 @@ strip_prefix = true
             consumers: vec![],
             consumer_files: vec![],
             consumer_globs: vec![],
+            source_digest: Default::default(),
         };
         assert_eq!(config, expected);
     }

@@ -62,6 +62,21 @@ impl PartialEq for Pos {
 
 impl Eq for Pos {}
 
+/// SHA-256 of the text the config was read from: the main file, then each
+/// consumer file with its name, as read once by [`super::load`]. Like
+/// [`Pos`], every `SourceDigest` equals every other: comments and layout
+/// are not part of what a config is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SourceDigest(pub [u8; 32]);
+
+impl PartialEq for SourceDigest {
+    fn eq(&self, _: &SourceDigest) -> bool {
+        true
+    }
+}
+
+impl Eq for SourceDigest {}
+
 /// A file the config names (certificate, key, CA bundle), resolved against
 /// the config file's directory, and where the config names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +112,8 @@ pub struct Config {
     /// The glob patterns among `consumer_files`, resolved against the
     /// config's directory: a new file matching one is a config change.
     pub consumer_globs: Vec<std::path::PathBuf>,
+    /// What the main file and the consumer files held when read.
+    pub source_digest: SourceDigest,
 }
 
 /// Where the access log goes.

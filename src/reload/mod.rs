@@ -65,7 +65,7 @@ pub fn prepare(
     let material = material(&config);
     let snapshot = match Snapshot::build(config, backends, routes) {
         Ok(mut s) => {
-            s.fingerprint = fingerprint(path, &s.config, &material);
+            s.fingerprint = fingerprint(&s.config, &material);
             s.material = material;
             Some(s)
         }
@@ -127,16 +127,12 @@ pub(crate) fn pool_files(pool: &config::model::Pool) -> Vec<&Path> {
     files
 }
 
-/// A hash of the files a config was read from: the main file, the consumer
-/// files (as read again now) and the TLS files (by their digests).
-fn fingerprint(path: &Path, config: &config::Config, material: &Material) -> u64 {
+/// A hash of the files a config was read from: the main file and the
+/// consumer files (their digest, taken when they were read) and the TLS
+/// files (by their digests).
+fn fingerprint(config: &config::Config, material: &Material) -> u64 {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let files =
-        std::iter::once(path.to_path_buf()).chain(config.consumer_files.iter().map(PathBuf::from));
-    for file in files {
-        ctx.update(file.to_string_lossy().as_bytes());
-        ctx.update(&std::fs::read(&file).unwrap_or_default());
-    }
+    ctx.update(&config.source_digest.0);
     for (file, digest) in material {
         ctx.update(file.to_string_lossy().as_bytes());
         ctx.update(digest);

@@ -93,9 +93,12 @@ impl Validator<'_> {
             .filter(|p| p.get_ref().contains(['*', '?', '[']))
             .map(|p| self.resolve_path(p.get_ref()))
             .collect();
+        let mut sources = ring::digest::Context::new(&ring::digest::SHA256);
+        sources.update(self.loc.src().as_bytes());
         let mut consumer_files = Vec::new();
         for (path, named_at) in self.consumer_paths(&file.consumer_files) {
-            let (name, more) = self.consumer_file(&path, named_at, &names, &mut registry);
+            let (name, more) =
+                self.consumer_file(&path, named_at, &names, &mut registry, &mut sources);
             consumer_files.push(name);
             all_consumers.extend(more);
         }
@@ -111,6 +114,9 @@ impl Validator<'_> {
             consumers: all_consumers,
             consumer_files,
             consumer_globs,
+            source_digest: model::SourceDigest(
+                sources.finish().as_ref().try_into().unwrap_or([0; 32]),
+            ),
         }
     }
 
@@ -212,6 +218,7 @@ impl Validator<'_> {
         named_at: Range<usize>,
         routes: &consumers::RouteNames,
         registry: &mut consumers::Registry,
+        sources: &mut ring::digest::Context,
     ) -> (String, Vec<model::Consumer>) {
         let name = path.display().to_string();
         let src = match std::fs::read_to_string(path) {
@@ -225,6 +232,8 @@ impl Validator<'_> {
                 return (name, Vec::new());
             }
         };
+        sources.update(name.as_bytes());
+        sources.update(src.as_bytes());
         let loc = Locator::new(&name, &src);
         let parsed = match super::file::parse_consumers(&src) {
             Ok(p) => p,
