@@ -91,7 +91,7 @@ impl Gateway {
         // handles are resolved against them.
         let metrics = Metrics::new().map_err(StartError::from)?;
         let route_metrics = RouteMetricsTable::new(metrics.requests().clone());
-        let backends = StateTable::default();
+        let backends = StateTable::new(metrics.upstream().clone());
         let prepared = reload::prepare(&config_path, &backends, &route_metrics)?;
         let state = LongLived::new(
             &prepared.snapshot.config,
@@ -294,7 +294,6 @@ impl Gateway {
         self.state
             .route_metrics
             .adopt(snapshot.routes.iter().map(|r| &r.metrics));
-        self.state.metrics.pools_removed(&diff.pools.removed);
         let config = snapshot.config.clone();
         self.snapshot.store(Arc::new(snapshot));
         self.state.swap_certificates(&config, certs);

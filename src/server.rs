@@ -17,6 +17,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
 use crate::admin::AdminApp;
+use crate::connections::CountConnections;
 use crate::gateway::{Gateway, ListenerPolicy};
 use crate::proxy::GatewayProxy;
 
@@ -93,16 +94,26 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
     server.bootstrap();
 
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
-        &server.configuration,
-        GatewayProxy::new(gateway.clone()),
-        "portcullis proxy",
+    let addrs: Vec<SocketAddr> = config
+        .listeners
+        .iter()
+        .map(|l| {
+            concrete(l.address)
+                .unwrap_or_else(|e| fail(&format!("cannot bind proxy listener {}: {e}", l.address)))
+        })
+        .collect();
+    let gauges = addrs
+        .iter()
+        .map(|a| (*a, gateway.metrics().open_connections(&a.to_string())))
+        .collect();
+    let app = pingora_proxy::http_proxy(&server.configuration, GatewayProxy::new(gateway.clone()));
+    let mut proxy = Service::new(
+        "portcullis proxy".to_string(),
+        CountConnections::new(app, gauges),
     );
     let mut bound = Vec::new();
     let mut policies = Vec::new();
-    for (i, l) in config.listeners.iter().enumerate() {
-        let addr = concrete(l.address)
-            .unwrap_or_else(|e| fail(&format!("cannot bind proxy listener {}: {e}", l.address)));
+    for (i, (l, &addr)) in config.listeners.iter().zip(&addrs).enumerate() {
         policies.push(ListenerPolicy {
             address: addr,
             redirect_https: l.redirect_https,

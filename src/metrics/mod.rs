@@ -5,6 +5,8 @@
 //! key, path or client address is ever a label.
 
 mod requests;
+mod status;
+mod upstream;
 
 use prometheus::{
     Encoder, Gauge, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -12,6 +14,9 @@ use prometheus::{
 
 pub use requests::{
     method_index, RequestFamilies, RouteMetrics, RouteMetricsTable, DURATION_BUCKETS, METHODS,
+};
+pub use upstream::{
+    BackendMetrics, FailureReason, PoolMetrics, RetryReason, UpstreamFamilies, TTFB_BUCKETS,
 };
 
 /// Every metric the gateway exports.
@@ -27,28 +32,8 @@ pub struct Metrics {
     config_hash: Gauge,
     backend_up: IntGaugeVec,
     backend_inflight: IntGaugeVec,
-    upstream_retries: IntCounterVec,
-}
-
-/// Why an upstream attempt was retried (`reason` of
-/// `portcullis_upstream_retries_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryReason {
-    /// Connecting failed (refused, unreachable, timeout).
-    Connect,
-    /// A reused keep-alive connection had been closed by the backend.
-    StaleConnection,
-}
-
-impl RetryReason {
-    pub const ALL: [RetryReason; 2] = [RetryReason::Connect, RetryReason::StaleConnection];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RetryReason::Connect => "connect",
-            RetryReason::StaleConnection => "stale_connection",
-        }
-    }
+    upstream: UpstreamFamilies,
+    open_connections: IntGaugeVec,
 }
 
 /// What [`Metrics::render`] reads from the gateway at scrape time.
@@ -137,14 +122,16 @@ impl Metrics {
             ),
             &["pool", "backend"],
         )?;
-        let upstream_retries = IntCounterVec::new(
+        let open_connections = IntGaugeVec::new(
             Opts::new(
-                "portcullis_upstream_retries_total",
-                "Upstream attempts retried, by pool and reason (connect, stale_connection).",
+                "portcullis_downstream_open_connections",
+                "Client connections open now, by listener (idle keep-alive connections included).",
             ),
-            &["pool", "reason"],
+            &["listener"],
         )?;
-        registry.register(Box::new(upstream_retries.clone()))?;
+        registry.register(Box::new(open_connections.clone()))?;
+        let upstream = UpstreamFamilies::new()?;
+        upstream.register(&registry)?;
         registry.register(Box::new(backend_up.clone()))?;
         registry.register(Box::new(backend_inflight.clone()))?;
         registry.register(Box::new(last_reload.clone()))?;
@@ -171,13 +158,24 @@ impl Metrics {
             config_hash,
             backend_up,
             backend_inflight,
-            upstream_retries,
+            upstream,
+            open_connections,
         })
     }
 
     /// The request metric families, for the per-route handle table.
     pub fn requests(&self) -> &RequestFamilies {
         &self.requests
+    }
+
+    /// The upstream metric families, for the pool and backend states.
+    pub fn upstream(&self) -> &UpstreamFamilies {
+        &self.upstream
+    }
+
+    /// The open-connections gauge of the listener bound at `listener`.
+    pub fn open_connections(&self, listener: &str) -> prometheus::IntGauge {
+        self.open_connections.with_label_values(&[listener])
     }
 
     /// A config was loaded and now serves (start-up or reload); `hash`
@@ -189,25 +187,6 @@ impl Metrics {
         self.last_reload.set(now);
         // 48 bits: exact as an f64.
         self.config_hash.set((hash & 0xffff_ffff_ffff) as f64);
-    }
-
-    /// An upstream attempt of `pool` is retried (a failure path, so the
-    /// label lookup is not on the hot path).
-    pub fn upstream_retry(&self, pool: &str, reason: RetryReason) {
-        self.upstream_retries
-            .with_label_values(&[pool, reason.as_str()])
-            .inc();
-    }
-
-    /// Stop exporting the series of pools a reload removed.
-    pub fn pools_removed(&self, pools: &[String]) {
-        for pool in pools {
-            for reason in RetryReason::ALL {
-                let _ = self
-                    .upstream_retries
-                    .remove_label_values(&[pool.as_str(), reason.as_str()]);
-            }
-        }
     }
 
     pub fn reload(&self, ok: bool) {

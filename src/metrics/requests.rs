@@ -19,11 +19,12 @@
 //! (and a rejected reload) exports nothing.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
+
+use super::status::StatusCounters;
 
 /// Methods with a `method` label of their own; the rest count as `OTHER`.
 pub const METHODS: [&str; 10] = [
@@ -35,10 +36,6 @@ pub const METHODS: [&str; 10] = [
 pub const DURATION_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-
-/// Distinct status codes per route and method with a cached handle; more
-/// (rare) are still counted, through a label lookup.
-const CODE_SLOTS: usize = 6;
 
 /// The index of `method` in [`METHODS`].
 pub fn method_index(method: &http::Method) -> usize {
@@ -104,14 +101,6 @@ impl RequestFamilies {
     }
 }
 
-/// One cached `(code, counter)` of a route and method.
-#[derive(Default)]
-struct CodeSlot {
-    /// 0 while free.
-    code: AtomicU16,
-    counter: OnceLock<IntCounter>,
-}
-
 /// The metric handles of one route (or of requests that matched none).
 pub struct RouteMetrics {
     route: Arc<str>,
@@ -119,10 +108,8 @@ pub struct RouteMetrics {
     duration: OnceLock<Histogram>,
     request_bytes: OnceLock<IntCounter>,
     response_bytes: OnceLock<IntCounter>,
-    /// `[method][slot]`.
-    codes: [[CodeSlot; CODE_SLOTS]; METHODS.len()],
-    /// `(method, code)` counted beyond the slots, so their series can go too.
-    overflow: Mutex<Vec<(usize, u16)>>,
+    /// By method.
+    codes: [StatusCounters; METHODS.len()],
 }
 
 impl std::fmt::Debug for RouteMetrics {
@@ -142,7 +129,6 @@ impl RouteMetrics {
             request_bytes: OnceLock::new(),
             response_bytes: OnceLock::new(),
             codes: Default::default(),
-            overflow: Mutex::new(Vec::new()),
         }
     }
 
@@ -156,8 +142,12 @@ impl RouteMetrics {
         response_bytes: usize,
     ) {
         let route = &*self.route;
-        self.count_code(method.min(METHODS.len() - 1), status);
         let f = &self.families;
+        let method = method.min(METHODS.len() - 1);
+        self.codes[method].inc(status, |code| {
+            f.requests
+                .with_label_values(&[route, METHODS[method], code])
+        });
         self.duration
             .get_or_init(|| f.duration.with_label_values(&[route]))
             .observe(took.as_secs_f64());
@@ -173,36 +163,6 @@ impl RouteMetrics {
         }
     }
 
-    /// Count one response of `(method, status)`: through a cached slot,
-    /// claimed on first use; beyond the slots, through a label lookup.
-    fn count_code(&self, method: usize, status: u16) {
-        let new = || {
-            let code = itoa::Buffer::new().format(status).to_string();
-            self.families
-                .requests
-                .with_label_values(&[&*self.route, METHODS[method], &code])
-        };
-        for slot in &self.codes[method] {
-            let taken = slot.code.load(Ordering::Acquire);
-            let mine = taken == status
-                || (taken == 0
-                    && slot
-                        .code
-                        .compare_exchange(0, status, Ordering::AcqRel, Ordering::Acquire)
-                        .map_or_else(|current| current == status, |_| true));
-            if mine {
-                slot.counter.get_or_init(new).inc();
-                return;
-            }
-        }
-        let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
-        if !overflow.contains(&(method, status)) {
-            overflow.push((method, status));
-        }
-        drop(overflow);
-        new().inc();
-    }
-
     /// Remove every series of this route from the families.
     fn remove_series(&self) {
         let route = &*self.route;
@@ -210,21 +170,12 @@ impl RouteMetrics {
         let _ = f.duration.remove_label_values(&[route]);
         let _ = f.request_bytes.remove_label_values(&[route]);
         let _ = f.response_bytes.remove_label_values(&[route]);
-        let cached = self.codes.iter().enumerate().flat_map(|(method, slots)| {
-            slots
-                .iter()
-                .map(move |slot| (method, slot.code.load(Ordering::Acquire)))
-        });
-        let overflow = self
-            .overflow
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        for (method, code) in cached.chain(overflow).filter(|(_, c)| *c != 0) {
-            let code = code.to_string();
-            let _ = f
-                .requests
-                .remove_label_values(&[route, METHODS[method], &code]);
+        for (method, codes) in self.codes.iter().enumerate() {
+            for code in codes.codes() {
+                let _ = f
+                    .requests
+                    .remove_label_values(&[route, METHODS[method], &code]);
+            }
         }
     }
 }

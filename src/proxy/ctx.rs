@@ -1,10 +1,10 @@
 //! Per-request state carried through the phases.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::snapshot::{Route, Snapshot};
-use crate::upstream::InflightGuard;
+use crate::upstream::{Backend, InflightGuard};
 
 /// Created by `new_ctx`, filled phase by phase.
 pub struct RequestCtx {
@@ -27,6 +27,10 @@ pub struct RequestCtx {
     pub fresh_connection: bool,
     /// Counts this request against the current backend's in-flight requests.
     pub inflight: Option<InflightGuard>,
+    /// When the current backend was chosen.
+    pub upstream_started: Option<Instant>,
+    /// From choosing the backend that answered to its response head.
+    pub upstream_ttfb: Option<Duration>,
     /// From the accepting listener: redirect to HTTPS on this port.
     pub redirect_https: Option<u16>,
     /// From the accepting listener: `Strict-Transport-Security` to add.
@@ -55,6 +59,8 @@ impl RequestCtx {
             tried: smallvec::SmallVec::new(),
             fresh_connection: false,
             inflight: None,
+            upstream_started: None,
+            upstream_ttfb: None,
             redirect_https: None,
             hsts: None,
             consumer: None,
@@ -68,6 +74,12 @@ impl RequestCtx {
     /// The matched route, if any.
     pub fn route(&self) -> Option<&Route> {
         Some(&self.snapshot.as_ref()?.routes[self.route?])
+    }
+
+    /// The backend of the latest attempt, if any.
+    pub fn backend(&self) -> Option<&Backend> {
+        let index = *self.tried.last()?;
+        self.route()?.pool.backends.get(index)
     }
 
     /// Connect attempts made so far.

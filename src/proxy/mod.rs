@@ -35,14 +35,16 @@ impl GatewayProxy {
     pub fn new(gateway: Arc<Gateway>) -> Self {
         Self { gateway }
     }
+}
 
-    /// Count a retry the decision above allowed.
-    fn count_retry(&self, ctx: &RequestCtx, e: &Error, reason: RetryReason) {
-        if let (RetryType::Decided(true), Some(route)) = (&e.retry, ctx.route()) {
-            self.gateway
-                .metrics()
-                .upstream_retry(&route.pool.config.name, reason);
-        }
+/// An attempt got no response: count it against its backend, and count
+/// the retry the decision above allowed.
+fn count_failure(ctx: &RequestCtx, e: &Error, reason: RetryReason) {
+    if let Some(backend) = ctx.backend() {
+        backend.state.failed(e);
+    }
+    if let (RetryType::Decided(true), Some(route)) = (&e.retry, ctx.route()) {
+        route.pool.state.metrics.retry(reason);
     }
 }
 
@@ -196,6 +198,7 @@ impl ProxyHttp for GatewayProxy {
         let state = backend.state.clone();
         ctx.tried.push(index);
         ctx.inflight = Some(InflightGuard::new(state));
+        ctx.upstream_started = Some(Instant::now());
         Ok(Box::new(peer))
     }
 
@@ -210,7 +213,7 @@ impl ProxyHttp for GatewayProxy {
     ) -> Box<Error> {
         ctx.inflight = None;
         let e = retry::after_connect_failure(ctx, e);
-        self.count_retry(ctx, &e, RetryReason::Connect);
+        count_failure(ctx, &e, RetryReason::Connect);
         e
     }
 
@@ -228,7 +231,7 @@ impl ProxyHttp for GatewayProxy {
     ) -> Box<Error> {
         ctx.inflight = None;
         let e = retry::after_proxy_error(peer, session, ctx, e, client_reused);
-        self.count_retry(ctx, &e, RetryReason::StaleConnection);
+        count_failure(ctx, &e, RetryReason::StaleConnection);
         e
     }
 
@@ -252,6 +255,18 @@ impl ProxyHttp for GatewayProxy {
         forward::add_forwarded_headers(session, upstream, &ctx.request_id)?;
         forward::set_client_identity(session, upstream)?;
         forward::apply_header_ops(upstream, &route.request_headers)?;
+        Ok(())
+    }
+
+    /// The backend's response head arrived: its status and time to first
+    /// byte are counted against the backend and its pool.
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        record::upstream_response(ctx, upstream.status.as_u16());
         Ok(())
     }
 

@@ -70,6 +70,19 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
     log.write(entry.to_json(std::time::SystemTime::now()));
 }
 
+/// The backend of the latest attempt answered with `status`.
+pub fn upstream_response(ctx: &mut RequestCtx, status: u16) {
+    let took = ctx.upstream_started.map(|t| t.elapsed());
+    ctx.upstream_ttfb = took;
+    let (Some(route), Some(backend)) = (ctx.route(), ctx.backend()) else {
+        return;
+    };
+    backend.state.metrics.response(status);
+    if let Some(took) = took {
+        route.pool.state.metrics.response_head(took);
+    }
+}
+
 /// Status recorded for a request whose client went away before any
 /// response was written (nginx's convention).
 pub const CLIENT_CLOSED: u16 = 499;

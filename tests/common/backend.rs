@@ -170,6 +170,13 @@ async fn echo(
         .map(|b| b.len())
         .unwrap_or(0);
     let headers: BTreeMap<String, String> = header_map(&parts.headers);
+    // `x-echo-status: 503` makes the answer a 503.
+    let status = parts
+        .headers
+        .get("x-echo-status")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::OK);
     let body = serde_json::json!({
         "backend": s.name,
         "method": parts.method.as_str(),
@@ -181,6 +188,7 @@ async fn echo(
         "peer": peer.to_string(),
     });
     (
+        status,
         [
             ("content-type", "application/json"),
             ("x-backend", "yes"),
