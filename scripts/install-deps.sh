@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what building portcullis needs and a fresh machine may lack:
 # cmake (Pingora's zlib-ng build) and a C compiler. With --test, also what
-# the tests use: promtool (Debian package prometheus) and openssl.
+# the tests use: prometheus and promtool (Debian package prometheus; the
+# tests start their own server on a free loopback port) and openssl.
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 
@@ -11,7 +12,7 @@ command -v cc >/dev/null 2>&1 || missing+=(gcc)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ "${1:-}" = "--test" ]; then
-  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 fi
 
@@ -26,7 +27,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 if command -v apt-get >/dev/null 2>&1; then
   $SUDO apt-get update -qq
-  # prometheus only for promtool: its service is not started here.
+  # The prometheus package's own service is not used: tests start theirs.
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 elif command -v dnf >/dev/null 2>&1; then
   $SUDO dnf install -y "${missing[@]}"

@@ -9,7 +9,7 @@ mod status;
 mod upstream;
 
 use prometheus::{
-    Encoder, Gauge, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub use requests::{
@@ -34,6 +34,7 @@ pub struct Metrics {
     backend_inflight: IntGaugeVec,
     upstream: UpstreamFamilies,
     open_connections: IntGaugeVec,
+    last_reload_ok: IntGauge,
 }
 
 /// What [`Metrics::render`] reads from the gateway at scrape time.
@@ -130,6 +131,12 @@ impl Metrics {
             &["listener"],
         )?;
         registry.register(Box::new(open_connections.clone()))?;
+        let last_reload_ok = IntGauge::new(
+            "portcullis_config_last_reload_successful",
+            "1 when the last reload attempt (or start-up) succeeded, 0 when it failed and the previous config keeps serving.",
+        )?;
+        last_reload_ok.set(1);
+        registry.register(Box::new(last_reload_ok.clone()))?;
         let upstream = UpstreamFamilies::new()?;
         upstream.register(&registry)?;
         registry.register(Box::new(backend_up.clone()))?;
@@ -160,6 +167,7 @@ impl Metrics {
             backend_inflight,
             upstream,
             open_connections,
+            last_reload_ok,
         })
     }
 
@@ -190,6 +198,7 @@ impl Metrics {
     }
 
     pub fn reload(&self, ok: bool) {
+        self.last_reload_ok.set(i64::from(ok));
         self.reloads
             .with_label_values(&[if ok { "ok" } else { "failed" }])
             .inc();

@@ -24,7 +24,17 @@ pub fn bin() -> &'static str {
 }
 
 /// Poll `f` until it returns `Some`, or panic with `what` after [`DEADLINE`].
-pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    eventually_within(DEADLINE, what, f).await
+}
+
+/// [`eventually`] with its own deadline (for outside programs that take
+/// long to start, such as Prometheus).
+pub async fn eventually_within<T, F, Fut>(deadline: Duration, what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -34,7 +44,7 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
+        assert!(start.elapsed() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
