@@ -14,6 +14,7 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ "${1:-}" = "--test" ]; then
   { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  command -v logrotate >/dev/null 2>&1 || missing+=(logrotate)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -199,6 +199,17 @@ impl Sink {
     }
 }
 
+/// The TLS side of a request's connection.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tls<'a> {
+    /// As nginx's `$ssl_protocol` names it: `TLSv1.3`, `TLSv1.2`.
+    pub version: &'a str,
+    /// The server name the client asked for (SNI), if it sent one.
+    pub sni: Option<&'a str>,
+    /// The protocol ALPN negotiated (`h2`, `http/1.1`), if any.
+    pub alpn: Option<&'a str>,
+}
+
 /// One request, as the access log records it.
 #[derive(Debug, Default)]
 pub struct Entry<'a> {
@@ -225,6 +236,14 @@ pub struct Entry<'a> {
     pub client_cert_subject: Option<&'a str>,
     /// The error that ended the request, if any (no internal detail).
     pub error: Option<&'a str>,
+    /// W3C trace id (32 hex digits): the client's, or a new one.
+    pub trace_id: &'a str,
+    /// From choosing the backend that answered to its response head.
+    pub upstream_ttfb: Option<std::time::Duration>,
+    /// Request body bytes received from the client.
+    pub bytes_received: usize,
+    /// `None` on plain-HTTP listeners.
+    pub tls: Option<Tls<'a>>,
 }
 
 impl Entry<'_> {
@@ -235,6 +254,7 @@ impl Entry<'_> {
         write_rfc3339_millis(&mut b, now);
         b.push(b'"');
         field_str(&mut b, "request_id", Some(self.request_id));
+        field_str(&mut b, "trace_id", Some(self.trace_id));
         let client = self.client.map(|ip| ip.to_string());
         field_str(&mut b, "client", client.as_deref());
         field_str(&mut b, "method", Some(self.method));
@@ -247,10 +267,20 @@ impl Entry<'_> {
         field_str(&mut b, "upstream", upstream.as_deref());
         let _ = write!(
             b,
-            ",\"attempts\":{},\"duration_ms\":{:.3},\"bytes_sent\":{}",
+            ",\"attempts\":{},\"duration_ms\":{:.3}",
             self.attempts,
             self.duration.as_secs_f64() * 1000.0,
-            self.bytes_sent
+        );
+        match self.upstream_ttfb {
+            Some(t) => {
+                let _ = write!(b, ",\"upstream_ttfb_ms\":{:.3}", t.as_secs_f64() * 1000.0);
+            }
+            None => b.extend_from_slice(b",\"upstream_ttfb_ms\":null"),
+        }
+        let _ = write!(
+            b,
+            ",\"bytes_received\":{},\"bytes_sent\":{}",
+            self.bytes_received, self.bytes_sent
         );
         field_str(&mut b, "consumer", self.consumer);
         field_str(&mut b, "key_prefix", self.key_prefix);
@@ -258,6 +288,10 @@ impl Entry<'_> {
         field_str(&mut b, "limit", self.limit);
         field_str(&mut b, "client_cert_subject", self.client_cert_subject);
         field_str(&mut b, "error", self.error);
+        let tls = self.tls.unwrap_or_default();
+        field_str(&mut b, "tls_version", self.tls.map(|t| t.version));
+        field_str(&mut b, "tls_sni", tls.sni);
+        field_str(&mut b, "tls_alpn", tls.alpn);
         b.push(b'}');
         b
     }

@@ -246,9 +246,7 @@ impl Gateway {
         } else {
             self.commit(prepared, &diff)
         };
-        self.state
-            .access_log
-            .reopen(&self.snapshot.load().config.access_log);
+        self.reopen_access_log();
         self.state.metrics.reload(true);
         self.state
             .metrics
@@ -298,6 +296,15 @@ impl Gateway {
         self.snapshot.store(Arc::new(snapshot));
         self.state.swap_certificates(&config, certs);
         self.state.health.sync(&self.snapshot.load().pools, true)
+    }
+
+    /// Reopen the access-log file (after logrotate moved it away: SIGUSR1,
+    /// or any reload). May wait for the writer thread: call it off the
+    /// request path.
+    pub fn reopen_access_log(&self) {
+        self.state
+            .access_log
+            .reopen(&self.snapshot.load().config.access_log);
     }
 
     pub fn metrics(&self) -> &Metrics {

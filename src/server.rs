@@ -51,7 +51,8 @@ fn concrete(addr: SocketAddr) -> std::io::Result<SocketAddr> {
 /// Sockets holding the ports picked for port-0 listeners (see [`concrete`]).
 static RESERVED_PORTS: Mutex<Vec<Socket>> = Mutex::new(Vec::new());
 
-/// Starts the health checks and reloads on SIGHUP.
+/// Starts the health checks, reloads on SIGHUP and reopens the access log
+/// on SIGUSR1.
 struct ControlPlane {
     gateway: Arc<Gateway>,
 }
@@ -67,11 +68,23 @@ impl BackgroundService for ControlPlane {
                 None
             }
         };
+        let mut usr1 = match signal(SignalKind::user_defined1()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGUSR1; the access log is reopened on reload only");
+                None
+            }
+        };
         loop {
             tokio::select! {
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                     // Errors are logged by `reload`; the old snapshot keeps serving.
                     let _ = self.gateway.reload("SIGHUP").await;
+                }
+                Some(()) = async { match usr1.as_mut() { Some(s) => s.recv().await, None => None } } => {
+                    let gateway = self.gateway.clone();
+                    let _ = tokio::task::spawn_blocking(move || gateway.reopen_access_log()).await;
+                    info!("access log reopened (SIGUSR1)");
                 }
                 _ = shutdown.changed() => break,
             }
@@ -168,6 +181,7 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
             warn!(error = %e, "cannot watch the config files; reload with SIGHUP or the admin API");
         }
     }
+    hold_signals();
     for url in &bound {
         println!("listening proxy {url}");
     }
@@ -194,6 +208,18 @@ fn tls_settings(
     settings.set_cert_resolver(Arc::new(crate::tls::SniResolver::new(store)));
     settings.enable_h2();
     Ok(settings)
+}
+
+/// From here on, SIGHUP and SIGUSR1 never end the process (their default
+/// action): until the control service listens for them, a reload or
+/// log-reopen signal sent right after start-up is ignored instead.
+fn hold_signals() {
+    for signal in [libc::SIGHUP, libc::SIGUSR1] {
+        // SAFETY: the action does nothing, which is async-signal-safe.
+        if let Err(e) = unsafe { signal_hook_registry::register(signal, || {}) } {
+            warn!(signal, error = %e, "cannot install a signal handler");
+        }
+    }
 }
 
 fn fail(msg: &str) -> ! {

@@ -358,16 +358,20 @@ impl ClientCertVerifier for ReloadableClientVerifier {
     }
 }
 
-/// Attached to a TLS connection of a listener with client certificates:
-/// the verified subject (if a certificate was sent) and the header that
-/// carries it upstream.
+/// Attached to every TLS connection after its handshake: the SNI the
+/// client sent, and on listeners with client certificates the verified
+/// subject (if a certificate was sent) and the header that carries it
+/// upstream.
 #[derive(Debug)]
 pub struct ClientIdentity {
+    pub sni: Option<Box<str>>,
     pub subject: Option<http::HeaderValue>,
-    pub header: http::HeaderName,
+    /// `None` on listeners without client certificates.
+    pub header: Option<http::HeaderName>,
 }
 
-/// Records the verified client certificate's subject after each handshake.
+/// Records the SNI and the verified client certificate's subject after
+/// each handshake.
 pub struct IdentityCallback {
     store: Arc<ArcSwap<CertStore>>,
 }
@@ -384,13 +388,18 @@ impl pingora_core::listeners::TlsAccept for IdentityCallback {
         &self,
         tls: &pingora_core::protocols::tls::TlsRef,
     ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
-        let header = self.store.load().subject_header.clone()?;
+        let header = self.store.load().subject_header.clone();
         // rustls verified the certificate before the handshake completed.
-        let subject = tls.peer_certificate_der().and_then(|der| {
+        let subject = header.as_ref().and_then(|_| {
+            let der = tls.peer_certificate_der()?;
             let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
             http::HeaderValue::from_str(&cert.subject().to_string()).ok()
         });
-        Some(Arc::new(ClientIdentity { subject, header }))
+        Some(Arc::new(ClientIdentity {
+            sni: tls.server_name().map(Box::from),
+            subject,
+            header,
+        }))
     }
 }
 

@@ -376,3 +376,154 @@ fn value_of(text: &str, name: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
 }
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// The headers the echo backend received, from its JSON answer.
+async fn backend_saw(r: reqwest::Response) -> Value {
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()["headers"].clone()
+}
+
+#[tokio::test]
+async fn trace_context_is_continued_or_started_and_logged() {
+    let backend = Backend::start("b").await;
+    let gw = Gateway::start(&common::single_route("p", &[backend.addr], "", "")).await;
+    let c = client();
+
+    // A valid traceparent: same trace id and flags, a new parent id (the
+    // gateway's hop), tracestate passed through.
+    let seen = backend_saw(
+        c.get(gw.url("/continued"))
+            .header("traceparent", TRACEPARENT)
+            .header("tracestate", "vendor=abc")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let sent = seen["traceparent"].as_str().unwrap();
+    assert_eq!(&sent[..36], &TRACEPARENT[..36], "{sent}");
+    assert_ne!(&sent[36..52], &TRACEPARENT[36..52], "a new parent id");
+    assert_eq!(&sent[52..], "-01");
+    assert_eq!(seen["tracestate"], "vendor=abc");
+
+    // Absent, or malformed: a new trace, and the orphan tracestate dropped.
+    let mut new_ids = Vec::new();
+    for bad in [
+        None,
+        Some("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+    ] {
+        let mut req = c.get(gw.url("/new")).header("tracestate", "vendor=abc");
+        if let Some(b) = bad {
+            req = req.header("traceparent", b);
+        }
+        let seen = backend_saw(req.send().await.unwrap()).await;
+        let sent = seen["traceparent"].as_str().unwrap().to_string();
+        assert_eq!(sent.len(), 55, "{sent}");
+        assert!(sent.starts_with("00-") && sent.ends_with("-01"), "{sent}");
+        assert!(!sent.contains("4bf92f3577b34da6"), "{sent}");
+        assert!(seen["tracestate"].is_null(), "{seen}");
+        new_ids.push(sent[3..35].to_string());
+    }
+    assert_ne!(new_ids[0], new_ids[1]);
+
+    // The trace id is in the access log, with the upstream's time to first
+    // byte and the bytes received.
+    let lines = wait_for_lines(&gw, 3).await;
+    assert_eq!(lines[0]["trace_id"], &TRACEPARENT[3..35]);
+    assert_eq!(lines[1]["trace_id"], new_ids[0].as_str());
+    for line in &lines {
+        assert!(line["upstream_ttfb_ms"].as_f64().unwrap() > 0.0, "{line}");
+        assert_eq!(line["bytes_received"], 0);
+        assert!(line["tls_version"].is_null(), "plain HTTP: {line}");
+    }
+}
+
+#[tokio::test]
+async fn generated_request_ids_are_random_and_unique() {
+    let backend = Backend::start("b").await;
+    let gw = Gateway::start(&common::single_route("p", &[backend.addr], "", "")).await;
+    let c = client();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut prefixes = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        let r = c.get(gw.url("/")).send().await.unwrap();
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert_eq!(id.len(), 32, "{id}");
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        prefixes.insert(id[..16].to_string());
+        ids.insert(id);
+    }
+    assert_eq!(ids.len(), 200, "unique");
+    // Random in all 128 bits: no shared 64-bit prefix (a per-process prefix
+    // and a counter would give 1).
+    assert_eq!(prefixes.len(), 200);
+    // A POST body is counted as bytes received.
+    c.post(gw.url("/")).body("12345").send().await.unwrap();
+    let lines = wait_for_lines(&gw, 201).await;
+    assert_eq!(lines[200]["bytes_received"], 5, "{}", lines[200]);
+}
+
+#[tokio::test]
+async fn shipped_logrotate_snippet_rotates_and_sigusr1_reopens_the_log() {
+    let backend = Backend::start("b").await;
+    let (dir, gw) = gateway_logging_to_file(&backend).await;
+    let log = dir.path().join("access.log");
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    client().get(gw.url("/before")).send().await.unwrap();
+    eventually("first line in access.log", || {
+        let found = read(&log).contains("\"path\":\"/before\"");
+        async move { found.then_some(()) }
+    })
+    .await;
+
+    // The shipped snippet, pointed at this log and this process.
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/logrotate/portcullis"),
+    )
+    .unwrap();
+    let snippet = shipped
+        .replace("/var/log/portcullis/access.log", &log.display().to_string())
+        .replace("    create 0640 portcullis adm\n", "")
+        .replace(
+            "systemctl kill --kill-whom=main --signal=USR1 portcullis.service 2>/dev/null || pkill -USR1 -x portcullis || true",
+            &format!("kill -USR1 {}", gw.pid()),
+        );
+    assert!(
+        snippet.contains(&format!("kill -USR1 {}", gw.pid())),
+        "{snippet}"
+    );
+    let conf = dir.path().join("logrotate.conf");
+    std::fs::write(&conf, snippet).unwrap();
+    let out = Command::new("logrotate")
+        .arg("--force")
+        .arg("--state")
+        .arg(dir.path().join("logrotate.state"))
+        .arg(&conf)
+        .output()
+        .expect("logrotate is needed: `make test` installs it (Debian package logrotate)");
+    assert!(
+        out.status.success(),
+        "logrotate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gw.wait_for_log("access log reopened (SIGUSR1)").await;
+
+    client().get(gw.url("/after")).send().await.unwrap();
+    eventually("a line in the new access.log", || {
+        let found = read(&log).contains("\"path\":\"/after\"");
+        async move { found.then_some(()) }
+    })
+    .await;
+    let rotated: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("access.log-"))
+        .collect();
+    assert_eq!(rotated.len(), 1, "{rotated:?}");
+    let old = read(&dir.path().join(&rotated[0]));
+    assert!(old.contains("/before") && !old.contains("/after"), "{old}");
+    assert!(!read(&log).contains("/before"));
+}

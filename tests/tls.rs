@@ -718,3 +718,50 @@ async fn rsa_p384_and_ed25519_keys() {
         assert!(request(&mut conn, sni).await.starts_with("HTTP/1.1 200"));
     }
 }
+
+#[tokio::test]
+async fn access_log_records_tls_version_sni_and_alpn() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    ca.leaf(dir.path(), "a", &["a.test"]);
+    let gw = start(&dir, &tls_config(&backend, &cert_entry("a", ""))).await;
+    let mut with_alpn = handshake(&gw, &ca.client(&[b"http/1.1"]), "a.test")
+        .await
+        .unwrap();
+    assert!(request(&mut with_alpn, "a.test")
+        .await
+        .starts_with("HTTP/1.1 200"));
+    let mut without = handshake(&gw, &ca.client(&[]), "a.test").await.unwrap();
+    assert!(request(&mut without, "a.test")
+        .await
+        .starts_with("HTTP/1.1 200"));
+    // Both connections are open on the TLS listener.
+    let listener = gw.listeners[0].trim_start_matches("https://").to_string();
+    let open = format!("portcullis_downstream_open_connections{{listener=\"{listener}\"}} 2");
+    common::eventually("2 open TLS connections", || async {
+        gw.metrics_text()
+            .await
+            .lines()
+            .any(|l| l == open)
+            .then_some(())
+    })
+    .await;
+
+    let lines = common::eventually("two access-log lines", || {
+        let lines: Vec<serde_json::Value> = gw
+            .stdout()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        async move { (lines.len() >= 2).then_some(lines) }
+    })
+    .await;
+    for line in &lines {
+        assert_eq!(line["tls_version"], "TLSv1.3", "{line}");
+        assert_eq!(line["tls_sni"], "a.test", "{line}");
+        assert!(line["upstream_ttfb_ms"].as_f64().unwrap() > 0.0, "{line}");
+    }
+    assert_eq!(lines[0]["tls_alpn"], "http/1.1");
+    assert!(lines[1]["tls_alpn"].is_null(), "{}", lines[1]);
+}

@@ -17,6 +17,8 @@ pub struct RequestCtx {
     pub prefix_len: usize,
     /// `X-Request-Id`: the client's when well formed, else generated.
     pub request_id: http::HeaderValue,
+    /// W3C trace context: the client's trace continued, or a new one.
+    pub trace: super::trace::TraceContext,
     /// Deadline of the whole request, when the route has a `total` timeout.
     pub deadline: Option<Instant>,
     /// Backends (pool indices) tried so far, in order; inline, as most
@@ -55,6 +57,12 @@ impl RequestCtx {
             route: None,
             prefix_len: 0,
             request_id: http::HeaderValue::from_static(""),
+            trace: super::trace::TraceContext {
+                trace_id: [0; 16],
+                span_id: [0; 8],
+                flags: 0,
+                continued: false,
+            },
             deadline: None,
             tried: smallvec::SmallVec::new(),
             fresh_connection: false,

@@ -1,9 +1,6 @@
 //! What the gateway adds to and changes in a forwarded request: request id,
 //! `X-Forwarded-*`, path rewrite, header rules, and the consistent-hash key.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
-
 use http::{HeaderValue, Uri};
 use pingora_error::{OrErr, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -29,37 +26,14 @@ pub fn is_well_formed_request_id(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// A new 128-bit request id in hex: a random per-process prefix and a mixed
-/// counter, so ids are unique without a syscall per request. Written on the
-/// stack; the header value is the only allocation.
+/// A new request id: 128 random bits in hex, from the thread's CSPRNG
+/// (ChaCha, seeded and periodically reseeded by the OS): unguessable and
+/// unique without a syscall per request. Written on the stack; the header
+/// value is the only allocation.
 pub fn new_request_id() -> HeaderValue {
-    static PREFIX: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| {
-        let mut buf = [0u8; 8];
-        let rng = ring::rand::SystemRandom::new();
-        let _ = ring::rand::SecureRandom::fill(&rng, &mut buf);
-        u64::from_le_bytes(buf)
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut hex = [0u8; 32];
-    write_hex(&mut hex[..16], prefix);
-    write_hex(&mut hex[16..], splitmix64(n ^ prefix));
+    super::trace::write_hex(&mut hex, &rand::random::<[u8; 16]>());
     HeaderValue::from_bytes(&hex).unwrap_or_else(|_| HeaderValue::from_static("0"))
-}
-
-fn write_hex(out: &mut [u8], v: u64) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = DIGITS[((v >> (60 - 4 * i)) & 0xf) as usize];
-    }
-}
-
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 /// The request id to use: the client's when well formed (shared, not
@@ -152,12 +126,12 @@ pub fn set_client_identity(session: &Session, upstream: &mut RequestHeader) -> R
         .digest()
         .and_then(|d| d.ssl_digest.as_ref())
         .and_then(|ssl| ssl.extension.get::<crate::tls::ClientIdentity>());
-    let Some(identity) = identity else {
+    let Some((identity, header)) = identity.and_then(|i| Some((i, i.header.as_ref()?))) else {
         return Ok(());
     };
-    upstream.remove_header(&identity.header);
+    upstream.remove_header(header);
     if let Some(subject) = &identity.subject {
-        upstream.insert_header(identity.header.clone(), subject.clone())?;
+        upstream.insert_header(header.clone(), subject.clone())?;
     }
     Ok(())
 }

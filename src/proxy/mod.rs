@@ -9,6 +9,7 @@ pub mod forward;
 pub mod problem;
 mod record;
 mod retry;
+pub mod trace;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,7 +78,8 @@ impl ProxyHttp for GatewayProxy {
     }
 
     /// Runs first: pin the snapshot this request will use to the end, drop
-    /// an `Upgrade: h2c`, settle the request id and the listener's policy.
+    /// an `Upgrade: h2c`, settle the request id, the trace context and the
+    /// listener's policy.
     async fn early_request_filter(
         &self,
         session: &mut Session,
@@ -86,6 +88,7 @@ impl ProxyHttp for GatewayProxy {
         ctx.snapshot = Some(self.gateway.snapshot());
         forward::drop_h2c_upgrade(session.req_header_mut());
         ctx.request_id = forward::request_id(session.req_header());
+        ctx.trace = trace::TraceContext::for_request(session.req_header());
         let local = || session.server_addr().and_then(|a| a.as_inet()).copied();
         if let Some(policy) = self.gateway.listener_policy(local) {
             ctx.redirect_https = policy.redirect_https;
@@ -236,8 +239,8 @@ impl ProxyHttp for GatewayProxy {
     }
 
     /// Shape the request the backend sees: the API key taken off and the
-    /// consumer id put on, path rewrite, header rules, `X-Forwarded-*` and
-    /// the request id.
+    /// consumer id put on, path rewrite, header rules, `X-Forwarded-*`, the
+    /// request id and the trace context.
     async fn upstream_request_filter(
         &self,
         session: &mut Session,
@@ -253,6 +256,7 @@ impl ProxyHttp for GatewayProxy {
         forward::set_consumer(upstream, snapshot, route, ctx.consumer)?;
         forward::rewrite_path(upstream, ctx.prefix_len, &route.rewrite)?;
         forward::add_forwarded_headers(session, upstream, &ctx.request_id)?;
+        ctx.trace.apply(upstream)?;
         forward::set_client_identity(session, upstream)?;
         forward::apply_header_ops(upstream, &route.request_headers)?;
         Ok(())

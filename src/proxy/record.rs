@@ -29,12 +29,22 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
         .zip(ctx.snapshot.as_ref())
         .and_then(|(c, s)| s.consumers.consumer(c))
         .map(|c| &*c.id);
-    let subject = session
-        .digest()
-        .and_then(|d| d.ssl_digest.as_ref())
-        .and_then(|ssl| ssl.extension.get::<crate::tls::ClientIdentity>())
+    let ssl = session.digest().and_then(|d| d.ssl_digest.as_ref());
+    let identity = ssl.and_then(|ssl| ssl.extension.get::<crate::tls::ClientIdentity>());
+    let subject = identity
         .and_then(|id| id.subject.as_ref())
         .and_then(|s| s.to_str().ok());
+    let http2 = req.version == http::Version::HTTP_2;
+    let tls = ssl.map(|ssl| crate::accesslog::Tls {
+        version: match &*ssl.version {
+            "TLSv1_3" => "TLSv1.3",
+            "TLSv1_2" => "TLSv1.2",
+            other => other,
+        },
+        sni: identity.and_then(|id| id.sni.as_deref()),
+        alpn: alpn(session, http2),
+    });
+    let trace_id = ctx.trace.trace_id_hex();
     let upstream = route
         .zip(ctx.tried.last())
         .and_then(|(r, &i)| r.pool.backends.get(i))
@@ -65,9 +75,26 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
         auth_failure: ctx.auth_failure,
         limit: ctx.denied_by,
         client_cert_subject: subject,
+        trace_id: std::str::from_utf8(&trace_id).unwrap_or(""),
+        upstream_ttfb: ctx.upstream_ttfb,
+        bytes_received: session.body_bytes_read(),
+        tls,
         error: e.map(|e| e.etype().as_str()),
     };
     log.write(entry.to_json(std::time::SystemTime::now()));
+}
+
+/// The protocol the TLS handshake negotiated with ALPN, if any.
+fn alpn(session: &Session, http2: bool) -> Option<&'static str> {
+    if http2 {
+        // HTTP/2 over TLS is only ever negotiated with ALPN.
+        return Some("h2");
+    }
+    use pingora_core::protocols::ALPN;
+    match session.as_downstream().stream()?.selected_alpn_proto()? {
+        ALPN::H2 => Some("h2"),
+        _ => Some("http/1.1"),
+    }
 }
 
 /// The backend of the latest attempt answered with `status`.

@@ -228,6 +228,11 @@ impl Gateway {
     }
 
     /// Send SIGHUP to the gateway.
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn sighup(&self) {
         self.signal("HUP");
     }
