@@ -47,7 +47,7 @@ fn key_lookup(c: &mut Criterion) {
     let routes: Vec<Route> = Vec::new();
     for n in [10usize, 100_000] {
         let (list, plain) = consumers(n);
-        let index = ConsumerIndex::build(&list, &routes);
+        let index = ConsumerIndex::build(&list, &routes, &portcullis::usage::UsageTable::default());
         // A key in the middle, so no size gets a lucky first slot.
         let key = plain[n / 2].clone();
         group.bench_with_input(BenchmarkId::new("authenticate", n), &key, |b, key| {

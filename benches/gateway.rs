@@ -42,9 +42,15 @@ fn snapshot_build(c: &mut Criterion) {
             |b, text| {
                 let states = StateTable::default();
                 let routes = portcullis::metrics::RouteMetricsTable::detached();
+                let usage = portcullis::usage::UsageTable::default();
+                let tables = portcullis::state::Handles {
+                    backends: &states,
+                    route_metrics: &routes,
+                    usage: &usage,
+                };
                 b.iter(|| {
                     let config = portcullis::config::parse_str(text, "bench.toml").expect("valid");
-                    black_box(Snapshot::build(config, &states, &routes).expect("builds"))
+                    black_box(Snapshot::build(config, tables).expect("builds"))
                 })
             },
         );

@@ -53,6 +53,7 @@ fn route(i: usize) -> Route {
         request_headers: HeaderRules::default(),
         response_headers: HeaderRules::default(),
         timeouts: Timeouts::default(),
+        lifecycle: Default::default(),
     }
 }
 

@@ -156,11 +156,17 @@ fn keys_hash() -> ExitCode {
 
 /// Prepare `file` as a reload would, with no live state.
 fn prepare(file: &std::path::Path) -> Result<crate::reload::Prepared, config::ConfigErrors> {
-    crate::reload::prepare(
-        file,
-        &crate::upstream::StateTable::default(),
-        &crate::metrics::RouteMetricsTable::detached(),
-    )
+    let (backends, route_metrics, usage) = (
+        crate::upstream::StateTable::default(),
+        crate::metrics::RouteMetricsTable::detached(),
+        crate::usage::UsageTable::default(),
+    );
+    let tables = crate::state::Handles {
+        backends: &backends,
+        route_metrics: &route_metrics,
+        usage: &usage,
+    };
+    crate::reload::prepare(file, tables)
 }
 
 fn print_errors(file: &std::path::Path, errors: &config::ConfigErrors) {

@@ -20,6 +20,7 @@ use crate::reload::{self, diff::ConfigDiff};
 use crate::snapshot::Snapshot;
 use crate::state::{LiveCerts, LongLived, StartError, Tables};
 use crate::upstream::StateTable;
+use crate::usage::UsageTable;
 
 /// Shared by the proxy, the admin API and the control-plane service.
 pub struct Gateway {
@@ -91,22 +92,20 @@ impl Gateway {
         // handles are resolved against them.
         let metrics = Metrics::new().map_err(StartError::from)?;
         let route_metrics = RouteMetricsTable::new(metrics.requests().clone());
-        let backends = StateTable::new(metrics.upstream().clone());
-        let prepared = reload::prepare(&config_path, &backends, &route_metrics)?;
-        let state = LongLived::new(
-            &prepared.snapshot.config,
-            prepared.certs,
-            Tables {
-                backends,
-                route_metrics,
-                metrics,
-            },
-        )?;
+        let tables = Tables {
+            backends: StateTable::new(metrics.upstream().clone()),
+            route_metrics,
+            usage: UsageTable::default(),
+            metrics,
+        };
+        let prepared = reload::prepare(&config_path, tables.handles())?;
+        let state = LongLived::new(&prepared.snapshot.config, prepared.certs, tables)?;
         state.backends.adopt(prepared.snapshot.pools.values());
         state.metrics.config_loaded(prepared.snapshot.fingerprint);
         state
             .route_metrics
             .adopt(prepared.snapshot.routes.iter().map(|r| &r.metrics));
+        adopt_usage(&state, &prepared.snapshot);
         warn_unverified(&prepared.snapshot, |_| true);
         Ok(Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(prepared.snapshot),
@@ -154,6 +153,16 @@ impl Gateway {
                     .collect::<Vec<_>>()
             })
             .collect()
+    }
+
+    /// Since when usage per consumer has been counted.
+    pub fn usage_since(&self) -> std::time::SystemTime {
+        self.state.usage.since()
+    }
+
+    /// Every start-up listener's bound address, once the server bound them.
+    pub fn bound_listeners(&self) -> &[SocketAddr] {
+        self.bound.get().map_or(&[], |b| b.as_slice())
     }
 
     /// Record the bound listeners and those that carry a policy; called
@@ -218,11 +227,7 @@ impl Gateway {
     pub fn reload_blocking(&self, trigger: &str) -> Result<ReloadReport, ConfigErrors> {
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
-        let prepared = match reload::prepare(
-            &self.config_path,
-            &self.state.backends,
-            &self.state.route_metrics,
-        ) {
+        let prepared = match reload::prepare(&self.config_path, self.state.handles()) {
             Ok(p) => p,
             Err(errors) => {
                 self.state.metrics.reload(false);
@@ -292,6 +297,7 @@ impl Gateway {
         self.state
             .route_metrics
             .adopt(snapshot.routes.iter().map(|r| &r.metrics));
+        adopt_usage(&self.state, &snapshot);
         let config = snapshot.config.clone();
         self.snapshot.store(Arc::new(snapshot));
         self.state.swap_certificates(&config, certs);
@@ -350,4 +356,18 @@ impl Gateway {
             backends,
         })
     }
+}
+
+/// The usage table keeps the consumers and routes of `snapshot`.
+fn adopt_usage(state: &LongLived, snapshot: &Snapshot) {
+    let routes: std::collections::HashSet<&str> =
+        snapshot.routes.iter().map(|r| r.id.as_str()).collect();
+    state.usage.adopt(
+        snapshot
+            .consumers
+            .consumers
+            .iter()
+            .map(|c| (&c.id, c.usage.usage())),
+        &routes,
+    );
 }

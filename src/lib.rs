@@ -55,3 +55,4 @@ pub mod snapshot;
 pub mod state;
 pub mod tls;
 pub mod upstream;
+pub mod usage;

@@ -258,6 +258,13 @@ impl ConsumerLimits {
         out
     }
 
+    /// The consumer's quotas.
+    pub fn quotas(&self) -> impl Iterator<Item = &PlannedLimit> {
+        self.everywhere
+            .iter()
+            .filter(|l| matches!(l.limit, Limit::Quota(_)))
+    }
+
     fn for_route(&self, route: u32) -> impl Iterator<Item = &PlannedLimit> {
         let start = self.on_route.partition_point(|(r, _)| *r < route);
         self.on_route[start..]
@@ -378,7 +385,11 @@ quota = { day = 1000 }
     #[test]
     fn plans_combine_route_and_consumer_limits() {
         let config = config();
-        let index = crate::auth::ConsumerIndex::build(&config.consumers, &config.routes);
+        let index = crate::auth::ConsumerIndex::build(
+            &config.consumers,
+            &config.routes,
+            &crate::usage::UsageTable::default(),
+        );
         let consumer = index.consumer(0);
         let a = RouteLimits::build(&config.routes[0]);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();

@@ -14,9 +14,10 @@ use crate::auth::ConsumerIndex;
 use crate::config::model::{self, Config, HashKey, KeySource, RouteAuth, Timeouts};
 use crate::config::{ConfigError, ConfigErrors};
 use crate::limits::{self, PlannedLimit, RouteLimits};
-use crate::metrics::{RouteMetrics, RouteMetricsTable};
+use crate::metrics::RouteMetrics;
 use crate::router::Router;
-use crate::upstream::{self, Pool, StateTable};
+use crate::state::Handles;
+use crate::upstream::{self, Pool};
 
 /// Header edits with names and values parsed once, at build time.
 #[derive(Debug, Default, Clone)]
@@ -79,6 +80,8 @@ pub struct Route {
     pub limits: RouteLimits,
     /// Request metric handles (long-lived, by route id).
     pub metrics: Arc<RouteMetrics>,
+    /// Deprecation and sunset headers; `None` for most routes.
+    pub lifecycle: Option<Box<crate::proxy::lifecycle::RouteLifecycle>>,
 }
 
 /// How a key-protected route reads keys and answers without one.
@@ -146,22 +149,21 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Build the runtime view of `config`, with the live state of every
-    /// backend `states` knows. Reads TLS files; changes nothing.
+    /// backend, route and consumer `tables` knows. Reads TLS files; changes
+    /// nothing.
     ///
     /// Validation guarantees every route's pool exists; should that ever be
     /// broken, the build fails instead of misaligning route indices.
-    pub fn build(
-        config: Config,
-        states: &StateTable,
-        route_metrics: &RouteMetricsTable,
-    ) -> Result<Snapshot, ConfigErrors> {
-        let pools = upstream::build_pools(&config, states).map_err(|(pool, e)| ConfigError {
-            file: config.source.clone(),
-            line: e.at.line,
-            column: e.at.column,
-            item: Some(format!("pool \"{pool}\"")),
-            message: e.message,
-        })?;
+    pub fn build(config: Config, tables: Handles<'_>) -> Result<Snapshot, ConfigErrors> {
+        let route_metrics = tables.route_metrics;
+        let pools =
+            upstream::build_pools(&config, tables.backends).map_err(|(pool, e)| ConfigError {
+                file: config.source.clone(),
+                line: e.at.line,
+                column: e.at.column,
+                item: Some(format!("pool \"{pool}\"")),
+                message: e.message,
+            })?;
         let router = Router::build(&config.routes);
         let routes = config
             .routes
@@ -198,10 +200,12 @@ impl Snapshot {
                     },
                     limits: RouteLimits::build(r),
                     metrics: route_metrics.for_route(&r.id),
+                    lifecycle: crate::proxy::lifecycle::RouteLifecycle::build(&r.lifecycle)
+                        .map(Box::new),
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
-        let consumers = ConsumerIndex::build(&config.consumers, &config.routes);
+        let consumers = ConsumerIndex::build(&config.consumers, &config.routes, tables.usage);
         // Validated as a header name.
         let consumer_header = HeaderName::from_bytes(config.auth.consumer_header.as_bytes())
             .unwrap_or(HeaderName::from_static(model::DEFAULT_CONSUMER_HEADER));

@@ -8,6 +8,8 @@
 //! | health-probe tasks ([`HealthChecker`]) | pool name | the pool's backends and `health_check` are unchanged |
 //! | certificates of each start-up listener (`ArcSwap<CertStore>`) | listener address | always swapped on commit; the handshake resolver reads them |
 //! | request metric handles ([`RouteMetricsTable`]) | route id | the route id stays (series of removed routes are dropped) |
+//! | pool metric handles ([`StateTable`]) | pool name | the pool name stays |
+//! | usage per consumer and route ([`UsageTable`]) | consumer id, route id | both ids stay |
 //! | metric families ([`Metrics`]), the access-log writer ([`AccessLog`]) | — | always |
 //!
 //! A [`Snapshot`](crate::snapshot::Snapshot) borrows handles from here
@@ -29,6 +31,7 @@ use crate::ratelimit::{LimitStore, LocalStore, DEFAULT_MAX_COUNTERS};
 use crate::tls::CertStore;
 use crate::upstream::health::HealthChecker;
 use crate::upstream::StateTable;
+use crate::usage::UsageTable;
 
 /// The certificates one start-up TLS listener serves, swapped on commit.
 pub type LiveCerts = Arc<ArcSwap<CertStore>>;
@@ -39,6 +42,8 @@ pub struct LongLived {
     pub backends: StateTable,
     /// Request metric handles by route id.
     pub route_metrics: RouteMetricsTable,
+    /// Usage per consumer and route.
+    pub usage: UsageTable,
     /// Rate-limit and quota counters.
     pub limits: Arc<dyn LimitStore>,
     /// The clock limits and key validity are judged by.
@@ -57,7 +62,27 @@ pub struct LongLived {
 pub struct Tables {
     pub backends: StateTable,
     pub route_metrics: RouteMetricsTable,
+    pub usage: UsageTable,
     pub metrics: Metrics,
+}
+
+impl Tables {
+    pub fn handles(&self) -> Handles<'_> {
+        Handles {
+            backends: &self.backends,
+            route_metrics: &self.route_metrics,
+            usage: &self.usage,
+        }
+    }
+}
+
+/// The long-lived tables a snapshot takes its handles from. Preparing a
+/// snapshot only reads them.
+#[derive(Clone, Copy)]
+pub struct Handles<'a> {
+    pub backends: &'a StateTable,
+    pub route_metrics: &'a RouteMetricsTable,
+    pub usage: &'a UsageTable,
 }
 
 /// Why the long-lived state could not be set up.
@@ -87,11 +112,13 @@ impl LongLived {
         let Tables {
             backends,
             route_metrics,
+            usage,
             metrics,
         } = tables;
         Ok(LongLived {
             backends,
             route_metrics,
+            usage,
             limits: Arc::new(LocalStore::new(DEFAULT_MAX_COUNTERS)),
             clock: Arc::new(SystemClock),
             health: HealthChecker::new()?,
@@ -99,6 +126,14 @@ impl LongLived {
             metrics,
             access_log: AccessLog::start(&config.access_log),
         })
+    }
+
+    pub fn handles(&self) -> Handles<'_> {
+        Handles {
+            backends: &self.backends,
+            route_metrics: &self.route_metrics,
+            usage: &self.usage,
+        }
     }
 
     /// Hand a new config's certificates to the start-up listeners: each TLS

@@ -46,6 +46,8 @@ pub struct ConsumerEntry {
     pub disabled: bool,
     scopes: Vec<CompiledScope>,
     pub limits: ConsumerLimits,
+    /// Where this consumer's requests are counted per route.
+    pub usage: crate::usage::ConsumerSlots,
 }
 
 /// Routes (by index) and methods one scope entry grants.
@@ -116,7 +118,11 @@ fn bucket_of(digest: &[u8; 32]) -> u64 {
 
 impl ConsumerIndex {
     /// Compile `consumers` against `routes` (the snapshot's, in router order).
-    pub fn build(consumers: &[model::Consumer], routes: &[model::Route]) -> ConsumerIndex {
+    pub fn build(
+        consumers: &[model::Consumer],
+        routes: &[model::Route],
+        usage: &crate::usage::UsageTable,
+    ) -> ConsumerIndex {
         let route_index: HashMap<&str, u32> = routes
             .iter()
             .enumerate()
@@ -154,6 +160,7 @@ impl ConsumerIndex {
                 disabled: c.disabled,
                 scopes,
                 limits: ConsumerLimits::build(c, routes),
+                usage: crate::usage::ConsumerSlots::new(usage.for_consumer(&c.id)),
             });
         }
         index

@@ -55,6 +55,11 @@ impl Rejection {
         }
     }
 
+    /// Whether the key was a real one, so the refusal names its consumer.
+    pub fn names_consumer(self) -> bool {
+        !matches!(self, Rejection::Missing | Rejection::Unknown)
+    }
+
     /// Whether this counts as a failed key attempt for brute-force
     /// damping: a key was presented and it was not good. (A missing key is
     /// not a guess; a valid key out of scope is not a guess either.)

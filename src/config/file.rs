@@ -223,6 +223,8 @@ pub struct CertificateFile {
 pub struct AdminFile {
     /// `ip:port`
     pub address: Option<Spanned<String>>,
+    /// SHA-256 (64 hex digits) of the bearer token the admin API asks for.
+    pub token_digest: Option<Spanned<String>>,
 }
 
 /// `[pools.NAME]`
@@ -380,6 +382,14 @@ pub struct RouteFile {
     pub key_from: Option<Spanned<String>>,
     /// Labels that consumer scopes and limits can name.
     pub tags: Option<Vec<Spanned<String>>>,
+    /// RFC 9745 `Deprecation`: when the route is (or will be) deprecated.
+    pub deprecation: Option<Spanned<toml::value::Datetime>>,
+    /// RFC 8594 `Sunset`: when the route goes away.
+    pub sunset: Option<Spanned<toml::value::Datetime>>,
+    /// Sent as `Link: <URL>; rel="deprecation"`.
+    pub deprecation_link: Option<Spanned<String>>,
+    /// `"gone"`: answer 410 from the sunset on.
+    pub sunset_action: Option<Spanned<String>>,
     #[serde(default)]
     pub rate_limits: Vec<RouteLimitFile>,
 }

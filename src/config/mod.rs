@@ -249,6 +249,7 @@ strip_prefix = true
             request_headers: HeaderRules::default(),
             response_headers: HeaderRules::default(),
             timeouts: Timeouts::default(),
+            lifecycle: Default::default(),
         };
         let expected = Config {
             source: "full.toml".into(),
@@ -274,6 +275,7 @@ strip_prefix = true
             ],
             admin: AdminSettings {
                 address: addr("127.0.0.1:9999"),
+                token_digest: None,
             },
             pools,
             routes: vec![
@@ -303,6 +305,7 @@ strip_prefix = true
                         read: secs(5),
                         ..Timeouts::default()
                     },
+                    lifecycle: Default::default(),
                 },
                 users_route("users", PathMatch::Exact("/users".into()), false),
                 users_route("users-all", PathMatch::Prefix("/users".into()), true),

@@ -79,9 +79,10 @@ impl Eq for SourceDigest {}
 
 /// A file the config names (certificate, key, CA bundle), resolved against
 /// the config file's directory, and where the config names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct FileRef {
     pub path: std::path::PathBuf,
+    #[serde(skip)]
     pub at: Pos,
 }
 
@@ -92,7 +93,7 @@ impl FileRef {
 }
 
 /// A whole, validated configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
 pub struct Config {
     /// File it was loaded from (for messages).
     pub source: String,
@@ -113,11 +114,13 @@ pub struct Config {
     /// config's directory: a new file matching one is a config change.
     pub consumer_globs: Vec<std::path::PathBuf>,
     /// What the main file and the consumer files held when read.
+    #[serde(skip)]
     pub source_digest: SourceDigest,
 }
 
 /// Where the access log goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum AccessLogTarget {
     Off,
     /// Standard output (the journal, under systemd). The default.
@@ -126,11 +129,12 @@ pub enum AccessLogTarget {
     File(std::path::PathBuf),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
 pub struct ServerSettings {
     /// Worker threads of the proxy service.
     pub threads: usize,
     /// How long a graceful shutdown waits for in-flight requests.
+    #[serde(with = "humantime_serde")]
     pub grace_period: Duration,
     /// Idle upstream keep-alive connections kept per worker thread, over all
     /// pools; a connection beyond this is closed after its response.
@@ -142,7 +146,7 @@ pub struct ServerSettings {
 
 /// A proxy listener. The address may use port 0 (tests); the bound address is
 /// printed at start-up.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
 pub struct Listener {
     pub address: SocketAddr,
     /// TLS termination; `None` = plain HTTP.
@@ -155,7 +159,7 @@ pub struct Listener {
 }
 
 /// Certificates a TLS listener serves, chosen by SNI.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
 pub struct ListenerTls {
     pub certificates: Vec<CertificateSpec>,
     /// Lowest TLS version accepted (1.2 or 1.3).
@@ -165,7 +169,7 @@ pub struct ListenerTls {
 }
 
 /// Client certificates on a TLS listener.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
 pub struct ClientAuth {
     /// `true`: a handshake without a valid client certificate fails;
     /// `false`: a certificate is asked for and verified if sent.
@@ -181,14 +185,16 @@ pub struct ClientAuth {
 pub const DEFAULT_CLIENT_SUBJECT_HEADER: &str = "x-client-cert-subject";
 
 /// TLS protocol versions the gateway speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TlsVersion {
+    #[serde(rename = "1.2")]
     Tls12,
+    #[serde(rename = "1.3")]
     Tls13,
 }
 
 /// One certificate entry of a TLS listener.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
 pub struct CertificateSpec {
     /// PEM certificate chain, leaf first (resolved against the config's directory).
     pub cert: std::path::PathBuf,
@@ -200,15 +206,29 @@ pub struct CertificateSpec {
     /// Served when the client's SNI matches no name (or sends none).
     pub default: bool,
     /// Where the entry is in the config file, for errors found when loading.
+    #[serde(skip)]
     pub at: Pos,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
 pub struct AdminSettings {
     pub address: SocketAddr,
+    /// SHA-256 of the bearer token every admin endpoint but `/healthz` and
+    /// `/readyz` requires; `None`: no token (keep the admin listener on
+    /// loopback or a private network). Shown only as `"<redacted>"`.
+    #[serde(serialize_with = "redacted")]
+    pub token_digest: Option<[u8; 32]>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// `"<redacted>"` for a secret that is set, `null` for one that is not.
+fn redacted<S: serde::Serializer, T>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => s.serialize_str("<redacted>"),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
 pub struct Pool {
     pub name: String,
     pub backends: Vec<Backend>,
@@ -222,7 +242,7 @@ pub struct Pool {
 }
 
 /// How the gateway speaks TLS to a pool's backends.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamTls {
     /// SNI and the name the certificate must carry; `None`: no SNI, and the
     /// certificate is checked against the chain only when `verify`.
@@ -238,13 +258,14 @@ pub struct UpstreamTls {
     pub h2: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Backend {
     pub address: SocketAddr,
     pub weight: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum Balance {
     /// Weighted round robin.
     RoundRobin,
@@ -256,7 +277,8 @@ pub enum Balance {
     ConsistentHash(HashKey),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum HashKey {
     /// Value of a request header (lower-case name).
     Header(String),
@@ -270,13 +292,18 @@ pub enum HashKey {
 
 /// Upstream timeouts. `None` means "not set here" on a route (inherit the
 /// pool's); pools always have every field resolved except `total`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct Timeouts {
+    #[serde(with = "humantime_serde")]
     pub connect: Option<Duration>,
+    #[serde(with = "humantime_serde")]
     pub read: Option<Duration>,
+    #[serde(with = "humantime_serde")]
     pub write: Option<Duration>,
+    #[serde(with = "humantime_serde")]
     pub idle: Option<Duration>,
     /// Deadline for the whole request, across retries.
+    #[serde(with = "humantime_serde")]
     pub total: Option<Duration>,
 }
 
@@ -293,16 +320,19 @@ impl Timeouts {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct HealthCheck {
     pub kind: HealthCheckKind,
+    #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum HealthCheckKind {
     Tcp,
     Http {
@@ -314,7 +344,7 @@ pub enum HealthCheckKind {
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
 pub struct Route {
     pub id: String,
     /// Labels that consumer scopes and limits can name.
@@ -335,9 +365,31 @@ pub struct Route {
     pub response_headers: HeaderRules,
     /// Per-route overrides of the pool's timeouts.
     pub timeouts: Timeouts,
+    /// Deprecation and sunset of the route (API version lifecycle).
+    pub lifecycle: Lifecycle,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// When a route is deprecated and goes away (Unix seconds).
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct Lifecycle {
+    /// `Deprecation` (RFC 9745).
+    pub deprecation: Option<i64>,
+    /// `Sunset` (RFC 8594); not earlier than `deprecation`.
+    pub sunset: Option<i64>,
+    /// `Link: <URL>; rel="deprecation"`.
+    pub link: Option<String>,
+    /// From the sunset on, answer `410 Gone` instead of forwarding.
+    pub gone_after_sunset: bool,
+}
+
+impl Lifecycle {
+    pub fn is_empty(&self) -> bool {
+        self == &Lifecycle::default()
+    }
+}
+
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
 pub enum HostPattern {
     /// Lower-case exact host name (no port).
     Exact(String),
@@ -346,7 +398,8 @@ pub enum HostPattern {
     Wildcard(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
 pub enum PathMatch {
     Exact(String),
     /// Matches the prefix itself and anything below it on a segment
@@ -364,7 +417,7 @@ impl PathMatch {
 
 /// Header edits: `remove` is applied first, then `set` (which replaces any
 /// existing value).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct HeaderRules {
     /// (lower-case name, value)
     pub set: Vec<(String, String)>,
@@ -392,7 +445,7 @@ pub const DEFAULT_FAILED_ATTEMPTS_RATE: &str = "10/m";
 pub const DEFAULT_FAILED_ATTEMPTS_BURST: u32 = 10;
 
 /// `[auth]`: shared by every route with `auth = "api_key"`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
 pub struct AuthSettings {
     /// Lower-case header name; always stripped from client requests.
     pub consumer_header: String,
@@ -403,14 +456,16 @@ pub struct AuthSettings {
 }
 
 /// Who may call a route.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum RouteAuth {
     None,
     ApiKey(KeySource),
 }
 
 /// Where a route reads the API key from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum KeySource {
     /// A request header (lower-case name).
     Header(String),
@@ -421,14 +476,15 @@ pub enum KeySource {
 }
 
 /// A route's own rate limit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct RouteLimit {
     pub bucket: crate::ratelimit::Bucket,
     pub per: LimitPer,
 }
 
 /// Whose requests a route limit counts together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
 pub enum LimitPer {
     /// All callers of the route together.
     Route,
@@ -439,7 +495,7 @@ pub enum LimitPer {
 }
 
 /// An API consumer: who holds keys and what they may call, how much.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
 pub struct Consumer {
     pub id: String,
     pub name: Option<String>,
@@ -456,8 +512,10 @@ pub struct Consumer {
 }
 
 /// One key of a consumer, as its SHA-256 digest.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Clone, PartialEq, Eq)]
 pub struct ApiKey {
+    /// Never shown: not in the admin API, logs or debug output.
+    #[serde(skip)]
     pub digest: [u8; 32],
     /// Non-secret prefix naming the key in logs and the admin API.
     pub prefix: String,
@@ -479,7 +537,7 @@ impl std::fmt::Debug for ApiKey {
 }
 
 /// Routes a consumer may call, and with which methods.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
 pub struct Scope {
     /// Route ids; `"*"` is every route.
     pub routes: Vec<String>,
@@ -490,7 +548,7 @@ pub struct Scope {
 
 /// A consumer's rate limit: across all its calls, or on the listed routes
 /// (and routes with the listed tags), each counted apart.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerLimit {
     pub bucket: crate::ratelimit::Bucket,
     pub routes: Vec<String>,

@@ -67,17 +67,27 @@ pub async fn admit(
                 return Ok(false);
             }
         }
-        let verdict = {
+        let (verdict, known) = {
             let req = session.req_header();
             let key = auth::presented_key(req, &key_auth.source);
             let now_secs = i64::try_from(now / NANOS_PER_SEC).unwrap_or(i64::MAX);
-            auth::authenticate(
+            let verdict = auth::authenticate(
                 &snapshot.consumers,
                 key.as_deref(),
                 route_index,
                 &req.method,
                 now_secs,
-            )
+            );
+            // A refused key that names its consumer (disabled, expired, out
+            // of scope): logged and counted in the consumer's usage.
+            let known = match &verdict {
+                Err(r) if r.names_consumer() => key
+                    .as_deref()
+                    .and_then(|k| snapshot.consumers.find(&auth::keys::digest(k)))
+                    .map(|e| (e.consumer, e.prefix.clone())),
+                _ => None,
+            };
+            (verdict, known)
         };
         match verdict {
             Ok(who) => {
@@ -87,6 +97,10 @@ pub async fn admit(
             }
             Err(rejection) => {
                 ctx.auth_failure = Some(rejection.reason());
+                if let Some((consumer, prefix)) = known {
+                    ctx.consumer = Some(consumer);
+                    ctx.key_prefix = Some(prefix);
+                }
                 if rejection.is_failed_attempt() {
                     if let Some(check) = damping {
                         store.acquire(&[check], now).await;

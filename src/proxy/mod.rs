@@ -6,6 +6,7 @@ mod access;
 mod ctx;
 pub mod errors;
 pub mod forward;
+pub mod lifecycle;
 pub mod problem;
 mod record;
 mod retry;
@@ -99,8 +100,9 @@ impl ProxyHttp for GatewayProxy {
 
     /// Route the request and admit it. Answers itself (returns `Ok(true)`)
     /// with 404/405 when no route fits, 401/403/429 when the key, its scope
-    /// or a limit refuses it (see `proxy/access.rs`), and 503 at once when the
-    /// route's pool has no healthy backend.
+    /// or a limit refuses it (see `proxy/access.rs`), 410 when the route's
+    /// sunset has passed and it is `gone`, and 503 at once when the route's
+    /// pool has no healthy backend.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if let Some(port) = ctx.redirect_https {
             problem::redirect_to_https(session, port, &ctx.request_id).await?;
@@ -139,6 +141,21 @@ impl ProxyHttp for GatewayProxy {
             return Ok(true);
         }
         let route = &snapshot.routes[index];
+        if let Some(lifecycle) = route.lifecycle.as_deref() {
+            let now = i64::try_from(self.gateway.clock().now_nanos() / 1_000_000_000).unwrap_or(0);
+            if lifecycle.gone(now) {
+                problem::respond_detailed(
+                    session,
+                    Problem::Gone,
+                    None,
+                    None,
+                    &ctx.request_id,
+                    lifecycle.headers(),
+                )
+                .await?;
+                return Ok(true);
+            }
+        }
         ctx.deadline = route.timeouts.total.map(|t| ctx.started + t);
         if !route.pool.any_healthy() {
             problem::respond(session, Problem::NoHealthyBackend, &ctx.request_id, &[]).await?;
@@ -274,8 +291,8 @@ impl ProxyHttp for GatewayProxy {
         Ok(())
     }
 
-    /// Shape the response the client sees: header rules, the request id and
-    /// the rate-limit headers.
+    /// Shape the response the client sees: lifecycle headers (deprecation,
+    /// sunset), header rules, the request id and the rate-limit headers.
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -283,6 +300,9 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         if let Some(route) = ctx.route() {
+            if let Some(lifecycle) = route.lifecycle.as_deref() {
+                lifecycle.apply(upstream)?;
+            }
             forward::apply_header_ops(upstream, &route.response_headers)?;
         }
         upstream.insert_header(forward::REQUEST_ID, ctx.request_id.clone())?;

@@ -26,6 +26,8 @@ pub enum Problem {
     /// Too many failed key attempts from this address.
     TooManyFailedAttempts,
     NoHealthyBackend,
+    /// The route's sunset has passed (`sunset_action = "gone"`).
+    Gone,
     BadGateway,
     GatewayTimeout,
     Internal,
@@ -41,6 +43,7 @@ impl Problem {
             Problem::Forbidden => 403,
             Problem::TooManyRequests | Problem::TooManyFailedAttempts => 429,
             Problem::NoHealthyBackend => 503,
+            Problem::Gone => 410,
             Problem::BadGateway => 502,
             Problem::GatewayTimeout => 504,
             Problem::Internal => 500,
@@ -56,6 +59,7 @@ impl Problem {
             Problem::Forbidden => "Forbidden",
             Problem::TooManyRequests | Problem::TooManyFailedAttempts => "Too Many Requests",
             Problem::NoHealthyBackend => "Service Unavailable",
+            Problem::Gone => "Gone",
             Problem::BadGateway => "Bad Gateway",
             Problem::GatewayTimeout => "Gateway Timeout",
             Problem::Internal => "Internal Server Error",
@@ -75,6 +79,7 @@ impl Problem {
                 "Too many requests with invalid API keys from this address."
             }
             Problem::NoHealthyBackend => "No healthy upstream server is available.",
+            Problem::Gone => "This API has been retired; see the Sunset and Link headers.",
             Problem::BadGateway => "The upstream server could not be reached or failed.",
             Problem::GatewayTimeout => "The upstream server did not answer in time.",
             Problem::Internal => "The gateway failed to process the request.",

@@ -19,6 +19,8 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
         gateway.metrics().rate_limited(route_id, limit);
     }
     count(session, ctx);
+    let now = std::time::SystemTime::now();
+    count_usage(ctx, now);
     let log = gateway.access_log();
     if !log.enabled() {
         return;
@@ -81,7 +83,26 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
         tls,
         error: e.map(|e| e.etype().as_str()),
     };
-    log.write(entry.to_json(std::time::SystemTime::now()));
+    log.write(entry.to_json(now));
+}
+
+/// Count the request in its consumer's usage of its route.
+fn count_usage(ctx: &RequestCtx, now: std::time::SystemTime) {
+    let (Some(snapshot), Some(index), Some(consumer)) = (&ctx.snapshot, ctx.route, ctx.consumer)
+    else {
+        return;
+    };
+    let (Some(route), Some(consumer)) = (
+        snapshot.routes.get(index),
+        snapshot.consumers.consumer(consumer),
+    ) else {
+        return;
+    };
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let refusal = crate::usage::Refusal::of(ctx.auth_failure, ctx.denied_by);
+    consumer.usage.record(index, &route.id, refusal, secs);
 }
 
 /// The protocol the TLS handshake negotiated with ALPN, if any.

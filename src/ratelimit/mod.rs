@@ -30,9 +30,10 @@ pub use store::{LocalStore, DEFAULT_MAX_COUNTERS};
 pub const MAX_RATE_COUNT: u32 = 1_000_000_000;
 
 /// A sustained rate: `count` requests per `period`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rate {
     pub count: u32,
+    #[serde(with = "humantime_serde")]
     pub period: Duration,
 }
 
@@ -64,21 +65,22 @@ impl Rate {
 
 /// A token bucket enforced with GCRA: `rate` sustained, up to `burst`
 /// requests at once (`burst` ≥ 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Bucket {
     pub rate: Rate,
     pub burst: u32,
 }
 
 /// Calendar periods of quotas, in UTC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
 pub enum Period {
     Day,
     Month,
 }
 
 /// At most `limit` requests per calendar `period` (`limit` ≥ 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Quota {
     pub period: Period,
     pub limit: u64,

@@ -97,7 +97,8 @@ pub struct ConfigDiff {
     /// Addresses of TLS listeners whose certificates, key files, client CA
     /// or minimum version changed (applied live).
     pub certificates: Vec<String>,
-    /// Other live settings that changed: `auth`, `access_log`.
+    /// Other live settings that changed: `auth`, `access_log`,
+    /// `admin.token_digest`.
     pub settings: Vec<String>,
     /// Changed settings that take effect only after a restart.
     pub restart_required: Vec<String>,
@@ -186,6 +187,9 @@ impl ConfigDiff {
         }
         if old.access_log != new.access_log {
             settings.push("access_log".to_string());
+        }
+        if old.admin.token_digest != new.admin.token_digest {
+            settings.push("admin.token_digest".to_string());
         }
         ConfigDiff {
             routes,
@@ -300,7 +304,7 @@ fn restart_required(old: &Config, new: &Config) -> Vec<String> {
     if shape(old) != shape(new) || old.listeners.len() != new.listeners.len() {
         changed.push("listeners".to_string());
     }
-    if old.admin != new.admin {
+    if old.admin.address != new.admin.address {
         changed.push("admin.address".to_string());
     }
     let (a, b) = (&old.server, &new.server);

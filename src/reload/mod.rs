@@ -23,10 +23,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, ConfigError, ConfigErrors};
-use crate::metrics::RouteMetricsTable;
 use crate::snapshot::Snapshot;
+use crate::state::Handles;
 use crate::tls::CertStore;
-use crate::upstream::StateTable;
 
 /// SHA-256 of the content of every TLS file a config names (certificates,
 /// keys, CA bundles), by path: two configs that name the same files can
@@ -44,13 +43,9 @@ pub struct Prepared {
 
 /// Read, parse and validate the config at `path` and everything it
 /// includes, load its TLS material and build its snapshot with the live
-/// backend states of `backends` and the metric handles of `routes` (it
-/// changes neither). Every error found, in file order.
-pub fn prepare(
-    path: &Path,
-    backends: &StateTable,
-    routes: &RouteMetricsTable,
-) -> Result<Prepared, ConfigErrors> {
+/// backend states, metric handles and usage cells of `tables` (it changes
+/// none of them). Every error found, in file order.
+pub fn prepare(path: &Path, tables: Handles<'_>) -> Result<Prepared, ConfigErrors> {
     let started = std::time::Instant::now();
     let config = config::load(path)?;
     let loaded = started.elapsed();
@@ -63,7 +58,7 @@ pub fn prepare(
         }
     };
     let material = material(&config);
-    let snapshot = match Snapshot::build(config, backends, routes) {
+    let snapshot = match Snapshot::build(config, tables) {
         Ok(mut s) => {
             s.fingerprint = fingerprint(&s.config, &material);
             s.material = material;

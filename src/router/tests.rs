@@ -28,6 +28,7 @@ fn route(hosts: &[&str], path: &str, methods: &[&str]) -> Route {
         request_headers: HeaderRules::default(),
         response_headers: HeaderRules::default(),
         timeouts: Timeouts::default(),
+        lifecycle: Default::default(),
     }
 }
 

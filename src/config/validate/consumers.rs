@@ -418,7 +418,7 @@ impl Validator<'_> {
 }
 
 /// Unix seconds of a TOML date-time; the error completes `KEY …`.
-fn unix_seconds(t: &toml::value::Datetime) -> Result<i64, String> {
+pub(super) fn unix_seconds(t: &toml::value::Datetime) -> Result<i64, String> {
     let Some(date) = t.date else {
         return Err("needs a date, e.g. 2027-01-01T00:00:00Z".into());
     };

@@ -394,6 +394,7 @@ impl Validator<'_> {
                 None => {
                     return model::AdminSettings {
                         address: default_addr(model::DEFAULT_ADMIN_LISTEN),
+                        token_digest: None,
                     }
                 }
             },
@@ -438,7 +439,23 @@ impl Validator<'_> {
                 (None, None) => {}
             }
         }
-        model::AdminSettings { address }
+        let token_digest = admin
+            .and_then(|a| a.token_digest.as_ref())
+            .and_then(|t| {
+                let digest = crate::auth::keys::parse_digest(t.get_ref());
+                if digest.is_none() {
+                    self.error(
+                        t.span(),
+                        Some("admin"),
+                        "token_digest must be the SHA-256 of the admin token as 64 hex digits (`portcullis keys hash` prints it); never put the token itself in the config".to_string(),
+                    );
+                }
+                digest
+            });
+        model::AdminSettings {
+            address,
+            token_digest,
+        }
     }
 
     fn listener_tls(

@@ -155,6 +155,7 @@ impl Validator<'_> {
         let auth = self.route_auth(route, item);
         let tags = self.tags(route.tags.as_deref().unwrap_or_default(), item);
         let rate_limits = self.route_limits(route, &auth, item);
+        let lifecycle = self.lifecycle(route, item);
 
         let key = match_ok.then(|| MatchKey {
             index,
@@ -176,8 +177,80 @@ impl Validator<'_> {
             request_headers,
             response_headers,
             timeouts,
+            lifecycle,
         };
         (model_route, key)
+    }
+
+    /// `deprecation`, `sunset`, `deprecation_link`, `sunset_action`.
+    fn lifecycle(&mut self, route: &RouteFile, item: &str) -> model::Lifecycle {
+        let mut date = |t: &Option<Spanned<toml::value::Datetime>>, key: &str| {
+            let t = t.as_ref()?;
+            match super::consumers::unix_seconds(t.get_ref()) {
+                Ok(s) => Some(s),
+                Err(why) => {
+                    self.error(t.span(), Some(item), format!("{key} {why}"));
+                    None
+                }
+            }
+        };
+        let deprecation = date(&route.deprecation, "deprecation");
+        let sunset = date(&route.sunset, "sunset");
+        if let (Some(d), Some(s), Some(at)) = (deprecation, sunset, route.sunset.as_ref()) {
+            if s < d {
+                self.error(
+                    at.span(),
+                    Some(item),
+                    "sunset must not be earlier than deprecation (RFC 9745 §4)",
+                );
+            }
+        }
+        let link = route.deprecation_link.as_ref().and_then(|l| {
+            let url = l.get_ref();
+            let ok = (url.starts_with("https://") || url.starts_with("http://"))
+                && url.len() > "https://".len()
+                && url
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>');
+            if !ok {
+                self.error(
+                    l.span(),
+                    Some(item),
+                    "deprecation_link must be an http:// or https:// URL without spaces, < or >",
+                );
+            }
+            ok.then(|| url.clone())
+        });
+        let gone_after_sunset = match &route.sunset_action {
+            None => false,
+            Some(a) if a.get_ref() == "gone" => {
+                if route.sunset.is_none() {
+                    self.error(
+                        a.span(),
+                        Some(item),
+                        "sunset_action needs a sunset date-time",
+                    );
+                }
+                true
+            }
+            Some(a) => {
+                self.error(
+                    a.span(),
+                    Some(item),
+                    format!(
+                        "unknown sunset_action \"{}\": the only action is \"gone\" (410 from the sunset on); leave it out to keep serving",
+                        a.get_ref()
+                    ),
+                );
+                false
+            }
+        };
+        model::Lifecycle {
+            deprecation,
+            sunset,
+            link,
+            gone_after_sunset,
+        }
     }
 
     fn route_auth(&mut self, route: &RouteFile, item: &str) -> model::RouteAuth {

@@ -1,0 +1,280 @@
+//! The JSON bodies of the admin API's read endpoints, from the snapshot
+//! now serving and the long-lived state.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use crate::config::model::{HostPattern, PathMatch};
+use crate::gateway::Gateway;
+use crate::ratelimit::{Limit, Outcome};
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `GET /-/pools`: every pool with its backends' health and in-flight
+/// requests.
+pub fn pools(gateway: &Gateway) -> Value {
+    let snapshot = gateway.snapshot();
+    let pools: serde_json::Map<String, Value> = sorted_pools(&snapshot)
+        .map(|(name, pool)| {
+            let backends: Vec<Value> = pool
+                .backends
+                .iter()
+                .map(|b| {
+                    json!({
+                        "address": b.address.to_string(),
+                        "weight": b.weight,
+                        "healthy": b.state.is_healthy(),
+                        "inflight": b.state.inflight(),
+                    })
+                })
+                .collect();
+            (name.clone(), json!({ "backends": backends }))
+        })
+        .collect();
+    json!({ "pools": pools })
+}
+
+fn sorted_pools(
+    snapshot: &crate::snapshot::Snapshot,
+) -> impl Iterator<Item = (&String, &std::sync::Arc<crate::upstream::Pool>)> {
+    let mut pools: Vec<_> = snapshot.pools.iter().collect();
+    pools.sort_by(|a, b| a.0.cmp(b.0));
+    pools.into_iter()
+}
+
+/// `GET /-/upstreams`: per pool and backend, health, in-flight requests and
+/// the last attempt that got no response.
+pub fn upstreams(gateway: &Gateway) -> Value {
+    let snapshot = gateway.snapshot();
+    let pools: Vec<Value> = sorted_pools(&snapshot)
+        .map(|(name, pool)| {
+            let backends: Vec<Value> = pool
+                .backends
+                .iter()
+                .map(|b| {
+                    let last_error = b.state.last_error().map(|e| {
+                        json!({
+                            "at": unix(e.at),
+                            "reason": e.reason.as_str(),
+                            "detail": e.detail,
+                        })
+                    });
+                    json!({
+                        "address": b.address.to_string(),
+                        "weight": b.weight,
+                        "healthy": b.state.is_healthy(),
+                        "inflight": b.state.inflight(),
+                        "last_error": last_error,
+                    })
+                })
+                .collect();
+            let healthy = pool
+                .backends
+                .iter()
+                .filter(|b| b.state.is_healthy())
+                .count();
+            json!({
+                "name": name,
+                "balance": pool.config.balance,
+                "health_check": pool.config.health_check.is_some(),
+                "healthy_backends": healthy,
+                "backends": backends,
+            })
+        })
+        .collect();
+    json!({ "pools": pools })
+}
+
+/// `GET /-/routes`: the routing table of the current snapshot.
+pub fn routes(gateway: &Gateway) -> Value {
+    let snapshot = gateway.snapshot();
+    let routes: Vec<Value> = snapshot
+        .config
+        .routes
+        .iter()
+        .map(|r| {
+            let hosts: Vec<String> = r
+                .hosts
+                .iter()
+                .map(|h| match h {
+                    HostPattern::Exact(h) => h.clone(),
+                    HostPattern::Wildcard(s) => format!("*{s}"),
+                })
+                .collect();
+            let (kind, path) = match &r.path {
+                PathMatch::Exact(p) => ("exact", p),
+                PathMatch::Prefix(p) => ("prefix", p),
+            };
+            json!({
+                "id": r.id, "hosts": hosts, "path": path, "path_match": kind,
+                "methods": r.methods, "pool": r.pool,
+            })
+        })
+        .collect();
+    json!({ "routes": routes })
+}
+
+/// `GET /-/certificates`: each TLS listener's certificates.
+pub fn certificates(gateway: &Gateway) -> Value {
+    let certs: Vec<Value> = gateway
+        .certificates()
+        .into_iter()
+        .map(|(listener, names, not_after)| {
+            json!({ "listener": listener, "names": names, "not_after": not_after })
+        })
+        .collect();
+    json!({ "certificates": certs })
+}
+
+/// `GET /-/consumers`: every consumer with its keys by prefix.
+pub fn consumers(gateway: &Gateway) -> Value {
+    let snapshot = gateway.snapshot();
+    let consumers: Vec<Value> = snapshot
+        .config
+        .consumers
+        .iter()
+        .map(|c| {
+            let keys: Vec<Value> = c
+                .keys
+                .iter()
+                .map(|k| {
+                    json!({
+                        "prefix": k.prefix,
+                        "not_before": k.not_before,
+                        "expires": k.expires,
+                    })
+                })
+                .collect();
+            json!({
+                "id": c.id,
+                "name": c.name,
+                "metadata": c.metadata,
+                "disabled": c.disabled,
+                "keys": keys,
+                "defined_at": c.defined_at,
+            })
+        })
+        .collect();
+    json!({ "consumers": consumers })
+}
+
+/// `GET /-/config`: the effective config (defaults applied) as JSON, with
+/// key digests left out and the admin token digest redacted.
+pub fn config(gateway: &Gateway) -> Value {
+    let snapshot = gateway.snapshot();
+    let mut config = serde_json::to_value(&*snapshot.config).unwrap_or(Value::Null);
+    if let Some(obj) = config.as_object_mut() {
+        obj.insert(
+            "fingerprint".to_string(),
+            format!("{:012x}", snapshot.fingerprint & 0xffff_ffff_ffff).into(),
+        );
+    }
+    config
+}
+
+/// Filters of `GET /-/usage`.
+#[derive(Debug, Default)]
+pub struct UsageQuery {
+    pub consumer: Option<String>,
+    pub route: Option<String>,
+    /// Only routes with a `deprecation` or `sunset`.
+    pub deprecated: bool,
+}
+
+impl UsageQuery {
+    /// From `consumer=ID&route=ID&deprecated=true`; unknown parameters are
+    /// an error.
+    pub fn parse(query: Option<&str>) -> Result<UsageQuery, String> {
+        let mut q = UsageQuery::default();
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "consumer" => q.consumer = Some(v.to_string()),
+                "route" => q.route = Some(v.to_string()),
+                "deprecated" => {
+                    q.deprecated = match v {
+                        "true" | "1" | "" => true,
+                        "false" | "0" => false,
+                        _ => return Err(format!("deprecated must be true or false, not {v:?}")),
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "unknown parameter {other:?}: use consumer, route or deprecated"
+                    ))
+                }
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// `GET /-/usage`: per consumer and route, requests, refusals by reason and
+/// when last seen; per consumer, how much of each quota is used.
+pub async fn usage(gateway: &Gateway, q: &UsageQuery) -> Value {
+    let snapshot = gateway.snapshot();
+    let now = gateway.clock().now_nanos();
+    let lifecycle: std::collections::HashMap<&str, &crate::config::model::Lifecycle> = snapshot
+        .config
+        .routes
+        .iter()
+        .map(|r| (r.id.as_str(), &r.lifecycle))
+        .collect();
+    let mut consumers = Vec::new();
+    for c in &snapshot.consumers.consumers {
+        if q.consumer.as_deref().is_some_and(|id| id != &*c.id) {
+            continue;
+        }
+        let routes: Vec<Value> = c
+            .usage
+            .usage()
+            .routes()
+            .into_iter()
+            .filter(|(id, _)| q.route.as_deref().is_none_or(|r| r == &**id))
+            .filter_map(|(id, counts)| {
+                let l = lifecycle.get(&*id)?;
+                let deprecated = l.deprecation.is_some() || l.sunset.is_some();
+                (!q.deprecated || deprecated).then(|| {
+                    json!({
+                        "route": &*id,
+                        "requests": counts.requests,
+                        "refused": counts.refused,
+                        "last_seen": counts.last_seen,
+                        "deprecation": l.deprecation,
+                        "sunset": l.sunset,
+                    })
+                })
+            })
+            .collect();
+        let filtered = q.route.is_some() || q.deprecated;
+        if filtered && routes.is_empty() {
+            continue;
+        }
+        let mut quotas = Vec::new();
+        for limit in c.limits.quotas() {
+            let Limit::Quota(quota) = limit.limit else {
+                continue;
+            };
+            let check = limit.check(Some(c), None);
+            let remaining = match gateway.limit_store().peek(&[check], now).await {
+                Outcome::Allowed(s) | Outcome::Denied { states: s, .. } => {
+                    s.first().map_or(quota.limit, |s| s.remaining)
+                }
+            };
+            quotas.push(json!({
+                "name": &*limit.name,
+                "period": quota.period,
+                "limit": quota.limit,
+                "used": quota.limit.saturating_sub(remaining),
+            }));
+        }
+        consumers.push(json!({ "id": &*c.id, "routes": routes, "quotas": quotas }));
+    }
+    json!({
+        "since": unix(gateway.usage_since()),
+        "consumers": consumers,
+    })
+}

@@ -1,0 +1,305 @@
+//! Usage per consumer and route (`GET /-/usage`): requests, refusals by
+//! reason and when the consumer last called, without a metric label per
+//! consumer.
+//!
+//! Cells live in the [`UsageTable`] (long-lived), one per consumer id and
+//! route id that the consumer has called: memory is bounded by the config
+//! (consumers × routes they call). A consumer's cells survive reloads that
+//! keep its id; those of routes that leave go at commit.
+//!
+//! On the request path, each consumer of a snapshot has a few lock-free
+//! slots, claimed by route index on first use, that point at its cells:
+//! recording is a slot scan and two atomic adds. A consumer calling more
+//! distinct routes than it has slots goes through its (locked) cell map for
+//! the others.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
+
+/// Why a known consumer's request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    OutOfScope,
+    ConsumerDisabled,
+    KeyExpired,
+    KeyNotYetValid,
+    RateLimited,
+    QuotaExhausted,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 6] = [
+        Refusal::OutOfScope,
+        Refusal::ConsumerDisabled,
+        Refusal::KeyExpired,
+        Refusal::KeyNotYetValid,
+        Refusal::RateLimited,
+        Refusal::QuotaExhausted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::OutOfScope => "out_of_scope",
+            Refusal::ConsumerDisabled => "consumer_disabled",
+            Refusal::KeyExpired => "key_expired",
+            Refusal::KeyNotYetValid => "key_not_yet_valid",
+            Refusal::RateLimited => "rate_limited",
+            Refusal::QuotaExhausted => "quota_exhausted",
+        }
+    }
+
+    /// The refusal of an authentication failure reason (`Rejection::reason`)
+    /// or a limit label (`daily-quota`, `route-consumer`, …).
+    pub fn of(auth_failure: Option<&str>, limit: Option<&str>) -> Option<Refusal> {
+        match (auth_failure, limit) {
+            (Some("out_of_scope"), _) => Some(Refusal::OutOfScope),
+            (Some("consumer_disabled"), _) => Some(Refusal::ConsumerDisabled),
+            (Some("key_expired"), _) => Some(Refusal::KeyExpired),
+            (Some("key_not_yet_valid"), _) => Some(Refusal::KeyNotYetValid),
+            (_, Some(l)) if l.ends_with("quota") => Some(Refusal::QuotaExhausted),
+            (_, Some(_)) => Some(Refusal::RateLimited),
+            _ => None,
+        }
+    }
+}
+
+/// What one consumer did on one route.
+#[derive(Debug, Default)]
+pub struct UsageCell {
+    requests: AtomicU64,
+    refused: [AtomicU64; Refusal::ALL.len()],
+    /// Unix seconds of the latest request.
+    last_seen: AtomicU64,
+}
+
+/// A copy of a cell's counts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CellCounts {
+    pub requests: u64,
+    /// Only reasons that happened.
+    pub refused: std::collections::BTreeMap<&'static str, u64>,
+    pub last_seen: u64,
+}
+
+impl UsageCell {
+    /// One request at `now` (Unix seconds), refused for `refusal` if any.
+    pub fn record(&self, refusal: Option<Refusal>, now: u64) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(r) = refusal {
+            self.refused[r as usize].fetch_add(1, Ordering::Relaxed);
+        }
+        self.last_seen.fetch_max(now, Ordering::Relaxed);
+    }
+
+    pub fn counts(&self) -> CellCounts {
+        CellCounts {
+            requests: self.requests.load(Ordering::Relaxed),
+            refused: Refusal::ALL
+                .iter()
+                .map(|r| {
+                    (
+                        r.as_str(),
+                        self.refused[*r as usize].load(Ordering::Relaxed),
+                    )
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            last_seen: self.last_seen.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Every cell of one consumer, by route id; long-lived.
+#[derive(Debug, Default)]
+pub struct ConsumerUsage {
+    routes: Mutex<HashMap<Arc<str>, Arc<UsageCell>>>,
+}
+
+impl ConsumerUsage {
+    /// The cell of `route` (made on first use).
+    pub fn cell(&self, route: &str) -> Arc<UsageCell> {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = routes.get(route) {
+            return c.clone();
+        }
+        let cell = Arc::new(UsageCell::default());
+        routes.insert(Arc::from(route), cell.clone());
+        cell
+    }
+
+    /// Every route called so far, with its counts, by route id.
+    pub fn routes(&self) -> Vec<(Arc<str>, CellCounts)> {
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<_> = routes
+            .iter()
+            .map(|(r, c)| (r.clone(), c.counts()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    fn keep_routes(&self, keep: &HashSet<&str>) {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        routes.retain(|r, _| keep.contains(&**r));
+    }
+}
+
+/// Lock-free slots a consumer of one snapshot has for the routes it calls.
+const SLOTS: usize = 8;
+
+#[derive(Default)]
+struct Slot {
+    /// Route index + 1; 0 while free.
+    route: AtomicU32,
+    cell: OnceLock<Arc<UsageCell>>,
+}
+
+/// A consumer's usage, as one snapshot reaches it.
+pub struct ConsumerSlots {
+    usage: Arc<ConsumerUsage>,
+    slots: OnceLock<Box<[Slot; SLOTS]>>,
+}
+
+impl std::fmt::Debug for ConsumerSlots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerSlots").finish_non_exhaustive()
+    }
+}
+
+impl ConsumerSlots {
+    pub fn new(usage: Arc<ConsumerUsage>) -> Self {
+        Self {
+            usage,
+            slots: OnceLock::new(),
+        }
+    }
+
+    /// The long-lived usage these slots point into.
+    pub fn usage(&self) -> &Arc<ConsumerUsage> {
+        &self.usage
+    }
+
+    /// Record one request to route `index` (id `route`) of this snapshot.
+    pub fn record(&self, index: usize, route: &str, refusal: Option<Refusal>, now: u64) {
+        let key = u32::try_from(index).map_or(0, |i| i.saturating_add(1));
+        let slots = self.slots.get_or_init(Default::default);
+        for slot in slots.iter() {
+            let taken = slot.route.load(Ordering::Acquire);
+            let mine = key != 0
+                && (taken == key
+                    || (taken == 0
+                        && slot
+                            .route
+                            .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
+                            .map_or_else(|current| current == key, |_| true)));
+            if mine {
+                slot.cell
+                    .get_or_init(|| self.usage.cell(route))
+                    .record(refusal, now);
+                return;
+            }
+        }
+        self.usage.cell(route).record(refusal, now);
+    }
+}
+
+/// The usage of every consumer, by consumer id; long-lived.
+#[derive(Debug)]
+pub struct UsageTable {
+    consumers: Mutex<HashMap<Arc<str>, Arc<ConsumerUsage>>>,
+    since: SystemTime,
+}
+
+impl Default for UsageTable {
+    fn default() -> Self {
+        Self {
+            consumers: Mutex::default(),
+            since: SystemTime::now(),
+        }
+    }
+}
+
+impl UsageTable {
+    /// The usage of consumer `id`: the live one, or a fresh one (not in the
+    /// table until a commit adopts it).
+    pub fn for_consumer(&self, id: &str) -> Arc<ConsumerUsage> {
+        let consumers = self.consumers.lock().unwrap_or_else(|p| p.into_inner());
+        consumers.get(id).cloned().unwrap_or_default()
+    }
+
+    /// Make `consumers` (id, usage) the table's contents, keeping only the
+    /// cells of `routes`.
+    pub fn adopt<'a>(
+        &self,
+        consumers: impl IntoIterator<Item = (&'a Arc<str>, &'a Arc<ConsumerUsage>)>,
+        routes: &HashSet<&str>,
+    ) {
+        let kept: HashMap<Arc<str>, Arc<ConsumerUsage>> = consumers
+            .into_iter()
+            .map(|(id, u)| (id.clone(), u.clone()))
+            .collect();
+        for usage in kept.values() {
+            usage.keep_routes(routes);
+        }
+        *self.consumers.lock().unwrap_or_else(|p| p.into_inner()) = kept;
+    }
+
+    /// Since when usage has been counted (process start).
+    pub fn since(&self) -> SystemTime {
+        self.since
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_and_overflow_count_per_route_and_cells_survive_adoption() {
+        let table = UsageTable::default();
+        let usage = table.for_consumer("acme");
+        let slots = ConsumerSlots::new(usage.clone());
+        for i in 0..20 {
+            slots.record(i, &format!("r{i}"), None, 100 + i as u64);
+        }
+        slots.record(0, "r0", Some(Refusal::RateLimited), 50);
+        slots.record(19, "r19", Some(Refusal::QuotaExhausted), 500);
+        let routes = usage.routes();
+        assert_eq!(routes.len(), 20);
+        let r0 = &routes.iter().find(|(r, _)| &**r == "r0").unwrap().1;
+        assert_eq!(r0.requests, 2);
+        assert_eq!(r0.refused["rate_limited"], 1);
+        assert_eq!(r0.last_seen, 100, "the latest, not the last recorded");
+        let r19 = &routes.iter().find(|(r, _)| &**r == "r19").unwrap().1;
+        assert_eq!((r19.requests, r19.last_seen), (2, 500));
+        assert_eq!(r19.refused["quota_exhausted"], 1);
+
+        // Adopted with only r0 still configured: r0 kept, the rest go.
+        let id: Arc<str> = Arc::from("acme");
+        table.adopt([(&id, &usage)], &HashSet::from(["r0"]));
+        assert!(Arc::ptr_eq(&table.for_consumer("acme"), &usage));
+        assert_eq!(usage.routes().len(), 1);
+        // A consumer that leaves loses its usage.
+        table.adopt([], &HashSet::new());
+        assert!(!Arc::ptr_eq(&table.for_consumer("acme"), &usage));
+    }
+
+    #[test]
+    fn refusal_reasons() {
+        assert_eq!(
+            Refusal::of(Some("out_of_scope"), None),
+            Some(Refusal::OutOfScope)
+        );
+        assert_eq!(
+            Refusal::of(None, Some("daily-quota")),
+            Some(Refusal::QuotaExhausted)
+        );
+        assert_eq!(
+            Refusal::of(None, Some("route-consumer")),
+            Some(Refusal::RateLimited)
+        );
+        assert_eq!(Refusal::of(None, None), None);
+    }
+}
