@@ -2,7 +2,8 @@
 # Install what building portcullis needs and a fresh machine may lack:
 # cmake (Pingora's zlib-ng build) and a C compiler. With --test, also what
 # the tests use: prometheus and promtool (Debian package prometheus; the
-# tests start their own server on a free loopback port) and openssl.
+# tests start their own server on a free loopback port), logrotate (the
+# shipped snippet is run for real) and openssl.
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 
