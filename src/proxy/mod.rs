@@ -141,20 +141,9 @@ impl ProxyHttp for GatewayProxy {
             return Ok(true);
         }
         let route = &snapshot.routes[index];
-        if let Some(lifecycle) = route.lifecycle.as_deref() {
-            let now = i64::try_from(self.gateway.clock().now_nanos() / 1_000_000_000).unwrap_or(0);
-            if lifecycle.gone(now) {
-                problem::respond_detailed(
-                    session,
-                    Problem::Gone,
-                    None,
-                    None,
-                    &ctx.request_id,
-                    lifecycle.headers(),
-                )
-                .await?;
-                return Ok(true);
-            }
+        let now = || self.gateway.clock().now_nanos();
+        if lifecycle::answered_gone(session, route, now, &ctx.request_id).await? {
+            return Ok(true);
         }
         ctx.deadline = route.timeouts.total.map(|t| ctx.started + t);
         if !route.pool.any_healthy() {

@@ -1,5 +1,7 @@
-//! What is recorded when a request ends: the request metrics, the
-//! counters of requests the gateway refused itself, the access-log line.
+//! What is recorded about a request: the upstream's status and time to
+//! first byte when its response head arrives; when it ends, the request
+//! metrics, the counters of requests the gateway refused itself, the
+//! consumer's usage and the access-log line.
 
 use pingora_error::Error;
 use pingora_proxy::Session;
@@ -8,7 +10,8 @@ use super::{forward, RequestCtx};
 use crate::accesslog::Entry;
 use crate::gateway::Gateway;
 
-/// Count the refusal (if any) and write the access-log line.
+/// Count the request and its refusal (if any), and write the access-log
+/// line.
 pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx: &RequestCtx) {
     let route = ctx.route();
     let route_id = route.map_or("", |r| r.id.as_str());
@@ -47,10 +50,7 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
         alpn: alpn(session, http2),
     });
     let trace_id = ctx.trace.trace_id_hex();
-    let upstream = route
-        .zip(ctx.tried.last())
-        .and_then(|(r, &i)| r.pool.backends.get(i))
-        .map(|b| b.address);
+    let upstream = ctx.backend().map(|b| b.address);
     let entry = Entry {
         request_id: forward::id_text(&ctx.request_id),
         client: session
