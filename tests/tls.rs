@@ -296,6 +296,21 @@ async fn alpn_h2_and_a_multiplexed_request() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(backend.hits(), 2);
+    // The access log names the protocol ALPN negotiated.
+    let h2_lines = common::eventually("two h2 access-log lines", || {
+        let lines: Vec<serde_json::Value> = gw
+            .stdout()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|l: &serde_json::Value| l["protocol"] == "HTTP/2")
+            .collect();
+        async move { (lines.len() == 2).then_some(lines) }
+    })
+    .await;
+    for line in h2_lines {
+        assert_eq!(line["tls_alpn"], "h2", "{line}");
+        assert_eq!(line["tls_sni"], "a.test", "{line}");
+    }
 }
 
 /// `openssl s_client` against the gateway with one protocol version forced.
