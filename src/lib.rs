@@ -37,6 +37,7 @@
 pub mod accesslog;
 pub mod admin;
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod connections;
