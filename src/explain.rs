@@ -155,14 +155,17 @@ pub fn explain(snapshot: &Snapshot, req: &RequestHeader, now: i64) -> Explanatio
                     );
                     consumer = Some(who.consumer);
                 }
-                Err(Rejection::Missing) => {
+                Err(auth::Refused {
+                    rejection: Rejection::Missing,
+                    ..
+                }) => {
                     out.line(
                         "  key",
                         "none presented: the gateway answers 401 (add the key with -H to see its consumer)",
                     );
                     refused = Some(401);
                 }
-                Err(r) => {
+                Err(auth::Refused { rejection: r, .. }) => {
                     out.line(
                         "  key",
                         format!(

@@ -55,11 +55,6 @@ impl Rejection {
         }
     }
 
-    /// Whether the key was a real one, so the refusal names its consumer.
-    pub fn names_consumer(self) -> bool {
-        !matches!(self, Rejection::Missing | Rejection::Unknown)
-    }
-
     /// Whether this counts as a failed key attempt for brute-force
     /// damping: a key was presented and it was not good. (A missing key is
     /// not a guess; a valid key out of scope is not a guess either.)
@@ -79,6 +74,14 @@ pub struct Authenticated<'a> {
     pub key: &'a KeyEntry,
 }
 
+/// A refused key, and the key entry when the key is a known one (disabled,
+/// expired, not yet valid, out of scope): it names whose key it was.
+#[derive(Debug, Clone, Copy)]
+pub struct Refused<'a> {
+    pub rejection: Rejection,
+    pub key: Option<&'a KeyEntry>,
+}
+
 /// Authenticate `key` for a call of route index `route` with `method` at
 /// `now` (Unix seconds).
 pub fn authenticate<'i>(
@@ -87,21 +90,35 @@ pub fn authenticate<'i>(
     route: usize,
     method: &http::Method,
     now: i64,
-) -> Result<Authenticated<'i>, Rejection> {
-    let key = key.ok_or(Rejection::Missing)?;
-    let entry = index.find(&keys::digest(key)).ok_or(Rejection::Unknown)?;
-    let consumer = index.consumer(entry.consumer).ok_or(Rejection::Unknown)?;
+) -> Result<Authenticated<'i>, Refused<'i>> {
+    let unnamed = |rejection| Refused {
+        rejection,
+        key: None,
+    };
+    let key = key.ok_or(unnamed(Rejection::Missing))?;
+    let entry = index
+        .find(&keys::digest(key))
+        .ok_or(unnamed(Rejection::Unknown))?;
+    let consumer = index
+        .consumer(entry.consumer)
+        .ok_or(unnamed(Rejection::Unknown))?;
+    let named = |rejection| {
+        Err(Refused {
+            rejection,
+            key: Some(entry),
+        })
+    };
     if consumer.disabled {
-        return Err(Rejection::Disabled);
+        return named(Rejection::Disabled);
     }
     if entry.not_before.is_some_and(|t| now < t) {
-        return Err(Rejection::NotYetValid);
+        return named(Rejection::NotYetValid);
     }
     if entry.expires.is_some_and(|t| now >= t) {
-        return Err(Rejection::Expired);
+        return named(Rejection::Expired);
     }
     if !consumer.may_call(route, method) {
-        return Err(Rejection::OutOfScope);
+        return named(Rejection::OutOfScope);
     }
     Ok(Authenticated {
         consumer_index: entry.consumer,

@@ -67,27 +67,17 @@ pub async fn admit(
                 return Ok(false);
             }
         }
-        let (verdict, known) = {
+        let verdict = {
             let req = session.req_header();
             let key = auth::presented_key(req, &key_auth.source);
             let now_secs = i64::try_from(now / NANOS_PER_SEC).unwrap_or(i64::MAX);
-            let verdict = auth::authenticate(
+            auth::authenticate(
                 &snapshot.consumers,
                 key.as_deref(),
                 route_index,
                 &req.method,
                 now_secs,
-            );
-            // A refused key that names its consumer (disabled, expired, out
-            // of scope): logged and counted in the consumer's usage.
-            let known = match &verdict {
-                Err(r) if r.names_consumer() => key
-                    .as_deref()
-                    .and_then(|k| snapshot.consumers.find(&auth::keys::digest(k)))
-                    .map(|e| (e.consumer, e.prefix.clone())),
-                _ => None,
-            };
-            (verdict, known)
+            )
         };
         match verdict {
             Ok(who) => {
@@ -95,11 +85,13 @@ pub async fn admit(
                 ctx.key_prefix = Some(who.key.prefix.clone());
                 consumer = Some(who.consumer);
             }
-            Err(rejection) => {
+            Err(auth::Refused { rejection, key }) => {
                 ctx.auth_failure = Some(rejection.reason());
-                if let Some((consumer, prefix)) = known {
-                    ctx.consumer = Some(consumer);
-                    ctx.key_prefix = Some(prefix);
+                // A known key (disabled, expired, out of scope) names its
+                // consumer: logged and counted in the consumer's usage.
+                if let Some(key) = key {
+                    ctx.consumer = Some(key.consumer);
+                    ctx.key_prefix = Some(key.prefix.clone());
                 }
                 if rejection.is_failed_attempt() {
                     if let Some(check) = damping {
