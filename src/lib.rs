@@ -52,6 +52,7 @@ pub mod ratelimit;
 pub mod reload;
 pub mod router;
 pub mod server;
+pub mod slots;
 pub mod snapshot;
 pub mod state;
 pub mod tls;

@@ -14,9 +14,11 @@
 //! the others.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
+
+use crate::slots::Slots;
 
 /// Why a known consumer's request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,17 +151,11 @@ impl ConsumerUsage {
 /// Lock-free slots a consumer of one snapshot has for the routes it calls.
 const SLOTS: usize = 8;
 
-#[derive(Default)]
-struct Slot {
-    /// Route index + 1; 0 while free.
-    route: AtomicU32,
-    cell: OnceLock<Arc<UsageCell>>,
-}
-
 /// A consumer's usage, as one snapshot reaches it.
 pub struct ConsumerSlots {
     usage: Arc<ConsumerUsage>,
-    slots: OnceLock<Box<[Slot; SLOTS]>>,
+    /// Keyed by route index + 1.
+    slots: OnceLock<Box<Slots<Arc<UsageCell>, SLOTS>>>,
 }
 
 impl std::fmt::Debug for ConsumerSlots {
@@ -185,21 +181,9 @@ impl ConsumerSlots {
     pub fn record(&self, index: usize, route: &str, refusal: Option<Refusal>, now: u64) {
         let key = u32::try_from(index).map_or(0, |i| i.saturating_add(1));
         let slots = self.slots.get_or_init(Default::default);
-        for slot in slots.iter() {
-            let taken = slot.route.load(Ordering::Acquire);
-            let mine = key != 0
-                && (taken == key
-                    || (taken == 0
-                        && slot
-                            .route
-                            .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
-                            .map_or_else(|current| current == key, |_| true)));
-            if mine {
-                slot.cell
-                    .get_or_init(|| self.usage.cell(route))
-                    .record(refusal, now);
-                return;
-            }
+        if let Some(cell) = slots.get_or_claim(key, || self.usage.cell(route)) {
+            cell.record(refusal, now);
+            return;
         }
         self.usage.cell(route).record(refusal, now);
     }

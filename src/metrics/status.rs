@@ -3,26 +3,19 @@
 //! rare rest go through a label lookup and are remembered so their series
 //! can be removed.
 
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use prometheus::IntCounter;
+
+use crate::slots::Slots;
 
 /// Distinct status codes with a cached handle.
 const SLOTS: usize = 6;
 
-/// One cached `(code, counter)`.
-#[derive(Default)]
-struct Slot {
-    /// 0 while free.
-    code: AtomicU16,
-    counter: OnceLock<IntCounter>,
-}
-
 /// The counters of one series family member by status code.
 #[derive(Default)]
 pub struct StatusCounters {
-    slots: [Slot; SLOTS],
+    slots: Slots<IntCounter, SLOTS>,
     /// Codes counted beyond the slots.
     overflow: Mutex<Vec<u16>>,
 }
@@ -32,18 +25,9 @@ impl StatusCounters {
     /// first time it is needed (and on every count beyond the slots).
     pub fn inc(&self, status: u16, child: impl Fn(&str) -> IntCounter) {
         let new = || child(itoa::Buffer::new().format(status));
-        for slot in &self.slots {
-            let taken = slot.code.load(Ordering::Acquire);
-            let mine = taken == status
-                || (taken == 0
-                    && slot
-                        .code
-                        .compare_exchange(0, status, Ordering::AcqRel, Ordering::Acquire)
-                        .map_or_else(|current| current == status, |_| true));
-            if mine {
-                slot.counter.get_or_init(new).inc();
-                return;
-            }
+        if let Some(counter) = self.slots.get_or_claim(u32::from(status), new) {
+            counter.inc();
+            return;
         }
         let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
         if !overflow.contains(&status) {
@@ -57,10 +41,8 @@ impl StatusCounters {
     pub fn codes(&self) -> Vec<String> {
         let overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
         self.slots
-            .iter()
-            .map(|s| s.code.load(Ordering::Acquire))
-            .chain(overflow.iter().copied())
-            .filter(|c| *c != 0)
+            .keys()
+            .chain(overflow.iter().map(|c| u32::from(*c)))
             .map(|c| c.to_string())
             .collect()
     }
