@@ -19,22 +19,21 @@ pub fn pools(gateway: &Gateway) -> Value {
     let snapshot = gateway.snapshot();
     let pools: serde_json::Map<String, Value> = sorted_pools(&snapshot)
         .map(|(name, pool)| {
-            let backends: Vec<Value> = pool
-                .backends
-                .iter()
-                .map(|b| {
-                    json!({
-                        "address": b.address.to_string(),
-                        "weight": b.weight,
-                        "healthy": b.state.is_healthy(),
-                        "inflight": b.state.inflight(),
-                    })
-                })
-                .collect();
+            let backends: Vec<Value> = pool.backends.iter().map(backend).collect();
             (name.clone(), json!({ "backends": backends }))
         })
         .collect();
     json!({ "pools": pools })
+}
+
+/// A backend's address, weight, health and requests in flight.
+fn backend(b: &crate::upstream::Backend) -> Value {
+    json!({
+        "address": b.address.to_string(),
+        "weight": b.weight,
+        "healthy": b.state.is_healthy(),
+        "inflight": b.state.inflight(),
+    })
 }
 
 fn sorted_pools(
@@ -55,20 +54,15 @@ pub fn upstreams(gateway: &Gateway) -> Value {
                 .backends
                 .iter()
                 .map(|b| {
-                    let last_error = b.state.last_error().map(|e| {
+                    let mut out = backend(b);
+                    out["last_error"] = json!(b.state.last_error().map(|e| {
                         json!({
                             "at": unix(e.at),
                             "reason": e.reason.as_str(),
                             "detail": e.detail,
                         })
-                    });
-                    json!({
-                        "address": b.address.to_string(),
-                        "weight": b.weight,
-                        "healthy": b.state.is_healthy(),
-                        "inflight": b.state.inflight(),
-                        "last_error": last_error,
-                    })
+                    }));
+                    out
                 })
                 .collect();
             let healthy = pool
