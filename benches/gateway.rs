@@ -43,10 +43,12 @@ fn snapshot_build(c: &mut Criterion) {
                 let states = StateTable::default();
                 let routes = portcullis::metrics::RouteMetricsTable::detached();
                 let usage = portcullis::usage::UsageTable::default();
+                let cache = portcullis::cache::CacheTable::detached();
                 let tables = portcullis::state::Handles {
                     backends: &states,
                     route_metrics: &routes,
                     usage: &usage,
+                    cache: &cache,
                 };
                 b.iter(|| {
                     let config = portcullis::config::parse_str(text, "bench.toml").expect("valid");
@@ -94,5 +96,100 @@ fn headers(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, snapshot_build, headers);
+/// The cache's per-request work: computing a key, and a hit (lookup, meta
+/// decode, body read) in a store of 1 and of 1,000,000 objects. The lookup
+/// runs under `Runtime::block_on`, whose own cost (~0.1 µs) is included.
+fn cache(c: &mut Criterion) {
+    use pingora_cache::storage::Storage;
+    use pingora_cache::trace::Span;
+    use pingora_cache::CacheMeta;
+    use portcullis::cache::key::{cache_key, KeyParts};
+    use portcullis::config::model::CacheKeySpec;
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    let route: Arc<str> = Arc::from("orders-v1");
+    let mut headers = http::HeaderMap::new();
+    headers.insert("accept", "application/json".parse().expect("valid"));
+    let spec = CacheKeySpec::default();
+    let parts = KeyParts {
+        route: &route,
+        host: "api.example.com",
+        path: "/v1/orders/12345",
+        query: Some("fields=id,total&page=2"),
+        headers: &headers,
+        consumer: Some("acme-corp"),
+    };
+    let mut group = c.benchmark_group("cache");
+    group.bench_function("key", |b| {
+        b.iter(|| black_box(cache_key(black_box(&parts), &spec, 1 << 20)))
+    });
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let span = Span::inactive().handle();
+    let meta = || {
+        let mut h = pingora_http::ResponseHeader::build(200, None).expect("valid");
+        h.append_header("content-type", "application/json")
+            .expect("valid");
+        h.append_header("cache-control", "max-age=600")
+            .expect("valid");
+        let now = SystemTime::now();
+        CacheMeta::new(now + Duration::from_secs(600), now, 0, 0, h)
+    };
+    // `cargo test --all-targets` runs this once as a smoke test (without
+    // `--bench`): a thousand objects do there.
+    let large = if std::env::args().any(|a| a == "--bench") {
+        1_000_000
+    } else {
+        1_000
+    };
+    for n in [1usize, large] {
+        let store: &'static portcullis::cache::MokaStore =
+            Box::leak(Box::new(portcullis::cache::MokaStore::new(
+                1 << 30,
+                1 << 20,
+                prometheus::IntCounter::new("e", "e").expect("valid"),
+            )));
+        let body = bytes::Bytes::from(vec![b'x'; 100]);
+        let keys: Vec<_> = (0..n)
+            .map(|i| {
+                let path = format!("/v1/orders/{i}");
+                let parts = KeyParts {
+                    path: &path,
+                    ..parts
+                };
+                cache_key(&parts, &spec, 1 << 20)
+            })
+            .collect();
+        rt.block_on(async {
+            for key in &keys {
+                let mut miss = store
+                    .get_miss_handler(key, &meta(), &span)
+                    .await
+                    .expect("miss");
+                miss.write_body(body.clone(), true).await.expect("write");
+                miss.finish().await.expect("finish");
+            }
+        });
+        let probe = &keys[n / 2];
+        group.bench_with_input(BenchmarkId::new("hit", n), &n, |b, _| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let (meta, mut hit) = store
+                        .lookup(black_box(probe), &span)
+                        .await
+                        .expect("lookup")
+                        .expect("stored");
+                    let body = hit.read_body().await.expect("read");
+                    black_box((meta, body))
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, snapshot_build, headers, cache);
 criterion_main!(benches);

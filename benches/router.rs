@@ -54,6 +54,7 @@ fn route(i: usize) -> Route {
         response_headers: HeaderRules::default(),
         timeouts: Timeouts::default(),
         lifecycle: Default::default(),
+        cache: None,
     }
 }
 

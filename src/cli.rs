@@ -156,15 +156,17 @@ fn keys_hash() -> ExitCode {
 
 /// Prepare `file` as a reload would, with no live state.
 fn prepare(file: &std::path::Path) -> Result<crate::reload::Prepared, config::ConfigErrors> {
-    let (backends, route_metrics, usage) = (
+    let (backends, route_metrics, usage, cache) = (
         crate::upstream::StateTable::default(),
         crate::metrics::RouteMetricsTable::detached(),
         crate::usage::UsageTable::default(),
+        crate::cache::CacheTable::detached(),
     );
     let tables = crate::state::Handles {
         backends: &backends,
         route_metrics: &route_metrics,
         usage: &usage,
+        cache: &cache,
     };
     crate::reload::prepare(file, tables)
 }

@@ -96,6 +96,7 @@ impl Gateway {
             backends: StateTable::new(metrics.upstream().clone()),
             route_metrics,
             usage: UsageTable::default(),
+            cache: crate::cache::CacheTable::new(metrics.cache().clone()),
             metrics,
         };
         let prepared = reload::prepare(&config_path, tables.handles())?;
@@ -106,6 +107,13 @@ impl Gateway {
             .route_metrics
             .adopt(prepared.snapshot.routes.iter().map(|r| &r.metrics));
         adopt_usage(&state, &prepared.snapshot);
+        state.cache.adopt(
+            prepared
+                .snapshot
+                .routes
+                .iter()
+                .filter_map(|r| r.cache.as_ref()),
+        );
         warn_unverified(&prepared.snapshot, |_| true);
         Ok(Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(prepared.snapshot),
@@ -298,6 +306,9 @@ impl Gateway {
             .route_metrics
             .adopt(snapshot.routes.iter().map(|r| &r.metrics));
         adopt_usage(&self.state, &snapshot);
+        self.state
+            .cache
+            .adopt(snapshot.routes.iter().filter_map(|r| r.cache.as_ref()));
         let config = snapshot.config.clone();
         self.snapshot.store(Arc::new(snapshot));
         self.state.swap_certificates(&config, certs);
@@ -311,6 +322,11 @@ impl Gateway {
         self.state
             .access_log
             .reopen(&self.snapshot.load().config.access_log);
+    }
+
+    /// The response cache (purge).
+    pub fn cache(&self) -> &crate::cache::CacheTable {
+        &self.state.cache
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -350,6 +366,7 @@ impl Gateway {
                 })
             })
             .collect();
+        self.state.cache.refresh_gauges();
         self.state.metrics.render(&ScrapeState {
             certificates: self.certificates(),
             access_log_dropped: self.state.access_log.dropped(),

@@ -82,6 +82,8 @@ pub struct Route {
     pub metrics: Arc<RouteMetrics>,
     /// Deprecation and sunset headers; `None` for most routes.
     pub lifecycle: Option<Box<crate::proxy::lifecycle::RouteLifecycle>>,
+    /// Response caching, when the route caches.
+    pub cache: Option<Arc<crate::cache::RouteCaching>>,
 }
 
 /// How a key-protected route reads keys and answers without one.
@@ -139,6 +141,9 @@ pub struct Snapshot {
     pub failed_attempts: Option<PlannedLimit>,
     /// Request metric handles of requests that match no route.
     pub unmatched_metrics: Arc<RouteMetrics>,
+    /// The caching of some route, when any caches: its store takes the
+    /// invalidations of unsafe methods on every route.
+    pub cache: Option<Arc<crate::cache::RouteCaching>>,
     /// Digests of the TLS files the config names, for telling a changed
     /// certificate from an unchanged one (set by [`crate::reload::prepare`]).
     pub material: crate::reload::Material,
@@ -202,6 +207,7 @@ impl Snapshot {
                     metrics: route_metrics.for_route(&r.id),
                     lifecycle: crate::proxy::lifecycle::RouteLifecycle::build(&r.lifecycle)
                         .map(Box::new),
+                    cache: tables.cache.for_route(r, &config.cache),
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -210,7 +216,9 @@ impl Snapshot {
         let consumer_header = HeaderName::from_bytes(config.auth.consumer_header.as_bytes())
             .unwrap_or(HeaderName::from_static(model::DEFAULT_CONSUMER_HEADER));
         let failed_attempts = config.auth.failed_attempts.map(limits::failed_attempts);
+        let cache = routes.iter().find_map(|r| r.cache.clone());
         Ok(Snapshot {
+            cache,
             config: Arc::new(config),
             router,
             routes,

@@ -10,6 +10,7 @@
 //! | request metric handles ([`RouteMetricsTable`]) | route id | the route id stays (series of removed routes are dropped) |
 //! | pool metric handles ([`StateTable`]) | pool name | the pool name stays |
 //! | usage per consumer and route ([`UsageTable`]) | consumer id, route id | both ids stay |
+//! | cached responses ([`CacheTable`]) | route id | the route's cache settings and `[cache] max_size` are unchanged |
 //! | metric families ([`Metrics`]), the access-log writer ([`AccessLog`]) | — | always |
 //!
 //! A [`Snapshot`](crate::snapshot::Snapshot) borrows handles from here
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::accesslog::AccessLog;
+use crate::cache::CacheTable;
 use crate::config::model::Config;
 use crate::metrics::{Metrics, RouteMetricsTable};
 use crate::ratelimit::clock::{Clock, SystemClock};
@@ -44,6 +46,8 @@ pub struct LongLived {
     pub route_metrics: RouteMetricsTable,
     /// Usage per consumer and route.
     pub usage: UsageTable,
+    /// The response cache's store, lock table and per-route settings.
+    pub cache: CacheTable,
     /// Rate-limit and quota counters.
     pub limits: Arc<dyn LimitStore>,
     /// The clock limits and key validity are judged by.
@@ -63,6 +67,7 @@ pub struct Tables {
     pub backends: StateTable,
     pub route_metrics: RouteMetricsTable,
     pub usage: UsageTable,
+    pub cache: CacheTable,
     pub metrics: Metrics,
 }
 
@@ -72,6 +77,7 @@ impl Tables {
             backends: &self.backends,
             route_metrics: &self.route_metrics,
             usage: &self.usage,
+            cache: &self.cache,
         }
     }
 }
@@ -83,6 +89,7 @@ pub struct Handles<'a> {
     pub backends: &'a StateTable,
     pub route_metrics: &'a RouteMetricsTable,
     pub usage: &'a UsageTable,
+    pub cache: &'a CacheTable,
 }
 
 /// Why the long-lived state could not be set up.
@@ -113,12 +120,14 @@ impl LongLived {
             backends,
             route_metrics,
             usage,
+            cache,
             metrics,
         } = tables;
         Ok(LongLived {
             backends,
             route_metrics,
             usage,
+            cache,
             limits: Arc::new(LocalStore::new(DEFAULT_MAX_COUNTERS)),
             clock: Arc::new(SystemClock),
             health: HealthChecker::new()?,
@@ -133,6 +142,7 @@ impl LongLived {
             backends: &self.backends,
             route_metrics: &self.route_metrics,
             usage: &self.usage,
+            cache: &self.cache,
         }
     }
 

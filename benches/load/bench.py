@@ -333,6 +333,34 @@ def nginx_proxy_conf(tmp: Path, port: int, backends: list[int], workers: int, ga
 """)
 
 
+def nginx_cache_conf(tmp: Path, port: int, backends: list[int], workers: int) -> str:
+    """nginx proxy_cache in front of the same upstream: the backend's 200 has no
+    Cache-Control, so `proxy_cache_valid 200 1h` is the heuristic, like
+    portcullis' `ttl = "1h"`; the key is host + path + query, like portcullis'
+    (route, host, path, query). Objects live in files under the temp dir
+    (the page cache serves them); the lock coalesces misses, like
+    portcullis'. `Cache-Status`-like header for parity."""
+    name = "nginx-cache"
+    return (nginx_common(tmp, name, workers) + "http {\n" + nginx_http_common(tmp, name)
+            + f"    proxy_cache_path {tmp}/nginx-cache-store levels=1:2 keys_zone=c:16m max_size=256m inactive=1h;\n"
+            + nginx_upstream_block(backends)
+            + f"""    server {{
+        listen {HOST}:{port};
+        location / {{
+            proxy_cache c;
+            proxy_cache_key $host$uri$is_args$args;
+            proxy_cache_valid 200 1h;
+            proxy_cache_lock on;
+            add_header Cache-Status "nginx; $upstream_cache_status";
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+""")
+
+
 def nginx_version() -> tuple[int, ...]:
     m = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", run_text(["nginx", "-v"]))
     return tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
@@ -411,6 +439,7 @@ def portcullis_conf(port: int, admin_port: int, backends: list[int], workers: in
                     tls: Optional[tuple[Path, Path]] = None, mode: str = "plain",
                     log_path: Optional[Path] = None, keepalive: Optional[int] = None) -> str:
     """keepalive: `[server] upstream_keepalive` (None = portcullis' default, 128). mode: "plain" (one route, no access log, like the plain nginx target),
+    "cache" (plain, with `[routes.cache] ttl = "1h"`: after the warm-up, all hits),
     "auth" (the route needs API_KEY and is rate-limited per consumer, with a
     daily quota; no access log) or "gateway" (auth, plus the JSON access log
     to `log_path`, like nginx-gateway)."""
@@ -440,6 +469,7 @@ cert = "{tls[0]}"
 key = "{tls[1]}"
 """
     keepalive_line = f"upstream_keepalive = {keepalive}\n" if keepalive else ""
+    cache = '\n[routes.cache]\nttl = "1h"\n' if mode == "cache" else ""
     return f"""[server]
 threads = {workers}
 {keepalive_line}
@@ -457,7 +487,7 @@ backends = [ {bl} ]
 id = "plain"
 path = "/"
 pool = "up"
-{route_auth}{consumers}"""
+{route_auth}{cache}{consumers}"""
 
 
 # --------------------------------------------------------------------------
@@ -509,6 +539,17 @@ def _start_nginx(c: Ctx, gateway: bool) -> Running:
     logf = c.tmp / f"{name}.stderr"
     with open(logf, "ab") as lf:
         p = spawn(c.proxy_prefix + ["nginx", "-p", str(c.tmp), "-e", str(c.tmp / f"{name}-error.log"),
+                                    "-c", str(conf)], stdout=lf, stderr=lf)
+    return Running(port, p, logf)
+
+
+def _start_nginx_cache(c: Ctx) -> Running:
+    port = free_port()
+    conf = c.tmp / "nginx-cache.conf"
+    conf.write_text(nginx_cache_conf(c.tmp, port, c.backends, c.workers))
+    logf = c.tmp / "nginx-cache.stderr"
+    with open(logf, "ab") as lf:
+        p = spawn(c.proxy_prefix + ["nginx", "-p", str(c.tmp), "-e", str(c.tmp / "nginx-cache-error.log"),
                                     "-c", str(conf)], stdout=lf, stderr=lf)
     return Running(port, p, logf)
 
@@ -587,12 +628,12 @@ TARGETS: list[Target] = [
            lambda c: _start_bare(c, tls=True), measures=["h2", "handshake"], needs=["openssl"]),
     Target("portcullis-h2tls", "portcullis TLS listener (rustls, ALPN h2), plain route / -> pool",
            lambda c: _start_portcullis(c, tls=True), measures=["h2", "handshake"], needs=["openssl"]),
-    # ---- HOOK: response cache (later issue) ----------------------------------
-    # Cache hits: warm-up fills the cache, the measured run is all hits.
-    Target("portcullis-cache", "portcullis with response cache, all hits",
-           planned="later issue: cache hits vs nginx proxy_cache"),
-    Target("nginx-cache", "nginx proxy_cache, all hits",
-           planned="later issue: cache hits vs nginx proxy_cache"),
+    # ---- Response cache (opt-in: name them in --targets) ----------------------
+    # Cache hits: the warm-up fills the cache, the measured run is all hits.
+    Target("portcullis-cache", "portcullis, the plain route with [routes.cache] ttl = 1h: all hits",
+           lambda c: _start_portcullis(c, mode="cache")),
+    Target("nginx-cache", "nginx proxy_cache (lock on, valid 200 1h, key host+uri+args): all hits",
+           _start_nginx_cache, needs=["nginx"]),
 ]
 TARGETS_BY_NAME = {t.name: t for t in TARGETS}
 TLS_TARGETS = [t.name for t in TARGETS if not t.planned and "h2" in t.measures]

@@ -19,6 +19,7 @@
 //! asks for `Authorization: Bearer TOKEN` (401 otherwise). Errors are
 //! `application/problem+json`.
 
+mod cache;
 mod ready;
 mod views;
 
@@ -51,6 +52,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("/-/consumers", "GET"),
     ("/-/usage", "GET"),
     ("/-/reload", "POST"),
+    ("/-/cache", "DELETE"),
 ];
 
 /// Endpoints open without the admin token: liveness and readiness probes.
@@ -241,6 +243,13 @@ impl ServeHttp for AdminApp {
             "/-/consumers" => reply(StatusCode::OK, views::consumers(g)),
             "/-/usage" => match views::UsageQuery::parse(query.as_deref()) {
                 Ok(q) => reply(StatusCode::OK, views::usage(g, &q).await),
+                Err(why) => problem(StatusCode::BAD_REQUEST, &why),
+            },
+            "/-/cache" => match cache::PurgeQuery::parse(query.as_deref()) {
+                Ok(q) => match cache::purge(g, &q) {
+                    (StatusCode::OK, body) => reply(StatusCode::OK, body),
+                    (status, detail) => problem(status, detail.as_str().unwrap_or("")),
+                },
                 Err(why) => problem(StatusCode::BAD_REQUEST, &why),
             },
             "/-/reload" => {

@@ -1,5 +1,236 @@
-//! Response caching (issue #12), in progress: the byte-bounded object
-//! store over `moka` that pingora-cache will use ([`store::MokaStore`]).
-//! Not wired into the proxy yet.
+//! Per-route response caching on `pingora-cache`.
+//!
+//! - [`store`]: the byte-bounded object store over `moka` (LRU), with an
+//!   index by path for purge and invalidation;
+//! - [`key`]: the cache key (route, method class, host, normalized path and
+//!   query, key headers, consumer) and the `Vary` variance;
+//! - [`policy`]: RFC 9111 storing, freshness, age and request directives;
+//! - [`status`]: the `Cache-Status` header (RFC 9211) and metric result;
+//! - [`CacheTable`]: the long-lived part (store, lock, which settings the
+//!   stored objects were made under), kept across reloads.
+//!
+//! The proxy's cache phases call into these from `proxy/caching.rs`.
 
+pub mod key;
+pub mod policy;
+pub mod status;
 pub mod store;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
+use prometheus::IntCounter;
+
+use crate::config::model::{self, RouteCache};
+use crate::metrics::cache::{CacheFamilies, CacheResult, PurgeReason};
+pub use store::{MokaStore, Purge};
+
+/// How long a request fetching an object may hold its key's lock before
+/// waiting requests stop waiting and compete for it again.
+pub const LOCK_AGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request waits for another's fetch of the same key before
+/// going to the backend itself.
+pub const LOCK_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A route's caching at run time, built with its snapshot.
+pub struct RouteCaching {
+    pub settings: RouteCache,
+    pub route: Arc<str>,
+    pub store: &'static MokaStore,
+    pub lock: &'static CacheKeyLockImpl,
+    /// The route's key comes in `Authorization: Bearer`: that header is the
+    /// gateway's credential, never seen by the backend.
+    pub key_in_authorization: bool,
+    /// The route authenticates API keys (entries per consumer unless shared).
+    pub per_consumer: bool,
+    results: [IntCounter; 6],
+    families: CacheFamilies,
+}
+
+impl std::fmt::Debug for RouteCaching {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteCaching")
+            .field("route", &self.route)
+            .field("settings", &self.settings)
+            .field("per_consumer", &self.per_consumer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouteCaching {
+    pub fn count(&self, result: CacheResult) {
+        let i = CacheResult::ALL
+            .iter()
+            .position(|r| *r == result)
+            .unwrap_or(0);
+        self.results[i].inc();
+    }
+
+    pub fn lock_waited(&self) {
+        self.families.lock_waits.inc();
+    }
+
+    /// Invalidation after an unsafe method; how many objects went.
+    pub fn invalidate(&self, purge: Purge<'_>) -> usize {
+        let n = self.store.purge_objects(purge);
+        self.families.purged(PurgeReason::Invalidation, n);
+        n
+    }
+}
+
+/// The store in use and the settings its objects were stored under.
+struct Current {
+    store: &'static MokaStore,
+    /// Route id → settings, for the routes that cache in the config now
+    /// serving.
+    routes: HashMap<String, RouteCache>,
+}
+
+/// The long-lived cache state: one store (replaced only when `[cache]
+/// max_size` changes), one lock table, the metric families.
+pub struct CacheTable {
+    current: Mutex<Current>,
+    /// A store made for a snapshot that was prepared but not committed yet.
+    pending: Mutex<Option<&'static MokaStore>>,
+    lock: &'static CacheLock,
+    families: CacheFamilies,
+}
+
+/// Stores and the lock table live as long as the process: Pingora's cache
+/// API takes `&'static` references. A store is replaced (and emptied) only
+/// when `max_size` changes, so at most one empty shell is left behind per
+/// such reload.
+fn leak<T>(value: T) -> &'static T {
+    Box::leak(Box::new(value))
+}
+
+impl CacheTable {
+    pub fn new(families: CacheFamilies) -> CacheTable {
+        let store = leak(MokaStore::new(
+            model::DEFAULT_CACHE_MAX_SIZE,
+            usize::MAX,
+            families.evictions.clone(),
+        ));
+        CacheTable {
+            current: Mutex::new(Current {
+                store,
+                routes: HashMap::new(),
+            }),
+            pending: Mutex::new(None),
+            lock: leak(CacheLock::new(LOCK_AGE_TIMEOUT)),
+            families,
+        }
+    }
+
+    /// A table whose metrics are registered nowhere (for `check`, `diff`,
+    /// `explain`).
+    pub fn detached() -> CacheTable {
+        match CacheFamilies::new() {
+            Ok(f) => CacheTable::new(f),
+            // The families' names and help are fixed; this cannot fail.
+            Err(e) => panic!("cache metric families: {e}"),
+        }
+    }
+
+    /// The store a config with this `max_size` uses: the current one if it
+    /// has that size, else a new one (made once per prepared size).
+    fn store_for(&self, max_size: u64) -> &'static MokaStore {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.store.capacity() == max_size {
+            return current.store;
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match *pending {
+            Some(s) if s.capacity() == max_size => s,
+            _ => {
+                let s = leak(MokaStore::new(
+                    max_size,
+                    usize::MAX,
+                    self.families.evictions.clone(),
+                ));
+                *pending = Some(s);
+                s
+            }
+        }
+    }
+
+    /// The run-time caching of `route` in a config with `[cache]`
+    /// `settings`; `None` when the route does not cache.
+    pub fn for_route(
+        &self,
+        route: &model::Route,
+        settings: &model::CacheSettings,
+    ) -> Option<Arc<RouteCaching>> {
+        let cache = route.cache.as_ref()?;
+        let (per_consumer, key_in_authorization) = match &route.auth {
+            model::RouteAuth::None => (false, false),
+            model::RouteAuth::ApiKey(model::KeySource::Bearer) => (true, true),
+            model::RouteAuth::ApiKey(_) => (true, false),
+        };
+        Some(Arc::new(RouteCaching {
+            settings: cache.clone(),
+            route: Arc::from(route.id.as_str()),
+            store: self.store_for(settings.max_size),
+            lock: self.lock,
+            key_in_authorization,
+            per_consumer: per_consumer && !cache.shared,
+            results: self.families.for_route(&route.id),
+            families: self.families.clone(),
+        }))
+    }
+
+    /// A snapshot is now serving: switch to its store (emptying the old
+    /// one) and drop the objects of routes whose cache settings changed or
+    /// that no longer cache, with their metric series.
+    pub fn adopt<'a>(&self, routes: impl Iterator<Item = &'a Arc<RouteCaching>>) {
+        let routes: Vec<&Arc<RouteCaching>> = routes.collect();
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(new) = routes.first().map(|r| r.store) {
+            if !std::ptr::eq(new, current.store) {
+                current.store.clear();
+                current.store = new;
+                current.routes.clear();
+                *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+        }
+        let next: HashMap<String, RouteCache> = routes
+            .iter()
+            .map(|r| (r.route.to_string(), r.settings.clone()))
+            .collect();
+        for id in current.routes.keys() {
+            if !next.contains_key(id) {
+                self.families.forget_route(id);
+            }
+        }
+        let unchanged = |id: &str| {
+            current
+                .routes
+                .get(id)
+                .is_some_and(|s| next.get(id) == Some(s))
+        };
+        let purged = current.store.retain_routes(unchanged);
+        self.families.purged(PurgeReason::Reload, purged);
+        current.routes = next;
+    }
+
+    /// Purge by the admin API; how many objects went.
+    pub fn purge(&self, purge: Purge<'_>) -> usize {
+        let store = self.current.lock().unwrap_or_else(|e| e.into_inner()).store;
+        let n = store.purge_objects(purge);
+        self.families.purged(PurgeReason::Admin, n);
+        n
+    }
+
+    /// Bytes and objects held now, for the gauges.
+    pub fn refresh_gauges(&self) {
+        let store = self.current.lock().unwrap_or_else(|e| e.into_inner()).store;
+        self.families
+            .stored_bytes
+            .set(i64::try_from(store.weighted_size()).unwrap_or(i64::MAX));
+        self.families
+            .objects
+            .set(i64::try_from(store.len()).unwrap_or(i64::MAX));
+    }
+}

@@ -14,9 +14,16 @@
 //!
 //! Bodies are stored whole (no streaming partial writes): concurrent misses
 //! wait on Pingora's cache lock and then read the complete object.
+//!
+//! Each object remembers where it came from ([`Origin`]: route, host,
+//! path, query) and its tags (`Surrogate-Key`, `Cache-Tag`), for purge. An
+//! index by path finds every variant of a URL (query strings, consumers,
+//! `Vary`) without a scan; purge by route or tag scans the store.
 
 use std::any::Any;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -31,41 +38,217 @@ use pingora_cache::storage::{
 use pingora_cache::trace::SpanHandle;
 use pingora_cache::{CacheMeta, PurgeType};
 use pingora_error::{Error, ErrorType, Result};
+use prometheus::IntCounter;
+
+use super::key::{origin_of, Origin};
+
+/// Bytes counted per object beyond its key, meta, body and tags: the
+/// store's and the index's bookkeeping, so the bound covers them too.
+const OVERHEAD: usize = 160;
 
 /// One stored response.
 struct Object {
     /// `CacheMeta::serialize()`: (internal, header).
     meta: (Vec<u8>, Vec<u8>),
     body: Bytes,
+    origin: Option<Arc<Origin>>,
+    tags: Box<[Box<str>]>,
+    /// Tells this version of a key's object from a later one in the index.
+    generation: u64,
 }
 
 impl Object {
     fn weight(&self, key: &str) -> u32 {
-        let bytes = key.len() + self.meta.0.len() + self.meta.1.len() + self.body.len();
+        let origin = self
+            .origin
+            .as_ref()
+            .map_or(0, |o| o.host.len() + o.path.len() + o.query.len());
+        let tags: usize = self.tags.iter().map(|t| t.len() + 16).sum();
+        let bytes = key.len()
+            + self.meta.0.len()
+            + self.meta.1.len()
+            + self.body.len()
+            + origin
+            + tags
+            + OVERHEAD;
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
+
+    fn is_from_route(&self, route: &str) -> bool {
+        self.origin.as_ref().is_some_and(|o| &*o.route == route)
+    }
+}
+
+/// A stored object's key and the generation it was stored with.
+type Entry = (Arc<str>, u64);
+
+/// Keys of the objects stored for each path (by hash).
+struct PathIndex {
+    hasher: ahash::RandomState,
+    keys: Mutex<HashMap<u64, Vec<Entry>>>,
+}
+
+impl PathIndex {
+    fn slot(&self, path: &str) -> u64 {
+        self.hasher.hash_one(path)
+    }
+
+    fn add(&self, path: &str, key: &Arc<str>, generation: u64) {
+        let slot = self.slot(path);
+        let mut map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let keys = map.entry(slot).or_default();
+        keys.retain(|(k, _)| k != key);
+        keys.push((key.clone(), generation));
+    }
+
+    fn remove(&self, path: &str, key: &str, generation: u64) {
+        let slot = self.slot(path);
+        let mut map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(keys) = map.get_mut(&slot) {
+            keys.retain(|(k, g)| !(&**k == key && *g == generation));
+            if keys.is_empty() {
+                map.remove(&slot);
+            }
+        }
+    }
+
+    fn keys_of(&self, path: &str) -> Vec<Arc<str>> {
+        let map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&self.slot(path))
+            .map(|keys| keys.iter().map(|(k, _)| k.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Which objects a purge takes.
+#[derive(Debug, Clone, Copy)]
+pub enum Purge<'a> {
+    /// Every variant of a path on a route; with a query, only that query
+    /// (normalized as the route keys it).
+    Path {
+        route: &'a str,
+        path: &'a str,
+        query: Option<&'a str>,
+    },
+    /// Everything a route stored.
+    Route(&'a str),
+    /// Every object whose `Surrogate-Key` or `Cache-Tag` named this tag.
+    Tag(&'a str),
+    /// Invalidation after an unsafe method (RFC 9111 §4.4): this URL on
+    /// this host, whatever the route, consumer or variant.
+    Url {
+        host: &'a str,
+        path: &'a str,
+        query: &'a str,
+    },
 }
 
 /// Cached responses, at most `capacity` bytes in all.
 pub struct MokaStore {
-    objects: moka::sync::Cache<String, Arc<Object>>,
+    objects: moka::sync::Cache<Arc<str>, Arc<Object>>,
+    index: Arc<PathIndex>,
+    generation: AtomicU64,
     max_object_size: usize,
+    capacity: u64,
 }
 
 impl MokaStore {
     /// A store of at most `capacity` bytes (keys, metas and bodies), whose
     /// objects are each at most `max_object_size` bytes of body (capped at
     /// `capacity`).
-    pub fn new(capacity: u64, max_object_size: usize) -> MokaStore {
+    /// Objects pushed out by the byte bound are counted in `evictions`.
+    pub fn new(capacity: u64, max_object_size: usize, evictions: IntCounter) -> MokaStore {
+        let index = Arc::new(PathIndex {
+            hasher: ahash::RandomState::new(),
+            keys: Mutex::new(HashMap::new()),
+        });
+        let unindex = index.clone();
         let objects = moka::sync::Cache::builder()
             .max_capacity(capacity)
-            .weigher(|k: &String, v: &Arc<Object>| v.weight(k))
+            .weigher(|k: &Arc<str>, v: &Arc<Object>| v.weight(k))
             .eviction_policy(EvictionPolicy::lru())
+            .eviction_listener(move |key: Arc<Arc<str>>, object: Arc<Object>, cause| {
+                use moka::notification::RemovalCause;
+                if cause == RemovalCause::Size {
+                    evictions.inc();
+                }
+                if let Some(origin) = &object.origin {
+                    unindex.remove(&origin.path, &key, object.generation);
+                }
+            })
             .build();
         MokaStore {
             objects,
+            index,
+            generation: AtomicU64::new(0),
             max_object_size: max_object_size.min(usize::try_from(capacity).unwrap_or(usize::MAX)),
+            capacity,
         }
+    }
+
+    /// The byte bound this store was made with.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    fn insert(&self, key: Arc<str>, object: Object) {
+        if let Some(origin) = &object.origin {
+            self.index.add(&origin.path, &key, object.generation);
+        }
+        self.objects.insert(key, Arc::new(object));
+    }
+
+    /// Remove what `purge` names; how many objects went.
+    pub fn purge_objects(&self, purge: Purge<'_>) -> usize {
+        let doomed: Vec<Arc<str>> = match purge {
+            Purge::Path { route, path, .. } => self
+                .index
+                .keys_of(path)
+                .into_iter()
+                .filter(|k| {
+                    self.objects
+                        .get(k)
+                        .is_some_and(|o| o.is_from_route(route) && matches(&o, &purge))
+                })
+                .collect(),
+            Purge::Url { path, .. } => self
+                .index
+                .keys_of(path)
+                .into_iter()
+                .filter(|k| self.objects.get(k).is_some_and(|o| matches(&o, &purge)))
+                .collect(),
+            Purge::Route(_) | Purge::Tag(_) => self
+                .objects
+                .iter()
+                .filter(|(_, o)| matches(o, &purge))
+                .map(|(k, _)| (*k).clone())
+                .collect(),
+        };
+        doomed
+            .iter()
+            .filter(|k| self.objects.remove(*k).is_some())
+            .count()
+    }
+
+    /// Remove every object of the routes `keep` says no to (after a reload
+    /// changed or removed their cache settings); how many went.
+    pub fn retain_routes(&self, keep: impl Fn(&str) -> bool) -> usize {
+        let doomed: Vec<Arc<str>> = self
+            .objects
+            .iter()
+            .filter(|(_, o)| o.origin.as_ref().is_some_and(|origin| !keep(&origin.route)))
+            .map(|(k, _)| (*k).clone())
+            .collect();
+        doomed
+            .iter()
+            .filter(|k| self.objects.remove(*k).is_some())
+            .count()
+    }
+
+    /// Drop everything (the store is being replaced).
+    pub fn clear(&self) {
+        self.objects.invalidate_all();
+        self.objects.run_pending_tasks();
     }
 
     /// Bytes stored now (after pending evictions are applied).
@@ -89,8 +272,46 @@ impl MokaStore {
         if matches!(target, PurgeTarget::Exact(CacheEntryKey::Identified { .. })) {
             return None;
         }
-        self.objects.remove(&target.key().combined())
+        self.objects.remove(target.key().combined().as_str())
     }
+}
+
+fn matches(object: &Object, purge: &Purge<'_>) -> bool {
+    let Some(origin) = &object.origin else {
+        return false;
+    };
+    match *purge {
+        Purge::Path { route, path, query } => {
+            &*origin.route == route
+                && &*origin.path == path
+                && query.is_none_or(|q| &*origin.query == q)
+        }
+        Purge::Route(route) => &*origin.route == route,
+        Purge::Tag(tag) => object.tags.iter().any(|t| &**t == tag),
+        Purge::Url { host, path, query } => {
+            &*origin.host == host && &*origin.path == path && &*origin.query == query
+        }
+    }
+}
+
+/// Tags of a response: `Surrogate-Key` (space-separated) and `Cache-Tag`
+/// (comma-separated), each at most 64 of them.
+fn tags_of(meta: &CacheMeta) -> Box<[Box<str>]> {
+    let headers = meta.headers();
+    let mut tags: Vec<Box<str>> = Vec::new();
+    let mut add = |name: &str, sep: fn(char) -> bool| {
+        for v in headers.get_all(name) {
+            let Ok(text) = v.to_str() else { continue };
+            for t in text.split(sep).map(str::trim).filter(|t| !t.is_empty()) {
+                if tags.len() < 64 && !tags.iter().any(|x| &**x == t) {
+                    tags.push(t.into());
+                }
+            }
+        }
+    };
+    add("surrogate-key", char::is_whitespace);
+    add("cache-tag", |c| c == ',');
+    tags.into_boxed_slice()
 }
 
 fn hit(object: &Object) -> Result<(CacheMeta, HitHandler)> {
@@ -110,7 +331,7 @@ impl Storage for MokaStore {
         key: &CacheKey,
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
-        match self.objects.get(&key.combined()) {
+        match self.objects.get(key.combined().as_str()) {
             Some(object) => hit(&object).map(Some),
             None => Ok(None),
         }
@@ -122,10 +343,17 @@ impl Storage for MokaStore {
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<MissHandler> {
+        let origin = origin_of(key).cloned();
+        let max = origin.as_ref().map_or(self.max_object_size, |o| {
+            o.max_object_size.min(self.max_object_size)
+        });
         Ok(Box::new(Miss {
             store: self,
-            key: key.combined(),
+            key: Arc::from(key.combined()),
             meta: Some(meta.serialize()?),
+            tags: tags_of(meta),
+            origin,
+            max,
             body: BytesMut::new(),
             too_large: false,
         }))
@@ -151,7 +379,7 @@ impl Storage for MokaStore {
         if matches!(target, PurgeTarget::Exact(CacheEntryKey::Identified { .. })) {
             return Ok(PurgeOutcome::NotFound);
         }
-        let key = target.key().combined();
+        let key: Arc<str> = Arc::from(target.key().combined());
         let Some(object) = self.objects.get(&key) else {
             return Ok(PurgeOutcome::NotFound);
         };
@@ -160,8 +388,11 @@ impl Storage for MokaStore {
         let stale = Object {
             meta: meta.serialize()?,
             body: object.body.clone(),
+            origin: object.origin.clone(),
+            tags: object.tags.clone(),
+            generation: self.generation.fetch_add(1, Ordering::Relaxed),
         };
-        self.objects.insert(key, Arc::new(stale));
+        self.insert(key, stale);
         Ok(PurgeOutcome::Expired)
     }
 
@@ -173,15 +404,18 @@ impl Storage for MokaStore {
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<bool> {
-        let key = key.combined();
+        let key: Arc<str> = Arc::from(key.combined());
         let Some(object) = self.objects.get(&key) else {
             return Ok(false);
         };
         let refreshed = Object {
             meta: meta.serialize()?,
             body: object.body.clone(),
+            origin: object.origin.clone(),
+            tags: tags_of(meta),
+            generation: self.generation.fetch_add(1, Ordering::Relaxed),
         };
-        self.objects.insert(key, Arc::new(refreshed));
+        self.insert(key, refreshed);
         Ok(true)
     }
 
@@ -254,8 +488,12 @@ impl HandleHit for Hit {
 /// Collecting a response body; stored whole when it is complete.
 struct Miss {
     store: &'static MokaStore,
-    key: String,
+    key: Arc<str>,
     meta: Option<(Vec<u8>, Vec<u8>)>,
+    tags: Box<[Box<str>]>,
+    origin: Option<Arc<Origin>>,
+    /// Largest body stored, in bytes.
+    max: usize,
     body: BytesMut,
     /// Past `max_object_size`: nothing more is kept, nothing is stored.
     too_large: bool,
@@ -267,7 +505,7 @@ impl HandleMiss for Miss {
         if self.too_large {
             return Ok(());
         }
-        if self.body.len() + data.len() > self.store.max_object_size {
+        if self.body.len() + data.len() > self.max {
             self.too_large = true;
             self.body = BytesMut::new();
             return Ok(());
@@ -283,11 +521,12 @@ impl HandleMiss for Miss {
         let object = Object {
             meta,
             body: std::mem::take(&mut self.body).freeze(),
+            origin: self.origin.take(),
+            tags: std::mem::take(&mut self.tags),
+            generation: self.store.generation.fetch_add(1, Ordering::Relaxed),
         };
         let size = object.weight(&self.key) as usize;
-        self.store
-            .objects
-            .insert(std::mem::take(&mut self.key), Arc::new(object));
+        self.store.insert(self.key.clone(), object);
         Ok(MissFinishType::Created(size))
     }
 }
@@ -339,7 +578,11 @@ mod tests {
 
     #[tokio::test]
     async fn stores_reads_seeks_and_purges() {
-        let store = leak(MokaStore::new(1 << 20, 1 << 16));
+        let store = leak(MokaStore::new(
+            1 << 20,
+            1 << 16,
+            IntCounter::new("e", "e").unwrap(),
+        ));
         let span = Span::inactive().handle();
         let key = CacheKey::new("/a", "");
         assert!(store.lookup(&key, &span).await.unwrap().is_none());
@@ -378,7 +621,11 @@ mod tests {
     #[tokio::test]
     async fn stays_within_its_byte_bound_and_keeps_what_was_just_stored() {
         const CAPACITY: u64 = 200_000;
-        let store = leak(MokaStore::new(CAPACITY, 10_000));
+        let store = leak(MokaStore::new(
+            CAPACITY,
+            10_000,
+            IntCounter::new("e", "e").unwrap(),
+        ));
         let body = vec![b'x'; 5_000];
         // Twice the capacity and more.
         for i in 0..100 {
@@ -396,7 +643,11 @@ mod tests {
 
     #[tokio::test]
     async fn objects_over_the_size_limit_are_not_stored() {
-        let store = leak(MokaStore::new(1 << 20, 1_000));
+        let store = leak(MokaStore::new(
+            1 << 20,
+            1_000,
+            IntCounter::new("e", "e").unwrap(),
+        ));
         let key = CacheKey::new("/big", "");
         put(store, &key, &vec![b'x'; 1_001]).await;
         assert!(body_of(store, &key).await.is_none());
@@ -404,14 +655,22 @@ mod tests {
         put(store, &key, &vec![b'x'; 1_000]).await;
         assert_eq!(body_of(store, &key).await.unwrap().len(), 1_000);
         // Never more than the whole capacity, whatever max_object_size says.
-        let tiny = leak(MokaStore::new(100, 1 << 20));
+        let tiny = leak(MokaStore::new(
+            100,
+            1 << 20,
+            IntCounter::new("e", "e").unwrap(),
+        ));
         put(tiny, &key, &[b'x'; 200]).await;
         assert!(tiny.is_empty());
     }
 
     #[tokio::test]
     async fn update_meta_refreshes_and_never_panics_on_an_evicted_entry() {
-        let store = leak(MokaStore::new(1 << 20, 1 << 16));
+        let store = leak(MokaStore::new(
+            1 << 20,
+            1 << 16,
+            IntCounter::new("e", "e").unwrap(),
+        ));
         let span = Span::inactive().handle();
         let key = CacheKey::new("/m", "");
         let later = meta(Duration::from_secs(3600));

@@ -18,8 +18,8 @@ use toml::Spanned;
 
 /// The whole file.
 ///
-/// Sections that later versions will add (`cache`, `breaker`) are rejected
-/// as unknown keys for now.
+/// Sections that later versions will add (`breaker`) are rejected as
+/// unknown keys for now.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -36,6 +36,8 @@ pub struct FileConfig {
     /// Settings shared by every route with `auth = "api_key"`.
     pub auth: Option<AuthFile>,
     pub access_log: Option<AccessLogFile>,
+    /// The response cache shared by every route with a `cache` table.
+    pub cache: Option<CacheFile>,
     /// More `[[consumers]]`, from other files: paths or glob patterns,
     /// relative to this file's directory.
     #[serde(default)]
@@ -61,6 +63,41 @@ pub struct AccessLogFile {
     pub enabled: Option<Spanned<bool>>,
     /// `"-"` (stdout) or a file path.
     pub path: Option<Spanned<String>>,
+}
+
+/// `[cache]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheFile {
+    /// All cached objects together, e.g. `"256MiB"`.
+    pub max_size: Option<Spanned<String>>,
+}
+
+/// `[routes.cache]`: caching on for the route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteCacheFile {
+    /// Default `true` when the table is present.
+    pub enabled: Option<Spanned<bool>>,
+    /// Freshness for responses that carry none.
+    pub ttl: Option<Spanned<String>>,
+    pub max_object_size: Option<Spanned<String>>,
+    pub stale_while_revalidate: Option<Spanned<String>>,
+    pub stale_if_error: Option<Spanned<String>>,
+    /// On `auth = "api_key"` routes: one entry for every consumer.
+    pub shared: Option<Spanned<bool>>,
+    pub key: Option<CacheKeyFile>,
+}
+
+/// `key` of `[routes.cache]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheKeyFile {
+    /// `"all"` | `"sorted"` | a list of parameter names.
+    pub query: Option<Spanned<toml::Value>>,
+    /// Request headers whose values are part of the key.
+    #[serde(default)]
+    pub headers: Vec<Spanned<String>>,
 }
 
 /// `[auth]`
@@ -392,6 +429,8 @@ pub struct RouteFile {
     pub sunset_action: Option<Spanned<String>>,
     #[serde(default)]
     pub rate_limits: Vec<RouteLimitFile>,
+    /// Response caching for this route.
+    pub cache: Option<RouteCacheFile>,
 }
 
 /// `request_headers` / `response_headers` of a route.

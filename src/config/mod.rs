@@ -250,6 +250,7 @@ strip_prefix = true
             response_headers: HeaderRules::default(),
             timeouts: Timeouts::default(),
             lifecycle: Default::default(),
+            cache: None,
         };
         let expected = Config {
             source: "full.toml".into(),
@@ -306,12 +307,14 @@ strip_prefix = true
                         ..Timeouts::default()
                     },
                     lifecycle: Default::default(),
+                    cache: None,
                 },
                 users_route("users", PathMatch::Exact("/users".into()), false),
                 users_route("users-all", PathMatch::Prefix("/users".into()), true),
             ],
             auth: parse_str("", "empty.toml").unwrap().auth,
             access_log: AccessLogTarget::Stdout,
+            cache: Default::default(),
             consumers: vec![],
             consumer_files: vec![],
             consumer_globs: vec![],

@@ -106,6 +106,7 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub auth: AuthSettings,
     pub access_log: AccessLogTarget,
+    pub cache: CacheSettings,
     /// Consumers from this file, then from each of `consumer_files` in turn.
     pub consumers: Vec<Consumer>,
     /// The files `consumer_files` named, as read (for messages and reload).
@@ -367,6 +368,72 @@ pub struct Route {
     pub timeouts: Timeouts,
     /// Deprecation and sunset of the route (API version lifecycle).
     pub lifecycle: Lifecycle,
+    /// Response caching; `None` when the route does not cache.
+    pub cache: Option<RouteCache>,
+}
+
+/// `[cache]`: the store every caching route shares.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// Bytes of all cached objects together (keys, headers and bodies).
+    pub max_size: u64,
+}
+
+/// Default `[cache] max_size`: 256 MiB.
+pub const DEFAULT_CACHE_MAX_SIZE: u64 = 256 << 20;
+/// Default `max_object_size` of a route's cache: 8 MiB.
+pub const DEFAULT_CACHE_MAX_OBJECT_SIZE: u64 = 8 << 20;
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            max_size: DEFAULT_CACHE_MAX_SIZE,
+        }
+    }
+}
+
+/// `[routes.cache]` of a route that caches.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RouteCache {
+    /// Freshness of responses that carry none (no `max-age`, `s-maxage` or
+    /// `Expires`); `None`: store only what the origin marks fresh.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Option<Duration>,
+    /// Bodies larger than this pass through uncached.
+    pub max_object_size: u64,
+    /// Serve a stale object while one request refreshes it, for this long
+    /// past its freshness (unless the response says otherwise).
+    #[serde(with = "humantime_serde")]
+    pub stale_while_revalidate: Duration,
+    /// Serve a stale object when the backend fails, for this long past its
+    /// freshness (unless the response says otherwise).
+    #[serde(with = "humantime_serde")]
+    pub stale_if_error: Duration,
+    /// On `auth = "api_key"` routes: one entry for all consumers instead
+    /// of one per consumer.
+    pub shared: bool,
+    pub key: CacheKeySpec,
+}
+
+/// What of the request, beyond route, method, host and path, makes the key.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct CacheKeySpec {
+    pub query: QueryKey,
+    /// Lower-case request header names whose values are part of the key.
+    pub headers: Vec<String>,
+}
+
+/// How the query string enters the key.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryKey {
+    /// The query string as sent.
+    #[default]
+    All,
+    /// Parameters sorted by name (then value): `?b=1&a=2` = `?a=2&b=1`.
+    Sorted,
+    /// Only these parameters, sorted; the rest are left out of the key.
+    Only(Vec<String>),
 }
 
 /// When a route is deprecated and goes away (Unix seconds).

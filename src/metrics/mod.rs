@@ -4,6 +4,7 @@
 //! addresses, certificate names), never by what clients send: no consumer,
 //! key, path or client address is ever a label.
 
+pub mod cache;
 mod requests;
 mod status;
 mod upstream;
@@ -35,6 +36,7 @@ pub struct Metrics {
     upstream: UpstreamFamilies,
     open_connections: IntGaugeVec,
     last_reload_ok: IntGauge,
+    cache: cache::CacheFamilies,
 }
 
 /// What [`Metrics::render`] reads from the gateway at scrape time.
@@ -139,6 +141,8 @@ impl Metrics {
         registry.register(Box::new(last_reload_ok.clone()))?;
         let upstream = UpstreamFamilies::new()?;
         upstream.register(&registry)?;
+        let cache = cache::CacheFamilies::new()?;
+        cache.register(&registry)?;
         registry.register(Box::new(backend_up.clone()))?;
         registry.register(Box::new(backend_inflight.clone()))?;
         registry.register(Box::new(last_reload.clone()))?;
@@ -168,7 +172,13 @@ impl Metrics {
             upstream,
             open_connections,
             last_reload_ok,
+            cache,
         })
+    }
+
+    /// The response cache's families.
+    pub fn cache(&self) -> &cache::CacheFamilies {
+        &self.cache
     }
 
     /// The request metric families, for the per-route handle table.

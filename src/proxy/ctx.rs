@@ -47,6 +47,8 @@ pub struct RequestCtx {
     pub denied_by: Option<&'static str>,
     /// `RateLimit-Policy` and `RateLimit` for the response.
     pub rate_limit_headers: Option<(http::HeaderValue, http::HeaderValue)>,
+    /// On a caching route: what the cache is doing for this request.
+    pub cache: Option<super::caching::CacheCtx>,
 }
 
 impl RequestCtx {
@@ -76,6 +78,7 @@ impl RequestCtx {
             auth_failure: None,
             denied_by: None,
             rate_limit_headers: None,
+            cache: None,
         }
     }
 

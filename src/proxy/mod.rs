@@ -3,6 +3,7 @@
 //! the life of a request.
 
 mod access;
+mod caching;
 mod ctx;
 pub mod errors;
 pub mod forward;
@@ -16,6 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use pingora_cache::key::HashBinary;
+use pingora_cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, Result, RetryType};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -146,11 +149,87 @@ impl ProxyHttp for GatewayProxy {
             return Ok(true);
         }
         ctx.deadline = route.timeouts.total.map(|t| ctx.started + t);
-        if !route.pool.any_healthy() {
+        // A caching route may still answer from the cache (stale-if-error):
+        // its 503 comes from `upstream_peer` after the lookup.
+        if route.cache.is_none() && !route.pool.any_healthy() {
             problem::respond(session, Problem::NoHealthyBackend, &ctx.request_id, &[]).await?;
             return Ok(true);
         }
         Ok(false)
+    }
+
+    /// On a caching route, turn the cache on for `GET` and `HEAD`; runs
+    /// after `request_filter` admitted the request.
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        caching::enable(session, ctx);
+        Ok(())
+    }
+
+    /// Route, host, normalized path and query, key headers, consumer.
+    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        caching::cache_key(session, ctx)
+    }
+
+    fn cache_miss(&self, session: &mut Session, ctx: &mut RequestCtx) {
+        caching::missed(ctx);
+        session.cache.cache_miss();
+    }
+
+    /// The request's own `Cache-Control` may demand revalidation of a
+    /// fresh object or accept a stale one.
+    async fn cache_hit_filter(
+        &self,
+        _session: &mut Session,
+        meta: &CacheMeta,
+        _hit_handler: &mut HitHandler,
+        is_fresh: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<ForcedFreshness>> {
+        Ok(caching::hit_freshness(meta, is_fresh, ctx))
+    }
+
+    /// Variants by the stored response's `Vary`.
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut RequestCtx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        crate::cache::key::variance(meta.headers(), &req.headers)
+    }
+
+    /// Not served from the cache: `only-if-cached` gets a 504 instead of a
+    /// trip to the backend.
+    async fn proxy_upstream_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        if caching::only_if_cached(ctx) {
+            problem::respond(session, Problem::GatewayTimeout, &ctx.request_id, &[]).await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// RFC 9111 storing rules and freshness (`cache/policy.rs`).
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
+        Ok(caching::response_cacheable(session, resp, ctx))
+    }
+
+    /// Stale while revalidating, or when the backend fails.
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
+        caching::serve_stale(ctx, error)
     }
 
     /// Pick a healthy backend not tried yet by this request and describe the
@@ -277,6 +356,7 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         record::upstream_response(ctx, upstream.status.as_u16());
+        caching::upstream_response(upstream, ctx);
         Ok(())
     }
 
@@ -284,7 +364,7 @@ impl ProxyHttp for GatewayProxy {
     /// sunset), header rules, the request id and the rate-limit headers.
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
@@ -294,6 +374,7 @@ impl ProxyHttp for GatewayProxy {
             }
             forward::apply_header_ops(upstream, &route.response_headers)?;
         }
+        caching::response(session, upstream, ctx)?;
         upstream.insert_header(forward::REQUEST_ID, ctx.request_id.clone())?;
         if let Some(hsts) = &ctx.hsts {
             upstream.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
@@ -346,6 +427,7 @@ impl ProxyHttp for GatewayProxy {
     /// Runs last, for every request: the access-log line and counters.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.inflight = None;
+        caching::record(session, ctx);
         record::request_done(&self.gateway, session, e, ctx);
     }
 }

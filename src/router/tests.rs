@@ -29,6 +29,7 @@ fn route(hosts: &[&str], path: &str, methods: &[&str]) -> Route {
         response_headers: HeaderRules::default(),
         timeouts: Timeouts::default(),
         lifecycle: Default::default(),
+        cache: None,
     }
 }
 

@@ -27,6 +27,7 @@ use super::file::{
 };
 use super::model::{self, Config};
 
+mod cache;
 mod consumers;
 mod pools;
 mod routes;
@@ -81,7 +82,8 @@ impl Validator<'_> {
             .iter()
             .map(|(name, pool)| (name.get_ref().clone(), self.pool(name, pool)))
             .collect();
-        let routes = self.routes(&file.routes, &pool_names);
+        let cache = self.cache(file.cache.as_ref());
+        let routes = self.routes(&file.routes, &pool_names, &cache);
         let auth = self.auth(file.auth.as_ref());
         let access_log = self.access_log(file.access_log.as_ref());
         let names = consumers::RouteNames::of(&routes);
@@ -111,6 +113,7 @@ impl Validator<'_> {
             routes,
             auth,
             access_log,
+            cache,
             consumers: all_consumers,
             consumer_files,
             consumer_globs,

@@ -37,6 +37,7 @@ impl Validator<'_> {
         &mut self,
         routes: &[RouteFile],
         pools: &BTreeSet<String>,
+        cache: &model::CacheSettings,
     ) -> Vec<model::Route> {
         // ahash: these maps hold one entry per route (10,000 and more), and
         // the keys come from the operator's own file.
@@ -64,7 +65,8 @@ impl Validator<'_> {
             } else {
                 ids.insert(id, route.id.span());
             }
-            let (model_route, key) = self.route(index, route, &item, pools);
+            let (mut model_route, key) = self.route(index, route, &item, pools);
+            model_route.cache = self.route_cache(route.cache.as_ref(), cache, &item);
             keys.extend(key);
             out.push(model_route);
         }
@@ -178,6 +180,7 @@ impl Validator<'_> {
             response_headers,
             timeouts,
             lifecycle,
+            cache: None,
         };
         (model_route, key)
     }

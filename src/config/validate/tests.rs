@@ -155,3 +155,57 @@ fn overlap_rules() {
     assert!(!overlaps(a("127.0.0.1:80"), a("127.0.0.2:80")));
     assert!(!overlaps(a("127.0.0.1:0"), a("127.0.0.1:0")));
 }
+
+#[test]
+fn cache_settings_are_checked_and_defaulted() {
+    let src = with_pool(&format!(
+        "[cache]\nmax_size = \"1MiB\"\n{}[routes.cache]\nttl = \"30s\"\nkey = {{ query = [\"page\", \"sort\"], headers = [\"Accept\"] }}\n",
+        route("c", "path = \"/\"")
+    ));
+    let config = ok(&src);
+    assert_eq!(config.cache.max_size, 1 << 20);
+    let cache = config.routes[0].cache.as_ref().expect("caching");
+    assert_eq!(cache.ttl, Some(Duration::from_secs(30)));
+    assert_eq!(
+        cache.max_object_size,
+        1 << 20,
+        "the default is capped at max_size"
+    );
+    assert_eq!(cache.key.headers, vec!["accept".to_string()]);
+    assert_eq!(
+        cache.key.query,
+        model::QueryKey::Only(vec!["page".into(), "sort".into()])
+    );
+    let off = ok(&with_pool(&format!(
+        "{}[routes.cache]\nenabled = false\n",
+        route("c", "path = \"/\"")
+    )));
+    assert!(off.routes[0].cache.is_none());
+    assert_eq!(off.cache.max_size, model::DEFAULT_CACHE_MAX_SIZE);
+
+    let errors = all_errors(&with_pool(&format!(
+        "[cache]\nmax_size = \"1MB\"\n{}[routes.cache]\nmax_object_size = \"2GiB\"\nstale_if_error = \"soon\"\nkey = {{ query = \"some\", headers = [\"Authorization\"] }}\n",
+        route("c", "path = \"/\"")
+    )));
+    assert_eq!(errors.len(), 5, "{errors:#?}");
+    assert!(
+        errors[0]
+            .starts_with(r#"f.toml:4:12: cache: max_size: "1MB" is not a size ("MB" is ambiguous"#),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].contains(
+            "route \"c\": cache.max_object_size (2147483648 bytes) is larger than [cache] max_size"
+        ),
+        "{}",
+        errors[1]
+    );
+    assert!(errors[2].contains("cache.stale_if_error"), "{}", errors[2]);
+    assert!(
+        errors[3].contains(r#"cache.key.query must be "all", "sorted""#),
+        "{}",
+        errors[3]
+    );
+    assert!(errors[4].contains("carries credentials"), "{}", errors[4]);
+}

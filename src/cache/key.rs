@@ -1,0 +1,308 @@
+//! The cache key of a request: route id, method class, host, normalized
+//! path and query (per the route's `key`), the values of the key's headers
+//! and, on key routes that are not `shared`, the consumer id.
+//!
+//! Components are length-prefixed before hashing, so no two different
+//! requests frame to the same bytes (`a` + `bc` ≠ `ab` + `c`). `Vary` is not
+//! here: Pingora keeps variants apart with a variance hash
+//! ([`variance`]) computed from the stored response's `Vary`.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+use pingora_cache::key::HashBinary;
+use pingora_cache::{CacheKey, VarianceBuilder};
+
+use crate::config::model::{CacheKeySpec, QueryKey};
+
+/// Where a stored object came from, for purge and invalidation. Travels
+/// in the [`CacheKey`]'s extensions to the store's miss handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub route: Arc<str>,
+    /// Lower-case `Host` (with its port, if any).
+    pub host: Box<str>,
+    /// Normalized path.
+    pub path: Box<str>,
+    /// Normalized query as keyed (`""` when none).
+    pub query: Box<str>,
+    /// The route's `max_object_size`: larger bodies are not stored.
+    pub max_object_size: usize,
+}
+
+/// What the key is made of, borrowed from the request.
+pub struct KeyParts<'a> {
+    pub route: &'a Arc<str>,
+    pub host: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    /// The consumer, on key routes that keep entries per consumer.
+    pub consumer: Option<&'a str>,
+}
+
+/// The key and the [`Origin`] it carries.
+pub fn cache_key(parts: &KeyParts<'_>, spec: &CacheKeySpec, max_object_size: usize) -> CacheKey {
+    let origin = Origin {
+        max_object_size,
+        route: parts.route.clone(),
+        host: parts.host.to_ascii_lowercase().into_boxed_str(),
+        path: normalize_path(parts.path).into_boxed_str(),
+        query: normalize_query(parts.query.unwrap_or(""), &spec.query).into_boxed_str(),
+    };
+    let mut primary = Vec::with_capacity(
+        64 + origin.route.len() + origin.host.len() + origin.path.len() + origin.query.len(),
+    );
+    // Only GET and HEAD are looked up; both are answered from a stored GET.
+    frame(&mut primary, b"GET");
+    frame(&mut primary, origin.route.as_bytes());
+    frame(&mut primary, origin.host.as_bytes());
+    frame(&mut primary, origin.path.as_bytes());
+    frame(&mut primary, origin.query.as_bytes());
+    for name in &spec.headers {
+        let mut values = parts.headers.get_all(name.as_str()).iter();
+        match values.next() {
+            None => frame(&mut primary, b"\xff"), // absent ≠ empty
+            Some(first) => {
+                let mut joined = first.as_bytes().to_vec();
+                for v in values {
+                    joined.extend_from_slice(b", ");
+                    joined.extend_from_slice(v.as_bytes());
+                }
+                frame(&mut primary, &joined);
+            }
+        }
+    }
+    match parts.consumer {
+        Some(c) => frame(&mut primary, c.as_bytes()),
+        None => frame(&mut primary, b"\xff"),
+    }
+    let mut key = CacheKey::new(primary, "");
+    key.extensions.insert(Arc::new(origin));
+    key
+}
+
+fn frame(out: &mut Vec<u8>, part: &[u8]) {
+    out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+    out.extend_from_slice(part);
+}
+
+/// The [`Origin`] a key carries, if it is one of ours.
+pub fn origin_of(key: &CacheKey) -> Option<&Arc<Origin>> {
+    key.extensions.get::<Arc<Origin>>()
+}
+
+/// RFC 3986 §6.2.2 normalization of percent-encoding: hex digits
+/// upper-cased, unreserved characters (`A-Z a-z 0-9 - . _ ~`) decoded.
+/// Nothing else changes: `/a//b` and `/a/b` may be different resources.
+pub fn normalize_path(path: &str) -> String {
+    normalize_pct(path)
+}
+
+fn normalize_pct(s: &str) -> String {
+    if !s.contains('%') {
+        return s.to_string();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                let c = h << 4 | l;
+                if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+                    out.push(c);
+                } else {
+                    out.extend_from_slice(&[
+                        b'%',
+                        b[i + 1].to_ascii_uppercase(),
+                        b[i + 2].to_ascii_uppercase(),
+                    ]);
+                }
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    // Only ASCII was decoded, and only where it replaced ASCII.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// The query as the key sees it: as sent (`all`), its parameters sorted
+/// (`sorted`), or only the listed parameters, sorted.
+pub fn normalize_query(query: &str, mode: &QueryKey) -> String {
+    let query = normalize_pct(query);
+    let mut params: Vec<&str> = match mode {
+        QueryKey::All => return query,
+        QueryKey::Sorted => query.split('&').filter(|p| !p.is_empty()).collect(),
+        QueryKey::Only(names) => query
+            .split('&')
+            .filter(|p| {
+                let name = p.split_once('=').map_or(*p, |(n, _)| n);
+                !p.is_empty() && names.iter().any(|n| n == name)
+            })
+            .collect(),
+    };
+    params.sort_unstable();
+    params.join("&")
+}
+
+/// The variance of a request against a stored response's `Vary`: the
+/// values of the named request headers. `None` when the response does not
+/// vary. (`Vary: *` responses are never stored.)
+pub fn variance(vary: &HeaderMap, request: &HeaderMap) -> Option<HashBinary> {
+    let mut builder = VarianceBuilder::new();
+    for value in vary.get_all(http::header::VARY) {
+        let Ok(text) = value.to_str() else { continue };
+        for name in text.split(',') {
+            let name = name.trim().to_ascii_lowercase();
+            if name.is_empty() {
+                continue;
+            }
+            let mut joined = Vec::new();
+            for (i, v) in request.get_all(name.as_str()).iter().enumerate() {
+                if i > 0 {
+                    joined.extend_from_slice(b", ");
+                }
+                joined.extend_from_slice(v.as_bytes());
+            }
+            builder.add_owned_name_value(name, joined);
+        }
+    }
+    builder.finalize()
+}
+
+/// `Vary: *`: the response varies on things outside the request.
+pub fn varies_on_everything(vary: &HeaderMap) -> bool {
+    vary.get_all(http::header::VARY).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|n| n.trim_ascii() == b"*")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pingora_cache::key::CacheHashKey;
+
+    fn key(path: &str, query: Option<&str>, consumer: Option<&str>, spec: &CacheKeySpec) -> String {
+        let route: Arc<str> = Arc::from("r");
+        let headers = HeaderMap::new();
+        cache_key(
+            &KeyParts {
+                route: &route,
+                host: "Example.com",
+                path,
+                query,
+                headers: &headers,
+                consumer,
+            },
+            spec,
+            1000,
+        )
+        .combined()
+    }
+
+    #[test]
+    fn paths_normalize_percent_encoding_only() {
+        assert_eq!(normalize_path("/a%7eb/%2f%41"), "/a~b/%2FA");
+        assert_eq!(normalize_path("/a//b"), "/a//b");
+        assert_eq!(normalize_path("/100%"), "/100%");
+        assert_eq!(normalize_path("/x%zz"), "/x%zz");
+    }
+
+    #[test]
+    fn query_modes() {
+        assert_eq!(normalize_query("b=1&a=2", &QueryKey::All), "b=1&a=2");
+        assert_eq!(normalize_query("b=1&a=2&", &QueryKey::Sorted), "a=2&b=1");
+        let only = QueryKey::Only(vec!["page".into(), "sort".into()]);
+        assert_eq!(
+            normalize_query("utm=x&sort=asc&page=2&pagex=1", &only),
+            "page=2&sort=asc"
+        );
+    }
+
+    #[test]
+    fn keys_separate_consumers_queries_and_framing() {
+        let spec = CacheKeySpec::default();
+        assert_ne!(
+            key("/a", None, Some("alice"), &spec),
+            key("/a", None, Some("bob"), &spec)
+        );
+        assert_ne!(
+            key("/a", None, Some("alice"), &spec),
+            key("/a", None, None, &spec)
+        );
+        assert_ne!(
+            key("/a", Some("x=1"), None, &spec),
+            key("/a", None, None, &spec)
+        );
+        assert_ne!(
+            key("/ab", None, None, &spec),
+            key("/a", Some("b"), None, &spec)
+        );
+        assert_eq!(
+            key("/a%7e", None, None, &spec),
+            key("/a~", None, None, &spec)
+        );
+        let sorted = CacheKeySpec {
+            query: QueryKey::Sorted,
+            headers: vec![],
+        };
+        assert_eq!(
+            key("/a", Some("b=1&a=2"), None, &sorted),
+            key("/a", Some("a=2&b=1"), None, &sorted)
+        );
+    }
+
+    #[test]
+    fn key_headers_and_vary() {
+        let route: Arc<str> = Arc::from("r");
+        let spec = CacheKeySpec {
+            query: QueryKey::All,
+            headers: vec!["accept-language".into()],
+        };
+        let with = |v: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(v) = v {
+                headers.insert("accept-language", v.parse().unwrap());
+            }
+            let k = cache_key(
+                &KeyParts {
+                    route: &route,
+                    host: "h",
+                    path: "/",
+                    query: None,
+                    headers: &headers,
+                    consumer: None,
+                },
+                &spec,
+                1000,
+            );
+            k.combined()
+        };
+        assert_ne!(with(Some("de")), with(Some("fr")));
+        assert_ne!(with(None), with(Some("")));
+
+        let mut vary = HeaderMap::new();
+        vary.insert("vary", "Accept-Encoding".parse().unwrap());
+        let mut gzip = HeaderMap::new();
+        gzip.insert("accept-encoding", "gzip".parse().unwrap());
+        assert_ne!(variance(&vary, &gzip), variance(&vary, &HeaderMap::new()));
+        assert_eq!(variance(&HeaderMap::new(), &gzip), None);
+        vary.insert("vary", "accept-encoding, *".parse().unwrap());
+        assert!(varies_on_everything(&vary));
+    }
+}

@@ -1,0 +1,212 @@
+//! Cache checks: `[cache]` and each route's `[routes.cache]` (durations,
+//! sizes, the key's query mode and header names).
+
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::{is_token, Validator};
+use crate::config::file::{CacheFile, CacheKeyFile, RouteCacheFile};
+use crate::config::model;
+
+const SIZE_EXAMPLES: &str = r#"write e.g. "512KiB", "8MiB" or "1GiB""#;
+
+/// `text` as a byte count: digits with an optional binary unit (`B`,
+/// `KiB`, `MiB`, `GiB`, `TiB`), spaces between allowed.
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    if digits.is_empty() {
+        return Err("it does not start with a number".into());
+    }
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| "the number is too large".to_string())?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        "TiB" => 40,
+        u @ ("K" | "KB" | "k" | "kB" | "M" | "MB" | "G" | "GB") => {
+            return Err(format!(
+                "{u:?} is ambiguous: sizes are binary, write KiB, MiB or GiB"
+            ))
+        }
+        u => return Err(format!("unknown size unit {u:?}")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| "the size is too large".to_string())
+}
+
+impl Validator<'_> {
+    pub(super) fn cache(&mut self, cache: Option<&CacheFile>) -> model::CacheSettings {
+        let max_size = cache
+            .and_then(|c| c.max_size.as_ref())
+            .and_then(|s| self.size(s, "max_size", "cache"))
+            .unwrap_or(model::DEFAULT_CACHE_MAX_SIZE);
+        model::CacheSettings { max_size }
+    }
+
+    /// A byte size, greater than zero.
+    fn size(&mut self, s: &Spanned<String>, what: &str, item: &str) -> Option<u64> {
+        match parse_size(s.get_ref()) {
+            Ok(0) => {
+                self.error(
+                    s.span(),
+                    Some(item),
+                    format!("{what} must be greater than 0"),
+                );
+                None
+            }
+            Ok(n) => Some(n),
+            Err(why) => {
+                self.error(
+                    s.span(),
+                    Some(item),
+                    format!(
+                        "{what}: {:?} is not a size ({why}); {SIZE_EXAMPLES}",
+                        s.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `[routes.cache]` of a route: `None` when absent or `enabled = false`.
+    pub(super) fn route_cache(
+        &mut self,
+        cache: Option<&RouteCacheFile>,
+        settings: &model::CacheSettings,
+        item: &str,
+    ) -> Option<model::RouteCache> {
+        let cache = cache?;
+        let enabled = cache.enabled.as_ref().is_none_or(|e| *e.get_ref());
+        let mut duration = |d: &Option<Spanned<String>>, what: &str| {
+            d.as_ref().and_then(|d| self.duration(d, what, Some(item)))
+        };
+        let ttl = duration(&cache.ttl, "cache.ttl");
+        let stale_while_revalidate = duration(
+            &cache.stale_while_revalidate,
+            "cache.stale_while_revalidate",
+        )
+        .unwrap_or(Duration::ZERO);
+        let stale_if_error =
+            duration(&cache.stale_if_error, "cache.stale_if_error").unwrap_or(Duration::ZERO);
+        let max_object_size = match &cache.max_object_size {
+            None => model::DEFAULT_CACHE_MAX_OBJECT_SIZE.min(settings.max_size),
+            Some(s) => {
+                let size = self.size(s, "cache.max_object_size", item);
+                if let Some(n) = size.filter(|n| *n > settings.max_size) {
+                    self.error(
+                        s.span(),
+                        Some(item),
+                        format!(
+                            "cache.max_object_size ({n} bytes) is larger than [cache] max_size ({} bytes): such an object could never be kept",
+                            settings.max_size
+                        ),
+                    );
+                }
+                size.unwrap_or(model::DEFAULT_CACHE_MAX_OBJECT_SIZE)
+            }
+        };
+        let key = self.cache_key(cache.key.as_ref(), item);
+        enabled.then_some(model::RouteCache {
+            ttl,
+            max_object_size,
+            stale_while_revalidate,
+            stale_if_error,
+            shared: cache.shared.as_ref().is_some_and(|s| *s.get_ref()),
+            key,
+        })
+    }
+
+    fn cache_key(&mut self, key: Option<&CacheKeyFile>, item: &str) -> model::CacheKeySpec {
+        let Some(key) = key else {
+            return model::CacheKeySpec::default();
+        };
+        let query = match &key.query {
+            None => model::QueryKey::All,
+            Some(q) => self.query_key(q, item),
+        };
+        let mut headers: Vec<String> = Vec::new();
+        for h in &key.headers {
+            let name = h.get_ref().to_ascii_lowercase();
+            if !is_token(&name) {
+                self.error(
+                    h.span(),
+                    Some(item),
+                    format!(
+                        "cache.key.headers: {:?} is not a valid header name",
+                        h.get_ref()
+                    ),
+                );
+            } else if matches!(name.as_str(), "authorization" | "cookie" | "x-api-key") {
+                self.error(
+                    h.span(),
+                    Some(item),
+                    format!(
+                        "cache.key.headers: {name:?} carries credentials and cannot be part of a cache key; on key routes each consumer already has its own entries (shared = false)"
+                    ),
+                );
+            } else if !headers.contains(&name) {
+                headers.push(name);
+            }
+        }
+        headers.sort();
+        model::CacheKeySpec { query, headers }
+    }
+
+    fn query_key(&mut self, q: &Spanned<toml::Value>, item: &str) -> model::QueryKey {
+        const HELP: &str = r#"cache.key.query must be "all", "sorted" or a list of parameter names, e.g. ["page", "sort"]"#;
+        match q.get_ref() {
+            toml::Value::String(s) if s == "all" => model::QueryKey::All,
+            toml::Value::String(s) if s == "sorted" => model::QueryKey::Sorted,
+            toml::Value::Array(items) => {
+                let mut names: Vec<String> = Vec::new();
+                for v in items {
+                    match v.as_str() {
+                        Some(n) if !n.is_empty() => {
+                            if !names.iter().any(|x| x == n) {
+                                names.push(n.to_string());
+                            }
+                        }
+                        _ => {
+                            self.error(q.span(), Some(item), HELP);
+                            return model::QueryKey::All;
+                        }
+                    }
+                }
+                names.sort();
+                model::QueryKey::Only(names)
+            }
+            _ => {
+                self.error(q.span(), Some(item), HELP);
+                model::QueryKey::All
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_are_binary_and_checked() {
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("8 MiB"), Ok(8 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("10B"), Ok(10));
+        assert!(parse_size("10MB").unwrap_err().contains("MiB"));
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("1.5GiB").is_err());
+        assert!(parse_size("99999999999TiB").is_err());
+    }
+}

@@ -1,0 +1,358 @@
+//! The cache phases of a request on a caching route, between Pingora's
+//! cache machinery and [`crate::cache`]: enable the cache for `GET`/`HEAD`
+//! after the request was admitted, compute its key and variance, apply the
+//! request's directives to a stored object, decide whether a response is
+//! stored, when stale may be served, and what `Cache-Status` says.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::Method;
+use pingora_cache::{
+    CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, ForcedFreshness, RespCacheable,
+};
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+use super::{forward, RequestCtx};
+use crate::cache::key::{self, KeyParts};
+use crate::cache::policy::{self, RequestDirectives};
+use crate::cache::status::Outcome;
+use crate::cache::{Purge, RouteCaching, LOCK_WAIT_TIMEOUT};
+use crate::config::model::QueryKey;
+use crate::metrics::cache::CacheResult;
+
+/// A request on a caching route.
+pub struct CacheCtx {
+    pub route: Arc<RouteCaching>,
+    directives: RequestDirectives,
+    /// Not looked up: the method is not `GET` or `HEAD`.
+    method_bypass: bool,
+    /// Nothing usable was stored (Pingora called `cache_miss`).
+    missed: bool,
+    /// Why the response was not stored.
+    detail: Option<&'static str>,
+    /// Served stale because the backend failed.
+    stale_if_error: bool,
+    /// The backend's `304` to a revalidation, to update the stored header.
+    not_modified: Option<Box<ResponseHeader>>,
+    outcome: Option<Outcome>,
+}
+
+/// `request_cache_filter`: turn the cache on for this request if its route
+/// caches and the method is `GET` or `HEAD`. Runs after authentication,
+/// scopes and limits, so an unadmitted request never reaches the cache.
+pub fn enable(session: &mut Session, ctx: &mut RequestCtx) {
+    let Some(caching) = ctx.route().and_then(|r| r.cache.clone()) else {
+        return;
+    };
+    let req = session.req_header();
+    let cacheable_method = matches!(req.method, Method::GET | Method::HEAD);
+    let directives = policy::request_directives(req);
+    ctx.cache = Some(CacheCtx {
+        route: caching.clone(),
+        directives,
+        method_bypass: !cacheable_method,
+        missed: false,
+        detail: None,
+        stale_if_error: false,
+        not_modified: None,
+        outcome: None,
+    });
+    if !cacheable_method {
+        return;
+    }
+    let mut overrides = CacheOptionOverrides::default();
+    overrides.wait_timeout = Some(LOCK_WAIT_TIMEOUT);
+    overrides.max_lock_retries = Some(3);
+    // Called once per request (enabling twice panics in pingora-cache).
+    session.cache.enable(
+        caching.store,
+        None,
+        None,
+        Some(caching.lock),
+        Some(overrides),
+    );
+}
+
+/// `cache_key_callback`: see [`crate::cache::key`].
+pub fn cache_key(session: &Session, ctx: &RequestCtx) -> Result<CacheKey> {
+    let Some(cache) = &ctx.cache else {
+        return Error::e_explain(
+            ErrorType::InternalError,
+            "cache key without a caching route",
+        );
+    };
+    let caching = &cache.route;
+    let consumer = if caching.per_consumer {
+        let entry = ctx
+            .snapshot
+            .as_ref()
+            .zip(ctx.consumer)
+            .and_then(|(s, c)| s.consumers.consumer(c));
+        match entry {
+            Some(e) => Some(e.id.clone()),
+            // Never share an entry because the consumer is unknown.
+            None => {
+                return Error::e_explain(
+                    ErrorType::InternalError,
+                    "per-consumer cache key without a consumer",
+                )
+            }
+        }
+    } else {
+        None
+    };
+    let req = session.req_header();
+    let settings = &caching.settings;
+    Ok(key::cache_key(
+        &KeyParts {
+            route: &caching.route,
+            host: forward::request_host(req),
+            path: req.uri.path(),
+            query: req.uri.query(),
+            headers: &req.headers,
+            consumer: consumer.as_deref(),
+        },
+        &settings.key,
+        usize::try_from(settings.max_object_size).unwrap_or(usize::MAX),
+    ))
+}
+
+/// `cache_miss`: remember that nothing stored could be used.
+pub fn missed(ctx: &mut RequestCtx) {
+    if let Some(c) = &mut ctx.cache {
+        c.missed = true;
+    }
+}
+
+/// `cache_hit_filter`: what the request's `Cache-Control` makes of a
+/// stored object (`no-cache`, `max-age`, `min-fresh`, `max-stale`).
+pub fn hit_freshness(
+    meta: &CacheMeta,
+    is_fresh: bool,
+    ctx: &RequestCtx,
+) -> Option<ForcedFreshness> {
+    let cache = ctx.cache.as_ref()?;
+    match policy::request_override(&cache.directives, meta, SystemTime::now()) {
+        Some(false) if is_fresh || cache.directives.revalidate => {
+            Some(ForcedFreshness::ForceExpired)
+        }
+        Some(true) if !is_fresh => Some(ForcedFreshness::ForceFresh),
+        _ => None,
+    }
+}
+
+/// `proxy_upstream_filter`: `only-if-cached` never goes to the backend.
+pub fn only_if_cached(ctx: &RequestCtx) -> bool {
+    ctx.cache
+        .as_ref()
+        .is_some_and(|c| c.directives.only_if_cached && !c.method_bypass)
+}
+
+/// `upstream_response_filter`: keep a `304`'s header, whose fields update
+/// the stored ones (Pingora merges only a few of them).
+pub fn upstream_response(resp: &ResponseHeader, ctx: &mut RequestCtx) {
+    if let (Some(cache), 304) = (&mut ctx.cache, resp.status.as_u16()) {
+        cache.not_modified = Some(Box::new(resp.clone()));
+    }
+}
+
+/// Fields a `304` does not update in the stored header (RFC 9111 §3.2).
+const NOT_UPDATED: [http::HeaderName; 5] = [
+    http::header::CONTENT_LENGTH,
+    http::header::CONTENT_ENCODING,
+    http::header::CONTENT_RANGE,
+    http::header::TRANSFER_ENCODING,
+    http::header::CONNECTION,
+];
+
+/// `response_cache_filter`: may this response be stored, and how fresh?
+pub fn response_cacheable(
+    session: &Session,
+    resp: &ResponseHeader,
+    ctx: &mut RequestCtx,
+) -> RespCacheable {
+    let now = SystemTime::now();
+    let request_time = ctx
+        .upstream_started
+        .map(|t| now.checked_sub(t.elapsed()).unwrap_or(now))
+        .unwrap_or(now);
+    let Some(cache) = &mut ctx.cache else {
+        return RespCacheable::Uncacheable(pingora_cache::NoCacheReason::NeverEnabled);
+    };
+    let req = session.req_header();
+    // After a 304: the stored header updated with the 304's fields (its
+    // `Date` above all, or the refreshed object would look as old as the
+    // first response).
+    let updated = cache.not_modified.take().map(|nm| {
+        let mut merged = resp.clone();
+        for name in nm.headers.keys() {
+            if NOT_UPDATED.contains(name) {
+                continue;
+            }
+            merged.remove_header(name);
+            for v in nm.headers.get_all(name) {
+                let _ = merged.append_header(name.clone(), v.clone());
+            }
+        }
+        merged
+    });
+    let x = policy::Exchange {
+        request: req,
+        response: updated.as_ref().unwrap_or(resp),
+        authorization_forwarded: req.headers.contains_key(http::header::AUTHORIZATION)
+            && !cache.route.key_in_authorization,
+        request_time,
+        now,
+    };
+    let decision = policy::response_cacheable(&x, &cache.route.settings);
+    if let RespCacheable::Uncacheable(reason) = &decision {
+        cache.detail = Some(policy::reason_text(reason));
+    }
+    decision
+}
+
+/// `should_serve_stale`: during revalidation (`error` is `None`) whenever
+/// the object's stale-while-revalidate window allows (Pingora checks it);
+/// on an error unless the client caused it.
+pub fn serve_stale(ctx: &mut RequestCtx, error: Option<&Error>) -> bool {
+    let Some(cache) = &mut ctx.cache else {
+        return false;
+    };
+    match error {
+        None => true,
+        Some(e) if e.esource() == &ErrorSource::Downstream => false,
+        Some(_) => {
+            cache.stale_if_error = true;
+            true
+        }
+    }
+}
+
+/// `response_filter`: add `Cache-Status`; after a successful unsafe
+/// method, invalidate what is stored for its URL.
+pub fn response(session: &Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    let req = session.req_header();
+    if !req.method.is_safe() && (200..400).contains(&resp.status.as_u16()) {
+        invalidate(session, resp, ctx);
+    }
+    let Some(cache) = &mut ctx.cache else {
+        return Ok(());
+    };
+    let outcome = outcome(session, cache);
+    resp.insert_header("cache-status", outcome.header())?;
+    cache.outcome = Some(outcome);
+    Ok(())
+}
+
+fn outcome(session: &Session, cache: &CacheCtx) -> Outcome {
+    if cache.method_bypass {
+        return Outcome::bypass(true);
+    }
+    let phase = session.cache.phase();
+    let mut result = Outcome::from_phase(phase);
+    if result == CacheResult::Bypass && cache.missed {
+        result = CacheResult::Miss;
+    }
+    if cache.stale_if_error
+        && matches!(
+            phase,
+            CachePhase::Stale | CachePhase::Expired | CachePhase::Miss
+        )
+    {
+        result = CacheResult::Stale;
+    }
+    let stored = matches!(phase, CachePhase::Miss | CachePhase::Expired) && session.cache.enabled();
+    let ttl = matches!(result, CacheResult::Hit | CacheResult::Stale)
+        .then(|| session.cache.maybe_cache_meta())
+        .flatten()
+        .map(|m| seconds_left(m.fresh_until()));
+    Outcome {
+        result,
+        stored,
+        forced_by_request: cache.directives.revalidate,
+        stale_if_error: cache.stale_if_error,
+        ttl,
+        method: false,
+        detail: if stored { None } else { cache.detail },
+    }
+}
+
+fn seconds_left(until: SystemTime) -> i64 {
+    match until.duration_since(SystemTime::now()) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+/// RFC 9111 §4.4: a successful unsafe method invalidates the stored
+/// responses for its URL, and for `Location` / `Content-Location` on the
+/// same host.
+fn invalidate(session: &Session, resp: &ResponseHeader, ctx: &RequestCtx) {
+    let Some(caching) = ctx.snapshot.as_ref().and_then(|s| s.cache.clone()) else {
+        return;
+    };
+    let req = session.req_header();
+    let host = forward::request_host(req).to_ascii_lowercase();
+    let mode = ctx
+        .cache
+        .as_ref()
+        .map_or(QueryKey::All, |c| c.route.settings.key.query.clone());
+    let mut gone = drop_url(&caching, &host, req.uri.path(), req.uri.query(), &mode);
+    for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+        let Some(uri) = resp
+            .headers
+            .get(&name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<http::Uri>().ok())
+        else {
+            continue;
+        };
+        let same_host = uri
+            .authority()
+            .is_none_or(|a| a.as_str().eq_ignore_ascii_case(&host));
+        if same_host && uri.path().starts_with('/') {
+            gone += drop_url(&caching, &host, uri.path(), uri.query(), &mode);
+        }
+    }
+    if gone > 0 {
+        tracing::debug!(objects = gone, "cache invalidated after an unsafe method");
+    }
+}
+
+fn drop_url(
+    caching: &RouteCaching,
+    host: &str,
+    path: &str,
+    query: Option<&str>,
+    mode: &QueryKey,
+) -> usize {
+    let path = key::normalize_path(path);
+    let query = key::normalize_query(query.unwrap_or(""), mode);
+    caching.invalidate(Purge::Url {
+        host,
+        path: &path,
+        query: &query,
+    })
+}
+
+/// `logging`: count what the cache did.
+pub fn record(session: &Session, ctx: &RequestCtx) {
+    let Some(cache) = &ctx.cache else {
+        return;
+    };
+    let result = match &cache.outcome {
+        Some(o) => o.result,
+        None => outcome(session, cache).result,
+    };
+    cache.route.count(result);
+    if session
+        .cache
+        .lock_duration()
+        .is_some_and(|d| d > Duration::ZERO)
+    {
+        cache.route.lock_waited();
+    }
+}

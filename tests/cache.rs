@@ -1,0 +1,616 @@
+//! Response caching through the real gateway against a real loopback
+//! origin whose answers each test sets: storing rules, expiry, `Vary`,
+//! query normalization, per-consumer isolation, coalescing, stale serving,
+//! revalidation, invalidation, the byte bound, purge, `HEAD` and `Range`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use common::{base_config, client, eventually, Gateway};
+use portcullis::auth::keys;
+
+/// Status, headers and body text of an answer.
+type Answer = (u16, Vec<(String, String)>, String);
+
+/// What the origin answers for a path, and how often it was asked.
+#[derive(Clone)]
+struct Origin {
+    answers: Arc<Mutex<HashMap<String, Answer>>>,
+    /// Requests per path (query left out), 304s included.
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    /// Hold GET responses until released (coalescing test).
+    gate: Arc<tokio::sync::Semaphore>,
+    addr: Option<SocketAddr>,
+}
+
+impl Origin {
+    async fn start() -> Origin {
+        let mut origin = Origin {
+            answers: Default::default(),
+            hits: Default::default(),
+            gate: Arc::new(tokio::sync::Semaphore::new(1 << 20)),
+            addr: None,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        origin.addr = Some(listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .fallback(answer)
+            .with_state(origin.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        origin
+    }
+
+    /// Answer `path` with `status`, `headers` and a body of `body`
+    /// followed by ` #N` (the request count for the path).
+    fn set(&self, path: &str, status: u16, headers: &[(&str, &str)], body: &str) {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.answers
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), (status, headers, body.to_string()));
+    }
+
+    fn hits(&self, path: &str) -> usize {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+}
+
+async fn answer(State(o): State<Origin>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let n = {
+        let mut hits = o.hits.lock().unwrap();
+        let n = hits.entry(path.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    let _permit = o.gate.acquire().await;
+    let Some((status, headers, body)) = o.answers.lock().unwrap().get(&path).cloned() else {
+        return (StatusCode::NOT_FOUND, "no answer set").into_response();
+    };
+    let etag = headers
+        .iter()
+        .find(|(k, _)| k == "etag")
+        .map(|(_, v)| v.clone());
+    let inm = req
+        .headers()
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok());
+    let mut out = HeaderMap::new();
+    for (k, v) in &headers {
+        out.append(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    if etag.is_some() && inm == etag.as_deref() {
+        return (StatusCode::NOT_MODIFIED, out).into_response();
+    }
+    let consumer = req
+        .headers()
+        .get("x-consumer-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let q = req.uri().query().unwrap_or("");
+    let text = format!("{body} #{n} consumer={consumer} q={q}");
+    (StatusCode::from_u16(status).unwrap(), out, text).into_response()
+}
+
+/// A gateway with one caching route `c` on `/` (`cache_lines` go into
+/// its `[routes.cache]`), and `extra` appended.
+async fn gateway(origin: &Origin, route_lines: &str, cache_lines: &str, extra: &str) -> Gateway {
+    let config = format!(
+        "{}[cache]\nmax_size = \"1MiB\"\n\n[pools.p]\nbackends = [{{ address = \"{}\" }}]\n\n[[routes]]\nid = \"c\"\npath = \"/\"\npool = \"p\"\n{route_lines}\n[routes.cache]\n{cache_lines}\n\n{extra}",
+        base_config(),
+        origin.addr.unwrap()
+    );
+    Gateway::start(&config).await
+}
+
+struct Got {
+    status: u16,
+    cache_status: String,
+    age: Option<u64>,
+    body: String,
+    headers: reqwest::header::HeaderMap,
+}
+
+async fn get(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> Got {
+    send(gw, "GET", path, headers).await
+}
+
+async fn send(gw: &Gateway, method: &str, path: &str, headers: &[(&str, &str)]) -> Got {
+    let mut r = client().request(method.parse().unwrap(), gw.url(path));
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let cache_status = header("cache-status").unwrap_or_default();
+    let age = header("age").and_then(|a| a.parse().ok());
+    let body = resp.text().await.unwrap();
+    Got {
+        status,
+        cache_status,
+        age,
+        body,
+        headers,
+    }
+}
+
+#[tokio::test]
+async fn stores_what_the_origin_marks_fresh_and_serves_it_until_it_expires() {
+    let o = Origin::start().await;
+    o.set("/a", 200, &[("cache-control", "max-age=1")], "A");
+    let gw = gateway(&o, "", "", "").await;
+
+    let first = get(&gw, "/a", &[]).await;
+    assert_eq!(first.status, 200);
+    assert!(first.body.starts_with("A #1"), "{}", first.body);
+    assert_eq!(first.cache_status, "portcullis; fwd=miss; stored");
+
+    let second = get(&gw, "/a", &[]).await;
+    assert_eq!(second.body, first.body, "served from the cache");
+    assert!(
+        second.cache_status.starts_with("portcullis; hit"),
+        "{}",
+        second.cache_status
+    );
+    assert!(second.age.is_some(), "a hit carries Age");
+    assert_eq!(o.hits("/a"), 1);
+
+    // max-age=1: it expires, and the next request goes to the origin.
+    let fresh = eventually("the object to expire", || async {
+        let g = get(&gw, "/a", &[]).await;
+        (!g.body.starts_with("A #1")).then_some(g)
+    })
+    .await;
+    assert!(fresh.body.starts_with("A #2"), "{}", fresh.body);
+    assert!(
+        fresh.cache_status.contains("fwd=stale"),
+        "{}",
+        fresh.cache_status
+    );
+    assert_eq!(o.hits("/a"), 2);
+
+    // Without freshness and without a route ttl: never stored.
+    o.set("/none", 200, &[], "N");
+    get(&gw, "/none", &[]).await;
+    let again = get(&gw, "/none", &[]).await;
+    assert!(again.body.starts_with("N #2"));
+    assert_eq!(
+        again.cache_status,
+        "portcullis; fwd=miss; detail=no-freshness"
+    );
+
+    let text = gw.metrics_text().await;
+    for line in [
+        "portcullis_cache_requests_total{result=\"miss\",route=\"c\"} 3",
+        "portcullis_cache_requests_total{result=\"expired\",route=\"c\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+    assert!(text.contains("portcullis_cache_objects 1"), "{text}");
+    assert!(
+        !text.contains("portcullis_cache_requests_total{result=\"hit\",route=\"c\"} 0"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn no_store_private_set_cookie_and_vary_star_are_never_stored() {
+    let o = Origin::start().await;
+    let cases = [
+        ("/ns", ("cache-control", "no-store, max-age=60"), "no-store"),
+        ("/pr", ("cache-control", "private, max-age=60"), "private"),
+        ("/ck", ("set-cookie", "session=1"), "set-cookie"),
+        ("/vs", ("vary", "*"), "vary-star"),
+    ];
+    for (path, header, _) in &cases {
+        o.set(path, 200, &[*header, ("x-more", "1")], "X");
+    }
+    // A route ttl would make every one of them storable otherwise.
+    let gw = gateway(&o, "", "ttl = \"60s\"", "").await;
+    for (path, _, why) in &cases {
+        get(&gw, path, &[]).await;
+        let second = get(&gw, path, &[]).await;
+        assert!(second.body.starts_with("X #2"), "{path}: {}", second.body);
+        assert_eq!(
+            second.cache_status,
+            format!("portcullis; fwd=miss; detail={why}"),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn vary_keeps_variants_apart() {
+    let o = Origin::start().await;
+    o.set(
+        "/v",
+        200,
+        &[("cache-control", "max-age=60"), ("vary", "Accept-Language")],
+        "V",
+    );
+    let gw = gateway(&o, "", "", "").await;
+    let de = get(&gw, "/v", &[("accept-language", "de")]).await;
+    let fr = get(&gw, "/v", &[("accept-language", "fr")]).await;
+    assert_ne!(de.body, fr.body);
+    assert_eq!(
+        get(&gw, "/v", &[("accept-language", "de")]).await.body,
+        de.body
+    );
+    assert_eq!(
+        get(&gw, "/v", &[("accept-language", "fr")]).await.body,
+        fr.body
+    );
+    assert_eq!(o.hits("/v"), 2);
+}
+
+#[tokio::test]
+async fn query_normalization_follows_the_key() {
+    let o = Origin::start().await;
+    o.set("/s", 200, &[("cache-control", "max-age=60")], "S");
+    let gw = gateway(&o, "", "key = { query = [\"page\", \"sort\"] }", "").await;
+    let a = get(&gw, "/s?sort=asc&page=2&utm=x", &[]).await;
+    let b = get(&gw, "/s?page=2&sort=asc&utm=y", &[]).await;
+    assert_eq!(a.body, b.body, "order and unlisted params do not matter");
+    let c = get(&gw, "/s?page=3&sort=asc", &[]).await;
+    assert_ne!(a.body, c.body);
+    assert_eq!(o.hits("/s"), 2);
+}
+
+#[tokio::test]
+async fn consumers_never_see_each_others_entries() {
+    let o = Origin::start().await;
+    o.set("/me", 200, &[("cache-control", "max-age=60")], "ME");
+    let (alice, bob) = (keys::generate().unwrap(), keys::generate().unwrap());
+    let consumers = format!(
+        "[[consumers]]\nid = \"alice\"\nkeys = [{}]\nscopes = [{{ routes = [\"*\"] }}]\n\n[[consumers]]\nid = \"bob\"\nkeys = [{}]\nscopes = [{{ routes = [\"*\"] }}]\n",
+        keys::config_entry(&alice.prefix, &alice.digest_hex),
+        keys::config_entry(&bob.prefix, &bob.digest_hex),
+    );
+    let gw = gateway(&o, "auth = \"api_key\"", "", &consumers).await;
+    let a1 = get(&gw, "/me", &[("x-api-key", &alice.key)]).await;
+    assert!(a1.body.contains("consumer=alice"), "{}", a1.body);
+    let b1 = get(&gw, "/me", &[("x-api-key", &bob.key)]).await;
+    assert!(b1.body.contains("consumer=bob"), "{}", b1.body);
+    assert_eq!(
+        get(&gw, "/me", &[("x-api-key", &alice.key)]).await.body,
+        a1.body
+    );
+    assert_eq!(
+        get(&gw, "/me", &[("x-api-key", &bob.key)]).await.body,
+        b1.body
+    );
+    // Without a key, or with a wrong one: refused before any lookup.
+    let anon = get(&gw, "/me", &[]).await;
+    assert_eq!(anon.status, 401);
+    assert!(!anon.body.contains("ME #"), "{}", anon.body);
+    let wrong = get(&gw, "/me", &[("x-api-key", "pk_nope_0000")]).await;
+    assert_eq!(wrong.status, 401);
+    assert!(!wrong.body.contains("ME #"));
+    assert_eq!(o.hits("/me"), 2);
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_cold_requests_make_one_upstream_request() {
+    let o = Origin::start().await;
+    o.set("/hot", 200, &[("cache-control", "max-age=60")], "HOT");
+    let gw = Arc::new(gateway(&o, "", "", "").await);
+    // Hold the origin so every request arrives while the first is out.
+    let held = o.gate.acquire_many(1 << 20).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let gw = gw.clone();
+        tasks.push(tokio::spawn(async move { get(&gw, "/hot", &[]).await }));
+    }
+    eventually("the first request to reach the origin", || async {
+        (o.hits("/hot") >= 1).then_some(())
+    })
+    .await;
+    // Every request is in: the others wait on the cache lock.
+    eventually("200 open client connections", || async {
+        let text = gw.metrics_text().await;
+        let open: f64 = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("portcullis_downstream_open_connections{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        (open >= 200.0).then_some(())
+    })
+    .await;
+    drop(held);
+    let mut bodies = Vec::new();
+    for t in tasks {
+        let g = t.await.unwrap();
+        assert_eq!(g.status, 200);
+        bodies.push(g.body);
+    }
+    assert!(bodies.iter().all(|b| b.starts_with("HOT #1")), "{bodies:?}");
+    assert_eq!(o.hits("/hot"), 1, "exactly one request reached the origin");
+    let text = gw.metrics_text().await;
+    let waits: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis_cache_lock_waits_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(waits >= 100, "{waits} requests waited on the lock");
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_serves_stale_and_refreshes_once() {
+    let o = Origin::start().await;
+    o.set(
+        "/swr",
+        200,
+        &[("cache-control", "max-age=1, stale-while-revalidate=60")],
+        "SWR",
+    );
+    let gw = gateway(&o, "", "", "").await;
+    let first = get(&gw, "/swr", &[]).await;
+    assert!(first.body.starts_with("SWR #1"));
+    let stale = eventually("a stale answer", || async {
+        let g = get(&gw, "/swr", &[]).await;
+        g.cache_status
+            .contains("stale-while-revalidate")
+            .then_some(g)
+    })
+    .await;
+    assert!(
+        stale.body.starts_with("SWR #1"),
+        "stale is served at once: {}",
+        stale.body
+    );
+    let refreshed = eventually("the background refresh", || async {
+        let g = get(&gw, "/swr", &[]).await;
+        g.body.starts_with("SWR #2").then_some(g)
+    })
+    .await;
+    assert!(
+        refreshed.cache_status.contains("hit"),
+        "{}",
+        refreshed.cache_status
+    );
+    assert_eq!(o.hits("/swr"), 2, "refreshed once");
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_stale_when_the_origin_fails_or_is_gone() {
+    let o = Origin::start().await;
+    o.set(
+        "/sie",
+        200,
+        &[("cache-control", "max-age=1, stale-if-error=300")],
+        "SIE",
+    );
+    let gw = gateway(&o, "", "", "").await;
+    assert!(get(&gw, "/sie", &[]).await.body.starts_with("SIE #1"));
+    // The origin now fails with 500.
+    o.set("/sie", 500, &[], "broken");
+    let stale = eventually("stale instead of the 500", || async {
+        let g = get(&gw, "/sie", &[]).await;
+        g.cache_status.contains("stale-if-error").then_some(g)
+    })
+    .await;
+    assert_eq!(stale.status, 200);
+    assert!(stale.body.starts_with("SIE #1"), "{}", stale.body);
+
+    // A path without stale-if-error gets the error.
+    o.set("/plain", 200, &[("cache-control", "max-age=1")], "P");
+    get(&gw, "/plain", &[]).await;
+    o.set("/plain", 500, &[], "broken");
+    let err = eventually("the 500 once expired", || async {
+        let g = get(&gw, "/plain", &[]).await;
+        (g.status == 500).then_some(g)
+    })
+    .await;
+    assert!(err.body.starts_with("broken"));
+}
+
+#[tokio::test]
+async fn stale_if_error_covers_a_pool_that_cannot_be_reached() {
+    let o = Origin::start().await;
+    o.set("/sie", 200, &[("cache-control", "max-age=1")], "SIE");
+    // Route stale_if_error, origin says nothing about it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap();
+    drop(closed);
+    let gw = gateway(&o, "", "stale_if_error = \"5m\"", "").await;
+    assert!(get(&gw, "/sie", &[]).await.body.starts_with("SIE #1"));
+    // Point the pool at a port nothing listens on.
+    let config = std::fs::read_to_string(&gw.config_path)
+        .unwrap()
+        .replace(&o.addr.unwrap().to_string(), &dead.to_string());
+    gw.write_config(&config);
+    assert_eq!(gw.reload().await.0, 200);
+    let stale = eventually("stale while the pool is unreachable", || async {
+        let g = get(&gw, "/sie", &[]).await;
+        (g.status == 200 && g.cache_status.contains("stale-if-error")).then_some(g)
+    })
+    .await;
+    assert!(stale.body.starts_with("SIE #1"), "{}", stale.body);
+}
+
+#[tokio::test]
+async fn a_304_refreshes_the_stored_entry() {
+    let o = Origin::start().await;
+    o.set(
+        "/e",
+        200,
+        &[("cache-control", "max-age=1"), ("etag", "\"v1\"")],
+        "E",
+    );
+    let gw = gateway(&o, "", "", "").await;
+    let first = get(&gw, "/e", &[]).await;
+    let revalidated = eventually("a revalidation", || async {
+        let g = get(&gw, "/e", &[]).await;
+        g.cache_status.contains("fwd-status=304").then_some(g)
+    })
+    .await;
+    assert_eq!(revalidated.status, 200);
+    assert_eq!(revalidated.body, first.body, "the stored body, refreshed");
+    let hit = get(&gw, "/e", &[]).await;
+    assert!(hit.cache_status.contains("hit"), "{}", hit.cache_status);
+    assert_eq!(hit.body, first.body);
+
+    // The client's own no-cache forces a revalidation of a fresh entry.
+    let forced = get(&gw, "/e", &[("cache-control", "no-cache")]).await;
+    assert!(
+        forced.cache_status.contains("fwd=request"),
+        "{}",
+        forced.cache_status
+    );
+    assert_eq!(forced.body, first.body);
+
+    // only-if-cached on something never stored: 504, no trip upstream.
+    let before = o.hits("/other");
+    let g = get(&gw, "/other", &[("cache-control", "only-if-cached")]).await;
+    assert_eq!(g.status, 504);
+    assert_eq!(o.hits("/other"), before);
+}
+
+#[tokio::test]
+async fn a_successful_unsafe_method_invalidates_the_url() {
+    let o = Origin::start().await;
+    o.set("/item", 200, &[("cache-control", "max-age=60")], "ITEM");
+    o.set("/list", 200, &[("cache-control", "max-age=60")], "LIST");
+    let gw = gateway(&o, "", "", "").await;
+    let first = get(&gw, "/item", &[]).await;
+    get(&gw, "/list", &[]).await;
+    assert_eq!(get(&gw, "/item", &[]).await.body, first.body);
+    // POST answers with Location: /list.
+    o.answers
+        .lock()
+        .unwrap()
+        .get_mut("/item")
+        .unwrap()
+        .1
+        .push(("location".into(), "/list".into()));
+    let post = send(&gw, "POST", "/item", &[]).await;
+    assert_eq!(post.status, 200);
+    assert_eq!(post.cache_status, "portcullis; fwd=method");
+    assert!(get(&gw, "/item", &[]).await.body.starts_with("ITEM #3"));
+    assert!(get(&gw, "/list", &[]).await.body.starts_with("LIST #2"));
+}
+
+#[tokio::test]
+async fn resident_bytes_never_exceed_max_size() {
+    let o = Origin::start().await;
+    let body = "x".repeat(20_000);
+    for i in 0..120 {
+        o.set(
+            &format!("/o{i}"),
+            200,
+            &[("cache-control", "max-age=600")],
+            &body,
+        );
+    }
+    // 1 MiB of cache; 120 × 20 KB is more than twice that.
+    let gw = gateway(&o, "", "", "").await;
+    for i in 0..120 {
+        let g = get(&gw, &format!("/o{i}"), &[]).await;
+        assert_eq!(g.status, 200);
+        let text = gw.metrics_text().await;
+        let bytes: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("portcullis_cache_stored_bytes "))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        assert!(bytes <= 1 << 20, "{bytes} bytes after {i}");
+    }
+    let text = gw.metrics_text().await;
+    let evictions: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis_cache_evictions_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(evictions > 0, "{text}");
+    // The latest is there.
+    assert!(get(&gw, "/o119", &[]).await.cache_status.contains("hit"));
+}
+
+#[tokio::test]
+async fn purge_by_url_route_and_tag() {
+    let o = Origin::start().await;
+    o.set(
+        "/p",
+        200,
+        &[
+            ("cache-control", "max-age=60"),
+            ("surrogate-key", "red blue"),
+        ],
+        "P",
+    );
+    o.set(
+        "/q",
+        200,
+        &[("cache-control", "max-age=60"), ("cache-tag", "blue,green")],
+        "Q",
+    );
+    o.set("/r", 200, &[("cache-control", "max-age=60")], "R");
+    let gw = gateway(&o, "", "", "").await;
+    let c = client();
+    let purge = |q: &str| {
+        let url = gw.admin_url(&format!("/-/cache?{q}"));
+        let c = c.clone();
+        async move {
+            let r = c.delete(url).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let fill = || async {
+        for p in ["/p", "/p?x=1", "/q", "/r"] {
+            get(&gw, p, &[]).await;
+        }
+    };
+    fill().await;
+    let (s, body) = purge("route=c&path=%2Fp").await;
+    assert_eq!((s, body["purged"].as_u64()), (200, Some(2)), "{body}");
+    assert!(get(&gw, "/q", &[]).await.cache_status.contains("hit"));
+    fill().await;
+    let (_, body) = purge("tag=blue").await;
+    assert_eq!(body["purged"], 3, "{body}");
+    assert!(get(&gw, "/r", &[]).await.cache_status.contains("hit"));
+    fill().await;
+    let (_, body) = purge("route=c").await;
+    assert_eq!(body["purged"], 4, "{body}");
+    let (s, body) = purge("route=nope").await;
+    assert_eq!(s, 404, "{body}");
+    let (s, _) = purge("path=/p").await;
+    assert_eq!(s, 400);
+    assert!(get(&gw, "/r", &[]).await.cache_status.contains("fwd=miss"));
+}
+
+#[tokio::test]
+async fn head_and_range_are_answered_from_a_stored_get() {
+    let o = Origin::start().await;
+    o.set("/h", 200, &[("cache-control", "max-age=60")], "0123456789");
+    let gw = gateway(&o, "", "", "").await;
+    let full = get(&gw, "/h", &[]).await;
+    let head = send(&gw, "HEAD", "/h", &[]).await;
+    assert_eq!(head.status, 200);
+    assert!(head.cache_status.contains("hit"), "{}", head.cache_status);
+    assert!(head.body.is_empty());
+    let range = get(&gw, "/h", &[("range", "bytes=2-5")]).await;
+    assert_eq!(range.status, 206);
+    assert_eq!(range.body, full.body[2..6]);
+    assert!(range.headers.contains_key("content-range"));
+    assert_eq!(o.hits("/h"), 1);
+}
