@@ -158,6 +158,16 @@ pub fn normalize_query(query: &str, mode: &QueryKey) -> String {
     params.join("&")
 }
 
+/// `query` without the parameter `name` (the route's API key).
+pub fn without_param<'a>(query: &'a str, name: &str) -> std::borrow::Cow<'a, str> {
+    let is_it = |p: &str| p.split_once('=').map_or(p, |(n, _)| n) == name;
+    if !query.split('&').any(is_it) {
+        return std::borrow::Cow::Borrowed(query);
+    }
+    let kept: Vec<&str> = query.split('&').filter(|p| !is_it(p)).collect();
+    std::borrow::Cow::Owned(kept.join("&"))
+}
+
 /// The variance of a request against a stored response's `Vary`: the
 /// values of the named request headers. `None` when the response does not
 /// vary. (`Vary: *` responses are never stored.)
@@ -221,6 +231,16 @@ mod tests {
         assert_eq!(normalize_path("/a//b"), "/a//b");
         assert_eq!(normalize_path("/100%"), "/100%");
         assert_eq!(normalize_path("/x%zz"), "/x%zz");
+    }
+
+    #[test]
+    fn the_key_parameter_is_left_out() {
+        assert_eq!(
+            without_param("a=1&api_key=s3cret&b=2", "api_key"),
+            "a=1&b=2"
+        );
+        assert_eq!(without_param("api_key=s3cret", "api_key"), "");
+        assert_eq!(without_param("a=1", "api_key"), "a=1");
     }
 
     #[test]

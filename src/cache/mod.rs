@@ -45,6 +45,9 @@ pub struct RouteCaching {
     pub key_in_authorization: bool,
     /// The route authenticates API keys (entries per consumer unless shared).
     pub per_consumer: bool,
+    /// The query parameter that carries the route's API key: never part
+    /// of the key (nor kept in the store).
+    pub key_param: Option<Box<str>>,
     results: [IntCounter; 6],
     families: CacheFamilies,
 }
@@ -169,6 +172,10 @@ impl CacheTable {
             model::RouteAuth::ApiKey(model::KeySource::Bearer) => (true, true),
             model::RouteAuth::ApiKey(_) => (true, false),
         };
+        let key_param = match &route.auth {
+            model::RouteAuth::ApiKey(model::KeySource::Query(name)) => Some(name.as_str().into()),
+            _ => None,
+        };
         Some(Arc::new(RouteCaching {
             settings: cache.clone(),
             route: Arc::from(route.id.as_str()),
@@ -176,6 +183,7 @@ impl CacheTable {
             lock: self.lock,
             key_in_authorization,
             per_consumer: per_consumer && !cache.shared,
+            key_param,
             results: self.families.for_route(&route.id),
             families: self.families.clone(),
         }))

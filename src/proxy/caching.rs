@@ -106,12 +106,16 @@ pub fn cache_key(session: &Session, ctx: &RequestCtx) -> Result<CacheKey> {
     };
     let req = session.req_header();
     let settings = &caching.settings;
+    let query = match (&caching.key_param, req.uri.query()) {
+        (Some(name), Some(q)) => Some(key::without_param(q, name)),
+        (_, q) => q.map(std::borrow::Cow::Borrowed),
+    };
     Ok(key::cache_key(
         &KeyParts {
             route: &caching.route,
             host: forward::request_host(req),
             path: req.uri.path(),
-            query: req.uri.query(),
+            query: query.as_deref(),
             headers: &req.headers,
             consumer: consumer.as_deref(),
         },
@@ -135,10 +139,10 @@ pub fn hit_freshness(
     ctx: &RequestCtx,
 ) -> Option<ForcedFreshness> {
     let cache = ctx.cache.as_ref()?;
+    // Forced expiry also rules out serving it stale: the client asked for
+    // something newer.
     match policy::request_override(&cache.directives, meta, SystemTime::now()) {
-        Some(false) if is_fresh || cache.directives.revalidate => {
-            Some(ForcedFreshness::ForceExpired)
-        }
+        Some(false) => Some(ForcedFreshness::ForceExpired),
         Some(true) if !is_fresh => Some(ForcedFreshness::ForceFresh),
         _ => None,
     }

@@ -82,6 +82,7 @@ impl Validator<'_> {
         &mut self,
         cache: Option<&RouteCacheFile>,
         settings: &model::CacheSettings,
+        auth: &model::RouteAuth,
         item: &str,
     ) -> Option<model::RouteCache> {
         let cache = cache?;
@@ -114,7 +115,11 @@ impl Validator<'_> {
                 size.unwrap_or(model::DEFAULT_CACHE_MAX_OBJECT_SIZE)
             }
         };
-        let key = self.cache_key(cache.key.as_ref(), item);
+        let key_header = match auth {
+            model::RouteAuth::ApiKey(model::KeySource::Header(h)) => Some(h.as_str()),
+            _ => None,
+        };
+        let key = self.cache_key(cache.key.as_ref(), key_header, item);
         enabled.then_some(model::RouteCache {
             ttl,
             max_object_size,
@@ -125,7 +130,12 @@ impl Validator<'_> {
         })
     }
 
-    fn cache_key(&mut self, key: Option<&CacheKeyFile>, item: &str) -> model::CacheKeySpec {
+    fn cache_key(
+        &mut self,
+        key: Option<&CacheKeyFile>,
+        key_header: Option<&str>,
+        item: &str,
+    ) -> model::CacheKeySpec {
         let Some(key) = key else {
             return model::CacheKeySpec::default();
         };
@@ -145,7 +155,9 @@ impl Validator<'_> {
                         h.get_ref()
                     ),
                 );
-            } else if matches!(name.as_str(), "authorization" | "cookie" | "x-api-key") {
+            } else if matches!(name.as_str(), "authorization" | "cookie" | "x-api-key")
+                || key_header.is_some_and(|k| k.eq_ignore_ascii_case(&name))
+            {
                 self.error(
                     h.span(),
                     Some(item),

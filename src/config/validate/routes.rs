@@ -66,7 +66,8 @@ impl Validator<'_> {
                 ids.insert(id, route.id.span());
             }
             let (mut model_route, key) = self.route(index, route, &item, pools);
-            model_route.cache = self.route_cache(route.cache.as_ref(), cache, &item);
+            model_route.cache =
+                self.route_cache(route.cache.as_ref(), cache, &model_route.auth, &item);
             keys.extend(key);
             out.push(model_route);
         }
