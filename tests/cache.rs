@@ -210,6 +210,8 @@ async fn stores_what_the_origin_marks_fresh_and_serves_it_until_it_expires() {
         !text.contains("portcullis_cache_requests_total{result=\"hit\",route=\"c\"} 0"),
         "{text}"
     );
+    let (ok, report) = common::promtool(&text);
+    assert!(ok, "promtool check metrics: {report}");
 }
 
 #[tokio::test]
@@ -613,4 +615,62 @@ async fn head_and_range_are_answered_from_a_stored_get() {
     assert_eq!(range.body, full.body[2..6]);
     assert!(range.headers.contains_key("content-range"));
     assert_eq!(o.hits("/h"), 1);
+}
+
+#[tokio::test]
+async fn a_reload_keeps_objects_of_routes_whose_cache_settings_did_not_change() {
+    let o = Origin::start().await;
+    o.set("/k", 200, &[("cache-control", "max-age=600")], "K");
+    let gw = gateway(&o, "", "stale_if_error = \"1m\"", "").await;
+    let first = get(&gw, "/k", &[]).await;
+    let config = std::fs::read_to_string(&gw.config_path).unwrap();
+    // A change elsewhere (a header rule): the object stays.
+    gw.write_config(&config.replace(
+        "[routes.cache]",
+        "[routes.response_headers]\nset = { \"x-v\" = \"2\" }\n\n[routes.cache]",
+    ));
+    assert_eq!(gw.reload().await.0, 200);
+    let after = get(&gw, "/k", &[]).await;
+    assert_eq!(after.body, first.body, "kept across the reload");
+    assert!(after.cache_status.contains("hit"));
+    // A change of the route's cache settings: its objects go.
+    gw.write_config(&config.replace("stale_if_error = \"1m\"", "stale_if_error = \"2m\""));
+    assert_eq!(gw.reload().await.0, 200);
+    let changed = get(&gw, "/k", &[]).await;
+    assert!(changed.body.starts_with("K #2"), "{}", changed.body);
+    let text = gw.metrics_text().await;
+    assert!(
+        text.contains("portcullis_cache_purged_objects_total{reason=\"reload\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_key_in_the_query_is_not_part_of_the_cache_key() {
+    let o = Origin::start().await;
+    o.set("/q", 200, &[("cache-control", "max-age=60")], "Q");
+    let (k1, k2) = (keys::generate().unwrap(), keys::generate().unwrap());
+    let consumers = format!(
+        "[[consumers]]\nid = \"acme\"\nkeys = [{}, {}]\nscopes = [{{ routes = [\"*\"] }}]\n",
+        keys::config_entry(&k1.prefix, &k1.digest_hex),
+        keys::config_entry(&k2.prefix, &k2.digest_hex),
+    );
+    let gw = gateway(
+        &o,
+        "auth = \"api_key\"\nkey_from = \"query:api_key\"",
+        "",
+        &consumers,
+    )
+    .await;
+    // Two keys of one consumer: one entry.
+    let a = get(&gw, &format!("/q?x=1&api_key={}", k1.key), &[]).await;
+    let b = get(&gw, &format!("/q?api_key={}&x=1", k2.key), &[]).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body, b.body);
+    assert!(
+        a.body.ends_with("q=x=1"),
+        "the key is not forwarded: {}",
+        a.body
+    );
+    assert_eq!(o.hits("/q"), 1);
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{base_config, client, eventually, pool, Backend, Gateway};
 use portcullis::auth::keys;
@@ -169,33 +169,6 @@ async fn access_log_lines_queued_at_shutdown_are_written() {
     assert_eq!(paths[49], "\"/r49\"");
 }
 
-/// `promtool check metrics` on `text`: (passed, its output).
-fn promtool(text: &str) -> (bool, String) {
-    use std::io::Write;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect(
-            "promtool is needed for this test: `make test` installs it (Debian package prometheus)",
-        );
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 #[tokio::test]
 async fn metrics_pass_promtool_and_count_what_the_gateway_refused() {
     let backend = Backend::start("b").await;
@@ -251,7 +224,7 @@ async fn metrics_pass_promtool_and_count_what_the_gateway_refused() {
         "text/plain; version=0.0.4; charset=utf-8"
     );
     let text = r.text().await.unwrap();
-    let (ok, report) = promtool(&text);
+    let (ok, report) = common::promtool(&text);
     assert!(ok, "promtool check metrics failed:\n{report}\n{text}");
 
     let expect = [
@@ -365,7 +338,7 @@ async fn request_metrics_survive_reloads_and_leave_with_their_route() {
         assert!(value_of(&text, m) > 0.0, "{m} in {text}");
     }
     assert!(value_of(&text, "portcullis_process_cpu_seconds_total") >= 0.0);
-    let (ok, report) = promtool(&text);
+    let (ok, report) = common::promtool(&text);
     assert!(ok, "{report}");
 }
 
