@@ -99,7 +99,7 @@ def main() -> None:
     ap.add_argument("--bin", type=Path, default=root / "target" / "release" / "portcullis")
     ap.add_argument("--bare-bin", type=Path, default=root / "target" / "release" / "examples" / "bare_pingora")
     ap.add_argument("--modes", default="plain,auth,gateway",
-                    help="comma list of plain, auth, gateway (portcullis configs) and bare (bare Pingora)")
+                    help="comma list of plain, auth, gateway, cache (portcullis configs; cache: all hits) and bare (bare Pingora)")
     ap.add_argument("--h2", action="store_true", help="HTTP/2 over TLS (generated certificate) instead of HTTP/1.1")
     ap.add_argument("-n", type=int, default=20_000, help="measured requests per mode")
     ap.add_argument("-c", type=int, default=10, help="client connections")

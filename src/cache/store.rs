@@ -6,7 +6,10 @@
 //! in `update_meta`); this store fixes what the issue lists as traps:
 //! - `update_meta` of an entry evicted meanwhile returns `false`, never
 //!   panics;
-//! - `CacheMeta` is not `Clone`: entries hold its serialized form;
+//! - `CacheMeta` is not `Clone`: entries hold its fields and response
+//!   header ([`StoredMeta`]) and rebuild one per hit. Not its serialized
+//!   form: deserializing means zstd-decompressing and parsing the header
+//!   again, a quarter of the instructions of a whole hit;
 //! - moka's default TinyLFU admission may refuse a just-inserted object: the
 //!   store uses LRU, so what was just stored is there to be hit;
 //! - an object heavier than `max_object_size` (which is at most the whole
@@ -30,7 +33,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use moka::policy::EvictionPolicy;
 use pingora_cache::eviction::CacheEntryKey;
-use pingora_cache::key::{CacheHashKey, CacheKey};
+use pingora_cache::key::{CacheHashKey, CacheKey, HashBinary};
 use pingora_cache::storage::{
     HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
     Storage,
@@ -38,6 +41,7 @@ use pingora_cache::storage::{
 use pingora_cache::trace::SpanHandle;
 use pingora_cache::{CacheMeta, PurgeType};
 use pingora_error::{Error, ErrorType, Result};
+use pingora_http::ResponseHeader;
 use prometheus::IntCounter;
 
 use super::key::{origin_of, Origin};
@@ -46,10 +50,65 @@ use super::key::{origin_of, Origin};
 /// store's and the index's bookkeeping, so the bound covers them too.
 const OVERHEAD: usize = 160;
 
+/// What a [`CacheMeta`] holds, kept so that a hit can rebuild it without
+/// deserializing: freshness, stale windows, age reference, variance and
+/// the response header.
+struct StoredMeta {
+    fresh_until: SystemTime,
+    /// The reference of the object's age: the meta's `updated` (the last
+    /// store or revalidation). The rebuilt meta's `created` is this too.
+    updated: SystemTime,
+    stale_while_revalidate: u32,
+    stale_if_error: u32,
+    variance: Option<HashBinary>,
+    epoch_override: Option<SystemTime>,
+    header: ResponseHeader,
+    /// Bytes the header takes, for the weigher.
+    header_bytes: usize,
+}
+
+impl StoredMeta {
+    fn of(meta: &CacheMeta) -> StoredMeta {
+        let header = meta.response_header_copy();
+        let header_bytes = header
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 32)
+            .sum::<usize>()
+            + 64;
+        StoredMeta {
+            fresh_until: meta.fresh_until(),
+            updated: meta.updated(),
+            stale_while_revalidate: meta.stale_while_revalidate_sec(),
+            stale_if_error: meta.stale_if_error_sec(),
+            variance: meta.variance(),
+            epoch_override: meta.epoch_override(),
+            header,
+            header_bytes,
+        }
+    }
+
+    fn meta(&self) -> CacheMeta {
+        let mut meta = CacheMeta::new(
+            self.fresh_until,
+            self.updated,
+            self.stale_while_revalidate,
+            self.stale_if_error,
+            self.header.clone(),
+        );
+        if let Some(v) = self.variance {
+            meta.set_variance_key(v);
+        }
+        if let Some(e) = self.epoch_override {
+            meta.set_epoch_override(e);
+        }
+        meta
+    }
+}
+
 /// One stored response.
 struct Object {
-    /// `CacheMeta::serialize()`: (internal, header).
-    meta: (Vec<u8>, Vec<u8>),
+    meta: StoredMeta,
     body: Bytes,
     origin: Option<Arc<Origin>>,
     tags: Box<[Box<str>]>,
@@ -58,15 +117,14 @@ struct Object {
 }
 
 impl Object {
-    fn weight(&self, key: &str) -> u32 {
+    fn weight(&self) -> u32 {
         let origin = self
             .origin
             .as_ref()
             .map_or(0, |o| o.host.len() + o.path.len() + o.query.len());
         let tags: usize = self.tags.iter().map(|t| t.len() + 16).sum();
-        let bytes = key.len()
-            + self.meta.0.len()
-            + self.meta.1.len()
+        let bytes = std::mem::size_of::<Key>()
+            + self.meta.header_bytes
             + self.body.len()
             + origin
             + tags
@@ -79,8 +137,16 @@ impl Object {
     }
 }
 
+/// The store's key: the cache key's combined hash (primary and variance),
+/// as a number rather than its hex string.
+type Key = u128;
+
+fn key_of(key: &impl CacheHashKey) -> Key {
+    u128::from_be_bytes(key.combined_bin())
+}
+
 /// A stored object's key and the generation it was stored with.
-type Entry = (Arc<str>, u64);
+type Entry = (Key, u64);
 
 /// Keys of the objects stored for each path (by hash).
 struct PathIndex {
@@ -93,29 +159,29 @@ impl PathIndex {
         self.hasher.hash_one(path)
     }
 
-    fn add(&self, path: &str, key: &Arc<str>, generation: u64) {
+    fn add(&self, path: &str, key: Key, generation: u64) {
         let slot = self.slot(path);
         let mut map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         let keys = map.entry(slot).or_default();
-        keys.retain(|(k, _)| k != key);
-        keys.push((key.clone(), generation));
+        keys.retain(|(k, _)| *k != key);
+        keys.push((key, generation));
     }
 
-    fn remove(&self, path: &str, key: &str, generation: u64) {
+    fn remove(&self, path: &str, key: Key, generation: u64) {
         let slot = self.slot(path);
         let mut map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(keys) = map.get_mut(&slot) {
-            keys.retain(|(k, g)| !(&**k == key && *g == generation));
+            keys.retain(|(k, g)| !(*k == key && *g == generation));
             if keys.is_empty() {
                 map.remove(&slot);
             }
         }
     }
 
-    fn keys_of(&self, path: &str) -> Vec<Arc<str>> {
+    fn keys_of(&self, path: &str) -> Vec<Key> {
         let map = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         map.get(&self.slot(path))
-            .map(|keys| keys.iter().map(|(k, _)| k.clone()).collect())
+            .map(|keys| keys.iter().map(|(k, _)| *k).collect())
             .unwrap_or_default()
     }
 }
@@ -145,7 +211,7 @@ pub enum Purge<'a> {
 
 /// Cached responses, at most `capacity` bytes in all.
 pub struct MokaStore {
-    objects: moka::sync::Cache<Arc<str>, Arc<Object>>,
+    objects: moka::sync::Cache<Key, Arc<Object>, ahash::RandomState>,
     index: Arc<PathIndex>,
     generation: AtomicU64,
     max_object_size: usize,
@@ -165,18 +231,18 @@ impl MokaStore {
         let unindex = index.clone();
         let objects = moka::sync::Cache::builder()
             .max_capacity(capacity)
-            .weigher(|k: &Arc<str>, v: &Arc<Object>| v.weight(k))
+            .weigher(|_: &Key, v: &Arc<Object>| v.weight())
             .eviction_policy(EvictionPolicy::lru())
-            .eviction_listener(move |key: Arc<Arc<str>>, object: Arc<Object>, cause| {
+            .eviction_listener(move |key: Arc<Key>, object: Arc<Object>, cause| {
                 use moka::notification::RemovalCause;
                 if cause == RemovalCause::Size {
                     evictions.inc();
                 }
                 if let Some(origin) = &object.origin {
-                    unindex.remove(&origin.path, &key, object.generation);
+                    unindex.remove(&origin.path, *key, object.generation);
                 }
             })
-            .build();
+            .build_with_hasher(ahash::RandomState::new());
         MokaStore {
             objects,
             index,
@@ -191,16 +257,16 @@ impl MokaStore {
         self.capacity
     }
 
-    fn insert(&self, key: Arc<str>, object: Object) {
+    fn insert(&self, key: Key, object: Object) {
         if let Some(origin) = &object.origin {
-            self.index.add(&origin.path, &key, object.generation);
+            self.index.add(&origin.path, key, object.generation);
         }
         self.objects.insert(key, Arc::new(object));
     }
 
     /// Remove what `purge` names; how many objects went.
     pub fn purge_objects(&self, purge: Purge<'_>) -> usize {
-        let doomed: Vec<Arc<str>> = match purge {
+        let doomed: Vec<Key> = match purge {
             Purge::Path { route, path, .. } => self
                 .index
                 .keys_of(path)
@@ -221,7 +287,7 @@ impl MokaStore {
                 .objects
                 .iter()
                 .filter(|(_, o)| matches(o, &purge))
-                .map(|(k, _)| (*k).clone())
+                .map(|(k, _)| *k)
                 .collect(),
         };
         doomed
@@ -233,11 +299,11 @@ impl MokaStore {
     /// Remove every object of the routes `keep` says no to (after a reload
     /// changed or removed their cache settings); how many went.
     pub fn retain_routes(&self, keep: impl Fn(&str) -> bool) -> usize {
-        let doomed: Vec<Arc<str>> = self
+        let doomed: Vec<Key> = self
             .objects
             .iter()
             .filter(|(_, o)| o.origin.as_ref().is_some_and(|origin| !keep(&origin.route)))
-            .map(|(k, _)| (*k).clone())
+            .map(|(k, _)| *k)
             .collect();
         doomed
             .iter()
@@ -272,7 +338,7 @@ impl MokaStore {
         if matches!(target, PurgeTarget::Exact(CacheEntryKey::Identified { .. })) {
             return None;
         }
-        self.objects.remove(target.key().combined().as_str())
+        self.objects.remove(&key_of(target.key()))
     }
 }
 
@@ -315,7 +381,7 @@ fn tags_of(meta: &CacheMeta) -> Box<[Box<str>]> {
 }
 
 fn hit(object: &Object) -> Result<(CacheMeta, HitHandler)> {
-    let meta = CacheMeta::deserialize(&object.meta.0, &object.meta.1)?;
+    let meta = object.meta.meta();
     let handler = Hit {
         body: object.body.clone(),
         range: 0..object.body.len(),
@@ -331,7 +397,7 @@ impl Storage for MokaStore {
         key: &CacheKey,
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
-        match self.objects.get(key.combined().as_str()) {
+        match self.objects.get(&key_of(key)) {
             Some(object) => hit(&object).map(Some),
             None => Ok(None),
         }
@@ -349,8 +415,8 @@ impl Storage for MokaStore {
         });
         Ok(Box::new(Miss {
             store: self,
-            key: Arc::from(key.combined()),
-            meta: Some(meta.serialize()?),
+            key: key_of(key),
+            meta: Some(StoredMeta::of(meta)),
             tags: tags_of(meta),
             origin,
             max,
@@ -379,14 +445,14 @@ impl Storage for MokaStore {
         if matches!(target, PurgeTarget::Exact(CacheEntryKey::Identified { .. })) {
             return Ok(PurgeOutcome::NotFound);
         }
-        let key: Arc<str> = Arc::from(target.key().combined());
+        let key = key_of(target.key());
         let Some(object) = self.objects.get(&key) else {
             return Ok(PurgeOutcome::NotFound);
         };
-        let mut meta = CacheMeta::deserialize(&object.meta.0, &object.meta.1)?;
+        let mut meta = object.meta.meta();
         meta.expire_at(SystemTime::now());
         let stale = Object {
-            meta: meta.serialize()?,
+            meta: StoredMeta::of(&meta),
             body: object.body.clone(),
             origin: object.origin.clone(),
             tags: object.tags.clone(),
@@ -404,12 +470,12 @@ impl Storage for MokaStore {
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<bool> {
-        let key: Arc<str> = Arc::from(key.combined());
+        let key = key_of(key);
         let Some(object) = self.objects.get(&key) else {
             return Ok(false);
         };
         let refreshed = Object {
-            meta: meta.serialize()?,
+            meta: StoredMeta::of(meta),
             body: object.body.clone(),
             origin: object.origin.clone(),
             tags: tags_of(meta),
@@ -488,8 +554,8 @@ impl HandleHit for Hit {
 /// Collecting a response body; stored whole when it is complete.
 struct Miss {
     store: &'static MokaStore,
-    key: Arc<str>,
-    meta: Option<(Vec<u8>, Vec<u8>)>,
+    key: Key,
+    meta: Option<StoredMeta>,
     tags: Box<[Box<str>]>,
     origin: Option<Arc<Origin>>,
     /// Largest body stored, in bytes.
@@ -525,8 +591,8 @@ impl HandleMiss for Miss {
             tags: std::mem::take(&mut self.tags),
             generation: self.store.generation.fetch_add(1, Ordering::Relaxed),
         };
-        let size = object.weight(&self.key) as usize;
-        self.store.insert(self.key.clone(), object);
+        let size = object.weight() as usize;
+        self.store.insert(self.key, object);
         Ok(MissFinishType::Created(size))
     }
 }

@@ -23,6 +23,8 @@ use crate::cache::{Purge, RouteCaching, LOCK_WAIT_TIMEOUT};
 use crate::config::model::QueryKey;
 use crate::metrics::cache::CacheResult;
 
+const CACHE_STATUS: http::HeaderName = http::HeaderName::from_static("cache-status");
+
 /// A request on a caching route.
 pub struct CacheCtx {
     pub route: Arc<RouteCaching>,
@@ -246,7 +248,7 @@ pub fn response(session: &Session, resp: &mut ResponseHeader, ctx: &mut RequestC
         return Ok(());
     };
     let outcome = outcome(session, cache);
-    resp.insert_header("cache-status", outcome.header())?;
+    resp.insert_header(CACHE_STATUS, outcome.header())?;
     cache.outcome = Some(outcome);
     Ok(())
 }
