@@ -35,6 +35,33 @@ async fn websocket_echo_through_the_gateway() {
     ws.close(None).await.unwrap();
 }
 
+/// On a caching route (with a `ttl` that would store any 200), an upgrade
+/// is never answered from the cache: every handshake reaches the backend.
+#[tokio::test]
+async fn websocket_upgrades_bypass_a_caching_route() {
+    let b = Backend::start("ws").await;
+    let gw = Gateway::start(&format!(
+        "{}\n[routes.cache]\nttl = \"60s\"\n",
+        single_route("p", &[b.addr], "", "")
+    ))
+    .await;
+    for round in 0..2 {
+        let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}/ws", gw.proxy))
+            .await
+            .expect("websocket handshake through the caching route");
+        assert_eq!(resp.status(), 101, "round {round}");
+        assert_eq!(resp.headers()["cache-status"], "portcullis; fwd=bypass");
+        ws.send(Message::text("ping")).await.unwrap();
+        let reply = tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(reply.into_text().unwrap().as_str(), "echo: ping");
+        ws.close(None).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn sse_first_event_arrives_before_the_backend_finishes() {
     let b = Backend::start("sse").await;

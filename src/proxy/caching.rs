@@ -31,6 +31,8 @@ pub struct CacheCtx {
     directives: RequestDirectives,
     /// Not looked up: the method is not `GET` or `HEAD`.
     method_bypass: bool,
+    /// Not looked up: a protocol upgrade.
+    upgrade: bool,
     /// Nothing usable was stored (Pingora called `cache_miss`).
     missed: bool,
     /// Why the response was not stored.
@@ -51,18 +53,21 @@ pub fn enable(session: &mut Session, ctx: &mut RequestCtx) {
     };
     let req = session.req_header();
     let cacheable_method = matches!(req.method, Method::GET | Method::HEAD);
+    // A protocol upgrade (WebSocket) is never answered from the cache.
+    let upgrade = req.headers.contains_key(http::header::UPGRADE);
     let directives = policy::request_directives(req);
     ctx.cache = Some(CacheCtx {
         route: caching.clone(),
         directives,
         method_bypass: !cacheable_method,
+        upgrade,
         missed: false,
         detail: None,
         stale_if_error: false,
         not_modified: None,
         outcome: None,
     });
-    if !cacheable_method {
+    if !cacheable_method || upgrade {
         return;
     }
     let mut overrides = CacheOptionOverrides::default();
@@ -154,7 +159,7 @@ pub fn hit_freshness(
 pub fn only_if_cached(ctx: &RequestCtx) -> bool {
     ctx.cache
         .as_ref()
-        .is_some_and(|c| c.directives.only_if_cached && !c.method_bypass)
+        .is_some_and(|c| c.directives.only_if_cached && !c.method_bypass && !c.upgrade)
 }
 
 /// `upstream_response_filter`: keep a `304`'s header, whose fields update
@@ -254,8 +259,8 @@ pub fn response(session: &Session, resp: &mut ResponseHeader, ctx: &mut RequestC
 }
 
 fn outcome(session: &Session, cache: &CacheCtx) -> Outcome {
-    if cache.method_bypass {
-        return Outcome::bypass(true);
+    if cache.method_bypass || cache.upgrade {
+        return Outcome::bypass(cache.method_bypass);
     }
     let phase = session.cache.phase();
     let mut result = Outcome::from_phase(phase);
