@@ -244,6 +244,9 @@ pub struct Entry<'a> {
     pub bytes_received: usize,
     /// `None` on plain-HTTP listeners.
     pub tls: Option<Tls<'a>>,
+    /// What the response cache did (`hit`, `miss`, …); `None` off caching
+    /// routes.
+    pub cache: Option<&'a str>,
 }
 
 impl Entry<'_> {
@@ -288,6 +291,7 @@ impl Entry<'_> {
         field_str(&mut b, "limit", self.limit);
         field_str(&mut b, "client_cert_subject", self.client_cert_subject);
         field_str(&mut b, "error", self.error);
+        field_str(&mut b, "cache", self.cache);
         let tls = self.tls.unwrap_or_default();
         field_str(&mut b, "tls_version", self.tls.map(|t| t.version));
         field_str(&mut b, "tls_sni", tls.sni);

@@ -349,14 +349,24 @@ fn drop_url(
     })
 }
 
-/// `logging`: count what the cache did.
-pub fn record(session: &Session, ctx: &RequestCtx) {
-    let Some(cache) = &ctx.cache else {
+/// What the cache did for the request, for the access log: `None` off
+/// caching routes.
+pub fn result_label(ctx: &RequestCtx) -> Option<&'static str> {
+    Some(ctx.cache.as_ref()?.outcome?.result.label())
+}
+
+/// `logging`: count what the cache did (and keep it for the access log).
+pub fn record(session: &Session, ctx: &mut RequestCtx) {
+    let Some(cache) = &mut ctx.cache else {
         return;
     };
     let result = match &cache.outcome {
         Some(o) => o.result,
-        None => outcome(session, cache).result,
+        None => {
+            let o = outcome(session, cache);
+            cache.outcome = Some(o);
+            o.result
+        }
     };
     cache.route.count(result);
     if session

@@ -82,6 +82,7 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
         bytes_received: session.body_bytes_read(),
         tls,
         error: e.map(|e| e.etype().as_str()),
+        cache: super::caching::result_label(ctx),
     };
     log.write(entry.to_json(now));
 }
