@@ -196,8 +196,9 @@ impl Prometheus {
 
 /// A gateway exercising every metric family the dashboard and the alerts
 /// read: a TLS listener (certificate expiry), a key-protected,
-/// rate-limited route (auth and rate-limit refusals), and a pool with one
-/// live and one dead backend (upstream failures and retries).
+/// rate-limited route (auth and rate-limit refusals), a caching route
+/// (cache results and size), and a pool with one live and one dead
+/// backend (upstream failures and retries).
 async fn busy_gateway(backend: &Backend, dir: &Path) -> (Gateway, keys::NewKey) {
     let key = keys::generate().unwrap();
     let cert = rcgen::generate_simple_self_signed(vec!["api.example.com".to_string()]).unwrap();
@@ -221,6 +222,14 @@ path = "/keyed"
 pool = "p"
 auth = "api_key"
 rate_limits = [{{ rate = "2/m", per = "consumer" }}]
+
+[[routes]]
+id = "cached"
+path = "/cached"
+pool = "p"
+
+[routes.cache]
+ttl = "1m"
 
 [[routes]]
 id = "open"
@@ -256,6 +265,9 @@ async fn real_prometheus_scrapes_the_gateway_and_every_shipped_query_works() {
             c.get(gw.url("/open")).send().await.unwrap();
         }
         c.post(gw.url("/open")).body("hello").send().await.unwrap();
+        for _ in 0..2 {
+            c.get(gw.url("/cached")).send().await.unwrap();
+        }
         c.get(gw.url("/keyed")).send().await.unwrap();
         for _ in 0..3 {
             c.get(gw.url("/keyed"))
