@@ -7,6 +7,11 @@
 //! With `--tls-cert` and `--tls-key` it terminates TLS instead (rustls,
 //! ALPN h2 and http/1.1): the baseline of the TLS section.
 //!
+//! With `--respond` it answers every request itself from `request_filter`
+//! (200, the upstream's 28-byte body) and never connects upstream: the floor
+//! of any answer a Pingora proxy gives, such as a cache hit
+//! (`pingora-bare-respond`).
+//!
 //! Usage: bare_pingora --listen 127.0.0.1:8000 --threads 1 127.0.0.1:9001 127.0.0.1:9002
 
 use std::net::SocketAddr;
@@ -46,6 +51,9 @@ struct Args {
     /// Idle upstream connections kept (Pingora's `upstream_keepalive_pool_size`).
     #[arg(long, default_value_t = 128)]
     keepalive_pool: usize,
+    /// Answer every request with a fixed 200 instead of proxying.
+    #[arg(long)]
+    respond: bool,
     /// Upstream backends (plain HTTP), used round-robin.
     #[arg(required = true)]
     backends: Vec<SocketAddr>,
@@ -54,12 +62,32 @@ struct Args {
 struct Bare {
     peers: Vec<HttpPeer>,
     next: AtomicUsize,
+    respond: bool,
 }
+
+/// The upstream's body in the load benchmark (`BODY_PREFIX` + `a\n`).
+const BODY: &[u8] = b"portcullis-bench upstream a\n";
 
 #[async_trait]
 impl ProxyHttp for Bare {
     type CTX = ();
     fn new_ctx(&self) -> Self::CTX {}
+
+    async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
+        if !self.respond {
+            return Ok(false);
+        }
+        let mut header = pingora_http::ResponseHeader::build(200, Some(2))?;
+        header.insert_header("content-type", "text/plain")?;
+        header.insert_header("content-length", BODY.len())?;
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        session
+            .write_response_body(Some(bytes::Bytes::from_static(BODY)), true)
+            .await?;
+        Ok(true)
+    }
 
     async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.peers.len();
@@ -84,6 +112,7 @@ fn main() {
             .map(|a| HttpPeer::new(*a, false, String::new()))
             .collect(),
         next: AtomicUsize::new(0),
+        respond: args.respond,
     };
     let mut proxy =
         pingora_proxy::http_proxy_service_with_name(&server.configuration, bare, "bare pingora");

@@ -564,15 +564,16 @@ def _start_haproxy(c: Ctx) -> Running:
     return Running(port, p, logf)
 
 
-def _start_bare(c: Ctx, tls: bool = False) -> Running:
+def _start_bare(c: Ctx, tls: bool = False, respond: bool = False) -> Running:
     port = free_port()
-    name = "pingora-bare-h2tls" if tls else "pingora-bare"
+    name = "pingora-bare-h2tls" if tls else ("pingora-bare-respond" if respond else "pingora-bare")
     logf = c.tmp / f"{name}.log"
     tls_args = (["--tls-cert", str(c.cert), "--tls-key", str(c.key), "--keepalive-pool", str(c.h2_keepalive)]
                 if tls else [])
     with open(logf, "ab") as lf:
         p = spawn(c.proxy_prefix + [str(c.bare_bin), "--listen", f"{HOST}:{port}", "--threads", str(c.workers)]
-                  + tls_args + [f"{HOST}:{b}" for b in c.backends], stdout=lf, stderr=lf)
+                  + tls_args + (["--respond"] if respond else [])
+                  + [f"{HOST}:{b}" for b in c.backends], stdout=lf, stderr=lf)
     return Running(port, p, logf)
 
 
@@ -634,6 +635,9 @@ TARGETS: list[Target] = [
            lambda c: _start_portcullis(c, mode="cache")),
     Target("nginx-cache", "nginx proxy_cache (lock on, valid 200 1h, key host+uri+args): all hits",
            _start_nginx_cache, needs=["nginx"]),
+    Target("pingora-bare-respond", "bare Pingora answering every request itself from request_filter "
+           "(no upstream, no cache): the floor of any Pingora answer, such as a cache hit",
+           lambda c: _start_bare(c, respond=True)),
 ]
 TARGETS_BY_NAME = {t.name: t for t in TARGETS}
 TLS_TARGETS = [t.name for t in TARGETS if not t.planned and "h2" in t.measures]

@@ -59,8 +59,9 @@ def measure(mode: str, binary: Path, bare: Path, backends: list[int], tmp: Path,
     # Idle upstream connections kept: at least the requests in flight, as in bench.py.
     keepalive = max(128, clients * (streams if tls else 1))
     port, admin = bench.free_port(), bench.free_port()
-    if mode == "bare":
+    if mode in ("bare", "bare-respond"):
         tls_args = ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])] if tls else []
+        tls_args += ["--respond"] if mode == "bare-respond" else []
         cmd = [str(bare), "--listen", f"{bench.HOST}:{port}", "--threads", "1",
                "--keepalive-pool", str(keepalive)] + tls_args \
             + [f"{bench.HOST}:{b}" for b in backends]
@@ -99,7 +100,7 @@ def main() -> None:
     ap.add_argument("--bin", type=Path, default=root / "target" / "release" / "portcullis")
     ap.add_argument("--bare-bin", type=Path, default=root / "target" / "release" / "examples" / "bare_pingora")
     ap.add_argument("--modes", default="plain,auth,gateway",
-                    help="comma list of plain, auth, gateway, cache (portcullis configs; cache: all hits) and bare (bare Pingora)")
+                    help="comma list of plain, auth, gateway, cache (portcullis configs; cache: all hits), bare (bare Pingora) and bare-respond (bare Pingora answering itself, no upstream)")
     ap.add_argument("--h2", action="store_true", help="HTTP/2 over TLS (generated certificate) instead of HTTP/1.1")
     ap.add_argument("-n", type=int, default=20_000, help="measured requests per mode")
     ap.add_argument("-c", type=int, default=10, help="client connections")
