@@ -82,17 +82,19 @@ pub fn response_cacheable(x: &Exchange<'_>, settings: &RouteCache) -> RespCachea
 
     let public = cc.as_ref().is_some_and(|c| c.public());
     let no_cache = cc.as_ref().is_some_and(|c| c.no_cache());
-    let explicit = explicit_lifetime(cc.as_ref(), resp, x.now);
-    let lifetime = match explicit {
-        Some(l) => l,
-        // A heuristic (the route's `ttl`) only where the RFC allows one.
-        None if no_cache => Duration::ZERO,
-        None => match settings.ttl {
-            Some(ttl) if public || HEURISTIC_STATUSES.contains(&status) => ttl,
-            _ => return uncacheable("no-freshness"),
-        },
+    // `no-cache`: stored, but always stale (§5.2.2.4).
+    let lifetime = if no_cache {
+        Duration::ZERO
+    } else {
+        match explicit_lifetime(cc.as_ref(), resp, x.now) {
+            Some(l) => l,
+            // A heuristic (the route's `ttl`) only where the RFC allows one.
+            None => match settings.ttl {
+                Some(ttl) if public || HEURISTIC_STATUSES.contains(&status) => ttl,
+                _ => return uncacheable("no-freshness"),
+            },
+        }
     };
-    let lifetime = if no_cache { Duration::ZERO } else { lifetime };
     if lifetime.is_zero() && !has_validator(resp) {
         // Always stale and nothing to revalidate with: storing is useless.
         return uncacheable("always-stale");

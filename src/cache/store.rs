@@ -131,10 +131,6 @@ impl Object {
             + OVERHEAD;
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
-
-    fn is_from_route(&self, route: &str) -> bool {
-        self.origin.as_ref().is_some_and(|o| &*o.route == route)
-    }
 }
 
 /// The store's key: the cache key's combined hash (primary and variance),
@@ -267,46 +263,38 @@ impl MokaStore {
     /// Remove what `purge` names; how many objects went.
     pub fn purge_objects(&self, purge: Purge<'_>) -> usize {
         let doomed: Vec<Key> = match purge {
-            Purge::Path { route, path, .. } => self
-                .index
-                .keys_of(path)
-                .into_iter()
-                .filter(|k| {
-                    self.objects
-                        .get(k)
-                        .is_some_and(|o| o.is_from_route(route) && matches(&o, &purge))
-                })
-                .collect(),
-            Purge::Url { path, .. } => self
+            // A path's objects are found through the index.
+            Purge::Path { path, .. } | Purge::Url { path, .. } => self
                 .index
                 .keys_of(path)
                 .into_iter()
                 .filter(|k| self.objects.get(k).is_some_and(|o| matches(&o, &purge)))
                 .collect(),
-            Purge::Route(_) | Purge::Tag(_) => self
-                .objects
-                .iter()
-                .filter(|(_, o)| matches(o, &purge))
-                .map(|(k, _)| *k)
-                .collect(),
+            Purge::Route(_) | Purge::Tag(_) => self.keys_where(|o| matches(o, &purge)),
         };
-        doomed
-            .iter()
-            .filter(|k| self.objects.remove(*k).is_some())
-            .count()
+        self.remove_all(&doomed)
     }
 
     /// Remove every object of the routes `keep` says no to (after a reload
     /// changed or removed their cache settings); how many went.
     pub fn retain_routes(&self, keep: impl Fn(&str) -> bool) -> usize {
-        let doomed: Vec<Key> = self
-            .objects
+        let doomed =
+            self.keys_where(|o| o.origin.as_ref().is_some_and(|origin| !keep(&origin.route)));
+        self.remove_all(&doomed)
+    }
+
+    /// Keys of the objects `pred` picks, by a scan of the whole store.
+    fn keys_where(&self, pred: impl Fn(&Object) -> bool) -> Vec<Key> {
+        self.objects
             .iter()
-            .filter(|(_, o)| o.origin.as_ref().is_some_and(|origin| !keep(&origin.route)))
+            .filter(|(_, o)| pred(o))
             .map(|(k, _)| *k)
-            .collect();
-        doomed
-            .iter()
+            .collect()
+    }
+
+    /// Remove these keys; how many were still there.
+    fn remove_all(&self, keys: &[Key]) -> usize {
+        keys.iter()
             .filter(|k| self.objects.remove(*k).is_some())
             .count()
     }
@@ -614,8 +602,13 @@ mod tests {
 
     /// A store that lives as long as the test binary (`Storage` methods
     /// take `&'static self`, as the gateway's long-lived store will be).
-    fn leak(store: MokaStore) -> &'static MokaStore {
-        Box::leak(Box::new(store))
+    fn new_store(capacity: u64, max_object_size: usize) -> &'static MokaStore {
+        let evictions = IntCounter::new("e", "e").unwrap();
+        Box::leak(Box::new(MokaStore::new(
+            capacity,
+            max_object_size,
+            evictions,
+        )))
     }
 
     async fn put(store: &'static MokaStore, key: &CacheKey, body: &[u8]) {
@@ -644,11 +637,7 @@ mod tests {
 
     #[tokio::test]
     async fn stores_reads_seeks_and_purges() {
-        let store = leak(MokaStore::new(
-            1 << 20,
-            1 << 16,
-            IntCounter::new("e", "e").unwrap(),
-        ));
+        let store = new_store(1 << 20, 1 << 16);
         let span = Span::inactive().handle();
         let key = CacheKey::new("/a", "");
         assert!(store.lookup(&key, &span).await.unwrap().is_none());
@@ -687,11 +676,7 @@ mod tests {
     #[tokio::test]
     async fn stays_within_its_byte_bound_and_keeps_what_was_just_stored() {
         const CAPACITY: u64 = 200_000;
-        let store = leak(MokaStore::new(
-            CAPACITY,
-            10_000,
-            IntCounter::new("e", "e").unwrap(),
-        ));
+        let store = new_store(CAPACITY, 10_000);
         let body = vec![b'x'; 5_000];
         // Twice the capacity and more.
         for i in 0..100 {
@@ -709,11 +694,7 @@ mod tests {
 
     #[tokio::test]
     async fn objects_over_the_size_limit_are_not_stored() {
-        let store = leak(MokaStore::new(
-            1 << 20,
-            1_000,
-            IntCounter::new("e", "e").unwrap(),
-        ));
+        let store = new_store(1 << 20, 1_000);
         let key = CacheKey::new("/big", "");
         put(store, &key, &vec![b'x'; 1_001]).await;
         assert!(body_of(store, &key).await.is_none());
@@ -721,22 +702,14 @@ mod tests {
         put(store, &key, &vec![b'x'; 1_000]).await;
         assert_eq!(body_of(store, &key).await.unwrap().len(), 1_000);
         // Never more than the whole capacity, whatever max_object_size says.
-        let tiny = leak(MokaStore::new(
-            100,
-            1 << 20,
-            IntCounter::new("e", "e").unwrap(),
-        ));
+        let tiny = new_store(100, 1 << 20);
         put(tiny, &key, &[b'x'; 200]).await;
         assert!(tiny.is_empty());
     }
 
     #[tokio::test]
     async fn update_meta_refreshes_and_never_panics_on_an_evicted_entry() {
-        let store = leak(MokaStore::new(
-            1 << 20,
-            1 << 16,
-            IntCounter::new("e", "e").unwrap(),
-        ));
+        let store = new_store(1 << 20, 1 << 16);
         let span = Span::inactive().handle();
         let key = CacheKey::new("/m", "");
         let later = meta(Duration::from_secs(3600));

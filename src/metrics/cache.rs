@@ -138,3 +138,16 @@ impl CacheFamilies {
         self.purged.with_label_values(&[label]).inc_by(n as u64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CacheResult;
+
+    #[test]
+    fn all_is_in_declaration_order() {
+        // `RouteCaching::count` indexes its counters by `result as usize`.
+        for (i, r) in CacheResult::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+    }
+}
