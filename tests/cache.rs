@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use common::{base_config, client, eventually, Gateway};
+use common::{base_config, client, eventually, sample, scrape_until, Gateway};
 use portcullis::auth::keys;
 
 /// Status, headers and body text of an answer.
@@ -199,16 +199,13 @@ async fn stores_what_the_origin_marks_fresh_and_serves_it_until_it_expires() {
     );
 
     // Counted in each request's log phase, just after its response.
-    let text = eventually("3 misses and 1 expired counted", || async {
-        let text = gw.metrics_text().await;
-        [
+    let text = scrape_until(
+        &gw,
+        &[
             "portcullis_cache_requests_total{result=\"miss\",route=\"c\"} 3",
             "portcullis_cache_requests_total{result=\"expired\",route=\"c\"} 1",
-        ]
-        .iter()
-        .all(|line| text.lines().any(|l| l == *line))
-        .then_some(text)
-    })
+        ],
+    )
     .await;
     assert!(text.contains("portcullis_cache_objects 1"), "{text}");
     assert!(
@@ -365,23 +362,16 @@ async fn two_hundred_concurrent_cold_requests_make_one_upstream_request() {
     // Those that reached the lock before the fill waited on it; the rest
     // came after and hit. Either way: one miss, 199 hits (counted when
     // each request's log phase has run).
-    let text = eventually("one miss and 199 hits counted", || async {
-        let text = gw.metrics_text().await;
-        [
+    let text = scrape_until(
+        &gw,
+        &[
             "portcullis_cache_requests_total{result=\"miss\",route=\"c\"} 1",
             "portcullis_cache_requests_total{result=\"hit\",route=\"c\"} 199",
-        ]
-        .iter()
-        .all(|line| text.lines().any(|l| l == *line))
-        .then_some(text)
-    })
+        ],
+    )
     .await;
-    let waits: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("portcullis_cache_lock_waits_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    assert!(waits >= 1, "{waits} requests waited on the lock");
+    let waits = sample(&text, "portcullis_cache_lock_waits_total").unwrap();
+    assert!(waits >= 1.0, "{waits} requests waited on the lock");
 }
 
 #[tokio::test]
@@ -558,20 +548,12 @@ async fn resident_bytes_never_exceed_max_size() {
         let g = get(&gw, &format!("/o{i}"), &[]).await;
         assert_eq!(g.status, 200);
         let text = gw.metrics_text().await;
-        let bytes: u64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("portcullis_cache_stored_bytes "))
-            .and_then(|v| v.parse().ok())
-            .unwrap();
-        assert!(bytes <= 1 << 20, "{bytes} bytes after {i}");
+        let bytes = sample(&text, "portcullis_cache_stored_bytes").unwrap();
+        assert!(bytes <= f64::from(1 << 20), "{bytes} bytes after {i}");
     }
     let text = gw.metrics_text().await;
-    let evictions: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("portcullis_cache_evictions_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    assert!(evictions > 0, "{text}");
+    let evictions = sample(&text, "portcullis_cache_evictions_total").unwrap();
+    assert!(evictions > 0.0, "{text}");
     // The latest is there.
     assert!(get(&gw, "/o119", &[]).await.cache_status.contains("hit"));
 }

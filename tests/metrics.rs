@@ -5,20 +5,8 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{base_config, client, eventually, pool, Backend, Gateway};
+use common::{base_config, client, pool, scrape_until, Backend, Gateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Wait until a scrape has a line equal to every one of `lines`.
-async fn scrape_until(gw: &Gateway, lines: &[String]) -> String {
-    eventually(&format!("{lines:?} in /metrics"), || async move {
-        let text = gw.metrics_text().await;
-        lines
-            .iter()
-            .all(|want| text.lines().any(|l| l == want))
-            .then_some(text)
-    })
-    .await
-}
 
 /// A port nothing listens on.
 fn closed_port() -> SocketAddr {

@@ -397,3 +397,23 @@ pub fn promtool(text: &str) -> (bool, String) {
     );
     (out.status.success(), text)
 }
+
+/// Wait until a scrape of `gw` has a line equal to every one of `lines`;
+/// that scrape.
+pub async fn scrape_until(gw: &Gateway, lines: &[impl AsRef<str>]) -> String {
+    let want: Vec<&str> = lines.iter().map(AsRef::as_ref).collect();
+    let want = &want;
+    eventually(&format!("{want:?} in /metrics"), || async move {
+        let text = gw.metrics_text().await;
+        want.iter()
+            .all(|w| text.lines().any(|l| l == *w))
+            .then_some(text)
+    })
+    .await
+}
+
+/// The value of the unlabelled sample `name` in a scrape.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
