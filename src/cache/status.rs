@@ -69,16 +69,18 @@ impl Outcome {
             } else {
                 "; fwd=miss"
             }),
-            CacheResult::Expired => s.push_str(if self.forced_by_request {
-                "; fwd=request; fwd-status=200"
-            } else {
-                "; fwd=stale; fwd-status=200"
-            }),
-            CacheResult::Revalidated => s.push_str(if self.forced_by_request {
-                "; fwd=request; fwd-status=304"
-            } else {
-                "; fwd=stale; fwd-status=304"
-            }),
+            CacheResult::Expired | CacheResult::Revalidated => {
+                s.push_str(if self.forced_by_request {
+                    "; fwd=request"
+                } else {
+                    "; fwd=stale"
+                });
+                s.push_str(if self.result == CacheResult::Expired {
+                    "; fwd-status=200"
+                } else {
+                    "; fwd-status=304"
+                });
+            }
             CacheResult::Bypass => s.push_str(if self.method {
                 "; fwd=method"
             } else {
@@ -118,6 +120,18 @@ mod tests {
         o.detail = Some("no-store");
         assert_eq!(o.header(), "portcullis; fwd=miss; detail=no-store");
         assert_eq!(Outcome::bypass(true).header(), "portcullis; fwd=method");
+        let mut revalidated = Outcome::bypass(false);
+        revalidated.result = CacheResult::Revalidated;
+        assert_eq!(
+            revalidated.header(),
+            "portcullis; fwd=stale; fwd-status=304"
+        );
+        revalidated.result = CacheResult::Expired;
+        revalidated.forced_by_request = true;
+        assert_eq!(
+            revalidated.header(),
+            "portcullis; fwd=request; fwd-status=200"
+        );
         let mut stale = Outcome::bypass(false);
         stale.result = CacheResult::Stale;
         stale.ttl = Some(-3);
