@@ -55,6 +55,7 @@ fn route(i: usize) -> Route {
         timeouts: Timeouts::default(),
         lifecycle: Default::default(),
         cache: None,
+        retry_on: Default::default(),
     }
 }
 

@@ -224,7 +224,8 @@ pub fn explain(snapshot: &Snapshot, req: &RequestHeader, now: i64) -> Explanatio
             rewrite_note(&route.rewrite)
         ),
     );
-    if !route.pool.any_healthy() {
+    let now = crate::ratelimit::clock::Clock::now_nanos(&crate::ratelimit::clock::SystemClock);
+    if !route.pool.any_usable(now) && route.pool.fallback().is_none() {
         refused = refused.or(Some(503));
     }
     out.done(refused)

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue};
 
 use crate::auth::ConsumerIndex;
-use crate::config::model::{self, Config, HashKey, KeySource, RouteAuth, Timeouts};
+use crate::config::model::{self, Config, KeySource, RouteAuth, Timeouts};
 use crate::config::{ConfigError, ConfigErrors};
 use crate::limits::{self, PlannedLimit, RouteLimits};
 use crate::metrics::RouteMetrics;
@@ -74,7 +74,6 @@ pub struct Route {
     pub response_headers: HeaderOps,
     /// The pool's timeouts overlaid with the route's own.
     pub timeouts: Timeouts,
-    pub hash_key: Option<HashKey>,
     /// `Some` on routes with `auth = "api_key"`.
     pub auth: Option<RouteKeyAuth>,
     pub limits: RouteLimits,
@@ -84,6 +83,8 @@ pub struct Route {
     pub lifecycle: Option<Box<crate::proxy::lifecycle::RouteLifecycle>>,
     /// Response caching, when the route caches.
     pub cache: Option<Arc<crate::cache::RouteCaching>>,
+    /// Failures after the request was sent that are retried.
+    pub retry_on: model::RetryOn,
 }
 
 /// How a key-protected route reads keys and answers without one.
@@ -161,14 +162,17 @@ impl Snapshot {
     /// broken, the build fails instead of misaligning route indices.
     pub fn build(config: Config, tables: Handles<'_>) -> Result<Snapshot, ConfigErrors> {
         let route_metrics = tables.route_metrics;
-        let pools =
-            upstream::build_pools(&config, tables.backends).map_err(|(pool, e)| ConfigError {
+        use crate::ratelimit::clock::{Clock, SystemClock};
+        let now = SystemClock.now_nanos();
+        let pools = upstream::build_pools(&config, tables.backends, now).map_err(|(pool, e)| {
+            ConfigError {
                 file: config.source.clone(),
                 line: e.at.line,
                 column: e.at.column,
                 item: Some(format!("pool \"{pool}\"")),
                 message: e.message,
-            })?;
+            }
+        })?;
         let router = Router::build(&config.routes);
         let routes = config
             .routes
@@ -185,10 +189,6 @@ impl Snapshot {
                     (None, true) => PathRewrite::Strip,
                     (None, false) => PathRewrite::None,
                 };
-                let hash_key = match &pool.config.balance {
-                    model::Balance::ConsistentHash(k) => Some(k.clone()),
-                    _ => None,
-                };
                 Ok(Route {
                     id: r.id.clone(),
                     timeouts: r.timeouts.overlay(&pool.config.timeouts),
@@ -196,7 +196,6 @@ impl Snapshot {
                     rewrite,
                     request_headers: HeaderOps::compile(&r.request_headers),
                     response_headers: HeaderOps::compile(&r.response_headers),
-                    hash_key,
                     auth: match &r.auth {
                         RouteAuth::None => None,
                         RouteAuth::ApiKey(source) => {
@@ -208,6 +207,7 @@ impl Snapshot {
                     lifecycle: crate::proxy::lifecycle::RouteLifecycle::build(&r.lifecycle)
                         .map(Box::new),
                     cache: tables.cache.for_route(r, &config.cache),
+                    retry_on: r.retry_on.clone(),
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;

@@ -278,6 +278,46 @@ pub struct PoolFile {
     pub health_check: Option<HealthCheckFile>,
     /// TLS to the backends.
     pub tls: Option<UpstreamTlsFile>,
+    /// A pool that takes the traffic while this one cannot.
+    pub fallback: Option<Spanned<String>>,
+    pub max_in_flight: Option<Spanned<u32>>,
+    pub outlier: Option<OutlierFile>,
+    pub breaker: Option<BreakerFile>,
+    pub retry_budget: Option<RetryBudgetFile>,
+}
+
+/// `[pools.NAME.outlier]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierFile {
+    pub consecutive_failures: Option<Spanned<u32>>,
+    pub base_ejection: Option<Spanned<String>>,
+    pub max_ejection: Option<Spanned<String>>,
+    pub max_ejection_percent: Option<Spanned<u32>>,
+    /// `"5xx"`, `"502"` or `"500-504"` each
+    pub failure_statuses: Option<Vec<Spanned<StatusText>>>,
+}
+
+/// `[pools.NAME.breaker]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerFile {
+    pub consecutive_failures: Option<Spanned<u32>>,
+    pub failure_rate: Option<Spanned<f64>>,
+    pub min_requests: Option<Spanned<u32>>,
+    pub window: Option<Spanned<String>>,
+    pub open_for: Option<Spanned<String>>,
+    pub max_open_for: Option<Spanned<String>>,
+    pub probe_requests: Option<Spanned<u32>>,
+    pub failure_statuses: Option<Vec<Spanned<StatusText>>>,
+}
+
+/// `[pools.NAME.retry_budget]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudgetFile {
+    pub ratio: Option<Spanned<f64>>,
+    pub min_per_second: Option<Spanned<u32>>,
 }
 
 /// `[pools.NAME.tls]`
@@ -431,6 +471,8 @@ pub struct RouteFile {
     pub rate_limits: Vec<RouteLimitFile>,
     /// Response caching for this route.
     pub cache: Option<RouteCacheFile>,
+    /// `"reset"`, `"timeout"`, statuses like `"503"`
+    pub retry_on: Option<Vec<Spanned<String>>>,
 }
 
 /// `request_headers` / `response_headers` of a route.

@@ -206,6 +206,11 @@ strip_prefix = true
                     unhealthy_threshold: 5,
                 }),
                 tls: None,
+                fallback: None,
+                max_in_flight: None,
+                outlier: None,
+                breaker: None,
+                retry_budget: Default::default(),
             },
         );
         pools.insert(
@@ -233,6 +238,11 @@ strip_prefix = true
                     unhealthy_threshold: DEFAULT_HC_UNHEALTHY_THRESHOLD,
                 }),
                 tls: None,
+                fallback: None,
+                max_in_flight: None,
+                outlier: None,
+                breaker: None,
+                retry_budget: Default::default(),
             },
         );
         let users_route = |id: &str, path: PathMatch, strip_prefix: bool| Route {
@@ -251,6 +261,7 @@ strip_prefix = true
             timeouts: Timeouts::default(),
             lifecycle: Default::default(),
             cache: None,
+            retry_on: Default::default(),
         };
         let expected = Config {
             source: "full.toml".into(),
@@ -308,6 +319,7 @@ strip_prefix = true
                     },
                     lifecycle: Default::default(),
                     cache: None,
+                    retry_on: Default::default(),
                 },
                 users_route("users", PathMatch::Exact("/users".into()), false),
                 users_route("users-all", PathMatch::Prefix("/users".into()), true),

@@ -240,6 +240,113 @@ pub struct Pool {
     pub health_check: Option<HealthCheck>,
     /// TLS to the backends; `None` = plain HTTP.
     pub tls: Option<UpstreamTls>,
+    /// The pool that takes this one's traffic while it has no usable
+    /// backend or its breaker is open.
+    pub fallback: Option<String>,
+    /// Requests in flight to the pool beyond which it answers 503 at once.
+    pub max_in_flight: Option<u32>,
+    /// Passive outlier ejection of single backends; `None`: off.
+    pub outlier: Option<Outlier>,
+    /// The pool's circuit breaker; `None`: off.
+    pub breaker: Option<Breaker>,
+    /// How many retries the pool's requests may make together.
+    pub retry_budget: RetryBudget,
+}
+
+/// Statuses counted as failures, as inclusive ranges.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StatusSet(pub Vec<(u16, u16)>);
+
+impl StatusSet {
+    /// Every 5xx status.
+    pub fn server_errors() -> StatusSet {
+        StatusSet(vec![(500, 599)])
+    }
+
+    pub fn contains(&self, status: u16) -> bool {
+        self.0.iter().any(|&(lo, hi)| (lo..=hi).contains(&status))
+    }
+}
+
+/// `[pools.NAME.outlier]`: eject a backend that keeps failing.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct Outlier {
+    /// Failures in a row (connect failures, timeouts, resets and
+    /// `failure_statuses`) that eject the backend.
+    pub consecutive_failures: u32,
+    /// Ejection time = `base_ejection` × times ejected, capped by `max_ejection`.
+    #[serde(with = "humantime_serde")]
+    pub base_ejection: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_ejection: Duration,
+    /// Never eject more than this share (percent, rounded down) of the pool.
+    pub max_ejection_percent: u32,
+    pub failure_statuses: StatusSet,
+}
+
+pub const DEFAULT_OUTLIER_CONSECUTIVE_FAILURES: u32 = 5;
+pub const DEFAULT_BASE_EJECTION: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_EJECTION: Duration = Duration::from_secs(300);
+pub const DEFAULT_MAX_EJECTION_PERCENT: u32 = 50;
+
+/// `[pools.NAME.breaker]`: the pool's circuit breaker.
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+pub struct Breaker {
+    /// Failures in a row that trip it; 0: only the failure rate does.
+    pub consecutive_failures: u32,
+    /// Share of failed attempts over `window` that trips it.
+    pub failure_rate: f64,
+    /// Attempts within `window` before the rate counts.
+    pub min_requests: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Open time after the first trip; doubles on each re-trip from
+    /// half-open, up to `max_open_for`.
+    #[serde(with = "humantime_serde")]
+    pub open_for: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_open_for: Duration,
+    /// Attempts let through while half-open; all must succeed to close.
+    pub probe_requests: u32,
+    pub failure_statuses: StatusSet,
+}
+
+pub const DEFAULT_BREAKER_CONSECUTIVE_FAILURES: u32 = 20;
+pub const DEFAULT_BREAKER_FAILURE_RATE: f64 = 0.5;
+pub const DEFAULT_BREAKER_MIN_REQUESTS: u32 = 20;
+pub const DEFAULT_BREAKER_WINDOW: Duration = Duration::from_secs(10);
+pub const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_OPEN_FOR: Duration = Duration::from_secs(300);
+pub const DEFAULT_PROBE_REQUESTS: u32 = 3;
+
+/// `[pools.NAME.retry_budget]`: retries ≤ `ratio` × requests over the
+/// last 10 s, plus `min_per_second` × 10.
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+pub struct RetryBudget {
+    pub ratio: f64,
+    pub min_per_second: u32,
+}
+
+pub const DEFAULT_RETRY_BUDGET_RATIO: f64 = 0.2;
+pub const DEFAULT_RETRY_BUDGET_MIN_PER_SECOND: u32 = 3;
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        RetryBudget {
+            ratio: DEFAULT_RETRY_BUDGET_RATIO,
+            min_per_second: DEFAULT_RETRY_BUDGET_MIN_PER_SECOND,
+        }
+    }
+}
+
+/// `retry_on` of a route: which failures after the request was sent are
+/// retried (idempotent methods only, on another backend). Connect
+/// failures are always retried.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct RetryOn {
+    pub statuses: Vec<u16>,
+    pub reset: bool,
+    pub timeout: bool,
 }
 
 /// How the gateway speaks TLS to a pool's backends.
@@ -370,6 +477,8 @@ pub struct Route {
     pub lifecycle: Lifecycle,
     /// Response caching; `None` when the route does not cache.
     pub cache: Option<RouteCache>,
+    /// Failures after the request was sent that are retried.
+    pub retry_on: RetryOn,
 }
 
 /// `[cache]`: the store every caching route shares.

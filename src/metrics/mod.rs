@@ -17,7 +17,8 @@ pub use requests::{
     method_index, RequestFamilies, RouteMetrics, RouteMetricsTable, DURATION_BUCKETS, METHODS,
 };
 pub use upstream::{
-    BackendMetrics, FailureReason, PoolMetrics, RetryReason, UpstreamFamilies, TTFB_BUCKETS,
+    BackendMetrics, FailureReason, PoolMetrics, RefusalReason, RetryReason, UpstreamFamilies,
+    TTFB_BUCKETS,
 };
 
 /// Every metric the gateway exports.

@@ -8,6 +8,12 @@
 //! | `portcullis_upstream_failures_total` | counter: attempts that got no response | `pool`, `backend`, `reason` ([`FailureReason`]) |
 //! | `portcullis_upstream_response_duration_seconds` | histogram: time to the response head ([`TTFB_BUCKETS`]) | `pool` |
 //! | `portcullis_upstream_retries_total` | counter | `pool`, `reason` ([`RetryReason`]) |
+//! | `portcullis_upstream_retry_budget_exhausted_total` | counter: retries the budget refused | `pool` |
+//! | `portcullis_upstream_breaker_state` | gauge: 1 for the breaker's current state, 0 for the others | `pool`, `state` (`closed`, `open`, `half_open`) |
+//! | `portcullis_upstream_breaker_transitions_total` | counter | `pool`, `to` |
+//! | `portcullis_upstream_ejections_total` | counter: outlier ejections | `pool`, `backend` |
+//! | `portcullis_upstream_refused_total` | counter: requests a pool turned away before any backend saw them | `pool`, `reason` ([`RefusalReason`]) |
+//! | `portcullis_upstream_fallback_total` | counter: requests a pool handed to its fallback | `pool`, `fallback` |
 //!
 //! Label children are created on first use; the series of a pool or a
 //! backend that a reload removes are removed at commit.
@@ -15,7 +21,9 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+};
 
 use super::status::StatusCounters;
 
@@ -33,15 +41,58 @@ pub enum RetryReason {
     Connect,
     /// A reused keep-alive connection had been closed by the backend.
     StaleConnection,
+    /// `retry_on`: the backend reset the connection after the request was sent.
+    Reset,
+    /// `retry_on`: the backend did not answer in time.
+    Timeout,
+    /// `retry_on`: the backend answered with a status listed there.
+    Status,
 }
 
 impl RetryReason {
-    pub const ALL: [RetryReason; 2] = [RetryReason::Connect, RetryReason::StaleConnection];
+    pub const ALL: [RetryReason; 5] = [
+        RetryReason::Connect,
+        RetryReason::StaleConnection,
+        RetryReason::Reset,
+        RetryReason::Timeout,
+        RetryReason::Status,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             RetryReason::Connect => "connect",
             RetryReason::StaleConnection => "stale_connection",
+            RetryReason::Reset => "reset",
+            RetryReason::Timeout => "timeout",
+            RetryReason::Status => "status",
+        }
+    }
+}
+
+/// Why a pool turned a request away (`reason` of
+/// `portcullis_upstream_refused_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalReason {
+    /// Its breaker is open.
+    BreakerOpen,
+    /// `max_in_flight` requests were in flight.
+    MaxInFlight,
+    /// No backend was healthy and not ejected.
+    NoUsableBackend,
+}
+
+impl RefusalReason {
+    pub const ALL: [RefusalReason; 3] = [
+        RefusalReason::BreakerOpen,
+        RefusalReason::MaxInFlight,
+        RefusalReason::NoUsableBackend,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::BreakerOpen => "breaker_open",
+            RefusalReason::MaxInFlight => "max_in_flight",
+            RefusalReason::NoUsableBackend => "no_usable_backend",
         }
     }
 }
@@ -111,6 +162,16 @@ pub struct UpstreamFamilies {
     failures: IntCounterVec,
     ttfb: HistogramVec,
     retries: IntCounterVec,
+    budget_exhausted: IntCounterVec,
+    breaker_state: IntGaugeVec,
+    breaker_transitions: IntCounterVec,
+    ejections: IntCounterVec,
+    refused: IntCounterVec,
+    fallback: IntCounterVec,
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+    IntCounterVec::new(Opts::new(name, help), labels)
 }
 
 impl UpstreamFamilies {
@@ -142,9 +203,41 @@ impl UpstreamFamilies {
             retries: IntCounterVec::new(
                 Opts::new(
                     "portcullis_upstream_retries_total",
-                    "Upstream attempts retried, by pool and reason (connect, stale_connection).",
+                    "Upstream attempts retried, by pool and reason (connect, stale_connection, reset, timeout, status).",
                 ),
                 &["pool", "reason"],
+            )?,
+            budget_exhausted: counter(
+                "portcullis_upstream_retry_budget_exhausted_total",
+                "Retries not made because the pool's retry budget was spent, by pool.",
+                &["pool"],
+            )?,
+            breaker_state: IntGaugeVec::new(
+                Opts::new(
+                    "portcullis_upstream_breaker_state",
+                    "1 for the pool's circuit breaker's current state (closed, open, half_open), 0 for the others.",
+                ),
+                &["pool", "state"],
+            )?,
+            breaker_transitions: counter(
+                "portcullis_upstream_breaker_transitions_total",
+                "Circuit breaker state changes, by pool and the state entered.",
+                &["pool", "to"],
+            )?,
+            ejections: counter(
+                "portcullis_upstream_ejections_total",
+                "Backends ejected by outlier detection, by pool and backend.",
+                &["pool", "backend"],
+            )?,
+            refused: counter(
+                "portcullis_upstream_refused_total",
+                "Requests a pool turned away before any backend saw them, by pool and reason (breaker_open, max_in_flight, no_usable_backend).",
+                &["pool", "reason"],
+            )?,
+            fallback: counter(
+                "portcullis_upstream_fallback_total",
+                "Requests a pool handed to its fallback pool, by pool and fallback.",
+                &["pool", "fallback"],
             )?,
         })
     }
@@ -167,6 +260,12 @@ impl UpstreamFamilies {
         registry.register(Box::new(self.failures.clone()))?;
         registry.register(Box::new(self.ttfb.clone()))?;
         registry.register(Box::new(self.retries.clone()))?;
+        registry.register(Box::new(self.budget_exhausted.clone()))?;
+        registry.register(Box::new(self.breaker_state.clone()))?;
+        registry.register(Box::new(self.breaker_transitions.clone()))?;
+        registry.register(Box::new(self.ejections.clone()))?;
+        registry.register(Box::new(self.refused.clone()))?;
+        registry.register(Box::new(self.fallback.clone()))?;
         Ok(())
     }
 }
@@ -177,6 +276,8 @@ pub struct PoolMetrics {
     families: UpstreamFamilies,
     ttfb: OnceLock<Histogram>,
     retries: [OnceLock<IntCounter>; RetryReason::ALL.len()],
+    refused: [OnceLock<IntCounter>; RefusalReason::ALL.len()],
+    budget_exhausted: OnceLock<IntCounter>,
 }
 
 impl PoolMetrics {
@@ -186,6 +287,77 @@ impl PoolMetrics {
             families,
             ttfb: OnceLock::new(),
             retries: Default::default(),
+            refused: Default::default(),
+            budget_exhausted: OnceLock::new(),
+        }
+    }
+
+    pub fn pool(&self) -> &str {
+        &self.pool
+    }
+
+    /// The pool turned a request away.
+    pub fn refused(&self, reason: RefusalReason) {
+        self.refused[reason as usize]
+            .get_or_init(|| {
+                self.families
+                    .refused
+                    .with_label_values(&[&*self.pool, reason.as_str()])
+            })
+            .inc();
+    }
+
+    /// A retry was not made: the budget is spent.
+    pub fn budget_exhausted(&self) {
+        self.budget_exhausted
+            .get_or_init(|| {
+                self.families
+                    .budget_exhausted
+                    .with_label_values(&[&*self.pool])
+            })
+            .inc();
+    }
+
+    /// The pool handed a request to `fallback` (rare: labels hashed here).
+    pub fn fallback(&self, fallback: &str) {
+        self.families
+            .fallback
+            .with_label_values(&[&*self.pool, fallback])
+            .inc();
+    }
+
+    /// The breaker is in `state` (gauge only).
+    pub fn breaker_state(&self, state: crate::upstream::breaker::State) {
+        for s in crate::upstream::breaker::State::ALL {
+            self.families
+                .breaker_state
+                .with_label_values(&[&*self.pool, s.as_str()])
+                .set(i64::from(s == state));
+        }
+    }
+
+    /// The breaker entered `to`.
+    pub fn breaker_transition(&self, to: crate::upstream::breaker::State) {
+        self.families
+            .breaker_transitions
+            .with_label_values(&[&*self.pool, to.as_str()])
+            .inc();
+        self.breaker_state(to);
+    }
+
+    /// Stop exporting the breaker's series (the pool's breaker was
+    /// replaced or removed).
+    pub fn remove_breaker_series(&self) {
+        let pool = &*self.pool;
+        for s in crate::upstream::breaker::State::ALL {
+            let _ = self
+                .families
+                .breaker_state
+                .remove_label_values(&[pool, s.as_str()]);
+            let _ = self
+                .families
+                .breaker_transitions
+                .remove_label_values(&[pool, s.as_str()]);
         }
     }
 
@@ -217,6 +389,30 @@ impl PoolMetrics {
                 .families
                 .retries
                 .remove_label_values(&[pool, reason.as_str()]);
+        }
+        for reason in RefusalReason::ALL {
+            let _ = self
+                .families
+                .refused
+                .remove_label_values(&[pool, reason.as_str()]);
+        }
+        let _ = self.families.budget_exhausted.remove_label_values(&[pool]);
+        self.remove_breaker_series();
+        // Fallback series name two pools: drop every one this pool hands off to.
+        use prometheus::core::Collector;
+        for m in self.families.fallback.collect() {
+            for metric in m.get_metric() {
+                let labels = metric.get_label();
+                let of_pool = labels
+                    .iter()
+                    .any(|l| l.name() == "pool" && l.value() == pool);
+                if let (true, Some(f)) = (of_pool, labels.iter().find(|l| l.name() == "fallback")) {
+                    let _ = self
+                        .families
+                        .fallback
+                        .remove_label_values(&[pool, f.value()]);
+                }
+            }
         }
     }
 }
@@ -263,9 +459,21 @@ impl BackendMetrics {
             .inc();
     }
 
+    /// Outlier detection ejected the backend (rare: labels hashed here).
+    pub fn ejected(&self) {
+        self.families
+            .ejections
+            .with_label_values(&[&*self.pool, &*self.backend])
+            .inc();
+    }
+
     /// Stop exporting the backend's series.
     pub fn remove_series(&self) {
         let (pool, backend) = (&*self.pool, &*self.backend);
+        let _ = self
+            .families
+            .ejections
+            .remove_label_values(&[pool, backend]);
         for code in self.codes.codes() {
             let _ = self
                 .families

@@ -4,7 +4,50 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::snapshot::{Route, Snapshot};
-use crate::upstream::{Backend, InflightGuard};
+use crate::upstream::{Backend, InflightGuard, PoolTicket, Refusal};
+
+/// Decisions of the breaker, outlier detection, concurrency limit, retry
+/// budget and fallback that shaped a request, for the access log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Decisions(u16);
+
+impl Decisions {
+    pub const BREAKER_OPEN: u16 = 1;
+    pub const BREAKER_PROBE: u16 = 1 << 1;
+    pub const BREAKER_TRIPPED: u16 = 1 << 2;
+    pub const BACKEND_EJECTED: u16 = 1 << 3;
+    pub const FALLBACK: u16 = 1 << 4;
+    pub const MAX_IN_FLIGHT: u16 = 1 << 5;
+    pub const RETRY_BUDGET_EXHAUSTED: u16 = 1 << 6;
+    pub const NO_USABLE_BACKEND: u16 = 1 << 7;
+
+    const NAMES: [(u16, &'static str); 8] = [
+        (Self::BREAKER_OPEN, "breaker_open"),
+        (Self::BREAKER_PROBE, "breaker_probe"),
+        (Self::BREAKER_TRIPPED, "breaker_tripped"),
+        (Self::BACKEND_EJECTED, "backend_ejected"),
+        (Self::FALLBACK, "fallback"),
+        (Self::MAX_IN_FLIGHT, "max_in_flight"),
+        (Self::RETRY_BUDGET_EXHAUSTED, "retry_budget_exhausted"),
+        (Self::NO_USABLE_BACKEND, "no_usable_backend"),
+    ];
+
+    pub fn add(&mut self, d: u16) {
+        self.0 |= d;
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The names of the decisions taken, in a fixed order.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Self::NAMES
+            .into_iter()
+            .filter(move |(bit, _)| self.0 & bit != 0)
+            .map(|(_, name)| name)
+    }
+}
 
 /// Created by `new_ctx`, filled phase by phase.
 pub struct RequestCtx {
@@ -29,6 +72,13 @@ pub struct RequestCtx {
     pub fresh_connection: bool,
     /// Counts this request against the current backend's in-flight requests.
     pub inflight: Option<InflightGuard>,
+    /// The pool that admitted the request (the route's, or a fallback),
+    /// from the first `upstream_peer` on.
+    pub pool: Option<PoolTicket>,
+    /// Why a pool turned the request away, for the response.
+    pub refusal: Option<Refusal>,
+    /// Breaker, ejection, concurrency, budget and fallback decisions.
+    pub decisions: Decisions,
     /// When the current backend was chosen.
     pub upstream_started: Option<Instant>,
     /// From choosing the backend that answered to its response head.
@@ -69,6 +119,9 @@ impl RequestCtx {
             tried: smallvec::SmallVec::new(),
             fresh_connection: false,
             inflight: None,
+            pool: None,
+            refusal: None,
+            decisions: Decisions::default(),
             upstream_started: None,
             upstream_ttfb: None,
             redirect_https: None,
@@ -90,7 +143,7 @@ impl RequestCtx {
     /// The backend of the latest attempt, if any.
     pub fn backend(&self) -> Option<&Backend> {
         let index = *self.tried.last()?;
-        self.route()?.pool.backends.get(index)
+        self.pool.as_ref()?.pool.backends.get(index)
     }
 
     /// Connect attempts made so far.

@@ -9,6 +9,8 @@ pub fn problem_for(e: &Error) -> Option<Problem> {
     use ErrorType::*;
     Some(match e.etype() {
         HTTPStatus(503) => Problem::NoHealthyBackend,
+        Custom(BREAKER_OPEN) => Problem::CircuitOpen,
+        Custom(POOL_SATURATED) => Problem::PoolSaturated,
         HTTPStatus(504) => Problem::GatewayTimeout,
         HTTPStatus(400) => Problem::BadRequest,
         HTTPStatus(_) => Problem::BadGateway,
@@ -33,6 +35,25 @@ pub fn no_healthy_backend() -> Box<Error> {
     Error::explain(ErrorType::HTTPStatus(503), "no healthy backend in pool")
 }
 
+const BREAKER_OPEN: &str = "circuit breaker open";
+const POOL_SATURATED: &str = "pool saturated";
+
+/// The error `upstream_peer` returns when the pool refused the request.
+pub fn refused(r: crate::upstream::Refusal) -> Box<Error> {
+    use crate::upstream::Refusal;
+    match r {
+        Refusal::NoUsableBackend => no_healthy_backend(),
+        Refusal::BreakerOpen { .. } => Error::explain(
+            ErrorType::Custom(BREAKER_OPEN),
+            "the pool's circuit breaker is open",
+        ),
+        Refusal::Saturated => Error::explain(
+            ErrorType::Custom(POOL_SATURATED),
+            "max_in_flight requests already in flight to the pool",
+        ),
+    }
+}
+
 /// The error returned when the route's total deadline has passed.
 pub fn deadline_exceeded() -> Box<Error> {
     Error::explain(ErrorType::HTTPStatus(504), "request deadline exceeded")
@@ -53,6 +74,15 @@ mod tests {
         assert_eq!(
             problem_for(&no_healthy_backend()),
             Some(Problem::NoHealthyBackend)
+        );
+        use crate::upstream::Refusal;
+        let open = super::refused(Refusal::BreakerOpen {
+            retry_after: std::time::Duration::from_secs(3),
+        });
+        assert_eq!(problem_for(&open), Some(Problem::CircuitOpen));
+        assert_eq!(
+            problem_for(&super::refused(Refusal::Saturated)),
+            Some(Problem::PoolSaturated)
         );
     }
 }

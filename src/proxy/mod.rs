@@ -3,6 +3,7 @@
 //! the life of a request.
 
 mod access;
+mod admission;
 mod caching;
 mod ctx;
 pub mod errors;
@@ -20,12 +21,12 @@ use async_trait::async_trait;
 use pingora_cache::key::HashBinary;
 use pingora_cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, Result, RetryType};
+use pingora_error::{Error, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::gateway::Gateway;
-use crate::metrics::RetryReason;
+use crate::metrics::{FailureReason, RetryReason};
 use crate::router::RouteLookup;
 use crate::upstream::InflightGuard;
 pub use ctx::RequestCtx;
@@ -42,14 +43,27 @@ impl GatewayProxy {
     }
 }
 
-/// An attempt got no response: count it against its backend, and count
-/// the retry the decision above allowed.
-fn count_failure(ctx: &RequestCtx, e: &Error, reason: RetryReason) {
+/// An attempt got no response: count it against its backend (metrics,
+/// last error) and, when it `counts`, in outlier detection and the
+/// breaker; count the retry decided above.
+fn count_failure(
+    ctx: &mut RequestCtx,
+    e: &Error,
+    retry: Option<RetryReason>,
+    counts: bool,
+    now: u64,
+) {
     if let Some(backend) = ctx.backend() {
         backend.state.failed(e);
     }
-    if let (RetryType::Decided(true), Some(route)) = (&e.retry, ctx.route()) {
-        route.pool.state.metrics.retry(reason);
+    if let (Some(ticket), Some(&i)) = (ctx.pool.as_mut(), ctx.tried.last()) {
+        if let (true, Some(reason)) = (e.retry(), retry) {
+            ticket.pool.state.metrics.retry(reason);
+        }
+        if counts {
+            let outcome = ticket.failed(i, now, FailureReason::of(e));
+            record::decisions(&mut ctx.decisions, outcome);
+        }
     }
 }
 
@@ -104,8 +118,8 @@ impl ProxyHttp for GatewayProxy {
     /// Route the request and admit it. Answers itself (returns `Ok(true)`)
     /// with 404/405 when no route fits, 401/403/429 when the key, its scope
     /// or a limit refuses it (see `proxy/access.rs`), 410 when the route's
-    /// sunset has passed and it is `gone`, and 503 at once when the route's
-    /// pool has no healthy backend.
+    /// sunset has passed and it is `gone`. (A pool that cannot take the
+    /// request answers from `upstream_peer`, after the cache had its say.)
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         if let Some(port) = ctx.redirect_https {
             problem::redirect_to_https(session, port, &ctx.request_id).await?;
@@ -149,12 +163,6 @@ impl ProxyHttp for GatewayProxy {
             return Ok(true);
         }
         ctx.deadline = route.timeouts.total.map(|t| ctx.started + t);
-        // A caching route may still answer from the cache (stale-if-error):
-        // its 503 comes from `upstream_peer` after the lookup.
-        if route.cache.is_none() && !route.pool.any_healthy() {
-            problem::respond(session, Problem::NoHealthyBackend, &ctx.request_id, &[]).await?;
-            return Ok(true);
-        }
         Ok(false)
     }
 
@@ -232,10 +240,13 @@ impl ProxyHttp for GatewayProxy {
         caching::serve_stale(ctx, error)
     }
 
-    /// Pick a healthy backend not tried yet by this request and describe the
-    /// connection to it. After a failure on a reused connection, the retry
-    /// goes to an untried backend if there is one, else to the same backend,
-    /// and always over a fresh connection (see `error_while_proxy`).
+    /// Admit the request to its pool (or the pool's fallback) on the first
+    /// attempt: 503 at once when the breaker is open, the pool saturated or
+    /// no backend usable (see `upstream::Pool::admit`). Then pick a usable
+    /// backend not tried yet by this request and describe the connection to
+    /// it. After a failure on a reused connection, the retry goes to an
+    /// untried backend if there is one, else to the same backend, and always
+    /// over a fresh connection (see `error_while_proxy`).
     async fn upstream_peer(
         &self,
         session: &mut Session,
@@ -244,15 +255,31 @@ impl ProxyHttp for GatewayProxy {
         if ctx.deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(errors::deadline_exceeded());
         }
-        let route = ctx.route().ok_or_else(errors::no_healthy_backend)?;
-        let mut ip = String::new();
-        let key = match &route.hash_key {
-            Some(k) => forward::hash_key(session, k, &mut ip),
-            None => b"",
+        let now = self.gateway.clock().now_nanos();
+        let first = match &ctx.pool {
+            None => Some(
+                ctx.route()
+                    .ok_or_else(errors::no_healthy_backend)?
+                    .pool
+                    .clone(),
+            ),
+            Some(_) => None,
         };
-        let pool = &route.pool;
+        admission::admit(ctx, first, now)?;
+        let (Some(route), Some(ticket)) = (ctx.route(), ctx.pool.as_ref()) else {
+            return Err(errors::no_healthy_backend());
+        };
+        let pool = &ticket.pool;
+        let mut ip = String::new();
+        // The admitting pool's key: a fallback may balance differently.
+        let key = match &pool.config.balance {
+            crate::config::model::Balance::ConsistentHash(k) => {
+                forward::hash_key(session, k, &mut ip)
+            }
+            _ => b"",
+        };
         let index = pool
-            .select(key, &ctx.tried)
+            .select(key, &ctx.tried, now)
             .or_else(|| {
                 ctx.fresh_connection
                     .then(|| ctx.tried.last().copied())
@@ -284,6 +311,9 @@ impl ProxyHttp for GatewayProxy {
             retry::use_fresh_connection(&mut peer);
         }
         let state = backend.state.clone();
+        if ticket.admission == crate::upstream::breaker::Admission::Probe {
+            ctx.decisions.add(ctx::Decisions::BREAKER_PROBE);
+        }
         ctx.tried.push(index);
         ctx.inflight = Some(InflightGuard::new(state));
         ctx.upstream_started = Some(Instant::now());
@@ -300,8 +330,9 @@ impl ProxyHttp for GatewayProxy {
         e: Box<Error>,
     ) -> Box<Error> {
         ctx.inflight = None;
-        let e = retry::after_connect_failure(ctx, e);
-        count_failure(ctx, &e, RetryReason::Connect);
+        let now = self.gateway.clock().now_nanos();
+        let e = retry::after_connect_failure(ctx, e, now);
+        count_failure(ctx, &e, Some(RetryReason::Connect), true, now);
         e
     }
 
@@ -318,8 +349,15 @@ impl ProxyHttp for GatewayProxy {
         client_reused: bool,
     ) -> Box<Error> {
         ctx.inflight = None;
-        let e = retry::after_proxy_error(peer, session, ctx, e, client_reused);
-        count_failure(ctx, &e, RetryReason::StaleConnection);
+        let now = self.gateway.clock().now_nanos();
+        let (e, retry) = retry::after_proxy_error(peer, session, ctx, e, client_reused, now);
+        // A stale keep-alive connection says nothing about the backend, a
+        // status retry was counted with its response, and a client that
+        // went away is not the backend's failure.
+        let counts = retry != Some(RetryReason::StaleConnection)
+            && !retry::is_status_retry(&e)
+            && e.esource() == &pingora_error::ErrorSource::Upstream;
+        count_failure(ctx, &e, retry, counts, now);
         e
     }
 
@@ -348,14 +386,21 @@ impl ProxyHttp for GatewayProxy {
     }
 
     /// The backend's response head arrived: its status and time to first
-    /// byte are counted against the backend and its pool.
+    /// byte are counted against the backend and its pool (outlier
+    /// detection and the breaker included). A status the route's
+    /// `retry_on` lists is retried on another backend when allowed.
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        record::upstream_response(ctx, upstream.status.as_u16());
+        let now = self.gateway.clock().now_nanos();
+        let status = upstream.status.as_u16();
+        record::upstream_response(ctx, status, now);
+        if retry::on_status(session, ctx, status, now) {
+            return Err(retry::status_retry(status));
+        }
         caching::upstream_response(upstream, ctx);
         Ok(())
     }
@@ -413,7 +458,8 @@ impl ProxyHttp for GatewayProxy {
         let code = problem.map_or(0, |p| p.status());
         if let Some(p) = problem {
             if session.response_written().is_none() {
-                if let Err(err) = problem::respond(session, p, &ctx.request_id, &[]).await {
+                let extra = admission::retry_after(ctx);
+                if let Err(err) = problem::respond(session, p, &ctx.request_id, &extra).await {
                     tracing::debug!(error = %err, "could not send error response");
                 }
             }

@@ -26,6 +26,10 @@ pub enum Problem {
     /// Too many failed key attempts from this address.
     TooManyFailedAttempts,
     NoHealthyBackend,
+    /// The pool's circuit breaker is open: failing fast.
+    CircuitOpen,
+    /// `max_in_flight` requests are already in flight to the pool.
+    PoolSaturated,
     /// The route's sunset has passed (`sunset_action = "gone"`).
     Gone,
     BadGateway,
@@ -42,7 +46,7 @@ impl Problem {
             Problem::KeyRequired | Problem::KeyInvalid => 401,
             Problem::Forbidden => 403,
             Problem::TooManyRequests | Problem::TooManyFailedAttempts => 429,
-            Problem::NoHealthyBackend => 503,
+            Problem::NoHealthyBackend | Problem::CircuitOpen | Problem::PoolSaturated => 503,
             Problem::Gone => 410,
             Problem::BadGateway => 502,
             Problem::GatewayTimeout => 504,
@@ -58,7 +62,9 @@ impl Problem {
             Problem::KeyRequired | Problem::KeyInvalid => "Unauthorized",
             Problem::Forbidden => "Forbidden",
             Problem::TooManyRequests | Problem::TooManyFailedAttempts => "Too Many Requests",
-            Problem::NoHealthyBackend => "Service Unavailable",
+            Problem::NoHealthyBackend | Problem::CircuitOpen | Problem::PoolSaturated => {
+                "Service Unavailable"
+            }
             Problem::Gone => "Gone",
             Problem::BadGateway => "Bad Gateway",
             Problem::GatewayTimeout => "Gateway Timeout",
@@ -79,6 +85,12 @@ impl Problem {
                 "Too many requests with invalid API keys from this address."
             }
             Problem::NoHealthyBackend => "No healthy upstream server is available.",
+            Problem::CircuitOpen => {
+                "The upstream service is failing; requests are refused until it recovers (see Retry-After)."
+            }
+            Problem::PoolSaturated => {
+                "The upstream service has too many requests in flight; try again shortly."
+            }
             Problem::Gone => "This API has been retired; see the Sunset and Link headers.",
             Problem::BadGateway => "The upstream server could not be reached or failed.",
             Problem::GatewayTimeout => "The upstream server did not answer in time.",

@@ -6,9 +6,11 @@
 use pingora_error::Error;
 use pingora_proxy::Session;
 
+use super::ctx::Decisions;
 use super::{forward, RequestCtx};
 use crate::accesslog::Entry;
 use crate::gateway::Gateway;
+use crate::upstream::Outcome;
 
 /// Count the request and its refusal (if any), and write the access-log
 /// line.
@@ -120,15 +122,30 @@ fn alpn(session: &Session, http2: bool) -> Option<&'static str> {
 }
 
 /// The backend of the latest attempt answered with `status`.
-pub fn upstream_response(ctx: &mut RequestCtx, status: u16) {
+pub fn upstream_response(ctx: &mut RequestCtx, status: u16, now: u64) {
     let took = ctx.upstream_started.map(|t| t.elapsed());
     ctx.upstream_ttfb = took;
-    let (Some(route), Some(backend)) = (ctx.route(), ctx.backend()) else {
+    let (Some(ticket), Some(&i)) = (ctx.pool.as_mut(), ctx.tried.last()) else {
+        return;
+    };
+    let Some(backend) = ticket.pool.backends.get(i) else {
         return;
     };
     backend.state.metrics.response(status);
     if let Some(took) = took {
-        route.pool.state.metrics.response_head(took);
+        ticket.pool.state.metrics.response_head(took);
+    }
+    let outcome = ticket.responded(i, now, status);
+    decisions(&mut ctx.decisions, outcome);
+}
+
+/// Note what an attempt's outcome did to the backend and the pool.
+pub fn decisions(decisions: &mut Decisions, outcome: Outcome) {
+    if outcome.ejected {
+        decisions.add(Decisions::BACKEND_EJECTED);
+    }
+    if outcome.tripped {
+        decisions.add(Decisions::BREAKER_TRIPPED);
     }
 }
 

@@ -30,6 +30,7 @@ fn route(hosts: &[&str], path: &str, methods: &[&str]) -> Route {
         timeouts: Timeouts::default(),
         lifecycle: Default::default(),
         cache: None,
+        retry_on: Default::default(),
     }
 }
 

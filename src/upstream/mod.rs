@@ -5,18 +5,25 @@
 //! the [`PoolState`] of each pool live in the [`StateTable`], keyed by pool
 //! name and backend address, so they survive reloads that keep them.
 
+pub mod breaker;
+pub mod budget;
 pub mod health;
+pub mod outlier;
 mod select;
 pub mod tls;
+mod window;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use crate::config::model;
-use crate::metrics::{BackendMetrics, FailureReason, PoolMetrics, UpstreamFamilies};
+use crate::metrics::{BackendMetrics, FailureReason, PoolMetrics, RefusalReason, UpstreamFamilies};
+use breaker::{Admission, Breaker};
+use budget::RetryBudget;
+use outlier::{Ejection, Failure, Verdict};
 pub use select::Selector;
 
 /// The last attempt to a backend that got no response.
@@ -35,6 +42,8 @@ pub struct BackendState {
     /// Consecutive probe results in the current direction (health.rs).
     pub(crate) streak: AtomicU32,
     last_error: Mutex<Option<LastError>>,
+    /// Passive outlier ejection (separate from `healthy`).
+    pub ejection: Ejection,
     pub metrics: BackendMetrics,
 }
 
@@ -64,6 +73,7 @@ impl BackendState {
             inflight: AtomicUsize::new(0),
             streak: AtomicU32::new(0),
             last_error: Mutex::new(None),
+            ejection: Ejection::default(),
             metrics,
         }
     }
@@ -122,9 +132,148 @@ impl Drop for InflightGuard {
     }
 }
 
-/// Live state of one pool, shared by every snapshot that contains it.
+/// Live state of one pool, shared by every snapshot that contains it
+/// while the pool's backends, breaker and retry budget settings stay the
+/// same (a pool changed in any of these starts over).
 pub struct PoolState {
     pub metrics: PoolMetrics,
+    pub breaker: Option<Breaker>,
+    pub budget: RetryBudget,
+    /// Requests in flight to the pool (for `max_in_flight`).
+    inflight: AtomicUsize,
+    /// Taken only to decide an ejection against `max_ejection_percent`.
+    eject_lock: Mutex<()>,
+    /// What the state was built for: reused only for the same.
+    identity: (
+        Vec<model::Backend>,
+        Option<model::Breaker>,
+        model::RetryBudget,
+    ),
+}
+
+impl PoolState {
+    fn new(pool: &model::Pool, metrics: PoolMetrics, now: u64) -> PoolState {
+        let breaker = pool.breaker.clone().map(|b| Breaker::new(b, now));
+        if breaker.is_some() {
+            metrics.breaker_state(breaker::State::Closed);
+        }
+        PoolState {
+            metrics,
+            breaker,
+            budget: RetryBudget::new(pool.retry_budget.clone()),
+            inflight: AtomicUsize::new(0),
+            eject_lock: Mutex::new(()),
+            identity: identity(pool),
+        }
+    }
+
+    /// Requests in flight to the pool.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+
+    /// Count the outcome of an attempt admitted with `admission` in the
+    /// breaker; record a transition.
+    fn breaker_outcome(&self, now: u64, failed: bool, admission: Admission) -> bool {
+        let Some(b) = &self.breaker else {
+            return false;
+        };
+        match b.record(now, failed, admission) {
+            Some(t) => {
+                self.transition(&t);
+                t.to == breaker::State::Open
+            }
+            None => false,
+        }
+    }
+
+    fn transition(&self, t: &breaker::Transition) {
+        self.metrics.breaker_transition(t.to);
+        tracing::warn!(pool = %self.metrics.pool(), to = t.to.as_str(), reason = %t.reason, "circuit breaker");
+    }
+}
+
+fn identity(
+    pool: &model::Pool,
+) -> (
+    Vec<model::Backend>,
+    Option<model::Breaker>,
+    model::RetryBudget,
+) {
+    (
+        pool.backends.clone(),
+        pool.breaker.clone(),
+        pool.retry_budget.clone(),
+    )
+}
+
+/// Why a pool turned a request away before any backend saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Refusal {
+    /// No backend is healthy and not ejected.
+    NoUsableBackend,
+    /// The breaker is open (or half-open with every probe out).
+    BreakerOpen { retry_after: Duration },
+    /// `max_in_flight` requests are already in flight.
+    Saturated,
+}
+
+impl Refusal {
+    pub fn reason(self) -> RefusalReason {
+        match self {
+            Refusal::NoUsableBackend => RefusalReason::NoUsableBackend,
+            Refusal::BreakerOpen { .. } => RefusalReason::BreakerOpen,
+            Refusal::Saturated => RefusalReason::MaxInFlight,
+        }
+    }
+}
+
+/// A request admitted to a pool: counts it in flight, and holds its
+/// half-open probe place until an outcome is recorded.
+pub struct PoolTicket {
+    pub pool: Arc<Pool>,
+    /// How the breaker admitted the request; `Pass` once a probe's
+    /// outcome is recorded.
+    pub admission: Admission,
+    counted: bool,
+}
+
+impl std::fmt::Debug for PoolTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolTicket")
+            .field("pool", &self.pool.config.name)
+            .field("admission", &self.admission)
+            .finish()
+    }
+}
+
+impl PoolTicket {
+    /// Backend `i` of the pool answered with `status` at `now`.
+    pub fn responded(&mut self, i: usize, now: u64, status: u16) -> Outcome {
+        let outcome = self.pool.responded(i, now, status, self.admission);
+        self.admission = Admission::Pass;
+        outcome
+    }
+
+    /// An attempt to backend `i` of the pool got no response at `now`.
+    pub fn failed(&mut self, i: usize, now: u64, reason: FailureReason) -> Outcome {
+        let outcome = self.pool.attempt_failed(i, now, reason, self.admission);
+        self.admission = Admission::Pass;
+        outcome
+    }
+}
+
+impl Drop for PoolTicket {
+    fn drop(&mut self) {
+        if self.counted {
+            self.pool.state.inflight.fetch_sub(1, Ordering::Relaxed);
+        }
+        if self.admission == Admission::Probe {
+            if let Some(b) = &self.pool.state.breaker {
+                b.release_probe();
+            }
+        }
+    }
 }
 
 /// Long-lived pool and backend states keyed by pool name and (pool,
@@ -172,14 +321,18 @@ impl StateTable {
             })
     }
 
-    /// The state of `pool`: the live one, or a fresh one.
-    pub fn pool_state(&self, pool: &str) -> Arc<PoolState> {
+    /// The state of `pool`: the live one if it was built for the same
+    /// backends, breaker and retry budget, or a fresh one.
+    pub fn pool_state(&self, pool: &model::Pool, now: u64) -> Arc<PoolState> {
         let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-        pools.get(pool).cloned().unwrap_or_else(|| {
-            Arc::new(PoolState {
-                metrics: PoolMetrics::new(pool, self.families.clone()),
-            })
-        })
+        match pools.get(&pool.name) {
+            Some(live) if live.identity == identity(pool) => live.clone(),
+            _ => Arc::new(PoolState::new(
+                pool,
+                PoolMetrics::new(&pool.name, self.families.clone()),
+                now,
+            )),
+        }
     }
 
     /// Make the pools and backends of `pools` the table's contents: their
@@ -209,8 +362,17 @@ impl StateTable {
         drop(states);
         let mut table = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         for (name, gone) in table.iter() {
-            if !kept_pools.contains_key(name) {
-                gone.metrics.remove_series();
+            match kept_pools.get(name) {
+                None => gone.metrics.remove_series(),
+                // Rebuilt with other settings: the new state's breaker
+                // series replace the old ones.
+                Some(new) if !Arc::ptr_eq(new, gone) => {
+                    gone.metrics.remove_breaker_series();
+                    if let Some(b) = &new.breaker {
+                        new.metrics.breaker_state(b.state());
+                    }
+                }
+                Some(_) => {}
             }
         }
         *table = kept_pools;
@@ -234,6 +396,10 @@ pub struct Pool {
     /// TLS to the backends, loaded once per config load.
     pub tls: Option<tls::PeerTls>,
     selector: Selector,
+    /// The pool that takes the traffic while this one cannot (set once,
+    /// right after every pool of the snapshot is built; validation
+    /// refuses loops).
+    fallback: OnceLock<Arc<Pool>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -249,23 +415,188 @@ impl std::fmt::Debug for Pool {
 const MAX_SELECT_ITERATIONS: usize = 256;
 
 impl Pool {
-    /// Pick a healthy backend not in `tried` (indices of backends already
+    /// Whether backend `i` may take a request at `now`: healthy by the
+    /// active checks and not ejected.
+    fn usable(&self, i: usize, now: u64) -> bool {
+        let state = &self.backends[i].state;
+        state.is_healthy() && !state.ejection.is_ejected(now)
+    }
+
+    /// Pick a usable backend not in `tried` (indices of backends already
     /// attempted by this request). `key` feeds consistent hashing.
-    pub fn select(&self, key: &[u8], tried: &[usize]) -> Option<usize> {
-        let usable = |i: usize| self.backends[i].state.is_healthy() && !tried.contains(&i);
+    pub fn select(&self, key: &[u8], tried: &[usize], now: u64) -> Option<usize> {
+        let usable = |i: usize| self.usable(i, now) && !tried.contains(&i);
         self.selector
             .select(key, &self.backends, MAX_SELECT_ITERATIONS, usable)
     }
 
-    /// Whether a healthy backend remains that is not in `tried`.
-    pub fn has_untried(&self, tried: &[usize]) -> bool {
-        (0..self.backends.len()).any(|i| self.backends[i].state.is_healthy() && !tried.contains(&i))
+    /// Whether a usable backend remains that is not in `tried`.
+    pub fn has_untried(&self, tried: &[usize], now: u64) -> bool {
+        (0..self.backends.len()).any(|i| self.usable(i, now) && !tried.contains(&i))
     }
 
-    /// Whether any backend is currently healthy.
-    pub fn any_healthy(&self) -> bool {
-        self.backends.iter().any(|b| b.state.is_healthy())
+    /// Whether any backend is usable at `now`.
+    pub fn any_usable(&self, now: u64) -> bool {
+        (0..self.backends.len()).any(|i| self.usable(i, now))
     }
+
+    /// The pool that takes over while this one cannot.
+    pub fn fallback(&self) -> Option<&Arc<Pool>> {
+        self.fallback.get()
+    }
+
+    /// Admit a request to this pool at `now`, or say why not.
+    fn admit_here(self: &Arc<Self>, now: u64) -> Result<PoolTicket, Refusal> {
+        if !self.any_usable(now) {
+            return Err(Refusal::NoUsableBackend);
+        }
+        let mut admission = Admission::Pass;
+        if let Some(b) = &self.state.breaker {
+            let (a, transition) = b.admit(now);
+            if let Some(t) = transition {
+                self.state.transition(&t);
+            }
+            if let Admission::Refused { retry_after } = a {
+                return Err(Refusal::BreakerOpen { retry_after });
+            }
+            admission = a;
+        }
+        let mut ticket = PoolTicket {
+            pool: self.clone(),
+            admission,
+            counted: false,
+        };
+        if let Some(max) = self.config.max_in_flight {
+            let before = self.state.inflight.fetch_add(1, Ordering::Relaxed);
+            ticket.counted = true;
+            if before >= max as usize {
+                return Err(Refusal::Saturated);
+            }
+        }
+        self.state.budget.request(now);
+        Ok(ticket)
+    }
+
+    /// Admit a request at `now` to this pool or, while it has no usable
+    /// backend or its breaker refuses, to its fallback (and so on down
+    /// the chain). A saturated pool answers for itself. On refusal, the
+    /// first pool's reason.
+    pub fn admit(self: &Arc<Self>, now: u64) -> Result<PoolTicket, Refusal> {
+        let mut pool = self;
+        let mut first = None;
+        loop {
+            match pool.admit_here(now) {
+                Ok(ticket) => return Ok(ticket),
+                Err(refusal) => {
+                    pool.state.metrics.refused(refusal.reason());
+                    let first = *first.get_or_insert(refusal);
+                    match (refusal, pool.fallback()) {
+                        (Refusal::Saturated, _) | (_, None) => return Err(first),
+                        (_, Some(next)) => {
+                            pool.state.metrics.fallback(&next.config.name);
+                            pool = next;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether another attempt of an admitted request may go to this pool:
+    /// not while its breaker is open.
+    pub fn admits_retry(&self) -> bool {
+        self.state
+            .breaker
+            .as_ref()
+            .is_none_or(|b| b.state() != breaker::State::Open)
+    }
+
+    /// Backend `i` answered with `status` at `now`. Returns what it meant
+    /// for the breaker and ejection.
+    fn responded(&self, i: usize, now: u64, status: u16, admission: Admission) -> Outcome {
+        let mut outcome = Outcome::default();
+        if let Some(settings) = &self.config.outlier {
+            if settings.failure_statuses.contains(status) {
+                outcome.ejected = self.backend_failed(i, now, Failure::Status(status), settings);
+            } else {
+                self.backends[i].state.ejection.succeeded(now);
+            }
+        }
+        if let Some(b) = &self.state.breaker {
+            let failed = b.is_failure_status(status);
+            outcome.tripped = self.state.breaker_outcome(now, failed, admission);
+        }
+        outcome
+    }
+
+    /// An attempt to backend `i` got no response at `now`.
+    fn attempt_failed(
+        &self,
+        i: usize,
+        now: u64,
+        reason: FailureReason,
+        admission: Admission,
+    ) -> Outcome {
+        let mut outcome = Outcome::default();
+        if let Some(settings) = &self.config.outlier {
+            outcome.ejected = self.backend_failed(i, now, Failure::Error(reason), settings);
+        }
+        outcome.tripped = self.state.breaker_outcome(now, true, admission);
+        outcome
+    }
+
+    /// Count a failure of backend `i`; eject it when it has earned it and
+    /// `max_ejection_percent` allows. Returns whether it was ejected.
+    fn backend_failed(
+        &self,
+        i: usize,
+        now: u64,
+        failure: Failure,
+        settings: &model::Outlier,
+    ) -> bool {
+        let state = &self.backends[i].state;
+        let Verdict::Eject(why) = state.ejection.failed(now, failure, settings) else {
+            return false;
+        };
+        let _one_at_a_time = self
+            .state
+            .eject_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let ejected = self
+            .backends
+            .iter()
+            .filter(|b| b.state.ejection.is_ejected(now))
+            .count();
+        let max = outlier::max_ejected(self.backends.len(), settings.max_ejection_percent);
+        if ejected >= max {
+            state.ejection.kept_in(format!(
+                "kept in by max_ejection_percent = {} ({ejected} of {} already ejected): {why}",
+                settings.max_ejection_percent,
+                self.backends.len()
+            ));
+            return false;
+        }
+        let took = state.ejection.eject(now, settings, &why);
+        state.metrics.ejected();
+        tracing::warn!(
+            pool = %self.config.name,
+            backend = %self.backends[i].address,
+            ejected_for = %humantime::format_duration(took),
+            reason = %why,
+            "backend ejected"
+        );
+        true
+    }
+}
+
+/// What an attempt's outcome did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The backend was ejected.
+    pub ejected: bool,
+    /// The pool's breaker opened.
+    pub tripped: bool,
 }
 
 /// Build every pool of `config`, with the live state of every backend
@@ -275,8 +606,9 @@ impl Pool {
 pub fn build_pools(
     config: &model::Config,
     table: &StateTable,
+    now: u64,
 ) -> Result<HashMap<String, Arc<Pool>>, (String, tls::LoadError)> {
-    config
+    let pools: HashMap<String, Arc<Pool>> = config
         .pools
         .values()
         .map(|p| {
@@ -297,11 +629,18 @@ pub fn build_pools(
             let pool = Pool {
                 config: p.clone(),
                 backends,
-                state: table.pool_state(&p.name),
+                state: table.pool_state(p, now),
                 tls,
                 selector,
+                fallback: OnceLock::new(),
             };
             Ok((p.name.clone(), Arc::new(pool)))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    for pool in pools.values() {
+        if let Some(next) = pool.config.fallback.as_ref().and_then(|f| pools.get(f)) {
+            let _ = pool.fallback.set(next.clone());
+        }
+    }
+    Ok(pools)
 }

@@ -30,6 +30,7 @@ use super::model::{self, Config};
 mod cache;
 mod consumers;
 mod pools;
+mod resilience;
 mod routes;
 
 pub use consumers::MAX_PREFIX_LEN;
@@ -82,6 +83,7 @@ impl Validator<'_> {
             .iter()
             .map(|(name, pool)| (name.get_ref().clone(), self.pool(name, pool)))
             .collect();
+        self.fallbacks(&file.pools);
         let cache = self.cache(file.cache.as_ref());
         let routes = self.routes(&file.routes, &pool_names, &cache);
         let auth = self.auth(file.auth.as_ref());

@@ -42,7 +42,7 @@ impl Validator<'_> {
             .health_check
             .as_ref()
             .map(|hc| self.health_check(hc, item));
-        model::Pool {
+        let mut out = model::Pool {
             name: name.get_ref().clone(),
             backends,
             balance,
@@ -53,7 +53,14 @@ impl Validator<'_> {
                 .map_or(model::DEFAULT_RETRIES, |r| *r.get_ref()),
             health_check,
             tls: pool.tls.as_ref().map(|t| self.upstream_tls(t, item)),
-        }
+            fallback: None,
+            max_in_flight: None,
+            outlier: None,
+            breaker: None,
+            retry_budget: model::RetryBudget::default(),
+        };
+        self.resilience(pool, item, &mut out);
+        out
     }
 
     fn backends(&mut self, pool: &PoolFile, item: &str) -> Vec<model::Backend> {

@@ -182,6 +182,7 @@ impl Validator<'_> {
             timeouts,
             lifecycle,
             cache: None,
+            retry_on: self.retry_on(route.retry_on.as_deref(), item),
         };
         (model_route, key)
     }
