@@ -247,6 +247,11 @@ pub struct Entry<'a> {
     /// What the response cache did (`hit`, `miss`, …); `None` off caching
     /// routes.
     pub cache: Option<&'a str>,
+    /// The pool that took the request (the route's, or a fallback).
+    pub pool: Option<&'a str>,
+    /// Breaker, ejection, concurrency, retry-budget and fallback decisions
+    /// that shaped the request (`breaker_open`, `fallback`, …).
+    pub decisions: Vec<&'static str>,
 }
 
 impl Entry<'_> {
@@ -292,6 +297,15 @@ impl Entry<'_> {
         field_str(&mut b, "client_cert_subject", self.client_cert_subject);
         field_str(&mut b, "error", self.error);
         field_str(&mut b, "cache", self.cache);
+        field_str(&mut b, "pool", self.pool);
+        b.extend_from_slice(b",\"decisions\":[");
+        for (i, d) in self.decisions.iter().enumerate() {
+            if i > 0 {
+                b.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut b, d);
+        }
+        b.push(b']');
         let tls = self.tls.unwrap_or_default();
         field_str(&mut b, "tls_version", self.tls.map(|t| t.version));
         field_str(&mut b, "tls_sni", tls.sni);
@@ -377,6 +391,7 @@ mod tests {
             bytes_sent: 42,
             consumer: Some("acme"),
             key_prefix: Some("pk_abcdef"),
+            decisions: vec!["breaker_probe", "backend_ejected"],
             ..Entry::default()
         };
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_518_000_123);
@@ -389,6 +404,10 @@ mod tests {
         assert_eq!(v["upstream"], "127.0.0.1:9001");
         assert_eq!(v["consumer"], "acme");
         assert!(v["auth_failure"].is_null());
+        assert_eq!(
+            v["decisions"],
+            serde_json::json!(["breaker_probe", "backend_ejected"])
+        );
         assert!(!line.contains(&b'\n'));
     }
 

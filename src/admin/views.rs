@@ -44,42 +44,106 @@ fn sorted_pools(
     pools.into_iter()
 }
 
-/// `GET /-/upstreams`: per pool and backend, health, in-flight requests and
-/// the last attempt that got no response.
+/// Unix nanoseconds as Unix seconds with milliseconds.
+fn unix_nanos(n: u64) -> f64 {
+    (n / 1_000_000) as f64 / 1000.0
+}
+
+/// `GET /-/upstreams`: per pool its breaker, concurrency, retry budget and
+/// fallback; per backend health, ejection, in-flight requests, the last
+/// failures that counted, the last attempt that got no response, and why
+/// it takes no traffic when it does not.
 pub fn upstreams(gateway: &Gateway) -> Value {
     let snapshot = gateway.snapshot();
+    let now = gateway.clock().now_nanos();
     let pools: Vec<Value> = sorted_pools(&snapshot)
         .map(|(name, pool)| {
             let backends: Vec<Value> = pool
                 .backends
                 .iter()
-                .map(|b| {
-                    let mut out = backend(b);
-                    out["last_error"] = json!(b.state.last_error().map(|e| {
-                        json!({
-                            "at": unix(e.at),
-                            "reason": e.reason.as_str(),
-                            "detail": e.detail,
-                        })
-                    }));
-                    out
-                })
+                .map(|b| upstream_backend(b, now))
                 .collect();
             let healthy = pool
                 .backends
                 .iter()
                 .filter(|b| b.state.is_healthy())
                 .count();
+            let usable = pool
+                .backends
+                .iter()
+                .filter(|b| b.state.is_healthy() && !b.state.ejection.is_ejected(now))
+                .count();
+            let budget = pool.state.budget.as_ref().map(|b| {
+                let (requests, retries) = b.totals(now);
+                json!({
+                    "ratio": b.settings().ratio,
+                    "min_per_second": b.settings().min_per_second,
+                    "window_requests": requests,
+                    "window_retries": retries,
+                })
+            });
             json!({
                 "name": name,
                 "balance": pool.config.balance,
                 "health_check": pool.config.health_check.is_some(),
                 "healthy_backends": healthy,
+                "usable_backends": usable,
+                "inflight": pool.state.inflight(),
+                "max_in_flight": pool.config.max_in_flight,
+                "fallback": pool.config.fallback,
+                "outlier": pool.config.outlier,
+                "breaker": pool.state.breaker.as_ref().map(|b| breaker(b, now)),
+                "retry_budget": budget,
                 "backends": backends,
             })
         })
         .collect();
     json!({ "pools": pools })
+}
+
+fn breaker(b: &crate::upstream::breaker::Breaker, now: u64) -> Value {
+    let view = b.view(now);
+    let mut out = serde_json::to_value(&view).unwrap_or(Value::Null);
+    out["since"] = json!(unix_nanos(view.since_nanos));
+    out["open_until"] = json!(view.open_until_nanos.map(unix_nanos));
+    out["retry_after_seconds"] = json!(view
+        .open_until_nanos
+        .map(|u| u.saturating_sub(now).div_ceil(1_000_000_000)));
+    out["settings"] = serde_json::to_value(b.settings()).unwrap_or(Value::Null);
+    out
+}
+
+fn upstream_backend(b: &crate::upstream::Backend, now: u64) -> Value {
+    let mut out = backend(b);
+    let ejection = b.state.ejection.view(now);
+    let mut why_out = Vec::new();
+    if !b.state.is_healthy() {
+        why_out.push("failing active health checks".to_string());
+    }
+    if ejection.ejected_until_nanos.is_some() {
+        why_out.extend(ejection.why.clone());
+    }
+    out["usable"] = json!(why_out.is_empty());
+    out["why_out"] = json!((!why_out.is_empty()).then(|| why_out.join("; ")));
+    out["ejected"] = json!(ejection.ejected_until_nanos.is_some());
+    out["ejected_until"] = json!(ejection.ejected_until_nanos.map(unix_nanos));
+    out["times_ejected"] = json!(ejection.times_ejected);
+    out["on_trial"] = json!(ejection.on_trial);
+    out["consecutive_failures"] = json!(ejection.consecutive_failures);
+    out["ejection_note"] = json!(ejection.why);
+    out["recent_failures"] = json!(ejection
+        .recent_failures
+        .iter()
+        .map(|f| json!({ "at": unix_nanos(f.at_nanos), "kind": f.failure.to_string() }))
+        .collect::<Vec<_>>());
+    out["last_error"] = json!(b.state.last_error().map(|e| {
+        json!({
+            "at": unix(e.at),
+            "reason": e.reason.as_str(),
+            "detail": e.detail,
+        })
+    }));
+    out
 }
 
 /// `GET /-/routes`: the routing table of the current snapshot.

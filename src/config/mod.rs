@@ -210,7 +210,7 @@ strip_prefix = true
                 max_in_flight: None,
                 outlier: None,
                 breaker: None,
-                retry_budget: Default::default(),
+                retry_budget: None,
             },
         );
         pools.insert(
@@ -242,7 +242,7 @@ strip_prefix = true
                 max_in_flight: None,
                 outlier: None,
                 breaker: None,
-                retry_budget: Default::default(),
+                retry_budget: None,
             },
         );
         let users_route = |id: &str, path: PathMatch, strip_prefix: bool| Route {

@@ -249,8 +249,9 @@ pub struct Pool {
     pub outlier: Option<Outlier>,
     /// The pool's circuit breaker; `None`: off.
     pub breaker: Option<Breaker>,
-    /// How many retries the pool's requests may make together.
-    pub retry_budget: RetryBudget,
+    /// How many retries the pool's requests may make together; `None`:
+    /// bounded per request by `retries` only.
+    pub retry_budget: Option<RetryBudget>,
 }
 
 /// Statuses counted as failures, as inclusive ranges.

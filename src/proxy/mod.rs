@@ -458,6 +458,10 @@ impl ProxyHttp for GatewayProxy {
         let code = problem.map_or(0, |p| p.status());
         if let Some(p) = problem {
             if session.response_written().is_none() {
+                // The connection is not reused after a failed proxy
+                // (`can_reuse_downstream: false`): say so, or a client may
+                // send its next request on a connection being closed.
+                session.set_keepalive(None);
                 let extra = admission::retry_after(ctx);
                 if let Err(err) = problem::respond(session, p, &ctx.request_id, &extra).await {
                     tracing::debug!(error = %err, "could not send error response");

@@ -85,6 +85,8 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
         tls,
         error: e.map(|e| e.etype().as_str()),
         cache: super::caching::result_label(ctx),
+        pool: ctx.pool.as_ref().map(|t| t.pool.config.name.as_str()),
+        decisions: ctx.decisions.names().collect(),
     };
     log.write(entry.to_json(now));
 }

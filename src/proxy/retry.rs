@@ -54,7 +54,10 @@ fn budget_allows(ctx: &mut RequestCtx, now: u64) -> bool {
     let Some(ticket) = &ctx.pool else {
         return false;
     };
-    if ticket.pool.state.budget.try_retry(now) {
+    let Some(budget) = &ticket.pool.state.budget else {
+        return true;
+    };
+    if budget.try_retry(now) {
         return true;
     }
     ticket.pool.state.metrics.budget_exhausted();

@@ -138,17 +138,13 @@ impl Drop for InflightGuard {
 pub struct PoolState {
     pub metrics: PoolMetrics,
     pub breaker: Option<Breaker>,
-    pub budget: RetryBudget,
+    pub budget: Option<RetryBudget>,
     /// Requests in flight to the pool (for `max_in_flight`).
     inflight: AtomicUsize,
     /// Taken only to decide an ejection against `max_ejection_percent`.
     eject_lock: Mutex<()>,
     /// What the state was built for: reused only for the same.
-    identity: (
-        Vec<model::Backend>,
-        Option<model::Breaker>,
-        model::RetryBudget,
-    ),
+    identity: PoolIdentity,
 }
 
 impl PoolState {
@@ -160,7 +156,7 @@ impl PoolState {
         PoolState {
             metrics,
             breaker,
-            budget: RetryBudget::new(pool.retry_budget.clone()),
+            budget: pool.retry_budget.clone().map(RetryBudget::new),
             inflight: AtomicUsize::new(0),
             eject_lock: Mutex::new(()),
             identity: identity(pool),
@@ -193,13 +189,13 @@ impl PoolState {
     }
 }
 
-fn identity(
-    pool: &model::Pool,
-) -> (
+type PoolIdentity = (
     Vec<model::Backend>,
     Option<model::Breaker>,
-    model::RetryBudget,
-) {
+    Option<model::RetryBudget>,
+);
+
+fn identity(pool: &model::Pool) -> PoolIdentity {
     (
         pool.backends.clone(),
         pool.breaker.clone(),
@@ -473,7 +469,9 @@ impl Pool {
                 return Err(Refusal::Saturated);
             }
         }
-        self.state.budget.request(now);
+        if let Some(budget) = &self.state.budget {
+            budget.request(now);
+        }
         Ok(ticket)
     }
 
@@ -515,15 +513,19 @@ impl Pool {
     /// for the breaker and ejection.
     fn responded(&self, i: usize, now: u64, status: u16, admission: Admission) -> Outcome {
         let mut outcome = Outcome::default();
+        let ejection = &self.backends[i].state.ejection;
         if let Some(settings) = &self.config.outlier {
             if settings.failure_statuses.contains(status) {
                 outcome.ejected = self.backend_failed(i, now, Failure::Status(status), settings);
             } else {
-                self.backends[i].state.ejection.succeeded(now);
+                ejection.succeeded(now);
             }
         }
         if let Some(b) = &self.state.breaker {
             let failed = b.is_failure_status(status);
+            if failed && self.config.outlier.is_none() {
+                ejection.note(now, Failure::Status(status));
+            }
             outcome.tripped = self.state.breaker_outcome(now, failed, admission);
         }
         outcome
@@ -538,8 +540,14 @@ impl Pool {
         admission: Admission,
     ) -> Outcome {
         let mut outcome = Outcome::default();
-        if let Some(settings) = &self.config.outlier {
-            outcome.ejected = self.backend_failed(i, now, Failure::Error(reason), settings);
+        match &self.config.outlier {
+            Some(settings) => {
+                outcome.ejected = self.backend_failed(i, now, Failure::Error(reason), settings);
+            }
+            None => self.backends[i]
+                .state
+                .ejection
+                .note(now, Failure::Error(reason)),
         }
         outcome.tripped = self.state.breaker_outcome(now, true, admission);
         outcome

@@ -114,18 +114,22 @@ impl Ejection {
         }
     }
 
+    /// Keep `failure` among the last few (for the admin API) without
+    /// judging it (pools with a breaker but no outlier detection).
+    pub fn note(&self, now: u64, failure: Failure) {
+        let mut detail = self.detail();
+        if detail.recent.len() == RECENT_FAILURES {
+            detail.recent.pop_front();
+        }
+        detail.recent.push_back(FailureRecord {
+            at_nanos: now,
+            failure,
+        });
+    }
+
     /// An attempt failed at `now`.
     pub fn failed(&self, now: u64, failure: Failure, settings: &model::Outlier) -> Verdict {
-        {
-            let mut detail = self.detail();
-            if detail.recent.len() == RECENT_FAILURES {
-                detail.recent.pop_front();
-            }
-            detail.recent.push_back(FailureRecord {
-                at_nanos: now,
-                failure,
-            });
-        }
+        self.note(now, failure);
         if self.is_ejected(now) {
             // A late answer to an attempt made before the ejection.
             return Verdict::Counted;

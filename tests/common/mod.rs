@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod closing;
+pub mod flaky;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -57,7 +57,7 @@ impl Validator<'_> {
             max_in_flight: None,
             outlier: None,
             breaker: None,
-            retry_budget: model::RetryBudget::default(),
+            retry_budget: None,
         };
         self.resilience(pool, item, &mut out);
         out

@@ -26,7 +26,7 @@ impl Validator<'_> {
         out.retry_budget = pool
             .retry_budget
             .as_ref()
-            .map_or_else(model::RetryBudget::default, |b| self.retry_budget(b, item));
+            .map(|b| self.retry_budget(b, item));
     }
 
     fn positive(&mut self, v: &Spanned<u32>, key: &str, item: &str) -> u32 {

@@ -1,0 +1,126 @@
+//! A backend that can be told to fail: answer 200 with its name, answer
+//! a given status, reset the connection after reading the request, or
+//! read the request and never answer. Raw HTTP/1.1 over tokio TCP on
+//! `127.0.0.1:0`, keep-alive, requests without bodies.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the backend does with the next request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// 200 with the backend's name as the body.
+    Ok,
+    /// This status, with a short body.
+    Status(u16),
+    /// Close the connection with a TCP reset after reading the request.
+    Reset,
+    /// Read the request and never answer.
+    Hang,
+}
+
+impl Mode {
+    fn encode(self) -> u32 {
+        match self {
+            Mode::Ok => 0,
+            Mode::Reset => 1,
+            Mode::Hang => 2,
+            Mode::Status(s) => u32::from(s),
+        }
+    }
+
+    fn decode(v: u32) -> Mode {
+        match v {
+            0 => Mode::Ok,
+            1 => Mode::Reset,
+            2 => Mode::Hang,
+            s => Mode::Status(s as u16),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Flaky {
+    pub name: String,
+    pub addr: SocketAddr,
+    mode: Arc<AtomicU32>,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Flaky {
+    pub async fn start(name: &str) -> Flaky {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let flaky = Flaky {
+            name: name.to_string(),
+            addr: listener.local_addr().expect("addr"),
+            mode: Arc::new(AtomicU32::new(0)),
+            hits: Arc::new(AtomicUsize::new(0)),
+        };
+        let me = flaky.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(me.clone().serve(stream));
+            }
+        });
+        flaky
+    }
+
+    pub fn set(&self, mode: Mode) {
+        self.mode.store(mode.encode(), Ordering::SeqCst);
+    }
+
+    /// Requests received (whatever was done with them).
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    async fn serve(self, mut stream: TcpStream) {
+        let mut buf = Vec::new();
+        loop {
+            let end = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                let mut chunk = [0u8; 4096];
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            };
+            buf.drain(..end);
+            self.hits.fetch_add(1, Ordering::SeqCst);
+            let (status, body) = match Mode::decode(self.mode.load(Ordering::SeqCst)) {
+                Mode::Ok => (200, self.name.clone()),
+                Mode::Status(s) => (s, format!("{} failing", self.name)),
+                Mode::Reset => {
+                    let _ = stream.set_zero_linger();
+                    return;
+                }
+                Mode::Hang => {
+                    // Until the gateway gives up and closes the connection.
+                    let mut sink = [0u8; 1024];
+                    while let Ok(n) = stream.read(&mut sink).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    return;
+                }
+            };
+            let head = format!(
+                "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nx-backend: {}\r\n\r\n",
+                body.len(),
+                self.name
+            );
+            if stream.write_all(head.as_bytes()).await.is_err()
+                || stream.write_all(body.as_bytes()).await.is_err()
+            {
+                return;
+            }
+        }
+    }
+}
