@@ -122,7 +122,11 @@ quota = {{ day = 1000 }}
             1
         ),
         p = pool("p", &[backend.addr], ""),
-        d = pool("dead", &[dead], ""),
+        d = pool(
+            "dead",
+            &[dead],
+            "max_in_flight = 10\n[pools.dead.outlier]\n[pools.dead.breaker]\n[pools.dead.retry_budget]\n"
+        ),
         entry = keys::config_entry(&key.prefix, &key.digest_hex),
     );
     let gw = Gateway::start(&config).await;
@@ -269,6 +273,14 @@ async fn config_is_effective_and_redacted_and_upstreams_show_the_last_error() {
     assert_eq!(backend["address"], s.dead.to_string());
     assert_eq!(backend["last_error"]["reason"], "connect", "{backend}");
     assert!(backend["last_error"]["at"].as_u64().unwrap() > 1_700_000_000);
+    assert_eq!(
+        backend["recent_failures"][0]["kind"], "connect",
+        "{backend}"
+    );
+    assert_eq!(backend["consecutive_failures"], 1);
+    assert_eq!(dead["breaker"]["state"], "closed", "{dead}");
+    assert_eq!(dead["breaker"]["window_failures"], 1);
+    assert_eq!(dead["retry_budget"]["window_requests"], 1);
     let live = upstreams["pools"]
         .as_array()
         .unwrap()

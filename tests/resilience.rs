@@ -421,3 +421,59 @@ async fn a_fallback_pool_takes_over_and_gives_back() {
     let (status, from, ..) = get(&gw, "/down").await;
     assert_eq!((status, from.as_str()), (200, "dr"));
 }
+
+#[tokio::test]
+async fn retry_on_sends_idempotent_requests_to_another_backend_only() {
+    let a = Flaky::start("a").await;
+    let b = Flaky::start("b").await;
+    let config = single_route(
+        "p",
+        &[a.addr, b.addr],
+        "retries = 1\ntimeouts = { read = \"300ms\" }\n",
+        "retry_on = [\"timeout\", \"502\"]\n",
+    );
+    let gw = Gateway::start(&config).await;
+    a.set(Mode::Hang);
+    b.set(Mode::Ok);
+    // Whichever backend a GET starts on, it ends on b.
+    for _ in 0..4 {
+        let (status, from, ..) = get(&gw, "/x").await;
+        assert_eq!((status, from.as_str()), (200, "b"));
+    }
+    // Each GET that started on a was retried once.
+    let timed_out = a.hits();
+    assert!(timed_out >= 1);
+    // A POST that timed out on a is not sent again.
+    let mut posts = Vec::new();
+    for _ in 0..4 {
+        let r = client()
+            .post(gw.url("/x"))
+            .body("order")
+            .send()
+            .await
+            .unwrap();
+        posts.push(r.status().as_u16());
+    }
+    posts.sort();
+    assert_eq!(posts, [200, 200, 504, 504]);
+    // A listed status is retried on the other backend; when both answer
+    // it, the last answer goes to the client.
+    a.set(Mode::Status(502));
+    b.set(Mode::Status(502));
+    let before = a.hits() + b.hits();
+    assert_eq!(get(&gw, "/x").await.0, 502);
+    assert_eq!(a.hits() + b.hits() - before, 2);
+    let text = gw.metrics_text().await;
+    let timeout_retries = metric(
+        &text,
+        r#"portcullis_upstream_retries_total{pool="p",reason="timeout"}"#,
+    );
+    assert_eq!(timeout_retries as usize, timed_out);
+    assert_eq!(
+        metric(
+            &text,
+            r#"portcullis_upstream_retries_total{pool="p",reason="status"}"#
+        ),
+        1.0
+    );
+}

@@ -170,3 +170,90 @@ fn unused_pools_are_fine_and_defaults_apply() {
     );
     assert!(config.routes.is_empty());
 }
+
+#[test]
+fn resilience_settings_are_defaulted_and_checked() {
+    let config = ok(&with_pool(
+        "fallback = \"q\"\nmax_in_flight = 100\n[pools.p.outlier]\n[pools.p.breaker]\nfailure_rate = 0.25\n[pools.p.retry_budget]\n\n[pools.q]\nbackends = [\"127.0.0.1:2\"]\n",
+    ));
+    let p = &config.pools["p"];
+    assert_eq!(p.fallback.as_deref(), Some("q"));
+    assert_eq!(p.max_in_flight, Some(100));
+    let outlier = p.outlier.as_ref().unwrap();
+    assert_eq!(outlier.consecutive_failures, 5);
+    assert_eq!(outlier.base_ejection, std::time::Duration::from_secs(30));
+    assert_eq!(outlier.max_ejection, std::time::Duration::from_secs(300));
+    assert_eq!(outlier.max_ejection_percent, 50);
+    assert!(outlier.failure_statuses.contains(502) && !outlier.failure_statuses.contains(404));
+    let breaker = p.breaker.as_ref().unwrap();
+    assert_eq!(breaker.failure_rate, 0.25);
+    assert_eq!(
+        (breaker.consecutive_failures, breaker.min_requests),
+        (20, 20)
+    );
+    assert_eq!(breaker.probe_requests, 3);
+    assert_eq!(p.retry_budget.as_ref().map(|b| b.ratio), Some(0.2));
+    let q = &config.pools["q"];
+    assert!(q.outlier.is_none() && q.breaker.is_none() && q.retry_budget.is_none());
+
+    let errors = all_errors(&with_pool(
+        "max_in_flight = 0\n[pools.p.outlier]\nmax_ejection_percent = 101\nbase_ejection = \"1m\"\nmax_ejection = \"10s\"\nfailure_statuses = [\"5xx\", \"200\"]\n[pools.p.breaker]\nfailure_rate = 1.5\nprobe_requests = 0\n[pools.p.retry_budget]\nratio = -0.1\n",
+    ));
+    let expected = [
+        r#"f.toml:3:17: pool "p": max_in_flight must be greater than 0"#,
+        r#"f.toml:5:24: pool "p": outlier.max_ejection_percent must be 0 to 100, got 101"#,
+        r#"f.toml:7:16: pool "p": outlier.max_ejection must not be shorter than outlier.base_ejection"#,
+        r#"f.toml:8:28: pool "p": invalid outlier.failure_statuses entry "200""#,
+        r#"f.toml:10:16: pool "p": breaker.failure_rate must be a fraction above 0, at most 1 (0.5 = 50%), got 1.5"#,
+        r#"f.toml:11:18: pool "p": breaker.probe_requests must be greater than 0"#,
+        r#"f.toml:13:9: pool "p": retry_budget.ratio must be a fraction 0 to 1 (0.5 = 50%), got -0.1"#,
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (got, want) in errors.iter().zip(expected) {
+        assert!(
+            got.starts_with(want),
+            "{got}\n  does not start with\n{want}"
+        );
+    }
+}
+
+#[test]
+fn fallback_pools_must_exist_and_not_loop() {
+    assert_eq!(
+        only_error(&with_pool("fallback = \"nope\"\n")),
+        r#"f.toml:3:12: pool "p": fallback pool "nope" is not defined"#
+    );
+    let src = "[pools.a]\nbackends = [\"127.0.0.1:1\"]\nfallback = \"b\"\n[pools.b]\nbackends = [\"127.0.0.1:2\"]\nfallback = \"c\"\n[pools.c]\nbackends = [\"127.0.0.1:3\"]\nfallback = \"a\"\n";
+    let errors = all_errors(src);
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert_eq!(
+        errors[0],
+        r#"f.toml:3:12: pool "a": fallback pools loop: a -> b -> c -> a"#
+    );
+    assert_eq!(
+        only_error(&with_pool("fallback = \"p\"\n")),
+        r#"f.toml:3:12: pool "p": fallback pools loop: p -> p"#
+    );
+}
+
+#[test]
+fn retry_on_entries() {
+    let config = ok(&format!(
+        "{POOL}{}",
+        route(
+            "r",
+            "path = \"/\"\nretry_on = [\"reset\", \"503\", \"500-502\", \"connect\"]"
+        )
+    ));
+    let r = &config.routes[0].retry_on;
+    assert!(r.reset && !r.timeout);
+    assert_eq!(r.statuses, [500, 501, 502, 503]);
+    let e = only_error(&format!(
+        "{POOL}{}",
+        route("r", "path = \"/\"\nretry_on = [\"idempotent\"]")
+    ));
+    assert!(
+        e.contains(r#"route "r": unknown retry_on entry "idempotent""#),
+        "{e}"
+    );
+}
