@@ -91,7 +91,7 @@ fn rule_queries() -> Vec<String> {
         }
         out.push(block);
     }
-    assert_eq!(out.len(), 7, "{out:?}");
+    assert_eq!(out.len(), 8, "{out:?}");
     out
 }
 
@@ -197,8 +197,10 @@ impl Prometheus {
 /// A gateway exercising every metric family the dashboard and the alerts
 /// read: a TLS listener (certificate expiry), a key-protected,
 /// rate-limited route (auth and rate-limit refusals), a caching route
-/// (cache results and size), and a pool with one live and one dead
-/// backend (upstream failures and retries).
+/// (cache results and size), a pool with one live and one dead backend
+/// (upstream failures, retries, an ejection), and a pool of one dead
+/// backend whose breaker opens and hands over to the first (breaker
+/// state, refusals, fallback).
 async fn busy_gateway(backend: &Backend, dir: &Path) -> (Gateway, keys::NewKey) {
     let key = keys::generate().unwrap();
     let cert = rcgen::generate_simple_self_signed(vec!["api.example.com".to_string()]).unwrap();
@@ -236,6 +238,18 @@ id = "open"
 path = "/"
 pool = "p"
 
+[[routes]]
+id = "fb"
+path = "/fb"
+pool = "q"
+
+[pools.q]
+backends = ["{dead}"]
+retries = 0
+fallback = "p"
+[pools.q.breaker]
+consecutive_failures = 1
+
 [[consumers]]
 id = "acme"
 keys = [{}]
@@ -245,7 +259,7 @@ scopes = [{{ routes = ["keyed"] }}]
         pool(
             "p",
             &[backend.addr, dead],
-            "balance = \"round_robin\"\nretries = 1"
+            "balance = \"round_robin\"\nretries = 1\n[pools.p.outlier]\nconsecutive_failures = 1\n[pools.p.breaker]"
         ),
         keys::config_entry(&key.prefix, &key.digest_hex)
     );
@@ -269,6 +283,9 @@ async fn real_prometheus_scrapes_the_gateway_and_every_shipped_query_works() {
             c.get(gw.url("/cached")).send().await.unwrap();
         }
         c.get(gw.url("/keyed")).send().await.unwrap();
+        for _ in 0..2 {
+            c.get(gw.url("/fb")).send().await.unwrap();
+        }
         for _ in 0..3 {
             c.get(gw.url("/keyed"))
                 .header("x-api-key", &key.key)
@@ -331,7 +348,7 @@ async fn real_prometheus_scrapes_the_gateway_and_every_shipped_query_works() {
             .iter()
             .flat_map(|g| g["rules"].as_array().into_iter().flatten())
             .collect();
-        (all.len() == 7 && all.iter().all(|r| r["health"] == "ok")).then_some(())
+        (all.len() == 8 && all.iter().all(|r| r["health"] == "ok")).then_some(())
     })
     .await;
 }

@@ -477,3 +477,36 @@ async fn retry_on_sends_idempotent_requests_to_another_backend_only() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn an_open_breaker_lets_a_caching_route_serve_stale() {
+    let x = Flaky::start("x").await;
+    let config = format!(
+        "{}{}[[routes]]\nid = \"cached\"\npath = \"/cached\"\npool = \"p\"\n[routes.cache]\nttl = \"1s\"\nstale_if_error = \"1h\"\n\n\
+         [[routes]]\nid = \"live\"\npath = \"/live\"\npool = \"p\"\n",
+        base_config(),
+        pool("p", &[x.addr], "[pools.p.breaker]\nconsecutive_failures = 1\n"),
+    );
+    let gw = Gateway::start(&config).await;
+    let (status, from, ..) = get(&gw, "/cached").await;
+    assert_eq!((status, from.as_str()), (200, "x"));
+    // One failure on the other route opens the pool's breaker.
+    x.set(Mode::Status(503));
+    assert_eq!(get(&gw, "/live").await.0, 503);
+    assert_eq!(x.hits(), 2);
+    // Once the stored copy is stale, the refused trip to the backend
+    // serves it (stale-if-error) instead of a 503; the backend sees nothing.
+    eventually(
+        "the stale copy served while the breaker is open",
+        || async {
+            let r = client().get(gw.url("/cached")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let status = r.headers()["cache-status"].to_str().unwrap().to_string();
+            status.contains("detail=stale-if-error").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(x.hits(), 2);
+    assert_eq!(get(&gw, "/live").await.0, 503);
+    assert_eq!(x.hits(), 2);
+}

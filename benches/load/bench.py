@@ -441,12 +441,14 @@ def portcullis_conf(port: int, admin_port: int, backends: list[int], workers: in
     """keepalive: `[server] upstream_keepalive` (None = portcullis' default, 128). mode: "plain" (one route, no access log, like the plain nginx target),
     "cache" (plain, with `[routes.cache] ttl = "1h"`: after the warm-up, all hits),
     "auth" (the route needs API_KEY and is rate-limited per consumer, with a
-    daily quota; no access log) or "gateway" (auth, plus the JSON access log
-    to `log_path`, like nginx-gateway)."""
+    daily quota; no access log), "gateway" (auth, plus the JSON access log
+    to `log_path`, like nginx-gateway) or "resilient" (gateway, plus outlier
+    ejection, a breaker, a retry budget and max_in_flight on the pool: never
+    tripped, counted on every request)."""
     bl = ", ".join(f'{{ address = "{HOST}:{p}" }}' for p in backends)
     route_auth = ""
     consumers = ""
-    if mode in ("auth", "gateway"):
+    if mode in ("auth", "gateway", "resilient"):
         # Limits far above what the benchmark sends: checked on every
         # request, never hit.
         route_auth = ('auth = "api_key"\n'
@@ -459,7 +461,7 @@ keys = [{{ prefix = "bench-key", digest = "{digest}" }}]
 scopes = [{{ routes = ["*"] }}]
 quota = {{ day = 1000000000000 }}
 """
-    access_log = (f'[access_log]\npath = "{log_path}"\n' if mode == "gateway" and log_path
+    access_log = (f'[access_log]\npath = "{log_path}"\n' if mode in ("gateway", "resilient") and log_path
                   else "[access_log]\nenabled = false\n")
     tls_block = ""
     if tls:
@@ -470,6 +472,8 @@ key = "{tls[1]}"
 """
     keepalive_line = f"upstream_keepalive = {keepalive}\n" if keepalive else ""
     cache = '\n[routes.cache]\nttl = "1h"\n' if mode == "cache" else ""
+    resilience = ("max_in_flight = 100000\n[pools.up.outlier]\n[pools.up.breaker]\n[pools.up.retry_budget]\n"
+                  if mode == "resilient" else "")
     return f"""[server]
 threads = {workers}
 {keepalive_line}
@@ -482,7 +486,7 @@ address = "{HOST}:{admin_port}"
 
 [pools.up]
 backends = [ {bl} ]
-
+{resilience}
 [[routes]]
 id = "plain"
 path = "/"
@@ -620,6 +624,9 @@ TARGETS: list[Target] = [
            "with a daily quota (limits never hit); no access log", lambda c: _start_portcullis(c, mode="auth")),
     Target("portcullis-gateway", "portcullis-auth plus the JSON access log to a file (compare with nginx-gateway)",
            lambda c: _start_portcullis(c, mode="gateway")),
+    Target("portcullis-resilient", "portcullis-gateway plus outlier ejection, a circuit breaker, a retry budget "
+           "and max_in_flight on the pool (never tripped; compare with portcullis-gateway)",
+           lambda c: _start_portcullis(c, mode="resilient")),
     # ---- TLS termination (opt-in: --tls, or name them in --targets) ----------
     # Same backends, same generated EC P-256 certificate; two measurements
     # each: HTTP/2 throughput (h2load) and full TLS handshakes per second.

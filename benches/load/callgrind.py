@@ -100,7 +100,7 @@ def main() -> None:
     ap.add_argument("--bin", type=Path, default=root / "target" / "release" / "portcullis")
     ap.add_argument("--bare-bin", type=Path, default=root / "target" / "release" / "examples" / "bare_pingora")
     ap.add_argument("--modes", default="plain,auth,gateway",
-                    help="comma list of plain, auth, gateway, cache (portcullis configs; cache: all hits), bare (bare Pingora) and bare-respond (bare Pingora answering itself, no upstream)")
+                    help="comma list of plain, auth, gateway, resilient (gateway with outlier, breaker, retry budget, max_in_flight), cache (portcullis configs; cache: all hits), bare (bare Pingora) and bare-respond (bare Pingora answering itself, no upstream)")
     ap.add_argument("--h2", action="store_true", help="HTTP/2 over TLS (generated certificate) instead of HTTP/1.1")
     ap.add_argument("-n", type=int, default=20_000, help="measured requests per mode")
     ap.add_argument("-c", type=int, default=10, help="client connections")

@@ -36,7 +36,7 @@ pub fn admit(ctx: &mut RequestCtx, first: Option<Arc<Pool>>, now: u64) -> Result
     };
     match pool.admit(now) {
         Ok(ticket) => {
-            if !Arc::ptr_eq(&ticket.pool, &pool) {
+            if ticket.fell_back {
                 ctx.decisions.add(Decisions::FALLBACK);
             }
             ctx.pool = Some(ticket);

@@ -231,6 +231,8 @@ pub struct PoolTicket {
     /// How the breaker admitted the request; `Pass` once a probe's
     /// outcome is recorded.
     pub admission: Admission,
+    /// Admitted by a fallback of the route's pool.
+    pub fell_back: bool,
     counted: bool,
 }
 
@@ -441,10 +443,11 @@ impl Pool {
         self.fallback.get()
     }
 
-    /// Admit a request to this pool at `now`, or say why not.
-    fn admit_here(self: &Arc<Self>, now: u64) -> Result<PoolTicket, Refusal> {
+    /// Admit a request to this pool at `now`, or say why not (and hand
+    /// the pool back).
+    fn admit_here(self: Arc<Self>, now: u64) -> Result<PoolTicket, (Arc<Self>, Refusal)> {
         if !self.any_usable(now) {
-            return Err(Refusal::NoUsableBackend);
+            return Err((self, Refusal::NoUsableBackend));
         }
         let mut admission = Admission::Pass;
         if let Some(b) = &self.state.breaker {
@@ -453,46 +456,56 @@ impl Pool {
                 self.state.transition(&t);
             }
             if let Admission::Refused { retry_after } = a {
-                return Err(Refusal::BreakerOpen { retry_after });
+                return Err((self, Refusal::BreakerOpen { retry_after }));
             }
             admission = a;
         }
-        let mut ticket = PoolTicket {
-            pool: self.clone(),
-            admission,
-            counted: false,
-        };
+        let mut counted = false;
         if let Some(max) = self.config.max_in_flight {
             let before = self.state.inflight.fetch_add(1, Ordering::Relaxed);
-            ticket.counted = true;
             if before >= max as usize {
-                return Err(Refusal::Saturated);
+                self.state.inflight.fetch_sub(1, Ordering::Relaxed);
+                if let (Admission::Probe, Some(b)) = (admission, &self.state.breaker) {
+                    b.release_probe();
+                }
+                return Err((self, Refusal::Saturated));
             }
+            counted = true;
         }
         if let Some(budget) = &self.state.budget {
             budget.request(now);
         }
-        Ok(ticket)
+        Ok(PoolTicket {
+            pool: self,
+            admission,
+            counted,
+            fell_back: false,
+        })
     }
 
     /// Admit a request at `now` to this pool or, while it has no usable
     /// backend or its breaker refuses, to its fallback (and so on down
     /// the chain). A saturated pool answers for itself. On refusal, the
     /// first pool's reason.
-    pub fn admit(self: &Arc<Self>, now: u64) -> Result<PoolTicket, Refusal> {
+    pub fn admit(self: Arc<Self>, now: u64) -> Result<PoolTicket, Refusal> {
         let mut pool = self;
         let mut first = None;
+        let mut fell_back = false;
         loop {
             match pool.admit_here(now) {
-                Ok(ticket) => return Ok(ticket),
-                Err(refusal) => {
-                    pool.state.metrics.refused(refusal.reason());
+                Ok(mut ticket) => {
+                    ticket.fell_back = fell_back;
+                    return Ok(ticket);
+                }
+                Err((refused, refusal)) => {
+                    refused.state.metrics.refused(refusal.reason());
                     let first = *first.get_or_insert(refusal);
-                    match (refusal, pool.fallback()) {
+                    match (refusal, refused.fallback()) {
                         (Refusal::Saturated, _) | (_, None) => return Err(first),
                         (_, Some(next)) => {
-                            pool.state.metrics.fallback(&next.config.name);
-                            pool = next;
+                            refused.state.metrics.fallback(&next.config.name);
+                            pool = next.clone();
+                            fell_back = true;
                         }
                     }
                 }
