@@ -3,7 +3,8 @@
 //!
 //! | state | identity | kept across a reload when |
 //! |---|---|---|
-//! | backend health, probe streak, in-flight count ([`StateTable`]) | pool name + backend address | the pool still lists the address |
+//! | backend health, probe streak, in-flight count, outlier ejection ([`StateTable`]) | pool name + backend address | the pool still lists the address |
+//! | circuit breaker, retry budget, pool in-flight count ([`StateTable`]) | pool name | the pool's backends, `breaker` and `retry_budget` are unchanged |
 //! | rate-limit and quota counters ([`LimitStore`]) | the limit's definition (scope, rate, burst) and who it counts | the definition is unchanged |
 //! | health-probe tasks ([`HealthChecker`]) | pool name | the pool's backends and `health_check` are unchanged |
 //! | certificates of each start-up listener (`ArcSwap<CertStore>`) | listener address | always swapped on commit; the handshake resolver reads them |
