@@ -665,3 +665,86 @@ pub fn build_pools(
     }
     Ok(pools)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+    const T0: u64 = 1_000 * S;
+
+    fn pools(src: &str) -> HashMap<String, Arc<Pool>> {
+        let config = crate::config::parse_str(src, "t.toml").expect("valid config");
+        build_pools(&config, &StateTable::default(), T0).expect("pools")
+    }
+
+    #[test]
+    fn max_ejection_percent_keeps_the_rest_of_the_pool_in() {
+        let pools = pools(
+            "[pools.p]\nbackends = [\"127.0.0.1:1\", \"127.0.0.1:2\", \"127.0.0.1:3\", \"127.0.0.1:4\"]\n\
+             [pools.p.outlier]\nconsecutive_failures = 2\nmax_ejection_percent = 50\n",
+        );
+        let p = &pools["p"];
+        let reset = FailureReason::Reset;
+        let mut ejected = Vec::new();
+        for i in 0..4 {
+            for _ in 0..2 {
+                if p.attempt_failed(i, T0, reset, Admission::Pass).ejected {
+                    ejected.push(i);
+                }
+            }
+        }
+        // 50% of 4: the first two to earn it are out, the others stay in.
+        assert_eq!(ejected, [0, 1]);
+        assert_eq!((0..4).filter(|&i| p.usable(i, T0)).count(), 2);
+        let kept = p.backends[3]
+            .state
+            .ejection
+            .view(T0)
+            .why
+            .unwrap_or_default();
+        assert!(
+            kept.starts_with("kept in by max_ejection_percent = 50 (2 of 4 already ejected)"),
+            "{kept}"
+        );
+        // Once the first ejections end (30 s), room is made again.
+        let later = T0 + 30 * S;
+        assert!(p.usable(0, later));
+        assert!(p.attempt_failed(3, later, reset, Admission::Pass).ejected);
+    }
+
+    #[test]
+    fn a_pool_admits_to_its_fallback_while_its_breaker_is_open() {
+        let pools = pools(
+            "[pools.p]\nbackends = [\"127.0.0.1:1\"]\nfallback = \"q\"\n\
+             [pools.p.breaker]\nconsecutive_failures = 1\nopen_for = \"10s\"\nprobe_requests = 1\n\
+             [pools.q]\nbackends = [\"127.0.0.1:2\"]\nmax_in_flight = 1\n",
+        );
+        let p = pools["p"].clone();
+        let mut first = p.clone().admit(T0).expect("closed");
+        assert!(!first.fell_back);
+        assert!(first.failed(0, T0, FailureReason::Connect).tripped);
+        drop(first);
+        let taken = p.clone().admit(T0 + S).expect("the fallback admits");
+        assert!(taken.fell_back);
+        assert_eq!(taken.pool.config.name, "q");
+        // The fallback is saturated: the primary's reason is the answer.
+        match p.clone().admit(T0 + S) {
+            Err(Refusal::BreakerOpen { retry_after }) => {
+                assert_eq!(retry_after, Duration::from_secs(9))
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(taken);
+        // After open_for, the primary takes a probe; one probe at a time.
+        let probe = p.clone().admit(T0 + 10 * S).expect("a probe");
+        assert_eq!(probe.admission, Admission::Probe);
+        let next = p.clone().admit(T0 + 10 * S).expect("the fallback again");
+        assert!(next.fell_back);
+        drop(next);
+        // A probe that ends without an outcome gives its place back.
+        drop(probe);
+        let again = p.clone().admit(T0 + 10 * S).expect("a probe");
+        assert_eq!(again.admission, Admission::Probe);
+    }
+}
