@@ -352,9 +352,14 @@ strip_prefix = true
     fn shipped_example_is_valid() {
         let src = include_str!("../../conf/portcullis.toml");
         let config = parse_str(src, "conf/portcullis.toml").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(config.pools.len(), 3);
+        assert_eq!(config.pools.len(), 4);
         assert_eq!(config.routes.len(), 4);
+        let orders = &config.pools["orders-v1"];
+        assert_eq!(orders.fallback.as_deref(), Some("orders-dr"));
+        assert!(orders.outlier.is_some() && orders.breaker.is_some());
+        assert!(orders.retry_budget.is_some());
         let v1 = &config.routes[0];
+        assert!(v1.retry_on.reset && v1.retry_on.statuses == [502, 503]);
         assert_eq!(v1.pool, "orders-v1");
         assert_eq!(v1.path, PathMatch::Prefix("/v1/orders".into()));
         assert!(!v1.request_headers.is_empty());
