@@ -56,6 +56,7 @@ fn route(i: usize) -> Route {
         lifecycle: Default::default(),
         cache: None,
         retry_on: Default::default(),
+        max_body_size: None,
     }
 }
 

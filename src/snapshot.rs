@@ -85,6 +85,8 @@ pub struct Route {
     pub cache: Option<Arc<crate::cache::RouteCaching>>,
     /// Failures after the request was sent that are retried.
     pub retry_on: model::RetryOn,
+    /// Largest request body in bytes.
+    pub max_body_size: Option<u64>,
 }
 
 /// How a key-protected route reads keys and answers without one.
@@ -208,6 +210,7 @@ impl Snapshot {
                         .map(Box::new),
                     cache: tables.cache.for_route(r, &config.cache),
                     retry_on: r.retry_on.clone(),
+                    max_body_size: r.max_body_size,
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;

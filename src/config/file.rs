@@ -213,6 +213,18 @@ pub struct ServerFile {
     pub upstream_keepalive: Option<Spanned<usize>>,
     /// Reload when the config or a file it includes changes.
     pub watch_config: Option<Spanned<bool>>,
+    /// Limits on what a client may send.
+    pub client: Option<ClientFile>,
+}
+
+/// `[server.client]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientFile {
+    /// Request line and headers, e.g. `"32KiB"`.
+    pub max_header_size: Option<Spanned<String>>,
+    pub max_headers: Option<Spanned<u32>>,
+    pub max_uri_length: Option<Spanned<u32>>,
 }
 
 /// One `[[listeners]]` entry.
@@ -473,6 +485,8 @@ pub struct RouteFile {
     pub cache: Option<RouteCacheFile>,
     /// `"reset"`, `"timeout"`, statuses like `"503"`
     pub retry_on: Option<Vec<Spanned<String>>>,
+    /// Largest request body, e.g. `"10MiB"`.
+    pub max_body_size: Option<Spanned<String>>,
 }
 
 /// `request_headers` / `response_headers` of a route.

@@ -262,6 +262,7 @@ strip_prefix = true
             lifecycle: Default::default(),
             cache: None,
             retry_on: Default::default(),
+            max_body_size: None,
         };
         let expected = Config {
             source: "full.toml".into(),
@@ -270,6 +271,7 @@ strip_prefix = true
                 grace_period: Duration::from_secs(10),
                 upstream_keepalive: 512,
                 watch_config: true,
+                client: Default::default(),
             },
             listeners: vec![
                 Listener {
@@ -320,6 +322,7 @@ strip_prefix = true
                     lifecycle: Default::default(),
                     cache: None,
                     retry_on: Default::default(),
+                    max_body_size: None,
                 },
                 users_route("users", PathMatch::Exact("/users".into()), false),
                 users_route("users-all", PathMatch::Prefix("/users".into()), true),

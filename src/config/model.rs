@@ -143,6 +143,37 @@ pub struct ServerSettings {
     /// Reload when the config file or a file it includes changes (default
     /// on); read at start-up.
     pub watch_config: bool,
+    /// `[server.client]`: limits on requests, live on reload.
+    pub client: ClientLimits,
+}
+
+/// `[server.client]`: what a request may carry before the gateway refuses
+/// it (431, 414).
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Bytes of the request line and headers.
+    pub max_header_size: u64,
+    /// Header fields.
+    pub max_headers: u32,
+    /// Bytes of the request target.
+    pub max_uri_length: u32,
+}
+
+pub const DEFAULT_MAX_HEADER_SIZE: u64 = 32 << 10;
+pub const DEFAULT_MAX_HEADERS: u32 = 100;
+pub const DEFAULT_MAX_URI_LENGTH: u32 = 8192;
+/// Pingora reads at most 1 MiB of request head and 256 header fields.
+pub const MAX_HEADER_SIZE_LIMIT: u64 = 1 << 20;
+pub const MAX_HEADERS_LIMIT: u32 = 256;
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            max_header_size: DEFAULT_MAX_HEADER_SIZE,
+            max_headers: DEFAULT_MAX_HEADERS,
+            max_uri_length: DEFAULT_MAX_URI_LENGTH,
+        }
+    }
 }
 
 /// A proxy listener. The address may use port 0 (tests); the bound address is
@@ -480,6 +511,8 @@ pub struct Route {
     pub cache: Option<RouteCache>,
     /// Failures after the request was sent that are retried.
     pub retry_on: RetryOn,
+    /// Largest request body in bytes; `None`: no limit.
+    pub max_body_size: Option<u64>,
 }
 
 /// `[cache]`: the store every caching route shares.

@@ -79,6 +79,8 @@ pub struct RequestCtx {
     pub refusal: Option<Refusal>,
     /// Breaker, ejection, concurrency, budget and fallback decisions.
     pub decisions: Decisions,
+    /// The route's `max_body_size` and the request body bytes read so far.
+    pub body_limit: Option<(u64, u64)>,
     /// When the current backend was chosen.
     pub upstream_started: Option<Instant>,
     /// From choosing the backend that answered to its response head.
@@ -122,6 +124,7 @@ impl RequestCtx {
             pool: None,
             refusal: None,
             decisions: Decisions::default(),
+            body_limit: None,
             upstream_started: None,
             upstream_ttfb: None,
             redirect_https: None,

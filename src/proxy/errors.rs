@@ -11,6 +11,7 @@ pub fn problem_for(e: &Error) -> Option<Problem> {
         HTTPStatus(503) => Problem::NoHealthyBackend,
         Custom(BREAKER_OPEN) => Problem::CircuitOpen,
         Custom(POOL_SATURATED) => Problem::PoolSaturated,
+        Custom(BODY_TOO_LARGE) => Problem::PayloadTooLarge,
         HTTPStatus(504) => Problem::GatewayTimeout,
         HTTPStatus(400) => Problem::BadRequest,
         HTTPStatus(_) => Problem::BadGateway,
@@ -37,6 +38,15 @@ pub fn no_healthy_backend() -> Box<Error> {
 
 const BREAKER_OPEN: &str = "circuit breaker open";
 const POOL_SATURATED: &str = "pool saturated";
+const BODY_TOO_LARGE: &str = "request body too large";
+
+/// The error a request body over the route's `max_body_size` ends with.
+pub fn body_too_large(max: u64) -> Box<Error> {
+    Error::explain(
+        ErrorType::Custom(BODY_TOO_LARGE),
+        format!("the request body is over max_body_size ({max} bytes)"),
+    )
+}
 
 /// The error `upstream_peer` returns when the pool refused the request.
 pub fn refused(r: crate::upstream::Refusal) -> Box<Error> {
@@ -84,5 +94,9 @@ mod tests {
             problem_for(&super::refused(Refusal::Saturated)),
             Some(Problem::PoolSaturated)
         );
+        let mut big = body_too_large(10);
+        assert_eq!(problem_for(&big), Some(Problem::PayloadTooLarge));
+        big.as_down();
+        assert_eq!(problem_for(&big), Some(Problem::PayloadTooLarge));
     }
 }

@@ -5,6 +5,7 @@
 mod access;
 mod admission;
 mod caching;
+mod client;
 mod ctx;
 pub mod errors;
 pub mod forward;
@@ -12,6 +13,7 @@ pub mod lifecycle;
 pub mod problem;
 mod record;
 mod retry;
+pub mod strict;
 pub mod trace;
 
 use std::sync::Arc;
@@ -116,11 +118,17 @@ impl ProxyHttp for GatewayProxy {
     }
 
     /// Route the request and admit it. Answers itself (returns `Ok(true)`)
-    /// with 404/405 when no route fits, 401/403/429 when the key, its scope
+    /// with 400/414/431/501 when the request head breaks the rules or the
+    /// `[server.client]` limits (see `proxy/strict.rs`), 413 when the body
+    /// is declared over the route's `max_body_size`, 404/405 when no route
+    /// fits, 401/403/429 when the key, its scope
     /// or a limit refuses it (see `proxy/access.rs`), 410 when the route's
     /// sunset has passed and it is `gone`. (A pool that cannot take the
     /// request answers from `upstream_peer`, after the cache had its say.)
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if client::refused_head(session, ctx).await? {
+            return Ok(true);
+        }
         if let Some(port) = ctx.redirect_https {
             problem::redirect_to_https(session, port, &ctx.request_id).await?;
             return Ok(true);
@@ -158,6 +166,9 @@ impl ProxyHttp for GatewayProxy {
             return Ok(true);
         }
         let route = &snapshot.routes[index];
+        if client::refused_body(session, ctx, route.max_body_size).await? {
+            return Ok(true);
+        }
         let now = || self.gateway.clock().now_nanos();
         if lifecycle::answered_gone(session, route, now, &ctx.request_id).await? {
             return Ok(true);
@@ -359,6 +370,17 @@ impl ProxyHttp for GatewayProxy {
             && e.esource() == &pingora_error::ErrorSource::Upstream;
         count_failure(ctx, &e, retry, counts, now);
         e
+    }
+
+    /// Count a streamed request body against the route's `max_body_size`.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        client::count_body(ctx, body)
     }
 
     /// Shape the request the backend sees: the API key taken off and the

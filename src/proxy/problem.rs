@@ -26,6 +26,14 @@ pub enum Problem {
     /// Too many failed key attempts from this address.
     TooManyFailedAttempts,
     NoHealthyBackend,
+    /// The request target is longer than `max_uri_length`.
+    UriTooLong,
+    /// The request head is over `max_header_size` or `max_headers`.
+    HeadersTooLarge,
+    /// The request body is over the route's `max_body_size`.
+    PayloadTooLarge,
+    /// A transfer coding the gateway does not implement.
+    NotImplemented,
     /// The pool's circuit breaker is open: failing fast.
     CircuitOpen,
     /// `max_in_flight` requests are already in flight to the pool.
@@ -43,6 +51,10 @@ impl Problem {
             Problem::NotFound => 404,
             Problem::MethodNotAllowed => 405,
             Problem::BadRequest => 400,
+            Problem::UriTooLong => 414,
+            Problem::HeadersTooLarge => 431,
+            Problem::PayloadTooLarge => 413,
+            Problem::NotImplemented => 501,
             Problem::KeyRequired | Problem::KeyInvalid => 401,
             Problem::Forbidden => 403,
             Problem::TooManyRequests | Problem::TooManyFailedAttempts => 429,
@@ -59,6 +71,10 @@ impl Problem {
             Problem::NotFound => "Not Found",
             Problem::MethodNotAllowed => "Method Not Allowed",
             Problem::BadRequest => "Bad Request",
+            Problem::UriTooLong => "URI Too Long",
+            Problem::HeadersTooLarge => "Request Header Fields Too Large",
+            Problem::PayloadTooLarge => "Content Too Large",
+            Problem::NotImplemented => "Not Implemented",
             Problem::KeyRequired | Problem::KeyInvalid => "Unauthorized",
             Problem::Forbidden => "Forbidden",
             Problem::TooManyRequests | Problem::TooManyFailedAttempts => "Too Many Requests",
@@ -77,6 +93,10 @@ impl Problem {
             Problem::NotFound => "No route matches this request.",
             Problem::MethodNotAllowed => "The route does not accept this method.",
             Problem::BadRequest => "The request could not be understood.",
+            Problem::UriTooLong => "The request target is too long.",
+            Problem::HeadersTooLarge => "The request line and headers are too large.",
+            Problem::PayloadTooLarge => "The request body is larger than this API accepts.",
+            Problem::NotImplemented => "The request uses a feature the gateway does not implement.",
             Problem::KeyRequired => "An API key is required.",
             Problem::KeyInvalid => "The API key is not valid.",
             Problem::Forbidden => "The API key does not allow this request.",

@@ -31,6 +31,7 @@ fn route(hosts: &[&str], path: &str, methods: &[&str]) -> Route {
         lifecycle: Default::default(),
         cache: None,
         retry_on: Default::default(),
+        max_body_size: None,
     }
 }
 

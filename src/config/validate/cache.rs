@@ -52,7 +52,7 @@ impl Validator<'_> {
     }
 
     /// A byte size, greater than zero.
-    fn size(&mut self, s: &Spanned<String>, what: &str, item: &str) -> Option<u64> {
+    pub(super) fn size(&mut self, s: &Spanned<String>, what: &str, item: &str) -> Option<u64> {
         match parse_size(s.get_ref()) {
             Ok(0) => {
                 self.error(

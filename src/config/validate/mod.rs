@@ -28,6 +28,7 @@ use super::file::{
 use super::model::{self, Config};
 
 mod cache;
+mod client;
 mod consumers;
 mod pools;
 mod resilience;
@@ -264,6 +265,7 @@ impl Validator<'_> {
             grace_period: DEFAULT_GRACE_PERIOD,
             upstream_keepalive: model::DEFAULT_UPSTREAM_KEEPALIVE,
             watch_config: true,
+            client: model::ClientLimits::default(),
         };
         let Some(server) = server else {
             return settings;
@@ -296,6 +298,9 @@ impl Validator<'_> {
         }
         if let Some(watch) = &server.watch_config {
             settings.watch_config = *watch.get_ref();
+        }
+        if let Some(client) = &server.client {
+            settings.client = self.client_limits(client);
         }
         settings
     }

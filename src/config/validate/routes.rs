@@ -183,6 +183,10 @@ impl Validator<'_> {
             lifecycle,
             cache: None,
             retry_on: self.retry_on(route.retry_on.as_deref(), item),
+            max_body_size: route
+                .max_body_size
+                .as_ref()
+                .and_then(|s| self.size(s, "max_body_size", item)),
         };
         (model_route, key)
     }

@@ -209,3 +209,48 @@ fn cache_settings_are_checked_and_defaulted() {
     );
     assert!(errors[4].contains("carries credentials"), "{}", errors[4]);
 }
+
+#[test]
+fn client_limits_and_max_body_size() {
+    let config = ok(&format!(
+        "[server.client]\nmax_header_size = \"64KiB\"\nmax_headers = 50\n{POOL}{}",
+        route("r", "path = \"/\"\nmax_body_size = \"10MiB\"")
+    ));
+    let client = &config.server.client;
+    assert_eq!(client.max_header_size, 64 << 10);
+    assert_eq!(client.max_headers, 50);
+    assert_eq!(
+        client.max_uri_length,
+        crate::config::model::DEFAULT_MAX_URI_LENGTH
+    );
+    assert_eq!(config.routes[0].max_body_size, Some(10 << 20));
+    let defaults = ok(POOL);
+    assert_eq!(
+        defaults.server.client,
+        crate::config::model::ClientLimits::default()
+    );
+
+    let errors = all_errors(
+        "[server.client]\nmax_header_size = \"2MiB\"\nmax_headers = 300\nmax_uri_length = 3\n",
+    );
+    let expected = [
+        r#"f.toml:2:19: server.client: max_header_size must be at most 1MiB"#,
+        r#"f.toml:3:15: server.client: max_headers must be from 1 to 256"#,
+        r#"f.toml:4:18: server.client: max_uri_length must be at least 16"#,
+    ];
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (got, want) in errors.iter().zip(expected) {
+        assert!(
+            got.starts_with(want),
+            "{got}\n  does not start with\n{want}"
+        );
+    }
+    let e = only_error(&format!(
+        "{POOL}{}",
+        route("r", "path = \"/\"\nmax_body_size = \"10MB\"")
+    ));
+    assert!(
+        e.contains(r#"route "r": max_body_size: "10MB" is not a size"#),
+        "{e}"
+    );
+}

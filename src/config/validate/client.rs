@@ -1,0 +1,58 @@
+//! `[server.client]`: the limits on what a client may send.
+
+use toml::Spanned;
+
+use super::Validator;
+use crate::config::file::ClientFile;
+use crate::config::model;
+
+impl Validator<'_> {
+    pub(super) fn client_limits(&mut self, c: &ClientFile) -> model::ClientLimits {
+        let item = "server.client";
+        let mut out = model::ClientLimits::default();
+        if let Some(s) = &c.max_header_size {
+            if let Some(n) = self.size(s, "max_header_size", item) {
+                self.at_most(
+                    s,
+                    n,
+                    model::MAX_HEADER_SIZE_LIMIT,
+                    "max_header_size",
+                    "1MiB",
+                );
+                out.max_header_size = n;
+            }
+        }
+        if let Some(n) = &c.max_headers {
+            let v = *n.get_ref();
+            if !(1..=model::MAX_HEADERS_LIMIT).contains(&v) {
+                self.error(
+                    n.span(),
+                    Some(item),
+                    format!(
+                        "max_headers must be from 1 to {} (Pingora reads at most {} header fields)",
+                        model::MAX_HEADERS_LIMIT,
+                        model::MAX_HEADERS_LIMIT
+                    ),
+                );
+            }
+            out.max_headers = v;
+        }
+        if let Some(n) = &c.max_uri_length {
+            if *n.get_ref() < 16 {
+                self.error(n.span(), Some(item), "max_uri_length must be at least 16");
+            }
+            out.max_uri_length = *n.get_ref();
+        }
+        out
+    }
+
+    fn at_most<T>(&mut self, s: &Spanned<T>, n: u64, max: u64, what: &str, max_text: &str) {
+        if n > max {
+            self.error(
+                s.span(),
+                Some("server.client"),
+                format!("{what} must be at most {max_text} (Pingora reads at most that much request head)"),
+            );
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! What a request must look like before the gateway routes it, beyond what
+//! Pingora's parser already refuses (see the README's *Malformed
+//! requests*): a `Host` on HTTP/1.1 that is a valid authority, no transfer
+//! coding but `chunked`, and the `[server.client]` limits on the request
+//! target, the header count and the size of the head. Also: a
+//! `Content-Length` list of identical values is forwarded as one value.
+
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{HeaderValue, Version};
+use pingora_http::RequestHeader;
+
+use super::problem::Problem;
+use crate::config::model::ClientLimits;
+
+/// Why a request is refused before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// HTTP/1.1 without `Host` (RFC 9112 §3.2).
+    MissingHost,
+    /// A `Host` that is not a valid `host[:port]`.
+    InvalidHost,
+    /// The request target is longer than `max_uri_length`.
+    UriTooLong,
+    /// More header fields than `max_headers`.
+    TooManyHeaders,
+    /// Request line and headers larger than `max_header_size`.
+    HeadTooLarge,
+    /// A transfer coding other than `chunked` (RFC 9112 §6.1: 501).
+    UnsupportedTransferCoding,
+}
+
+impl Refusal {
+    /// The problem answered, with its detail.
+    pub fn problem(self) -> (Problem, &'static str) {
+        match self {
+            Refusal::MissingHost => (Problem::BadRequest, "HTTP/1.1 requests need a Host header."),
+            Refusal::InvalidHost => (
+                Problem::BadRequest,
+                "The Host header is not a valid host[:port].",
+            ),
+            Refusal::UriTooLong => (Problem::UriTooLong, "The request target is too long."),
+            Refusal::TooManyHeaders => (
+                Problem::HeadersTooLarge,
+                "The request has too many header fields.",
+            ),
+            Refusal::HeadTooLarge => (
+                Problem::HeadersTooLarge,
+                "The request line and headers are too large.",
+            ),
+            Refusal::UnsupportedTransferCoding => (
+                Problem::NotImplemented,
+                "Only the chunked transfer coding is supported.",
+            ),
+        }
+    }
+}
+
+/// Check `req` against the rules and `limits`.
+pub fn check(req: &RequestHeader, limits: &ClientLimits) -> Result<(), Refusal> {
+    let target = req.raw_path().len();
+    if target > limits.max_uri_length as usize {
+        return Err(Refusal::UriTooLong);
+    }
+    if req.headers.len() > limits.max_headers as usize {
+        return Err(Refusal::TooManyHeaders);
+    }
+    // "METHOD TARGET HTTP/1.1\r\n" and "name: value\r\n" per field.
+    let head = req.method.as_str().len()
+        + target
+        + 11
+        + req
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>();
+    if head as u64 > limits.max_header_size {
+        return Err(Refusal::HeadTooLarge);
+    }
+    match req.headers.get(HOST) {
+        None if req.version == Version::HTTP_11 => return Err(Refusal::MissingHost),
+        Some(h) if !h.is_empty() && !is_host(h.as_bytes()) => return Err(Refusal::InvalidHost),
+        _ => {}
+    }
+    let unsupported = req
+        .headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|coding| !coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+    if unsupported {
+        return Err(Refusal::UnsupportedTransferCoding);
+    }
+    Ok(())
+}
+
+/// `host[:port]` with a numeric port (`http` accepts any text after `:`).
+fn is_host(value: &[u8]) -> bool {
+    let Ok(authority) = http::uri::Authority::try_from(value) else {
+        return false;
+    };
+    // After the last `]` (an IPv6 literal), a `:` starts the port.
+    let after_literal = authority.as_str().rsplit(']').next().unwrap_or_default();
+    !after_literal.contains(':') || authority.port_u16().is_some()
+}
+
+/// Forward a `Content-Length` sent as a list of identical values (`5, 5`,
+/// or the field repeated), which Pingora accepts for framing, as the one
+/// value (RFC 9110 §8.6). Returns whether it changed anything.
+pub fn normalize_content_length(req: &mut RequestHeader) -> bool {
+    let mut values = req.headers.get_all(CONTENT_LENGTH).iter();
+    let (Some(first), more) = (values.next(), values.next().is_some()) else {
+        return false;
+    };
+    if !more && !first.as_bytes().contains(&b',') {
+        return false;
+    }
+    // Pingora refused lists whose values differ: take the first token.
+    let one = first
+        .as_bytes()
+        .split(|&b| b == b',')
+        .next()
+        .map(|t| t.trim_ascii().to_vec())
+        .unwrap_or_default();
+    let Ok(value) = HeaderValue::from_bytes(&one) else {
+        return false;
+    };
+    req.insert_header(CONTENT_LENGTH, value).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(lines: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/orders?id=1", None).unwrap();
+        for (n, v) in lines {
+            r.append_header(n.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn host_is_required_on_http_1_1_and_must_be_an_authority() {
+        let limits = ClientLimits::default();
+        assert_eq!(check(&req(&[]), &limits), Err(Refusal::MissingHost));
+        let mut http10 = req(&[]);
+        http10.set_version(Version::HTTP_10);
+        assert_eq!(check(&http10, &limits), Ok(()));
+        assert_eq!(
+            check(&req(&[("host", "api.example.com:8080")]), &limits),
+            Ok(())
+        );
+        assert_eq!(check(&req(&[("host", "")]), &limits), Ok(()));
+        assert_eq!(check(&req(&[("host", "[::1]:8080")]), &limits), Ok(()));
+        for bad in ["a b", "a/b", "[::1", "host:port"] {
+            assert_eq!(
+                check(&req(&[("host", bad)]), &limits),
+                Err(Refusal::InvalidHost),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_chunked_is_a_supported_transfer_coding() {
+        let limits = ClientLimits::default();
+        let h = ("host", "a");
+        assert_eq!(
+            check(&req(&[h, ("transfer-encoding", "Chunked")]), &limits),
+            Ok(())
+        );
+        for bad in ["gzip, chunked", "chunked, identity", "x"] {
+            assert_eq!(
+                check(&req(&[h, ("transfer-encoding", bad)]), &limits),
+                Err(Refusal::UnsupportedTransferCoding),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn limits_on_target_fields_and_head_size() {
+        let limits = ClientLimits {
+            max_header_size: 200,
+            max_headers: 3,
+            max_uri_length: 12,
+        };
+        assert_eq!(check(&req(&[("host", "a")]), &limits), Ok(()));
+        let long = RequestHeader::build("GET", b"/orders?id=12", None).unwrap();
+        assert_eq!(check(&long, &limits), Err(Refusal::UriTooLong));
+        let many = req(&[("host", "a"), ("x-a", "1"), ("x-b", "2"), ("x-c", "3")]);
+        assert_eq!(check(&many, &limits), Err(Refusal::TooManyHeaders));
+        let big = "v".repeat(170);
+        assert_eq!(
+            check(&req(&[("host", "a"), ("x-big", &big)]), &limits),
+            Err(Refusal::HeadTooLarge)
+        );
+    }
+
+    #[test]
+    fn identical_content_lengths_become_one() {
+        let mut r = req(&[("content-length", "5, 5")]);
+        assert!(normalize_content_length(&mut r));
+        assert_eq!(r.headers.get_all(CONTENT_LENGTH).iter().count(), 1);
+        assert_eq!(r.headers[CONTENT_LENGTH], "5");
+        let mut twice = req(&[("content-length", "7"), ("content-length", "7")]);
+        assert!(normalize_content_length(&mut twice));
+        assert_eq!(twice.headers.get_all(CONTENT_LENGTH).iter().count(), 1);
+        let mut plain = req(&[("content-length", "7")]);
+        assert!(!normalize_content_length(&mut plain));
+    }
+}
