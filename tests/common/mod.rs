@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod closing;
 pub mod flaky;
+pub mod rawlog;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
