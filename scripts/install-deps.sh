@@ -3,7 +3,8 @@
 # cmake (Pingora's zlib-ng build) and a C compiler. With --test, also what
 # the tests use: prometheus and promtool (Debian package prometheus; the
 # tests start their own server on a free loopback port), logrotate (the
-# shipped snippet is run for real) and openssl.
+# shipped snippet is run for real), openssl and systemd-analyze (the unit
+# file is verified and its exposure score checked offline).
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 
@@ -16,6 +17,7 @@ if [ "${1:-}" = "--test" ]; then
   { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   command -v logrotate >/dev/null 2>&1 || missing+=(logrotate)
+  command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

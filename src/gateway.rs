@@ -217,14 +217,24 @@ impl Gateway {
         trigger: &'static str,
     ) -> Result<ReloadReport, ConfigErrors> {
         let gateway = self.clone();
-        match tokio::task::spawn_blocking(move || gateway.reload_blocking(trigger)).await {
-            Ok(result) => result,
-            Err(e) => Err(ConfigError::whole_file(
-                &self.config_path.display().to_string(),
-                format!("the reload did not finish: {e}"),
-            )
-            .into()),
-        }
+        crate::notify::reloading();
+        let result =
+            match tokio::task::spawn_blocking(move || gateway.reload_blocking(trigger)).await {
+                Ok(result) => result,
+                Err(e) => Err(ConfigError::whole_file(
+                    &self.config_path.display().to_string(),
+                    format!("the reload did not finish: {e}"),
+                )
+                .into()),
+            };
+        crate::notify::reloaded(&match &result {
+            Ok(_) => format!("serving {} (reloaded)", self.snapshot().summary()),
+            Err(errors) => format!(
+                "reload rejected ({} error(s)); serving the previous config",
+                errors.0.len()
+            ),
+        });
+        result
     }
 
     /// Prepare the config file afresh, then commit it. On any error in

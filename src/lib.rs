@@ -47,6 +47,7 @@ pub mod gateway;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod proxy;
 pub mod ratelimit;
 pub mod reload;

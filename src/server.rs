@@ -61,6 +61,7 @@ struct ControlPlane {
 impl BackgroundService for ControlPlane {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         self.gateway.start_health_checks();
+        crate::notify::start(self.gateway.clone());
         let mut hangup = match signal(SignalKind::hangup()) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -86,7 +87,10 @@ impl BackgroundService for ControlPlane {
                     let _ = tokio::task::spawn_blocking(move || gateway.reopen_access_log()).await;
                     info!("access log reopened (SIGUSR1)");
                 }
-                _ = shutdown.changed() => break,
+                _ = shutdown.changed() => {
+                    crate::notify::stopping();
+                    break;
+                }
             }
         }
     }

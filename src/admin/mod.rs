@@ -20,7 +20,7 @@
 //! `application/problem+json`.
 
 mod cache;
-mod ready;
+pub(crate) mod ready;
 mod views;
 
 use std::sync::Arc;
@@ -63,23 +63,8 @@ impl AdminApp {
         Self { gateway }
     }
 
-    /// `/readyz`: `None` when ready, else the reasons.
-    fn not_ready(&self) -> Vec<String> {
-        let mut reasons = Vec::new();
-        let bound = self.gateway.bound_listeners();
-        if bound.is_empty() {
-            reasons.push("the proxy listeners are not bound yet".to_string());
-        }
-        for addr in bound {
-            if ready::listening(*addr) == Some(false) {
-                reasons.push(format!("listener {addr} is not accepting connections"));
-            }
-        }
-        reasons
-    }
-
     fn ready(&self) -> Response<Vec<u8>> {
-        let reasons = self.not_ready();
+        let reasons = ready::not_ready(&self.gateway);
         let snapshot = self.gateway.snapshot();
         if reasons.is_empty() {
             return reply(

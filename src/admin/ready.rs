@@ -5,6 +5,22 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+/// Why the gateway is not ready to serve; empty when it is (`/readyz`,
+/// and systemd's `READY=1`).
+pub fn not_ready(gateway: &crate::gateway::Gateway) -> Vec<String> {
+    let mut reasons = Vec::new();
+    let bound = gateway.bound_listeners();
+    if bound.is_empty() {
+        reasons.push("the proxy listeners are not bound yet".to_string());
+    }
+    for addr in bound {
+        if listening(*addr) == Some(false) {
+            reasons.push(format!("listener {addr} is not accepting connections"));
+        }
+    }
+    reasons
+}
+
 /// TCP state `LISTEN` in `/proc/net/tcp*`.
 const LISTEN: &str = "0A";
 
