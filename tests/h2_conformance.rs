@@ -10,50 +10,33 @@ mod h2raw;
 use std::future::Future;
 use std::pin::Pin;
 
-use common::{single_route, Backend, Gateway};
+use common::Backend;
 use h2raw::{
-    code, flag, header_block, kind, pairs, request, setting, settings, Conn, Frame, Verdict,
+    code, flag, header_block, kind, pairs, request, setting, settings, Conn, Frame, H2Gateway,
+    Verdict,
 };
-use tokio_rustls::TlsConnector;
 
 /// A gateway with a TLS listener for `h2.test` in front of one backend.
 struct Setup {
-    gw: Gateway,
-    connector: TlsConnector,
+    h2: H2Gateway,
     _backend: Backend,
-    _dir: tempfile::TempDir,
 }
 
 async fn setup() -> Setup {
     let backend = Backend::start("b").await;
-    let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["h2.test".to_string()]).unwrap();
-    std::fs::write(dir.path().join("h2.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(dir.path().join("h2.key"), cert.signing_key.serialize_pem()).unwrap();
-    let config = single_route("p", &[backend.addr], "", "").replacen(
-        "[[listeners]]\naddress = \"127.0.0.1:0\"\n",
-        "[[listeners]]\naddress = \"127.0.0.1:0\"\n[[listeners.tls.certificates]]\ncert = \"h2.pem\"\nkey = \"h2.key\"\n",
-        1,
-    );
-    let path = dir.path().join("portcullis.toml");
-    std::fs::write(&path, config).unwrap();
-    let gw = Gateway::start_file(&path).await;
     Setup {
-        gw,
-        connector: h2raw::connector(cert.cert.der()),
+        h2: H2Gateway::start(backend.addr).await,
         _backend: backend,
-        _dir: dir,
     }
 }
 
 impl Setup {
-    /// A connection past the preface and SETTINGS exchange.
     async fn conn(&self) -> Conn {
-        Conn::ready(self.gw.proxy, &self.connector, "h2.test", &[]).await
+        self.h2.conn().await
     }
 
     async fn conn_with(&self, ours: &[(u16, u32)]) -> Conn {
-        Conn::ready(self.gw.proxy, &self.connector, "h2.test", ours).await
+        self.h2.conn_with(ours).await
     }
 }
 
@@ -150,7 +133,7 @@ async fn requests_preface_and_frame_format() {
         (
             "3.4: an invalid connection preface",
             Box::pin(async {
-                let mut c = Conn::open(s.gw.proxy, &s.connector, "h2.test").await;
+                let mut c = Conn::open(s.h2.gw.proxy, &s.h2.connector, "h2.test").await;
                 c.send_raw(b"INVALID CONNECTION PREFACE\r\n\r\n").await;
                 c.expect_connection_error(code::PROTOCOL_ERROR).await
             }),

@@ -9,6 +9,8 @@
 //! stream error as an RST_STREAM with the expected code, a GOAWAY with it,
 //! or the connection closing.
 
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -321,6 +323,35 @@ impl Conn {
         }
     }
 
+    /// Without waiting: a GOAWAY or the connection's end already received
+    /// (other frames are dropped), or `None`.
+    pub async fn poll_closed(&mut self) -> Option<Answer> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match tokio::time::timeout(
+                std::time::Duration::from_millis(1),
+                self.tls.read(&mut chunk),
+            )
+            .await
+            {
+                Err(_) => break,
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(Answer::Closed),
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        while self.buf.len() >= 9 {
+            let len = u32::from_be_bytes([0, self.buf[0], self.buf[1], self.buf[2]]) as usize;
+            if self.buf.len() < 9 + len {
+                break;
+            }
+            if self.buf[3] == kind::GOAWAY {
+                return Some(self.recv().await);
+            }
+            self.buf.drain(..9 + len);
+        }
+        None
+    }
+
     /// Every frame until `done` returns true for one (included) or the
     /// connection closes or goes quiet.
     pub async fn until(&mut self, mut done: impl FnMut(&Frame) -> bool) -> (Vec<Frame>, Answer) {
@@ -432,5 +463,43 @@ impl Conn {
             }
         }
         status.ok_or_else(|| format!("no HEADERS on stream {stream}"))
+    }
+}
+
+/// A gateway with a TLS listener (a certificate for `h2.test` made at test
+/// time) in front of `backend`, and a connector that trusts it.
+pub struct H2Gateway {
+    pub gw: crate::common::Gateway,
+    pub connector: TlsConnector,
+    _dir: tempfile::TempDir,
+}
+
+impl H2Gateway {
+    pub async fn start(backend: SocketAddr) -> H2Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["h2.test".to_string()]).unwrap();
+        std::fs::write(dir.path().join("h2.pem"), cert.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("h2.key"), cert.signing_key.serialize_pem()).unwrap();
+        let config = crate::common::single_route("p", &[backend], "", "").replacen(
+            "[[listeners]]\naddress = \"127.0.0.1:0\"\n",
+            "[[listeners]]\naddress = \"127.0.0.1:0\"\n[[listeners.tls.certificates]]\ncert = \"h2.pem\"\nkey = \"h2.key\"\n",
+            1,
+        );
+        let path = dir.path().join("portcullis.toml");
+        std::fs::write(&path, config).unwrap();
+        H2Gateway {
+            gw: crate::common::Gateway::start_file(&path).await,
+            connector: connector(cert.cert.der()),
+            _dir: dir,
+        }
+    }
+
+    /// A connection past the preface and SETTINGS exchange.
+    pub async fn conn(&self) -> Conn {
+        Conn::ready(self.gw.proxy, &self.connector, "h2.test", &[]).await
+    }
+
+    pub async fn conn_with(&self, ours: &[(u16, u32)]) -> Conn {
+        Conn::ready(self.gw.proxy, &self.connector, "h2.test", ours).await
     }
 }
