@@ -14,6 +14,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::config::model::AccessLogTarget;
@@ -36,33 +37,30 @@ enum Message {
 /// The process's access log.
 pub struct AccessLog {
     tx: Option<SyncSender<Message>>,
-    dropped: AtomicU64,
+    /// Lines lost: the queue was full, or writing failed (disk full).
+    dropped: Arc<AtomicU64>,
 }
 
 impl AccessLog {
     /// Start the writer thread for `target` (nothing for `Off`).
     pub fn start(target: &AccessLogTarget) -> AccessLog {
+        let dropped = Arc::new(AtomicU64::new(0));
         if *target == AccessLogTarget::Off {
-            return AccessLog {
-                tx: None,
-                dropped: AtomicU64::new(0),
-            };
+            return AccessLog { tx: None, dropped };
         }
         let (tx, rx) = sync_channel(QUEUE_LINES);
         let first = target.clone();
+        let lost = dropped.clone();
         let spawned = std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || writer(rx, first));
+            .spawn(move || writer(rx, first, lost));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the access log writer; access logging is off");
-            return AccessLog {
-                tx: None,
-                dropped: AtomicU64::new(0),
-            };
+            return AccessLog { tx: None, dropped };
         }
         AccessLog {
             tx: Some(tx),
-            dropped: AtomicU64::new(0),
+            dropped,
         }
     }
 
@@ -101,7 +99,8 @@ impl AccessLog {
         }
     }
 
-    /// Lines dropped because the writer fell behind.
+    /// Lines dropped because the writer fell behind or could not write
+    /// them (a full disk).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -132,10 +131,11 @@ fn open(target: &AccessLogTarget) -> Box<dyn Write + Send> {
 /// batch, so request threads do not wake it line by line; once an interval
 /// brings nothing it goes back to blocking. A quiet gateway's lines show up
 /// within one interval.
-fn writer(rx: Receiver<Message>, first: AccessLogTarget) {
+fn writer(rx: Receiver<Message>, first: AccessLogTarget, dropped: Arc<AtomicU64>) {
     let mut sink = Sink {
         out: open(&first),
         failed: false,
+        dropped,
     };
     while let Ok(message) = rx.recv() {
         sink.handle(message);
@@ -168,6 +168,8 @@ struct Sink {
     out: Box<dyn Write + Send>,
     /// A write error was logged; not again until the next reopen.
     failed: bool,
+    /// Shared with [`AccessLog::dropped`]: lines that could not be written.
+    dropped: Arc<AtomicU64>,
 }
 
 impl Sink {
@@ -176,10 +178,8 @@ impl Sink {
             Message::Line(mut line) => {
                 line.push(b'\n');
                 if let Err(e) = self.out.write_all(&line) {
-                    if !self.failed {
-                        tracing::error!(error = %e, "cannot write the access log");
-                        self.failed = true;
-                    }
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.failed_with(&e);
                 }
             }
             Message::Reopen(target) => {
@@ -195,7 +195,18 @@ impl Sink {
     }
 
     fn flush(&mut self) {
-        let _ = self.out.flush();
+        if let Err(e) = self.out.flush() {
+            self.failed_with(&e);
+        }
+    }
+
+    /// Log a write error once (until the next reopen): a full disk must
+    /// not flood the log, nor stop the gateway.
+    fn failed_with(&mut self, e: &std::io::Error) {
+        if !self.failed {
+            tracing::error!(error = %e, "cannot write the access log; lines are dropped and counted");
+            self.failed = true;
+        }
     }
 }
 

@@ -245,7 +245,10 @@ impl Gateway {
     pub fn reload_blocking(&self, trigger: &str) -> Result<ReloadReport, ConfigErrors> {
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
-        let prepared = match reload::prepare(&self.config_path, self.state.handles()) {
+        let old = self.snapshot.load_full();
+        let prepared = reload::prepare(&self.config_path, self.state.handles())
+            .and_then(|p| reload::not_emptied(&old, p));
+        let prepared = match prepared {
             Ok(p) => p,
             Err(errors) => {
                 self.state.metrics.reload(false);
@@ -256,7 +259,6 @@ impl Gateway {
             }
         };
         let prepared_in = started.elapsed();
-        let old = self.snapshot.load_full();
         let diff = ConfigDiff::between(&old, &prepared.snapshot);
         tracing::debug!(
             prepare_ms = prepared_in.as_secs_f64() * 1e3,

@@ -77,7 +77,7 @@ impl Metrics {
         )?;
         let access_log_dropped = IntCounter::new(
             "portcullis_access_log_dropped_total",
-            "Access-log lines dropped because the writer fell behind.",
+            "Access-log lines dropped because the writer fell behind or could not write them (disk full).",
         )?;
         let certificate_not_after = IntGaugeVec::new(
             Opts::new(

@@ -41,6 +41,25 @@ pub struct Prepared {
     pub certs: Vec<Option<CertStore>>,
 }
 
+/// Refuse a reload that would leave no route while routes are serving: a
+/// file cut short mid-write is often still valid TOML (the `[server]` and
+/// `[[listeners]]` tables come first), and applying it would answer 404 to
+/// everything. Removing every route takes a restart.
+pub fn not_emptied(serving: &Snapshot, prepared: Prepared) -> Result<Prepared, ConfigErrors> {
+    let now = prepared.snapshot.config.routes.len();
+    let before = serving.config.routes.len();
+    if now == 0 && before > 0 {
+        return Err(ConfigError::whole_file(
+            &prepared.snapshot.config.source,
+            format!(
+                "the new config has no routes while {before} are serving: refused (a truncated or half-written file?); to remove every route, restart"
+            ),
+        )
+        .into());
+    }
+    Ok(prepared)
+}
+
 /// Read, parse and validate the config at `path` and everything it
 /// includes, load its TLS material and build its snapshot with the live
 /// backend states, metric handles and usage cells of `tables` (it changes

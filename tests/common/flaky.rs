@@ -21,6 +21,12 @@ pub enum Mode {
     Reset,
     /// Read the request and never answer.
     Hang,
+    /// Answer bytes that are not HTTP, then close.
+    Garbage,
+    /// Send the head and part of the body, then reset the connection.
+    ResetMidBody,
+    /// Send the head and part of the body, then go quiet.
+    StallMidBody,
 }
 
 impl Mode {
@@ -29,6 +35,9 @@ impl Mode {
             Mode::Ok => 0,
             Mode::Reset => 1,
             Mode::Hang => 2,
+            Mode::Garbage => 3,
+            Mode::ResetMidBody => 4,
+            Mode::StallMidBody => 5,
             Mode::Status(s) => u32::from(s),
         }
     }
@@ -38,6 +47,9 @@ impl Mode {
             0 => Mode::Ok,
             1 => Mode::Reset,
             2 => Mode::Hang,
+            3 => Mode::Garbage,
+            4 => Mode::ResetMidBody,
+            5 => Mode::StallMidBody,
             s => Mode::Status(s as u16),
         }
     }
@@ -93,21 +105,27 @@ impl Flaky {
             };
             buf.drain(..end);
             self.hits.fetch_add(1, Ordering::SeqCst);
-            let (status, body) = match Mode::decode(self.mode.load(Ordering::SeqCst)) {
+            let mode = Mode::decode(self.mode.load(Ordering::SeqCst));
+            let (status, body) = match mode {
                 Mode::Ok => (200, self.name.clone()),
                 Mode::Status(s) => (s, format!("{} failing", self.name)),
                 Mode::Reset => {
                     let _ = stream.set_zero_linger();
                     return;
                 }
-                Mode::Hang => {
-                    // Until the gateway gives up and closes the connection.
-                    let mut sink = [0u8; 1024];
-                    while let Ok(n) = stream.read(&mut sink).await {
-                        if n == 0 {
-                            break;
-                        }
+                Mode::Hang => return drain(stream).await,
+                Mode::Garbage => {
+                    let _ = stream.write_all(b"SSH-2.0-not-http\r\n\r\n").await;
+                    return;
+                }
+                Mode::ResetMidBody | Mode::StallMidBody => {
+                    let head = "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789";
+                    let _ = stream.write_all(head.as_bytes()).await;
+                    let _ = stream.flush().await;
+                    if mode == Mode::StallMidBody {
+                        return drain(stream).await;
                     }
+                    let _ = stream.set_zero_linger();
                     return;
                 }
             };
@@ -121,6 +139,16 @@ impl Flaky {
             {
                 return;
             }
+        }
+    }
+}
+
+/// Read until the peer (the gateway) gives up and closes the connection.
+async fn drain(mut stream: TcpStream) {
+    let mut sink = [0u8; 1024];
+    while let Ok(n) = stream.read(&mut sink).await {
+        if n == 0 {
+            break;
         }
     }
 }

@@ -1,0 +1,137 @@
+//! Faults around the gateway: backends that send garbage, reset or stall
+//! in the middle of a response; a config file deleted or truncated before
+//! a reload; an access log on a full disk. In each case the client gets
+//! the right answer, nothing panics, connections are not leaked (the
+//! gateway's open file descriptors go back to where they were), and the
+//! gateway keeps serving.
+
+mod common;
+
+use common::backend::Backend;
+use common::flaky::{Flaky, Mode};
+use common::{client, eventually, single_route, Gateway};
+
+/// Open file descriptors of the gateway process.
+fn fds(gw: &Gateway) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", gw.pid()))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn garbage_resets_and_stalls_mid_response_leak_nothing() {
+    let x = Flaky::start("x").await;
+    let gw = Gateway::start(&single_route(
+        "p",
+        &[x.addr],
+        "retries = 0\ntimeouts = { read = \"300ms\" }\n",
+        "",
+    ))
+    .await;
+    let c = client();
+    // Warm up: the first connections and the client pool exist.
+    for _ in 0..5 {
+        assert_eq!(c.get(gw.url("/ok")).send().await.unwrap().status(), 200);
+    }
+    let baseline = fds(&gw);
+    assert!(baseline > 0);
+
+    x.set(Mode::Garbage);
+    for _ in 0..10 {
+        let r = client().get(gw.url("/g")).send().await.unwrap();
+        assert_eq!(r.status(), 502);
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+    }
+    // The head (200) went out before the body broke: the client sees the
+    // body cut short, never a made-up success.
+    for mode in [Mode::ResetMidBody, Mode::StallMidBody] {
+        x.set(mode);
+        for _ in 0..5 {
+            let r = client().get(gw.url("/cut")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let body = r.bytes().await;
+            assert!(body.is_err() || body.unwrap().len() < 1000, "{mode:?}");
+        }
+    }
+    x.set(Mode::Ok);
+    assert_eq!(c.get(gw.url("/ok")).send().await.unwrap().status(), 200);
+    // Every broken connection was closed: back to the baseline.
+    eventually("the gateway's fds back to the baseline", || async {
+        (fds(&gw) <= baseline + 2).then_some(())
+    })
+    .await;
+    assert!(!gw.logs().contains("panicked"), "{}", gw.logs());
+}
+
+#[tokio::test]
+async fn a_config_deleted_or_truncated_before_a_reload_keeps_the_old_one_serving() {
+    let backend = Backend::start("b").await;
+    let config = single_route("p", &[backend.addr], "", "");
+    let gw = Gateway::start(&config).await;
+    let path = gw.config_path.clone();
+
+    std::fs::remove_file(&path).unwrap();
+    let (status, body) = gw.reload().await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot read"),
+        "{body}"
+    );
+    assert_eq!(
+        client().get(gw.url("/x")).send().await.unwrap().status(),
+        200
+    );
+
+    // Cut short before the pools and routes: still valid TOML, with no
+    // route at all. Applied, it would answer 404 to everything.
+    let cut = config.find("[pools.").unwrap();
+    std::fs::write(&path, &config[..cut]).unwrap();
+    let (status, body) = gw.reload().await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("has no routes while 1 are serving"),
+        "{body}"
+    );
+    assert_eq!(
+        client().get(gw.url("/x")).send().await.unwrap().status(),
+        200
+    );
+
+    std::fs::write(&path, &config).unwrap();
+    assert_eq!(gw.reload().await.0, 200);
+    assert_eq!(
+        client().get(gw.url("/x")).send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn an_access_log_on_a_full_disk_drops_lines_and_keeps_serving() {
+    let backend = Backend::start("b").await;
+    let config = single_route("p", &[backend.addr], "", "").replacen(
+        "[[listeners]]",
+        "[access_log]\npath = \"/dev/full\"\n\n[[listeners]]",
+        1,
+    );
+    let gw = Gateway::start(&config).await;
+    let c = client();
+    // More lines than the writer's 64 KiB buffer holds.
+    for _ in 0..400 {
+        assert_eq!(c.get(gw.url("/x")).send().await.unwrap().status(), 200);
+    }
+    gw.wait_for_log("cannot write the access log").await;
+    let dropped = eventually("dropped lines counted", || async {
+        let text = gw.metrics_text().await;
+        common::sample(&text, "portcullis_access_log_dropped_total").filter(|n| *n > 0.0)
+    })
+    .await;
+    assert!(dropped > 0.0);
+    assert_eq!(gw.logs().matches("cannot write the access log").count(), 1);
+    assert_eq!(c.get(gw.url("/x")).send().await.unwrap().status(), 200);
+}
