@@ -15,6 +15,18 @@ fn all_errors(src: &str) -> Vec<String> {
     }
 }
 
+/// `errors` are as many as `expected`, and each starts with its
+/// counterpart (file:line:column, item and the start of the message).
+fn assert_each_starts_with(errors: &[String], expected: &[&str]) {
+    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    for (got, want) in errors.iter().zip(expected) {
+        assert!(
+            got.starts_with(want),
+            "{got}\n  does not start with\n{want}"
+        );
+    }
+}
+
 /// The only error of `src`.
 fn only_error(src: &str) -> String {
     let errors = all_errors(src);
@@ -88,13 +100,7 @@ fn listener_errors() {
         r#"f.toml:6:11: listener "127.0.0.1:8080": address 127.0.0.1:8080 overlaps listener 0.0.0.0:8080 (line 2): both bind port 8080"#,
         r#"f.toml:8:11: listener "localhost:80": listener address "localhost:80" is not an ip:port address"#,
     ];
-    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
-    for (got, want) in errors.iter().zip(expected) {
-        assert!(
-            got.starts_with(want),
-            "{got}\n  does not start with\n{want}"
-        );
-    }
+    assert_each_starts_with(&errors, &expected);
     assert!(only_error("listeners = []\n").starts_with("f.toml:1:13: listeners is empty"));
 }
 
@@ -238,13 +244,7 @@ fn client_limits_and_max_body_size() {
         r#"f.toml:3:15: server.client: max_headers must be from 1 to 256"#,
         r#"f.toml:4:18: server.client: max_uri_length must be at least 16"#,
     ];
-    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
-    for (got, want) in errors.iter().zip(expected) {
-        assert!(
-            got.starts_with(want),
-            "{got}\n  does not start with\n{want}"
-        );
-    }
+    assert_each_starts_with(&errors, &expected);
     let e = only_error(&format!(
         "{POOL}{}",
         route("r", "path = \"/\"\nmax_body_size = \"10MB\"")

@@ -14,13 +14,7 @@ fn backend_errors() {
         r#"f.toml:2:147: pool "p": backend weight must be between 1 and 1000, got 1001"#,
         r#"f.toml:2:155: pool "p": duplicate backend 127.0.0.1:1 (first listed at line 2)"#,
     ];
-    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
-    for (got, want) in errors.iter().zip(expected) {
-        assert!(
-            got.starts_with(want),
-            "{got}\n  does not start with\n{want}"
-        );
-    }
+    assert_each_starts_with(&errors, &expected);
 }
 
 #[test]
@@ -208,13 +202,7 @@ fn resilience_settings_are_defaulted_and_checked() {
         r#"f.toml:11:18: pool "p": breaker.probe_requests must be greater than 0"#,
         r#"f.toml:13:9: pool "p": retry_budget.ratio must be a fraction 0 to 1 (0.5 = 50%), got -0.1"#,
     ];
-    assert_eq!(errors.len(), expected.len(), "{errors:#?}");
-    for (got, want) in errors.iter().zip(expected) {
-        assert!(
-            got.starts_with(want),
-            "{got}\n  does not start with\n{want}"
-        );
-    }
+    assert_each_starts_with(&errors, &expected);
 }
 
 #[test]
