@@ -28,7 +28,7 @@ pub fn admit(ctx: &mut RequestCtx, first: Option<Arc<Pool>>, now: u64) -> Result
             .state
             .breaker
             .as_ref()
-            .and_then(|b| b.view(now).open_until_nanos)
+            .and_then(|b| b.open_until())
             .map_or(Duration::ZERO, |until| {
                 Duration::from_nanos(until.saturating_sub(now))
             });

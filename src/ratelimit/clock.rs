@@ -5,6 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// `d` in nanoseconds, saturating at `u64::MAX` (584 years).
+pub fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Unix time in nanoseconds.
 pub trait Clock: Send + Sync + 'static {
     fn now_nanos(&self) -> u64;
@@ -18,7 +23,7 @@ impl Clock for SystemClock {
     fn now_nanos(&self) -> u64 {
         SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .map_or(0, nanos)
     }
 }
 
@@ -36,7 +41,7 @@ impl ManualClock {
     }
 
     pub fn advance(&self, by: Duration) {
-        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        let by = nanos(by);
         let _ = self
             .0
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {

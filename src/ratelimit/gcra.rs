@@ -23,7 +23,7 @@ pub struct Gcra {
 
 impl Gcra {
     pub fn of(bucket: &Bucket) -> Gcra {
-        let period = u64::try_from(bucket.rate.period.as_nanos()).unwrap_or(u64::MAX);
+        let period = super::clock::nanos(bucket.rate.period);
         let interval = (period / u64::from(bucket.rate.count.max(1))).max(1);
         let tolerance = interval.saturating_mul(u64::from(bucket.burst.max(1)) - 1);
         Gcra {

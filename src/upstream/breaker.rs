@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use super::window::Window;
 use crate::config::model;
+use crate::ratelimit::clock::nanos;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -110,10 +111,6 @@ pub struct Breaker {
 /// Half-open with every probe out: ask the client to come back in a second.
 const PROBES_BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
 impl Breaker {
     pub fn new(settings: model::Breaker, now: u64) -> Breaker {
         Breaker {
@@ -139,6 +136,12 @@ impl Breaker {
 
     pub fn state(&self) -> State {
         State::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// Unix nanoseconds when an open breaker lets probes through; `None`
+    /// unless it is open.
+    pub fn open_until(&self) -> Option<u64> {
+        (self.state() == State::Open).then(|| self.open_until.load(Ordering::Acquire))
     }
 
     /// Whether a response with `status` counts as a failure.
@@ -305,8 +308,7 @@ impl Breaker {
             state,
             since_nanos: inner.since,
             reason: inner.reason.clone(),
-            open_until_nanos: (state == State::Open)
-                .then(|| self.open_until.load(Ordering::Acquire)),
+            open_until_nanos: self.open_until(),
             open_for: inner.open_for,
             trips: inner.trips,
             consecutive_failures: self.consecutive.load(Ordering::Relaxed),

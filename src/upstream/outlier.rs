@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use crate::config::model;
 use crate::metrics::FailureReason;
+use crate::ratelimit::clock::nanos;
 
 /// How many of a backend's last counted failures are kept for the admin API.
 pub const RECENT_FAILURES: usize = 5;
@@ -86,10 +87,6 @@ pub struct EjectionView {
     pub consecutive_failures: u32,
     pub recent_failures: Vec<FailureRecord>,
     pub why: Option<String>,
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Ejection {

@@ -27,9 +27,8 @@ pub struct Window {
 
 impl Window {
     pub fn new(window: Duration) -> Window {
-        let nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
         Window {
-            slot_nanos: (nanos / SLOTS).max(1),
+            slot_nanos: (crate::ratelimit::clock::nanos(window) / SLOTS).max(1),
             slots: Default::default(),
         }
     }
