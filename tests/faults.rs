@@ -63,6 +63,19 @@ async fn garbage_resets_and_stalls_mid_response_leak_nothing() {
     assert!(!gw.logs().contains("panicked"), "{}", gw.logs());
 }
 
+/// A reload answers 422 with `why` in its first error, and the config
+/// serving before keeps serving.
+async fn reload_refused_and_old_config_serves(gw: &Gateway, why: &str) {
+    let (status, body) = gw.reload().await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(why), "{body}");
+    assert_eq!(
+        client().get(gw.url("/x")).send().await.unwrap().status(),
+        200
+    );
+}
+
 #[tokio::test]
 async fn a_config_deleted_or_truncated_before_a_reload_keeps_the_old_one_serving() {
     let backend = Backend::start("b").await;
@@ -71,37 +84,13 @@ async fn a_config_deleted_or_truncated_before_a_reload_keeps_the_old_one_serving
     let path = gw.config_path.clone();
 
     std::fs::remove_file(&path).unwrap();
-    let (status, body) = gw.reload().await;
-    assert_eq!(status, 422, "{body}");
-    assert!(
-        body["errors"][0]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("cannot read"),
-        "{body}"
-    );
-    assert_eq!(
-        client().get(gw.url("/x")).send().await.unwrap().status(),
-        200
-    );
+    reload_refused_and_old_config_serves(&gw, "cannot read").await;
 
     // Cut short before the pools and routes: still valid TOML, with no
     // route at all. Applied, it would answer 404 to everything.
     let cut = config.find("[pools.").unwrap();
     std::fs::write(&path, &config[..cut]).unwrap();
-    let (status, body) = gw.reload().await;
-    assert_eq!(status, 422, "{body}");
-    assert!(
-        body["errors"][0]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("has no routes while 1 are serving"),
-        "{body}"
-    );
-    assert_eq!(
-        client().get(gw.url("/x")).send().await.unwrap().status(),
-        200
-    );
+    reload_refused_and_old_config_serves(&gw, "has no routes while 1 are serving").await;
 
     std::fs::write(&path, &config).unwrap();
     assert_eq!(gw.reload().await.0, 200);
