@@ -44,6 +44,7 @@ pub mod connections;
 pub mod demo;
 pub mod explain;
 pub mod gateway;
+pub mod guarded;
 pub mod limits;
 pub mod logging;
 pub mod metrics;

@@ -17,7 +17,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
 use crate::admin::AdminApp;
-use crate::connections::CountConnections;
+use crate::connections::ClientConnections;
 use crate::gateway::{Gateway, ListenerPolicy};
 use crate::proxy::GatewayProxy;
 
@@ -123,11 +123,18 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
         .iter()
         .map(|a| (*a, gateway.metrics().open_connections(&a.to_string())))
         .collect();
-    let app = pingora_proxy::http_proxy(&server.configuration, GatewayProxy::new(gateway.clone()));
-    let mut proxy = Service::new(
-        "portcullis proxy".to_string(),
-        CountConnections::new(app, gauges),
-    );
+    let mut app =
+        pingora_proxy::http_proxy(&server.configuration, GatewayProxy::new(gateway.clone()));
+    // HTTP/2 connections idle for keepalive_timeout are closed (HTTP/1 ones
+    // by the stream wrapper, see `guarded.rs`). Read at start-up.
+    let keepalive = config.server.client.keepalive_timeout;
+    let mut options = pingora_core::apps::HttpServerOptions::default();
+    options.h2_idle_timeout = Some(keepalive.max(std::time::Duration::from_secs(1)));
+    app.server_options = Some(options);
+    let app = ClientConnections::new(app, gateway.clone(), gauges);
+    let filter = app.filter();
+    let mut proxy = Service::new("portcullis proxy".to_string(), app);
+    proxy.set_connection_filter(filter);
     let mut bound = Vec::new();
     let mut policies = Vec::new();
     for (i, (l, &addr)) in config.listeners.iter().zip(&addrs).enumerate() {

@@ -225,6 +225,12 @@ pub struct ClientFile {
     pub max_header_size: Option<Spanned<String>>,
     pub max_headers: Option<Spanned<u32>>,
     pub max_uri_length: Option<Spanned<u32>>,
+    /// Durations, e.g. `"10s"`.
+    pub header_timeout: Option<Spanned<String>>,
+    pub body_timeout: Option<Spanned<String>>,
+    /// `"0s"` turns keep-alive off.
+    pub keepalive_timeout: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<u32>>,
 }
 
 /// One `[[listeners]]` entry.

@@ -148,7 +148,8 @@ pub struct ServerSettings {
 }
 
 /// `[server.client]`: what a request may carry before the gateway refuses
-/// it (431, 414).
+/// it (431, 414), how long a client may take (408) and how many may be
+/// connected at once.
 #[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct ClientLimits {
     /// Bytes of the request line and headers.
@@ -157,11 +158,28 @@ pub struct ClientLimits {
     pub max_headers: u32,
     /// Bytes of the request target.
     pub max_uri_length: u32,
+    /// The whole request head must arrive within this, counted from the
+    /// connection's accept (first request) or the head's first byte.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Longest gap between two reads of a request body.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Idle time after which a keep-alive connection is closed; zero turns
+    /// keep-alive off.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+    /// Client connections open at once, per process.
+    pub max_connections: u32,
 }
 
 pub const DEFAULT_MAX_HEADER_SIZE: u64 = 32 << 10;
 pub const DEFAULT_MAX_HEADERS: u32 = 100;
 pub const DEFAULT_MAX_URI_LENGTH: u32 = 8192;
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 100_000;
 /// Pingora reads at most 1 MiB of request head and 256 header fields.
 pub const MAX_HEADER_SIZE_LIMIT: u64 = 1 << 20;
 pub const MAX_HEADERS_LIMIT: u32 = 256;
@@ -172,6 +190,10 @@ impl Default for ClientLimits {
             max_header_size: DEFAULT_MAX_HEADER_SIZE,
             max_headers: DEFAULT_MAX_HEADERS,
             max_uri_length: DEFAULT_MAX_URI_LENGTH,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }

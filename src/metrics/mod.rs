@@ -21,6 +21,9 @@ pub use upstream::{
     TTFB_BUCKETS,
 };
 
+/// The `reason`s of `portcullis_downstream_refused_total`.
+pub const DOWNSTREAM_REFUSALS: [&str; 3] = ["header_timeout", "bad_head", "max_connections"];
+
 /// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,
@@ -36,6 +39,7 @@ pub struct Metrics {
     backend_inflight: IntGaugeVec,
     upstream: UpstreamFamilies,
     open_connections: IntGaugeVec,
+    downstream_refused: IntCounterVec,
     last_reload_ok: IntGauge,
     cache: cache::CacheFamilies,
 }
@@ -134,6 +138,17 @@ impl Metrics {
             &["listener"],
         )?;
         registry.register(Box::new(open_connections.clone()))?;
+        let downstream_refused = IntCounterVec::new(
+            Opts::new(
+                "portcullis_downstream_refused_total",
+                "Client connections refused before any request was read: header_timeout (408), bad_head (a request head the HTTP parser refused, 400), max_connections (closed at accept).",
+            ),
+            &["reason"],
+        )?;
+        for reason in DOWNSTREAM_REFUSALS {
+            downstream_refused.with_label_values(&[reason]);
+        }
+        registry.register(Box::new(downstream_refused.clone()))?;
         let last_reload_ok = IntGauge::new(
             "portcullis_config_last_reload_successful",
             "1 when the last reload attempt (or start-up) succeeded, 0 when it failed and the previous config keeps serving.",
@@ -172,6 +187,7 @@ impl Metrics {
             backend_inflight,
             upstream,
             open_connections,
+            downstream_refused,
             last_reload_ok,
             cache,
         })
@@ -195,6 +211,12 @@ impl Metrics {
     /// The open-connections gauge of the listener bound at `listener`.
     pub fn open_connections(&self, listener: &str) -> prometheus::IntGauge {
         self.open_connections.with_label_values(&[listener])
+    }
+
+    /// The counter of client connections refused for `reason` (one of
+    /// [`DOWNSTREAM_REFUSALS`]).
+    pub fn downstream_refused(&self, reason: &str) -> IntCounter {
+        self.downstream_refused.with_label_values(&[reason])
     }
 
     /// A config was loaded and now serves (start-up or reload); `hash`

@@ -11,6 +11,22 @@ use pingora_proxy::Session;
 
 use super::problem::{self, Problem};
 use super::{errors, strict, RequestCtx};
+use crate::config::model::ClientLimits;
+
+/// The `[server.client]` timeouts from here on: the head is in (the
+/// header timeout stops until the next request), a body read may wait at
+/// most `body_timeout` (not on an upgrade: a WebSocket's idle time is the
+/// route's `read_timeout` upstream, and Pingora's 60 s per read here), and
+/// `keepalive_timeout = "0s"` closes the connection after the response.
+pub fn apply_timeouts(session: &mut Session, limits: &ClientLimits) {
+    crate::guarded::request_started(session);
+    if !session.is_upgrade_req() {
+        session.set_read_timeout(Some(limits.body_timeout));
+    }
+    if limits.keepalive_timeout.is_zero() {
+        session.set_keepalive(None);
+    }
+}
 
 /// Check the request head; answer and return `true` when it is refused.
 pub async fn refused_head(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {

@@ -15,6 +15,8 @@ pub fn problem_for(e: &Error) -> Option<Problem> {
         HTTPStatus(504) => Problem::GatewayTimeout,
         HTTPStatus(400) => Problem::BadRequest,
         HTTPStatus(_) => Problem::BadGateway,
+        // `[server.client] body_timeout`: the client stopped sending its body.
+        ReadTimedout if e.esource() == &ErrorSource::Downstream => Problem::RequestTimeout,
         ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout
             if e.esource() == &ErrorSource::Upstream =>
         {

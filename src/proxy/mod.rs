@@ -97,15 +97,17 @@ impl ProxyHttp for GatewayProxy {
         RequestCtx::new()
     }
 
-    /// Runs first: pin the snapshot this request will use to the end, drop
-    /// an `Upgrade: h2c`, settle the request id, the trace context and the
+    /// Runs first: pin the snapshot this request will use to the end, set
+    /// the client timeouts for the rest of the request, drop an `Upgrade: h2c`, settle the request id, the trace context and the
     /// listener's policy.
     async fn early_request_filter(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        ctx.snapshot = Some(self.gateway.snapshot());
+        let snapshot = self.gateway.snapshot();
+        client::apply_timeouts(session, &snapshot.config.server.client);
+        ctx.snapshot = Some(snapshot);
         forward::drop_h2c_upgrade(session.req_header_mut());
         ctx.request_id = forward::request_id(session.req_header());
         ctx.trace = trace::TraceContext::for_request(session.req_header());
@@ -499,6 +501,7 @@ impl ProxyHttp for GatewayProxy {
     /// Runs last, for every request: the access-log line and counters.
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         ctx.inflight = None;
+        crate::guarded::request_done(session);
         caching::record(session, ctx);
         record::request_done(&self.gateway, session, e, ctx);
     }

@@ -14,6 +14,9 @@ pub enum Problem {
     NotFound,
     MethodNotAllowed,
     BadRequest,
+    /// The request head (header_timeout) or the next piece of the body
+    /// (body_timeout) did not arrive in time.
+    RequestTimeout,
     /// No API key where the route reads it.
     KeyRequired,
     /// An unknown, expired, not yet valid or disabled key: which of these is
@@ -51,6 +54,7 @@ impl Problem {
             Problem::NotFound => 404,
             Problem::MethodNotAllowed => 405,
             Problem::BadRequest => 400,
+            Problem::RequestTimeout => 408,
             Problem::UriTooLong => 414,
             Problem::HeadersTooLarge => 431,
             Problem::PayloadTooLarge => 413,
@@ -71,6 +75,7 @@ impl Problem {
             Problem::NotFound => "Not Found",
             Problem::MethodNotAllowed => "Method Not Allowed",
             Problem::BadRequest => "Bad Request",
+            Problem::RequestTimeout => "Request Timeout",
             Problem::UriTooLong => "URI Too Long",
             Problem::HeadersTooLarge => "Request Header Fields Too Large",
             Problem::PayloadTooLarge => "Content Too Large",
@@ -93,6 +98,7 @@ impl Problem {
             Problem::NotFound => "No route matches this request.",
             Problem::MethodNotAllowed => "The route does not accept this method.",
             Problem::BadRequest => "The request could not be understood.",
+            Problem::RequestTimeout => "The request was not received in time.",
             Problem::UriTooLong => "The request target is too long.",
             Problem::HeadersTooLarge => "The request line and headers are too large.",
             Problem::PayloadTooLarge => "The request body is larger than this API accepts.",
@@ -137,6 +143,41 @@ impl Problem {
             body["limit"] = limit.into();
         }
         Bytes::from(body.to_string())
+    }
+}
+
+impl Problem {
+    /// The whole HTTP/1.1 response, for answers written below Pingora's
+    /// session (see `guarded.rs`): the connection is closed after it.
+    pub fn http1_response(self) -> Bytes {
+        let id = super::forward::new_request_id();
+        let id = super::forward::id_text(&id);
+        let body = self.body(id);
+        let status = self.status();
+        let mut out = format!(
+            "HTTP/1.1 {status} {}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\ncache-control: no-store\r\n{}: {id}\r\nconnection: close\r\n\r\n",
+            self.title(),
+            body.len(),
+            super::forward::REQUEST_ID,
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        Bytes::from(out)
+    }
+
+    /// The problem for a status Pingora answers with itself before any
+    /// hook runs (a request head its parser refused, `CONNECT`).
+    pub fn for_pingora_status(status: u16) -> Option<Problem> {
+        Some(match status {
+            400 => Problem::BadRequest,
+            405 => Problem::MethodNotAllowed,
+            408 => Problem::RequestTimeout,
+            414 => Problem::UriTooLong,
+            431 => Problem::HeadersTooLarge,
+            501 => Problem::NotImplemented,
+            500 => Problem::Internal,
+            _ => return None,
+        })
     }
 }
 

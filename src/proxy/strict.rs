@@ -184,6 +184,7 @@ mod tests {
             max_header_size: 200,
             max_headers: 3,
             max_uri_length: 12,
+            ..ClientLimits::default()
         };
         assert_eq!(check(&req(&[("host", "a")]), &limits), Ok(()));
         let long = RequestHeader::build("GET", b"/orders?id=12", None).unwrap();

@@ -1,5 +1,7 @@
 //! `[server.client]`: the limits on what a client may send.
 
+use std::time::Duration;
+
 use toml::Spanned;
 
 use super::Validator;
@@ -42,6 +44,31 @@ impl Validator<'_> {
                 self.error(n.span(), Some(item), "max_uri_length must be at least 16");
             }
             out.max_uri_length = *n.get_ref();
+        }
+        if let Some(d) = &c.header_timeout {
+            if let Some(d) = self.duration(d, "header_timeout", Some(item)) {
+                out.header_timeout = d;
+            }
+        }
+        if let Some(d) = &c.body_timeout {
+            if let Some(d) = self.duration(d, "body_timeout", Some(item)) {
+                out.body_timeout = d;
+            }
+        }
+        if let Some(d) = &c.keepalive_timeout {
+            // "0s" is allowed: keep-alive off, as in nginx.
+            let zero = humantime::parse_duration(d.get_ref()).is_ok_and(|d| d.is_zero());
+            if zero {
+                out.keepalive_timeout = Duration::ZERO;
+            } else if let Some(d) = self.duration(d, "keepalive_timeout", Some(item)) {
+                out.keepalive_timeout = d;
+            }
+        }
+        if let Some(n) = &c.max_connections {
+            if *n.get_ref() == 0 {
+                self.error(n.span(), Some(item), "max_connections must be at least 1");
+            }
+            out.max_connections = *n.get_ref();
         }
         out
     }

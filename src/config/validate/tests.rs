@@ -217,6 +217,34 @@ fn cache_settings_are_checked_and_defaulted() {
 }
 
 #[test]
+fn client_timeouts_and_max_connections() {
+    let config = ok(&format!(
+        "[server.client]\nheader_timeout = \"5s\"\nbody_timeout = \"1m\"\nkeepalive_timeout = \"0s\"\nmax_connections = 10\n{POOL}"
+    ));
+    let client = &config.server.client;
+    assert_eq!(client.header_timeout, Duration::from_secs(5));
+    assert_eq!(client.body_timeout, Duration::from_secs(60));
+    assert_eq!(client.keepalive_timeout, Duration::ZERO);
+    assert_eq!(client.max_connections, 10);
+    let defaults = ok(POOL).server.client;
+    assert_eq!(defaults.header_timeout, Duration::from_secs(10));
+    assert_eq!(defaults.body_timeout, Duration::from_secs(30));
+    assert_eq!(defaults.keepalive_timeout, Duration::from_secs(75));
+    assert_eq!(defaults.max_connections, 100_000);
+
+    let errors = all_errors(
+        "[server.client]\nheader_timeout = \"0s\"\nbody_timeout = \"soon\"\nkeepalive_timeout = \"-1s\"\nmax_connections = 0\n",
+    );
+    let expected = [
+        r#"f.toml:2:18: server.client: header_timeout must be greater than 0"#,
+        r#"f.toml:3:16: server.client: body_timeout: "soon" is not a duration"#,
+        r#"f.toml:4:21: server.client: keepalive_timeout: "-1s" is not a duration"#,
+        r#"f.toml:5:19: server.client: max_connections must be at least 1"#,
+    ];
+    assert_each_starts_with(&errors, &expected);
+}
+
+#[test]
 fn client_limits_and_max_body_size() {
     let config = ok(&format!(
         "[server.client]\nmax_header_size = \"64KiB\"\nmax_headers = 50\n{POOL}{}",
