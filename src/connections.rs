@@ -116,9 +116,13 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ClientConnections<A> {
         self.inner.process_new(session, shutdown).await
     }
 
-    async fn cleanup(&self) {
-        self.inner.cleanup().await
-    }
+    /// Not passed on. Pingora's proxy would wake every connection waiting
+    /// for its next request and drop it: a request a client sent at that
+    /// moment is lost (reset or cut). Left alone while the process drains,
+    /// each such connection has its next request served with
+    /// `Connection: close` (Pingora does so once shutdown began), and what
+    /// is still idle when `grace_period` ends closes with the process.
+    async fn cleanup(&self) {}
 }
 
 /// Refuses a connection while `max_connections` (live from the config)

@@ -58,5 +58,6 @@ pub mod slots;
 pub mod snapshot;
 pub mod state;
 pub mod tls;
+pub mod upgrade;
 pub mod upstream;
 pub mod usage;

@@ -2,7 +2,8 @@
 //! once every proxy listener accepts connections (what `/readyz` checks),
 //! `RELOADING=1` and `READY=1` around every reload with its outcome in
 //! `STATUS=`, `WATCHDOG=1` at half the unit's `WatchdogSec`, and
-//! `STOPPING=1` on shutdown. Outside systemd (no `NOTIFY_SOCKET`) all of
+//! `STOPPING=1` on shutdown; after a binary upgrade the successor sends
+//! `MAINPID=` with its `READY=1` (see `upgrade.rs`). Outside systemd (no `NOTIFY_SOCKET`) all of
 //! this does nothing.
 
 use std::sync::Arc;
@@ -38,7 +39,13 @@ pub fn start(gateway: Arc<Gateway>) {
             tick.tick().await;
         }
         let status = format!("serving {}", gateway.snapshot().summary());
-        send(&[NotifyState::Ready, NotifyState::Status(&status)]);
+        if crate::upgrade::is_successor() {
+            // Took the listeners over: this process is the service now.
+            let pid = NotifyState::MainPid(std::process::id());
+            send(&[pid, NotifyState::Ready, NotifyState::Status(&status)]);
+        } else {
+            send(&[NotifyState::Ready, NotifyState::Status(&status)]);
+        }
     });
     if let Some(period) = sd_notify::watchdog_enabled() {
         tokio::spawn(async move {
@@ -69,9 +76,10 @@ pub fn reloaded(status: &str) {
     }
 }
 
-/// The process is shutting down.
+/// The process is shutting down (not when it drains after handing its
+/// listeners to a successor, which is the service now).
 pub fn stopping() {
-    if enabled() {
+    if enabled() && !crate::upgrade::handed_over() {
         send(&[NotifyState::Stopping]);
     }
 }

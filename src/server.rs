@@ -108,8 +108,24 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
     let grace = config.server.grace_period.as_secs().max(1);
     conf.grace_period_seconds = Some(grace);
     conf.graceful_shutdown_timeout_seconds = Some(grace);
-    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    let sock = crate::upgrade::socket_path();
+    conf.upgrade_sock = sock.to_string_lossy().into_owned();
+    let successor = crate::upgrade::Successor::new(sock)
+        .map_err(|e| warn!(error = %e, "cannot find this binary's path; SIGUSR2 upgrades are off"))
+        .ok();
+    let opt = Opt {
+        upgrade: crate::upgrade::is_successor(),
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    // A successor receives its listening sockets from its predecessor here.
     server.bootstrap();
+    if crate::upgrade::is_successor() {
+        info!(
+            pid = std::process::id(),
+            "took over the listening sockets (binary upgrade)"
+        );
+    }
 
     let addrs: Vec<SocketAddr> = config
         .listeners
@@ -199,7 +215,9 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
     println!("listening admin http://{admin_addr}");
     info!(config = %gateway.config_path().display(), summary = %snapshot.summary(), "portcullis starting");
     drop(snapshot);
-    server.run(pingora_core::server::RunArgs::default());
+    server.run(pingora_core::server::RunArgs {
+        shutdown_signal: Box::new(crate::upgrade::Signals::new(successor)),
+    });
     // Every request has finished (or the grace period ran out): write out
     // the access log lines still queued before the process ends.
     gateway.access_log().close();

@@ -95,8 +95,13 @@ impl Gateway {
     /// [`Gateway::start_file`] with extra environment variables for the
     /// gateway process.
     pub async fn start_file_with_env(config_path: &Path, env: &[(&str, &str)]) -> Gateway {
+        Self::start_binary(Path::new(bin()), config_path, env).await
+    }
+
+    /// [`Gateway::start_file_with_env`] running the gateway binary at `binary`.
+    pub async fn start_binary(binary: &Path, config_path: &Path, env: &[(&str, &str)]) -> Gateway {
         let config_path = config_path.to_path_buf();
-        let mut child = Command::new(bin())
+        let mut child = Command::new(binary)
             .args(["run", "-c"])
             .arg(&config_path)
             .envs(env.iter().copied())
@@ -229,12 +234,12 @@ impl Gateway {
         (status, r.json().await.expect("reload json"))
     }
 
-    /// Send SIGHUP to the gateway.
     /// The gateway's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// Send SIGHUP to the gateway.
     pub fn sighup(&self) {
         self.signal("HUP");
     }

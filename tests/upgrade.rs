@@ -1,0 +1,211 @@
+//! Zero-downtime binary upgrade: with clients sending requests all along
+//! (on kept-alive connections and on new ones), `SIGUSR2` makes the
+//! running gateway start a second copy of the binary (renamed over the
+//! first, as a package upgrade does), hand it the listening sockets and
+//! drain. Not one request fails or is refused; the new process serves on.
+//! A successor that cannot start leaves the old process serving.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::backend::Backend;
+use common::{bin, client, eventually, pool, Gateway};
+
+/// Kills a process left behind by a failed test.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &self.0.to_string()])
+            .status();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Copy the gateway binary to `to` by way of a rename, so `to` is a new
+/// file (a new inode), as when a package manager replaces it.
+fn install_binary(to: &Path) {
+    let tmp = to.with_extension("new");
+    std::fs::copy(bin(), &tmp).expect("copy the binary");
+    std::fs::rename(&tmp, to).expect("rename the binary");
+}
+
+/// A config on fixed ports (a successor binds what the config says; port 0
+/// would be a new port).
+fn config(backend: SocketAddr, proxy: u16, admin: u16) -> String {
+    format!(
+        "[server]\nwatch_config = false\ngrace_period = \"1s\"\n\n[[listeners]]\naddress = \"127.0.0.1:{proxy}\"\n\n[admin]\naddress = \"127.0.0.1:{admin}\"\n\n{}[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n",
+        pool("p", &[backend], "")
+    )
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    exe: PathBuf,
+    gw: Gateway,
+}
+
+async fn setup(backend: &Backend) -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe = dir.path().join("portcullis");
+    install_binary(&exe);
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, config(backend.addr, free_port(), free_port())).expect("config");
+    let sock = dir.path().join("upgrade.sock");
+    let sock = sock.to_str().expect("utf-8 path");
+    let gw = Gateway::start_binary(&exe, &path, &[("PORTCULLIS_UPGRADE_SOCK", sock)]).await;
+    Setup { _dir: dir, exe, gw }
+}
+
+/// The pid the successor logged when it took the sockets over.
+fn successor_pid(logs: &str) -> Option<u32> {
+    let line = logs
+        .lines()
+        .find(|l| l.contains("took over the listening sockets"))?;
+    let rest = &line[line.find("pid")? + 3..];
+    let digits: String = rest
+        .trim_start_matches(|c: char| !c.is_ascii_digit())
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: AtomicUsize,
+    failed: AtomicUsize,
+    errors: Mutex<Vec<String>>,
+}
+
+impl Tally {
+    fn record(&self, r: Result<reqwest::Response, reqwest::Error>) {
+        match r {
+            Ok(r) if r.status() == 200 => {
+                self.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(r) => self.fail(format!("status {}", r.status())),
+            Err(e) => self.fail(format!("{e:?}")),
+        }
+    }
+
+    fn fail(&self, e: String) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.errors.lock().unwrap().push(e);
+    }
+}
+
+/// Clients sending requests until `stop`: three on kept-alive connections,
+/// one opening a new connection for every request.
+fn traffic(
+    url: String,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..4)
+        .map(|i| {
+            let (url, stop, tally) = (url.clone(), stop.clone(), tally.clone());
+            tokio::spawn(async move {
+                let keepalive = client();
+                while !stop.load(Ordering::Relaxed) {
+                    let c = if i == 3 {
+                        reqwest::Client::builder()
+                            .no_proxy()
+                            .pool_max_idle_per_host(0)
+                            .build()
+                            .expect("client")
+                    } else {
+                        keepalive.clone()
+                    };
+                    tally.record(c.get(&url).send().await);
+                }
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigusr2_hands_the_listeners_to_the_new_binary_without_a_failed_request() {
+    let backend = Backend::start("b").await;
+    let Setup { _dir, exe, mut gw } = setup(&backend).await;
+    let url = gw.url("/");
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let tasks = traffic(url.clone(), stop.clone(), tally.clone());
+    eventually("traffic flowing", || async {
+        (tally.ok.load(Ordering::Relaxed) > 20).then_some(())
+    })
+    .await;
+
+    // The package upgrade: a new binary at the same path. Then the signal.
+    install_binary(&exe);
+    gw.signal("USR2");
+    let new_pid = eventually("the successor to take the sockets over", || async {
+        successor_pid(&gw.logs())
+    })
+    .await;
+    let _kill = KillOnDrop(new_pid);
+    assert_ne!(new_pid, gw.pid());
+    // The old process keeps accepting 5 s, then drains (grace_period 1 s).
+    assert_eq!(gw.exited().await, Some(0), "{}", gw.logs());
+    let at_exit = tally.ok.load(Ordering::Relaxed);
+    eventually("the successor serving", || async {
+        (tally.ok.load(Ordering::Relaxed) > at_exit + 50).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("traffic task");
+    }
+    let errors = tally.errors.lock().unwrap().clone();
+    assert_eq!(
+        tally.failed.load(Ordering::Relaxed),
+        0,
+        "failed requests during the upgrade: {errors:?}"
+    );
+    assert!(tally.ok.load(Ordering::Relaxed) > at_exit + 50);
+    // The successor is the gateway now: its admin API answers too.
+    let r = client()
+        .get(gw.admin_url("/healthz"))
+        .send()
+        .await
+        .expect("admin");
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_successor_that_cannot_start_leaves_the_old_process_serving() {
+    let backend = Backend::start("b").await;
+    let Setup { _dir, exe, gw } = setup(&backend).await;
+    // The "new binary" exits at once.
+    let tmp = exe.with_extension("new");
+    std::fs::write(&tmp, "#!/bin/sh\nexit 3\n").expect("script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::rename(&tmp, &exe).expect("rename");
+    gw.signal("USR2");
+    gw.wait_for_log("upgrade failed; this process keeps serving")
+        .await;
+    assert!(
+        gw.logs().contains("the new process exited"),
+        "{}",
+        gw.logs()
+    );
+    let r = client().get(gw.url("/")).send().await.expect("request");
+    assert_eq!(r.status(), 200);
+    let r = client()
+        .get(gw.admin_url("/healthz"))
+        .send()
+        .await
+        .expect("admin");
+    assert_eq!(r.status(), 200);
+}
