@@ -43,6 +43,8 @@ pub mod config;
 pub mod connections;
 pub mod demo;
 pub mod explain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod guarded;
 pub mod limits;

@@ -1,27 +1,40 @@
-//! Replays the fuzz corpus and every saved crash through the config parser,
-//! so a fixed crash stays fixed without running the fuzzer.
+//! Replays every fuzz corpus and every saved crash (`fuzz/regressions/`)
+//! through the checks the fuzz targets run (`portcullis::fuzzing`), so a
+//! fixed crash stays fixed without running the fuzzer.
 
 use std::path::Path;
 
+/// A fuzz target's check.
+type Check = fn(&[u8]);
+
+/// (corpus directory, the target's check)
+const TARGETS: [(&str, Check); 7] = [
+    ("config", portcullis::fuzzing::config),
+    ("router", portcullis::fuzzing::router),
+    ("key_place", portcullis::fuzzing::key_place),
+    ("request_id", portcullis::fuzzing::request_id),
+    ("traceparent", portcullis::fuzzing::traceparent),
+    ("cache_key", portcullis::fuzzing::cache_key),
+    ("http1_request", portcullis::fuzzing::http1),
+];
+
 #[test]
-fn config_corpus_and_regressions_parse_without_panic() {
+fn every_corpus_and_saved_crash_passes_its_target() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    let mut n = 0;
-    for dir in ["corpus/config", "regressions/config"] {
-        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            let bytes = std::fs::read(&path).unwrap();
-            let Ok(text) = std::str::from_utf8(&bytes) else {
+    for (name, check) in TARGETS {
+        let mut n = 0;
+        for dir in ["corpus", "regressions"] {
+            let Ok(entries) = std::fs::read_dir(root.join(dir).join(name)) else {
                 continue;
             };
-            if let Err(errors) = portcullis::config::parse_str(text, "corpus.toml") {
-                assert!(!errors.0.is_empty(), "{}: empty error list", path.display());
+            for entry in entries {
+                let path = entry.expect("corpus entry").path();
+                let bytes = std::fs::read(&path).expect("corpus file");
+                let outcome = std::panic::catch_unwind(|| check(&bytes));
+                assert!(outcome.is_ok(), "{} fails its target", path.display());
+                n += 1;
             }
-            n += 1;
         }
+        assert!(n > 0, "no corpus for the {name} target");
     }
-    assert!(n > 0, "no corpus files found");
 }

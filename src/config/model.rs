@@ -537,6 +537,37 @@ pub struct Route {
     pub max_body_size: Option<u64>,
 }
 
+impl Route {
+    /// A route with only what the router reads set (everything else the
+    /// default, pool `pool`): for the router's tests and its fuzz target.
+    pub fn matching(
+        id: String,
+        hosts: Vec<HostPattern>,
+        path: PathMatch,
+        methods: Vec<String>,
+    ) -> Route {
+        Route {
+            id,
+            tags: vec![],
+            auth: RouteAuth::None,
+            rate_limits: vec![],
+            hosts,
+            path,
+            methods,
+            pool: "pool".into(),
+            strip_prefix: false,
+            rewrite_prefix: None,
+            request_headers: HeaderRules::default(),
+            response_headers: HeaderRules::default(),
+            timeouts: Timeouts::default(),
+            lifecycle: Lifecycle::default(),
+            cache: None,
+            retry_on: RetryOn::default(),
+            max_body_size: None,
+        }
+    }
+}
+
 /// `[cache]`: the store every caching route shares.
 #[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct CacheSettings {

@@ -1,38 +1,24 @@
 //! Unit tests of the route matcher.
 use super::*;
-use crate::config::model::{HeaderRules, Timeouts};
 
 /// A route; hosts starting with `*.` are wildcards, paths starting with
 /// `=` exact, others prefixes.
 fn route(hosts: &[&str], path: &str, methods: &[&str]) -> Route {
-    Route {
-        id: format!("{hosts:?} {path} {methods:?}"),
-        tags: vec![],
-        auth: crate::config::model::RouteAuth::None,
-        rate_limits: vec![],
-        hosts: hosts
+    Route::matching(
+        format!("{hosts:?} {path} {methods:?}"),
+        hosts
             .iter()
             .map(|h| match h.strip_prefix('*') {
                 Some(suffix) => HostPattern::Wildcard(suffix.to_string()),
                 None => HostPattern::Exact(h.to_string()),
             })
             .collect(),
-        path: match path.strip_prefix('=') {
+        match path.strip_prefix('=') {
             Some(p) => PathMatch::Exact(p.to_string()),
             None => PathMatch::Prefix(path.to_string()),
         },
-        methods: methods.iter().map(|m| m.to_string()).collect(),
-        pool: "pool".into(),
-        strip_prefix: false,
-        rewrite_prefix: None,
-        request_headers: HeaderRules::default(),
-        response_headers: HeaderRules::default(),
-        timeouts: Timeouts::default(),
-        lifecycle: Default::default(),
-        cache: None,
-        retry_on: Default::default(),
-        max_body_size: None,
-    }
+        methods.iter().map(|m| m.to_string()).collect(),
+    )
 }
 
 fn found(route: usize, prefix_len: usize) -> RouteLookup {
