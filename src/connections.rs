@@ -103,6 +103,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ClientConnections<A> {
             .get_socket_digest()
             .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied());
         let _open = Open::new(local.and_then(|a| self.gauge(a)), &self.open);
+        self.gateway.metrics().note_proxy_runtime();
         let session: Stream = if GuardedStream::wraps(&session) {
             let limits = &self.gateway.snapshot().config.server.client;
             let timeouts = Timeouts {

@@ -9,7 +9,7 @@ mod common;
 
 use common::backend::Backend;
 use common::flaky::{Flaky, Mode};
-use common::{client, eventually, single_route, Gateway};
+use common::{client, eventually, sample, single_route, Gateway};
 
 /// Open file descriptors of the gateway process.
 fn fds(gw: &Gateway) -> usize {
@@ -35,6 +35,8 @@ async fn garbage_resets_and_stalls_mid_response_leak_nothing() {
     }
     let baseline = fds(&gw);
     assert!(baseline > 0);
+    let tasks = alive_tasks(&gw).await;
+    assert!(tasks > 0.0);
 
     x.set(Mode::Garbage);
     for _ in 0..10 {
@@ -60,7 +62,69 @@ async fn garbage_resets_and_stalls_mid_response_leak_nothing() {
         (fds(&gw) <= baseline + 2).then_some(())
     })
     .await;
+    // And every task serving them ended.
+    eventually("the proxy's tasks back to the baseline", || async {
+        (alive_tasks(&gw).await <= tasks).then_some(())
+    })
+    .await;
     assert!(!gw.logs().contains("panicked"), "{}", gw.logs());
+}
+
+#[tokio::test]
+async fn backends_that_close_kept_alive_connections_or_flap_are_retried_and_leak_nothing() {
+    let closing = Flaky::start("closing").await;
+    closing.set(Mode::CloseAfterResponse);
+    let flapping = Flaky::start("flapping").await;
+    flapping.set(Mode::Flap);
+    let steady = Flaky::start("steady").await;
+    let gw = Gateway::start(&format!(
+        "{}[[routes]]\nid = \"c\"\npath = \"/c\"\npool = \"c\"\n\n[[routes]]\nid = \"f\"\npath = \"/f\"\npool = \"f\"\n",
+        common::base_config()
+            + &common::pool("c", &[closing.addr], "")
+            + &common::pool("f", &[flapping.addr, steady.addr], "retries = 1\nbalance = \"round_robin\"\n")
+    ))
+    .await;
+    let c = client();
+    // Warm up: the client's connection and both pools' upstream
+    // connections exist (each pooled connection has a task watching it).
+    for path in ["/c", "/f", "/f"] {
+        assert_eq!(c.get(gw.url(path)).send().await.unwrap().status(), 200);
+    }
+    let baseline = fds(&gw);
+    let tasks = alive_tasks(&gw).await;
+    // Each request finds the pooled upstream connection closed by the
+    // backend: the gateway notices and replays it on a new one.
+    for _ in 0..20 {
+        let r = c.get(gw.url("/c")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "closing");
+    }
+    // Every other request to the flapping backend is reset: retried on
+    // the steady one, the client never sees it.
+    for _ in 0..20 {
+        assert_eq!(c.get(gw.url("/f")).send().await.unwrap().status(), 200);
+    }
+    assert!(flapping.hits() >= 10, "{}", flapping.hits());
+    // Polled with a deadline; the failure names both counts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (f, t) = (fds(&gw), alive_tasks(&gw).await);
+        if f <= baseline + 2 && t <= tasks + 2.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fds {f} (baseline {baseline}), tasks {t} (baseline {tasks})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!gw.logs().contains("panicked"), "{}", gw.logs());
+}
+
+/// Tasks alive in the gateway's proxy runtime.
+async fn alive_tasks(gw: &Gateway) -> f64 {
+    let text = gw.metrics_text().await;
+    sample(&text, "portcullis_proxy_alive_tasks").expect("the tasks gauge")
 }
 
 /// A reload answers 422 with `why` in its first error, and the config

@@ -54,7 +54,7 @@ struct Setup {
     gw: Gateway,
 }
 
-async fn setup(backend: &Backend) -> Setup {
+async fn setup(backend: &Backend, env: &[(&str, &str)]) -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let exe = dir.path().join("portcullis");
     install_binary(&exe);
@@ -62,8 +62,20 @@ async fn setup(backend: &Backend) -> Setup {
     std::fs::write(&path, config(backend.addr, free_port(), free_port())).expect("config");
     let sock = dir.path().join("upgrade.sock");
     let sock = sock.to_str().expect("utf-8 path");
-    let gw = Gateway::start_binary(&exe, &path, &[("PORTCULLIS_UPGRADE_SOCK", sock)]).await;
+    let mut env = env.to_vec();
+    env.push(("PORTCULLIS_UPGRADE_SOCK", sock));
+    let gw = Gateway::start_binary(&exe, &path, &env).await;
     Setup { _dir: dir, exe, gw }
+}
+
+/// Every notification received so far.
+fn notifications(sock: &tokio::net::UnixDatagram) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = sock.try_recv(&mut buf) {
+        out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    out
 }
 
 /// The pid the successor logged when it took the sockets over.
@@ -136,7 +148,13 @@ fn traffic(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigusr2_hands_the_listeners_to_the_new_binary_without_a_failed_request() {
     let backend = Backend::start("b").await;
-    let Setup { _dir, exe, mut gw } = setup(&backend).await;
+    // systemd's notification socket: the successor must take over as the
+    // main process, and the old one must not report stopping.
+    let notify_dir = tempfile::tempdir().expect("tempdir");
+    let notify_path = notify_dir.path().join("notify.sock");
+    let notify = tokio::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+    let notify_path = notify_path.to_str().expect("utf-8 path");
+    let Setup { _dir, exe, mut gw } = setup(&backend, &[("NOTIFY_SOCKET", notify_path)]).await;
     let url = gw.url("/");
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
@@ -157,6 +175,14 @@ async fn sigusr2_hands_the_listeners_to_the_new_binary_without_a_failed_request(
     assert_ne!(new_pid, gw.pid());
     // The old process keeps accepting 5 s, then drains (grace_period 1 s).
     assert_eq!(gw.exited().await, Some(0), "{}", gw.logs());
+    let notes = notifications(&notify);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains(&format!("MAINPID={new_pid}")) && n.contains("READY=1")),
+        "{notes:?}"
+    );
+    assert!(!notes.iter().any(|n| n.contains("STOPPING=1")), "{notes:?}");
     let at_exit = tally.ok.load(Ordering::Relaxed);
     eventually("the successor serving", || async {
         (tally.ok.load(Ordering::Relaxed) > at_exit + 50).then_some(())
@@ -167,6 +193,12 @@ async fn sigusr2_hands_the_listeners_to_the_new_binary_without_a_failed_request(
         t.await.expect("traffic task");
     }
     let errors = tally.errors.lock().unwrap().clone();
+    eprintln!(
+        "upgrade: {} requests answered, {} failed, {} after the old process exited",
+        tally.ok.load(Ordering::Relaxed),
+        tally.failed.load(Ordering::Relaxed),
+        tally.ok.load(Ordering::Relaxed) - at_exit
+    );
     assert_eq!(
         tally.failed.load(Ordering::Relaxed),
         0,
@@ -185,7 +217,7 @@ async fn sigusr2_hands_the_listeners_to_the_new_binary_without_a_failed_request(
 #[tokio::test]
 async fn a_successor_that_cannot_start_leaves_the_old_process_serving() {
     let backend = Backend::start("b").await;
-    let Setup { _dir, exe, gw } = setup(&backend).await;
+    let Setup { _dir, exe, gw } = setup(&backend, &[]).await;
     // The "new binary" exits at once.
     let tmp = exe.with_extension("new");
     std::fs::write(&tmp, "#!/bin/sh\nexit 3\n").expect("script");

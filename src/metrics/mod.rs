@@ -40,6 +40,9 @@ pub struct Metrics {
     upstream: UpstreamFamilies,
     open_connections: IntGaugeVec,
     downstream_refused: IntCounterVec,
+    proxy_tasks: IntGauge,
+    /// The proxy service's runtime, noted by its first connection.
+    proxy_runtime: std::sync::OnceLock<tokio::runtime::Handle>,
     last_reload_ok: IntGauge,
     cache: cache::CacheFamilies,
 }
@@ -149,6 +152,11 @@ impl Metrics {
             downstream_refused.with_label_values(&[reason]);
         }
         registry.register(Box::new(downstream_refused.clone()))?;
+        let proxy_tasks = IntGauge::new(
+            "portcullis_proxy_alive_tasks",
+            "Tasks alive in the proxy's runtime (one per open client connection, plus those serving requests): back to its level after a burst, or tasks leak.",
+        )?;
+        registry.register(Box::new(proxy_tasks.clone()))?;
         let last_reload_ok = IntGauge::new(
             "portcullis_config_last_reload_successful",
             "1 when the last reload attempt (or start-up) succeeded, 0 when it failed and the previous config keeps serving.",
@@ -188,6 +196,8 @@ impl Metrics {
             upstream,
             open_connections,
             downstream_refused,
+            proxy_tasks,
+            proxy_runtime: std::sync::OnceLock::new(),
             last_reload_ok,
             cache,
         })
@@ -217,6 +227,15 @@ impl Metrics {
     /// [`DOWNSTREAM_REFUSALS`]).
     pub fn downstream_refused(&self, reason: &str) -> IntCounter {
         self.downstream_refused.with_label_values(&[reason])
+    }
+
+    /// Called on the proxy's runtime: its alive tasks are exported.
+    pub fn note_proxy_runtime(&self) {
+        if self.proxy_runtime.get().is_none() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let _ = self.proxy_runtime.set(handle);
+            }
+        }
     }
 
     /// A config was loaded and now serves (start-up or reload); `hash`
@@ -268,6 +287,10 @@ impl Metrics {
             self.backend_inflight
                 .with_label_values(&labels)
                 .set(i64::try_from(*inflight).unwrap_or(i64::MAX));
+        }
+        if let Some(rt) = self.proxy_runtime.get() {
+            self.proxy_tasks
+                .set(i64::try_from(rt.metrics().num_alive_tasks()).unwrap_or(i64::MAX));
         }
         let seen = self.access_log_dropped.get();
         if state.access_log_dropped > seen {

@@ -27,6 +27,11 @@ pub enum Mode {
     ResetMidBody,
     /// Send the head and part of the body, then go quiet.
     StallMidBody,
+    /// 200 (keep-alive, no `Connection: close`), then close the
+    /// connection: the gateway's pooled connection is dead on reuse.
+    CloseAfterResponse,
+    /// Alternate: one request answered 200, the next reset.
+    Flap,
 }
 
 impl Mode {
@@ -38,6 +43,8 @@ impl Mode {
             Mode::Garbage => 3,
             Mode::ResetMidBody => 4,
             Mode::StallMidBody => 5,
+            Mode::CloseAfterResponse => 6,
+            Mode::Flap => 7,
             Mode::Status(s) => u32::from(s),
         }
     }
@@ -50,6 +57,8 @@ impl Mode {
             3 => Mode::Garbage,
             4 => Mode::ResetMidBody,
             5 => Mode::StallMidBody,
+            6 => Mode::CloseAfterResponse,
+            7 => Mode::Flap,
             s => Mode::Status(s as u16),
         }
     }
@@ -104,10 +113,14 @@ impl Flaky {
                 }
             };
             buf.drain(..end);
-            self.hits.fetch_add(1, Ordering::SeqCst);
-            let mode = Mode::decode(self.mode.load(Ordering::SeqCst));
+            let hit = self.hits.fetch_add(1, Ordering::SeqCst);
+            let mode = match Mode::decode(self.mode.load(Ordering::SeqCst)) {
+                Mode::Flap if hit % 2 == 1 => Mode::Reset,
+                Mode::Flap => Mode::Ok,
+                m => m,
+            };
             let (status, body) = match mode {
-                Mode::Ok => (200, self.name.clone()),
+                Mode::Ok | Mode::CloseAfterResponse | Mode::Flap => (200, self.name.clone()),
                 Mode::Status(s) => (s, format!("{} failing", self.name)),
                 Mode::Reset => {
                     let _ = stream.set_zero_linger();
@@ -136,6 +149,7 @@ impl Flaky {
             );
             if stream.write_all(head.as_bytes()).await.is_err()
                 || stream.write_all(body.as_bytes()).await.is_err()
+                || mode == Mode::CloseAfterResponse
             {
                 return;
             }
