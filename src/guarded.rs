@@ -39,7 +39,7 @@ use pingora_core::protocols::{SocketDigest, TimingDigest};
 use pingora_proxy::Session;
 use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::proxy::problem::Problem;
 
@@ -68,9 +68,12 @@ pub struct Refusals {
 pub struct GuardedStream {
     inner: Stream,
     phase: AtomicU32,
-    /// The phase value `timer` was armed for.
+    /// The phase value `timer` was armed for. The timer is armed only
+    /// when a read would wait: a head that arrives in one read costs none.
     timed: Option<u32>,
     timer: Option<Pin<Box<Sleep>>>,
+    /// When the current request head started: the accept, or its first byte.
+    head_started: Instant,
     limits: Timeouts,
     /// An answer the wrapper writes itself, and how much of it is out.
     own: Option<(Bytes, usize)>,
@@ -88,8 +91,9 @@ impl GuardedStream {
         Self {
             inner,
             phase: AtomicU32::new(HEAD),
-            timed: Some(HEAD),
-            timer: Some(Box::pin(tokio::time::sleep(limits.header))),
+            timed: None,
+            timer: None,
+            head_started: Instant::now(),
             limits,
             own: None,
             replaced: false,
@@ -115,23 +119,23 @@ impl GuardedStream {
         if self.timed == Some(now) {
             return;
         }
-        let limit = match now & PHASE_BITS {
-            HEAD => self.limits.header,
-            IDLE => self.limits.keepalive,
-            // No timer while a request is served; kept for the next arm.
-            _ => {
-                self.timed = Some(now);
-                return;
-            }
+        let deadline = match now & PHASE_BITS {
+            HEAD => self.head_started + self.limits.header,
+            IDLE => Instant::now() + self.limits.keepalive,
+            // No timer while a request is served.
+            _ => return,
         };
         self.timed = Some(now);
         match self.timer.as_mut() {
-            Some(t) => t.as_mut().reset(tokio::time::Instant::now() + limit),
-            None => self.timer = Some(Box::pin(tokio::time::sleep(limit))),
+            Some(t) => t.as_mut().reset(deadline),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
         }
     }
 
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+    /// A read would wait: arm the phase's timer; whether it has expired
+    /// (else it wakes the task when it does).
+    fn arm_expired(&mut self, now: u32, cx: &mut Context<'_>) -> bool {
+        self.arm(now);
         self.timer
             .as_mut()
             .is_some_and(|t| t.as_mut().poll(cx).is_ready())
@@ -216,7 +220,6 @@ impl AsyncRead for GuardedStream {
             )));
         }
         let now = this.phase.load(Ordering::Relaxed);
-        this.arm(now);
         if now & PHASE_BITS == BUSY {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
@@ -226,12 +229,11 @@ impl AsyncRead for GuardedStream {
                 if now & PHASE_BITS == IDLE && buf.filled().len() > before {
                     // The next request's first byte: its head is timed now.
                     this.set_phase(HEAD);
-                    let head = this.phase.load(Ordering::Relaxed);
-                    this.arm(head);
+                    this.head_started = Instant::now();
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending if this.expired(cx) => {
+            Poll::Pending if this.arm_expired(now, cx) => {
                 if now & PHASE_BITS == IDLE {
                     // End of stream: Pingora closes the idle connection.
                     return Poll::Ready(Ok(()));
