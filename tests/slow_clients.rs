@@ -222,12 +222,13 @@ async fn a_body_that_stops_arriving_gets_408_after_body_timeout() {
 async fn pingoras_own_refusals_get_problem_bodies() {
     let backend = Backend::start("b").await;
     let gw = gateway(&backend, "").await;
-    let cases: [(&[u8], u16); 5] = [
+    let cases: [(&[u8], u16); 6] = [
         // Refused by Pingora's parser before any gateway code runs.
         (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
         (b"GET http://b/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHo st: a\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", 400),
         (b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 405),
     ];
     for (bytes, status) in cases {
