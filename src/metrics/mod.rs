@@ -154,7 +154,7 @@ impl Metrics {
         registry.register(Box::new(downstream_refused.clone()))?;
         let proxy_tasks = IntGauge::new(
             "portcullis_proxy_alive_tasks",
-            "Tasks alive in the proxy's runtime (one per open client connection, plus those serving requests): back to its level after a burst, or tasks leak.",
+            "Tasks alive in the proxy's runtime (one per open client connection and per pooled upstream connection, plus those serving requests): back to its level after a burst, or tasks leak.",
         )?;
         registry.register(Box::new(proxy_tasks.clone()))?;
         let last_reload_ok = IntGauge::new(
