@@ -76,6 +76,14 @@ pub fn reloaded(status: &str) {
     }
 }
 
+/// `pid` is the service's main process from now on (a binary upgrade's
+/// successor).
+pub fn main_pid(pid: u32) {
+    if enabled() {
+        send(&[NotifyState::MainPid(pid)]);
+    }
+}
+
 /// The process is shutting down (not when it drains after handing its
 /// listeners to a successor, which is the service now).
 pub fn stopping() {

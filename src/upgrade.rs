@@ -14,9 +14,10 @@
 //! broken binary), it exits or never listens, and this process keeps
 //! serving: the failure is logged, nothing is handed over.
 //!
-//! Under systemd (`Type=notify`, `NotifyAccess=all`) the successor
-//! reports `MAINPID=` and `READY=1` when its listeners accept; the old
-//! process does not report `STOPPING=1`.
+//! Under systemd (`Type=notify`, `NotifyAccess=main`) this process names
+//! the successor in `MAINPID=` before the handover (the sockets reach the
+//! successor only after that, so its `READY=1` comes from the main
+//! process), and it does not report `STOPPING=1` while it drains.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -170,6 +171,7 @@ impl ShutdownSignalWatch for Signals {
                     match successor.start().await {
                         Ok(pid) => {
                             info!(pid, "upgrade: handing the listening sockets to the new process; this one drains");
+                            crate::notify::main_pid(pid);
                             HANDED_OVER.store(true, Ordering::Relaxed);
                             return ShutdownSignal::GracefulUpgrade;
                         }

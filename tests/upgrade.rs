@@ -183,6 +183,18 @@ async fn sigusr2_hands_the_listeners_to_the_new_binary_without_a_failed_request(
         "{notes:?}"
     );
     assert!(!notes.iter().any(|n| n.contains("STOPPING=1")), "{notes:?}");
+    // The old (main) process names its successor before the handover, so
+    // `NotifyAccess=main` accepts the successor's READY=1.
+    let named = notes
+        .iter()
+        .position(|n| n.contains(&format!("MAINPID={new_pid}")) && !n.contains("READY=1"));
+    let ready = notes
+        .iter()
+        .position(|n| n.contains(&format!("MAINPID={new_pid}")) && n.contains("READY=1"));
+    assert!(
+        matches!((named, ready), (Some(a), Some(b)) if a < b),
+        "{notes:?}"
+    );
     let at_exit = tally.ok.load(Ordering::Relaxed);
     eventually("the successor serving", || async {
         (tally.ok.load(Ordering::Relaxed) > at_exit + 50).then_some(())
