@@ -1,7 +1,5 @@
 //! `[server.client]`: the limits on what a client may send.
 
-use std::time::Duration;
-
 use toml::Spanned;
 
 use super::Validator;
@@ -45,22 +43,17 @@ impl Validator<'_> {
             }
             out.max_uri_length = *n.get_ref();
         }
-        if let Some(d) = &c.header_timeout {
-            if let Some(d) = self.duration(d, "header_timeout", Some(item)) {
-                out.header_timeout = d;
-            }
-        }
-        if let Some(d) = &c.body_timeout {
-            if let Some(d) = self.duration(d, "body_timeout", Some(item)) {
-                out.body_timeout = d;
-            }
-        }
+        out.header_timeout = self.duration_or(
+            &c.header_timeout,
+            "header_timeout",
+            item,
+            out.header_timeout,
+        );
+        out.body_timeout =
+            self.duration_or(&c.body_timeout, "body_timeout", item, out.body_timeout);
         if let Some(d) = &c.keepalive_timeout {
             // "0s" is allowed: keep-alive off, as in nginx.
-            let zero = humantime::parse_duration(d.get_ref()).is_ok_and(|d| d.is_zero());
-            if zero {
-                out.keepalive_timeout = Duration::ZERO;
-            } else if let Some(d) = self.duration(d, "keepalive_timeout", Some(item)) {
+            if let Some(d) = self.duration_from(d, "keepalive_timeout", Some(item), true) {
                 out.keepalive_timeout = d;
             }
         }

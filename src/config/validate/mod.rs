@@ -652,9 +652,21 @@ impl Validator<'_> {
         what: &str,
         item: Option<&str>,
     ) -> Option<Duration> {
+        self.duration_from(s, what, item, false)
+    }
+
+    /// [`Self::duration`], with `zero_ok`: `"0s"` is accepted too (a key
+    /// where zero turns something off).
+    fn duration_from(
+        &mut self,
+        s: &Spanned<String>,
+        what: &str,
+        item: Option<&str>,
+        zero_ok: bool,
+    ) -> Option<Duration> {
         let text = s.get_ref();
         match humantime::parse_duration(text) {
-            Ok(d) if d.is_zero() => {
+            Ok(d) if d.is_zero() && !zero_ok => {
                 self.error(s.span(), item, format!("{what} must be greater than 0"));
                 None
             }

@@ -40,7 +40,7 @@ impl Validator<'_> {
         *v.get_ref()
     }
 
-    fn duration_or(
+    pub(super) fn duration_or(
         &mut self,
         v: &Option<Spanned<String>>,
         key: &str,
