@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::backend::Backend;
-use common::{bin, client, eventually, pool, Gateway};
+use common::{bin, client, eventually, get_json, pool, Gateway};
 
 /// Kills a process left behind by a failed test.
 struct KillOnDrop(u32);
@@ -218,12 +218,7 @@ async fn sigusr2_hands_the_listeners_to_the_new_binary_without_a_failed_request(
     );
     assert!(tally.ok.load(Ordering::Relaxed) > at_exit + 50);
     // The successor is the gateway now: its admin API answers too.
-    let r = client()
-        .get(gw.admin_url("/healthz"))
-        .send()
-        .await
-        .expect("admin");
-    assert_eq!(r.status(), 200);
+    assert_eq!(get_json(&gw.admin_url("/healthz")).await.0, 200);
 }
 
 #[tokio::test]
@@ -244,12 +239,6 @@ async fn a_successor_that_cannot_start_leaves_the_old_process_serving() {
         "{}",
         gw.logs()
     );
-    let r = client().get(gw.url("/")).send().await.expect("request");
-    assert_eq!(r.status(), 200);
-    let r = client()
-        .get(gw.admin_url("/healthz"))
-        .send()
-        .await
-        .expect("admin");
-    assert_eq!(r.status(), 200);
+    assert_eq!(get_json(&gw.url("/")).await.0, 200);
+    assert_eq!(get_json(&gw.admin_url("/healthz")).await.0, 200);
 }
