@@ -173,6 +173,14 @@ impl GuardedStream {
     }
 }
 
+/// What reads return once the head did not arrive in time.
+fn head_timed_out() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "request head not received within header_timeout",
+    )
+}
+
 /// The status of an HTTP/1 response head at the start of `buf`.
 fn pingora_status(buf: &[u8]) -> Option<u16> {
     let rest = buf
@@ -214,10 +222,7 @@ impl AsyncRead for GuardedStream {
         let this = self.get_mut();
         if this.timed_out {
             ready!(this.poll_own(cx))?;
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "request head not received within header_timeout",
-            )));
+            return Poll::Ready(Err(head_timed_out()));
         }
         let now = this.phase.load(Ordering::Relaxed);
         if now & PHASE_BITS == BUSY {
@@ -244,10 +249,7 @@ impl AsyncRead for GuardedStream {
                 this.replaced = true;
                 this.own = Some((Problem::RequestTimeout.http1_response(), 0));
                 ready!(this.poll_own(cx))?;
-                Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "request head not received within header_timeout",
-                )))
+                Poll::Ready(Err(head_timed_out()))
             }
             other => other,
         }

@@ -154,13 +154,16 @@ impl Problem {
         let id = super::forward::id_text(&id);
         let body = self.body(id);
         let status = self.status();
-        let mut out = format!(
-            "HTTP/1.1 {status} {}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\ncache-control: no-store\r\n{}: {id}\r\nconnection: close\r\n\r\n",
-            self.title(),
+        let mut out = format!("HTTP/1.1 {status} {}\r\n", self.title());
+        for (name, value) in FIXED_HEADERS {
+            out += &format!("{name}: {value}\r\n");
+        }
+        out += &format!(
+            "content-length: {}\r\n{}: {id}\r\nconnection: close\r\n\r\n",
             body.len(),
             super::forward::REQUEST_ID,
-        )
-        .into_bytes();
+        );
+        let mut out = out.into_bytes();
         out.extend_from_slice(&body);
         Bytes::from(out)
     }
@@ -180,6 +183,12 @@ impl Problem {
         })
     }
 }
+
+/// The headers every problem response carries, whichever way it is written.
+const FIXED_HEADERS: [(&str, &str); 2] = [
+    ("content-type", "application/problem+json"),
+    ("cache-control", "no-store"),
+];
 
 /// Write `problem` as the whole response. `extra` headers (e.g. `Allow`) are added.
 pub async fn respond(
@@ -217,9 +226,10 @@ async fn write(
     extra: &[(&'static str, http::HeaderValue)],
 ) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(5 + extra.len()))?;
-    resp.insert_header("content-type", "application/problem+json")?;
+    for (name, value) in FIXED_HEADERS {
+        resp.insert_header(name, value)?;
+    }
     resp.insert_header("content-length", body.len().to_string())?;
-    resp.insert_header("cache-control", "no-store")?;
     if !request_id.is_empty() {
         resp.insert_header(super::forward::REQUEST_ID, request_id.clone())?;
     }
