@@ -146,6 +146,9 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
     let keepalive = config.server.client.keepalive_timeout;
     let mut options = pingora_core::apps::HttpServerOptions::default();
     options.h2_idle_timeout = Some(keepalive.max(std::time::Duration::from_secs(1)));
+    // `GET /a b HTTP/1.1` is a 400, not a request for `/a%20b` (patched
+    // Pingora, patches/pingora-core/0002).
+    options.reject_illegal_request_line = true;
     app.server_options = Some(options);
     let app = ClientConnections::new(app, gateway.clone(), gauges);
     let filter = app.filter();
