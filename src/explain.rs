@@ -80,6 +80,18 @@ pub fn request(method: &str, url: &str, headers: &[String]) -> Result<RequestHea
 /// Explain what `snapshot` would do with `req` at `now` (Unix seconds).
 pub fn explain(snapshot: &Snapshot, req: &RequestHeader, now: i64) -> Explanation {
     let mut out = Lines::default();
+    // The proxy decides on the canonical target; so does this.
+    let mut canonical = req.clone();
+    if let Err(why) =
+        crate::target::canonicalize(&mut canonical, false, &snapshot.config.server.client.paths)
+    {
+        out.line("answer", format!("400 Bad Request: {why}"));
+        return out.done(Some(400));
+    }
+    if canonical.uri != req.uri {
+        out.line("canonical", canonical.raw_path().escape_ascii().to_string());
+    }
+    let req = &canonical;
     let host = forward::request_host(req);
     let path = req.uri.path();
     let method = req.method.as_str();

@@ -11,10 +11,11 @@ use http::HeaderValue;
 use pingora_core::protocols::http::v1::server::HttpSession;
 use pingora_http::RequestHeader;
 
-use crate::cache::key::{normalize_path, normalize_query};
+use crate::cache::key::normalize_query;
 use crate::config::model::{ClientLimits, HostPattern, PathMatch, QueryKey, Route};
 use crate::proxy::trace::TraceContext;
 use crate::router::{strip_port, RouteLookup, Router, MAX_HOST_LEN};
+use crate::target::{Ambiguous, PathRules};
 
 /// The config parser and validator: never a panic; a refusal names at
 /// least one error, each on a line of the file.
@@ -298,14 +299,14 @@ fn trace_of(traceparent: HeaderValue) -> Option<TraceContext> {
     Some(TraceContext::for_request(&req))
 }
 
-/// Cache key normalization: never a panic; normalizing twice changes
+/// Cache key query modes: never a panic; applying a mode twice changes
 /// nothing (where the input's escapes are well formed); `sorted` ignores
 /// the order of the parameters; the request's `Cache-Control` parses.
 pub fn cache_key(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let (path, query) = text.split_once('?').unwrap_or((text, ""));
+    let query = text.split_once('?').map_or("", |(_, q)| q);
     let well_formed = |s: &str| {
         let b = s.as_bytes();
         b.iter().enumerate().all(|(i, &c)| {
@@ -313,10 +314,6 @@ pub fn cache_key(data: &[u8]) {
                 || (b.len() > i + 2 && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit())
         })
     };
-    let p = normalize_path(path);
-    if well_formed(path) {
-        assert_eq!(normalize_path(&p), p, "path {path:?}");
-    }
     let only = QueryKey::Only(vec!["a".into(), "b".into()]);
     for mode in [QueryKey::All, QueryKey::Sorted, only] {
         let q = normalize_query(query, &mode);
@@ -344,6 +341,170 @@ pub fn cache_key(data: &[u8]) {
             }
         }
     }
+}
+
+/// The request-target normalizer against a reference written
+/// differently (RFC 3986 §5.2.4's string-buffer algorithm over a fully
+/// decoded token list): both refuse, or both give the same target, under
+/// every combination of the switches; the result is canonical (normalizing
+/// it again changes nothing), starts with `/`, holds no dot-segment and,
+/// with slashes merged, no `//`.
+pub fn request_target(data: &[u8]) {
+    for merge_slashes in [true, false] {
+        for ambiguous_paths in [Ambiguous::Reject, Ambiguous::Opaque] {
+            let rules = PathRules {
+                merge_slashes,
+                ambiguous_paths,
+            };
+            let ours = crate::target::canonical(data, &rules)
+                .map(|c| c.unwrap_or_else(|| String::from_utf8_lossy(data).into_owned()));
+            let reference = reference_target(data, &rules);
+            assert_eq!(
+                ours.as_ref().ok(),
+                reference.as_ref(),
+                "{:?} under {rules:?}: ours {ours:?}",
+                String::from_utf8_lossy(data)
+            );
+            let Ok(ours) = ours else { continue };
+            let again = crate::target::canonical(ours.as_bytes(), &rules);
+            assert!(
+                again
+                    .as_ref()
+                    .is_ok_and(|a| a.as_ref().is_none_or(|a| *a == ours)),
+                "{ours:?} normalized again: {again:?}"
+            );
+            let path = ours.split('?').next().unwrap_or_default();
+            assert!(path.starts_with('/'), "{ours:?}");
+            assert!(
+                !path.split('/').any(|s| s == "." || s == ".."),
+                "dot-segment left in {ours:?}"
+            );
+            assert!(!(merge_slashes && path.contains("//")), "{ours:?}");
+        }
+    }
+}
+
+/// One byte of a path, as sent.
+#[derive(Clone, Copy)]
+enum Token {
+    Raw(u8),
+    Escaped(u8),
+}
+
+/// The reference normalizer: `None` when the target is refused.
+fn reference_target(data: &[u8], rules: &PathRules) -> Option<String> {
+    let q = data.iter().position(|&b| b == b'?');
+    let (path, query) = match q {
+        Some(q) => (&data[..q], Some(&data[q + 1..])),
+        None => (data, None),
+    };
+    if path.first() != Some(&b'/') {
+        return None;
+    }
+    // 1. Decode everything into tokens.
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < path.len() {
+        if path[i] == b'%' {
+            let hex = std::str::from_utf8(path.get(i + 1..i + 3)?).ok()?;
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            tokens.push(Token::Escaped(u8::from_str_radix(hex, 16).ok()?));
+            i += 3;
+        } else {
+            tokens.push(Token::Raw(path[i]));
+            i += 1;
+        }
+    }
+    // 2. The refusals that depend on single bytes, and UTF-8.
+    let opaque = rules.ambiguous_paths == Ambiguous::Opaque;
+    let mut decoded = Vec::new();
+    for t in &tokens {
+        match *t {
+            Token::Escaped(0) => return None,
+            Token::Raw(b) if b <= b' ' || b == 0x7f => return None,
+            Token::Escaped(b'/' | b'\\') | Token::Raw(b'\\' | b';') if !opaque => return None,
+            Token::Raw(b) | Token::Escaped(b) => decoded.push(b),
+        }
+    }
+    String::from_utf8(decoded).ok()?;
+    // 3. Re-encode: unreserved decoded, `/` raw a separator, the rest escaped.
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-._~".contains(&b);
+    let literal = |b: u8| unreserved(b) || b"!$&'()*+,=:@".contains(&b);
+    let mut encoded = String::new();
+    for t in &tokens {
+        match *t {
+            Token::Raw(b'/') => encoded.push('/'),
+            Token::Raw(b';') => encoded.push(';'),
+            Token::Raw(b) | Token::Escaped(b) if unreserved(b) => encoded.push(char::from(b)),
+            Token::Raw(b) if literal(b) => encoded.push(char::from(b)),
+            Token::Raw(b) | Token::Escaped(b) => encoded.push_str(&format!("%{b:02X}")),
+        }
+    }
+    // 4. Tomcat's `..;` before anything is removed.
+    if opaque
+        && encoded.split('/').any(|seg| {
+            let before = seg.split(';').next().unwrap_or_default();
+            before.len() < seg.len() && (before == "." || before == "..")
+        })
+    {
+        return None;
+    }
+    if rules.merge_slashes {
+        while encoded.contains("//") {
+            encoded = encoded.replace("//", "/");
+        }
+    }
+    // 5. RFC 3986 §5.2.4, with a climb above the root refused.
+    let mut input = encoded.as_str();
+    let mut output = String::new();
+    while !input.is_empty() {
+        if input.starts_with("/./") {
+            input = &input[2..];
+        } else if input == "/." {
+            input = "/";
+        } else if input.starts_with("/../") || input == "/.." {
+            if output.is_empty() {
+                return None;
+            }
+            let cut = output.rfind('/').unwrap_or(0);
+            output.truncate(cut);
+            input = if input == "/.." { "/" } else { &input[3..] };
+        } else {
+            let next = input[1..].find('/').map_or(input.len(), |n| n + 1);
+            output.push_str(&input[..next]);
+            input = &input[next..];
+        }
+    }
+    // 6. The query: escapes normalized, a stray `%` and other bytes encoded.
+    if let Some(query) = query {
+        output.push('?');
+        let mut i = 0;
+        while i < query.len() {
+            let b = query[i];
+            let escape = query
+                .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+            match (b, escape) {
+                (b'%', Some(c)) => {
+                    if unreserved(c) {
+                        output.push(char::from(c));
+                    } else {
+                        output.push_str(&format!("%{c:02X}"));
+                    }
+                    i += 3;
+                    continue;
+                }
+                (b, _) if b <= b' ' || b == 0x7f => return None,
+                (b, _) if literal(b) || b"/?;".contains(&b) => output.push(char::from(b)),
+                (b, _) => output.push_str(&format!("%{b:02X}")),
+            }
+            i += 1;
+        }
+    }
+    Some(output)
 }
 
 /// The HTTP/1 request path, bytes in → the gateway's decision: Pingora's
@@ -376,6 +537,17 @@ async fn http1_decide(data: &[u8]) {
         return;
     }
     crate::proxy::strict::normalize_content_length(&mut req);
+    if crate::target::canonicalize(&mut req, false, &PathRules::default()).is_err() {
+        return; // 400
+    }
+    let canonical = req.raw_path().to_vec();
+    assert_eq!(
+        crate::target::canonical(&canonical, &PathRules::default())
+            .map(|c| c.is_none() || c.as_deref() == Some(&*String::from_utf8_lossy(&canonical))),
+        Ok(true),
+        "the target routed is not canonical: {:?}",
+        String::from_utf8_lossy(&canonical)
+    );
     let cl: Vec<&HeaderValue> = req
         .headers
         .get_all(http::header::CONTENT_LENGTH)
@@ -441,5 +613,22 @@ mod tests {
         http1(b"GET /v1/x HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello");
         http1(b"POST / HTTP/1.1\r\nHost: a.x.test\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n");
         cache_key(b"/a%7e/%41?b=2&a=1");
+    }
+
+    #[test]
+    fn the_reference_normalizer_agrees_on_the_documented_examples() {
+        for t in [
+            "/pub/../pub/admin/users",
+            "/pub/%2e%2e/x",
+            "/a//b/./c/..",
+            "/a%2fb",
+            "/..;/x",
+            "/c/%63ache?x=%7e%zz",
+            "/%c0%ae",
+            "/..",
+            "//",
+        ] {
+            request_target(t.as_bytes());
+        }
     }
 }

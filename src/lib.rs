@@ -4,6 +4,8 @@
 //!
 //! - [`config`]: the TOML surface (serde types) and the validated model the
 //!   rest of the crate uses; errors name file, line, column and item.
+//! - [`target`]: the canonical request target (one parser, before
+//!   routing; everything after it reads its output).
 //! - [`router`]: the route table, compiled once per config load.
 //! - [`upstream`]: pools, backend selection, long-lived backend state,
 //!   active health checks and TLS to backends.
@@ -59,6 +61,7 @@ pub mod server;
 pub mod slots;
 pub mod snapshot;
 pub mod state;
+pub mod target;
 pub mod tls;
 pub mod upgrade;
 pub mod upstream;

@@ -115,6 +115,7 @@ async fn gateway(origin: &Origin, route_lines: &str, cache_lines: &str, extra: &
     Gateway::start(&config).await
 }
 
+#[derive(Debug)]
 struct Got {
     status: u16,
     cache_status: String,
@@ -692,4 +693,52 @@ async fn a_key_in_the_query_is_not_part_of_the_cache_key() {
         a.body
     );
     assert_eq!(o.hits("/q"), 1);
+}
+
+/// One spelling of a path is one entry: the origin is asked for the
+/// canonical path whatever the client wrote (an encoded letter, a
+/// dot-segment, absolute-form), so no client can store an answer to
+/// another spelling under the key of this one.
+#[tokio::test]
+async fn every_spelling_of_a_path_is_one_entry_fetched_by_its_canonical_path() {
+    let origin = Origin::start().await;
+    origin.set(
+        "/c/cache/600",
+        200,
+        &[("cache-control", "max-age=600")],
+        "canonical",
+    );
+    let gw = gateway(&origin, "", "", "").await;
+    let host = gw.proxy.to_string();
+    let first = common::raw_http1(
+        gw.proxy,
+        format!("GET /c/%63ache/600 HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(first.0, 200, "{first:?}");
+    assert!(first.2.starts_with("canonical #1"), "{first:?}");
+    assert_eq!(origin.hits("/c/cache/600"), 1);
+    assert_eq!(origin.hits("/c/%63ache/600"), 0);
+    for spelling in ["/c/cache/600", "/c/x/../cache/600", "/c//cache/600"] {
+        let again = get(&gw, spelling, &[]).await;
+        assert!(again.cache_status.contains("hit"), "{spelling}: {again:?}");
+        assert!(
+            again.body.starts_with("canonical #1"),
+            "{spelling}: {again:?}"
+        );
+    }
+    let absolute = common::raw_http1(
+        gw.proxy,
+        format!(
+            "GET http://{host}/c/cache/600 HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(
+        absolute.1.contains("cache-status: portcullis; hit"),
+        "{absolute:?}"
+    );
+    assert_eq!(origin.hits("/c/cache/600"), 1);
 }

@@ -5,45 +5,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use common::backend::Backend;
-use common::{single_route, Gateway};
+use common::{assert_problem, raw_http1 as raw, single_route, Gateway};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Send `bytes`, read the answer until the gateway closes the connection;
-/// (status, head, body).
-async fn raw(addr: SocketAddr, bytes: &[u8]) -> (u16, String, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(bytes).await.expect("send");
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_ascii_lowercase(), body.to_string())
-}
-
-fn assert_problem(answer: &(u16, String, String), status: u16, detail: &str) {
-    let (got, head, body) = answer;
-    assert_eq!(*got, status, "{head}\n{body}");
-    assert!(
-        head.contains("content-type: application/problem+json"),
-        "{head}"
-    );
-    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
-    assert_eq!(v["status"], status);
-    assert!(
-        v["detail"].as_str().unwrap_or_default().contains(detail),
-        "{v}"
-    );
-}
 
 const LIMITS: &str =
     "[server.client]\nmax_header_size = \"4KiB\"\nmax_headers = 20\nmax_uri_length = 64\n";

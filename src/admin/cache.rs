@@ -11,7 +11,7 @@
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::cache::key::{normalize_path, normalize_query};
+use crate::cache::key::normalize_query;
 use crate::cache::Purge;
 use crate::gateway::Gateway;
 
@@ -100,12 +100,18 @@ pub fn purge(gateway: &Gateway, q: &PurgeQuery) -> (StatusCode, Value) {
     let n = match &q.path {
         None => table.purge(Purge::Route(route_id)),
         Some(target) => {
-            let (path, query) = match target.split_once('?') {
-                Some((p, q)) => (p, Some(q)),
-                None => (target.as_str(), None),
+            // Spelled as a request for it would be after normalization.
+            let rules = &snapshot.config.server.client.paths;
+            let (path, query) = match crate::target::canonical_split(target, rules) {
+                Ok(split) => split,
+                Err(why) => {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        json!(format!("path {target:?} is not a request target: {why}")),
+                    )
+                }
             };
-            let path = normalize_path(path);
-            let query = query.map(|q| normalize_query(q, &caching.settings.key.query));
+            let query = query.map(|q| normalize_query(&q, &caching.settings.key.query));
             table.purge(Purge::Path {
                 route: route_id,
                 path: &path,

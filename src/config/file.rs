@@ -231,6 +231,10 @@ pub struct ClientFile {
     /// `"0s"` turns keep-alive off.
     pub keepalive_timeout: Option<Spanned<String>>,
     pub max_connections: Option<Spanned<u32>>,
+    /// `//` in a request path is one `/` (default true).
+    pub merge_slashes: Option<Spanned<bool>>,
+    /// `"reject"` (default) or `"opaque"`: `%2F`, `%5C`, `\` and `;` in paths.
+    pub ambiguous_paths: Option<Spanned<String>>,
 }
 
 /// One `[[listeners]]` entry.

@@ -171,6 +171,10 @@ pub struct ClientLimits {
     pub keepalive_timeout: Duration,
     /// Client connections open at once, per process.
     pub max_connections: u32,
+    /// How request paths are made canonical (`merge_slashes`,
+    /// `ambiguous_paths`).
+    #[serde(flatten)]
+    pub paths: crate::target::PathRules,
 }
 
 pub const DEFAULT_MAX_HEADER_SIZE: u64 = 32 << 10;
@@ -194,6 +198,7 @@ impl Default for ClientLimits {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            paths: crate::target::PathRules::default(),
         }
     }
 }

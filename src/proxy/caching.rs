@@ -311,7 +311,21 @@ fn invalidate(session: &Session, resp: &ResponseHeader, ctx: &RequestCtx) {
         .cache
         .as_ref()
         .map_or(QueryKey::All, |c| c.route.settings.key.query.clone());
-    let mut gone = drop_url(&caching, &host, req.uri.path(), req.uri.query(), &mode);
+    let rules = ctx
+        .snapshot
+        .as_ref()
+        .map(|s| s.config.server.client.paths)
+        .unwrap_or_default();
+    // The request's target is canonical already.
+    let mut gone = drop_url(
+        &caching,
+        &host,
+        (
+            req.uri.path().to_string(),
+            req.uri.query().map(str::to_string),
+        ),
+        &mode,
+    );
     for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
         let Some(uri) = resp
             .headers
@@ -324,8 +338,15 @@ fn invalidate(session: &Session, resp: &ResponseHeader, ctx: &RequestCtx) {
         let same_host = uri
             .authority()
             .is_none_or(|a| a.as_str().eq_ignore_ascii_case(&host));
-        if same_host && uri.path().starts_with('/') {
-            gone += drop_url(&caching, &host, uri.path(), uri.query(), &mode);
+        let Some(pq) = uri.path_and_query().filter(|p| p.as_str().starts_with('/')) else {
+            continue;
+        };
+        // The backend's URL, spelled as a request for it would be.
+        if let (true, Ok(target)) = (
+            same_host,
+            crate::target::canonical_split(pq.as_str(), &rules),
+        ) {
+            gone += drop_url(&caching, &host, target, &mode);
         }
     }
     if gone > 0 {
@@ -336,12 +357,10 @@ fn invalidate(session: &Session, resp: &ResponseHeader, ctx: &RequestCtx) {
 fn drop_url(
     caching: &RouteCaching,
     host: &str,
-    path: &str,
-    query: Option<&str>,
+    (path, query): (String, Option<String>),
     mode: &QueryKey,
 ) -> usize {
-    let path = key::normalize_path(path);
-    let query = key::normalize_query(query.unwrap_or(""), mode);
+    let query = key::normalize_query(query.as_deref().unwrap_or(""), mode);
     caching.invalidate(Purge::Url {
         host,
         path: &path,

@@ -12,6 +12,7 @@ use pingora_proxy::Session;
 use super::problem::{self, Problem};
 use super::{errors, strict, RequestCtx};
 use crate::config::model::ClientLimits;
+use crate::target;
 
 /// The `[server.client]` timeouts from here on: the head is in (the
 /// header timeout stops until the next request), a body read may wait at
@@ -33,17 +34,22 @@ pub async fn refused_head(session: &mut Session, ctx: &mut RequestCtx) -> Result
     let Some(snapshot) = ctx.snapshot.as_ref() else {
         return Ok(false);
     };
-    match strict::check(session.req_header(), &snapshot.config.server.client) {
-        Ok(()) => {
-            strict::normalize_content_length(session.req_header_mut());
-            Ok(false)
-        }
-        Err(refusal) => {
-            let (problem, detail) = refusal.problem();
-            refuse(session, ctx, problem, detail).await?;
-            Ok(true)
-        }
+    let limits = &snapshot.config.server.client;
+    if let Err(refusal) = strict::check(session.req_header(), limits) {
+        let (problem, detail) = refusal.problem();
+        refuse(session, ctx, problem, detail).await?;
+        return Ok(true);
     }
+    strict::normalize_content_length(session.req_header_mut());
+    let tls = session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .is_some();
+    if let Err(refusal) = target::canonicalize(session.req_header_mut(), tls, &limits.paths) {
+        refuse(session, ctx, Problem::BadRequest, &refusal.to_string()).await?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// On a route with `max_body_size`: answer 413 and return `true` when the

@@ -476,11 +476,16 @@ pub struct H2Gateway {
 
 impl H2Gateway {
     pub async fn start(backend: SocketAddr) -> H2Gateway {
+        Self::start_config(&crate::common::single_route("p", &[backend], "", "")).await
+    }
+
+    /// `config` (built on `base_config`) with its listener made TLS.
+    pub async fn start_config(config: &str) -> H2Gateway {
         let dir = tempfile::tempdir().unwrap();
         let cert = rcgen::generate_simple_self_signed(vec!["h2.test".to_string()]).unwrap();
         std::fs::write(dir.path().join("h2.pem"), cert.cert.pem()).unwrap();
         std::fs::write(dir.path().join("h2.key"), cert.signing_key.serialize_pem()).unwrap();
-        let config = crate::common::single_route("p", &[backend], "", "").replacen(
+        let config = config.replacen(
             "[[listeners]]\naddress = \"127.0.0.1:0\"\n",
             "[[listeners]]\naddress = \"127.0.0.1:0\"\n[[listeners.tls.certificates]]\ncert = \"h2.pem\"\nkey = \"h2.key\"\n",
             1,
@@ -492,6 +497,50 @@ impl H2Gateway {
             connector: connector(cert.cert.der()),
             _dir: dir,
         }
+    }
+
+    /// One request over a new HTTP/2 connection (the `h2` crate's client,
+    /// which sends the target's bytes as they are): status and body.
+    pub async fn request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, String), String> {
+        let tcp = tokio::net::TcpStream::connect(self.gw.proxy)
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = ServerName::try_from("h2.test").map_err(|e| e.to_string())?;
+        let tls = self
+            .connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (client, conn) = h2::client::handshake(tls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut client = client.ready().await.map_err(|e| e.to_string())?;
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("https://h2.test{path_and_query}"));
+        for (n, v) in headers {
+            req = req.header(*n, *v);
+        }
+        let req = req.body(()).map_err(|e| e.to_string())?;
+        let (resp, _) = client.send_request(req, true).map_err(|e| e.to_string())?;
+        let resp = resp.await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut out = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            out.extend_from_slice(&chunk);
+        }
+        Ok((status, String::from_utf8_lossy(&out).into_owned()))
     }
 
     /// A connection past the preface and SETTINGS exchange.

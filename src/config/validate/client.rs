@@ -63,6 +63,23 @@ impl Validator<'_> {
             }
             out.max_connections = *n.get_ref();
         }
+        if let Some(m) = &c.merge_slashes {
+            out.paths.merge_slashes = *m.get_ref();
+        }
+        if let Some(a) = &c.ambiguous_paths {
+            out.paths.ambiguous_paths = match a.get_ref().as_str() {
+                "reject" => crate::target::Ambiguous::Reject,
+                "opaque" => crate::target::Ambiguous::Opaque,
+                other => {
+                    self.error(
+                        a.span(),
+                        Some(item),
+                        format!("ambiguous_paths {other:?} is not supported: write \"reject\" (refuse %2F, %5C, \\ and ; in paths with 400) or \"opaque\" (keep them as data)"),
+                    );
+                    crate::target::Ambiguous::Reject
+                }
+            };
+        }
         out
     }
 

@@ -50,6 +50,7 @@ pub(crate) fn validate(file: FileConfig, loc: &Locator<'_>) -> Result<Config, Ve
     let mut v = Validator {
         loc,
         errors: Vec::new(),
+        path_rules: crate::target::PathRules::default(),
     };
     let config = v.config(file);
     if v.errors.is_empty() {
@@ -62,6 +63,8 @@ pub(crate) fn validate(file: FileConfig, loc: &Locator<'_>) -> Result<Config, Ve
 struct Validator<'a> {
     loc: &'a Locator<'a>,
     errors: Vec<ConfigError>,
+    /// `[server.client]`'s path rules: route paths must be canonical under them.
+    path_rules: crate::target::PathRules,
 }
 
 impl Validator<'_> {
@@ -76,6 +79,7 @@ impl Validator<'_> {
 
     fn config(&mut self, file: FileConfig) -> Config {
         let server = self.server(file.server.as_ref());
+        self.path_rules = server.client.paths;
         let listeners = self.listeners(file.listeners.as_ref());
         let admin = self.admin(file.admin.as_ref(), file.listeners.as_ref(), &listeners);
         let pool_names: BTreeSet<String> = file.pools.keys().map(|k| k.get_ref().clone()).collect();
@@ -251,6 +255,7 @@ impl Validator<'_> {
         let mut child = Validator {
             loc: &loc,
             errors: Vec::new(),
+            path_rules: self.path_rules,
         };
         let consumers = child.consumers(&parsed.consumers, routes, registry);
         self.errors.append(&mut child.errors);

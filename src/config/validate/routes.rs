@@ -101,7 +101,7 @@ impl Validator<'_> {
                 }
             },
         };
-        let path = self.path(&route.path, "path", item);
+        let path = self.path(&route.path, "path", item, !exact);
         let path = if exact {
             model::PathMatch::Exact(path)
         } else {
@@ -147,7 +147,7 @@ impl Validator<'_> {
                     "strip_prefix and rewrite_prefix cannot be used together",
                 );
             }
-            normalise_prefix(&self.path(r, "rewrite_prefix", item))
+            normalise_prefix(&self.path(r, "rewrite_prefix", item, true))
         });
 
         let request_headers =
@@ -431,8 +431,10 @@ impl Validator<'_> {
         out
     }
 
-    /// Check a path-like value (`path`, `rewrite_prefix`); returns it as is.
-    fn path(&mut self, p: &Spanned<String>, key: &str, item: &str) -> String {
+    /// Check a path-like value (`path`, `rewrite_prefix`); returns it as
+    /// is. A `prefix` loses its trailing slashes later, so they do not
+    /// count when it is compared with its canonical form.
+    fn path(&mut self, p: &Spanned<String>, key: &str, item: &str, prefix: bool) -> String {
         let text = p.get_ref();
         let problem = if !text.starts_with('/') {
             Some(format!("{key} {text:?} must start with '/'"))
@@ -445,7 +447,20 @@ impl Validator<'_> {
                 r#"{key} {text:?} must not contain '*': paths are literal (a prefix route already matches everything below it)"#
             ))
         } else {
-            None
+            let compared = if prefix {
+                normalise_prefix(text)
+            } else {
+                text.clone()
+            };
+            match crate::target::canonical_path(&compared, &self.path_rules) {
+                Err(why) => Some(format!(
+                    "{key} {text:?} can never match a request: {why}"
+                )),
+                Ok(canonical) if canonical != compared => Some(format!(
+                    "{key} {text:?} is not in canonical form (request paths are normalized before routing): write {canonical:?}"
+                )),
+                Ok(_) => None,
+            }
         };
         if let Some(message) = problem {
             self.error(p.span(), Some(item), message);
