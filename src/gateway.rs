@@ -115,6 +115,7 @@ impl Gateway {
                 .filter_map(|r| r.cache.as_ref()),
         );
         warn_unverified(&prepared.snapshot, |_| true);
+        redact_key_params(&prepared.snapshot.config);
         Ok(Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(prepared.snapshot),
             state,
@@ -322,6 +323,7 @@ impl Gateway {
             .cache
             .adopt(snapshot.routes.iter().filter_map(|r| r.cache.as_ref()));
         let config = snapshot.config.clone();
+        redact_key_params(&config);
         self.snapshot.store(Arc::new(snapshot));
         self.state.swap_certificates(&config, certs);
         self.state.health.sync(&self.snapshot.load().pools, true)
@@ -399,4 +401,21 @@ fn adopt_usage(state: &LongLived, snapshot: &Snapshot) {
             .map(|c| (&c.id, c.usage.usage())),
         &routes,
     );
+}
+
+/// The process log redacts the query parameters `config`'s routes read
+/// API keys from (see `logging.rs`).
+fn redact_key_params(config: &crate::config::model::Config) {
+    use crate::config::model::{KeySource, RouteAuth};
+    let mut names: Vec<String> = config
+        .routes
+        .iter()
+        .filter_map(|r| match &r.auth {
+            RouteAuth::ApiKey(KeySource::Query(name)) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    crate::logging::redact_query_params(names);
 }

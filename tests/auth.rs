@@ -405,3 +405,41 @@ async fn keys_and_digests_never_appear_in_any_output() {
     // What may appear: the consumer and the key's prefix.
     assert!(admin.contains(&k.prefix), "{admin}");
 }
+
+/// A key in the query never reaches the process log, whoever writes the
+/// line: Pingora's "Fail to proxy" line prints the request's URI when the
+/// backend is down, and it must print the key parameter redacted.
+#[tokio::test]
+async fn a_query_key_is_redacted_from_every_log_line() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = dead.local_addr().unwrap();
+    drop(dead);
+    let k = new_key();
+    let custom = "custom-secret-not-a-generated-key";
+    let config = format!(
+        "{}{}[[routes]]\nid = \"q\"\npath = \"/q\"\npool = \"p\"\nauth = \"api_key\"\nkey_from = \"query:api_key\"\n\n[[routes]]\nid = \"t\"\npath = \"/t\"\npool = \"p\"\nauth = \"api_key\"\nkey_from = \"query:token\"\n\n[[consumers]]\nid = \"acme\"\nkeys = [{}]\nscopes = [{{ routes = [\"*\"] }}]\n",
+        base_config(),
+        pool("p", &[addr], ""),
+        entry(&k, "")
+    );
+    let gw = Gateway::start(&config).await;
+    let c = client();
+    let r = c
+        .get(gw.url(&format!("/q?x=1&api_key={}&y=2", k.key)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    // A wrong key in the other parameter: refused, and not logged either.
+    let r = c
+        .get(gw.url(&format!("/t?token={custom}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    gw.wait_for_log("api_key=REDACTED").await;
+    let logs = gw.logs();
+    assert!(!logs.contains(&k.key), "{logs}");
+    assert!(!logs.contains(custom), "{logs}");
+    assert!(!gw.stdout().contains(&k.key), "access log");
+}

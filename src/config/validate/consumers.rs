@@ -13,8 +13,10 @@ use crate::config::file::{AuthFile, ConsumerFile, ConsumerLimitFile, KeyFile, Sc
 use crate::config::model;
 use crate::ratelimit::{Bucket, Period, Quota, Rate};
 
-/// Longest key prefix accepted.
-pub const MAX_PREFIX_LEN: usize = 32;
+/// Longest key prefix accepted: a prefix is printed in the access log and
+/// the admin API, so it must stay a small part of the key (generated keys
+/// have 9-character prefixes out of 46 characters).
+pub const MAX_PREFIX_LEN: usize = 12;
 
 /// What was seen in the files validated so far: consumer ids and key
 /// digests, with where they were defined.
@@ -259,6 +261,8 @@ impl Validator<'_> {
             && prefix
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        // An invalid prefix is never quoted back: it may be a key pasted
+        // into the wrong field.
         if !prefix_ok {
             self.error(
                 k.prefix.span(),
@@ -266,6 +270,11 @@ impl Validator<'_> {
                 format!("key {number}: prefix must be 1 to {MAX_PREFIX_LEN} letters, digits, '_', '-' or '.' (it is printed by `portcullis keys new`)"),
             );
         }
+        let named = if prefix_ok {
+            format!("key {number} ({prefix})")
+        } else {
+            format!("key {number}")
+        };
         let digest = match crate::auth::keys::parse_digest(k.digest.get_ref()) {
             Some(d) => d,
             None => {
@@ -273,17 +282,24 @@ impl Validator<'_> {
                 self.error(
                     k.digest.span(),
                     Some(item),
-                    format!("key {number} ({prefix}): digest must be the SHA-256 of the key as 64 hex digits (`portcullis keys hash` prints it); never put the key itself in the config"),
+                    format!("{named}: digest must be the SHA-256 of the key as 64 hex digits (`portcullis keys hash` prints it); never put the key itself in the config"),
                 );
                 return None;
             }
         };
-        let here = format!("{item}, key {number} ({prefix})");
+        if prefix_ok && crate::auth::keys::digest(prefix.as_bytes()) == digest {
+            self.error(
+                k.prefix.span(),
+                Some(item),
+                format!("key {number}: the prefix is the whole key; write only its first characters (the prefix names the key in logs and the admin API)"),
+            );
+        }
+        let here = format!("{item}, {named}");
         if let Some(first) = registry.digests.get(&digest) {
             self.error(
                 k.digest.span(),
                 Some(item),
-                format!("key {number} ({prefix}) has the same digest as {first}: every key must be unique"),
+                format!("{named} has the same digest as {first}: every key must be unique"),
             );
         } else {
             registry.digests.insert(digest, here);
@@ -301,7 +317,7 @@ impl Validator<'_> {
                 self.error(
                     span.span(),
                     Some(item),
-                    format!("key {number} ({prefix}): expires must be later than not_before"),
+                    format!("{named}: expires must be later than not_before"),
                 );
             }
         }

@@ -146,8 +146,8 @@ quota = {{ day = 0 }}
     let expected = [
         r#"f.toml:12:37: consumer "a": key 1 (pk_a): digest must be the SHA-256 of the key as 64 hex digits (`portcullis keys hash` prints it); never put the key itself in the config"#,
         r#"f.toml:16:6: consumer "b": scopes is required: list what the consumer may call"#,
-        r#"f.toml:17:20: consumer "b": key 1: prefix must be 1 to 32 letters, digits, '_', '-' or '.'"#,
-        r#"f.toml:17:140: consumer "b": key 2 (pk_b) has the same digest as consumer "b", key 1 (has space): every key must be unique"#,
+        r#"f.toml:17:20: consumer "b": key 1: prefix must be 1 to 12 letters, digits, '_', '-' or '.'"#,
+        r#"f.toml:17:140: consumer "b": key 2 (pk_b) has the same digest as consumer "b", key 1: every key must be unique"#,
         r#"f.toml:17:243: consumer "b": key 2 (pk_b): expires must be later than not_before"#,
         r#"f.toml:20:6: consumer "b": duplicate consumer id "b" (first defined at f.toml:16)"#,
         r#"f.toml:21:115: consumer "b": key 1: expires needs a UTC offset (the gateway's clock is UTC), e.g. 2027-01-01T00:00:00Z"#,
@@ -220,4 +220,26 @@ fn auth_and_access_log_errors() {
             r#"f.toml:6:8: access_log: path is empty: write "-" for stdout or a file path"#,
         ]
     );
+}
+
+#[test]
+fn a_prefix_is_a_small_part_of_the_key_and_never_quoted_back() {
+    // The whole key pasted as the prefix: too long, and not echoed.
+    let key = crate::auth::keys::generate().unwrap();
+    let src = keyed(&format!(
+        "[[consumers]]\nid = \"a\"\nkeys = [{{ prefix = \"{}\", digest = \"{}\" }}]\nscopes = [{{ routes = [\"r\"] }}]\n",
+        key.key, key.digest_hex
+    ));
+    let error = only_error(&src);
+    assert!(error.contains("prefix must be 1 to 12"), "{error}");
+    assert!(!error.contains(&key.key), "{error}");
+    // A short key written as its own prefix: refused, and not echoed.
+    let short = "k3y-0123";
+    let digest = crate::auth::keys::hex(&crate::auth::keys::digest(short.as_bytes()));
+    let src = keyed(&format!(
+        "[[consumers]]\nid = \"a\"\nkeys = [{{ prefix = \"{short}\", digest = \"{digest}\" }}]\nscopes = [{{ routes = [\"r\"] }}]\n"
+    ));
+    let error = only_error(&src);
+    assert!(error.contains("the prefix is the whole key"), "{error}");
+    assert!(!error.contains(short), "{error}");
 }
