@@ -140,6 +140,11 @@ pub struct Snapshot {
     pub consumers: ConsumerIndex,
     /// Carries the consumer id upstream; always stripped from clients.
     pub consumer_header: HeaderName,
+    /// The header names the config makes the gateway's own, beside the
+    /// fixed ones of `proxy/owned.rs`: the consumer header and every
+    /// listener's client-subject header (and the default one). A client's
+    /// copies are removed from every request on every listener.
+    pub owned_headers: Vec<HeaderName>,
     /// Brute-force damping of key routes, per client address.
     pub failed_attempts: Option<PlannedLimit>,
     /// Request metric handles of requests that match no route.
@@ -218,6 +223,28 @@ impl Snapshot {
         // Validated as a header name.
         let consumer_header = HeaderName::from_bytes(config.auth.consumer_header.as_bytes())
             .unwrap_or(HeaderName::from_static(model::DEFAULT_CONSUMER_HEADER));
+        let mut owned_headers = vec![
+            consumer_header.clone(),
+            HeaderName::from_static(model::DEFAULT_CLIENT_SUBJECT_HEADER),
+        ];
+        let subjects = config.listeners.iter().filter_map(|l| {
+            Some(
+                l.tls
+                    .as_ref()?
+                    .client_auth
+                    .as_ref()?
+                    .subject_header
+                    .as_str(),
+            )
+        });
+        for name in subjects {
+            // Validated as a header name.
+            if let Ok(h) = HeaderName::from_bytes(name.as_bytes()) {
+                if !owned_headers.contains(&h) {
+                    owned_headers.push(h);
+                }
+            }
+        }
         let failed_attempts = config.auth.failed_attempts.map(limits::failed_attempts);
         let cache = routes.iter().find_map(|r| r.cache.clone());
         Ok(Snapshot {
@@ -228,6 +255,7 @@ impl Snapshot {
             pools,
             consumers,
             consumer_header,
+            owned_headers,
             failed_attempts,
             unmatched_metrics: route_metrics.unmatched(),
             material: Default::default(),

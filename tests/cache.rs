@@ -100,7 +100,13 @@ async fn answer(State(o): State<Origin>, req: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
     let q = req.uri().query().unwrap_or("");
-    let text = format!("{body} #{n} consumer={consumer} q={q}");
+    let tenant = req
+        .headers()
+        .get("x-tenant")
+        .and_then(|v| v.to_str().ok())
+        .map(|t| format!(" tenant={t}"))
+        .unwrap_or_default();
+    let text = format!("{body} #{n} consumer={consumer}{tenant} q={q}");
     (StatusCode::from_u16(status).unwrap(), out, text).into_response()
 }
 
@@ -295,12 +301,7 @@ async fn query_normalization_follows_the_key() {
 async fn consumers_never_see_each_others_entries() {
     let o = Origin::start().await;
     o.set("/me", 200, &[("cache-control", "max-age=60")], "ME");
-    let (alice, bob) = (keys::generate().unwrap(), keys::generate().unwrap());
-    let consumers = format!(
-        "[[consumers]]\nid = \"alice\"\nkeys = [{}]\nscopes = [{{ routes = [\"*\"] }}]\n\n[[consumers]]\nid = \"bob\"\nkeys = [{}]\nscopes = [{{ routes = [\"*\"] }}]\n",
-        keys::config_entry(&alice.prefix, &alice.digest_hex),
-        keys::config_entry(&bob.prefix, &bob.digest_hex),
-    );
+    let (alice, bob, consumers) = two_consumers();
     let gw = gateway(&o, "auth = \"api_key\"", "", &consumers).await;
     let a1 = get(&gw, "/me", &[("x-api-key", &alice.key)]).await;
     assert!(a1.body.contains("consumer=alice"), "{}", a1.body);
@@ -741,4 +742,102 @@ async fn every_spelling_of_a_path_is_one_entry_fetched_by_its_canonical_path() {
         "{absolute:?}"
     );
     assert_eq!(origin.hits("/c/cache/600"), 1);
+}
+
+/// Keys and `[[consumers]]` entries for alice and bob.
+fn two_consumers() -> (keys::NewKey, keys::NewKey, String) {
+    let (alice, bob) = (keys::generate().unwrap(), keys::generate().unwrap());
+    let consumers = format!(
+        "[[consumers]]\nid = \"alice\"\nkeys = [{}]\nscopes = [{{ routes = [\"*\"] }}]\n\n[[consumers]]\nid = \"bob\"\nkeys = [{}]\nscopes = [{{ routes = [\"*\"] }}]\n",
+        keys::config_entry(&alice.prefix, &alice.digest_hex),
+        keys::config_entry(&bob.prefix, &bob.digest_hex),
+    );
+    (alice, bob, consumers)
+}
+
+/// RFC 9111 §4.1: `Vary` matches the request that produced the stored
+/// response, which for a gateway is the request it forwarded. On a shared
+/// key route a backend answering `Vary: X-Consumer-Id` keeps consumers
+/// apart, and no client picks another's variant by sending the header.
+#[tokio::test]
+async fn vary_on_the_consumer_header_keeps_a_shared_entry_per_consumer() {
+    let o = Origin::start().await;
+    o.set(
+        "/v",
+        200,
+        &[("cache-control", "max-age=60"), ("vary", "X-Consumer-Id")],
+        "V",
+    );
+    let (alice, bob, consumers) = two_consumers();
+    let gw = gateway(&o, "auth = \"api_key\"", "shared = true", &consumers).await;
+    let a1 = get(&gw, "/v", &[("x-api-key", &alice.key)]).await;
+    assert!(a1.body.contains("consumer=alice"), "{a1:?}");
+    // Bob, also claiming to be alice: his own variant, fetched for him.
+    let b1 = get(
+        &gw,
+        "/v",
+        &[("x-api-key", &bob.key), ("x-consumer-id", "alice")],
+    )
+    .await;
+    assert!(b1.body.contains("consumer=bob"), "{b1:?}");
+    let b2 = get(
+        &gw,
+        "/v",
+        &[("x-api-key", &bob.key), ("X_Consumer_Id", "alice")],
+    )
+    .await;
+    assert_eq!(b2.body, b1.body, "{b2:?}");
+    assert!(b2.cache_status.contains("hit"), "{b2:?}");
+    let a2 = get(
+        &gw,
+        "/v",
+        &[("x-api-key", &alice.key), ("x-consumer-id", "bob")],
+    )
+    .await;
+    assert_eq!(a2.body, a1.body, "{a2:?}");
+    assert!(a2.cache_status.contains("hit"), "{a2:?}");
+    assert_eq!(o.hits("/v"), 2);
+}
+
+/// A header the client sends unchanged (`Accept-Encoding`) makes variants
+/// by its value; one the gateway rewrites (a route's `request_headers`)
+/// is matched as rewritten, so clients cannot split or pick variants
+/// with their own copy.
+#[tokio::test]
+async fn vary_matches_client_headers_as_sent_and_rewritten_headers_as_forwarded() {
+    let o = Origin::start().await;
+    o.set(
+        "/e",
+        200,
+        &[("cache-control", "max-age=60"), ("vary", "accept-encoding")],
+        "E",
+    );
+    o.set(
+        "/t",
+        200,
+        &[("cache-control", "max-age=60"), ("vary", "X-Tenant")],
+        "T",
+    );
+    let gw = gateway(
+        &o,
+        "[routes.request_headers]\nset = { \"x-tenant\" = \"acme\" }",
+        "",
+        "",
+    )
+    .await;
+    let gzip = get(&gw, "/e", &[("accept-encoding", "gzip")]).await;
+    let br = get(&gw, "/e", &[("accept-encoding", "br")]).await;
+    assert_ne!(gzip.body, br.body);
+    assert_eq!(
+        get(&gw, "/e", &[("accept-encoding", "gzip")]).await.body,
+        gzip.body
+    );
+    assert_eq!(o.hits("/e"), 2);
+
+    let t1 = get(&gw, "/t", &[("x-tenant", "evil")]).await;
+    assert!(t1.body.contains("tenant=acme"), "{t1:?}");
+    let t2 = get(&gw, "/t", &[("x-tenant", "other")]).await;
+    assert_eq!(t2.body, t1.body, "{t2:?}");
+    assert!(t2.cache_status.contains("hit"), "{t2:?}");
+    assert_eq!(o.hits("/t"), 1);
 }

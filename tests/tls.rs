@@ -780,3 +780,54 @@ async fn access_log_records_tls_version_sni_and_alpn() {
     assert_eq!(lines[0]["tls_alpn"], "http/1.1");
     assert!(lines[1]["tls_alpn"].is_null(), "{}", lines[1]);
 }
+
+/// The client-subject header a TLS listener with client certificates
+/// sets is the gateway's on every listener: a plain listener of the same
+/// gateway never forwards a client's copy, in either spelling.
+#[tokio::test]
+async fn a_plain_listener_never_forwards_a_forged_client_subject() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    ca.leaf(dir.path(), "a", &["a.test"]);
+    std::fs::write(dir.path().join("clients.pem"), &ca.pem).unwrap();
+    let config = tls_config(
+        &backend,
+        &format!(
+            "[listeners.tls]\nclient_auth = \"optional\"\nclient_ca = \"clients.pem\"\nclient_subject_header = \"x-verified-subject\"\n{}",
+            cert_entry("a", "")
+        ),
+    )
+    .replacen(
+        "\n[admin]",
+        "\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\n[admin]",
+        1,
+    );
+    let gw = start(&dir, &config).await;
+    let plain = gw
+        .listeners
+        .iter()
+        .find_map(|l| l.strip_prefix("http://"))
+        .expect("the plain listener")
+        .parse()
+        .unwrap();
+    let (status, _, body) = common::raw_http1(
+        plain,
+        b"GET /hello HTTP/1.1\r\nHost: a.test\r\nX-Verified-Subject: CN=admin\r\nX_Verified_Subject: CN=admin\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.to_ascii_lowercase().contains("verified"), "{body}");
+    // On the TLS listener, the verified subject under that name.
+    let resp = try_request(
+        &gw,
+        &ca.client_with_cert("alice"),
+        "X-Verified-Subject: CN=admin\r\n",
+    )
+    .await
+    .expect("mTLS request");
+    assert!(
+        resp.contains("\"x-verified-subject\":\"CN=alice\""),
+        "{resp}"
+    );
+}

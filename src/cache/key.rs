@@ -121,27 +121,30 @@ pub fn without_param<'a>(query: &'a str, name: &str) -> std::borrow::Cow<'a, str
     std::borrow::Cow::Owned(kept.join("&"))
 }
 
+/// The field names a response's `Vary` lists, lower-cased.
+pub fn vary_names(vary: &HeaderMap) -> impl Iterator<Item = String> + '_ {
+    vary.get_all(http::header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+}
+
 /// The variance of a request against a stored response's `Vary`: the
 /// values of the named request headers. `None` when the response does not
 /// vary. (`Vary: *` responses are never stored.)
 pub fn variance(vary: &HeaderMap, request: &HeaderMap) -> Option<HashBinary> {
     let mut builder = VarianceBuilder::new();
-    for value in vary.get_all(http::header::VARY) {
-        let Ok(text) = value.to_str() else { continue };
-        for name in text.split(',') {
-            let name = name.trim().to_ascii_lowercase();
-            if name.is_empty() {
-                continue;
+    for name in vary_names(vary) {
+        let mut joined = Vec::new();
+        for (i, v) in request.get_all(name.as_str()).iter().enumerate() {
+            if i > 0 {
+                joined.extend_from_slice(b", ");
             }
-            let mut joined = Vec::new();
-            for (i, v) in request.get_all(name.as_str()).iter().enumerate() {
-                if i > 0 {
-                    joined.extend_from_slice(b", ");
-                }
-                joined.extend_from_slice(v.as_bytes());
-            }
-            builder.add_owned_name_value(name, joined);
+            joined.extend_from_slice(v.as_bytes());
         }
+        builder.add_owned_name_value(name, joined);
     }
     builder.finalize()
 }

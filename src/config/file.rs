@@ -235,6 +235,8 @@ pub struct ClientFile {
     pub merge_slashes: Option<Spanned<bool>>,
     /// `"reject"` (default) or `"opaque"`: `%2F`, `%5C`, `\` and `;` in paths.
     pub ambiguous_paths: Option<Spanned<String>>,
+    /// `"drop"` (default), `"reject"` or `"allow"`: header names with `_`.
+    pub headers_with_underscores: Option<Spanned<String>>,
 }
 
 /// One `[[listeners]]` entry.

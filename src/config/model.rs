@@ -175,6 +175,22 @@ pub struct ClientLimits {
     /// `ambiguous_paths`).
     #[serde(flatten)]
     pub paths: crate::target::PathRules,
+    /// Header names holding `_`: dropped, refused or allowed.
+    pub headers_with_underscores: Underscores,
+}
+
+/// What `[server.client] headers_with_underscores` does with a header name
+/// holding `_`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Underscores {
+    /// Removed from the request before anything reads it (nginx's default).
+    #[default]
+    Drop,
+    /// The request is refused with 400.
+    Reject,
+    /// Kept, unless its `-` spelling is a header the gateway owns or sets.
+    Allow,
 }
 
 pub const DEFAULT_MAX_HEADER_SIZE: u64 = 32 << 10;
@@ -199,6 +215,7 @@ impl Default for ClientLimits {
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             paths: crate::target::PathRules::default(),
+            headers_with_underscores: Underscores::Drop,
         }
     }
 }

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::Method;
+use pingora_cache::key::HashBinary;
 use pingora_cache::{
     CacheKey, CacheMeta, CacheOptionOverrides, CachePhase, ForcedFreshness, RespCacheable,
 };
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
-use pingora_http::ResponseHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 
 use super::{forward, RequestCtx};
@@ -129,6 +130,31 @@ pub fn cache_key(session: &Session, ctx: &RequestCtx) -> Result<CacheKey> {
         &settings.key,
         usize::try_from(settings.max_object_size).unwrap_or(usize::MAX),
     ))
+}
+
+/// `cache_vary_filter`: the variance of this request against a stored
+/// response's `Vary`. RFC 9111 §4.1 matches the fields of the request
+/// that produced the stored response; for a gateway that is the request
+/// it forwarded, not the client's: the consumer header is the gateway's,
+/// a client's copy never picks a variant. When `Vary` names a header the
+/// gateway sets, removes or rewrites, the request is shaped as it would
+/// be forwarded (`forward::shape`) and that is matched.
+pub fn variance(meta: &CacheMeta, ctx: &RequestCtx, req: &RequestHeader) -> Option<HashBinary> {
+    let vary = meta.headers();
+    let forwarding = ctx.forwarding()?;
+    let shaped = key::vary_names(vary).any(|name| forward::shapes(&name, &forwarding));
+    if !shaped {
+        return key::variance(vary, &req.headers);
+    }
+    let mut forwarded = req.clone();
+    if let Err(e) = forward::shape(&mut forwarded, &forwarding) {
+        tracing::debug!(error = %e, "could not shape the request for Vary: not served from the cache");
+        // A variance no stored response has: a miss, never another's variant.
+        let mut builder = pingora_cache::VarianceBuilder::new();
+        builder.add_value("portcullis-unshaped", ctx.request_id.as_bytes());
+        return builder.finalize();
+    }
+    key::variance(vary, &forwarded.headers)
 }
 
 /// `cache_miss`: remember that nothing stored could be used.

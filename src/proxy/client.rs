@@ -10,7 +10,7 @@ use pingora_error::Result;
 use pingora_proxy::Session;
 
 use super::problem::{self, Problem};
-use super::{errors, strict, RequestCtx};
+use super::{errors, owned, strict, RequestCtx};
 use crate::config::model::ClientLimits;
 use crate::target;
 
@@ -41,6 +41,12 @@ pub async fn refused_head(session: &mut Session, ctx: &mut RequestCtx) -> Result
         return Ok(true);
     }
     strict::normalize_content_length(session.req_header_mut());
+    let policy = limits.headers_with_underscores;
+    if let Err(name) = owned::underscores(session.req_header_mut(), policy) {
+        let detail = format!("Header names with underscores are refused ({name}).");
+        refuse(session, ctx, Problem::BadRequest, &detail).await?;
+        return Ok(true);
+    }
     let tls = session
         .digest()
         .and_then(|d| d.ssl_digest.as_ref())

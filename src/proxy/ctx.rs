@@ -85,6 +85,8 @@ pub struct RequestCtx {
     pub upstream_started: Option<Instant>,
     /// From choosing the backend that answered to its response head.
     pub upstream_ttfb: Option<Duration>,
+    /// The client's address, TLS and certificate subject.
+    pub client: super::forward::ClientFacts,
     /// From the accepting listener: redirect to HTTPS on this port.
     pub redirect_https: Option<u16>,
     /// From the accepting listener: `Strict-Transport-Security` to add.
@@ -127,6 +129,7 @@ impl RequestCtx {
             body_limit: None,
             upstream_started: None,
             upstream_ttfb: None,
+            client: super::forward::ClientFacts::default(),
             redirect_https: None,
             hsts: None,
             consumer: None,
@@ -141,6 +144,19 @@ impl RequestCtx {
     /// The matched route, if any.
     pub fn route(&self) -> Option<&Route> {
         Some(&self.snapshot.as_ref()?.routes[self.route?])
+    }
+
+    /// What shapes the forwarded request's headers, once a route matched.
+    pub fn forwarding(&self) -> Option<super::forward::Forwarding<'_>> {
+        let snapshot = self.snapshot.as_deref()?;
+        Some(super::forward::Forwarding {
+            snapshot,
+            route: snapshot.routes.get(self.route?)?,
+            consumer: self.consumer,
+            client: &self.client,
+            request_id: &self.request_id,
+            trace: &self.trace,
+        })
     }
 
     /// The backend of the latest attempt, if any.

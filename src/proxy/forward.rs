@@ -79,36 +79,96 @@ pub fn request_host(req: &RequestHeader) -> &str {
         .unwrap_or("")
 }
 
-/// Set `X-Forwarded-For` (appending the client address), `-Proto`, `-Host`
-/// and the request id on the upstream request.
-pub fn add_forwarded_headers(
-    session: &Session,
-    upstream: &mut RequestHeader,
-    request_id: &HeaderValue,
-) -> Result<()> {
-    let client_ip = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
-    let https = session
-        .digest()
-        .and_then(|d| d.ssl_digest.as_ref())
-        .is_some();
-    set_forwarded(upstream, client_ip, https, request_id)
+/// What the gateway knows of the client, read once from the connection
+/// in `early_request_filter`.
+#[derive(Debug, Default, Clone)]
+pub struct ClientFacts {
+    pub ip: Option<std::net::IpAddr>,
+    /// The request came over TLS.
+    pub tls: bool,
+    /// On a TLS listener with client certificates: the header that carries
+    /// the verified subject, and the subject (none without a certificate).
+    pub identity: Option<(http::HeaderName, Option<HeaderValue>)>,
+}
+
+impl ClientFacts {
+    pub fn of(session: &Session) -> ClientFacts {
+        let ssl = session.digest().and_then(|d| d.ssl_digest.as_ref());
+        let identity = ssl
+            .and_then(|ssl| ssl.extension.get::<crate::tls::ClientIdentity>())
+            .and_then(|i| Some((i.header.clone()?, i.subject.clone())));
+        ClientFacts {
+            ip: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            tls: ssl.is_some(),
+            identity,
+        }
+    }
+}
+
+/// Everything that shapes the headers of a forwarded request.
+pub struct Forwarding<'a> {
+    pub snapshot: &'a crate::snapshot::Snapshot,
+    pub route: &'a crate::snapshot::Route,
+    pub consumer: Option<u32>,
+    pub client: &'a ClientFacts,
+    pub request_id: &'a HeaderValue,
+    pub trace: &'a super::trace::TraceContext,
+}
+
+/// The headers of the request the backend sees: the client's copies of
+/// the headers the gateway owns removed (see `owned.rs`), the API key
+/// taken off and the consumer put on, `X-Forwarded-*`, the request id,
+/// the trace context, the client certificate's subject, then the route's
+/// header rules. The one place that decides them: the upstream request
+/// and the cache's `Vary` matching (RFC 9111 §4.1 compares the request
+/// that produced a stored response, which for a gateway is this one) both
+/// run it.
+pub fn shape(upstream: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
+    super::owned::strip(upstream, &f.snapshot.owned_headers);
+    set_consumer(upstream, f.snapshot, f.route, f.consumer)?;
+    set_forwarded(upstream, f.client.ip, f.client.tls, f.request_id)?;
+    f.trace.apply(upstream)?;
+    if let Some((header, Some(subject))) = &f.client.identity {
+        upstream.insert_header(header.clone(), subject.clone())?;
+    }
+    apply_header_ops(upstream, &f.route.request_headers)
+}
+
+/// Whether [`shape`] may change the header `name` (lower case): then a
+/// `Vary` on it must be matched against the shaped request.
+pub fn shapes(name: &str, f: &Forwarding<'_>) -> bool {
+    name.contains('_')
+        || matches!(
+            name,
+            "x-forwarded-for"
+                | "x-request-id"
+                | "traceparent"
+                | "tracestate"
+                | "authorization"
+                | "via"
+        )
+        || super::owned::is_owned(name, &f.snapshot.owned_headers)
+        || f.client.identity.as_ref().is_some_and(|(h, _)| h == name)
+        || f.route.request_headers.remove.iter().any(|h| h == name)
+        || f.route.request_headers.set.iter().any(|(h, _)| h == name)
+        || f.route.auth.as_ref().is_some_and(|a| match &a.source {
+            crate::auth::KeyPlace::Header(h) => h == name,
+            _ => false,
+        })
 }
 
 /// Take the API key off a key-protected route's request and name the
-/// consumer instead; a client-sent consumer header never passes, on any
-/// route.
-pub fn set_consumer(
+/// consumer instead (the client's consumer header is gone already: see
+/// [`shape`]).
+fn set_consumer(
     upstream: &mut RequestHeader,
     snapshot: &crate::snapshot::Snapshot,
     route: &crate::snapshot::Route,
     consumer: Option<u32>,
 ) -> Result<()> {
-    if upstream.headers.contains_key(&snapshot.consumer_header) {
-        upstream.remove_header(&snapshot.consumer_header);
-    }
     let Some(auth) = &route.auth else {
         return Ok(());
     };
@@ -119,25 +179,9 @@ pub fn set_consumer(
     Ok(())
 }
 
-/// Forward the verified client certificate subject of a TLS listener with
-/// client certificates; a client-sent header of that name never passes.
-pub fn set_client_identity(session: &Session, upstream: &mut RequestHeader) -> Result<()> {
-    let identity = session
-        .digest()
-        .and_then(|d| d.ssl_digest.as_ref())
-        .and_then(|ssl| ssl.extension.get::<crate::tls::ClientIdentity>());
-    let Some((identity, header)) = identity.and_then(|i| Some((i, i.header.as_ref()?))) else {
-        return Ok(());
-    };
-    upstream.remove_header(header);
-    if let Some(subject) = &identity.subject {
-        upstream.insert_header(header.clone(), subject.clone())?;
-    }
-    Ok(())
-}
-
-/// The pure part of [`add_forwarded_headers`]: `X-Forwarded-Host` is the
-/// `Host` the client sent, which `upstream` still carries.
+/// `X-Forwarded-For` (the client's address appended), `-Proto`, `-Host`
+/// (the `Host` the client sent, which `upstream` still carries) and the
+/// request id.
 pub fn set_forwarded(
     upstream: &mut RequestHeader,
     client_ip: Option<std::net::IpAddr>,

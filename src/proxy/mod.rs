@@ -10,6 +10,7 @@ mod ctx;
 pub mod errors;
 pub mod forward;
 pub mod lifecycle;
+pub mod owned;
 pub mod problem;
 mod record;
 mod retry;
@@ -110,6 +111,7 @@ impl ProxyHttp for GatewayProxy {
         ctx.snapshot = Some(snapshot);
         forward::drop_h2c_upgrade(session.req_header_mut());
         ctx.request_id = forward::request_id(session.req_header());
+        ctx.client = forward::ClientFacts::of(session);
         ctx.trace = trace::TraceContext::for_request(session.req_header());
         let local = || session.server_addr().and_then(|a| a.as_inet()).copied();
         if let Some(policy) = self.gateway.listener_policy(local) {
@@ -209,14 +211,15 @@ impl ProxyHttp for GatewayProxy {
         Ok(caching::hit_freshness(meta, is_fresh, ctx))
     }
 
-    /// Variants by the stored response's `Vary`.
+    /// Variants by the stored response's `Vary`, matched against the
+    /// request as forwarded (RFC 9111 §4.1).
     fn cache_vary_filter(
         &self,
         meta: &CacheMeta,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
         req: &RequestHeader,
     ) -> Option<HashBinary> {
-        crate::cache::key::variance(meta.headers(), &req.headers)
+        caching::variance(meta, ctx, req)
     }
 
     /// Not served from the cache: `only-if-cached` gets a 504 instead of a
@@ -390,23 +393,19 @@ impl ProxyHttp for GatewayProxy {
     /// request id and the trace context.
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let (Some(snapshot), Some(route)) = (&ctx.snapshot, ctx.route()) else {
+        let Some(forwarding) = ctx.forwarding() else {
             return Ok(());
         };
+        let route = forwarding.route;
         if ctx.fresh_connection && !route.pool.tls.as_ref().is_some_and(|t| t.h2) {
             retry::close_after(upstream)?;
         }
-        forward::set_consumer(upstream, snapshot, route, ctx.consumer)?;
         forward::rewrite_path(upstream, ctx.prefix_len, &route.rewrite)?;
-        forward::add_forwarded_headers(session, upstream, &ctx.request_id)?;
-        ctx.trace.apply(upstream)?;
-        forward::set_client_identity(session, upstream)?;
-        forward::apply_header_ops(upstream, &route.request_headers)?;
-        Ok(())
+        forward::shape(upstream, &forwarding)
     }
 
     /// The backend's response head arrived: its status and time to first

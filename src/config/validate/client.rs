@@ -80,6 +80,22 @@ impl Validator<'_> {
                 }
             };
         }
+        if let Some(u) = &c.headers_with_underscores {
+            use crate::config::model::Underscores;
+            out.headers_with_underscores = match u.get_ref().as_str() {
+                "drop" => Underscores::Drop,
+                "reject" => Underscores::Reject,
+                "allow" => Underscores::Allow,
+                other => {
+                    self.error(
+                        u.span(),
+                        Some(item),
+                        format!("headers_with_underscores {other:?} is not supported: write \"drop\" (remove them, as nginx does), \"reject\" (answer 400) or \"allow\""),
+                    );
+                    Underscores::Drop
+                }
+            };
+        }
         out
     }
 

@@ -1,0 +1,173 @@
+//! The request headers the gateway owns: it sets them itself (the
+//! consumer, the client certificate's subject, `X-Forwarded-Proto`/`-Host`)
+//! or they claim facts only a trusted proxy may state (`Forwarded`,
+//! `X-Real-IP`, `True-Client-IP`, `X-Original-URL`, `X-Forwarded-Prefix`).
+//! A client's copies are removed from every request on every listener
+//! before the gateway sets its own, in either spelling: CGI-style backends
+//! (WSGI, PHP-FPM, Rack) read `X_Consumer_Id` as `HTTP_X_CONSUMER_ID`, the
+//! same variable as `X-Consumer-Id`.
+//!
+//! Header names holding `_` are dropped from the request before anything
+//! reads it, refused with 400, or allowed (`[server.client]
+//! headers_with_underscores`, as nginx's `underscores_in_headers` and
+//! Envoy's `headers_with_underscores_action`); allowed ones still never
+//! stand in for a header the gateway owns or sets.
+//!
+//! `X-Forwarded-For` is not owned: the client's chain is kept and the
+//! client's address appended. A later issue adds trusted proxies whose
+//! `Forwarded` and `X-Real-IP` may be believed.
+
+use http::HeaderName;
+use pingora_http::RequestHeader;
+
+pub use crate::config::model::Underscores;
+
+/// Owned whatever the config says: removed from every client request.
+const ALWAYS_OWNED: [&str; 10] = [
+    "forwarded",
+    "x-real-ip",
+    "true-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded-prefix",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-server",
+];
+
+/// Set or extended by the gateway, so a client's underscore spelling of
+/// them is never forwarded beside the real one.
+const GATEWAY_SET: [&str; 5] = [
+    "x-forwarded-for",
+    "x-request-id",
+    "via",
+    "traceparent",
+    "tracestate",
+];
+
+/// Whether `name` (lower case, as `http` keeps names) is owned: one of
+/// [`ALWAYS_OWNED`] or of `configured` (the consumer header, every
+/// listener's client-subject header), in either spelling.
+pub fn is_owned(name: &str, configured: &[HeaderName]) -> bool {
+    let mut buf = [0u8; 64];
+    let Some(dashed) = dashed(name, &mut buf) else {
+        return false;
+    };
+    ALWAYS_OWNED.contains(&dashed) || configured.iter().any(|c| c.as_str() == dashed)
+}
+
+/// `name` with `_` read as `-`, in `buf` when it had any; `None` when too
+/// long to be one of ours.
+fn dashed<'a>(name: &'a str, buf: &'a mut [u8; 64]) -> Option<&'a str> {
+    if !name.contains('_') {
+        return Some(name);
+    }
+    let out = buf.get_mut(..name.len())?;
+    for (o, b) in out.iter_mut().zip(name.bytes()) {
+        *o = if b == b'_' { b'-' } else { b };
+    }
+    std::str::from_utf8(out).ok()
+}
+
+/// Remove the client's copies of owned headers, and underscore spellings
+/// of the headers the gateway sets, from the request to be forwarded.
+pub fn strip(req: &mut RequestHeader, configured: &[HeaderName]) {
+    let mut found: smallvec::SmallVec<[HeaderName; 2]> = smallvec::SmallVec::new();
+    for name in req.headers.keys() {
+        let n = name.as_str();
+        let set_by_us = n.contains('_') && {
+            let mut buf = [0u8; 64];
+            dashed(n, &mut buf).is_some_and(|d| GATEWAY_SET.contains(&d))
+        };
+        if set_by_us || is_owned(n, configured) {
+            found.push(name.clone());
+        }
+    }
+    for name in &found {
+        req.remove_header(name);
+    }
+}
+
+/// Apply `[server.client] headers_with_underscores` to the client's
+/// request, before anything reads it. `Err(name)` when it is refused.
+pub fn underscores(req: &mut RequestHeader, policy: Underscores) -> Result<(), HeaderName> {
+    if policy == Underscores::Allow {
+        return Ok(());
+    }
+    let Some(first) = req.headers.keys().find(|n| n.as_str().contains('_')) else {
+        return Ok(());
+    };
+    if policy == Underscores::Reject {
+        return Err(first.clone());
+    }
+    let found: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|n| n.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for name in &found {
+        req.remove_header(name);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(names: &[&str]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        for n in names {
+            r.append_header(n.to_string(), "v").unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn owned_headers_go_in_both_spellings_and_x_forwarded_for_stays() {
+        let configured = [
+            HeaderName::from_static("x-consumer-id"),
+            HeaderName::from_static("x-client-cert-subject"),
+        ];
+        let mut r = request(&[
+            "X-Consumer-Id",
+            "X_Consumer_Id",
+            "x_client_cert_subject",
+            "Forwarded",
+            "X-Real-IP",
+            "True-Client-IP",
+            "X-Original-URL",
+            "X-Forwarded-Prefix",
+            "x_forwarded_host",
+            "X-Forwarded-For",
+            "x_forwarded_for",
+            "X_Request_Id",
+            "accept",
+            "x_custom",
+        ]);
+        strip(&mut r, &configured);
+        let mut left: Vec<&str> = r.headers.keys().map(|n| n.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-forwarded-for", "x_custom"]);
+    }
+
+    #[test]
+    fn underscore_names_are_dropped_refused_or_allowed() {
+        let mut r = request(&["x_a", "x-b", "x_c"]);
+        assert_eq!(underscores(&mut r, Underscores::Drop), Ok(()));
+        assert_eq!(
+            r.headers.keys().map(|n| n.as_str()).collect::<Vec<_>>(),
+            ["x-b"]
+        );
+        let mut r = request(&["x-b", "x_a"]);
+        assert_eq!(
+            underscores(&mut r, Underscores::Reject),
+            Err(HeaderName::from_static("x_a"))
+        );
+        let mut r = request(&["x_a"]);
+        assert_eq!(underscores(&mut r, Underscores::Allow), Ok(()));
+        assert!(r.headers.contains_key("x_a"));
+    }
+}
