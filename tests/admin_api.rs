@@ -421,3 +421,118 @@ async fn deprecated_routes_send_lifecycle_headers_and_retired_ones_answer_410() 
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["status"], 410);
 }
+
+/// One admin request over raw HTTP/1.1 with the given `Host` and header
+/// lines: the status.
+async fn admin_raw(gw: &Gateway, method: &str, path: &str, host: &str, lines: &str) -> u16 {
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{lines}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    common::raw_http1(gw.admin, req.as_bytes()).await.0
+}
+
+/// DNS rebinding and cross-site requests: only IP-literal, `localhost`
+/// and configured `Host` names are answered; a browser's cross-site
+/// write (foreign `Origin`, a form content type) is refused even on a
+/// loopback admin API without a token; the read-only token reads only.
+#[tokio::test]
+async fn the_admin_api_refuses_rebinding_cross_site_writes_and_read_only_writes() {
+    let backend = Backend::start("b").await;
+    let open = Gateway::start(&common::single_route("p", &[backend.addr], "", "")).await;
+    let here = open.admin.to_string();
+    assert_eq!(admin_raw(&open, "GET", "/-/routes", &here, "").await, 200);
+    assert_eq!(
+        admin_raw(&open, "GET", "/-/routes", "localhost", "").await,
+        200
+    );
+    assert_eq!(
+        admin_raw(&open, "GET", "/-/routes", "rebind.evil.example:9180", "").await,
+        421
+    );
+    assert_eq!(
+        admin_raw(&open, "GET", "/healthz", "rebind.evil.example", "").await,
+        200
+    );
+    assert_eq!(admin_raw(&open, "POST", "/-/reload", &here, "").await, 200);
+    for forged in [
+        "Origin: http://evil.example\r\n",
+        "Sec-Fetch-Site: cross-site\r\n",
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        "Content-Type: text/plain\r\n",
+    ] {
+        assert_eq!(
+            admin_raw(&open, "POST", "/-/reload", &here, forged).await,
+            403,
+            "{forged}"
+        );
+        assert_eq!(
+            admin_raw(&open, "DELETE", "/-/cache?route=r", &here, forged).await,
+            403,
+            "{forged}"
+        );
+    }
+
+    let read = "read-only-token-for-tests";
+    let config = common::single_route("p", &[backend.addr], "", "").replacen(
+        "[admin]\naddress = \"127.0.0.1:0\"",
+        &format!(
+            "[admin]\naddress = \"127.0.0.1:0\"\ntoken_digest = \"{}\"\nread_token_digest = \"{}\"\nhosts = [\"admin.test\"]",
+            keys::hex(&keys::digest(TOKEN.as_bytes())),
+            keys::hex(&keys::digest(read.as_bytes()))
+        ),
+        1,
+    );
+    let gw = Gateway::start(&config).await;
+    let bearer = |t: &str| format!("Authorization: Bearer {t}\r\n");
+    assert_eq!(
+        admin_raw(&gw, "GET", "/metrics", "admin.test", &bearer(read)).await,
+        200
+    );
+    assert_eq!(
+        admin_raw(&gw, "GET", "/metrics", "other.test", &bearer(TOKEN)).await,
+        421
+    );
+    assert_eq!(
+        admin_raw(&gw, "GET", "/-/consumers", "admin.test", "").await,
+        401
+    );
+    assert_eq!(
+        admin_raw(&gw, "POST", "/-/reload", "admin.test", &bearer(read)).await,
+        403
+    );
+    assert_eq!(
+        admin_raw(&gw, "POST", "/-/reload", "admin.test", &bearer(TOKEN)).await,
+        200
+    );
+    let forged = format!("{}Origin: http://evil.example\r\n", bearer(TOKEN));
+    assert_eq!(
+        admin_raw(&gw, "POST", "/-/reload", "admin.test", &forged).await,
+        403
+    );
+}
+
+/// `check` refuses an admin API on a non-loopback address without a
+/// token, and says why; an explicit opt-out is accepted.
+#[test]
+fn check_refuses_an_exposed_admin_api_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    let exposed = common::base_config()
+        .replacen("[admin]\naddress = \"127.0.0.1:0\"", "[admin]\naddress = \"0.0.0.0:19180\"", 1)
+        + "[pools.p]\nbackends = [{ address = \"127.0.0.1:1\" }]\n\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n";
+    std::fs::write(&file, &exposed).unwrap();
+    let (code, _, err) = common::run_cli(&["check", file.to_str().unwrap()], None);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("0.0.0.0:19180 is not loopback and the admin API has no token"),
+        "{err}"
+    );
+    let opted_out = exposed.replacen(
+        "0.0.0.0:19180\"",
+        "0.0.0.0:19180\"\nallow_unauthenticated = true",
+        1,
+    );
+    std::fs::write(&file, &opted_out).unwrap();
+    let (code, _, err) = common::run_cli(&["check", file.to_str().unwrap()], None);
+    assert_eq!(code, 0, "{err}");
+}

@@ -16,10 +16,14 @@
 //! | POST | `/-/reload` | re-read the config: `200` with `status` `reloaded` (and the changes) or `unchanged`, or `422` with every error |
 //!
 //! With `[admin] token_digest`, every endpoint but `/healthz` and `/readyz`
-//! asks for `Authorization: Bearer TOKEN` (401 otherwise). Errors are
-//! `application/problem+json`.
+//! asks for `Authorization: Bearer TOKEN` (401 otherwise; the token of
+//! `read_token_digest` may only read). Only IP-literal, `localhost` and
+//! configured `Host` names are answered (421), and state-changing requests
+//! a browser could forge from another site are refused (403): see
+//! `guard.rs`. Errors are `application/problem+json`.
 
 mod cache;
+pub mod guard;
 pub(crate) mod ready;
 mod views;
 
@@ -30,7 +34,6 @@ use http::{Response, StatusCode};
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use serde_json::{json, Value};
-use subtle::ConstantTimeEq;
 
 use crate::gateway::Gateway;
 
@@ -118,16 +121,6 @@ impl AdminApp {
             }
         }
     }
-
-    /// Whether the request carries the admin token (or none is set).
-    fn authorized(&self, session: &ServerSession) -> bool {
-        let Some(digest) = self.gateway.snapshot().config.admin.token_digest else {
-            return true;
-        };
-        let presented =
-            crate::auth::presented_key(session.req_header(), &crate::auth::KeyPlace::Bearer);
-        presented.is_some_and(|t| bool::from(crate::auth::keys::digest(&t).ct_eq(&digest)))
-    }
 }
 
 fn reply(status: StatusCode, body: Value) -> Response<Vec<u8>> {
@@ -184,15 +177,16 @@ impl ServeHttp for AdminApp {
         if known.is_empty() {
             return problem(StatusCode::NOT_FOUND, "No such admin endpoint.");
         }
-        if !OPEN.contains(&path.as_str()) && !self.authorized(session) {
-            let mut resp = problem(
-                StatusCode::UNAUTHORIZED,
-                "This admin endpoint needs Authorization: Bearer with the admin token.",
-            );
-            resp.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Bearer realm=\"portcullis admin\""),
-            );
+        let settings = &self.gateway.snapshot().config.admin;
+        let open = OPEN.contains(&path.as_str());
+        if let Err(refusal) = guard::check(session.req_header(), settings, open) {
+            let mut resp = problem(refusal.status(), refusal.detail());
+            if refusal == guard::Refusal::Unauthenticated {
+                resp.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Bearer realm=\"portcullis admin\""),
+                );
+            }
             return resp;
         }
         // HEAD is GET without a body (Pingora drops the body).

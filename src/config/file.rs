@@ -284,8 +284,16 @@ pub struct CertificateFile {
 pub struct AdminFile {
     /// `ip:port`
     pub address: Option<Spanned<String>>,
-    /// SHA-256 (64 hex digits) of the bearer token the admin API asks for.
+    /// SHA-256 (64 hex digits) of the bearer token the admin API asks for
+    /// (every endpoint but the health probes).
     pub token_digest: Option<Spanned<String>>,
+    /// SHA-256 of a second token that may only read (GET, HEAD).
+    pub read_token_digest: Option<Spanned<String>>,
+    /// Serve a non-loopback address without a token (a trusted network).
+    pub allow_unauthenticated: Option<Spanned<bool>>,
+    /// `Host` names the admin API answers besides IP literals and
+    /// `localhost`.
+    pub hosts: Option<Vec<Spanned<String>>>,
 }
 
 /// `[pools.NAME]`

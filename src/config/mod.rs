@@ -290,6 +290,9 @@ strip_prefix = true
             admin: AdminSettings {
                 address: addr("127.0.0.1:9999"),
                 token_digest: None,
+                read_token_digest: None,
+                allow_unauthenticated: false,
+                hosts: vec![],
             },
             pools,
             routes: vec![

@@ -294,6 +294,15 @@ pub struct AdminSettings {
     /// loopback or a private network). Shown only as `"<redacted>"`.
     #[serde(serialize_with = "redacted")]
     pub token_digest: Option<[u8; 32]>,
+    /// SHA-256 of a token that may only read (GET and HEAD); needs
+    /// `token_digest`. Shown only as `"<redacted>"`.
+    #[serde(serialize_with = "redacted")]
+    pub read_token_digest: Option<[u8; 32]>,
+    /// A non-loopback address without a token, on purpose.
+    pub allow_unauthenticated: bool,
+    /// Lower-case `Host` names answered besides IP literals and
+    /// `localhost` (a DNS rebinding attack brings a name of its own).
+    pub hosts: Vec<String>,
 }
 
 /// `"<redacted>"` for a secret that is set, `null` for one that is not.

@@ -97,8 +97,8 @@ pub struct ConfigDiff {
     /// Addresses of TLS listeners whose certificates, key files, client CA
     /// or minimum version changed (applied live).
     pub certificates: Vec<String>,
-    /// Other live settings that changed: `auth`, `access_log`,
-    /// `admin.token_digest`.
+    /// Other live settings that changed: `auth`, `access_log`, the
+    /// admin API's tokens, `allow_unauthenticated` and `hosts`.
     pub settings: Vec<String>,
     /// Changed settings that take effect only after a restart.
     pub restart_required: Vec<String>,
@@ -190,6 +190,15 @@ impl ConfigDiff {
         }
         if old.admin.token_digest != new.admin.token_digest {
             settings.push("admin.token_digest".to_string());
+        }
+        if old.admin.read_token_digest != new.admin.read_token_digest {
+            settings.push("admin.read_token_digest".to_string());
+        }
+        if old.admin.allow_unauthenticated != new.admin.allow_unauthenticated {
+            settings.push("admin.allow_unauthenticated".to_string());
+        }
+        if old.admin.hosts != new.admin.hosts {
+            settings.push("admin.hosts".to_string());
         }
         ConfigDiff {
             routes,

@@ -410,6 +410,9 @@ impl Validator<'_> {
                     return model::AdminSettings {
                         address: default_addr(model::DEFAULT_ADMIN_LISTEN),
                         token_digest: None,
+                        read_token_digest: None,
+                        allow_unauthenticated: false,
+                        hosts: Vec::new(),
                     }
                 }
             },
@@ -456,21 +459,64 @@ impl Validator<'_> {
         }
         let token_digest = admin
             .and_then(|a| a.token_digest.as_ref())
+            .and_then(|t| self.admin_digest(t, "token_digest"));
+        let read_token_digest = admin
+            .and_then(|a| a.read_token_digest.as_ref())
             .and_then(|t| {
-                let digest = crate::auth::keys::parse_digest(t.get_ref());
-                if digest.is_none() {
+                if token_digest.is_none() {
                     self.error(
                         t.span(),
                         Some("admin"),
-                        "token_digest must be the SHA-256 of the admin token as 64 hex digits (`portcullis keys hash` prints it); never put the token itself in the config".to_string(),
+                        "read_token_digest needs token_digest: without a token for writes, reloads and purges would be open to anyone while reads are not",
                     );
                 }
-                digest
+                self.admin_digest(t, "read_token_digest")
             });
+        let allow_unauthenticated = admin
+            .and_then(|a| a.allow_unauthenticated.as_ref())
+            .is_some_and(|a| *a.get_ref());
+        if !address.ip().is_loopback() && token_digest.is_none() && !allow_unauthenticated {
+            let span = configured.map_or(0..0, |c| c.span());
+            self.error(
+                span,
+                Some("admin"),
+                format!("address {address} is not loopback and the admin API has no token: anyone who can reach it could reload the config, purge the cache and read consumers and usage; set token_digest (`portcullis keys new` makes a token, `portcullis keys hash` its digest), or write allow_unauthenticated = true if only trusted hosts can reach {address}"),
+            );
+        }
+        let mut hosts = Vec::new();
+        for h in admin.and_then(|a| a.hosts.as_ref()).into_iter().flatten() {
+            let name = h.get_ref().to_ascii_lowercase();
+            if name.is_empty() || name.contains([':', '/', ' ']) || !name.is_ascii() {
+                self.error(
+                    h.span(),
+                    Some("admin"),
+                    format!(
+                        "hosts: {:?} is not a host name (write it without scheme or port)",
+                        h.get_ref()
+                    ),
+                );
+            }
+            hosts.push(name);
+        }
         model::AdminSettings {
             address,
             token_digest,
+            read_token_digest,
+            allow_unauthenticated,
+            hosts,
         }
+    }
+
+    fn admin_digest(&mut self, t: &Spanned<String>, key: &str) -> Option<[u8; 32]> {
+        let digest = crate::auth::keys::parse_digest(t.get_ref());
+        if digest.is_none() {
+            self.error(
+                t.span(),
+                Some("admin"),
+                format!("{key} must be the SHA-256 of the admin token as 64 hex digits (`portcullis keys hash` prints it); never put the token itself in the config"),
+            );
+        }
+        digest
     }
 
     fn listener_tls(

@@ -107,14 +107,16 @@ fn listener_errors() {
 #[test]
 fn admin_collisions() {
     // Configured admin on a configured listener's port.
-    let src = "[[listeners]]\naddress = \"127.0.0.1:9000\"\n[admin]\naddress = \"0.0.0.0:9000\"\n";
+    let src = "[[listeners]]\naddress = \"127.0.0.1:9000\"\n[admin]\naddress = \"0.0.0.0:9000\"\nallow_unauthenticated = true\n";
     assert_eq!(
         only_error(src),
         r#"f.toml:4:11: admin: address 0.0.0.0:9000 collides with listener 127.0.0.1:9000 (line 2); the admin API needs an address of its own"#
     );
     // Configured admin on the default listener.
-    assert!(only_error("[admin]\naddress = \"0.0.0.0:8080\"\n")
-        .contains("collides with the default listener 0.0.0.0:8080"));
+    assert!(
+        only_error("[admin]\naddress = \"0.0.0.0:8080\"\nallow_unauthenticated = true\n")
+            .contains("collides with the default listener 0.0.0.0:8080")
+    );
     // A listener on the default admin address.
     assert!(only_error("[[listeners]]\naddress = \"127.0.0.1:9180\"\n").starts_with(
         r#"f.toml:2:11: listener "127.0.0.1:9180": address 127.0.0.1:9180 collides with the default admin address"#
@@ -126,6 +128,31 @@ fn admin_collisions() {
     let config =
         ok("[[listeners]]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n");
     assert_eq!(config.admin.address.port(), 0);
+}
+
+#[test]
+fn a_non_loopback_admin_address_needs_a_token_or_an_explicit_opt_out() {
+    for address in ["0.0.0.0:9180", "[::]:9180", "10.0.0.5:9180"] {
+        let error = only_error(&format!("[admin]\naddress = \"{address}\"\n"));
+        assert!(
+            error.starts_with("f.toml:2:11: admin: address")
+                && error.contains("is not loopback and the admin API has no token"),
+            "{error}"
+        );
+    }
+    let digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    ok(&format!(
+        "[admin]\naddress = \"0.0.0.0:9180\"\ntoken_digest = \"{digest}\"\n"
+    ));
+    ok("[admin]\naddress = \"0.0.0.0:9180\"\nallow_unauthenticated = true\nhosts = [\"admin.internal\"]\n");
+    ok("[admin]\naddress = \"[::1]:9180\"\n");
+    let error = only_error(&format!("[admin]\nread_token_digest = \"{digest}\"\n"));
+    assert!(
+        error.contains("read_token_digest needs token_digest"),
+        "{error}"
+    );
+    let error = only_error("[admin]\nhosts = [\"http://a:1\"]\n");
+    assert!(error.contains("is not a host name"), "{error}");
 }
 
 #[test]
