@@ -1,19 +1,24 @@
 //! Client connections, seen from an app wrapped around the proxy: counted
-//! per listener (`portcullis_downstream_open_connections{listener}`, idle
-//! keep-alive time included), limited to `[server.client]
-//! max_connections` per process, and their HTTP/1 streams wrapped for the
-//! header and keep-alive timeouts (see `guarded.rs`).
+//! per listener (`portcullis_downstream_open_connections{listener}`) from
+//! the accept to the close (TLS handshakes and idle keep-alive time
+//! included), limited to `[server.client] max_connections` per process,
+//! their TLS handshakes bounded by `handshake_timeout`, and their streams
+//! wrapped for the header and keep-alive timeouts (see `guarded/mod.rs`).
 
+use std::any::Any;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pingora_core::apps::ServerApp;
 use pingora_core::listeners::ConnectionFilter;
-use pingora_core::protocols::Stream;
+use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora_core::protocols::{SocketDigest, Stream};
 use pingora_core::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
+use tracing::warn;
 
 use crate::gateway::Gateway;
 use crate::guarded::{GuardedStream, Refusals, Timeouts};
@@ -26,6 +31,43 @@ pub struct ClientConnections<A> {
     listeners: Vec<(SocketAddr, IntGauge)>,
     open: Arc<AtomicUsize>,
     refusals: Refusals,
+    handshake_timeouts: IntCounter,
+    handshake_failures: IntCounter,
+    handshake_log: LogEvery,
+}
+
+/// At most one log line of a kind per this.
+pub const HANDSHAKE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Lets a log line through at most once per interval; counts the events
+/// in between.
+struct LogEvery {
+    interval: Duration,
+    last: Mutex<Option<Instant>>,
+    since: AtomicU64,
+}
+
+impl LogEvery {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            last: Mutex::new(None),
+            since: AtomicU64::new(0),
+        }
+    }
+
+    /// One more event at `now`; `Some(events since the last line)` when a
+    /// line is due.
+    fn note(&self, now: Instant) -> Option<u64> {
+        let n = self.since.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self.last.lock().ok()?;
+        if last.is_some_and(|l| now.duration_since(l) < self.interval) {
+            return None;
+        }
+        *last = Some(now);
+        self.since.fetch_sub(n, Ordering::Relaxed);
+        Some(n)
+    }
 }
 
 impl<A> ClientConnections<A> {
@@ -37,6 +79,9 @@ impl<A> ClientConnections<A> {
         };
         Self {
             inner: Arc::new(inner),
+            handshake_timeouts: metrics.downstream_refused("handshake_timeout"),
+            handshake_failures: metrics.downstream_refused("handshake_failed"),
+            handshake_log: LogEvery::new(HANDSHAKE_LOG_EVERY),
             gateway,
             listeners,
             open: Arc::new(AtomicUsize::new(0)),
@@ -67,15 +112,15 @@ impl<A> ClientConnections<A> {
     }
 }
 
-/// Counts one open connection until dropped.
-struct Open<'a> {
-    gauge: Option<&'a IntGauge>,
-    open: &'a AtomicUsize,
+/// Counts one open connection, from its accept until its task ends.
+struct Open {
+    gauge: Option<IntGauge>,
+    open: Arc<AtomicUsize>,
 }
 
-impl<'a> Open<'a> {
-    fn new(gauge: Option<&'a IntGauge>, open: &'a AtomicUsize) -> Self {
-        if let Some(g) = gauge {
+impl Open {
+    fn new(gauge: Option<IntGauge>, open: Arc<AtomicUsize>) -> Self {
+        if let Some(g) = &gauge {
             g.inc();
         }
         open.fetch_add(1, Ordering::Relaxed);
@@ -83,9 +128,9 @@ impl<'a> Open<'a> {
     }
 }
 
-impl Drop for Open<'_> {
+impl Drop for Open {
     fn drop(&mut self) {
-        if let Some(g) = self.gauge {
+        if let Some(g) = &self.gauge {
             g.dec();
         }
         self.open.fetch_sub(1, Ordering::Relaxed);
@@ -99,22 +144,50 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ClientConnections<A> {
         session: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let local = session
-            .get_socket_digest()
-            .and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied());
-        let _open = Open::new(local.and_then(|a| self.gauge(a)), &self.open);
         self.gateway.metrics().note_proxy_runtime();
-        let session: Stream = if GuardedStream::wraps(&session) {
-            let limits = &self.gateway.snapshot().config.server.client;
-            let timeouts = Timeouts {
-                header: limits.header_timeout,
-                keepalive: limits.keepalive_timeout,
-            };
-            Box::new(GuardedStream::new(session, timeouts, self.refusals.clone()))
-        } else {
-            session
+        let limits = &self.gateway.snapshot().config.server.client;
+        let timeouts = Timeouts {
+            header: limits.header_timeout,
+            keepalive: limits.keepalive_timeout,
         };
+        let session: Stream =
+            Box::new(GuardedStream::new(session, timeouts, self.refusals.clone()));
         self.inner.process_new(session, shutdown).await
+    }
+
+    /// Read for every accepted connection: `[server.client]
+    /// handshake_timeout`, live from the config.
+    fn handshake_timeout(&self) -> Duration {
+        self.gateway
+            .snapshot()
+            .config
+            .server
+            .client
+            .handshake_timeout
+    }
+
+    /// Counted from the accept: a connection in its TLS handshake counts
+    /// against `max_connections` and in its listener's gauge.
+    fn connection_accepted(&self, digest: Option<&SocketDigest>) -> Option<Box<dyn Any + Send>> {
+        let local = digest.and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied());
+        let gauge = local.and_then(|a| self.gauge(a)).cloned();
+        Some(Box::new(Open::new(gauge, self.open.clone())))
+    }
+
+    /// Counted by reason; logged at most once per [`HANDSHAKE_LOG_EVERY`]
+    /// with the number of failures since (a flood of silent connections
+    /// once wrote an error line each).
+    fn handshake_failed(&self, peer: Option<&PingoraAddr>, error: &pingora_error::Error) {
+        let timed_out = error.etype() == &pingora_error::ErrorType::TLSHandshakeTimedout;
+        if timed_out {
+            self.handshake_timeouts.inc();
+        } else {
+            self.handshake_failures.inc();
+        }
+        if let Some(n) = self.handshake_log.note(Instant::now()) {
+            let peer = peer.map(|p| p.to_string()).unwrap_or_default();
+            warn!(failed = n, last_peer = %peer, last_error = %error, "TLS handshakes failed or timed out (one line per 10 s at most; counted in portcullis_downstream_refused_total)");
+        }
     }
 
     /// Not passed on. Pingora's proxy would wake every connection waiting
@@ -127,7 +200,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ClientConnections<A> {
 }
 
 /// Refuses a connection while `max_connections` (live from the config)
-/// are open. Connections in their TLS handshake are not counted yet.
+/// are open, connections in their TLS handshake included.
 struct AtMost {
     open: Arc<AtomicUsize>,
     gateway: Arc<Gateway>,
@@ -151,5 +224,22 @@ impl ConnectionFilter for AtMost {
             self.refused.inc();
         }
         ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_line_at_most_once_per_interval_with_the_count_since() {
+        let log = LogEvery::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(log.note(t0), Some(1));
+        assert_eq!(log.note(t0 + Duration::from_secs(1)), None);
+        assert_eq!(log.note(t0 + Duration::from_secs(9)), None);
+        assert_eq!(log.note(t0 + Duration::from_secs(10)), Some(3));
+        assert_eq!(log.note(t0 + Duration::from_secs(11)), None);
+        assert_eq!(log.note(t0 + Duration::from_secs(25)), Some(2));
     }
 }

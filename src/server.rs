@@ -142,7 +142,7 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
     let mut app =
         pingora_proxy::http_proxy(&server.configuration, GatewayProxy::new(gateway.clone()));
     // HTTP/2 connections idle for keepalive_timeout are closed (HTTP/1 ones
-    // by the stream wrapper, see `guarded.rs`). Read at start-up.
+    // by the stream wrapper, see `guarded/mod.rs`). Read at start-up.
     let keepalive = config.server.client.keepalive_timeout;
     let mut options = pingora_core::apps::HttpServerOptions::default();
     options.h2_idle_timeout = Some(keepalive.max(std::time::Duration::from_secs(1)));

@@ -231,6 +231,8 @@ pub struct ClientFile {
     /// `"0s"` turns keep-alive off.
     pub keepalive_timeout: Option<Spanned<String>>,
     pub max_connections: Option<Spanned<u32>>,
+    /// A duration, e.g. `"5s"`.
+    pub handshake_timeout: Option<Spanned<String>>,
     /// `//` in a request path is one `/` (default true).
     pub merge_slashes: Option<Spanned<bool>>,
     /// `"reject"` (default) or `"opaque"`: `%2F`, `%5C`, `\` and `;` in paths.

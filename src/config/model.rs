@@ -171,6 +171,9 @@ pub struct ClientLimits {
     pub keepalive_timeout: Duration,
     /// Client connections open at once, per process.
     pub max_connections: u32,
+    /// A TLS handshake must be done within this after the accept.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
     /// How request paths are made canonical (`merge_slashes`,
     /// `ambiguous_paths`).
     #[serde(flatten)]
@@ -200,6 +203,9 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 100_000;
+/// Pingora's own is 60 s; a client that has not finished its TLS handshake
+/// after a few seconds is gone or hostile.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pingora reads at most 1 MiB of request head and 256 header fields.
 pub const MAX_HEADER_SIZE_LIMIT: u64 = 1 << 20;
 pub const MAX_HEADERS_LIMIT: u32 = 256;
@@ -214,6 +220,7 @@ impl Default for ClientLimits {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             paths: crate::target::PathRules::default(),
             headers_with_underscores: Underscores::Drop,
         }

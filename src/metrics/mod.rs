@@ -22,7 +22,13 @@ pub use upstream::{
 };
 
 /// The `reason`s of `portcullis_downstream_refused_total`.
-pub const DOWNSTREAM_REFUSALS: [&str; 3] = ["header_timeout", "bad_head", "max_connections"];
+pub const DOWNSTREAM_REFUSALS: [&str; 5] = [
+    "header_timeout",
+    "bad_head",
+    "max_connections",
+    "handshake_timeout",
+    "handshake_failed",
+];
 
 /// Every metric the gateway exports.
 pub struct Metrics {
@@ -136,7 +142,7 @@ impl Metrics {
         let open_connections = IntGaugeVec::new(
             Opts::new(
                 "portcullis_downstream_open_connections",
-                "Client connections open now, by listener (idle keep-alive connections included).",
+                "Client connections open now, by listener, from accept (TLS handshakes in progress and idle keep-alive connections included).",
             ),
             &["listener"],
         )?;
@@ -144,7 +150,7 @@ impl Metrics {
         let downstream_refused = IntCounterVec::new(
             Opts::new(
                 "portcullis_downstream_refused_total",
-                "Client connections refused before any request was read: header_timeout (408), bad_head (a request head the HTTP parser refused, 400), max_connections (closed at accept).",
+                "Client connections refused before any request was read: header_timeout (408, or an HTTP/2 connection closed), bad_head (a request head the HTTP parser refused, 400), max_connections (closed at accept), handshake_timeout (TLS handshake not done within handshake_timeout), handshake_failed (TLS handshake refused).",
             ),
             &["reason"],
         )?;

@@ -148,7 +148,7 @@ impl Problem {
 
 impl Problem {
     /// The whole HTTP/1.1 response, for answers written below Pingora's
-    /// session (see `guarded.rs`): the connection is closed after it.
+    /// session (see `guarded/mod.rs`): the connection is closed after it.
     pub fn http1_response(self) -> Bytes {
         let id = super::forward::new_request_id();
         let id = super::forward::id_text(&id);

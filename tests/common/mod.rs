@@ -185,6 +185,28 @@ impl Gateway {
             tokio::net::TcpStream::connect(proxy).await.ok()
         })
         .await;
+        // The probe above is a connection too (counted from its accept):
+        // wait until the gateway saw it close, so that a test counting
+        // connections (max_connections, the gauge) starts from zero. Skipped
+        // when /metrics needs a token.
+        let metrics = gw.admin_url("/metrics");
+        eventually("the start-up probe connection closed", || {
+            let metrics = metrics.clone();
+            async move {
+                let r = client().get(&metrics).send().await.ok()?;
+                if r.status() != 200 {
+                    return Some(());
+                }
+                let text = r.text().await.ok()?;
+                let open: f64 = text
+                    .lines()
+                    .filter(|l| l.starts_with("portcullis_downstream_open_connections{"))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum();
+                (open == 0.0).then_some(())
+            }
+        })
+        .await;
         gw
     }
 

@@ -51,6 +51,12 @@ impl Validator<'_> {
         );
         out.body_timeout =
             self.duration_or(&c.body_timeout, "body_timeout", item, out.body_timeout);
+        out.handshake_timeout = self.duration_or(
+            &c.handshake_timeout,
+            "handshake_timeout",
+            item,
+            out.handshake_timeout,
+        );
         if let Some(d) = &c.keepalive_timeout {
             // "0s" is allowed: keep-alive off, as in nginx.
             if let Some(d) = self.duration_from(d, "keepalive_timeout", Some(item), true) {

@@ -57,7 +57,50 @@ pub trait ServerApp {
 
     /// This callback will be called once after the service stops listening to its endpoints.
     async fn cleanup(&self) {}
+
+    /// How long the handshake of a new connection (TLS, and the pre-TLS
+    /// callback such as the PROXY protocol) may take before the connection
+    /// is dropped. Read for every accepted connection. The default is 60
+    /// seconds.
+    fn handshake_timeout(&self) -> Duration {
+        DEFAULT_HANDSHAKE_TIMEOUT
+    }
+
+    /// A connection was accepted (after the connection filter, if any) and
+    /// its handshake is about to start. Whatever this returns is held until
+    /// the connection's task ends: after a failed or timed-out handshake,
+    /// or once [`Self::process_new()`] returned for the last time. Count
+    /// open connections with it, handshakes in progress included. The
+    /// default holds nothing.
+    fn connection_accepted(
+        &self,
+        _digest: Option<&crate::protocols::SocketDigest>,
+    ) -> Option<Box<dyn Any + Send>> {
+        None
+    }
+
+    /// The handshake of a connection from `peer` failed, or did not finish
+    /// within [`Self::handshake_timeout()`] (`error` is then of type
+    /// [`pingora_error::ErrorType::TLSHandshakeTimedout`]); the
+    /// connection is dropped without reaching [`Self::process_new()`]. The
+    /// default logs an error line per connection; a busy server facing
+    /// scanners or slow-handshake floods may want to count and summarise
+    /// instead.
+    fn handshake_failed(
+        &self,
+        peer: Option<&crate::protocols::l4::socket::SocketAddr>,
+        error: &pingora_error::Error,
+    ) {
+        match peer {
+            Some(addr) => error!("Downstream handshake error from {addr}: {error}"),
+            None => error!("Downstream handshake error: {error}"),
+        }
+    }
 }
+
+/// How long a connection's handshake may take by default (see
+/// [`ServerApp::handshake_timeout()`]).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 #[non_exhaustive]
 #[derive(Clone, Debug, Default)]
 /// HTTP Server options that control how the server handles some transport types.

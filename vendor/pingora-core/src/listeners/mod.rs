@@ -328,6 +328,12 @@ impl UninitializedStream {
         }
     }
 
+    /// The socket digest (local and peer addresses) of the connection, if
+    /// available.
+    pub fn socket_digest(&self) -> Option<Arc<crate::protocols::SocketDigest>> {
+        self.l4.get_socket_digest()
+    }
+
     /// Get the peer address of the connection if available
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.l4

@@ -229,25 +229,22 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                 Ok(io) => {
                     let app = app_logic.clone();
                     let shutdown = shutdown.clone();
+                    let guard = app.connection_accepted(io.socket_digest().as_deref());
+                    let handshake_timeout = app.handshake_timeout();
                     current_handle().spawn(async move {
+                        // held until the connection's task ends
+                        let _guard = guard;
                         let peer_addr = io.peer_addr();
-                        match timeout(Duration::from_secs(60), io.handshake()).await {
-                            Ok(handshake) => {
-                                match handshake {
-                                    Ok(io) => Self::handle_event(io, app, shutdown).await,
-                                    Err(e) => {
-                                        // TODO: Maybe IOApp trait needs a fn to handle/filter out this error
-                                        if let Some(addr) = peer_addr {
-                                            error!("Downstream handshake error from {}: {e}", addr);
-                                        } else {
-                                            error!("Downstream handshake error: {e}");
-                                        }
-                                    }
-                                }
-                            }
-                            Err(_) => {
-                                error!("Downstream handshake timeout");
-                            }
+                        let result = match timeout(handshake_timeout, io.handshake()).await {
+                            Ok(handshake) => handshake,
+                            Err(_) => pingora_error::Error::e_explain(
+                                pingora_error::ErrorType::TLSHandshakeTimedout,
+                                format!("handshake not done within {handshake_timeout:?}"),
+                            ),
+                        };
+                        match result {
+                            Ok(io) => Self::handle_event(io, app, shutdown).await,
+                            Err(e) => app.handshake_failed(peer_addr.as_ref(), &e),
                         }
                     });
                 }
@@ -263,7 +260,7 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                         if io_error == 24 {
                             // call sleep to calm the thread down and wait for others to release
                             // some resources
-                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                            tokio::time::sleep(Duration::from_secs(1)).await;
                         }
                     }
                 }

@@ -289,6 +289,11 @@ pub struct HttpSession {
     /// The timeout is reset on every write. This is not a timeout on the overall duration of the
     /// response.
     pub write_timeout: Option<Duration>,
+    /// The read timeout applied to each read of the request body: a stream
+    /// whose client sends no body data for this long fails with
+    /// `ReadTimedout`. `None` (the default) waits as long as the connection
+    /// lives.
+    read_timeout: Option<Duration>,
     // How long to wait when draining (discarding) request body
     total_drain_timeout: Option<Duration>,
 }
@@ -498,6 +503,7 @@ impl HttpSession {
             retry_buffer: None,
             digest,
             write_timeout: None,
+            read_timeout: None,
             total_drain_timeout: None,
         })))
     }
@@ -520,8 +526,19 @@ impl HttpSession {
 
     /// Read request body bytes. `None` when there is no more body to read.
     pub async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
-        // TODO: timeout
-        let data = self.request_body_reader.data().await.transpose().or_err(
+        let data = match self.read_timeout {
+            Some(t) => match timeout(t, self.request_body_reader.data()).await {
+                Ok(data) => data,
+                Err(_) => {
+                    return Error::e_explain(
+                        ErrorType::ReadTimedout,
+                        format!("reading body, timeout: {t:?}"),
+                    )
+                }
+            },
+            None => self.request_body_reader.data().await,
+        };
+        let data = data.transpose().or_err(
             ErrorType::ReadError,
             "while reading downstream request body",
         )?;
@@ -596,6 +613,18 @@ impl HttpSession {
     /// Get the write timeout.
     pub fn get_write_timeout(&self) -> Option<Duration> {
         self.write_timeout
+    }
+
+    /// Sets the read timeout of the request body: each wait for body data
+    /// on this stream fails with `ReadTimedout` after `timeout`. Other
+    /// streams of the connection are not affected.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.read_timeout = timeout;
+    }
+
+    /// Get the read timeout.
+    pub fn get_read_timeout(&self) -> Option<Duration> {
+        self.read_timeout
     }
 
     /// Sets the total drain timeout. This `timeout` will be used while draining
@@ -2002,6 +2031,40 @@ mod test {
             // ensure no panics
             assert!(handle.await.is_ok());
         }
+    }
+
+    #[tokio::test]
+    async fn test_read_timeout_on_a_stalled_request_body() {
+        let (client, server) = duplex(65536);
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let client = tokio::spawn(async move {
+            let (h2, connection) = h2::client::handshake(client).await.unwrap();
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            let mut h2 = h2.ready().await.unwrap();
+            let request = Request::builder()
+                .method(Method::POST)
+                .uri("https://www.example.com/")
+                .body(())
+                .unwrap();
+            // A body is announced (no EOS) and never sent.
+            let (_response, _req_body) = h2.send_request(request, false).unwrap();
+            let _ = done_rx.await;
+        });
+
+        let mut connection = handshake(Box::new(server), None).await.unwrap();
+        let digest = Arc::new(Digest::default());
+        let Some(H2Accept::Session(mut http)) =
+            HttpSession::from_h2_conn(&mut connection, digest).await.unwrap()
+        else {
+            panic!("no request stream");
+        };
+        http.set_read_timeout(Some(Duration::from_millis(50)));
+        let err = http.read_body_bytes().await.unwrap_err();
+        assert_eq!(*err.etype(), ErrorType::ReadTimedout);
+        let _ = done_tx.send(());
+        client.await.unwrap();
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
-//! The client's HTTP/1 stream, wrapped: what Pingora's session cannot do
-//! by itself.
+//! The client's stream, wrapped: what Pingora's sessions cannot do by
+//! themselves.
 //!
+//! HTTP/1:
 //! - `header_timeout`: the whole request head must arrive within it,
 //!   counted from the accept (first request) or the head's first byte
 //!   (later ones); else `408` with a problem+json body, and the connection
@@ -12,11 +13,20 @@
 //!   its parser rejects: bare `400` from `Server: Pingora`; `CONNECT`:
 //!   `405`), are replaced by the gateway's problem+json answer.
 //!
-//! The wrapper knows where a request is from the proxy's hooks:
+//! HTTP/2 (negotiated by ALPN): the preface and every header block must
+//! arrive within `header_timeout` of their first byte (the preface: of the
+//! accept), or the connection is closed (see [`h2frames`]); an unfinished
+//! header block stalls every stream of the connection. Idle connections
+//! are Pingora's `h2_idle_timeout`, stalled request bodies the per-stream
+//! `body_timeout`.
+//!
+//! The wrapper knows where an HTTP/1 request is from the proxy's hooks:
 //! [`request_started`] (the head was read and parsed) and [`request_done`]
 //! (the response is finished; the connection idles until the next head's
 //! first byte). `body_timeout` is Pingora's per-read timeout, set per
 //! request (see `proxy::client::apply_timeouts`).
+
+mod h2frames;
 
 use std::fmt;
 use std::future::Future;
@@ -83,12 +93,19 @@ pub struct GuardedStream {
     /// The head did not arrive in time: reads fail once the 408 is out.
     timed_out: bool,
     refusals: Refusals,
+    /// HTTP/2: what the client is sending, and a count of the times it
+    /// started being busy (the timer's token).
+    h2: Option<(h2frames::FrameTracker, u32)>,
 }
 
 impl GuardedStream {
-    /// Wrap an HTTP/1 client stream just accepted; `header_timeout` starts now.
+    /// Wrap a client stream just accepted (after its TLS handshake);
+    /// `header_timeout` starts now.
     pub fn new(inner: Stream, limits: Timeouts, refusals: Refusals) -> Self {
+        let h2 = matches!(inner.selected_alpn_proto(), Some(ALPN::H2))
+            .then(|| (h2frames::FrameTracker::default(), 0));
         Self {
+            h2,
             inner,
             phase: AtomicU32::new(HEAD),
             timed: None,
@@ -100,12 +117,6 @@ impl GuardedStream {
             timed_out: false,
             refusals,
         }
-    }
-
-    /// Whether `stream` should be wrapped: HTTP/2 has its own framing and
-    /// timeouts (and no hooks per connection to mark the phases).
-    pub fn wraps(stream: &Stream) -> bool {
-        !matches!(stream.selected_alpn_proto(), Some(ALPN::H2))
     }
 
     fn set_phase(&self, phase: u32) {
@@ -125,7 +136,12 @@ impl GuardedStream {
             // No timer while a request is served.
             _ => return,
         };
-        self.timed = Some(now);
+        self.arm_at(now, deadline);
+    }
+
+    /// Arm the timer for `deadline`, known by `token`.
+    fn arm_at(&mut self, token: u32, deadline: Instant) {
+        self.timed = Some(token);
         match self.timer.as_mut() {
             Some(t) => t.as_mut().reset(deadline),
             None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
@@ -136,9 +152,58 @@ impl GuardedStream {
     /// (else it wakes the task when it does).
     fn arm_expired(&mut self, now: u32, cx: &mut Context<'_>) -> bool {
         self.arm(now);
+        self.timer_expired(cx)
+    }
+
+    fn timer_expired(&mut self, cx: &mut Context<'_>) -> bool {
         self.timer
             .as_mut()
             .is_some_and(|t| t.as_mut().poll(cx).is_ready())
+    }
+
+    /// HTTP/2: pass the read on, follow the frames, and fail the read
+    /// when the client stays busy (preface, frame header, header block)
+    /// past `header_timeout`.
+    fn poll_read_h2(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.timed_out {
+            return Poll::Ready(Err(head_timed_out()));
+        }
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let Some((tracker, started)) = self.h2.as_mut() else {
+            return result;
+        };
+        match result {
+            Poll::Ready(Ok(())) => {
+                let was_busy = tracker.busy();
+                tracker.feed(&buf.filled()[before..]);
+                if !was_busy && tracker.busy() {
+                    *started = started.wrapping_add(1);
+                    self.head_started = Instant::now();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending if tracker.busy() => {
+                let token = *started;
+                if self.timed != Some(token) {
+                    self.arm_at(token, self.head_started + self.limits.header);
+                }
+                if !self.timer_expired(cx) {
+                    return Poll::Pending;
+                }
+                tracing::debug!(
+                    "HTTP/2 preface or header block not received within header_timeout: closed"
+                );
+                self.refusals.header_timeout.inc();
+                self.timed_out = true;
+                Poll::Ready(Err(head_timed_out()))
+            }
+            other => other,
+        }
     }
 
     /// Write out the wrapper's own answer, if any, and flush it.
@@ -162,7 +227,10 @@ impl GuardedStream {
     /// Before any hook ran for this request, a write is Pingora's own
     /// error response: answer with the gateway's problem instead.
     fn intercept(&mut self, buf: &[u8]) {
-        if self.replaced || self.phase.load(Ordering::Relaxed) & PHASE_BITS == BUSY {
+        if self.h2.is_some()
+            || self.replaced
+            || self.phase.load(Ordering::Relaxed) & PHASE_BITS == BUSY
+        {
             return;
         }
         if let Some(problem) = pingora_status(buf).and_then(Problem::for_pingora_status) {
@@ -220,6 +288,9 @@ impl AsyncRead for GuardedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.h2.is_some() {
+            return this.poll_read_h2(cx, buf);
+        }
         if this.timed_out {
             ready!(this.poll_own(cx))?;
             return Poll::Ready(Err(head_timed_out()));
