@@ -215,6 +215,8 @@ pub struct ServerFile {
     pub watch_config: Option<Spanned<bool>>,
     /// Limits on what a client may send.
     pub client: Option<ClientFile>,
+    /// The gateway's `Via` pseudonym.
+    pub via: Option<Spanned<String>>,
 }
 
 /// `[server.client]`

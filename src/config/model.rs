@@ -145,6 +145,28 @@ pub struct ServerSettings {
     pub watch_config: bool,
     /// `[server.client]`: limits on requests, live on reload.
     pub client: ClientLimits,
+    /// The pseudonym this gateway names itself by in `Via` (RFC 9110
+    /// §7.6.3); a request already carrying it has looped (508).
+    pub via: String,
+}
+
+/// The `Via` pseudonym when `[server] via` is not set: `portcullis-` and
+/// the host name (letters, digits, `-` and `.` kept), so two gateways of a
+/// chain tell each other apart while a loop through one is seen.
+pub fn default_via() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+        .collect();
+    if host.is_empty() {
+        "portcullis".to_string()
+    } else {
+        format!("portcullis-{host}")
+    }
 }
 
 /// `[server.client]`: what a request may carry before the gateway refuses

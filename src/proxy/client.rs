@@ -10,7 +10,7 @@ use pingora_error::Result;
 use pingora_proxy::Session;
 
 use super::problem::{self, Problem};
-use super::{errors, owned, strict, RequestCtx};
+use super::{errors, forward, owned, strict, RequestCtx};
 use crate::config::model::ClientLimits;
 use crate::target;
 
@@ -41,6 +41,11 @@ pub async fn refused_head(session: &mut Session, ctx: &mut RequestCtx) -> Result
         return Ok(true);
     }
     strict::normalize_content_length(session.req_header_mut());
+    if forward::has_looped(session.req_header(), &snapshot.config.server.via) {
+        let detail = "The request has already passed through this gateway (its Via): a pool leads back to it.";
+        refuse(session, ctx, Problem::LoopDetected, detail).await?;
+        return Ok(true);
+    }
     let policy = limits.headers_with_underscores;
     if let Err(name) = owned::underscores(session.req_header_mut(), policy) {
         let detail = format!("Header names with underscores are refused ({name}).");

@@ -89,6 +89,8 @@ pub struct ClientFacts {
     /// On a TLS listener with client certificates: the header that carries
     /// the verified subject, and the subject (none without a certificate).
     pub identity: Option<(http::HeaderName, Option<HeaderValue>)>,
+    /// The protocol version the request came in, as `Via` names it.
+    pub version: &'static str,
 }
 
 impl ClientFacts {
@@ -104,6 +106,12 @@ impl ClientFacts {
                 .map(|a| a.ip()),
             tls: ssl.is_some(),
             identity,
+            version: match session.req_header().version {
+                http::Version::HTTP_10 => "1.0",
+                http::Version::HTTP_2 => "2",
+                http::Version::HTTP_09 => "0.9",
+                _ => "1.1",
+            },
         }
     }
 }
@@ -134,7 +142,35 @@ pub fn shape(upstream: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
     if let Some((header, Some(subject))) = &f.client.identity {
         upstream.insert_header(header.clone(), subject.clone())?;
     }
+    add_via(upstream, f.client.version, &f.snapshot.config.server.via)?;
     apply_header_ops(upstream, &f.route.request_headers)
+}
+
+/// Append `VERSION PSEUDONYM` to `Via` (RFC 9110 §7.6.3), as one field.
+fn add_via(upstream: &mut RequestHeader, version: &str, pseudonym: &str) -> Result<()> {
+    let mut value = String::new();
+    for prev in upstream.headers.get_all(http::header::VIA) {
+        if let Ok(p) = prev.to_str() {
+            value.push_str(p);
+            value.push_str(", ");
+        }
+    }
+    value.push_str(version);
+    value.push(' ');
+    value.push_str(pseudonym);
+    upstream.insert_header(http::header::VIA, value)
+}
+
+/// Whether the request already passed through the gateway named
+/// `pseudonym`: one of its `Via` entries was received by it.
+pub fn has_looped(req: &RequestHeader, pseudonym: &str) -> bool {
+    req.headers
+        .get_all(http::header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|entry| entry.split_whitespace().nth(1))
+        .any(|by| by.eq_ignore_ascii_case(pseudonym))
 }
 
 /// Whether [`shape`] may change the header `name` (lower case): then a
@@ -376,6 +412,22 @@ mod tests {
         set_forwarded(&mut req, Some("::1".parse().unwrap()), false, &id).unwrap();
         assert_eq!(req.headers[X_FORWARDED_FOR], "::1");
         assert_eq!(req.headers[X_FORWARDED_PROTO], "http");
+    }
+
+    #[test]
+    fn via_is_appended_and_a_loop_is_seen() {
+        let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+        req.insert_header("via", "1.0 fred, 1.1 p.example (Apache)")
+            .unwrap();
+        add_via(&mut req, "2", "portcullis-a").unwrap();
+        assert_eq!(
+            req.headers["via"],
+            "1.0 fred, 1.1 p.example (Apache), 2 portcullis-a"
+        );
+        assert!(has_looped(&req, "portcullis-a"));
+        assert!(has_looped(&req, "FRED"));
+        assert!(!has_looped(&req, "portcullis-b"));
+        assert!(!has_looped(&req, "1.1"));
     }
 
     #[test]

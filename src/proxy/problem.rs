@@ -45,6 +45,8 @@ pub enum Problem {
     Gone,
     BadGateway,
     GatewayTimeout,
+    /// The request already passed through this gateway (its `Via`).
+    LoopDetected,
     Internal,
 }
 
@@ -66,6 +68,7 @@ impl Problem {
             Problem::Gone => 410,
             Problem::BadGateway => 502,
             Problem::GatewayTimeout => 504,
+            Problem::LoopDetected => 508,
             Problem::Internal => 500,
         }
     }
@@ -89,6 +92,7 @@ impl Problem {
             Problem::Gone => "Gone",
             Problem::BadGateway => "Bad Gateway",
             Problem::GatewayTimeout => "Gateway Timeout",
+            Problem::LoopDetected => "Loop Detected",
             Problem::Internal => "Internal Server Error",
         }
     }
@@ -120,6 +124,7 @@ impl Problem {
             Problem::Gone => "This API has been retired; see the Sunset and Link headers.",
             Problem::BadGateway => "The upstream server could not be reached or failed.",
             Problem::GatewayTimeout => "The upstream server did not answer in time.",
+            Problem::LoopDetected => "The request has already passed through this gateway: a pool leads back to it.",
             Problem::Internal => "The gateway failed to process the request.",
         }
     }

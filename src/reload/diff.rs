@@ -98,7 +98,8 @@ pub struct ConfigDiff {
     /// or minimum version changed (applied live).
     pub certificates: Vec<String>,
     /// Other live settings that changed: `auth`, `access_log`, the
-    /// admin API's tokens, `allow_unauthenticated` and `hosts`.
+    /// admin API's tokens, `allow_unauthenticated` and `hosts`,
+    /// `server.client`, `server.via`.
     pub settings: Vec<String>,
     /// Changed settings that take effect only after a restart.
     pub restart_required: Vec<String>,
@@ -199,6 +200,12 @@ impl ConfigDiff {
         }
         if old.admin.hosts != new.admin.hosts {
             settings.push("admin.hosts".to_string());
+        }
+        if old.server.client != new.server.client {
+            settings.push("server.client".to_string());
+        }
+        if old.server.via != new.server.via {
+            settings.push("server.via".to_string());
         }
         ConfigDiff {
             routes,

@@ -51,6 +51,7 @@ pub(crate) fn validate(file: FileConfig, loc: &Locator<'_>) -> Result<Config, Ve
         loc,
         errors: Vec::new(),
         path_rules: crate::target::PathRules::default(),
+        own_addresses: Vec::new(),
     };
     let config = v.config(file);
     if v.errors.is_empty() {
@@ -65,6 +66,9 @@ struct Validator<'a> {
     errors: Vec<ConfigError>,
     /// `[server.client]`'s path rules: route paths must be canonical under them.
     path_rules: crate::target::PathRules,
+    /// The listeners' and the admin API's addresses, with what they are:
+    /// no backend may be one of them.
+    own_addresses: Vec<(SocketAddr, &'static str)>,
 }
 
 impl Validator<'_> {
@@ -82,6 +86,11 @@ impl Validator<'_> {
         self.path_rules = server.client.paths;
         let listeners = self.listeners(file.listeners.as_ref());
         let admin = self.admin(file.admin.as_ref(), file.listeners.as_ref(), &listeners);
+        self.own_addresses = listeners
+            .iter()
+            .map(|l| (l.address, "listener"))
+            .chain([(admin.address, "admin address")])
+            .collect();
         let pool_names: BTreeSet<String> = file.pools.keys().map(|k| k.get_ref().clone()).collect();
         let pools = file
             .pools
@@ -256,6 +265,7 @@ impl Validator<'_> {
             loc: &loc,
             errors: Vec::new(),
             path_rules: self.path_rules,
+            own_addresses: Vec::new(),
         };
         let consumers = child.consumers(&parsed.consumers, routes, registry);
         self.errors.append(&mut child.errors);
@@ -271,6 +281,7 @@ impl Validator<'_> {
             upstream_keepalive: model::DEFAULT_UPSTREAM_KEEPALIVE,
             watch_config: true,
             client: model::ClientLimits::default(),
+            via: model::default_via(),
         };
         let Some(server) = server else {
             return settings;
@@ -306,6 +317,20 @@ impl Validator<'_> {
         }
         if let Some(client) = &server.client {
             settings.client = self.client_limits(client);
+        }
+        if let Some(via) = &server.via {
+            if is_token(via.get_ref()) {
+                settings.via = via.get_ref().clone();
+            } else {
+                self.error(
+                    via.span(),
+                    item,
+                    format!(
+                        "via {:?} must be a token (letters, digits and !#$%&'*+-.^_`|~, no spaces)",
+                        via.get_ref()
+                    ),
+                );
+            }
         }
         settings
     }

@@ -119,6 +119,17 @@ impl Validator<'_> {
                     continue;
                 }
             };
+            if let Some((own, what)) = self
+                .own_addresses
+                .iter()
+                .find(|(own, _)| loops_to(address, *own))
+            {
+                self.error(
+                    span.clone(),
+                    Some(item),
+                    format!("backend {address} is this gateway's own {what} {own}: requests would loop back into the gateway"),
+                );
+            }
             if let Some(first) = seen.get(&address) {
                 let line = self.line_of(first);
                 self.error(
@@ -427,5 +438,42 @@ impl Validator<'_> {
             client_cert,
             h2,
         }
+    }
+}
+
+/// Whether a connection to `backend` reaches `own`, an address this
+/// gateway listens on: the same address, or the same port of a wildcard
+/// listener (0.0.0.0 or [::]) on a loopback or local address. Port 0 (a
+/// port picked at start-up) never matches.
+fn loops_to(backend: SocketAddr, own: SocketAddr) -> bool {
+    if own.port() == 0 || backend.port() != own.port() {
+        return false;
+    }
+    if backend.ip() == own.ip() {
+        return true;
+    }
+    let ip = backend.ip();
+    own.ip().is_unspecified()
+        && (ip.is_loopback()
+            || ip.is_unspecified()
+            // An address of this host: binding to it works.
+            || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok())
+}
+
+#[cfg(test)]
+mod loop_tests {
+    use super::loops_to;
+
+    #[test]
+    fn a_backend_on_the_gateways_own_address_loops() {
+        let a = |s: &str| s.parse().unwrap();
+        assert!(loops_to(a("127.0.0.1:8080"), a("127.0.0.1:8080")));
+        assert!(loops_to(a("127.0.0.1:8080"), a("0.0.0.0:8080")));
+        assert!(loops_to(a("127.0.0.2:8080"), a("0.0.0.0:8080")));
+        assert!(loops_to(a("[::1]:8080"), a("[::]:8080")));
+        assert!(!loops_to(a("127.0.0.1:8081"), a("0.0.0.0:8080")));
+        assert!(!loops_to(a("192.0.2.10:8080"), a("0.0.0.0:8080")));
+        assert!(!loops_to(a("127.0.0.1:8080"), a("127.0.0.1:0")));
+        assert!(!loops_to(a("127.0.0.2:8080"), a("127.0.0.1:8080")));
     }
 }
