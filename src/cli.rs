@@ -195,6 +195,9 @@ fn check(mut files: Vec<PathBuf>) -> ExitCode {
                         );
                     }
                 }
+                for w in config::warnings::warnings(&prepared.snapshot.config) {
+                    eprintln!("{}: warning: {w}", file.display());
+                }
                 println!("{}: ok: {}", file.display(), prepared.snapshot.summary())
             }
             Err(errors) => {

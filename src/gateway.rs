@@ -116,6 +116,7 @@ impl Gateway {
         );
         warn_unverified(&prepared.snapshot, |_| true);
         redact_key_params(&prepared.snapshot.config);
+        warn_config(&prepared.snapshot.config);
         Ok(Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(prepared.snapshot),
             state,
@@ -216,18 +217,22 @@ impl Gateway {
     pub async fn reload(
         self: &Arc<Self>,
         trigger: &'static str,
+        force: bool,
     ) -> Result<ReloadReport, ConfigErrors> {
         let gateway = self.clone();
         crate::notify::reloading();
-        let result =
-            match tokio::task::spawn_blocking(move || gateway.reload_blocking(trigger)).await {
-                Ok(result) => result,
-                Err(e) => Err(ConfigError::whole_file(
-                    &self.config_path.display().to_string(),
-                    format!("the reload did not finish: {e}"),
-                )
-                .into()),
-            };
+        let result = match tokio::task::spawn_blocking(move || {
+            gateway.reload_blocking(trigger, force)
+        })
+        .await
+        {
+            Ok(result) => result,
+            Err(e) => Err(ConfigError::whole_file(
+                &self.config_path.display().to_string(),
+                format!("the reload did not finish: {e}"),
+            )
+            .into()),
+        };
         crate::notify::reloaded(&match &result {
             Ok(_) => format!("serving {} (reloaded)", self.snapshot().summary()),
             Err(errors) => format!(
@@ -242,13 +247,19 @@ impl Gateway {
     /// prepare, the current snapshot keeps serving, the long-lived state is
     /// untouched, and the errors are logged, counted and returned. A config
     /// identical to the one serving changes nothing and reports `unchanged`
-    /// (the access log is still reopened, for log rotation).
-    pub fn reload_blocking(&self, trigger: &str) -> Result<ReloadReport, ConfigErrors> {
+    /// (the access log is still reopened, for log rotation). A config
+    /// that drops every route or every consumer is refused unless `force`
+    /// (see [`reload::not_emptied`]).
+    pub fn reload_blocking(
+        &self,
+        trigger: &str,
+        force: bool,
+    ) -> Result<ReloadReport, ConfigErrors> {
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
         let old = self.snapshot.load_full();
         let prepared = reload::prepare(&self.config_path, self.state.handles())
-            .and_then(|p| reload::not_emptied(&old, p));
+            .and_then(|p| reload::not_emptied(&old, p, force));
         let prepared = match prepared {
             Ok(p) => p,
             Err(errors) => {
@@ -324,6 +335,7 @@ impl Gateway {
             .adopt(snapshot.routes.iter().filter_map(|r| r.cache.as_ref()));
         let config = snapshot.config.clone();
         redact_key_params(&config);
+        warn_config(&config);
         self.snapshot.store(Arc::new(snapshot));
         self.state.swap_certificates(&config, certs);
         self.state.health.sync(&self.snapshot.load().pools, true)
@@ -418,4 +430,11 @@ fn redact_key_params(config: &crate::config::model::Config) {
     names.sort_unstable();
     names.dedup();
     crate::logging::redact_query_params(names);
+}
+
+/// Log what `check` warns about (valid, probably not meant).
+fn warn_config(config: &crate::config::model::Config) {
+    for w in crate::config::warnings::warnings(config) {
+        warn!(warning = %w, "config warning");
+    }
 }

@@ -80,7 +80,7 @@ impl BackgroundService for ControlPlane {
             tokio::select! {
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => None } } => {
                     // Errors are logged by `reload`; the old snapshot keeps serving.
-                    let _ = self.gateway.reload("SIGHUP").await;
+                    let _ = self.gateway.reload("SIGHUP", false).await;
                 }
                 Some(()) = async { match usr1.as_mut() { Some(s) => s.recv().await, None => None } } => {
                     let gateway = self.gateway.clone();

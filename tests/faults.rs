@@ -188,3 +188,65 @@ async fn an_access_log_on_a_full_disk_drops_lines_and_keeps_serving() {
     assert_eq!(gw.logs().matches("cannot write the access log").count(), 1);
     assert_eq!(c.get(gw.url("/x")).send().await.unwrap().status(), 200);
 }
+
+/// A file cut off right before `[[consumers]]` is valid TOML and a valid
+/// config: applied, every key holder would get 401. Refused on every
+/// trigger (admin, SIGHUP) unless asked for with `?force=true`.
+#[tokio::test]
+async fn a_reload_that_drops_every_consumer_is_refused_unless_forced() {
+    let backend = Backend::start("b").await;
+    let key = portcullis::auth::keys::generate().unwrap();
+    let config = format!(
+        "{}auth = \"api_key\"\n\n[[consumers]]\nid = \"acme\"\nkeys = [{}]\nscopes = [{{ routes = [\"*\"] }}]\n",
+        single_route("p", &[backend.addr], "", ""),
+        portcullis::auth::keys::config_entry(&key.prefix, &key.digest_hex)
+    );
+    let gw = Gateway::start(&config).await;
+    let keyed = || async {
+        client()
+            .get(gw.url("/x"))
+            .header("x-api-key", &key.key)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(keyed().await, 200);
+    let cut = &config[..config.find("[[consumers]]").unwrap()];
+    gw.write_config(cut);
+    let (status, body) = gw.reload().await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("no consumers while 1 are serving") && message.contains("force=true"),
+        "{body}"
+    );
+    gw.sighup();
+    gw.wait_for_log("no consumers while 1 are serving").await;
+    assert_eq!(keyed().await, 200, "the old config serves");
+    // Asked for: applied.
+    let r = client()
+        .post(gw.admin_url("/-/reload?force=true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(keyed().await, 401);
+}
+
+#[test]
+fn check_warns_when_an_open_method_route_takes_methods_from_a_key_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    let text = format!(
+        "{}[pools.p]\nbackends = [{{ address = \"127.0.0.1:9001\" }}]\n\n[[routes]]\nid = \"orders\"\npath = \"/orders\"\npool = \"p\"\nauth = \"api_key\"\n\n[[routes]]\nid = \"orders-read\"\npath = \"/orders\"\nmethods = [\"GET\"]\npool = \"p\"\n",
+        common::base_config()
+    );
+    std::fs::write(&file, text).unwrap();
+    let (code, _, err) = common::run_cli(&["check", file.to_str().unwrap()], None);
+    assert_eq!(code, 0, "a warning, not an error: {err}");
+    assert!(
+        err.contains("warning: route \"orders-read\" (GET, auth = \"none\") takes these methods on path prefix \"/orders\" from route \"orders\""),
+        "{err}"
+    );
+}

@@ -439,3 +439,36 @@ async fn only_pools_whose_backends_or_check_changed_restart_their_probes() {
         format!("p {}", b.addr)
     );
 }
+
+/// A writer that pauses mid-file longer than the watcher's debounce (the
+/// file open for writing all along) does not get its half applied: the
+/// watcher waits for the close.
+#[tokio::test]
+async fn a_write_paused_mid_file_is_not_applied_until_the_file_is_closed() {
+    use std::io::Write;
+    let one = Backend::start("one").await;
+    let two = Backend::start("two").await;
+    let watching = |b: &Backend| common::watching(&single_route(&b.name, &[b.addr], "", ""));
+    let gw = Gateway::start(&watching(&one)).await;
+    let full = watching(&two);
+    // The first part is a valid config of its own (routes to "two", no
+    // route yet would be refused; this one only lacks a trailing line).
+    let (head, tail) = full.split_at(full.len() - 1);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&gw.config_path)
+        .unwrap();
+    file.write_all(head.as_bytes()).unwrap();
+    file.flush().unwrap();
+    // Longer than the debounce (300 ms): the client's pause under test.
+    let paused = std::time::Instant::now();
+    while paused.elapsed() < std::time::Duration::from_millis(1200) {
+        assert_eq!(who(&gw).await, "one", "applied while the file was open");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!gw.logs().contains("config reloaded"), "{}", gw.logs());
+    file.write_all(tail.as_bytes()).unwrap();
+    drop(file);
+    until_served_by(&gw, "two", "the closed file is live").await;
+}

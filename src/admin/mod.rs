@@ -13,7 +13,7 @@
 //! | GET | `/-/certificates` | each TLS listener's certificates: names and expiry |
 //! | GET | `/-/consumers` | every consumer: id, name, metadata, disabled, keys by prefix (never a digest) |
 //! | GET | `/-/usage` | per consumer and route: requests, refusals, last seen; quota used |
-//! | POST | `/-/reload` | re-read the config: `200` with `status` `reloaded` (and the changes) or `unchanged`, or `422` with every error |
+//! | POST | `/-/reload` | re-read the config: `200` with `status` `reloaded` (and the changes) or `unchanged`, or `422` with every error; `?force=true` applies a config that drops every route or every consumer |
 //!
 //! With `[admin] token_digest`, every endpoint but `/healthz` and `/readyz`
 //! asks for `Authorization: Bearer TOKEN` (401 otherwise; the token of
@@ -87,8 +87,8 @@ impl AdminApp {
         reply(StatusCode::SERVICE_UNAVAILABLE, body)
     }
 
-    async fn reload(&self) -> (StatusCode, Value) {
-        match self.gateway.reload("admin").await {
+    async fn reload(&self, force: bool) -> (StatusCode, Value) {
+        match self.gateway.reload("admin", force).await {
             Ok(report) => (
                 StatusCode::OK,
                 json!({
@@ -231,10 +231,20 @@ impl ServeHttp for AdminApp {
                 },
                 Err(why) => problem(StatusCode::BAD_REQUEST, &why),
             },
-            "/-/reload" => {
-                let (status, body) = self.reload().await;
-                reply(status, body)
-            }
+            "/-/reload" => match query.as_deref() {
+                None | Some("") | Some("force=false") => {
+                    let (status, body) = self.reload(false).await;
+                    reply(status, body)
+                }
+                Some("force=true") => {
+                    let (status, body) = self.reload(true).await;
+                    reply(status, body)
+                }
+                Some(_) => problem(
+                    StatusCode::BAD_REQUEST,
+                    "The only parameter of /-/reload is force=true.",
+                ),
+            },
             _ => problem(StatusCode::NOT_FOUND, "No such admin endpoint."),
         }
     }

@@ -21,6 +21,7 @@ pub mod error;
 pub mod file;
 pub mod model;
 mod validate;
+pub mod warnings;
 
 use std::path::Path;
 

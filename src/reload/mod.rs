@@ -41,21 +41,48 @@ pub struct Prepared {
     pub certs: Vec<Option<CertStore>>,
 }
 
-/// Refuse a reload that would leave no route while routes are serving: a
-/// file cut short mid-write is often still valid TOML (the `[server]` and
-/// `[[listeners]]` tables come first), and applying it would answer 404 to
-/// everything. Removing every route takes a restart.
-pub fn not_emptied(serving: &Snapshot, prepared: Prepared) -> Result<Prepared, ConfigErrors> {
-    let now = prepared.snapshot.config.routes.len();
-    let before = serving.config.routes.len();
-    if now == 0 && before > 0 {
-        return Err(ConfigError::whole_file(
-            &prepared.snapshot.config.source,
-            format!(
-                "the new config has no routes while {before} are serving: refused (a truncated or half-written file?); to remove every route, restart"
-            ),
+/// How to ask for a reload that [`not_emptied`] refuses.
+pub const FORCE_HINT: &str =
+    "if that is meant, reload with POST /-/reload?force=true on the admin API";
+
+/// Refuse a reload that would quietly drop protection or service: a file
+/// cut short mid-write is often still valid TOML (the `[server]` and
+/// `[[listeners]]` tables come first, `[[consumers]]` last), and applying
+/// it would answer 404 to everything, or 401 to every key holder. Refused
+/// unless `force`d: no route left while routes serve; no consumer left
+/// while consumers serve and key routes remain.
+pub fn not_emptied(
+    serving: &Snapshot,
+    prepared: Prepared,
+    force: bool,
+) -> Result<Prepared, ConfigErrors> {
+    if force {
+        return Ok(prepared);
+    }
+    let (old, new) = (&serving.config, &prepared.snapshot.config);
+    let refuse = |what: String| -> Result<Prepared, ConfigErrors> {
+        Err(ConfigError::whole_file(
+            &new.source,
+            format!("{what}: refused (a truncated or half-written file?); {FORCE_HINT}"),
         )
-        .into());
+        .into())
+    };
+    if new.routes.is_empty() && !old.routes.is_empty() {
+        return refuse(format!(
+            "the new config has no routes while {} are serving",
+            old.routes.len()
+        ));
+    }
+    let key_routes = new
+        .routes
+        .iter()
+        .filter(|r| r.auth != config::model::RouteAuth::None)
+        .count();
+    if new.consumers.is_empty() && !old.consumers.is_empty() && key_routes > 0 {
+        return refuse(format!(
+            "the new config has no consumers while {} are serving and {key_routes} route(s) need an API key (every key holder would get 401)",
+            old.consumers.len()
+        ));
     }
     Ok(prepared)
 }

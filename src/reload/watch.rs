@@ -10,9 +10,13 @@
 //! entry (the ConfigMap swap). Reads (ours included) never count.
 //!
 //! Events are debounced: the reload runs once things have been quiet for
-//! [`DEBOUNCE`], and at the latest [`MAX_DELAY`] after the first event. A
-//! file caught half-written fails prepare like any broken file (the old
-//! config keeps serving) and the write that completes it triggers again.
+//! [`DEBOUNCE`], and at the latest [`MAX_DELAY`] after the first event,
+//! but never while a watched file written to is still open for writing
+//! (inotify reports the close), up to [`WRITE_WAIT`]: a writer that pauses
+//! mid-file longer than the debounce does not get its half applied. A
+//! file caught half-written anyway fails prepare like any broken file, or
+//! is refused when it drops every route or consumer (the old config keeps
+//! serving), and the write that completes it triggers again.
 //! After every reload the watched set is recomputed from the config now
 //! serving, so newly included files are watched too.
 
@@ -30,8 +34,12 @@ use crate::gateway::Gateway;
 
 /// Quiet time after the last event before the reload runs.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
-/// Longest time from the first event to the reload, however busy the files.
+/// Longest time from the first event to the reload, however busy the
+/// files, when none is open for writing.
 pub const MAX_DELAY: Duration = Duration::from_secs(2);
+/// Longest wait for a file written to but not closed yet (a writer that
+/// pauses mid-file); then the reload runs anyway.
+pub const WRITE_WAIT: Duration = Duration::from_secs(30);
 
 /// What the watcher looks at.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -134,7 +142,7 @@ fn run(
             return;
         }
         // Errors are logged and counted by the reload; the old config serves.
-        match gateway.reload_blocking("file watch") {
+        match gateway.reload_blocking("file watch", false) {
             Ok(report) if report.unchanged() => debug!("file change left the config as it was"),
             Ok(_) | Err(_) => {}
         }
@@ -159,33 +167,83 @@ fn rewatch(watcher: &mut notify::RecommendedWatcher, current: &Watched, wanted: 
     }
 }
 
-/// Block until an event that counts, then until things are quiet. False
-/// when the watcher is gone.
+/// Block until an event that counts, then until things are quiet and no
+/// watched file is still open for writing. False when the watcher is gone.
 fn wait_for_change(rx: &Receiver<notify::Result<notify::Event>>, watched: &Watched) -> bool {
     let counts = |event: &notify::Result<notify::Event>| match event {
-        Ok(e) => watched.counts(&e.kind, &e.paths),
+        Ok(e) if watched.counts(&e.kind, &e.paths) => Some(e.clone()),
+        Ok(_) => None,
         Err(e) => {
             warn!(error = %e, "config watcher error");
-            false
+            None
         }
     };
+    let mut writes = Writes::default();
     loop {
         match rx.recv() {
-            Ok(event) if counts(&event) => break,
-            Ok(_) => continue,
+            Ok(event) => {
+                if let Some(e) = counts(&event) {
+                    writes.track(&e);
+                    break;
+                }
+            }
             Err(_) => return false,
         }
     }
     let first = Instant::now();
     loop {
-        let left = MAX_DELAY.saturating_sub(first.elapsed());
+        let waited = first.elapsed();
+        // A file still being written is waited for, up to WRITE_WAIT.
+        let limit = if writes.open.is_empty() {
+            MAX_DELAY
+        } else {
+            WRITE_WAIT
+        };
+        let left = limit.saturating_sub(waited);
         if left.is_zero() {
+            if !writes.open.is_empty() {
+                warn!(files = ?writes.open, "a config file stayed open for writing; reloading anyway");
+            }
             return true;
         }
         match rx.recv_timeout(DEBOUNCE.min(left)) {
-            Ok(_) => continue,
-            Err(RecvTimeoutError::Timeout) => return true,
+            Ok(event) => {
+                if let Some(e) = counts(&event) {
+                    writes.track(&e);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) if writes.open.is_empty() => return true,
+            Err(RecvTimeoutError::Timeout) => {
+                debug!(files = ?writes.open, "a config file is still open for writing: waiting");
+            }
             Err(RecvTimeoutError::Disconnected) => return false,
+        }
+    }
+}
+
+/// Watched files written to and not closed yet: a writer that pauses
+/// mid-file (longer than the debounce) must not have its half applied.
+#[derive(Debug, Default)]
+struct Writes {
+    open: BTreeSet<PathBuf>,
+}
+
+impl Writes {
+    fn track(&mut self, event: &notify::Event) {
+        use notify::event::{AccessKind, AccessMode, ModifyKind};
+        match event.kind {
+            EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => {
+                self.open.extend(event.paths.iter().cloned());
+            }
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Create(_)
+            | EventKind::Modify(ModifyKind::Name(_))
+            | EventKind::Remove(_) => {
+                for p in &event.paths {
+                    self.open.remove(p);
+                }
+            }
+            _ => {}
         }
     }
 }
