@@ -841,3 +841,171 @@ async fn vary_matches_client_headers_as_sent_and_rewritten_headers_as_forwarded(
     assert!(t2.cache_status.contains("hit"), "{t2:?}");
     assert_eq!(o.hits("/t"), 1);
 }
+
+fn http_date(ago: std::time::Duration) -> String {
+    httpdate::fmt_http_date(std::time::SystemTime::now() - ago)
+}
+
+/// RFC 9110 §6.6.1, RFC 9111 §4.2.3: a miss passes the origin's `Date`
+/// and a hit keeps the stored one, with `Age` counting from it
+/// (cache-tests `other-date-update`; Pingora patch 0001).
+#[tokio::test]
+async fn the_origins_date_is_kept_on_a_miss_and_on_a_hit() {
+    let o = Origin::start().await;
+    let two_hours_ago = http_date(std::time::Duration::from_secs(7200));
+    o.set(
+        "/d",
+        200,
+        &[("cache-control", "max-age=86400"), ("date", &two_hours_ago)],
+        "D",
+    );
+    let gw = gateway(&o, "", "", "").await;
+    let miss = get(&gw, "/d", &[]).await;
+    assert_eq!(miss.headers["date"], two_hours_ago.as_str());
+    let hit = get(&gw, "/d", &[]).await;
+    assert!(hit.cache_status.contains("hit"), "{hit:?}");
+    assert_eq!(hit.headers["date"], two_hours_ago.as_str());
+    assert!(hit.age.is_some_and(|a| a >= 7200), "{hit:?}");
+}
+
+/// `Age: 7200, 0` is 7200 (§5.1, cache-tests `age-parse-suffix`): with
+/// `max-age=3600` the response is stale when it arrives, never a hit.
+#[tokio::test]
+async fn the_first_value_of_a_listed_age_counts() {
+    let o = Origin::start().await;
+    o.set(
+        "/a",
+        200,
+        &[("cache-control", "max-age=3600"), ("age", "7200, 0")],
+        "A",
+    );
+    let gw = gateway(&o, "", "", "").await;
+    get(&gw, "/a", &[]).await;
+    let again = get(&gw, "/a", &[]).await;
+    assert!(!again.cache_status.contains("; hit"), "{again:?}");
+    assert_eq!(o.hits("/a"), 2);
+}
+
+/// A request's `max-stale` (§5.2.1.2) is honoured within its own bound
+/// with no stale window configured or sent, unless the response forbids
+/// serving it stale.
+#[tokio::test]
+async fn max_stale_is_honoured_without_a_configured_stale_window() {
+    let o = Origin::start().await;
+    let old = http_date(std::time::Duration::from_secs(100));
+    o.set(
+        "/s",
+        200,
+        &[("cache-control", "max-age=60"), ("date", &old)],
+        "S",
+    );
+    o.set(
+        "/m",
+        200,
+        &[
+            ("cache-control", "max-age=60, must-revalidate"),
+            ("date", &old),
+        ],
+        "M",
+    );
+    let gw = gateway(&o, "", "", "").await;
+    for path in ["/s", "/m"] {
+        get(&gw, path, &[]).await;
+    }
+    let stale = get(&gw, "/s", &[("cache-control", "max-stale=3600")]).await;
+    assert!(stale.cache_status.contains("hit"), "{stale:?}");
+    assert_eq!(o.hits("/s"), 1);
+    let too_old = get(&gw, "/s", &[("cache-control", "max-stale=10")]).await;
+    assert!(!too_old.cache_status.contains("; hit"), "{too_old:?}");
+    let forbidden = get(&gw, "/m", &[("cache-control", "max-stale")]).await;
+    assert!(!forbidden.cache_status.contains("; hit"), "{forbidden:?}");
+    assert_eq!(o.hits("/m"), 2);
+}
+
+/// RFC 9213: `CDN-Cache-Control`, and a field targeted at this gateway,
+/// take precedence over `Cache-Control` for the gateway's storage (and are
+/// ignored when turned off).
+#[tokio::test]
+async fn targeted_cache_control_fields_take_precedence() {
+    let o = Origin::start().await;
+    o.set(
+        "/cdn-store",
+        200,
+        &[
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=60"),
+        ],
+        "1",
+    );
+    o.set(
+        "/cdn-nostore",
+        200,
+        &[
+            ("cache-control", "max-age=60"),
+            ("cdn-cache-control", "no-store"),
+        ],
+        "2",
+    );
+    o.set(
+        "/own",
+        200,
+        &[
+            ("cache-control", "max-age=60"),
+            ("cdn-cache-control", "max-age=60"),
+            ("portcullis-cache-control", "no-store"),
+        ],
+        "3",
+    );
+    let gw = gateway(
+        &o,
+        "",
+        "targeted_cache_control = \"Portcullis-Cache-Control\"",
+        "",
+    )
+    .await;
+    for path in ["/cdn-store", "/cdn-nostore", "/own"] {
+        get(&gw, path, &[]).await;
+        get(&gw, path, &[]).await;
+    }
+    assert_eq!(o.hits("/cdn-store"), 1, "stored per CDN-Cache-Control");
+    assert_eq!(
+        o.hits("/cdn-nostore"),
+        2,
+        "not stored per CDN-Cache-Control"
+    );
+    assert_eq!(o.hits("/own"), 2, "the gateway's own field wins");
+
+    let off = gateway(&o, "", "cdn_cache_control = false", "").await;
+    get(&off, "/cdn-nostore", &[]).await;
+    assert!(get(&off, "/cdn-nostore", &[])
+        .await
+        .cache_status
+        .contains("hit"));
+}
+
+/// Every response on a caching route says what the cache did, the ones
+/// the gateway makes itself too: the 502 when the origin fails and
+/// nothing stale may be served, the 504 of `only-if-cached`.
+#[tokio::test]
+async fn the_gateways_own_answers_on_a_caching_route_carry_cache_status() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = dead.local_addr().unwrap();
+    drop(dead);
+    let config = format!(
+        "{}[cache]\nmax_size = \"1MiB\"\n\n[pools.p]\nbackends = [{{ address = \"{addr}\" }}]\n\n[[routes]]\nid = \"c\"\npath = \"/\"\npool = \"p\"\n\n[routes.cache]\n",
+        base_config()
+    );
+    let gw = Gateway::start(&config).await;
+    let failed = get(&gw, "/x", &[]).await;
+    assert_eq!(failed.status, 502);
+    assert_eq!(
+        failed.cache_status,
+        "portcullis; fwd=miss; detail=upstream-error"
+    );
+    let cached_only = get(&gw, "/x", &[("cache-control", "only-if-cached")]).await;
+    assert_eq!(cached_only.status, 504);
+    assert_eq!(
+        cached_only.cache_status,
+        "portcullis; fwd=miss; detail=only-if-cached"
+    );
+}

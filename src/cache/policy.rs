@@ -54,7 +54,7 @@ pub fn response_cacheable(x: &Exchange<'_>, settings: &RouteCache) -> RespCachea
     if status < 200 || status == 206 || status == 304 {
         return uncacheable("status");
     }
-    let cc = CacheControl::from_resp_headers(resp);
+    let Directives { cc, targeted } = directives(resp, settings);
     if cc.as_ref().is_some_and(|c| c.no_store()) {
         return uncacheable("no-store");
     }
@@ -86,7 +86,7 @@ pub fn response_cacheable(x: &Exchange<'_>, settings: &RouteCache) -> RespCachea
     let lifetime = if no_cache {
         Duration::ZERO
     } else {
-        match explicit_lifetime(cc.as_ref(), resp, x.now) {
+        match explicit_lifetime(cc.as_ref(), resp, x.now, targeted) {
             Some(l) => l,
             // A heuristic (the route's `ttl`) only where the RFC allows one.
             None => match settings.ttl {
@@ -146,12 +146,113 @@ fn date_of(resp: &ResponseHeader, name: header::HeaderName) -> Option<SystemTime
     httpdate::parse_http_date(first.to_str().ok()?).ok()
 }
 
-/// §4.2.1: `s-maxage`, else `max-age`, else `Expires` − `Date`. An invalid
-/// or repeated `Expires` means "already expired".
+/// The cache directives the gateway's own storage follows, and whether
+/// they came from a targeted field.
+pub struct Directives {
+    pub cc: Option<CacheControl>,
+    /// From `targeted_cache_control` or `CDN-Cache-Control`: then
+    /// `Cache-Control` and `Expires` are ignored (RFC 9213 §2.2).
+    pub targeted: bool,
+}
+
+/// RFC 9213: the first targeted field present with a valid, non-empty
+/// value (the route's own `targeted_cache_control`, then
+/// `CDN-Cache-Control` unless turned off) replaces `Cache-Control` and
+/// `Expires` for the gateway's storage; else `Cache-Control`.
+pub fn directives(resp: &ResponseHeader, settings: &RouteCache) -> Directives {
+    let targeted = settings
+        .targeted_cache_control
+        .as_deref()
+        .into_iter()
+        .chain(settings.cdn_cache_control.then_some("cdn-cache-control"));
+    for name in targeted {
+        let mut values = resp.headers.get_all(name).iter().peekable();
+        if values.peek().is_none() {
+            continue;
+        }
+        let joined: Vec<&[u8]> = values.map(|v| v.as_bytes()).collect();
+        if is_sf_dictionary(&joined.join(&b","[..])) {
+            return Directives {
+                cc: CacheControl::from_resp_headers_named(name, resp),
+                targeted: true,
+            };
+        }
+    }
+    Directives {
+        cc: CacheControl::from_resp_headers(resp),
+        targeted: false,
+    }
+}
+
+/// A non-empty Structured Fields dictionary (RFC 8941 §3.2), as targeted
+/// fields must be: `key[=value][;param]`, comma-separated; keys lower
+/// case; values integers, decimals, strings, tokens, byte sequences or
+/// booleans. Anything else invalidates the whole field.
+fn is_sf_dictionary(v: &[u8]) -> bool {
+    let text = match std::str::from_utf8(v) {
+        Ok(t) => t.trim_matches(|c| c == ' ' || c == '\t'),
+        Err(_) => return false,
+    };
+    !text.is_empty()
+        && text.split(',').all(|member| {
+            let member = member.trim_matches(|c| c == ' ' || c == '\t');
+            let mut parts = member.split(';');
+            let item = parts.next().unwrap_or_default();
+            sf_member(item) && parts.all(|p| sf_member(p.trim_start_matches(' ')))
+        })
+}
+
+/// `key` or `key=bare-item`.
+fn sf_member(m: &str) -> bool {
+    let (key, value) = match m.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (m, None),
+    };
+    let key_ok = key
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b == b'*')
+        && key.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.' | b'*')
+        });
+    key_ok && value.is_none_or(sf_bare_item)
+}
+
+fn sf_bare_item(v: &str) -> bool {
+    let b = v.as_bytes();
+    match b.first() {
+        Some(b'"') => {
+            b.len() >= 2
+                && b.ends_with(b"\"")
+                && b[1..b.len() - 1].iter().all(|c| (0x20..0x7f).contains(c))
+        }
+        Some(b':') => b.len() >= 2 && b.ends_with(b":"),
+        Some(b'?') => v == "?0" || v == "?1",
+        Some(c) if c.is_ascii_digit() || *c == b'-' => {
+            let digits = v.strip_prefix('-').unwrap_or(v);
+            let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+            !int.is_empty()
+                && int.len() <= 15
+                && int.bytes().all(|c| c.is_ascii_digit())
+                && frac.len() <= 3
+                && frac.bytes().all(|c| c.is_ascii_digit())
+                && !(digits.contains('.') && frac.is_empty())
+        }
+        Some(c) if c.is_ascii_alphabetic() || *c == b'*' => b
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(c)),
+        _ => false,
+    }
+}
+
+/// §4.2.1: `s-maxage`, else `max-age`, else `Expires` − `Date` (not with
+/// a targeted field). An invalid or repeated `Expires` means "already
+/// expired".
 fn explicit_lifetime(
     cc: Option<&CacheControl>,
     resp: &ResponseHeader,
     now: SystemTime,
+    targeted: bool,
 ) -> Option<Duration> {
     if let Some(c) = cc {
         if let Ok(Some(s)) = c.s_maxage() {
@@ -161,7 +262,7 @@ fn explicit_lifetime(
             return Some(Duration::from_secs(s.into()));
         }
     }
-    if !resp.headers.contains_key(header::EXPIRES) {
+    if targeted || !resp.headers.contains_key(header::EXPIRES) {
         return None;
     }
     let Some(expires) = date_of(resp, header::EXPIRES) else {
@@ -182,11 +283,13 @@ pub fn initial_age(resp: &ResponseHeader, request_time: SystemTime, now: SystemT
     let apparent = date_of(resp, header::DATE)
         .map(|d| secs(now).saturating_sub(secs(d)))
         .unwrap_or(0);
+    // The first value of a list (`Age: 7200, 0`, §5.1); an invalid one
+    // is ignored.
     let age_value = resp
         .headers
         .get(header::AGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
+        .and_then(|v| v.split(',').next()?.trim().parse::<u64>().ok())
         .unwrap_or(0);
     let delay = now.duration_since(request_time).map_or(0, |d| d.as_secs());
     Duration::from_secs(apparent.max(age_value.saturating_add(delay)))
@@ -212,6 +315,18 @@ fn stale_windows(cc: Option<&CacheControl>, settings: &RouteCache, no_cache: boo
         .and_then(|c| c.stale_if_error().ok().flatten())
         .unwrap_or_else(|| secs(settings.stale_if_error));
     (swr, sie)
+}
+
+/// Whether a stored response may never be served stale:
+/// `must-revalidate`, `proxy-revalidate`, `s-maxage` or `no-cache` in the
+/// directives the gateway follows for it.
+pub fn forbids_stale(resp: &ResponseHeader, settings: &RouteCache) -> bool {
+    directives(resp, settings).cc.is_some_and(|c| {
+        c.must_revalidate()
+            || c.proxy_revalidate()
+            || c.no_cache()
+            || matches!(c.s_maxage(), Ok(Some(_)))
+    })
 }
 
 /// What the request's `Cache-Control` (or `Pragma: no-cache`) asks of the
@@ -267,7 +382,12 @@ pub fn request_directives(req: &RequestHeader) -> RequestDirectives {
 /// What to do with a stored object given the request's directives:
 /// `Some(true)` use it as fresh, `Some(false)` treat it as stale,
 /// `None` as its own freshness says.
-pub fn request_override(d: &RequestDirectives, meta: &CacheMeta, now: SystemTime) -> Option<bool> {
+pub fn request_override(
+    d: &RequestDirectives,
+    meta: &CacheMeta,
+    settings: &RouteCache,
+    now: SystemTime,
+) -> Option<bool> {
     if d.revalidate {
         return Some(false);
     }
@@ -291,10 +411,10 @@ pub fn request_override(d: &RequestDirectives, meta: &CacheMeta, now: SystemTime
     if let Some(max_stale) = d.max_stale {
         let stale_for = now.duration_since(fresh_until).map(|d| d.as_secs());
         if let Ok(s) = stale_for {
-            // must-revalidate and friends forbid it: their windows are 0 and
-            // the response said so; max-stale cannot override them.
-            let allowed = meta.stale_if_error_sec() > 0 || meta.stale_while_revalidate_sec() > 0;
-            if allowed && s <= u64::from(max_stale) {
+            // Within the request's own bound, unless the stored response
+            // forbids serving it stale (§5.2.2.2, §5.2.2.8, §5.2.2.10):
+            // max-stale cannot override that.
+            if s <= u64::from(max_stale) && !forbids_stale(meta.response_header(), settings) {
                 return Some(true);
             }
         }
@@ -315,6 +435,8 @@ mod tests {
             stale_if_error: Duration::from_secs(300),
             shared: false,
             key: CacheKeySpec::default(),
+            cdn_cache_control: true,
+            targeted_cache_control: Some("portcullis-cache-control".into()),
         }
     }
 
@@ -551,9 +673,135 @@ mod tests {
             resp(200, &[]),
         );
         let at = now();
+        let s = settings(None);
         let d = |cc: &str| request_directives(&req(&[("cache-control", cc)]));
-        assert_eq!(request_override(&d("max-age=10"), &meta, at), Some(false));
-        assert_eq!(request_override(&d("max-age=100"), &meta, at), None);
-        assert_eq!(request_override(&d("min-fresh=60"), &meta, at), Some(false));
+        assert_eq!(
+            request_override(&d("max-age=10"), &meta, &s, at),
+            Some(false)
+        );
+        assert_eq!(request_override(&d("max-age=100"), &meta, &s, at), None);
+        assert_eq!(
+            request_override(&d("min-fresh=60"), &meta, &s, at),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn max_stale_is_honoured_within_its_bound_unless_the_response_forbids_it() {
+        let s = settings(None);
+        let stale_by_10s = |cc: &str| {
+            CacheMeta::new(
+                now() - Duration::from_secs(10),
+                now() - Duration::from_secs(70),
+                0,
+                0,
+                resp(200, &[("cache-control", cc)]),
+            )
+        };
+        let d = |cc: &str| request_directives(&req(&[("cache-control", cc)]));
+        // No stale window configured or sent: the request's own bound.
+        assert_eq!(
+            request_override(&d("max-stale=20"), &stale_by_10s("max-age=60"), &s, now()),
+            Some(true)
+        );
+        assert_eq!(
+            request_override(&d("max-stale"), &stale_by_10s("max-age=60"), &s, now()),
+            Some(true)
+        );
+        assert_eq!(
+            request_override(&d("max-stale=5"), &stale_by_10s("max-age=60"), &s, now()),
+            None
+        );
+        for forbids in [
+            "max-age=60, must-revalidate",
+            "max-age=60, proxy-revalidate",
+            "s-maxage=60",
+            "no-cache",
+        ] {
+            assert_eq!(
+                request_override(&d("max-stale"), &stale_by_10s(forbids), &s, now()),
+                None,
+                "{forbids}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_value_of_an_age_list_counts() {
+        let r = resp(200, &[("age", "7200, 0")]);
+        assert_eq!(initial_age(&r, now(), now()), Duration::from_secs(7200));
+        let r = resp(200, &[("age", "junk")]);
+        assert_eq!(initial_age(&r, now(), now()), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_targeted_field_replaces_cache_control_and_expires() {
+        let s = settings(None);
+        let lifetime = |headers: &[(&str, &str)]| {
+            decide(200, headers, None, false)
+                .ok()
+                .map(|(fresh, _, _)| fresh)
+        };
+        // CDN-Cache-Control wins over Cache-Control, both ways.
+        assert_eq!(
+            lifetime(&[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=30")
+            ]),
+            Some(30)
+        );
+        assert_eq!(
+            lifetime(&[
+                ("cache-control", "max-age=300"),
+                ("cdn-cache-control", "no-store")
+            ]),
+            None
+        );
+        // Expires is ignored with a targeted field.
+        assert_eq!(
+            lifetime(&[
+                ("expires", "Thu, 01 Jan 2099 00:00:00 GMT"),
+                ("cdn-cache-control", "public")
+            ]),
+            None
+        );
+        // The gateway's own field wins over CDN-Cache-Control.
+        assert_eq!(
+            lifetime(&[
+                ("cdn-cache-control", "max-age=30"),
+                ("portcullis-cache-control", "max-age=90")
+            ]),
+            Some(90)
+        );
+        // An invalid targeted field is ignored: Cache-Control applies.
+        for invalid in [
+            "max-age=\"60\"x",
+            "Max-Age=60",
+            "max-age=6 0",
+            "",
+            "max-age=60,,",
+        ] {
+            assert_eq!(
+                lifetime(&[
+                    ("cache-control", "max-age=10"),
+                    ("cdn-cache-control", invalid)
+                ]),
+                Some(10),
+                "{invalid:?}"
+            );
+        }
+        // Turned off: Cache-Control applies.
+        let mut off = s.clone();
+        off.cdn_cache_control = false;
+        off.targeted_cache_control = None;
+        let r = resp(
+            200,
+            &[
+                ("cache-control", "max-age=10"),
+                ("cdn-cache-control", "max-age=30"),
+            ],
+        );
+        assert!(!directives(&r, &off).targeted);
+        assert!(directives(&r, &s).targeted);
     }
 }

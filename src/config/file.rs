@@ -87,6 +87,10 @@ pub struct RouteCacheFile {
     /// On `auth = "api_key"` routes: one entry for every consumer.
     pub shared: Option<Spanned<bool>>,
     pub key: Option<CacheKeyFile>,
+    /// Follow `CDN-Cache-Control` (default `true`).
+    pub cdn_cache_control: Option<Spanned<bool>>,
+    /// A response field targeted at this gateway (RFC 9213 §2.1).
+    pub targeted_cache_control: Option<Spanned<String>>,
 }
 
 /// `key` of `[routes.cache]`.

@@ -273,7 +273,7 @@ strip_prefix = true
                 upstream_keepalive: 512,
                 watch_config: true,
                 client: Default::default(),
-                via: crate::config::model::default_via(),
+                via: None,
             },
             listeners: vec![
                 Listener {

@@ -146,26 +146,40 @@ pub struct ServerSettings {
     /// `[server.client]`: limits on requests, live on reload.
     pub client: ClientLimits,
     /// The pseudonym this gateway names itself by in `Via` (RFC 9110
-    /// §7.6.3); a request already carrying it has looped (508).
-    pub via: String,
+    /// §7.6.3); a request already carrying it has looped (508). `None`:
+    /// [`default_via`], one per process.
+    pub via: Option<String>,
 }
 
-/// The `Via` pseudonym when `[server] via` is not set: `portcullis-` and
-/// the host name (letters, digits, `-` and `.` kept), so two gateways of a
-/// chain tell each other apart while a loop through one is seen.
-pub fn default_via() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .unwrap_or_default();
-    let host: String = host
-        .trim()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
-        .collect();
-    if host.is_empty() {
-        "portcullis".to_string()
-    } else {
-        format!("portcullis-{host}")
+/// The `Via` pseudonym when `[server] via` is not set:
+/// `portcullis-HOSTNAME-PID` (letters, digits, `-` and `.` of the host
+/// name kept), computed once per process. Unique among the processes of
+/// a fleet (two gateways chained on one host differ by pid), so a loop
+/// through this one is seen and a chain of gateways is not taken for one.
+pub fn default_via() -> &'static str {
+    static VIA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VIA.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .unwrap_or_default();
+        let host: String = host
+            .trim()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+            .collect();
+        let pid = std::process::id();
+        if host.is_empty() {
+            format!("portcullis-{pid}")
+        } else {
+            format!("portcullis-{host}-{pid}")
+        }
+    })
+}
+
+impl ServerSettings {
+    /// The `Via` pseudonym in use: `[server] via`, else [`default_via`].
+    pub fn via(&self) -> &str {
+        self.via.as_deref().unwrap_or_else(|| default_via())
     }
 }
 
@@ -669,6 +683,12 @@ pub struct RouteCache {
     /// of one per consumer.
     pub shared: bool,
     pub key: CacheKeySpec,
+    /// Follow `CDN-Cache-Control` (RFC 9213) over `Cache-Control` for the
+    /// gateway's own storage.
+    pub cdn_cache_control: bool,
+    /// A field targeted at this gateway alone (lower case, e.g.
+    /// `portcullis-cache-control`), followed over both.
+    pub targeted_cache_control: Option<String>,
 }
 
 /// What of the request, beyond route, method, host and path, makes the key.

@@ -174,7 +174,8 @@ pub fn hit_freshness(
     let cache = ctx.cache.as_ref()?;
     // Forced expiry also rules out serving it stale: the client asked for
     // something newer.
-    match policy::request_override(&cache.directives, meta, SystemTime::now()) {
+    let settings = &cache.route.settings;
+    match policy::request_override(&cache.directives, meta, settings, SystemTime::now()) {
         Some(false) => Some(ForcedFreshness::ForceExpired),
         Some(true) if !is_fresh => Some(ForcedFreshness::ForceFresh),
         _ => None,
@@ -254,7 +255,7 @@ pub fn response_cacheable(
 /// `should_serve_stale`: during revalidation (`error` is `None`) whenever
 /// the object's stale-while-revalidate window allows (Pingora checks it);
 /// on an error unless the client caused it.
-pub fn serve_stale(ctx: &mut RequestCtx, error: Option<&Error>) -> bool {
+pub fn serve_stale(session: &mut Session, ctx: &mut RequestCtx, error: Option<&Error>) -> bool {
     let Some(cache) = &mut ctx.cache else {
         return false;
     };
@@ -263,9 +264,32 @@ pub fn serve_stale(ctx: &mut RequestCtx, error: Option<&Error>) -> bool {
         Some(e) if e.esource() == &ErrorSource::Downstream => false,
         Some(_) => {
             cache.stale_if_error = true;
+            // Pingora does not reuse a client connection whose upstream
+            // attempt failed, even when a stale copy answered it: say so
+            // (`Connection: close`) instead of announcing keep-alive.
+            session.set_keepalive(None);
             true
         }
     }
+}
+
+/// `Cache-Status` for an answer the gateway makes itself on a caching
+/// route (the 502 or 504 when the backend failed and nothing stale may
+/// be served, the 504 of `only-if-cached`), with `detail`; `None` off
+/// caching routes. The outcome is kept for the access log and metrics.
+pub fn own_answer_status(
+    session: &Session,
+    ctx: &mut RequestCtx,
+    detail: &'static str,
+) -> Option<(&'static str, String)> {
+    let cache = ctx.cache.as_mut()?;
+    let mut outcome = outcome(session, cache);
+    outcome.stored = false;
+    if outcome.result != CacheResult::Bypass {
+        outcome.detail = Some(detail);
+    }
+    cache.outcome = Some(outcome);
+    Some(("cache-status", outcome.header()))
 }
 
 /// `response_filter`: add `Cache-Status`; after a successful unsafe

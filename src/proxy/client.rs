@@ -41,7 +41,7 @@ pub async fn refused_head(session: &mut Session, ctx: &mut RequestCtx) -> Result
         return Ok(true);
     }
     strict::normalize_content_length(session.req_header_mut());
-    if forward::has_looped(session.req_header(), &snapshot.config.server.via) {
+    if forward::has_looped(session.req_header(), snapshot.config.server.via()) {
         let detail = "The request has already passed through this gateway (its Via): a pool leads back to it.";
         refuse(session, ctx, Problem::LoopDetected, detail).await?;
         return Ok(true);

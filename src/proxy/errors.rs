@@ -66,6 +66,16 @@ pub fn refused(r: crate::upstream::Refusal) -> Box<Error> {
     }
 }
 
+/// The error for a backend status line outside 100–599 (502).
+pub fn invalid_upstream_status(status: u16) -> Box<Error> {
+    let mut e = Error::explain(
+        ErrorType::HTTPStatus(502),
+        format!("the backend answered with status {status}, outside 100-599"),
+    );
+    e.as_up();
+    e
+}
+
 /// The error returned when the route's total deadline has passed.
 pub fn deadline_exceeded() -> Box<Error> {
     Error::explain(ErrorType::HTTPStatus(504), "request deadline exceeded")

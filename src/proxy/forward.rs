@@ -142,7 +142,7 @@ pub fn shape(upstream: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
     if let Some((header, Some(subject))) = &f.client.identity {
         upstream.insert_header(header.clone(), subject.clone())?;
     }
-    add_via(upstream, f.client.version, &f.snapshot.config.server.via)?;
+    add_via(upstream, f.client.version, f.snapshot.config.server.via())?;
     apply_header_ops(upstream, &f.route.request_headers)
 }
 
@@ -307,6 +307,51 @@ pub fn rewrite_path(
     Ok(())
 }
 
+/// Hop-by-hop fields a response never carries past the gateway (RFC 9110
+/// §7.6.1), beside those its `Connection` names. `Transfer-Encoding` is
+/// the framing's, which Pingora redoes for the client.
+const HOP_BY_HOP: [&str; 4] = ["keep-alive", "proxy-connection", "te", "upgrade"];
+
+/// The backend's response head made the gateway's, before anything reads
+/// or stores it: a status outside 100–599 is refused (502); the version
+/// is the gateway's own (`HTTP/1.1`: an HTTP/1.0 backend's status line
+/// never reaches a client); hop-by-hop fields, those `Connection` names
+/// included, are removed (not on a `101`, whose `Upgrade` and
+/// `Connection` are the switch); a response without `Date` gets the time
+/// it was received (§6.6.1), so a stored copy keeps it.
+pub fn upstream_response(resp: &mut ResponseHeader) -> Result<()> {
+    let status = resp.status.as_u16();
+    if !(100..=599).contains(&status) {
+        return Err(super::errors::invalid_upstream_status(status));
+    }
+    resp.set_version(http::Version::HTTP_11);
+    if status != 101 {
+        let named: Vec<http::HeaderName> = resp
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| http::HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            resp.remove_header(&name);
+        }
+        for name in HOP_BY_HOP.iter().chain(&["connection"]) {
+            if resp.headers.contains_key(*name) {
+                resp.remove_header(*name);
+            }
+        }
+    }
+    if status >= 200 && !resp.headers.contains_key(http::header::DATE) {
+        resp.insert_header(
+            http::header::DATE,
+            httpdate::fmt_http_date(std::time::SystemTime::now()),
+        )?;
+    }
+    Ok(())
+}
+
 /// A request or response header that route header rules can edit.
 pub trait EditHeaders {
     fn remove(&mut self, name: &http::HeaderName);
@@ -428,6 +473,37 @@ mod tests {
         assert!(has_looped(&req, "FRED"));
         assert!(!has_looped(&req, "portcullis-b"));
         assert!(!has_looped(&req, "1.1"));
+    }
+
+    #[test]
+    fn upstream_responses_lose_hop_by_hop_fields_and_keep_their_date() {
+        let mut r = ResponseHeader::build(200, None).unwrap();
+        r.set_version(http::Version::HTTP_10);
+        r.insert_header("connection", "keep-alive, X-Secret, x-other")
+            .unwrap();
+        r.insert_header("x-secret", "1").unwrap();
+        r.insert_header("X-Other", "1").unwrap();
+        r.insert_header("keep-alive", "timeout=5").unwrap();
+        r.insert_header("date", "Sun, 06 Nov 1994 08:49:37 GMT")
+            .unwrap();
+        r.insert_header("x-kept", "1").unwrap();
+        upstream_response(&mut r).unwrap();
+        assert_eq!(r.version, http::Version::HTTP_11);
+        let mut names: Vec<&str> = r.headers.keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["date", "x-kept"]);
+        assert_eq!(r.headers["date"], "Sun, 06 Nov 1994 08:49:37 GMT");
+        let mut undated = ResponseHeader::build(204, None).unwrap();
+        upstream_response(&mut undated).unwrap();
+        assert!(undated.headers.contains_key("date"));
+        let mut switch = ResponseHeader::build(101, None).unwrap();
+        switch.insert_header("connection", "upgrade").unwrap();
+        switch.insert_header("upgrade", "websocket").unwrap();
+        upstream_response(&mut switch).unwrap();
+        assert_eq!(switch.headers["upgrade"], "websocket");
+        let mut odd = ResponseHeader::build(200, None).unwrap();
+        odd.set_status(999).unwrap();
+        assert!(upstream_response(&mut odd).is_err());
     }
 
     #[test]

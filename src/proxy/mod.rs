@@ -108,6 +108,9 @@ impl ProxyHttp for GatewayProxy {
     ) -> Result<()> {
         let snapshot = self.gateway.snapshot();
         client::apply_timeouts(session, &snapshot.config.server.client);
+        // Pipelined HTTP/1.1 requests are served in order (RFC 9112 §9.3.2),
+        // as nginx does, instead of closing the connection on them.
+        session.as_downstream_mut().set_pipelining_enabled(true);
         ctx.snapshot = Some(snapshot);
         forward::drop_h2c_upgrade(session.req_header_mut());
         ctx.request_id = forward::request_id(session.req_header());
@@ -230,7 +233,9 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
         if caching::only_if_cached(ctx) {
-            problem::respond(session, Problem::GatewayTimeout, &ctx.request_id, &[]).await?;
+            let status = caching::own_answer_status(session, ctx, "only-if-cached");
+            let extra: Vec<_> = status.into_iter().collect();
+            problem::respond(session, Problem::GatewayTimeout, &ctx.request_id, &extra).await?;
             return Ok(false);
         }
         Ok(true)
@@ -249,11 +254,11 @@ impl ProxyHttp for GatewayProxy {
     /// Stale while revalidating, or when the backend fails.
     fn should_serve_stale(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
         error: Option<&Error>,
     ) -> bool {
-        caching::serve_stale(ctx, error)
+        caching::serve_stale(session, ctx, error)
     }
 
     /// Admit the request to its pool (or the pool's fallback) on the first
@@ -410,8 +415,11 @@ impl ProxyHttp for GatewayProxy {
 
     /// The backend's response head arrived: its status and time to first
     /// byte are counted against the backend and its pool (outlier
-    /// detection and the breaker included). A status the route's
-    /// `retry_on` lists is retried on another backend when allowed.
+    /// detection and the breaker included); the head is made the
+    /// gateway's (hop-by-hop fields off, HTTP/1.1, `Date` kept or set, 502
+    /// for a status outside 100–599) before the cache stores it. A status
+    /// the route's `retry_on` lists is retried on another backend when
+    /// allowed.
     async fn upstream_response_filter(
         &self,
         session: &mut Session,
@@ -421,6 +429,7 @@ impl ProxyHttp for GatewayProxy {
         let now = self.gateway.clock().now_nanos();
         let status = upstream.status.as_u16();
         record::upstream_response(ctx, status, now);
+        forward::upstream_response(upstream)?;
         if retry::on_status(session, ctx, status, now) {
             return Err(retry::status_retry(status));
         }
@@ -485,7 +494,8 @@ impl ProxyHttp for GatewayProxy {
                 // (`can_reuse_downstream: false`): say so, or a client may
                 // send its next request on a connection being closed.
                 session.set_keepalive(None);
-                let extra = admission::retry_after(ctx);
+                let mut extra = admission::retry_after(ctx);
+                extra.extend(caching::own_answer_status(session, ctx, "upstream-error"));
                 if let Err(err) = problem::respond(session, p, &ctx.request_id, &extra).await {
                     tracing::debug!(error = %err, "could not send error response");
                 }

@@ -120,6 +120,17 @@ impl Validator<'_> {
             _ => None,
         };
         let key = self.cache_key(cache.key.as_ref(), key_header, item);
+        let targeted_cache_control = cache.targeted_cache_control.as_ref().map(|t| {
+            let name = t.get_ref().to_ascii_lowercase();
+            if !is_token(&name) || matches!(name.as_str(), "cache-control" | "cdn-cache-control") {
+                self.error(
+                    t.span(),
+                    Some(item),
+                    format!("targeted_cache_control {:?} must be a header name of its own (e.g. \"Portcullis-Cache-Control\")", t.get_ref()),
+                );
+            }
+            name
+        });
         enabled.then_some(model::RouteCache {
             ttl,
             max_object_size,
@@ -127,6 +138,11 @@ impl Validator<'_> {
             stale_if_error,
             shared: cache.shared.as_ref().is_some_and(|s| *s.get_ref()),
             key,
+            cdn_cache_control: cache
+                .cdn_cache_control
+                .as_ref()
+                .is_none_or(|c| *c.get_ref()),
+            targeted_cache_control,
         })
     }
 

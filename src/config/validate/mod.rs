@@ -281,7 +281,7 @@ impl Validator<'_> {
             upstream_keepalive: model::DEFAULT_UPSTREAM_KEEPALIVE,
             watch_config: true,
             client: model::ClientLimits::default(),
-            via: model::default_via(),
+            via: None,
         };
         let Some(server) = server else {
             return settings;
@@ -320,7 +320,7 @@ impl Validator<'_> {
         }
         if let Some(via) = &server.via {
             if is_token(via.get_ref()) {
-                settings.via = via.get_ref().clone();
+                settings.via = Some(via.get_ref().clone());
             } else {
                 self.error(
                     via.span(),
