@@ -80,6 +80,6 @@ done
 
 out="$root/bench-results/cache-tests"
 mkdir -p "$out"
-(cd "$suite" && npm_config_base="http://127.0.0.1:$gw_port" npm_config_id="" \
+(cd "$suite" && npm_config_base="http://127.0.0.1:$gw_port" npm_package_config_id="" \
   node --no-warnings test-engine/cli.mjs >"$out/portcullis.json")
 node "$root/benches/cache-tests/score.mjs" "$suite" "$out/portcullis.json" | tee "$out/score.txt"

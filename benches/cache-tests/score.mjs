@@ -18,13 +18,13 @@ const ids = tests.flatMap(s => s.tests.map(t => t.id))
 
 function score (results) {
   const counts = {}
-  const failed = []
+  const byKind = {}
   for (const id of ids) {
     const kind = names[determineTestResult(tests, id, results)[2]]
     counts[kind] = (counts[kind] || 0) + 1
-    if (kind === 'fail') failed.push(id)
+    ;(byKind[kind] = byKind[kind] || []).push(id)
   }
-  return { counts, failed }
+  return { counts, byKind }
 }
 
 const rows = [['portcullis', score(JSON.parse(fs.readFileSync(ours, 'utf8')))]]
@@ -42,4 +42,7 @@ for (const [name, s] of rows) {
   console.log([name, ...cols.map(c => s.counts[c] || 0)].join('\t'))
 }
 const mine = rows.find(r => r[0] === 'portcullis')[1]
-console.log(`\nportcullis: required tests failed (${mine.failed.length}): ${mine.failed.join(', ') || 'none'}`)
+for (const kind of ['fail', 'optional_fail', 'setup_fail', 'dependency_fail']) {
+  const list = mine.byKind[kind] || []
+  console.log(`\nportcullis ${kind} (${list.length}): ${list.join(', ') || 'none'}`)
+}

@@ -172,10 +172,27 @@ pub fn directives(resp: &ResponseHeader, settings: &RouteCache) -> Directives {
         }
         let joined: Vec<&[u8]> = values.map(|v| v.as_bytes()).collect();
         if is_sf_dictionary(&joined.join(&b","[..])) {
-            return Directives {
-                cc: CacheControl::from_resp_headers_named(name, resp),
-                targeted: true,
-            };
+            let mut cc = CacheControl::from_resp_headers_named(name, resp);
+            if let Some(cc) = cc.as_mut() {
+                // A structured field types its values: `max-age="60"` is a
+                // string, not seconds, so the directive does not count.
+                for key in [
+                    "max-age",
+                    "s-maxage",
+                    "stale-while-revalidate",
+                    "stale-if-error",
+                ] {
+                    let key = DirectiveKey::from_lowercase(key);
+                    let quoted = cc.directives.get(&key).is_some_and(|v| {
+                        v.as_ref()
+                            .is_some_and(|v| v.as_ref().first() == Some(&b'"'))
+                    });
+                    if quoted {
+                        cc.directives.remove(&key);
+                    }
+                }
+            }
+            return Directives { cc, targeted: true };
         }
     }
     Directives {
@@ -754,6 +771,15 @@ mod tests {
             lifetime(&[
                 ("cache-control", "max-age=300"),
                 ("cdn-cache-control", "no-store")
+            ]),
+            None
+        );
+        // A string where seconds belong: no freshness from it (and
+        // Cache-Control is still ignored).
+        assert_eq!(
+            lifetime(&[
+                ("cache-control", "max-age=60"),
+                ("cdn-cache-control", "max-age=\"10000\"")
             ]),
             None
         );
