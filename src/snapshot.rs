@@ -19,6 +19,38 @@ use crate::router::Router;
 use crate::state::Handles;
 use crate::upstream::{self, Pool};
 
+/// `VERSION PSEUDONYM` (RFC 9110 §7.6.3) for each HTTP version a client
+/// speaks, made once per snapshot so a request only clones one.
+#[derive(Debug, Clone)]
+pub struct ViaEntries {
+    /// HTTP/0.9, 1.0, 1.1 and 2, in that order.
+    by_version: [HeaderValue; 4],
+}
+
+impl ViaEntries {
+    const VERSIONS: [&'static str; 4] = ["0.9", "1.0", "1.1", "2"];
+
+    /// `pseudonym` is validated as a token; should that ever be broken the
+    /// entry names the version alone rather than failing the build.
+    fn new(pseudonym: &str) -> ViaEntries {
+        ViaEntries {
+            by_version: Self::VERSIONS.map(|v| {
+                HeaderValue::from_str(&format!("{v} {pseudonym}"))
+                    .unwrap_or(HeaderValue::from_static(v))
+            }),
+        }
+    }
+
+    /// The entry for the client's `version` (as `ClientFacts` names it).
+    pub fn get(&self, version: &str) -> &HeaderValue {
+        let i = Self::VERSIONS
+            .iter()
+            .position(|v| *v == version)
+            .unwrap_or(2);
+        &self.by_version[i]
+    }
+}
+
 /// Header edits with names and values parsed once, at build time.
 #[derive(Debug, Default, Clone)]
 pub struct HeaderOps {
@@ -145,6 +177,8 @@ pub struct Snapshot {
     /// listener's client-subject header (and the default one). A client's
     /// copies are removed from every request on every listener.
     pub owned_headers: Vec<HeaderName>,
+    /// The `Via` entry the gateway adds, per client HTTP version.
+    pub via: ViaEntries,
     /// Brute-force damping of key routes, per client address.
     pub failed_attempts: Option<PlannedLimit>,
     /// Request metric handles of requests that match no route.
@@ -247,6 +281,7 @@ impl Snapshot {
         }
         let failed_attempts = config.auth.failed_attempts.map(limits::failed_attempts);
         let cache = routes.iter().find_map(|r| r.cache.clone());
+        let via = ViaEntries::new(config.server.via());
         Ok(Snapshot {
             cache,
             config: Arc::new(config),
@@ -256,6 +291,7 @@ impl Snapshot {
             consumers,
             consumer_header,
             owned_headers,
+            via,
             failed_attempts,
             unmatched_metrics: route_metrics.unmatched(),
             material: Default::default(),

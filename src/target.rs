@@ -179,8 +179,13 @@ pub fn canonicalize(req: &mut RequestHeader, tls: bool, rules: &PathRules) -> Re
         req.set_uri(uri);
         return Ok(());
     }
-    let host = req.headers.get(http::header::HOST).map(|h| h.as_bytes());
-    let form = origin_form(req.raw_path(), host, tls)?;
+    let raw = req.raw_path();
+    // Only an absolute-form target is compared with `Host`.
+    let host = match raw.first() {
+        Some(b'/') => None,
+        _ => req.headers.get(http::header::HOST).map(|h| h.as_bytes()),
+    };
+    let form = origin_form(raw, host, tls)?;
     let canonical = canonical(&form.path_and_query, rules)?;
     let new = match canonical {
         Some(c) => c,

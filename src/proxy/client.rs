@@ -35,19 +35,26 @@ pub async fn refused_head(session: &mut Session, ctx: &mut RequestCtx) -> Result
         return Ok(false);
     };
     let limits = &snapshot.config.server.client;
-    if let Err(refusal) = strict::check(session.req_header(), limits) {
-        let (problem, detail) = refusal.problem();
-        refuse(session, ctx, problem, detail).await?;
-        return Ok(true);
-    }
+    let seen = match strict::check(session.req_header(), limits) {
+        Ok(seen) => seen,
+        Err(refusal) => {
+            let (problem, detail) = refusal.problem();
+            refuse(session, ctx, problem, detail).await?;
+            return Ok(true);
+        }
+    };
     strict::normalize_content_length(session.req_header_mut());
-    if forward::has_looped(session.req_header(), snapshot.config.server.via()) {
+    if seen.via && forward::has_looped(session.req_header(), snapshot.config.server.via()) {
         let detail = "The request has already passed through this gateway (its Via): a pool leads back to it.";
         refuse(session, ctx, Problem::LoopDetected, detail).await?;
         return Ok(true);
     }
     let policy = limits.headers_with_underscores;
-    if let Err(name) = owned::underscores(session.req_header_mut(), policy) {
+    let underscores = match seen.underscores {
+        true => owned::underscores(session.req_header_mut(), policy),
+        false => Ok(()),
+    };
+    if let Err(name) = underscores {
         let detail = format!("Header names with underscores are refused ({name}).");
         refuse(session, ctx, Problem::BadRequest, &detail).await?;
         return Ok(true);

@@ -142,22 +142,22 @@ pub fn shape(upstream: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
     if let Some((header, Some(subject))) = &f.client.identity {
         upstream.insert_header(header.clone(), subject.clone())?;
     }
-    add_via(upstream, f.client.version, f.snapshot.config.server.via())?;
+    add_via(upstream, f.snapshot.via.get(f.client.version))?;
     apply_header_ops(upstream, &f.route.request_headers)
 }
 
-/// Append `VERSION PSEUDONYM` to `Via` (RFC 9110 §7.6.3), as one field.
-fn add_via(upstream: &mut RequestHeader, version: &str, pseudonym: &str) -> Result<()> {
-    let mut value = String::new();
-    for prev in upstream.headers.get_all(http::header::VIA) {
-        if let Ok(p) = prev.to_str() {
-            value.push_str(p);
-            value.push_str(", ");
-        }
+/// Append the gateway's `Via` entry (RFC 9110 §7.6.3), as one field; the
+/// common request has none yet and takes the prebuilt entry as it is.
+fn add_via(upstream: &mut RequestHeader, entry: &HeaderValue) -> Result<()> {
+    if !upstream.headers.contains_key(http::header::VIA) {
+        return upstream.insert_header(http::header::VIA, entry.clone());
     }
-    value.push_str(version);
-    value.push(' ');
-    value.push_str(pseudonym);
+    let mut value = Vec::new();
+    for prev in upstream.headers.get_all(http::header::VIA) {
+        value.extend_from_slice(prev.as_bytes());
+        value.extend_from_slice(b", ");
+    }
+    value.extend_from_slice(entry.as_bytes());
     upstream.insert_header(http::header::VIA, value)
 }
 
@@ -308,9 +308,13 @@ pub fn rewrite_path(
 }
 
 /// Hop-by-hop fields a response never carries past the gateway (RFC 9110
-/// §7.6.1), beside those its `Connection` names. `Transfer-Encoding` is
-/// the framing's, which Pingora redoes for the client.
-const HOP_BY_HOP: [&str; 4] = ["keep-alive", "proxy-connection", "te", "upgrade"];
+/// §7.6.1), beside those its `Connection` names. `Connection` itself is
+/// Pingora's to write for the client (it replaces it on every response,
+/// hits included); `Transfer-Encoding` is the framing's, which Pingora
+/// redoes for the client.
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(name, "keep-alive" | "proxy-connection" | "te" | "upgrade")
+}
 
 /// The backend's response head made the gateway's, before anything reads
 /// or stores it: a status outside 100–599 is refused (502); the version
@@ -319,31 +323,47 @@ const HOP_BY_HOP: [&str; 4] = ["keep-alive", "proxy-connection", "te", "upgrade"
 /// included, are removed (not on a `101`, whose `Upgrade` and
 /// `Connection` are the switch); a response without `Date` gets the time
 /// it was received (§6.6.1), so a stored copy keeps it.
+///
+/// One pass over the field names; a field is only removed when present
+/// (the common response has none to remove and costs no allocation).
 pub fn upstream_response(resp: &mut ResponseHeader) -> Result<()> {
     let status = resp.status.as_u16();
     if !(100..=599).contains(&status) {
         return Err(super::errors::invalid_upstream_status(status));
     }
     resp.set_version(http::Version::HTTP_11);
-    if status != 101 {
-        let named: Vec<http::HeaderName> = resp
-            .headers
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| http::HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            resp.remove_header(&name);
-        }
-        for name in HOP_BY_HOP.iter().chain(&["connection"]) {
-            if resp.headers.contains_key(*name) {
-                resp.remove_header(*name);
-            }
+    let mut dated = false;
+    let mut gone: smallvec::SmallVec<[http::HeaderName; 2]> = smallvec::SmallVec::new();
+    // Names `Connection` lists beyond the fixed ones (`keep-alive` and
+    // `close`, the usual, need no second pass).
+    let mut named: smallvec::SmallVec<[&str; 2]> = smallvec::SmallVec::new();
+    for (name, value) in &resp.headers {
+        if name == http::header::DATE {
+            dated = true;
+        } else if status == 101 {
+            // The switch's `Upgrade` and `Connection` stay.
+            continue;
+        } else if name == http::header::CONNECTION {
+            let tokens = value.to_str().unwrap_or_default().split(',').map(str::trim);
+            named.extend(tokens.filter(|t| {
+                !t.is_empty() && !t.eq_ignore_ascii_case("close") && !is_hop_by_hop(t)
+            }));
+        } else if is_hop_by_hop(name.as_str()) {
+            gone.push(name.clone());
         }
     }
-    if status >= 200 && !resp.headers.contains_key(http::header::DATE) {
+    if !named.is_empty() {
+        let listed = resp.headers.keys().filter(|n| {
+            n != &http::header::CONNECTION
+                && named.iter().any(|t| t.eq_ignore_ascii_case(n.as_str()))
+        });
+        gone.extend(listed.cloned());
+    }
+    drop(named);
+    for name in &gone {
+        resp.remove_header(name);
+    }
+    if status >= 200 && !dated {
         resp.insert_header(
             http::header::DATE,
             httpdate::fmt_http_date(std::time::SystemTime::now()),
@@ -464,11 +484,15 @@ mod tests {
         let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
         req.insert_header("via", "1.0 fred, 1.1 p.example (Apache)")
             .unwrap();
-        add_via(&mut req, "2", "portcullis-a").unwrap();
+        let entry = HeaderValue::from_static("2 portcullis-a");
+        add_via(&mut req, &entry).unwrap();
         assert_eq!(
             req.headers["via"],
             "1.0 fred, 1.1 p.example (Apache), 2 portcullis-a"
         );
+        let mut first = RequestHeader::build("GET", b"/x", None).unwrap();
+        add_via(&mut first, &entry).unwrap();
+        assert_eq!(first.headers["via"], "2 portcullis-a");
         assert!(has_looped(&req, "portcullis-a"));
         assert!(has_looped(&req, "FRED"));
         assert!(!has_looped(&req, "portcullis-b"));
@@ -491,7 +515,7 @@ mod tests {
         assert_eq!(r.version, http::Version::HTTP_11);
         let mut names: Vec<&str> = r.headers.keys().map(|n| n.as_str()).collect();
         names.sort_unstable();
-        assert_eq!(names, ["date", "x-kept"]);
+        assert_eq!(names, ["connection", "date", "x-kept"]);
         assert_eq!(r.headers["date"], "Sun, 06 Nov 1994 08:49:37 GMT");
         let mut undated = ResponseHeader::build(204, None).unwrap();
         upstream_response(&mut undated).unwrap();

@@ -5,7 +5,7 @@
 //! target, the header count and the size of the head. Also: a
 //! `Content-Length` list of identical values is forwarded as one value.
 
-use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING, VIA};
 use http::{HeaderValue, Version};
 use pingora_http::RequestHeader;
 
@@ -55,8 +55,18 @@ impl Refusal {
     }
 }
 
+/// What the one pass over the head's fields saw, for the checks that
+/// come after [`check`]: they skip their own look-ups when it saw nothing.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    /// A `Via` field (the request may have looped).
+    pub via: bool,
+    /// A field name holding `_`.
+    pub underscores: bool,
+}
+
 /// Check `req` against the rules and `limits`.
-pub fn check(req: &RequestHeader, limits: &ClientLimits) -> Result<(), Refusal> {
+pub fn check(req: &RequestHeader, limits: &ClientLimits) -> Result<Seen, Refusal> {
     let target = req.raw_path().len();
     if target > limits.max_uri_length as usize {
         return Err(Refusal::UriTooLong);
@@ -65,14 +75,13 @@ pub fn check(req: &RequestHeader, limits: &ClientLimits) -> Result<(), Refusal> 
         return Err(Refusal::TooManyHeaders);
     }
     // "METHOD TARGET HTTP/1.1\r\n" and "name: value\r\n" per field.
-    let head = req.method.as_str().len()
-        + target
-        + 11
-        + req
-            .headers
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 4)
-            .sum::<usize>();
+    let mut head = req.method.as_str().len() + target + 11;
+    let mut seen = Seen::default();
+    for (name, value) in &req.headers {
+        head += name.as_str().len() + value.len() + 4;
+        seen.via |= name == VIA;
+        seen.underscores |= name.as_str().as_bytes().contains(&b'_');
+    }
     if head as u64 > limits.max_header_size {
         return Err(Refusal::HeadTooLarge);
     }
@@ -90,7 +99,7 @@ pub fn check(req: &RequestHeader, limits: &ClientLimits) -> Result<(), Refusal> 
     if unsupported {
         return Err(Refusal::UnsupportedTransferCoding);
     }
-    Ok(())
+    Ok(seen)
 }
 
 /// `host[:port]` with a numeric port (`http` accepts any text after `:`).
@@ -145,13 +154,16 @@ mod tests {
         assert_eq!(check(&req(&[]), &limits), Err(Refusal::MissingHost));
         let mut http10 = req(&[]);
         http10.set_version(Version::HTTP_10);
-        assert_eq!(check(&http10, &limits), Ok(()));
+        assert_eq!(check(&http10, &limits), Ok(Seen::default()));
         assert_eq!(
             check(&req(&[("host", "api.example.com:8080")]), &limits),
-            Ok(())
+            Ok(Seen::default())
         );
-        assert_eq!(check(&req(&[("host", "")]), &limits), Ok(()));
-        assert_eq!(check(&req(&[("host", "[::1]:8080")]), &limits), Ok(()));
+        assert_eq!(check(&req(&[("host", "")]), &limits), Ok(Seen::default()));
+        assert_eq!(
+            check(&req(&[("host", "[::1]:8080")]), &limits),
+            Ok(Seen::default())
+        );
         for bad in ["a b", "a/b", "[::1", "host:port"] {
             assert_eq!(
                 check(&req(&[("host", bad)]), &limits),
@@ -167,7 +179,7 @@ mod tests {
         let h = ("host", "a");
         assert_eq!(
             check(&req(&[h, ("transfer-encoding", "Chunked")]), &limits),
-            Ok(())
+            Ok(Seen::default())
         );
         for bad in ["gzip, chunked", "chunked, identity", "x"] {
             assert_eq!(
@@ -186,7 +198,17 @@ mod tests {
             max_uri_length: 12,
             ..ClientLimits::default()
         };
-        assert_eq!(check(&req(&[("host", "a")]), &limits), Ok(()));
+        assert_eq!(check(&req(&[("host", "a")]), &limits), Ok(Seen::default()));
+        assert_eq!(
+            check(
+                &req(&[("host", "a"), ("via", "1.1 x"), ("x_y", "1")]),
+                &limits
+            ),
+            Ok(Seen {
+                via: true,
+                underscores: true
+            })
+        );
         let long = RequestHeader::build("GET", b"/orders?id=12", None).unwrap();
         assert_eq!(check(&long, &limits), Err(Refusal::UriTooLong));
         let many = req(&[("host", "a"), ("x-a", "1"), ("x-b", "2"), ("x-c", "3")]);
