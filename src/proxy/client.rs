@@ -50,9 +50,10 @@ pub async fn refused_head(session: &mut Session, ctx: &mut RequestCtx) -> Result
         return Ok(true);
     }
     let policy = limits.headers_with_underscores;
-    let underscores = match seen.underscores {
-        true => owned::underscores(session.req_header_mut(), policy),
-        false => Ok(()),
+    let underscores = if seen.underscores {
+        owned::underscores(session.req_header_mut(), policy)
+    } else {
+        Ok(())
     };
     if let Err(name) = underscores {
         let detail = format!("Header names with underscores are refused ({name}).");
