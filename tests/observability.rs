@@ -337,9 +337,28 @@ async fn request_metrics_survive_reloads_and_leave_with_their_route() {
     ] {
         assert!(value_of(&text, m) > 0.0, "{m} in {text}");
     }
-    assert!(value_of(&text, "portcullis_process_cpu_seconds_total") >= 0.0);
+    // CPU time in fractional seconds (the crate's collector counted whole
+    // seconds: a fresh gateway read 0), never more than the kernel's
+    // account read right after the scrape (one 10 ms tick of slack).
+    let cpu = value_of(&text, "portcullis_process_cpu_seconds_total");
+    let kernel = proc_cpu_seconds(gw.pid());
+    assert!(cpu > 0.0 && cpu.fract() != 0.0, "{cpu} in {text}");
+    assert!(cpu <= kernel + 0.011, "exported {cpu} s, /proc says {kernel} s");
     let (ok, report) = common::promtool(&text);
     assert!(ok, "{report}");
+}
+
+/// User plus system CPU time of a process from `/proc/PID/stat`, in seconds.
+fn proc_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at state;
+    // utime and stime are fields 14 and 15 of the whole line.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / hz
 }
 
 /// The value of the unlabelled sample `name` in a scrape.

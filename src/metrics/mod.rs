@@ -5,6 +5,7 @@
 //! key, path or client address is ever a label.
 
 pub mod cache;
+mod process;
 mod requests;
 mod status;
 mod upstream;
@@ -178,12 +179,7 @@ impl Metrics {
         registry.register(Box::new(last_reload.clone()))?;
         registry.register(Box::new(config_hash.clone()))?;
         // CPU, memory, open file descriptors, start time of this process.
-        registry.register(Box::new(
-            prometheus::process_collector::ProcessCollector::new(
-                std::process::id() as i32,
-                "portcullis",
-            ),
-        ))?;
+        registry.register(Box::new(process::ProcessMetrics::new("portcullis")))?;
         for result in ["ok", "failed"] {
             reloads.with_label_values(&[result]);
         }
