@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 
 use crate::accesslog::AccessLog;
 use crate::config::{ConfigError, ConfigErrors};
+use crate::drain::Requests;
 use crate::metrics::{Metrics, RouteMetricsTable, ScrapeState};
 use crate::ratelimit::clock::Clock;
 use crate::ratelimit::LimitStore;
@@ -361,6 +362,11 @@ impl Gateway {
 
     pub fn access_log(&self) -> &AccessLog {
         &self.state.access_log
+    }
+
+    /// Requests in flight in this process.
+    pub fn requests(&self) -> &Arc<Requests> {
+        &self.state.requests
     }
 
     /// Start-up listener `index`'s address: as bound, or as configured

@@ -28,6 +28,7 @@
 //! - [`proxy`]: the `ProxyHttp` phases: routing, access (keys, limits),
 //!   forwarding, errors as problem+json, the access-log line.
 //! - [`accesslog`]: the JSON access log and its writer thread.
+//! - [`drain`]: requests in flight, which a graceful shutdown waits for.
 //! - [`metrics`]: the Prometheus registry served at `/metrics`.
 //! - [`admin`]: the admin API (`/-/health`, `/-/pools`, `/-/routes`,
 //!   `/-/certificates`, `/-/consumers`, `/metrics`, `/-/reload`).
@@ -44,6 +45,7 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod demo;
+pub mod drain;
 pub mod explain;
 #[doc(hidden)]
 pub mod fuzzing;

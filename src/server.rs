@@ -93,7 +93,31 @@ impl BackgroundService for ControlPlane {
                 }
             }
         }
+        if crate::upgrade::handed_over() {
+            // A successor serves: keep kept-alive connections usable for the
+            // grace period (their next request is answered with
+            // `Connection: close`), so no request sent on one is lost.
+            return;
+        }
+        // Stopping: Pingora's grace period is a fixed sleep; end it as soon
+        // as no request is left in flight (idle keep-alive connections are
+        // closed with the process, as nginx closes them at shutdown).
+        let requests = self.gateway.requests().clone();
+        info!(
+            in_flight = requests.count(),
+            "shutting down: waiting for the requests in flight"
+        );
+        requests.idle().await;
+        info!("no request in flight; exiting");
+        finish(&self.gateway)
     }
+}
+
+/// The end of the process after a graceful shutdown: write out the
+/// access-log lines still queued, then exit 0.
+fn finish(gateway: &Gateway) -> ! {
+    gateway.access_log().close();
+    std::process::exit(0)
 }
 
 /// Build and run the server until SIGTERM/SIGINT. Never returns.
@@ -221,10 +245,9 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
     server.run(pingora_core::server::RunArgs {
         shutdown_signal: Box::new(crate::upgrade::Signals::new(successor)),
     });
-    // Every request has finished (or the grace period ran out): write out
-    // the access log lines still queued before the process ends.
-    gateway.access_log().close();
-    std::process::exit(0)
+    // The grace period ran out with requests still in flight (or the
+    // shutdown was a fast one).
+    finish(&gateway)
 }
 
 /// TLS 1.2 and 1.3 (rustls' safe defaults), ALPN h2 and http/1.1, the

@@ -12,7 +12,7 @@
 //! | pool metric handles ([`StateTable`]) | pool name | the pool name stays |
 //! | usage per consumer and route ([`UsageTable`]) | consumer id, route id | both ids stay |
 //! | cached responses ([`CacheTable`]) | route id | the route's cache settings and `[cache] max_size` are unchanged |
-//! | metric families ([`Metrics`]), the access-log writer ([`AccessLog`]) | — | always |
+//! | metric families ([`Metrics`]), the access-log writer ([`AccessLog`]), requests in flight ([`Requests`]) | — | always |
 //!
 //! A [`Snapshot`](crate::snapshot::Snapshot) borrows handles from here
 //! (the `Arc<BackendState>` of each backend) and never owns any of it.
@@ -28,6 +28,7 @@ use arc_swap::ArcSwap;
 use crate::accesslog::AccessLog;
 use crate::cache::CacheTable;
 use crate::config::model::Config;
+use crate::drain::Requests;
 use crate::metrics::{Metrics, RouteMetricsTable};
 use crate::ratelimit::clock::{Clock, SystemClock};
 use crate::ratelimit::{LimitStore, LocalStore, DEFAULT_MAX_COUNTERS};
@@ -60,6 +61,8 @@ pub struct LongLived {
     pub listener_certs: Vec<(SocketAddr, Option<LiveCerts>)>,
     pub metrics: Metrics,
     pub access_log: AccessLog,
+    /// Requests in flight, which a graceful shutdown waits for.
+    pub requests: Arc<Requests>,
 }
 
 /// The parts of the long-lived state that the first snapshot is prepared
@@ -135,6 +138,7 @@ impl LongLived {
             listener_certs,
             metrics,
             access_log: AccessLog::start(&config.access_log),
+            requests: Requests::new(),
         })
     }
 

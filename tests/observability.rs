@@ -343,7 +343,10 @@ async fn request_metrics_survive_reloads_and_leave_with_their_route() {
     let cpu = value_of(&text, "portcullis_process_cpu_seconds_total");
     let kernel = proc_cpu_seconds(gw.pid());
     assert!(cpu > 0.0 && cpu.fract() != 0.0, "{cpu} in {text}");
-    assert!(cpu <= kernel + 0.011, "exported {cpu} s, /proc says {kernel} s");
+    assert!(
+        cpu <= kernel + 0.011,
+        "exported {cpu} s, /proc says {kernel} s"
+    );
     let (ok, report) = common::promtool(&text);
     assert!(ok, "{report}");
 }

@@ -72,3 +72,60 @@ async fn sigterm_drains_in_flight_requests_and_exits_with_a_websocket_open() {
         "{after:?}"
     );
 }
+
+/// With nothing in flight, SIGTERM ends the process at once, however long
+/// `grace_period` is; a request in flight holds it only until it is done.
+#[tokio::test]
+async fn sigterm_exits_as_soon_as_no_request_is_in_flight() {
+    let backend = Backend::start("b").await;
+    // A grace period far longer than the deadlines below.
+    let config = single_route("p", &[backend.addr], "", "").replacen(
+        "watch_config = false\n",
+        "watch_config = false\ngrace_period = \"60s\"\n",
+        1,
+    );
+
+    // Idle, with a kept-alive client connection open.
+    let mut gw = Gateway::start(&config).await;
+    let keep_alive = client();
+    let r = keep_alive.get(gw.url("/before")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let terminated = Instant::now();
+    gw.signal("TERM");
+    assert_eq!(gw.exited().await, Some(0));
+    let took = terminated.elapsed();
+    assert!(took < Duration::from_secs(10), "idle exit took {took:?}");
+
+    // Busy: the request in flight keeps the process up, its end ends it.
+    let mut gw = Gateway::start(&config).await;
+    backend.hold(true);
+    let url = gw.url("/held");
+    let in_flight = tokio::spawn(async move { client().get(url).send().await });
+    eventually("the request held at the backend", || async {
+        (backend.hits() == 2).then_some(())
+    })
+    .await;
+    gw.signal("TERM");
+    let proxy = gw.proxy;
+    eventually("the listener closed", || async move {
+        tokio::net::TcpStream::connect(proxy)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    assert!(gw.running(), "exited with a request in flight");
+    let released = Instant::now();
+    backend.hold(false);
+    let r = in_flight
+        .await
+        .unwrap()
+        .expect("the held request completes");
+    assert_eq!(r.status(), 200);
+    assert_eq!(gw.exited().await, Some(0));
+    let took = released.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "exit after the last request took {took:?}"
+    );
+}

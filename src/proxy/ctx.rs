@@ -103,10 +103,14 @@ pub struct RequestCtx {
     pub rate_limit_headers: Option<(http::HeaderValue, http::HeaderValue)>,
     /// On a caching route: what the cache is doing for this request.
     pub cache: Option<super::caching::CacheCtx>,
+    /// Counts the request as in flight until the context is dropped (after
+    /// the access-log phase), so a graceful shutdown knows when none is left.
+    pub in_flight: Option<crate::drain::InFlight>,
 }
 
 impl RequestCtx {
-    pub fn new() -> Self {
+    /// A request's context; `in_flight` counts it until it ends.
+    pub fn new(in_flight: Option<crate::drain::InFlight>) -> Self {
         RequestCtx {
             started: Instant::now(),
             snapshot: None,
@@ -138,6 +142,7 @@ impl RequestCtx {
             denied_by: None,
             rate_limit_headers: None,
             cache: None,
+            in_flight,
         }
     }
 
@@ -173,6 +178,6 @@ impl RequestCtx {
 
 impl Default for RequestCtx {
     fn default() -> Self {
-        Self::new()
+        Self::new(None)
     }
 }

@@ -95,7 +95,7 @@ impl ProxyHttp for GatewayProxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new()
+        RequestCtx::new(Some(self.gateway.requests().enter()))
     }
 
     /// Runs first: pin the snapshot this request will use to the end, set

@@ -275,6 +275,11 @@ impl Gateway {
         assert!(status.success(), "kill -{name}");
     }
 
+    /// The process has not exited yet.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Wait until the gateway process has exited; its exit code.
     pub async fn exited(&mut self) -> Option<i32> {
         let child = &mut self.child;
