@@ -11,8 +11,9 @@ use clap::{Parser, Subcommand};
 use crate::config;
 use crate::gateway::Gateway;
 
-/// Default config file of `run` and `check`.
-pub const DEFAULT_CONFIG: &str = "conf/portcullis.toml";
+/// Default config file of `run`, `check` and `explain`: where the package
+/// installs it, whatever the working directory.
+pub const DEFAULT_CONFIG: &str = "/etc/portcullis/portcullis.toml";
 /// `check` warns about certificates expiring within this many days.
 pub const CERT_EXPIRY_WARNING_DAYS: i64 = 14;
 /// Default config file of `demo`.
@@ -33,14 +34,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway.
     Run {
-        /// Config file.
-        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        /// Config file [default: /etc/portcullis/portcullis.toml].
+        #[arg(short, long, default_value = DEFAULT_CONFIG, hide_default_value = true)]
         config: PathBuf,
     },
     /// Validate config files and exit: 0 when valid, 1 with every error found.
     /// Reads every included file and loads the TLS material, as `run` does.
     Check {
-        /// Config file (also accepted as positional arguments, several at once).
+        /// Config file (also accepted as positional arguments, several at
+        /// once) [default: /etc/portcullis/portcullis.toml].
         #[arg(short, long)]
         config: Option<PathBuf>,
         files: Vec<PathBuf>,

@@ -381,3 +381,27 @@ fn explain_refuses_what_is_not_a_request() {
     assert_eq!(code, 2);
     assert!(err.contains("not an HTTP method"), "{err}");
 }
+
+/// `run`, `check` and `explain` without `-c` read the packaged path, never
+/// a `conf/portcullis.toml` that happens to be in the working directory.
+#[test]
+fn the_default_config_is_the_packaged_path_not_one_relative_to_the_working_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("conf")).unwrap();
+    std::fs::copy(
+        repo().join("conf/portcullis.toml"),
+        dir.path().join("conf/portcullis.toml"),
+    )
+    .unwrap();
+    let packaged = "/etc/portcullis/portcullis.toml";
+    for args in [&["check"][..], &["explain", "GET", "/"][..]] {
+        let (_code, out, err) = run_cli(args, Some(dir.path()));
+        assert!(
+            out.contains(packaged) || err.contains(packaged),
+            "{args:?} should read {packaged}:\n{out}{err}"
+        );
+        assert!(!out.contains("conf/portcullis.toml"), "{args:?}: {out}");
+    }
+    let (_code, out, _err) = run_cli(&["run", "--help"], None);
+    assert!(out.contains(packaged), "{out}");
+}
