@@ -29,7 +29,8 @@ pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis
 
 enum Message {
     Line(Vec<u8>),
-    Reopen(AccessLogTarget),
+    /// Write to this from now on (opened by whoever asked for the reopen).
+    Reopen(Box<dyn Write + Send>),
     /// Write out everything queued before this, then acknowledge.
     Flush(SyncSender<()>),
 }
@@ -42,26 +43,28 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    /// Start the writer thread for `target` (nothing for `Off`).
-    pub fn start(target: &AccessLogTarget) -> AccessLog {
+    /// Open `target` and start the writer thread for it (nothing for
+    /// `Off`). A file that cannot be opened for appending is an error: the
+    /// log never silently moves to stdout.
+    pub fn start(target: &AccessLogTarget) -> Result<AccessLog, OpenError> {
         let dropped = Arc::new(AtomicU64::new(0));
         if *target == AccessLogTarget::Off {
-            return AccessLog { tx: None, dropped };
+            return Ok(AccessLog { tx: None, dropped });
         }
+        let out = open(target)?;
         let (tx, rx) = sync_channel(QUEUE_LINES);
-        let first = target.clone();
         let lost = dropped.clone();
         let spawned = std::thread::Builder::new()
             .name("access-log".into())
-            .spawn(move || writer(rx, first, lost));
+            .spawn(move || writer(rx, out, lost));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the access log writer; access logging is off");
-            return AccessLog { tx: None, dropped };
+            return Ok(AccessLog { tx: None, dropped });
         }
-        AccessLog {
+        Ok(AccessLog {
             tx: Some(tx),
             dropped,
-        }
+        })
     }
 
     /// Whether lines are written at all (skip formatting when not).
@@ -80,12 +83,16 @@ impl AccessLog {
     }
 
     /// Reopen (or switch to) `target`: after a reload, for logrotate.
-    /// Starting or stopping the log altogether needs a restart.
-    pub fn reopen(&self, target: &AccessLogTarget) {
+    /// Starting or stopping the log altogether needs a restart. When
+    /// `target` cannot be opened the log keeps going to the file it was
+    /// writing, and the error says why.
+    pub fn reopen(&self, target: &AccessLogTarget) -> Result<(), OpenError> {
         if let Some(tx) = &self.tx {
+            let out = open(target)?;
             // Blocking send: a reload may wait for the writer, a request never does.
-            let _ = tx.send(Message::Reopen(target.clone()));
+            let _ = tx.send(Message::Reopen(out));
         }
+        Ok(())
     }
 
     /// Write out every line queued so far and wait (up to 5 s) until that
@@ -106,23 +113,31 @@ impl AccessLog {
     }
 }
 
-fn open(target: &AccessLogTarget) -> Box<dyn Write + Send> {
+/// The access-log file could not be opened for appending.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open the access log {} for appending: {error}", path.display())]
+pub struct OpenError {
+    pub path: PathBuf,
+    pub error: std::io::Error,
+}
+
+fn open(target: &AccessLogTarget) -> Result<Box<dyn Write + Send>, OpenError> {
     match target {
-        AccessLogTarget::File(path) => match std::fs::OpenOptions::new()
+        AccessLogTarget::File(path) => std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-        {
-            Ok(f) => Box::new(std::io::BufWriter::with_capacity(64 * 1024, f)),
-            Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "cannot open the access log; writing it to stdout");
-                Box::new(std::io::BufWriter::new(std::io::stdout()))
-            }
-        },
-        _ => Box::new(std::io::BufWriter::with_capacity(
+            .map(|f| {
+                Box::new(std::io::BufWriter::with_capacity(64 * 1024, f)) as Box<dyn Write + Send>
+            })
+            .map_err(|error| OpenError {
+                path: path.clone(),
+                error,
+            }),
+        _ => Ok(Box::new(std::io::BufWriter::with_capacity(
             64 * 1024,
             std::io::stdout(),
-        )),
+        ))),
     }
 }
 
@@ -131,9 +146,9 @@ fn open(target: &AccessLogTarget) -> Box<dyn Write + Send> {
 /// batch, so request threads do not wake it line by line; once an interval
 /// brings nothing it goes back to blocking. A quiet gateway's lines show up
 /// within one interval.
-fn writer(rx: Receiver<Message>, first: AccessLogTarget, dropped: Arc<AtomicU64>) {
+fn writer(rx: Receiver<Message>, out: Box<dyn Write + Send>, dropped: Arc<AtomicU64>) {
     let mut sink = Sink {
-        out: open(&first),
+        out,
         failed: false,
         dropped,
     };
@@ -182,9 +197,9 @@ impl Sink {
                     self.failed_with(&e);
                 }
             }
-            Message::Reopen(target) => {
+            Message::Reopen(out) => {
                 self.flush();
-                self.out = open(&target);
+                self.out = out;
                 self.failed = false;
             }
             Message::Flush(done) => {

@@ -346,9 +346,10 @@ impl Gateway {
     /// or any reload). May wait for the writer thread: call it off the
     /// request path.
     pub fn reopen_access_log(&self) {
-        self.state
-            .access_log
-            .reopen(&self.snapshot.load().config.access_log);
+        let target = &self.snapshot.load().config.access_log;
+        if let Err(e) = self.state.access_log.reopen(target) {
+            error!(error = %e, "the access log keeps going to the file it was writing");
+        }
     }
 
     /// The response cache (purge).

@@ -103,6 +103,8 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("cannot start the control runtime: {0}")]
     Runtime(#[from] std::io::Error),
+    #[error("{0}")]
+    AccessLog(#[from] crate::accesslog::OpenError),
 }
 
 impl LongLived {
@@ -137,7 +139,7 @@ impl LongLived {
             health: HealthChecker::new()?,
             listener_certs,
             metrics,
-            access_log: AccessLog::start(&config.access_log),
+            access_log: AccessLog::start(&config.access_log)?,
             requests: Requests::new(),
         })
     }

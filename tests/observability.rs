@@ -147,6 +147,62 @@ async fn access_log_file_is_reopened_on_reload() {
     assert!(access_lines(&gw.stdout()).is_empty(), "nothing on stdout");
 }
 
+/// Like nginx, `check` and `run` refuse an access-log path that cannot be
+/// opened for appending (the log never silently moves to stdout), and a
+/// reload to one is rejected: the old log keeps getting the lines.
+#[tokio::test]
+async fn an_access_log_that_cannot_be_written_is_refused_by_check_run_and_reload() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = |path: &str| {
+        format!(
+            "[access_log]\npath = \"{path}\"\n\n{}",
+            common::single_route("p", &[backend.addr], "", "")
+        )
+    };
+    let main = dir.path().join("portcullis.toml");
+    // Missing directory, a directory, a place where no file can be made.
+    for bad in ["no-such-dir/access.log", ".", "/proc/portcullis-access.log"] {
+        std::fs::write(&main, config(bad)).unwrap();
+        let file = main.to_str().unwrap();
+        let (code, out, err) = common::run_cli(&["check", "-c", file], None);
+        assert_eq!(code, 1, "{bad}: {out}{err}");
+        assert!(
+            err.contains(&format!("{file}:2:8: access_log: path ")),
+            "{bad}: {err}"
+        );
+        let run = std::process::Command::new(common::bin())
+            .args(["run", "-c", file])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{bad}: run started");
+        assert!(err.contains("access_log: path "), "{bad}: {err}");
+        assert!(
+            !String::from_utf8_lossy(&run.stdout).contains("listening"),
+            "{bad}"
+        );
+    }
+
+    // Running with a good log, a reload to a bad one is rejected.
+    std::fs::write(&main, config("access.log")).unwrap();
+    let gw = Gateway::start_file(&main).await;
+    gw.write_config(&config("no-such-dir/access.log"));
+    let (status, answer) = gw.reload().await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.to_string().contains("no-such-dir"), "{answer}");
+    client().get(gw.url("/after")).send().await.unwrap();
+    let log = dir.path().join("access.log");
+    eventually("the line in the old access.log", || {
+        let found = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("\"path\":\"/after\"");
+        async move { found.then_some(()) }
+    })
+    .await;
+    assert!(access_lines(&gw.stdout()).is_empty(), "nothing on stdout");
+}
+
 #[tokio::test]
 async fn access_log_lines_queued_at_shutdown_are_written() {
     let backend = Backend::start("b").await;

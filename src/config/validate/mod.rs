@@ -157,7 +157,17 @@ impl Validator<'_> {
                 );
                 model::AccessLogTarget::Stdout
             }
-            Some(p) => model::AccessLogTarget::File(self.resolve_path(p.get_ref())),
+            Some(p) => {
+                let path = self.resolve_path(p.get_ref());
+                if let Err(why) = appendable(&path) {
+                    self.error(
+                        p.span(),
+                        Some("access_log"),
+                        format!("path {}: {why}", path.display()),
+                    );
+                }
+                model::AccessLogTarget::File(path)
+            }
         }
     }
 
@@ -825,4 +835,43 @@ mod tests;
 /// Whether `value` cannot be sent as a header value (visible ASCII and spaces only).
 fn http_value_invalid(value: &str) -> bool {
     !value.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+}
+
+/// Whether this process can append to the log file at `path`, as the
+/// access-log writer will: an existing file is opened for appending; a
+/// missing one is created and removed again (the only exact answer for
+/// permissions, read-only mounts and the like). Like `nginx -t`, `check`
+/// and every reload find a log that `run` could not write.
+fn appendable(path: &std::path::Path) -> Result<(), String> {
+    use std::fs::OpenOptions;
+    if path.is_dir() {
+        return Err("is a directory, not a file".to_string());
+    }
+    if path.exists() {
+        return OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| format!("cannot be opened for appending ({e})"));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!("directory {} does not exist", dir.display()));
+    }
+    match OpenOptions::new().append(true).create_new(true).open(path) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(path);
+            Ok(())
+        }
+        // Created in between by someone else: it exists now, try it.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| format!("cannot be opened for appending ({e})")),
+        Err(e) => Err(format!("cannot be created in {} ({e})", dir.display())),
+    }
 }

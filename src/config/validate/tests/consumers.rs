@@ -27,6 +27,8 @@ fn per_second(count: u32, burst: u32) -> Bucket {
 
 #[test]
 fn a_full_consumer_round_trips() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("access.log");
     let src = keyed(&format!(
         r#"[auth]
 consumer_header = "X-Consumer"
@@ -34,7 +36,7 @@ realm = "orders api"
 failed_attempts = {{ rate = "5/m", burst = 2 }}
 
 [access_log]
-path = "logs/access.log"
+path = "{}"
 
 [[consumers]]
 id = "acme"
@@ -48,6 +50,7 @@ scopes = [{{ routes = ["r"], methods = ["get"] }}, {{ tags = ["t"] }}]
 rate_limits = [{{ rate = "100/s", burst = 200 }}, {{ rate = "5/s", routes = ["r"] }}]
 quota = {{ day = 1000, month = 20000 }}
 "#,
+        log.display(),
         DIGEST2.to_uppercase()
     ));
     let config = ok(&src);
@@ -63,10 +66,7 @@ quota = {{ day = 1000, month = 20000 }}
             burst: 2
         })
     );
-    assert_eq!(
-        config.access_log,
-        AccessLogTarget::File("logs/access.log".into())
-    );
+    assert_eq!(config.access_log, AccessLogTarget::File(log.clone()));
     assert_eq!(
         config.routes[0].auth,
         RouteAuth::ApiKey(KeySource::Header("x-api-key".into()))
@@ -220,6 +220,36 @@ fn auth_and_access_log_errors() {
             r#"f.toml:6:8: access_log: path is empty: write "-" for stdout or a file path"#,
         ]
     );
+}
+
+#[test]
+fn an_access_log_that_cannot_be_appended_to_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir/access.log");
+    let cases = [
+        (missing.display().to_string(), "does not exist".to_string()),
+        (
+            dir.path().display().to_string(),
+            "is a directory".to_string(),
+        ),
+        // Creating a file fails there even for root.
+        (
+            "/proc/portcullis-access.log".to_string(),
+            "cannot be created in /proc".to_string(),
+        ),
+    ];
+    for (path, expect) in cases {
+        let error = only_error(&format!("[access_log]\npath = \"{path}\"\n"));
+        assert!(
+            error.starts_with("f.toml:2:8: access_log: path ") && error.contains(&expect),
+            "{path}: {error}"
+        );
+    }
+    // A writable place is fine, and checking it leaves nothing behind.
+    let fine = dir.path().join("access.log");
+    let config = ok(&format!("[access_log]\npath = \"{}\"\n", fine.display()));
+    assert_eq!(config.access_log, AccessLogTarget::File(fine.clone()));
+    assert!(!fine.exists());
 }
 
 #[test]
