@@ -536,7 +536,7 @@ async fn shipped_logrotate_snippet_rotates_and_sigusr1_reopens_the_log() {
     .unwrap();
     let snippet = shipped
         .replace("/var/log/portcullis/access.log", &log.display().to_string())
-        .replace("    create 0640 portcullis adm\n", "")
+        .replace("    create 0640 portcullis portcullis\n", "")
         .replace(
             "systemctl kill --kill-whom=main --signal=USR1 portcullis.service 2>/dev/null || pkill -USR1 -x portcullis || true",
             &format!("kill -USR1 {}", gw.pid()),
