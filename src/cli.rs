@@ -85,8 +85,8 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
-    /// Print a new random key (once: store it now) and the config entry
-    /// holding its digest and prefix.
+    /// Print a new random key (once: store it now) and a consumer block
+    /// for the config holding its digest and prefix.
     New {
         /// The consumer the key is for (named in the printed config lines).
         #[arg(long)]
@@ -115,6 +115,10 @@ pub fn main() -> ExitCode {
 }
 
 fn keys_new(consumer: &str) -> ExitCode {
+    if let Err(rule) = config::consumer_id(consumer) {
+        eprintln!("portcullis: --consumer {consumer:?}: {rule}");
+        return ExitCode::from(2);
+    }
     let key = match crate::auth::keys::generate() {
         Ok(k) => k,
         Err(_) => {
@@ -122,18 +126,31 @@ fn keys_new(consumer: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The key on stdout's first line alone, so scripts can take it; the
-    // config entry after it; the advice on stderr.
+    // The key on stdout's first line alone, so scripts can take it; then a
+    // consumer block ready to paste (valid config as it stands); the
+    // advice on stderr.
+    let entry = crate::auth::keys::config_entry(&key.prefix, &key.digest_hex);
     println!("{}", key.key);
-    println!("# consumer {consumer:?}: add this entry to its keys = [...]");
-    println!(
-        "{}",
-        crate::auth::keys::config_entry(&key.prefix, &key.digest_hex)
-    );
+    println!("{}", consumer_block(consumer, &entry));
     eprintln!(
         "portcullis: this key is shown once and stored nowhere; give it to {consumer:?} now. The config holds only its digest."
     );
     ExitCode::SUCCESS
+}
+
+/// A `[[consumers]]` block for a new consumer holding one key (its
+/// digest and prefix only), with the scopes left for the operator to grant.
+fn consumer_block(consumer: &str, entry: &str) -> String {
+    format!(
+        r#"# A new consumer: paste into the config or a consumer file. For an
+# existing consumer, add the entry to its keys = [...] instead.
+[[consumers]]
+id = "{consumer}"
+keys = [{entry}]
+# Grant what it may call, e.g. [{{ routes = ["orders"], methods = ["GET"] }}]
+# or [{{ tags = ["public"] }}]; empty grants nothing.
+scopes = []"#
+    )
 }
 
 fn keys_hash() -> ExitCode {

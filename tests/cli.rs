@@ -112,13 +112,18 @@ fn keys_new_round_trips_through_keys_hash() {
     assert!(key.starts_with("pk_") && key.len() == 46, "{key}");
     let entry = out
         .lines()
-        .find(|l| l.starts_with('{'))
+        .find_map(|l| l.strip_prefix("keys = [")?.strip_suffix(']'))
         .expect("config entry");
     let prefix = &key[..9];
     assert!(entry.contains(&format!("prefix = \"{prefix}\"")), "{entry}");
-    // The printed entry is valid config for the consumer.
-    let config = format!("[[consumers]]\nid = \"acme\"\nkeys = [{entry}]\nscopes = []\n");
-    portcullis::config::parse_str(&config, "k.toml").unwrap_or_else(|e| panic!("{e}"));
+    // What follows the key is a consumer block, valid config as printed,
+    // holding the digest and prefix but never the key.
+    let block: String = out.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    assert!(!block.contains(key), "{block}");
+    let config = portcullis::config::parse_str(&block, "k.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.consumers.len(), 1);
+    assert_eq!(config.consumers[0].id, "acme");
+    assert!(block.contains("\nscopes = []"), "{block}");
 
     for input in [format!("{key}\n"), key.to_string()] {
         let mut child = std::process::Command::new(common::bin())
@@ -404,4 +409,19 @@ fn the_default_config_is_the_packaged_path_not_one_relative_to_the_working_direc
     }
     let (_code, out, _err) = run_cli(&["run", "--help"], None);
     assert!(out.contains(packaged), "{out}");
+}
+
+/// `keys new` holds the consumer id to the config's rule, before making a
+/// key, and says which rule.
+#[test]
+fn keys_new_refuses_a_consumer_id_the_config_would_refuse() {
+    for bad in ["acme corp", "", "a/b", "ünï"] {
+        let (code, out, err) = run_cli(&["keys", "new", "--consumer", bad], None);
+        assert_eq!(code, 2, "{bad:?}: {out}{err}");
+        assert!(out.is_empty(), "no key for {bad:?}: {out}");
+        assert!(
+            err.contains("consumer ids may only contain letters, digits, '_', '.' and '-'"),
+            "{err}"
+        );
+    }
 }

@@ -169,5 +169,8 @@ fn the_unit_can_write_the_log_the_package_sets_up() {
         "{postinst}"
     );
     let deb = std::fs::read_to_string(root.join("scripts/deb.sh")).unwrap();
-    assert!(deb.contains("conf/logrotate/portcullis"), "deb.sh points the packaged config at the rotated log");
+    assert!(
+        deb.contains("conf/logrotate/portcullis"),
+        "deb.sh points the packaged config at the rotated log"
+    );
 }

@@ -27,7 +27,7 @@ use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::Config;
-pub use validate::{DEFAULT_GRACE_PERIOD, MAX_PREFIX_LEN, MAX_WEIGHT};
+pub use validate::{consumer_id, DEFAULT_GRACE_PERIOD, MAX_PREFIX_LEN, MAX_WEIGHT};
 
 /// Read, parse and validate the file at `path`; every error found, not just
 /// the first. The path, as displayed, is the file name used in messages and

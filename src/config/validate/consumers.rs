@@ -41,6 +41,16 @@ impl RouteNames {
     }
 }
 
+/// What a consumer id may be; `Err` is the rule, to show. The same check
+/// for the config and for `portcullis keys new`.
+pub fn consumer_id(id: &str) -> Result<(), &'static str> {
+    if is_name(id) {
+        Ok(())
+    } else {
+        Err("consumer ids may only contain letters, digits, '_', '.' and '-'")
+    }
+}
+
 impl Validator<'_> {
     pub(super) fn auth(&mut self, auth: Option<&AuthFile>) -> model::AuthSettings {
         let default_attempts = Rate::parse(model::DEFAULT_FAILED_ATTEMPTS_RATE)
@@ -171,12 +181,8 @@ impl Validator<'_> {
         let item = item.as_str();
         let (line, _) = self.loc.line_col(c.id.span().start);
         let defined_at = format!("{}:{line}", self.loc.file());
-        if !is_name(id) {
-            self.error(
-                c.id.span(),
-                Some(item),
-                "consumer ids may only contain letters, digits, '_', '.' and '-'",
-            );
+        if let Err(rule) = consumer_id(id) {
+            self.error(c.id.span(), Some(item), rule);
         }
         if let Some(first) = registry.ids.get(id) {
             self.error(

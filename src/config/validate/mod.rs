@@ -30,6 +30,7 @@ use super::model::{self, Config};
 mod cache;
 mod client;
 mod consumers;
+pub use consumers::consumer_id;
 mod pools;
 mod resilience;
 mod routes;
