@@ -187,7 +187,7 @@ fn prepare(file: &std::path::Path) -> Result<crate::reload::Prepared, config::Co
         usage: &usage,
         cache: &cache,
     };
-    crate::reload::prepare(file, tables)
+    crate::reload::prepare(file, tables, None)
 }
 
 fn print_errors(file: &std::path::Path, errors: &config::ConfigErrors) {

@@ -35,6 +35,9 @@ pub struct Gateway {
     config_path: PathBuf,
     /// Serialises reloads so two triggers cannot interleave prepare and commit.
     reload_lock: Mutex<()>,
+    /// Start-up-only settings the config file changes and a restart would
+    /// apply (see [`reload::restart`]), as of the last successful reload.
+    restart_required: Mutex<Vec<&'static str>>,
 }
 
 /// Warn about each pool of `snapshot` that `which` selects and whose
@@ -62,8 +65,11 @@ pub struct ListenerPolicy {
 #[derive(Debug, Clone)]
 pub struct ReloadReport {
     pub summary: String,
-    /// What changed; empty when the config is the same as the one serving.
+    /// What changed, and in `restart_required` the start-up-only settings
+    /// the file differs in (still running with their old values).
     pub diff: ConfigDiff,
+    /// Whether anything was applied.
+    pub applied: bool,
     /// Pools whose health probes restarted.
     pub probes_restarted: Vec<String>,
     /// From the trigger to the swap (prepare and commit).
@@ -73,7 +79,7 @@ pub struct ReloadReport {
 impl ReloadReport {
     /// True when the reload found nothing to change (and changed nothing).
     pub fn unchanged(&self) -> bool {
-        self.diff.is_empty()
+        !self.applied
     }
 }
 
@@ -100,8 +106,11 @@ impl Gateway {
             cache: crate::cache::CacheTable::new(metrics.cache().clone()),
             metrics,
         };
-        let prepared = reload::prepare(&config_path, tables.handles())?;
+        let prepared = reload::prepare(&config_path, tables.handles(), None)?;
         let state = LongLived::new(&prepared.snapshot.config, prepared.certs, tables)?;
+        state
+            .metrics
+            .restart_required(&reload::restart::REASONS, &[]);
         state.backends.adopt(prepared.snapshot.pools.values());
         state.metrics.config_loaded(prepared.snapshot.fingerprint);
         state
@@ -125,7 +134,17 @@ impl Gateway {
             bound: OnceLock::new(),
             config_path,
             reload_lock: Mutex::new(()),
+            restart_required: Mutex::new(Vec::new()),
         }))
+    }
+
+    /// Start-up-only settings the config file changes, waiting for a
+    /// restart (empty when the file matches what runs).
+    pub fn restart_required(&self) -> Vec<&'static str> {
+        self.restart_required
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The current snapshot; a request holds on to it until it ends.
@@ -259,7 +278,7 @@ impl Gateway {
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
         let old = self.snapshot.load_full();
-        let prepared = reload::prepare(&self.config_path, self.state.handles())
+        let prepared = reload::prepare(&self.config_path, self.state.handles(), Some(&old.config))
             .and_then(|p| reload::not_emptied(&old, p, force));
         let prepared = match prepared {
             Ok(p) => p,
@@ -272,18 +291,30 @@ impl Gateway {
             }
         };
         let prepared_in = started.elapsed();
-        let diff = ConfigDiff::between(&old, &prepared.snapshot);
+        // What runs against what will run: start-up-only settings are equal
+        // (the prepared config keeps the running values).
+        let mut diff = ConfigDiff::between(&old, &prepared.snapshot);
+        let pending = prepared.restart_required.clone();
         tracing::debug!(
             prepare_ms = prepared_in.as_secs_f64() * 1e3,
             diff_ms = (started.elapsed() - prepared_in).as_secs_f64() * 1e3,
             "compared"
         );
         let summary = prepared.snapshot.summary();
-        let probes_restarted = if diff.is_empty() {
-            Vec::new()
-        } else {
+        let applied = !diff.is_empty();
+        let probes_restarted = if applied {
             self.commit(prepared, &diff)
+        } else {
+            Vec::new()
         };
+        self.state
+            .metrics
+            .restart_required(&reload::restart::REASONS, &pending);
+        diff.restart_required = pending.iter().map(|r| r.to_string()).collect();
+        *self
+            .restart_required
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = pending;
         self.reopen_access_log();
         self.state.metrics.reload(true);
         self.state
@@ -292,15 +323,16 @@ impl Gateway {
         let report = ReloadReport {
             summary,
             diff,
+            applied,
             probes_restarted,
             took: started.elapsed(),
         };
+        for what in &report.diff.restart_required {
+            warn!(trigger, setting = %what, "the config file changes a setting read at start-up only; it keeps its running value until a restart");
+        }
         if report.unchanged() {
             info!(trigger, "config unchanged; nothing to reload");
         } else {
-            for what in &report.diff.restart_required {
-                warn!(trigger, setting = %what, "changed setting takes effect only after a restart");
-            }
             info!(
                 trigger,
                 summary = %report.summary,
@@ -321,7 +353,9 @@ impl Gateway {
     /// started on the old snapshot finishes on it. Returns the pools whose
     /// probes restarted.
     fn commit(&self, prepared: reload::Prepared, diff: &ConfigDiff) -> Vec<String> {
-        let reload::Prepared { snapshot, certs } = prepared;
+        let reload::Prepared {
+            snapshot, certs, ..
+        } = prepared;
         warn_unverified(&snapshot, |name| {
             diff.pools.added.iter().any(|p| p == name)
                 || diff.pools.changed.iter().any(|p| p == name)

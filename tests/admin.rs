@@ -50,19 +50,90 @@ async fn admin_endpoints() {
     assert_eq!(body["restart_required"].as_array().unwrap().len(), 0);
 }
 
+/// A reload cannot apply start-up-only settings: `/-/config` keeps showing
+/// what runs, the pending restart is in the reload answer, `/readyz` and
+/// `portcullis_restart_required{reason}`, and it clears as soon as the file
+/// matches what runs again.
 #[tokio::test]
-async fn reload_reports_settings_that_need_a_restart() {
+async fn restart_only_changes_are_pending_until_undone_and_never_shown_as_running() {
     let b = Backend::start("b").await;
-    let body = format!(
-        "{}[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n",
-        pool("p", &[b.addr], "")
-    );
-    let gw = Gateway::start(&format!("{}{body}", base_config())).await;
+    let route = |path: &str| {
+        format!(
+            "{}[[routes]]\nid = \"r\"\npath = \"{path}\"\npool = \"p\"\n",
+            pool("p", &[b.addr], "")
+        )
+    };
+    let running = format!("{}{}", base_config(), route("/"));
+    let gw = Gateway::start(&running).await;
+    // An address nothing will bind: the new listener is never started.
+    let spare = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let listener = format!("[[listeners]]\naddress = \"{spare}\"\n\n");
     let threads = common::server_config("watch_config = false\nthreads = 3");
-    gw.write_config(&format!("{threads}{body}"));
+    let gw = &gw;
+    let pending_state = |reasons: &[&str]| {
+        let reasons: Vec<String> = reasons.iter().map(|r| r.to_string()).collect();
+        async move {
+            let (_, ready) = get_json(&gw.admin_url("/readyz")).await;
+            assert_eq!(
+                ready["restart_required"],
+                serde_json::json!(reasons),
+                "{ready}"
+            );
+            let metrics = gw.metrics_text().await;
+            for reason in ["listeners", "server.threads", "admin.address"] {
+                let line = format!(
+                    "portcullis_restart_required{{reason=\"{reason}\"}} {}",
+                    u8::from(reasons.iter().any(|r| r == reason))
+                );
+                assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+            }
+            let (_, config) = get_json(&gw.admin_url("/-/config")).await;
+            let listeners = config["listeners"].as_array().unwrap().clone();
+            assert_eq!(listeners.len(), 1, "only the running listener: {config}");
+            assert_eq!(listeners[0]["address"], "127.0.0.1:0", "{config}");
+            assert_eq!(config["server"]["threads"], 1, "{config}");
+        }
+    };
+    pending_state(&[]).await;
+
+    // A listener and the thread count change, and a route too.
+    gw.write_config(&format!("{threads}{listener}{}", route("/v2")));
     let (status, report) = gw.reload().await;
-    assert_eq!(status, 200);
-    assert_eq!(report["restart_required"][0], "server.threads");
-    assert_eq!(report["status"], "reloaded");
-    gw.wait_for_log("takes effect only after a restart").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["status"], "reloaded", "{report}");
+    assert_eq!(
+        report["restart_required"],
+        serde_json::json!(["listeners", "server.threads"]),
+        "{report}"
+    );
+    assert_eq!(report["changes"]["routes"]["changed"][0], "r", "{report}");
+    pending_state(&["listeners", "server.threads"]).await;
+    // The live change applied; the listener was not bound.
+    assert_eq!(get_json(&gw.url("/v2")).await.0, 200);
+    assert!(std::net::TcpStream::connect(spare).is_err());
+    gw.wait_for_log("keeps its running value until a restart")
+        .await;
+
+    // The same file again: nothing to apply, the restart still pending.
+    let (_, report) = gw.reload().await;
+    assert_eq!(report["status"], "unchanged", "{report}");
+    assert_eq!(
+        report["restart_required"],
+        serde_json::json!(["listeners", "server.threads"])
+    );
+
+    // Undone: nothing pending any more.
+    gw.write_config(&format!("{}{}", base_config(), route("/v2")));
+    let (status, report) = gw.reload().await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["status"], "unchanged", "{report}");
+    assert_eq!(
+        report["restart_required"],
+        serde_json::json!([]),
+        "{report}"
+    );
+    pending_state(&[]).await;
 }

@@ -76,6 +76,7 @@ impl AdminApp {
                     "status": "ready",
                     "config": snapshot.summary(),
                     "listeners": self.gateway.bound_listeners().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "restart_required": self.gateway.restart_required(),
                 }),
             );
         }

@@ -51,6 +51,7 @@ pub struct Metrics {
     /// The proxy service's runtime, noted by its first connection.
     proxy_runtime: std::sync::OnceLock<tokio::runtime::Handle>,
     last_reload_ok: IntGauge,
+    restart_required: IntGaugeVec,
     cache: cache::CacheFamilies,
 }
 
@@ -170,6 +171,14 @@ impl Metrics {
         )?;
         last_reload_ok.set(1);
         registry.register(Box::new(last_reload_ok.clone()))?;
+        let restart_required = IntGaugeVec::new(
+            Opts::new(
+                "portcullis_restart_required",
+                "1 while the config file changes a setting read at start-up only (reason: listeners, admin.address, server.threads, server.grace_period, server.upstream_keepalive, server.watch_config, access_log.enabled) and the running value still applies; 0 once the file matches what runs.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(restart_required.clone()))?;
         let upstream = UpstreamFamilies::new()?;
         upstream.register(&registry)?;
         let cache = cache::CacheFamilies::new()?;
@@ -201,6 +210,7 @@ impl Metrics {
             proxy_tasks,
             proxy_runtime: std::sync::OnceLock::new(),
             last_reload_ok,
+            restart_required,
             cache,
         })
     }
@@ -256,6 +266,15 @@ impl Metrics {
         self.reloads
             .with_label_values(&[if ok { "ok" } else { "failed" }])
             .inc();
+    }
+
+    /// Of every restart reason in `reasons`, those in `pending` are 1.
+    pub fn restart_required(&self, reasons: &[&str], pending: &[&str]) {
+        for reason in reasons {
+            self.restart_required
+                .with_label_values(&[reason])
+                .set(i64::from(pending.contains(reason)));
+        }
     }
 
     pub fn auth_rejected(&self, route: &str, reason: &str) {

@@ -11,7 +11,7 @@
 //! `[server]`, turning the access log on or off); everything else applies
 //! live on commit, certificates included.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
@@ -215,7 +215,10 @@ impl ConfigDiff {
             keys,
             certificates,
             settings,
-            restart_required: restart_required(old, new),
+            restart_required: super::restart::pending(old, new)
+                .into_iter()
+                .map(String::from)
+                .collect(),
         }
     }
 
@@ -303,44 +306,6 @@ fn same_consumer(a: &model::Consumer, b: &model::Consumer) -> bool {
         && *scopes == b.scopes
         && *rate_limits == b.rate_limits
         && *quotas == b.quotas
-}
-
-/// Settings read at start-up only that differ between `old` and `new`.
-fn restart_required(old: &Config, new: &Config) -> Vec<String> {
-    let mut changed = Vec::new();
-    // What a listener is, as far as binding it goes: its address, plain or
-    // TLS, and the policies fixed when it was bound. Certificates reload live.
-    let shape =
-        |c: &Config| -> BTreeSet<(std::net::SocketAddr, bool, Option<u16>, Option<String>)> {
-            c.listeners
-                .iter()
-                .map(|l| (l.address, l.tls.is_some(), l.redirect_https, l.hsts.clone()))
-                .collect()
-        };
-    if shape(old) != shape(new) || old.listeners.len() != new.listeners.len() {
-        changed.push("listeners".to_string());
-    }
-    if old.admin.address != new.admin.address {
-        changed.push("admin.address".to_string());
-    }
-    let (a, b) = (&old.server, &new.server);
-    if a.threads != b.threads {
-        changed.push("server.threads".to_string());
-    }
-    if a.grace_period != b.grace_period {
-        changed.push("server.grace_period".to_string());
-    }
-    if a.upstream_keepalive != b.upstream_keepalive {
-        changed.push("server.upstream_keepalive".to_string());
-    }
-    if a.watch_config != b.watch_config {
-        changed.push("server.watch_config".to_string());
-    }
-    let off = |c: &Config| c.access_log == model::AccessLogTarget::Off;
-    if off(old) != off(new) {
-        changed.push("access_log.enabled".to_string());
-    }
-    changed
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! restart.
 
 pub mod diff;
+pub mod restart;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,9 @@ pub struct Prepared {
     /// Certificates of each listener of the config, aligned with
     /// `snapshot.config.listeners` (`None`: plain HTTP).
     pub certs: Vec<Option<CertStore>>,
+    /// Start-up-only settings where the file differs from what runs (see
+    /// [`restart`]); the snapshot carries the running values.
+    pub restart_required: Vec<&'static str>,
 }
 
 /// How to ask for a reload that [`not_emptied`] refuses.
@@ -91,9 +95,24 @@ pub fn not_emptied(
 /// includes, load its TLS material and build its snapshot with the live
 /// backend states, metric handles and usage cells of `tables` (it changes
 /// none of them). Every error found, in file order.
-pub fn prepare(path: &Path, tables: Handles<'_>) -> Result<Prepared, ConfigErrors> {
+///
+/// `running` is the config that runs, when there is one (a reload): the
+/// settings read at start-up only keep its values (see [`restart`]).
+pub fn prepare(
+    path: &Path,
+    tables: Handles<'_>,
+    running: Option<&config::Config>,
+) -> Result<Prepared, ConfigErrors> {
     let started = std::time::Instant::now();
-    let config = config::load(path)?;
+    let mut config = config::load(path)?;
+    let restart_required = match running {
+        Some(running) => {
+            let pending = restart::pending(running, &config);
+            restart::keep_running(running, &mut config);
+            pending
+        }
+        None => Vec::new(),
+    };
     let loaded = started.elapsed();
     let mut errors: Vec<ConfigError> = Vec::new();
     let certs = match crate::tls::load_stores(&config) {
@@ -121,7 +140,11 @@ pub fn prepare(path: &Path, tables: Handles<'_>) -> Result<Prepared, ConfigError
         "prepared"
     );
     match snapshot {
-        Some(snapshot) if errors.is_empty() => Ok(Prepared { snapshot, certs }),
+        Some(snapshot) if errors.is_empty() => Ok(Prepared {
+            snapshot,
+            certs,
+            restart_required,
+        }),
         _ => {
             errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
             Err(ConfigErrors(errors))
