@@ -336,7 +336,7 @@ impl Gateway {
             info!(
                 trigger,
                 summary = %report.summary,
-                changes = %report.diff.to_string().replace('\n', "; "),
+                changes = %report.diff.to_string().replace("\n    ", ", ").replace('\n', "; "),
                 probes_restarted = ?report.probes_restarted,
                 took_ms = report.took.as_secs_f64() * 1e3,
                 "config reloaded"

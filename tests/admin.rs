@@ -110,6 +110,14 @@ async fn restart_only_changes_are_pending_until_undone_and_never_shown_as_runnin
         "{report}"
     );
     assert_eq!(report["changes"]["routes"]["changed"][0], "r", "{report}");
+    // The fields that changed, in the answer and in the log line.
+    assert_eq!(
+        report["changes"]["routes"]["fields"]["r"],
+        serde_json::json!([{"field": "path.prefix", "old": "/", "new": "/v2"}]),
+        "{report}"
+    );
+    gw.wait_for_log(r#"~ route r, path.prefix: "/" → "/v2""#)
+        .await;
     pending_state(&["listeners", "server.threads"]).await;
     // The live change applied; the listener was not bound.
     assert_eq!(get_json(&gw.url("/v2")).await.0, 200);

@@ -211,6 +211,7 @@ fn diff_of_an_edited_shipped_config() {
         "\"127.0.0.1:9012\", \"127.0.0.1:9013\"]",
     );
     edited = edit(&edited, "threads = 2", "threads = 4");
+    edited = edit(&edited, "interval = \"5s\"", "interval = \"7s\"");
     let key = shipped
         .lines()
         .find(|l| l.contains("pk_7bTtzE"))
@@ -225,7 +226,7 @@ fn diff_of_an_edited_shipped_config() {
     assert_eq!(code, 1, "{err}");
     assert_eq!(
         out,
-        "~ pool orders-v2\n+ backend orders-v2 127.0.0.1:9013\n~ consumer acme\n- key acme pk_7bTtzE\n! restart required: server.threads\n"
+        "~ pool orders-v1\n    health_check.interval: \"5s\" → \"7s\"\n~ pool orders-v2\n+ backend orders-v2 127.0.0.1:9013\n~ consumer acme\n- key acme pk_7bTtzE\n! restart required: server.threads\n"
     );
     // The same as JSON; a digest never appears in either form.
     let (_, json, _) = run_cli(
@@ -239,6 +240,10 @@ fn diff_of_an_edited_shipped_config() {
     );
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["keys"]["removed"][0], "acme pk_7bTtzE");
+    assert_eq!(
+        v["pools"]["fields"]["orders-v1"],
+        serde_json::json!([{"field": "health_check.interval", "old": "5s", "new": "7s"}])
+    );
     assert_eq!(v["restart_required"][0], "server.threads");
     let digest = key
         .split("digest = \"")

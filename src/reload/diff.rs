@@ -20,14 +20,19 @@ use serde::Serialize;
 use crate::config::model::{self, Config};
 use crate::snapshot::Snapshot;
 
+use super::fields::{self, FieldChange};
 use super::Material;
 
-/// Items added, removed and changed, each list sorted.
+/// Items added, removed and changed, each list sorted; for each changed
+/// item, the fields that changed with their old and new values.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct Changes {
     pub added: Vec<String>,
     pub removed: Vec<String>,
     pub changed: Vec<String>,
+    /// By changed item's name (absent when the item shows no field detail).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, Vec<FieldChange>>,
 }
 
 impl Changes {
@@ -36,12 +41,14 @@ impl Changes {
     }
 
     /// Compare two maps by key: present in one only, or in both and not
-    /// `same`. One merge over the two sorted maps: no lookups.
+    /// `same`, with the fields `fields` finds. One merge over the two
+    /// sorted maps: no lookups.
     fn of<K: Ord, V>(
         old: &BTreeMap<K, V>,
         new: &BTreeMap<K, V>,
         name: impl Fn(&K) -> String,
         same: impl Fn(&V, &V) -> bool,
+        fields: impl Fn(&V, &V) -> Vec<FieldChange>,
     ) -> Changes {
         use std::cmp::Ordering::{Equal, Greater, Less};
         let mut c = Changes::default();
@@ -67,6 +74,10 @@ impl Changes {
                 Equal => {
                     if let (Some((k, ov)), Some((_, nv))) = (o.next(), n.next()) {
                         if !same(ov, nv) {
+                            let detail = fields(ov, nv);
+                            if !detail.is_empty() {
+                                c.fields.insert(name(k), detail);
+                            }
                             c.changed.push(name(k));
                         }
                     }
@@ -101,6 +112,10 @@ pub struct ConfigDiff {
     /// admin API's tokens, `allow_unauthenticated` and `hosts`,
     /// `server.client`, `server.via`.
     pub settings: Vec<String>,
+    /// The fields of each changed setting, by setting (the tokens show
+    /// none: they are only ever `"<redacted>"`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings_fields: BTreeMap<String, Vec<FieldChange>>,
     /// Changed settings that take effect only after a restart.
     pub restart_required: Vec<String>,
 }
@@ -127,12 +142,24 @@ impl ConfigDiff {
             &routes_by_id(new),
             |k| k.to_string(),
             |a, b| a == b,
+            |a, b| fields::between(a, b, &[]),
         );
+        // A pool's backends are listed apart (`~ backend`), with their own
+        // fields; a TLS file whose content changed is named.
         let pools = Changes::of(
             &old.pools,
             &new.pools,
             |k| k.clone(),
             |a, b| a == b && files_same(&super::pool_files(b)),
+            |a, b| {
+                let mut detail = fields::between(a, b, &["backends"]);
+                for path in super::pool_files(b) {
+                    if old_files.get(path) != new_files.get(path) {
+                        detail.push(file_change(path));
+                    }
+                }
+                detail
+            },
         );
         let mut backends = Changes::default();
         for (name, new_pool) in &new.pools {
@@ -147,16 +174,25 @@ impl ConfigDiff {
                 &weights(new_pool),
                 |a| format!("{name} {a}"),
                 |a, b| a == b,
+                |a, b| {
+                    vec![FieldChange {
+                        field: "weight".to_string(),
+                        old: (*a).into(),
+                        new: (*b).into(),
+                    }]
+                },
             );
             backends.added.extend(c.added);
             backends.removed.extend(c.removed);
             backends.changed.extend(c.changed);
+            backends.fields.extend(c.fields);
         }
         let consumers = Changes::of(
             &consumers_by_id(old),
             &consumers_by_id(new),
             |k| k.to_string(),
             |a, b| same_consumer(a, b),
+            |a, b| fields::between(a, b, &["defined_at", "keys"]),
         );
         let (old_keys, new_keys) = (keys_by_digest(old), keys_by_digest(new));
         let key_name = |d: &[u8; 32]| {
@@ -166,7 +202,13 @@ impl ConfigDiff {
                 .map_or(("?", "?"), |(c, k)| (*c, k.prefix.as_str()));
             format!("{consumer} {key}")
         };
-        let keys = Changes::of(&old_keys, &new_keys, key_name, |a, b| a == b);
+        let keys = Changes::of(
+            &old_keys,
+            &new_keys,
+            key_name,
+            |a, b| a == b,
+            |(_, a), (_, b)| fields::between(a, b, &[]),
+        );
 
         let mut certificates = Vec::new();
         for l in &new.listeners {
@@ -183,30 +225,56 @@ impl ConfigDiff {
             }
         }
         let mut settings = Vec::new();
-        if old.auth != new.auth {
-            settings.push("auth".to_string());
-        }
-        if old.access_log != new.access_log {
-            settings.push("access_log".to_string());
-        }
-        if old.admin.token_digest != new.admin.token_digest {
-            settings.push("admin.token_digest".to_string());
-        }
-        if old.admin.read_token_digest != new.admin.read_token_digest {
-            settings.push("admin.read_token_digest".to_string());
-        }
-        if old.admin.allow_unauthenticated != new.admin.allow_unauthenticated {
-            settings.push("admin.allow_unauthenticated".to_string());
-        }
-        if old.admin.hosts != new.admin.hosts {
-            settings.push("admin.hosts".to_string());
-        }
-        if old.server.client != new.server.client {
-            settings.push("server.client".to_string());
-        }
-        if old.server.via != new.server.via {
-            settings.push("server.via".to_string());
-        }
+        let mut settings_fields = BTreeMap::new();
+        let mut setting = |name: &str, differs: bool, detail: Vec<FieldChange>| {
+            if differs {
+                settings.push(name.to_string());
+                if !detail.is_empty() {
+                    settings_fields.insert(name.to_string(), detail);
+                }
+            }
+        };
+        let (a, b) = (&old.admin, &new.admin);
+        setting(
+            "auth",
+            old.auth != new.auth,
+            fields::between(&old.auth, &new.auth, &[]),
+        );
+        setting(
+            "access_log",
+            old.access_log != new.access_log,
+            fields::between(&old.access_log, &new.access_log, &[]),
+        );
+        setting(
+            "admin.token_digest",
+            a.token_digest != b.token_digest,
+            Vec::new(),
+        );
+        setting(
+            "admin.read_token_digest",
+            a.read_token_digest != b.read_token_digest,
+            Vec::new(),
+        );
+        setting(
+            "admin.allow_unauthenticated",
+            a.allow_unauthenticated != b.allow_unauthenticated,
+            fields::between(&a.allow_unauthenticated, &b.allow_unauthenticated, &[]),
+        );
+        setting(
+            "admin.hosts",
+            a.hosts != b.hosts,
+            fields::between(&a.hosts, &b.hosts, &[]),
+        );
+        setting(
+            "server.client",
+            old.server.client != new.server.client,
+            fields::between(&old.server.client, &new.server.client, &[]),
+        );
+        setting(
+            "server.via",
+            old.server.via != new.server.via,
+            fields::between(&old.server.via, &new.server.via, &[]),
+        );
         ConfigDiff {
             routes,
             pools,
@@ -215,6 +283,7 @@ impl ConfigDiff {
             keys,
             certificates,
             settings,
+            settings_fields,
             restart_required: super::restart::pending(old, new)
                 .into_iter()
                 .map(String::from)
@@ -243,10 +312,18 @@ impl fmt::Display for ConfigDiff {
             return f.write_str("no changes");
         }
         let mut lines = Vec::new();
+        let detail = |lines: &mut Vec<String>, changes: Option<&Vec<FieldChange>>| {
+            for change in changes.into_iter().flatten() {
+                lines.push(format!("    {}", fields::line(change)));
+            }
+        };
         let mut items = |kind: &str, c: &Changes| {
             for (sign, list) in [('+', &c.added), ('-', &c.removed), ('~', &c.changed)] {
                 for item in list {
                     lines.push(format!("{sign} {kind} {item}"));
+                    if sign == '~' {
+                        detail(&mut lines, c.fields.get(item));
+                    }
                 }
             }
         };
@@ -260,11 +337,22 @@ impl fmt::Display for ConfigDiff {
         }
         for s in &self.settings {
             lines.push(format!("~ {s}"));
+            detail(&mut lines, self.settings_fields.get(s));
         }
         for s in &self.restart_required {
             lines.push(format!("! restart required: {s}"));
         }
         f.write_str(&lines.join("\n"))
+    }
+}
+
+/// A TLS file that holds other bytes, named by path; its content is never
+/// shown (a key file may be one).
+fn file_change(path: &Path) -> FieldChange {
+    FieldChange {
+        field: format!("file {}", path.display()),
+        old: "content before".into(),
+        new: "other content".into(),
     }
 }
 
@@ -388,7 +476,7 @@ backends = ["127.0.0.1:1", "127.0.0.1:2"]
         assert!(d.restart_required.is_empty());
         assert_eq!(
             d.to_string(),
-            "+ route three\n- route two\n~ route one\n~ pool a\n+ backend a 127.0.0.1:4\n~ backend a 127.0.0.1:2"
+            "+ route three\n- route two\n~ route one\n    path.prefix: \"/one\" → \"/uno\"\n~ pool a\n+ backend a 127.0.0.1:4\n~ backend a 127.0.0.1:2\n    weight: 1 → 3"
         );
     }
 

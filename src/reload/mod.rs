@@ -17,6 +17,7 @@
 //! restart.
 
 pub mod diff;
+pub mod fields;
 pub mod restart;
 pub mod watch;
 
