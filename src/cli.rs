@@ -47,11 +47,25 @@ pub enum Command {
         config: Option<PathBuf>,
         files: Vec<PathBuf>,
     },
-    /// Show what a reload from OLD to NEW would change. Exit code: 0 when
-    /// nothing would change, 1 when something would, 2 when a config is invalid.
+    /// Show what a reload from OLD to NEW would change; with
+    /// --against-running, what reloading FILE would change in the running
+    /// gateway. Exit code: 0 when nothing would change, 1 when something
+    /// would, 2 when a config is invalid (or the gateway cannot be asked).
     Diff {
-        old: PathBuf,
-        new: PathBuf,
+        /// OLD and NEW config files; with --against-running, FILE (the
+        /// file the gateway runs from) [default: /etc/portcullis/portcullis.toml].
+        #[arg(value_name = "FILE", num_args = 0..=2)]
+        files: Vec<PathBuf>,
+        /// Compare FILE with what the running gateway has, through its
+        /// admin API (a dry-run reload: nothing is applied).
+        #[arg(long)]
+        against_running: bool,
+        /// The admin API's URL [default: from FILE's [admin] address].
+        #[arg(long, value_name = "URL", requires = "against_running")]
+        admin: Option<String>,
+        /// A file holding the admin token (also: $PORTCULLIS_ADMIN_TOKEN).
+        #[arg(long, value_name = "PATH", requires = "against_running")]
+        token_file: Option<PathBuf>,
         /// Print the changes as JSON.
         #[arg(long)]
         json: bool,
@@ -100,7 +114,36 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config, files } => check(config.into_iter().chain(files).collect()),
-        Command::Diff { old, new, json } => diff(&old, &new, json),
+        Command::Diff {
+            files,
+            against_running,
+            admin,
+            token_file,
+            json,
+        } => match (against_running, files.as_slice()) {
+            (false, [old, new]) => diff(old, new, json),
+            (false, _) => {
+                eprintln!("portcullis: diff needs OLD and NEW files, or --against-running [FILE]");
+                ExitCode::from(2)
+            }
+            (true, [] | [_]) => {
+                let file = files
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+                let ask = crate::admin::client::Ask {
+                    admin: admin.as_deref(),
+                    token_file: token_file.as_deref(),
+                };
+                against_running_diff(&file, &ask, json)
+            }
+            (true, _) => {
+                eprintln!(
+                    "portcullis: --against-running takes one FILE (the one the gateway runs from)"
+                );
+                ExitCode::from(2)
+            }
+        },
         Command::Explain {
             config,
             method,
@@ -248,6 +291,50 @@ fn diff(old: &std::path::Path, new: &std::path::Path, json: bool) -> ExitCode {
     let d = crate::reload::diff::ConfigDiff::between(&old_p.snapshot, &new_p.snapshot);
     if json {
         match serde_json::to_string_pretty(&d) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("portcullis: cannot write the changes as JSON: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        println!("{d}");
+    }
+    if d.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `diff --against-running FILE`: the running gateway prepares its own
+/// config file as a reload would and says what would change (a dry run).
+fn against_running_diff(
+    file: &std::path::Path,
+    ask: &crate::admin::client::Ask<'_>,
+    json: bool,
+) -> ExitCode {
+    let answer = match crate::admin::client::dry_run(file, ask) {
+        Ok(answer) => answer,
+        Err(crate::admin::client::AskError::Rejected(errors)) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!(
+                "{}: {} error(s): a reload would be rejected",
+                file.display(),
+                errors.len()
+            );
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let d = &answer.changes;
+    if json {
+        match serde_json::to_string_pretty(d) {
             Ok(text) => println!("{text}"),
             Err(e) => {
                 eprintln!("portcullis: cannot write the changes as JSON: {e}");

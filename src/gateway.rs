@@ -277,11 +277,8 @@ impl Gateway {
     ) -> Result<ReloadReport, ConfigErrors> {
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
-        let old = self.snapshot.load_full();
-        let prepared = reload::prepare(&self.config_path, self.state.handles(), Some(&old.config))
-            .and_then(|p| reload::not_emptied(&old, p, force));
-        let prepared = match prepared {
-            Ok(p) => p,
+        let (prepared, mut diff) = match self.plan(force) {
+            Ok(planned) => planned,
             Err(errors) => {
                 self.state.metrics.reload(false);
                 for e in &errors.0 {
@@ -290,16 +287,7 @@ impl Gateway {
                 return Err(errors);
             }
         };
-        let prepared_in = started.elapsed();
-        // What runs against what will run: start-up-only settings are equal
-        // (the prepared config keeps the running values).
-        let mut diff = ConfigDiff::between(&old, &prepared.snapshot);
         let pending = prepared.restart_required.clone();
-        tracing::debug!(
-            prepare_ms = prepared_in.as_secs_f64() * 1e3,
-            diff_ms = (started.elapsed() - prepared_in).as_secs_f64() * 1e3,
-            "compared"
-        );
         let summary = prepared.snapshot.summary();
         let applied = !diff.is_empty();
         let probes_restarted = if applied {
@@ -343,6 +331,45 @@ impl Gateway {
             );
         }
         Ok(report)
+    }
+
+    /// Prepare the config file as a reload would and compare it with what
+    /// runs: start-up-only settings are equal in the two (the prepared
+    /// config keeps the running values; `Prepared::restart_required` lists
+    /// where the file differs).
+    fn plan(&self, force: bool) -> Result<(reload::Prepared, ConfigDiff), ConfigErrors> {
+        let started = Instant::now();
+        let old = self.snapshot.load_full();
+        let prepared = reload::prepare(&self.config_path, self.state.handles(), Some(&old.config))
+            .and_then(|p| reload::not_emptied(&old, p, force))?;
+        let prepared_in = started.elapsed();
+        let diff = ConfigDiff::between(&old, &prepared.snapshot);
+        tracing::debug!(
+            prepare_ms = prepared_in.as_secs_f64() * 1e3,
+            diff_ms = (started.elapsed() - prepared_in).as_secs_f64() * 1e3,
+            "compared"
+        );
+        Ok((prepared, diff))
+    }
+
+    /// What a reload would do now, without doing it: the same answer as
+    /// [`Self::reload_blocking`], nothing committed, counted or logged.
+    pub fn reload_dry_run(&self, force: bool) -> Result<ReloadReport, ConfigErrors> {
+        let started = Instant::now();
+        let (prepared, mut diff) = self.plan(force)?;
+        let applied = !diff.is_empty();
+        diff.restart_required = prepared
+            .restart_required
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        Ok(ReloadReport {
+            summary: prepared.snapshot.summary(),
+            diff,
+            applied,
+            probes_restarted: Vec::new(),
+            took: started.elapsed(),
+        })
     }
 
     /// Commit a prepared config, in this order: the backend table adopts

@@ -220,6 +220,23 @@ async fn every_endpoint_answers_as_its_openapi_document_says() {
         assert_eq!(status, want, "{url}: {body}");
         check(&doc, "/-/cache", "delete", status, &ct, &body);
     }
+    // A dry run answers in the reload's form, and a bad parameter is a 400.
+    for query in ["?dry_run=true", "?dry_run=true&force=false"] {
+        let url = format!("/-/reload{query}");
+        let (status, ct, body) = admin(&s.gw, "POST", &url, Some(TOKEN)).await;
+        assert_eq!(status, 200, "{url}: {body}");
+        assert!(
+            body.contains("\"dry_run\":true") && body.contains("\"config_file\":\"/"),
+            "{body}"
+        );
+        check(&doc, "/-/reload", "post", status, &ct, &body);
+    }
+    for query in ["?dry_run=yes", "?force=true&force=true", "?colour=red"] {
+        let url = format!("/-/reload{query}");
+        let (status, ct, body) = admin(&s.gw, "POST", &url, Some(TOKEN)).await;
+        assert_eq!(status, 400, "{url}: {body}");
+        check(&doc, "/-/reload", "post", status, &ct, &body);
+    }
     std::fs::write(&s.gw.config_path, "[[routes]\n").unwrap();
     let (status, ct, body) = admin(&s.gw, "POST", "/-/reload", Some(TOKEN)).await;
     assert_eq!(status, 422);

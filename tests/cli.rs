@@ -430,3 +430,150 @@ fn keys_new_refuses_a_consumer_id_the_config_would_refuse() {
         );
     }
 }
+
+/// Relative paths in a config resolve against that file's own directory,
+/// whatever the working directory: two copies in two directories each
+/// read their own consumer files.
+#[test]
+fn diff_resolves_relative_paths_against_each_files_own_directory() {
+    let (live, elsewhere, cwd) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let key = portcullis::auth::keys::generate().unwrap();
+    let main = "consumer_files = [\"consumers/*.toml\"]\n[pools.p]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\nauth = \"api_key\"\n";
+    for (dir, quota) in [(&live, 10), (&elsewhere, 20)] {
+        std::fs::create_dir(dir.path().join("consumers")).unwrap();
+        std::fs::write(dir.path().join("portcullis.toml"), main).unwrap();
+        std::fs::write(
+            dir.path().join("consumers/acme.toml"),
+            format!(
+                "[[consumers]]\nid = \"acme\"\nkeys = [{}]\nscopes = [{{ routes = [\"r\"] }}]\nquota = {{ day = {quota} }}\n",
+                portcullis::auth::keys::config_entry(&key.prefix, &key.digest_hex)
+            ),
+        )
+        .unwrap();
+    }
+    let file = |d: &tempfile::TempDir| d.path().join("portcullis.toml").display().to_string();
+    let (code, out, err) = run_cli(&["diff", &file(&live), &file(&elsewhere)], Some(cwd.path()));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.starts_with("~ consumer acme\n    quotas"), "{out}");
+    assert!(out.contains("10 → 20"), "{out}");
+}
+
+/// `diff --against-running FILE`: the running gateway prepares FILE (the
+/// one it runs from, edited in place) and says what a reload would change,
+/// applying nothing; any other file, a missing token or a broken file is
+/// a clear exit 2.
+#[tokio::test]
+async fn diff_against_running_asks_the_gateway_and_applies_nothing() {
+    let backend = common::Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = "admin-token-for-the-diff-test";
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let digest = portcullis::auth::keys::hex(&portcullis::auth::keys::digest(token.as_bytes()));
+    let config = |interval: &str, extra_listener: &str| {
+        format!(
+            "[server]\nwatch_config = false\n\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\n{extra_listener}[admin]\naddress = \"127.0.0.1:0\"\ntoken_digest = \"{digest}\"\n\n{}[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n",
+            common::pool("p", &[backend.addr], &format!("[pools.p.health_check]\ntype = \"tcp\"\ninterval = \"{interval}\"\n"))
+        )
+    };
+    let main = dir.path().join("portcullis.toml");
+    std::fs::write(&main, config("5s", "")).unwrap();
+    let gw = common::Gateway::start_file(&main).await;
+    let admin = gw.admin_url("");
+    let file = main.to_str().unwrap();
+    let tokens = token_file.to_str().unwrap();
+    let ask = |extra: &[&str]| {
+        let mut args = vec!["diff", "--against-running", "--admin", &admin];
+        args.extend_from_slice(extra);
+        run_cli(&args, None)
+    };
+
+    // Unchanged: exit 0.
+    let (code, out, err) = ask(&[file, "--token-file", tokens]);
+    assert_eq!((code, out.as_str()), (0, "no changes\n"), "{err}");
+
+    // Edited in place: a live change and a start-up-only one.
+    let spare = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    std::fs::write(
+        &main,
+        config("7s", &format!("[[listeners]]\naddress = \"{spare}\"\n\n")),
+    )
+    .unwrap();
+    let (code, out, err) = ask(&[file, "--token-file", tokens]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(
+        out,
+        "~ pool p\n    health_check.interval: \"5s\" → \"7s\"\n! restart required: listeners\n"
+    );
+    let (code, json, _) = ask(&[file, "--token-file", tokens, "--json"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["pools"]["changed"][0], "p");
+    assert_eq!(v["restart_required"][0], "listeners");
+    // Nothing was applied.
+    let c = common::client();
+    let config_now: serde_json::Value = c
+        .get(gw.admin_url("/-/config"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config_now["pools"]["p"]["health_check"]["interval"], "5s");
+    let metrics = c
+        .get(gw.admin_url("/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("portcullis_config_reloads_total{result=\"ok\"} 0"),
+        "{metrics}"
+    );
+
+    // Another file than the one running.
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, config("5s", "")).unwrap();
+    let (code, _, err) = ask(&[other.to_str().unwrap(), "--token-file", tokens]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("the gateway runs from") && err.contains("portcullis diff"),
+        "{err}"
+    );
+    // No token.
+    let (code, _, err) = ask(&[file]);
+    assert_eq!(code, 2);
+    assert!(err.contains("answered 401"), "{err}");
+    // A broken file: the gateway's errors, with their positions.
+    std::fs::write(
+        &main,
+        config("7s", "").replace("pool = \"p\"", "pool = \"nope\""),
+    )
+    .unwrap();
+    let (code, _, err) = ask(&[file, "--token-file", tokens]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!("{}:", main.canonicalize().unwrap().display()))
+            || err.contains(&format!("{file}:")),
+        "{err}"
+    );
+    assert!(err.contains("a reload would be rejected"), "{err}");
+    // Without --admin, the address comes from the file (here port 0, which
+    // cannot be asked: a clear error, not a hang).
+    std::fs::write(&main, config("5s", "")).unwrap();
+    let (code, _, err) = run_cli(&["diff", "--against-running", file], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("port 0") && err.contains("--admin"), "{err}");
+}

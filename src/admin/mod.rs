@@ -13,7 +13,7 @@
 //! | GET | `/-/certificates` | each TLS listener's certificates: names and expiry |
 //! | GET | `/-/consumers` | every consumer: id, name, metadata, disabled, keys by prefix (never a digest) |
 //! | GET | `/-/usage` | per consumer and route: requests, refusals, last seen; quota used |
-//! | POST | `/-/reload` | re-read the config: `200` with `status` `reloaded` (and the changes) or `unchanged`, or `422` with every error; `?force=true` applies a config that drops every route or every consumer |
+//! | POST | `/-/reload` | re-read the config: `200` with `status` `reloaded` (and the changes) or `unchanged`, or `422` with every error; `?force=true` applies a config that drops every route or every consumer; `?dry_run=true` only says what a reload would do (`would_reload`) |
 //!
 //! With `[admin] token_digest`, every endpoint but `/healthz` and `/readyz`
 //! asks for `Authorization: Bearer TOKEN` (401 otherwise; the token of
@@ -23,6 +23,7 @@
 //! `guard.rs`. Errors are `application/problem+json`.
 
 mod cache;
+pub mod client;
 pub mod guard;
 pub(crate) mod ready;
 mod views;
@@ -88,19 +89,46 @@ impl AdminApp {
         reply(StatusCode::SERVICE_UNAVAILABLE, body)
     }
 
-    async fn reload(&self, force: bool) -> (StatusCode, Value) {
-        match self.gateway.reload("admin", force).await {
-            Ok(report) => (
-                StatusCode::OK,
-                json!({
-                    "status": if report.unchanged() { "unchanged" } else { "reloaded" },
+    async fn reload(&self, force: bool, dry_run: bool) -> (StatusCode, Value) {
+        let result = if dry_run {
+            let gateway = self.gateway.clone();
+            tokio::task::spawn_blocking(move || gateway.reload_dry_run(force))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(crate::config::ConfigError::whole_file(
+                        &self.gateway.config_path().display().to_string(),
+                        format!("the dry run did not finish: {e}"),
+                    )
+                    .into())
+                })
+        } else {
+            self.gateway.reload("admin", force).await
+        };
+        match result {
+            Ok(report) => {
+                let status = match (report.unchanged(), dry_run) {
+                    (true, _) => "unchanged",
+                    (false, false) => "reloaded",
+                    (false, true) => "would_reload",
+                };
+                let mut body = json!({
+                    "status": status,
                     "summary": report.summary,
                     "restart_required": report.diff.restart_required,
                     "changes": report.diff,
                     "probes_restarted": report.probes_restarted,
                     "took_ms": report.took.as_secs_f64() * 1e3,
-                }),
-            ),
+                });
+                if dry_run {
+                    body["dry_run"] = true.into();
+                    // So `portcullis diff --against-running FILE` can tell
+                    // whether FILE is the one the gateway runs from.
+                    let file = self.gateway.config_path();
+                    let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+                    body["config_file"] = file.display().to_string().into();
+                }
+                (StatusCode::OK, body)
+            }
             Err(errors) => {
                 let list: Vec<Value> = errors
                     .0
@@ -122,6 +150,28 @@ impl AdminApp {
             }
         }
     }
+}
+
+/// `force=true|false` and `dry_run=true|false`, each at most once.
+fn reload_query(query: Option<&str>) -> Result<(bool, bool), &'static str> {
+    const WHY: &str = "The parameters of /-/reload are force=true and dry_run=true.";
+    let (mut force, mut dry_run) = (None, None);
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (slot, value) = match pair.split_once('=') {
+            Some(("force", v)) => (&mut force, v),
+            Some(("dry_run", v)) => (&mut dry_run, v),
+            _ => return Err(WHY),
+        };
+        let value = match value {
+            "true" => true,
+            "false" => false,
+            _ => return Err(WHY),
+        };
+        if slot.replace(value).is_some() {
+            return Err(WHY);
+        }
+    }
+    Ok((force.unwrap_or(false), dry_run.unwrap_or(false)))
 }
 
 fn reply(status: StatusCode, body: Value) -> Response<Vec<u8>> {
@@ -232,19 +282,12 @@ impl ServeHttp for AdminApp {
                 },
                 Err(why) => problem(StatusCode::BAD_REQUEST, &why),
             },
-            "/-/reload" => match query.as_deref() {
-                None | Some("") | Some("force=false") => {
-                    let (status, body) = self.reload(false).await;
+            "/-/reload" => match reload_query(query.as_deref()) {
+                Ok((force, dry_run)) => {
+                    let (status, body) = self.reload(force, dry_run).await;
                     reply(status, body)
                 }
-                Some("force=true") => {
-                    let (status, body) = self.reload(true).await;
-                    reply(status, body)
-                }
-                Some(_) => problem(
-                    StatusCode::BAD_REQUEST,
-                    "The only parameter of /-/reload is force=true.",
-                ),
+                Err(why) => problem(StatusCode::BAD_REQUEST, why),
             },
             _ => problem(StatusCode::NOT_FOUND, "No such admin endpoint."),
         }

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::model::{self, Config};
 use crate::snapshot::Snapshot;
@@ -25,13 +25,13 @@ use super::Material;
 
 /// Items added, removed and changed, each list sorted; for each changed
 /// item, the fields that changed with their old and new values.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Changes {
     pub added: Vec<String>,
     pub removed: Vec<String>,
     pub changed: Vec<String>,
     /// By changed item's name (absent when the item shows no field detail).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub fields: BTreeMap<String, Vec<FieldChange>>,
 }
 
@@ -92,8 +92,9 @@ impl Changes {
     }
 }
 
-/// Everything a reload from one config to another would change.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+/// Everything a reload from one config to another would change. Read
+/// back from a running gateway's answer by `diff --against-running`.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigDiff {
     /// By route id.
     pub routes: Changes,
@@ -114,7 +115,7 @@ pub struct ConfigDiff {
     pub settings: Vec<String>,
     /// The fields of each changed setting, by setting (the tokens show
     /// none: they are only ever `"<redacted>"`).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub settings_fields: BTreeMap<String, Vec<FieldChange>>,
     /// Changed settings that take effect only after a restart.
     pub restart_required: Vec<String>,

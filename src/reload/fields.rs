@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// One changed field: its path in the item (`health_check.interval`,
 /// `backends[1].weight`) and its values before and after (`null`: absent).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct FieldChange {
     pub field: String,
     pub old: Value,
