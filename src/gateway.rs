@@ -113,10 +113,9 @@ impl Gateway {
             .restart_required(&reload::restart::REASONS, &[]);
         state.backends.adopt(prepared.snapshot.pools.values());
         state.metrics.config_loaded(prepared.snapshot.fingerprint);
-        state
-            .route_metrics
-            .adopt(prepared.snapshot.routes.iter().map(|r| &r.metrics));
+        state.route_metrics.adopt(route_methods(&prepared.snapshot));
         adopt_usage(&state, &prepared.snapshot);
+        zero_route_refusals(&state.metrics, &prepared.snapshot);
         state.cache.adopt(
             prepared
                 .snapshot
@@ -388,10 +387,9 @@ impl Gateway {
                 || diff.pools.changed.iter().any(|p| p == name)
         });
         self.state.backends.adopt(snapshot.pools.values());
-        self.state
-            .route_metrics
-            .adopt(snapshot.routes.iter().map(|r| &r.metrics));
+        self.state.route_metrics.adopt(route_methods(&snapshot));
         adopt_usage(&self.state, &snapshot);
+        zero_route_refusals(&self.state.metrics, &snapshot);
         self.state
             .cache
             .adopt(snapshot.routes.iter().filter_map(|r| r.cache.as_ref()));
@@ -470,6 +468,36 @@ impl Gateway {
 }
 
 /// The usage table keeps the consumers and routes of `snapshot`.
+/// Each route's metric handles with the methods it answers.
+fn route_methods(
+    snapshot: &Snapshot,
+) -> impl Iterator<Item = (&Arc<crate::metrics::RouteMetrics>, &[String])> {
+    snapshot
+        .routes
+        .iter()
+        .zip(&snapshot.config.routes)
+        .map(|(r, c)| (&r.metrics, c.methods.as_slice()))
+}
+
+/// Export the refusal counters of every route of `snapshot` at zero (and
+/// drop those of routes that left).
+fn zero_route_refusals(metrics: &Metrics, snapshot: &Snapshot) {
+    let config = &snapshot.config;
+    let damping = config.auth.failed_attempts.is_some();
+    metrics.route_refusals(config.routes.iter().map(|r| {
+        let auth: &[&'static str] = if r.auth == crate::config::model::RouteAuth::None {
+            &[]
+        } else {
+            &crate::auth::Rejection::REASONS
+        };
+        (
+            r.id.as_str(),
+            auth,
+            crate::limits::refusal_labels(r, &config.consumers, damping),
+        )
+    }));
+}
+
 fn adopt_usage(state: &LongLived, snapshot: &Snapshot) {
     let routes: std::collections::HashSet<&str> =
         snapshot.routes.iter().map(|r| r.id.as_str()).collect();

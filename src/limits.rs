@@ -161,6 +161,52 @@ impl PolicyCache {
     }
 }
 
+/// The `limit` labels a request on `route` can be refused with (429), as
+/// `portcullis_rate_limited_total` names them: the route's own limits,
+/// and on a key route the plans of `consumers` that can apply there and
+/// brute-force damping (`failed_attempts`).
+pub fn refusal_labels(
+    route: &model::Route,
+    consumers: &[model::Consumer],
+    failed_attempts: bool,
+) -> Vec<&'static str> {
+    let mut labels: Vec<&'static str> = route
+        .rate_limits
+        .iter()
+        .map(|l| match l.per {
+            model::LimitPer::Route => "route",
+            model::LimitPer::Consumer => "route-consumer",
+            model::LimitPer::ClientIp => "route-ip",
+        })
+        .collect();
+    if route.auth != model::RouteAuth::None {
+        let on_route = |l: &model::ConsumerLimit| {
+            l.routes.contains(&route.id) || l.tags.iter().any(|t| route.tags.contains(t))
+        };
+        for c in consumers {
+            for l in &c.rate_limits {
+                if l.routes.is_empty() && l.tags.is_empty() {
+                    labels.push("consumer");
+                } else if on_route(l) {
+                    labels.push("consumer-route");
+                }
+            }
+            for q in &c.quotas {
+                labels.push(match q.period {
+                    Period::Day => "daily-quota",
+                    Period::Month => "monthly-quota",
+                });
+            }
+        }
+        if failed_attempts {
+            labels.push("failed-attempts");
+        }
+    }
+    labels.sort_unstable();
+    labels.dedup();
+    labels
+}
+
 /// A route's own limits.
 #[derive(Debug, Default)]
 pub struct RouteLimits {

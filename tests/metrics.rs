@@ -72,7 +72,19 @@ async fn upstream_responses_failures_and_latency_per_backend_and_pool() {
         ),
         failures
     );
-    assert!(!text.contains(&format!(r#"backend="{d}",code="#)), "{text}");
+    // The dead backend never answered: its only status series is the zero
+    // one every backend starts with.
+    let dead_codes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(&format!(r#"backend="{d}",code="#)))
+        .collect();
+    assert_eq!(
+        dead_codes,
+        [format!(
+            r#"portcullis_upstream_requests_total{{backend="{d}",code="200",pool="{p}"}} 0"#
+        )],
+        "{text}"
+    );
 
     // The dead backend leaves the config: its series go, the live one's stay.
     gw.write_config(&config(&[live.addr]));

@@ -368,8 +368,11 @@ async fn request_metrics_survive_reloads_and_leave_with_their_route() {
     assert_eq!(c.get(gw.url("/a")).send().await.unwrap().status(), 200);
     let text = scraped_with(format!("{a} 2")).await;
     assert!(!text.contains("route=\"b\""), "{text}");
-    // c has had no request: no series yet.
-    assert!(!text.contains("route=\"c\""), "{text}");
+    // c has had no request: its series are there, at zero.
+    assert!(
+        text.contains("portcullis_http_requests_total{code=\"200\",method=\"GET\",route=\"c\"} 0"),
+        "{text}"
+    );
     assert_ne!(value_of(&text, "portcullis_config_hash"), hash_before);
     assert!(
         value_of(
@@ -577,4 +580,109 @@ async fn shipped_logrotate_snippet_rotates_and_sigusr1_reopens_the_log() {
     let old = read(&dir.path().join(&rotated[0]));
     assert!(old.contains("/before") && !old.contains("/after"), "{old}");
     assert!(!read(&log).contains("/before"));
+}
+
+/// Every family the shipped dashboard draws is exported by a fresh
+/// gateway, before any request: series whose labels the config names
+/// (routes, pools, backends, key routes' refusal reasons and the limits
+/// consumers' plans can refuse with) start at zero on commit, and leave
+/// with the item that named them.
+#[tokio::test]
+async fn every_dashboard_metric_exists_before_the_first_request_and_leaves_with_its_item() {
+    let backend = Backend::start("b").await;
+    let key = keys::generate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pair = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["gw.test".to_string()])
+        .unwrap()
+        .self_signed(&pair)
+        .unwrap();
+    std::fs::write(dir.path().join("gw.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("gw.key"), pair.serialize_pem()).unwrap();
+    let pools = format!(
+        "[pools.p]\nbackends = [\"{b}\", \"127.0.0.1:1\"]\nfallback = \"q\"\n[pools.p.outlier]\n[pools.p.breaker]\n[pools.p.retry_budget]\n\n[pools.q]\nbackends = [\"{b}\"]\n\n",
+        b = backend.addr
+    );
+    let routes = format!(
+        "[cache]\nmax_size = \"1MiB\"\n\n[[routes]]\nid = \"open\"\npath = \"/open\"\npool = \"q\"\nmethods = [\"GET\", \"POST\"]\n[routes.cache]\n\n[[routes]]\nid = \"keyed\"\npath = \"/keyed\"\npool = \"p\"\nauth = \"api_key\"\nrate_limits = [{{ rate = \"10/s\", per = \"consumer\" }}]\n\n[[consumers]]\nid = \"acme\"\nkeys = [{}]\nscopes = [{{ routes = [\"keyed\"] }}]\nrate_limits = [{{ rate = \"100/s\" }}]\nquota = {{ day = 1000 }}\n",
+        keys::config_entry(&key.prefix, &key.digest_hex)
+    );
+    let tls_listener = "[[listeners]]\naddress = \"127.0.0.1:0\"\n[[listeners.tls.certificates]]\ncert = \"gw.crt\"\nkey = \"gw.key\"\n\n";
+    let config =
+        |pools: &str, routes: &str| format!("{}{tls_listener}{pools}{routes}", base_config());
+    let main = dir.path().join("portcullis.toml");
+    std::fs::write(&main, config(&pools, &routes)).unwrap();
+    let gw = Gateway::start_file(&main).await;
+    let text = gw.metrics_text().await;
+
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("conf/grafana/portcullis-dashboard.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut names: Vec<String> = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap_or("");
+            for (i, _) in expr.match_indices("portcullis_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    assert!(names.len() >= 25, "{names:?}");
+    let exported = |text: &str, name: &str| {
+        text.lines()
+            .any(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+    };
+    let missing: Vec<&String> = names.iter().filter(|n| !exported(&text, n)).collect();
+    assert!(
+        missing.is_empty(),
+        "absent before the first request: {missing:?}\n{text}"
+    );
+    // The zero series name what the config names.
+    for line in [
+        "portcullis_http_requests_total{code=\"200\",method=\"POST\",route=\"open\"} 0",
+        "portcullis_http_request_duration_seconds_count{route=\"keyed\"} 0",
+        "portcullis_auth_rejections_total{reason=\"unknown_key\",route=\"keyed\"} 0",
+        "portcullis_rate_limited_total{limit=\"daily-quota\",route=\"keyed\"} 0",
+        "portcullis_rate_limited_total{limit=\"route-consumer\",route=\"keyed\"} 0",
+        "portcullis_rate_limited_total{limit=\"consumer\",route=\"keyed\"} 0",
+        "portcullis_upstream_breaker_state{pool=\"p\",state=\"closed\"} 1",
+        "portcullis_upstream_fallback_total{fallback=\"q\",pool=\"p\"} 0",
+        "portcullis_upstream_ejections_total{backend=\"127.0.0.1:1\",pool=\"p\"} 0",
+        "portcullis_upstream_failures_total{backend=\"127.0.0.1:1\",pool=\"p\",reason=\"connect\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
+    assert!(!text.contains("route=\"open\",limit"), "{text}");
+    let (ok, report) = common::promtool(&text);
+    assert!(ok, "{report}");
+
+    // The config drops the key route, pool p and a backend of q: their
+    // series go; what stays keeps its series.
+    let fewer_pools = format!("[pools.q]\nbackends = [\"{}\"]\n\n", backend.addr);
+    let fewer_routes = routes[..routes.find("[[routes]]\nid = \"keyed\"").unwrap()].to_string();
+    gw.write_config(&config(&fewer_pools, &fewer_routes));
+    let (status, answer) = gw.reload().await;
+    assert_eq!(status, 200, "{answer}");
+    let text = gw.metrics_text().await;
+    for gone in ["route=\"keyed\"", "pool=\"p\"", "backend=\"127.0.0.1:1\""] {
+        assert!(!text.contains(gone), "{gone} still in\n{text}");
+    }
+    assert!(
+        text.contains(
+            "portcullis_http_requests_total{code=\"200\",method=\"GET\",route=\"open\"} 0"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("pool=\"q\""), "{text}");
 }

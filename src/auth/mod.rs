@@ -43,8 +43,29 @@ impl Rejection {
         }
     }
 
+    /// Every rejection, in declaration order.
+    pub const ALL: [Rejection; 6] = [
+        Rejection::Missing,
+        Rejection::Unknown,
+        Rejection::Disabled,
+        Rejection::Expired,
+        Rejection::NotYetValid,
+        Rejection::OutOfScope,
+    ];
+
+    /// [`Rejection::reason`] of each of [`Rejection::ALL`].
+    pub const REASONS: [&'static str; 6] = {
+        let mut out = [""; 6];
+        let mut i = 0;
+        while i < out.len() {
+            out[i] = Rejection::ALL[i].reason();
+            i += 1;
+        }
+        out
+    };
+
     /// For the access log.
-    pub fn reason(self) -> &'static str {
+    pub const fn reason(self) -> &'static str {
         match self {
             Rejection::Missing => "missing_key",
             Rejection::Unknown => "unknown_key",

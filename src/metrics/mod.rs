@@ -277,6 +277,30 @@ impl Metrics {
         }
     }
 
+    /// Export the refusal counters of the routes of a committed config at
+    /// zero: for each route, `auth` reasons of `portcullis_auth_rejections_total`
+    /// and `limits` labels of `portcullis_rate_limited_total`. Series of
+    /// routes not in `routes` (they left the config) are removed.
+    pub fn route_refusals<'a>(
+        &self,
+        routes: impl IntoIterator<Item = (&'a str, &'a [&'static str], Vec<&'static str>)>,
+    ) {
+        let mut kept = std::collections::HashSet::new();
+        for (route, auth, limits) in routes {
+            for reason in auth {
+                self.auth_rejections.with_label_values(&[route, reason]);
+            }
+            for limit in &limits {
+                self.rate_limited.with_label_values(&[route, limit]);
+            }
+            kept.insert(route.to_string());
+        }
+        // Requests that matched no route are counted under "".
+        kept.insert(String::new());
+        remove_routes_not_in(&self.auth_rejections, ["route", "reason"], &kept);
+        remove_routes_not_in(&self.rate_limited, ["route", "limit"], &kept);
+    }
+
     pub fn auth_rejected(&self, route: &str, reason: &str) {
         self.auth_rejections
             .with_label_values(&[route, reason])
@@ -323,6 +347,32 @@ impl Metrics {
             tracing::error!(error = %e, "cannot encode metrics");
         }
         out
+    }
+}
+
+/// Remove every series of `family` (labelled `names`, in the family's
+/// order, `route` first) whose route is not in `kept`.
+fn remove_routes_not_in(
+    family: &IntCounterVec,
+    names: [&str; 2],
+    kept: &std::collections::HashSet<String>,
+) {
+    use prometheus::core::Collector;
+    for m in family.collect() {
+        for metric in m.get_metric() {
+            let value = |name: &str| {
+                metric
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == name)
+                    .map(|l| l.value())
+            };
+            if let (Some(route), Some(other)) = (value(names[0]), value(names[1])) {
+                if !kept.contains(route) {
+                    let _ = family.remove_label_values(&[route, other]);
+                }
+            }
+        }
     }
 }
 

@@ -15,8 +15,9 @@
 //! Handles live in a [`RouteMetricsTable`] keyed by route id, owned by the
 //! long-lived state: a route that stays across a reload keeps its counters;
 //! the series of a route that leaves are removed at commit. Label children
-//! are only created when a request is recorded, so preparing a snapshot
-//! (and a rejected reload) exports nothing.
+//! are created when a snapshot is committed (at zero, so dashboards have
+//! a series before the first request) or when a request is recorded, so
+//! preparing a snapshot (and a rejected reload) exports nothing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -163,6 +164,27 @@ impl RouteMetrics {
         }
     }
 
+    /// Export the route's series at zero before its first request: the
+    /// duration, byte counters, and `code="200"` of each method in
+    /// `methods` (indices into [`METHODS`]).
+    fn zero(&self, methods: &[usize]) {
+        let route = &*self.route;
+        let f = &self.families;
+        for &method in methods {
+            let method = method.min(METHODS.len() - 1);
+            self.codes[method].touch(200, |code| {
+                f.requests
+                    .with_label_values(&[route, METHODS[method], code])
+            });
+        }
+        self.duration
+            .get_or_init(|| f.duration.with_label_values(&[route]));
+        self.request_bytes
+            .get_or_init(|| f.request_bytes.with_label_values(&[route]));
+        self.response_bytes
+            .get_or_init(|| f.response_bytes.with_label_values(&[route]));
+    }
+
     /// Remove every series of this route from the families.
     fn remove_series(&self) {
         let route = &*self.route;
@@ -223,12 +245,30 @@ impl RouteMetricsTable {
         self.unmatched.clone()
     }
 
-    /// Make `routes` the table's contents; the series of routes that left
-    /// stop being exported.
-    pub fn adopt<'a>(&self, routes: impl IntoIterator<Item = &'a Arc<RouteMetrics>>) {
+    /// Make `routes` the table's contents, each with the methods it
+    /// answers (empty: any): their series are exported from now on, at
+    /// zero until their first request (`code="200"` for each method, `GET`
+    /// for a route of any method); the series of routes that left stop
+    /// being exported.
+    pub fn adopt<'a>(
+        &self,
+        routes: impl IntoIterator<Item = (&'a Arc<RouteMetrics>, &'a [String])>,
+    ) {
         let kept: HashMap<String, Arc<RouteMetrics>> = routes
             .into_iter()
-            .map(|m| (m.route.to_string(), m.clone()))
+            .map(|(m, methods)| {
+                let indices: Vec<usize> = if methods.is_empty() {
+                    vec![method_index(&http::Method::GET)]
+                } else {
+                    methods
+                        .iter()
+                        .filter_map(|m| http::Method::from_bytes(m.as_bytes()).ok())
+                        .map(|m| method_index(&m))
+                        .collect()
+                };
+                m.zero(&indices);
+                (m.route.to_string(), m.clone())
+            })
             .collect();
         let mut table = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         for (id, gone) in table.iter() {
@@ -306,8 +346,9 @@ mod tests {
         );
 
         // A commit keeping only b: a's series go, b's stay and keep counting.
-        table.adopt([&a, &b]);
-        table.adopt([&b]);
+        let any: &[String] = &[];
+        table.adopt([(&a, any), (&b, any)]);
+        table.adopt([(&b, any)]);
         let t = text(&table.families);
         assert!(!t.contains("route=\"a\""), "{t}");
         assert!(

@@ -37,7 +37,21 @@ impl StatusCounters {
         new().inc();
     }
 
-    /// Every code counted so far, for removing their series.
+    /// Export `status` at zero (a series known before its first count).
+    pub fn touch(&self, status: u16, child: impl Fn(&str) -> IntCounter) {
+        let new = || child(itoa::Buffer::new().format(status));
+        if self.slots.get_or_claim(u32::from(status), new).is_some() {
+            return;
+        }
+        let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
+        if !overflow.contains(&status) {
+            overflow.push(status);
+        }
+        drop(overflow);
+        new();
+    }
+
+    /// Every code counted (or touched) so far, for removing their series.
     pub fn codes(&self) -> Vec<String> {
         let overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
         self.slots

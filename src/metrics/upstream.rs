@@ -296,6 +296,29 @@ impl PoolMetrics {
         &self.pool
     }
 
+    /// Export the pool's series at zero before anything happens to it:
+    /// time to first byte, retries and refusals by every reason, the
+    /// hand-off to `fallback`, the retry budget when it has one.
+    pub fn zero(&self, fallback: Option<&str>, budget: bool) {
+        let (pool, f) = (&*self.pool, &self.families);
+        self.ttfb.get_or_init(|| f.ttfb.with_label_values(&[pool]));
+        for reason in RetryReason::ALL {
+            self.retries[reason as usize]
+                .get_or_init(|| f.retries.with_label_values(&[pool, reason.as_str()]));
+        }
+        for reason in RefusalReason::ALL {
+            self.refused[reason as usize]
+                .get_or_init(|| f.refused.with_label_values(&[pool, reason.as_str()]));
+        }
+        if let Some(fallback) = fallback {
+            f.fallback.with_label_values(&[pool, fallback]);
+        }
+        if budget {
+            self.budget_exhausted
+                .get_or_init(|| f.budget_exhausted.with_label_values(&[pool]));
+        }
+    }
+
     /// The pool turned a request away.
     pub fn refused(&self, reason: RefusalReason) {
         self.refused[reason as usize]
@@ -434,6 +457,25 @@ impl BackendMetrics {
             families,
             codes: StatusCounters::default(),
             failures: Default::default(),
+        }
+    }
+
+    /// Export the backend's series at zero before its first attempt:
+    /// `code="200"`, failures by every reason, and ejections when the pool
+    /// has outlier detection.
+    pub fn zero(&self, outlier: bool) {
+        let (pool, backend, f) = (&*self.pool, &*self.backend, &self.families);
+        self.codes.touch(200, |code| {
+            f.requests.with_label_values(&[pool, backend, code])
+        });
+        for reason in FailureReason::ALL {
+            self.failures[reason as usize].get_or_init(|| {
+                f.failures
+                    .with_label_values(&[pool, backend, reason.as_str()])
+            });
+        }
+        if outlier {
+            f.ejections.with_label_values(&[pool, backend]);
         }
     }
 

@@ -106,22 +106,31 @@ pub fn prepare(
 ) -> Result<Prepared, ConfigErrors> {
     let started = std::time::Instant::now();
     let mut config = config::load(path)?;
-    let restart_required = match running {
-        Some(running) => {
-            let pending = restart::pending(running, &config);
-            restart::keep_running(running, &mut config);
-            pending
-        }
-        None => Vec::new(),
-    };
     let loaded = started.elapsed();
     let mut errors: Vec<ConfigError> = Vec::new();
-    let certs = match crate::tls::load_stores(&config) {
+    // The file's TLS material is loaded as written, listeners a restart
+    // would bind included: what a restart would refuse, a reload refuses.
+    let mut certs = match crate::tls::load_stores(&config) {
         Ok(certs) => certs,
         Err(e) => {
             errors.extend(e.0);
             Vec::new()
         }
+    };
+    let restart_required = match running {
+        Some(running) => {
+            let pending = restart::pending(running, &config);
+            restart::keep_running(running, &mut config);
+            if pending.contains(&"listeners") && errors.is_empty() {
+                // The listeners that run, with the certificates they serve.
+                match crate::tls::load_stores(&config) {
+                    Ok(running_certs) => certs = running_certs,
+                    Err(e) => errors.extend(e.0),
+                }
+            }
+            pending
+        }
+        None => Vec::new(),
     };
     let material = material(&config);
     let snapshot = match Snapshot::build(config, tables) {

@@ -334,9 +334,22 @@ impl StateTable {
     }
 
     /// Make the pools and backends of `pools` the table's contents: their
-    /// states are kept; the states of pools and backends that left the
-    /// config are dropped and their series stop being exported.
+    /// states are kept and their series exported (at zero until something
+    /// happens); the states of pools and backends that left the config are
+    /// dropped and their series stop being exported.
     pub fn adopt<'a>(&self, pools: impl IntoIterator<Item = &'a Arc<Pool>> + Clone) {
+        for p in pools.clone() {
+            let config = &p.config;
+            p.state
+                .metrics
+                .zero(config.fallback.as_deref(), p.state.budget.is_some());
+            if let Some(b) = &p.state.breaker {
+                p.state.metrics.breaker_state(b.state());
+            }
+            for b in &p.backends {
+                b.state.metrics.zero(config.outlier.is_some());
+            }
+        }
         let kept: HashMap<_, _> = pools
             .clone()
             .into_iter()
