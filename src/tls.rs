@@ -172,14 +172,49 @@ fn client_verifier(auth: &ClientAuth) -> Result<Arc<dyn ClientCertVerifier>, Str
         .map_err(|e| format!("client_ca {}: {e}", path.display()))
 }
 
+/// What a PEM file holds when it is not what its key says, for messages:
+/// a certificate named as a key, or a key named as a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PemWanted {
+    Certificate,
+    PrivateKey,
+}
+
+/// `": it holds a private key, not a certificate (are cert and key
+/// swapped?)"` when `path` holds the other kind of PEM block; `""` otherwise.
+pub fn swapped_hint(path: &std::path::Path, wanted: PemWanted) -> &'static str {
+    let Ok(text) = std::fs::read(path) else {
+        return "";
+    };
+    let has = |needle: &[u8]| text.windows(needle.len()).any(|w| w == needle);
+    match wanted {
+        PemWanted::Certificate if has(b"PRIVATE KEY-----") => {
+            ": it holds a private key, not a certificate (are the certificate and key files swapped?)"
+        }
+        PemWanted::PrivateKey if has(b"-----BEGIN CERTIFICATE-----") => {
+            ": it holds a certificate, not a private key (are the certificate and key files swapped?)"
+        }
+        _ => "",
+    }
+}
+
 fn load_one(spec: &CertificateSpec, now: i64) -> Result<LoadedCert, String> {
     let chain = pem_certs(&spec.cert)
         .map_err(|e| format!("cannot read certificate {}: {e}", spec.cert.display()))?;
     let Some(leaf) = chain.first() else {
-        return Err(format!("no certificate in {}", spec.cert.display()));
+        return Err(format!(
+            "no certificate in {}{}",
+            spec.cert.display(),
+            swapped_hint(&spec.cert, PemWanted::Certificate)
+        ));
     };
-    let key = PrivateKeyDer::from_pem_file(&spec.key)
-        .map_err(|e| format!("cannot read private key {}: {e}", spec.key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&spec.key).map_err(|e| {
+        format!(
+            "cannot read private key {}: {e}{}",
+            spec.key.display(),
+            swapped_hint(&spec.key, PemWanted::PrivateKey)
+        )
+    })?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| format!("unsupported private key {}: {e}", spec.key.display()))?;
     let (_, x509) = x509_parser::parse_x509_certificate(leaf)

@@ -831,3 +831,34 @@ async fn a_plain_listener_never_forwards_a_forged_client_subject() {
         "{resp}"
     );
 }
+
+/// A certificate given as the key, or a key as the certificate (on a
+/// listener or as a pool's client certificate), is named as such.
+#[test]
+fn check_names_certificate_and_key_files_given_the_wrong_way_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    ca.leaf(dir.path(), "a", &["a.test"]);
+    let route = "[pools.p]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n";
+    let listener = |cert: &str, key: &str| {
+        format!("[[listeners]]\naddress = \"127.0.0.1:0\"\n[[listeners.tls.certificates]]\ncert = \"{cert}\"\nkey = \"{key}\"\n{route}")
+    };
+    let client = |cert: &str, key: &str| {
+        format!("[pools.q]\nbackends = [\"127.0.0.1:2\"]\n[pools.q.tls]\nclient_cert = \"{cert}\"\nclient_key = \"{key}\"\n{route}")
+    };
+    for (config, expect) in [
+        (listener("a.key", "a.key"), "no certificate in"),
+        (listener("a.crt", "a.crt"), "cannot read private key"),
+        (client("a.key", "a.key"), "no certificate in client_cert"),
+        (client("a.crt", "a.crt"), "cannot read client_key"),
+    ] {
+        let path = dir.path().join("swapped.toml");
+        std::fs::write(&path, &config).unwrap();
+        let (code, out, err) = common::run_cli(&["check", "-c", path.to_str().unwrap()], None);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(
+            err.contains(expect) && err.contains("are the certificate and key files swapped?"),
+            "{config}\n{err}"
+        );
+    }
+}

@@ -56,6 +56,41 @@ pub struct ConsumersFile {
     pub consumers: Vec<ConsumerFile>,
 }
 
+/// A duration as written (`"10s"`, `"1m30s"`), read by the validator with
+/// `humantime`. Anything but a string (`read = 10`) is refused here with an
+/// example of the form, not serde's bare "expected a string".
+#[derive(Clone, PartialEq, Eq)]
+pub struct DurationText(pub String);
+
+impl std::ops::Deref for DurationText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DurationText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = DurationText;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"a duration string, like "10s""#)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DurationText, E> {
+                Ok(DurationText(v.to_string()))
+            }
+        }
+        d.deserialize_str(Text)
+    }
+}
+
 /// `[access_log]`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,10 +115,10 @@ pub struct RouteCacheFile {
     /// Default `true` when the table is present.
     pub enabled: Option<Spanned<bool>>,
     /// Freshness for responses that carry none.
-    pub ttl: Option<Spanned<String>>,
+    pub ttl: Option<Spanned<DurationText>>,
     pub max_object_size: Option<Spanned<String>>,
-    pub stale_while_revalidate: Option<Spanned<String>>,
-    pub stale_if_error: Option<Spanned<String>>,
+    pub stale_while_revalidate: Option<Spanned<DurationText>>,
+    pub stale_if_error: Option<Spanned<DurationText>>,
     /// On `auth = "api_key"` routes: one entry for every consumer.
     pub shared: Option<Spanned<bool>>,
     pub key: Option<CacheKeyFile>,
@@ -212,7 +247,7 @@ pub struct RouteLimitFile {
 pub struct ServerFile {
     pub threads: Option<Spanned<usize>>,
     /// Humantime duration, e.g. `"5s"`.
-    pub grace_period: Option<Spanned<String>>,
+    pub grace_period: Option<Spanned<DurationText>>,
     /// Idle upstream connections kept for reuse, per worker thread.
     pub upstream_keepalive: Option<Spanned<usize>>,
     /// Reload when the config or a file it includes changes.
@@ -232,13 +267,13 @@ pub struct ClientFile {
     pub max_headers: Option<Spanned<u32>>,
     pub max_uri_length: Option<Spanned<u32>>,
     /// Durations, e.g. `"10s"`.
-    pub header_timeout: Option<Spanned<String>>,
-    pub body_timeout: Option<Spanned<String>>,
+    pub header_timeout: Option<Spanned<DurationText>>,
+    pub body_timeout: Option<Spanned<DurationText>>,
     /// `"0s"` turns keep-alive off.
-    pub keepalive_timeout: Option<Spanned<String>>,
+    pub keepalive_timeout: Option<Spanned<DurationText>>,
     pub max_connections: Option<Spanned<u32>>,
     /// A duration, e.g. `"5s"`.
-    pub handshake_timeout: Option<Spanned<String>>,
+    pub handshake_timeout: Option<Spanned<DurationText>>,
     /// `//` in a request path is one `/` (default true).
     pub merge_slashes: Option<Spanned<bool>>,
     /// `"reject"` (default) or `"opaque"`: `%2F`, `%5C`, `\` and `;` in paths.
@@ -331,8 +366,8 @@ pub struct PoolFile {
 #[serde(deny_unknown_fields)]
 pub struct OutlierFile {
     pub consecutive_failures: Option<Spanned<u32>>,
-    pub base_ejection: Option<Spanned<String>>,
-    pub max_ejection: Option<Spanned<String>>,
+    pub base_ejection: Option<Spanned<DurationText>>,
+    pub max_ejection: Option<Spanned<DurationText>>,
     pub max_ejection_percent: Option<Spanned<u32>>,
     /// `"5xx"`, `"502"` or `"500-504"` each
     pub failure_statuses: Option<Vec<Spanned<StatusText>>>,
@@ -345,9 +380,9 @@ pub struct BreakerFile {
     pub consecutive_failures: Option<Spanned<u32>>,
     pub failure_rate: Option<Spanned<f64>>,
     pub min_requests: Option<Spanned<u32>>,
-    pub window: Option<Spanned<String>>,
-    pub open_for: Option<Spanned<String>>,
-    pub max_open_for: Option<Spanned<String>>,
+    pub window: Option<Spanned<DurationText>>,
+    pub open_for: Option<Spanned<DurationText>>,
+    pub max_open_for: Option<Spanned<DurationText>>,
     pub probe_requests: Option<Spanned<u32>>,
     pub failure_statuses: Option<Vec<Spanned<StatusText>>>,
 }
@@ -419,11 +454,11 @@ impl<'de> Deserialize<'de> for BackendEntry {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutsFile {
-    pub connect: Option<Spanned<String>>,
-    pub read: Option<Spanned<String>>,
-    pub write: Option<Spanned<String>>,
-    pub idle: Option<Spanned<String>>,
-    pub total: Option<Spanned<String>>,
+    pub connect: Option<Spanned<DurationText>>,
+    pub read: Option<Spanned<DurationText>>,
+    pub write: Option<Spanned<DurationText>>,
+    pub idle: Option<Spanned<DurationText>>,
+    pub total: Option<Spanned<DurationText>>,
 }
 
 /// `[pools.NAME.health_check]`
@@ -439,8 +474,8 @@ pub struct HealthCheckFile {
     pub host: Option<Spanned<String>>,
     /// http only: `"200"` or `"200-399"` (a bare integer is accepted too)
     pub expected_status: Option<Spanned<StatusText>>,
-    pub interval: Option<Spanned<String>>,
-    pub timeout: Option<Spanned<String>>,
+    pub interval: Option<Spanned<DurationText>>,
+    pub timeout: Option<Spanned<DurationText>>,
     pub healthy_threshold: Option<Spanned<u32>>,
     pub unhealthy_threshold: Option<Spanned<u32>>,
 }

@@ -57,6 +57,92 @@ pub fn parse_str(src: &str, file: &str) -> Result<Config, ConfigErrors> {
     })
 }
 
+/// serde's type and unknown-field messages in an operator's words: what
+/// form was expected, with an example, and for an unknown key the valid
+/// key it is closest to.
+fn plain_words(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        return unknown_key(rest).unwrap_or_else(|| message.to_string());
+    }
+    let rest = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "));
+    let Some((got, expected)) = rest.and_then(|r| r.split_once(", expected ")) else {
+        return message.to_string();
+    };
+    let integer = matches!(
+        expected,
+        "usize"
+            | "u8"
+            | "u16"
+            | "u32"
+            | "u64"
+            | "u128"
+            | "isize"
+            | "i8"
+            | "i16"
+            | "i32"
+            | "i64"
+            | "i128"
+    );
+    let wanted = match expected {
+        _ if integer => "an integer, like 2",
+        "f32" | "f64" => "a number, like 0.5",
+        "a boolean" => "true or false",
+        other => other,
+    };
+    // `string "2"`, "integer `10`", "floating point `1.5`", "boolean `true`"
+    let value = got
+        .split_once(' ')
+        .map_or(got, |(_, v)| v)
+        .trim_matches('`');
+    let given = match got.split_whitespace().next() {
+        Some("string") => format!("the string {value}"),
+        Some("integer") => format!("the integer {value}"),
+        Some("floating") => format!(
+            "the number {}",
+            value.trim_start_matches("point ").trim_matches('`')
+        ),
+        Some("boolean") => value.to_string(),
+        _ => got.to_string(),
+    };
+    let unquoted = value.trim_matches('"');
+    let hint = if got.starts_with("string")
+        && ((integer && unquoted.parse::<i128>().is_ok())
+            || (wanted.starts_with("a number") && unquoted.parse::<f64>().is_ok())
+            || (wanted == "true or false" && matches!(unquoted, "true" | "false")))
+    {
+        ": write it without quotes"
+    } else if integer && got.starts_with("integer") {
+        if value.starts_with('-') && expected.starts_with('u') {
+            ": it must be 0 or more"
+        } else {
+            ": it is out of range"
+        }
+    } else {
+        ""
+    };
+    format!("expected {wanted}, not {given}{hint}")
+}
+
+/// `treads`, expected one of `threads`, … → the key it is closest to.
+fn unknown_key(rest: &str) -> Option<String> {
+    let (key, expected) = rest.split_once("`, expected ")?;
+    let valid: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let closest = valid
+        .iter()
+        .map(|v| (strsim::damerau_levenshtein(key, v), *v))
+        .filter(|(d, v)| *d <= (v.len() / 3).max(1) || v.contains(key) && key.len() >= 4)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, v)| v);
+    let list = valid.join(", ");
+    Some(match closest {
+        Some(v) => format!("unknown key `{key}`: did you mean `{v}`? (keys here: {list})"),
+        None if valid.is_empty() => format!("unknown key `{key}`: this table takes no keys"),
+        None => format!("unknown key `{key}` (keys here: {list})"),
+    })
+}
+
 /// A toml syntax, type or unknown-key error as a [`ConfigError`].
 pub(crate) fn parse_error(loc: &error::Locator<'_>, src: &str, e: &toml::de::Error) -> ConfigError {
     // toml's messages may span lines ("invalid table header\nexpected `.`");
@@ -71,6 +157,7 @@ pub(crate) fn parse_error(loc: &error::Locator<'_>, src: &str, e: &toml::de::Err
         // serde's words for TOML's arrays and tables
         .replace("a sequence", "an array")
         .replace("a map", "a table");
+    let message = plain_words(&message);
     match e.span() {
         Some(span) => {
             let item = file::item_at(src, span.start);
@@ -436,6 +523,68 @@ strip_prefix = true
     }
 
     #[test]
+    fn type_and_key_errors_say_what_was_expected() {
+        let one = |src: &str| parse_str(src, "f.toml").unwrap_err().to_string();
+        for (src, expect) in [
+            (
+                "[server]\nthreads = \"2\"\n",
+                r#"f.toml:2:11: server: expected an integer, like 2, not the string "2": write it without quotes"#,
+            ),
+            (
+                "[server]\nthreads = -1\n",
+                "f.toml:2:11: server: expected an integer, like 2, not the integer -1: it must be 0 or more",
+            ),
+            (
+                "[server]\ngrace_period = 10\n",
+                r#"f.toml:2:16: server: expected a duration string, like "10s", not the integer 10"#,
+            ),
+            (
+                "[pools.p]\nbackends = [\"127.0.0.1:1\"]\n[pools.p.timeouts]\nread = 10\n",
+                r#"f.toml:4:8: pool "p": expected a duration string, like "10s", not the integer 10"#,
+            ),
+            (
+                "[server]\nwatch_config = \"true\"\n",
+                r#"f.toml:2:16: server: expected true or false, not the string "true": write it without quotes"#,
+            ),
+            (
+                "[server]\ntreads = 2\n",
+                "f.toml:2:1: server: unknown key `treads`: did you mean `threads`? (keys here: threads, grace_period, upstream_keepalive, watch_config, client, via)",
+            ),
+            (
+                "[server]\nzzz = 2\n",
+                "f.toml:2:1: server: unknown key `zzz` (keys here: threads, grace_period, upstream_keepalive, watch_config, client, via)",
+            ),
+        ] {
+            assert_eq!(one(src), expect, "{src}");
+        }
+        // Absurd durations are refused with their bound; addresses say
+        // what is wrong with them.
+        let base = "[pools.p]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n";
+        for (extra, expect) in [
+            (
+                "[server]\ngrace_period = \"100y\"\n",
+                r#"grace_period must be at most 1h, not "100y""#,
+            ),
+            (
+                "[server]\n[server.client]\nheader_timeout = \"400d\"\n",
+                r#"header_timeout must be at most 1day, not "400d""#,
+            ),
+            (
+                "[[listeners]]\naddress = \"127.0.0.1:70000\"\n",
+                "port 70000 is out of range (0-65535)",
+            ),
+            ("[[listeners]]\naddress = \"127.0.0.1\"\n", "it has no port"),
+            (
+                "[[listeners]]\naddress = \"gw.example:80\"\n",
+                "host names are not supported",
+            ),
+        ] {
+            let message = one(&format!("{extra}{base}"));
+            assert!(message.contains(expect), "{extra}: {message}");
+        }
+    }
+
+    #[test]
     fn parse_errors_stop_validation_and_name_the_item() {
         // The route also has an undefined pool, but only the parse error is reported.
         let src = "[[routes]]\nid = \"a\"\npath = \"/\"\npool = \"nope\"\n[routes.timeouts]\nconect = \"1s\"\n";
@@ -444,30 +593,30 @@ strip_prefix = true
         assert!(
             errors
                 .to_string()
-                .starts_with(r#"f.toml:6:1: route "a": unknown field `conect`, expected one of"#),
+                .starts_with(r#"f.toml:6:1: route "a": unknown key `conect`: did you mean `connect`? (keys here: connect, read, write, idle, total)"#),
             "{errors}"
         );
         // Type errors point at the value.
         let src = "[pools.p]\nbackends = [\"127.0.0.1:1\"]\nretries = \"two\"\n";
         let errors = parse_str(src, "f.toml").unwrap_err();
         assert!(
-            errors
-                .to_string()
-                .starts_with(r#"f.toml:3:11: pool "p": invalid type: string "two", expected u32"#),
+            errors.to_string().starts_with(
+                r#"f.toml:3:11: pool "p": expected an integer, like 2, not the string "two""#
+            ),
             "{errors}"
         );
-        // In TOML's words.
+        // In TOML's words, with the form expected.
         let errors = parse_str("[pools.p]\nbackends = \"127.0.0.1:1\"\n", "f.toml").unwrap_err();
         assert_eq!(
             errors.to_string(),
-            r#"f.toml:2:12: pool "p": invalid type: string "127.0.0.1:1", expected an array"#
+            r#"f.toml:2:12: pool "p": expected an array, not the string "127.0.0.1:1""#
         );
         // Later sections are not accepted yet.
         let errors = parse_str("[tls]\ncert = \"x\"\n", "f.toml").unwrap_err();
         assert!(
             errors
                 .to_string()
-                .starts_with("f.toml:1:2: unknown field `tls`"),
+                .starts_with("f.toml:1:2: unknown key `tls`"),
             "{errors}"
         );
         // A missing required key points at the table.

@@ -52,7 +52,8 @@ fn read_chain(file: &FileRef, what: &str) -> Result<Vec<CertificateDer<'static>>
             .map_err(|e| fail(format!("cannot parse a certificate in {what} {path}: {e}")))?;
     }
     if chain.is_empty() {
-        return Err(fail(format!("no certificate in {what} {path}")));
+        let hint = crate::tls::swapped_hint(&file.path, crate::tls::PemWanted::Certificate);
+        return Err(fail(format!("no certificate in {what} {path}{hint}")));
     }
     Ok(chain)
 }
@@ -75,7 +76,11 @@ pub fn load(tls: &UpstreamTls) -> Result<PeerTls, LoadError> {
             let chain = read_chain(cert, "client_cert")?;
             let key_der = PrivateKeyDer::from_pem_file(&key.path).map_err(|e| LoadError {
                 at: key.at,
-                message: format!("cannot read client_key {}: {e}", key.display()),
+                message: format!(
+                    "cannot read client_key {}: {e}{}",
+                    key.display(),
+                    crate::tls::swapped_hint(&key.path, crate::tls::PemWanted::PrivateKey)
+                ),
             })?;
             Some(Arc::new(CertKey::new(
                 chain.iter().map(|c| c.to_vec()).collect(),

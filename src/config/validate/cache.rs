@@ -6,7 +6,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::{is_token, Validator};
-use crate::config::file::{CacheFile, CacheKeyFile, RouteCacheFile};
+use crate::config::file::{CacheFile, CacheKeyFile, DurationText, RouteCacheFile};
 use crate::config::model;
 
 const SIZE_EXAMPLES: &str = r#"write e.g. "512KiB", "8MiB" or "1GiB""#;
@@ -87,7 +87,7 @@ impl Validator<'_> {
     ) -> Option<model::RouteCache> {
         let cache = cache?;
         let enabled = cache.enabled.as_ref().is_none_or(|e| *e.get_ref());
-        let mut duration = |d: &Option<Spanned<String>>, what: &str| {
+        let mut duration = |d: &Option<Spanned<DurationText>>, what: &str| {
             d.as_ref().and_then(|d| self.duration(d, what, Some(item)))
         };
         let ttl = duration(&cache.ttl, "cache.ttl");

@@ -23,7 +23,7 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Locator};
 use super::file::{
-    AccessLogFile, AdminFile, FileConfig, ListenerFile, ListenerTlsFile, ServerFile,
+    AccessLogFile, AdminFile, DurationText, FileConfig, ListenerFile, ListenerTlsFile, ServerFile,
 };
 use super::model::{self, Config};
 
@@ -722,8 +722,9 @@ impl Validator<'_> {
                     s.span(),
                     Some(item),
                     format!(
-                        r#"{what} {:?} is not an ip:port address (e.g. "127.0.0.1:8080" or "[::1]:8080"); host names are not supported"#,
-                        s.get_ref()
+                        r#"{what} {:?} {} (e.g. "127.0.0.1:8080" or "[::1]:8080")"#,
+                        s.get_ref(),
+                        not_an_address(s.get_ref())
                     ),
                 );
                 None
@@ -735,7 +736,7 @@ impl Validator<'_> {
     /// messages.
     fn duration(
         &mut self,
-        s: &Spanned<String>,
+        s: &Spanned<DurationText>,
         what: &str,
         item: Option<&str>,
     ) -> Option<Duration> {
@@ -746,7 +747,7 @@ impl Validator<'_> {
     /// where zero turns something off).
     fn duration_from(
         &mut self,
-        s: &Spanned<String>,
+        s: &Spanned<DurationText>,
         what: &str,
         item: Option<&str>,
         zero_ok: bool,
@@ -755,6 +756,17 @@ impl Validator<'_> {
         match humantime::parse_duration(text) {
             Ok(d) if d.is_zero() && !zero_ok => {
                 self.error(s.span(), item, format!("{what} must be greater than 0"));
+                None
+            }
+            Ok(d) if d > longest(what) => {
+                self.error(
+                    s.span(),
+                    item,
+                    format!(
+                        "{what} must be at most {}, not {text:?}",
+                        humantime::format_duration(longest(what))
+                    ),
+                );
                 None
             }
             Ok(d) => Some(d),
@@ -874,5 +886,39 @@ fn appendable(path: &std::path::Path) -> Result<(), String> {
             .map(drop)
             .map_err(|e| format!("cannot be opened for appending ({e})")),
         Err(e) => Err(format!("cannot be created in {} ({e})", dir.display())),
+    }
+}
+
+/// Why `text` is not an `ip:port` socket address, in words.
+pub(super) fn not_an_address(text: &str) -> String {
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return "is not an ip:port address: it has no port".to_string();
+    };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    if is_ip && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+        return format!("is not an ip:port address: port {port} is out of range (0-65535)");
+    }
+    if is_ip {
+        return format!("is not an ip:port address: {port:?} is not a port number");
+    }
+    "is not an ip:port address: host names are not supported, give an IP address".to_string()
+}
+
+/// The longest a duration setting may be (`what` names it as messages
+/// do): anything longer is a typo or a misunderstanding, not a setting.
+pub(super) fn longest(what: &str) -> Duration {
+    const HOUR: Duration = Duration::from_secs(3600);
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    let key = what.rsplit('.').next().unwrap_or(what);
+    match key {
+        "grace_period" | "interval" => HOUR,
+        "ttl" | "stale_while_revalidate" | "stale_if_error" => YEAR,
+        // Timeouts, breaker and ejection windows.
+        _ => DAY,
     }
 }

@@ -10,7 +10,8 @@ use toml::Spanned;
 
 use super::{is_name, is_token, is_visible_ascii, Validator, MAX_WEIGHT};
 use crate::config::file::{
-    BackendEntry, HealthCheckFile, PoolFile, StatusText, TimeoutsFile, UpstreamTlsFile,
+    BackendEntry, DurationText, HealthCheckFile, PoolFile, StatusText, TimeoutsFile,
+    UpstreamTlsFile,
 };
 use crate::config::model;
 
@@ -113,7 +114,8 @@ impl Validator<'_> {
                         span,
                         Some(item),
                         format!(
-                            r#"backend address {text:?} is not an ip:port address (e.g. "127.0.0.1:9001"); host names are not supported yet"#
+                            r#"backend address {text:?} {} (e.g. "127.0.0.1:9001")"#,
+                            super::not_an_address(text)
                         ),
                     );
                     continue;
@@ -221,7 +223,7 @@ impl Validator<'_> {
         let Some(t) = t else {
             return model::Timeouts::default();
         };
-        let mut one = |v: &Option<Spanned<String>>, key: &str| {
+        let mut one = |v: &Option<Spanned<DurationText>>, key: &str| {
             v.as_ref()
                 .and_then(|s| self.duration(s, &format!("timeouts.{key}"), Some(item)))
         };

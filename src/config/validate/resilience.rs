@@ -9,7 +9,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::Validator;
-use crate::config::file::{BreakerFile, OutlierFile, PoolFile, RetryBudgetFile, StatusText};
+use crate::config::file::{
+    BreakerFile, DurationText, OutlierFile, PoolFile, RetryBudgetFile, StatusText,
+};
 use crate::config::model;
 
 impl Validator<'_> {
@@ -42,7 +44,7 @@ impl Validator<'_> {
 
     pub(super) fn duration_or(
         &mut self,
-        v: &Option<Spanned<String>>,
+        v: &Option<Spanned<DurationText>>,
         key: &str,
         item: &str,
         default: Duration,

@@ -7,7 +7,7 @@ fn backend_errors() {
     let src = "[pools.p]\nbackends = [\"localhost:80\", { address = \"10.0.0.1\" }, \"127.0.0.1:0\", { address = \"127.0.0.1:1\", weight = 0 }, { address = \"127.0.0.1:2\", weight = 1001 }, \"127.0.0.1:1\"]\n";
     let errors = all_errors(src);
     let expected = [
-        r#"f.toml:2:13: pool "p": backend address "localhost:80" is not an ip:port address (e.g. "127.0.0.1:9001"); host names are not supported yet"#,
+        r#"f.toml:2:13: pool "p": backend address "localhost:80" is not an ip:port address: host names are not supported, give an IP address (e.g. "127.0.0.1:9001")"#,
         r#"f.toml:2:41: pool "p": backend address "10.0.0.1" is not an ip:port address"#,
         r#"f.toml:2:55: pool "p": backend address "127.0.0.1:0" has port 0"#,
         r#"f.toml:2:106: pool "p": backend weight must be between 1 and 1000, got 0"#,
