@@ -389,15 +389,9 @@ fn run(path: PathBuf, demo: bool) -> ExitCode {
     let extra = if demo {
         let snapshot = gateway.snapshot();
         let config = &snapshot.config;
-        if let Some(l) = config.listeners.first() {
-            println!("portcullis demo: sample backends start in this process; try:");
-            for line in crate::demo::curl_lines(config, l.address) {
-                println!("  {line}");
-            }
-            println!(
-                "  curl -s http://{}/-/pools    # admin API",
-                config.admin.address
-            );
+        println!("portcullis demo: sample backends start in this process; try:");
+        for line in crate::demo::try_lines(config) {
+            println!("  {line}");
         }
         crate::demo::sample_backends(config)
     } else {

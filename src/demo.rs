@@ -11,7 +11,9 @@ use pingora_core::protocols::http::ServerSession;
 use pingora_core::services::listening::Service;
 use serde_json::json;
 
-use crate::config::model::{Config, HostPattern, KeySource, RouteAuth};
+use crate::config::model::{
+    Balance, Config, HashKey, HostPattern, KeySource, PathMatch, RouteAuth,
+};
 use crate::server::ExtraServices;
 
 /// The demo consumer's API key. Published on purpose: `conf/demo.toml`
@@ -86,52 +88,107 @@ pub fn sample_backends(config: &Config) -> ExtraServices {
     services
 }
 
-/// The curl lines to try, one per route of `config`; key routes get the
-/// demo key when a consumer of `config` holds it.
-pub fn curl_lines(config: &Config, proxy: SocketAddr) -> Vec<String> {
+/// The `curl` lines `portcullis demo` prints (and the README's quickstart
+/// shows, checked by a test): one per route of `config` with what it
+/// shows, a key route once without and once with the demo key, a path no
+/// route matches, and the admin API.
+pub fn try_lines(config: &Config) -> Vec<String> {
+    let Some(proxy) = config.listeners.first().map(|l| l.address) else {
+        return Vec::new();
+    };
     let demo_digest = crate::auth::keys::digest(DEMO_KEY.as_bytes());
     let demo_key_known = config
         .consumers
         .iter()
         .any(|c| c.keys.iter().any(|k| k.digest == demo_digest));
-    config
+    let mut lines = Vec::new();
+    for r in &config.routes {
+        let host = match r.hosts.first() {
+            Some(HostPattern::Exact(h)) => format!(" -H 'Host: {h}'"),
+            Some(HostPattern::Wildcard(s)) => format!(" -H 'Host: demo{s}'"),
+            None => String::new(),
+        };
+        let method = match r.methods.first() {
+            Some(m) if m != "GET" => format!(" -X {m}"),
+            _ => String::new(),
+        };
+        let pool = config.pools.get(&r.pool);
+        let sticky = match pool.map(|p| &p.balance) {
+            Some(Balance::ConsistentHash(HashKey::Cookie(c))) => format!(" -b {c}=alice"),
+            Some(Balance::ConsistentHash(HashKey::Header(h))) => format!(" -H '{h}: alice'"),
+            _ => String::new(),
+        };
+        let prefix = r.path.as_str();
+        let path = match r.path {
+            PathMatch::Exact(_) => prefix.to_string(),
+            PathMatch::Prefix(_) if prefix.ends_with('/') => format!("{prefix}hello"),
+            PathMatch::Prefix(_) => format!("{prefix}/hello"),
+        };
+        let mut what = format!("route {} → pool {}", r.id, r.pool);
+        if r.strip_prefix {
+            what.push_str(&format!(", prefix {prefix} stripped"));
+        }
+        if let Some(to) = &r.rewrite_prefix {
+            what.push_str(&format!(", {prefix} rewritten to {to}"));
+        }
+        if let Some(HostPattern::Wildcard(s)) = r.hosts.first() {
+            what.push_str(&format!(", any host *{s}"));
+        }
+        let url = |query: &str| format!("http://{proxy}{path}{query}");
+        if r.auth == RouteAuth::None {
+            if !sticky.is_empty() {
+                what.push_str(", the same backend for the same session");
+            }
+            lines.push(format!(
+                "curl -i{method}{host}{sticky} {}    # {what}",
+                url("")
+            ));
+            continue;
+        }
+        lines.push(format!(
+            "curl -i{method}{host} {}    # route {}: 401, it needs an API key",
+            url(""),
+            r.id
+        ));
+        if !demo_key_known {
+            continue;
+        }
+        let (key, query) = match &r.auth {
+            RouteAuth::ApiKey(KeySource::Header(h)) => {
+                (format!(" -H '{h}: {DEMO_KEY}'"), String::new())
+            }
+            RouteAuth::ApiKey(KeySource::Bearer) => (
+                format!(" -H 'Authorization: Bearer {DEMO_KEY}'"),
+                String::new(),
+            ),
+            RouteAuth::ApiKey(KeySource::Query(q)) => (String::new(), format!("?{q}={DEMO_KEY}")),
+            RouteAuth::None => (String::new(), String::new()),
+        };
+        let limited = if r.rate_limits.is_empty() {
+            ""
+        } else {
+            "; RateLimit headers, loop it for 429"
+        };
+        lines.push(format!(
+            "curl -i{method}{host}{key} {}    # {what}, with the demo key{limited}",
+            url(&query)
+        ));
+    }
+    let catch_all = config
         .routes
         .iter()
-        .map(|r| {
-            let key = match (&r.auth, demo_key_known) {
-                (RouteAuth::ApiKey(KeySource::Header(h)), true) => format!(" -H '{h}: {DEMO_KEY}'"),
-                (RouteAuth::ApiKey(KeySource::Bearer), true) => {
-                    format!(" -H 'Authorization: Bearer {DEMO_KEY}'")
-                }
-                _ => String::new(),
-            };
-            let host = match r.hosts.first() {
-                Some(HostPattern::Exact(h)) => format!(" -H 'Host: {h}'"),
-                Some(HostPattern::Wildcard(s)) => format!(" -H 'Host: demo{s}'"),
-                None => String::new(),
-            };
-            let method = match r.methods.first() {
-                Some(m) if m != "GET" => format!(" -X {m}"),
-                _ => String::new(),
-            };
-            let path = r.path.as_str();
-            let sample = if path.ends_with('/') {
-                format!("{path}hello")
-            } else {
-                format!("{path}/hello")
-            };
-            let path = match r.path {
-                crate::config::model::PathMatch::Exact(_) => path.to_string(),
-                crate::config::model::PathMatch::Prefix(_) => sample,
-            };
-            let query = match (&r.auth, demo_key_known) {
-                (RouteAuth::ApiKey(KeySource::Query(q)), true) => format!("?{q}={DEMO_KEY}"),
-                _ => String::new(),
-            };
-            format!(
-                "curl -i{method}{host}{key} http://{proxy}{path}{query}    # route {}",
-                r.id
-            )
-        })
-        .collect()
+        .any(|r| r.hosts.is_empty() && r.path.as_str() == "/");
+    if !catch_all {
+        lines.push(format!(
+            "curl -i http://{proxy}/no-such-route    # no route matches: 404 problem+json"
+        ));
+    }
+    let admin = config.admin.address;
+    lines.push(format!(
+        "curl -s http://{admin}/-/pools    # admin API: backends and their health"
+    ));
+    lines.push(format!(
+        "curl -s http://{admin}/metrics    # Prometheus metrics"
+    ));
+    lines
 }

@@ -183,7 +183,7 @@ async fn no_payload_reaches_the_backend_in_two_readings() {
         }
         report.push(format!("{name}: {status}, forwarded {}", case.len()));
     }
-    // Print the table the README quotes (cargo test -- --nocapture).
+    // Print the table docs/http.md quotes (cargo test -- --nocapture).
     println!("{}", report.join("\n"));
 }
 

@@ -18,8 +18,7 @@ use toml::Spanned;
 
 /// The whole file.
 ///
-/// Sections that later versions will add (`breaker`) are rejected as
-/// unknown keys for now.
+/// Unknown keys are refused in every table (`deny_unknown_fields`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {

@@ -1,5 +1,5 @@
 //! What a request must look like before the gateway routes it, beyond what
-//! Pingora's parser already refuses (see the README's *Malformed
+//! Pingora's parser already refuses (see docs/http.md, *Malformed
 //! requests*): a `Host` on HTTP/1.1 that is a valid authority, no transfer
 //! coding but `chunked`, and the `[server.client]` limits on the request
 //! target, the header count and the size of the head. Also: a
