@@ -19,7 +19,9 @@
 //! - [`tls`]: TLS termination: SNI certificate stores behind `ArcSwap`,
 //!   client-certificate verification, `min_version`.
 //! - [`reload`]: prepare (read, parse, validate, load TLS, build; no side
-//!   effects), the semantic diff between two configs, the file watcher.
+//!   effects), the settings a reload cannot apply (kept at their running
+//!   values, reported as a pending restart), the semantic diff between two
+//!   configs with its field detail, the file watcher.
 //! - [`state`]: the one owner of long-lived state (backend health and
 //!   in-flight counts, limit counters, probe tasks, listener certificates,
 //!   metrics, the access-log writer), keyed by stable identity.
@@ -31,7 +33,8 @@
 //! - [`drain`]: requests in flight, which a graceful shutdown waits for.
 //! - [`metrics`]: the Prometheus registry served at `/metrics`.
 //! - [`admin`]: the admin API (`/-/health`, `/-/pools`, `/-/routes`,
-//!   `/-/certificates`, `/-/consumers`, `/metrics`, `/-/reload`).
+//!   `/-/certificates`, `/-/consumers`, `/metrics`, `/-/reload`), and the
+//!   command line's client of it (`diff --against-running`).
 //! - [`server`]: assembles the Pingora server and its services.
 //! - [`demo`]: sample backends for `portcullis demo`.
 //! - [`explain`]: `portcullis explain`, what the gateway would do with a request.
