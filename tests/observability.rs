@@ -667,6 +667,21 @@ async fn every_dashboard_metric_exists_before_the_first_request_and_leaves_with_
     let (ok, report) = common::promtool(&text);
     assert!(ok, "{report}");
 
+    // The consumer's quota goes: so does the route's quota series, while
+    // its other limits stay.
+    gw.write_config(&config(
+        &pools,
+        &routes.replace("quota = { day = 1000 }\n", ""),
+    ));
+    let (status, answer) = gw.reload().await;
+    assert_eq!(status, 200, "{answer}");
+    let text = gw.metrics_text().await;
+    assert!(!text.contains("limit=\"daily-quota\""), "{text}");
+    assert!(
+        text.contains("portcullis_rate_limited_total{limit=\"consumer\",route=\"keyed\"} 0"),
+        "{text}"
+    );
+
     // The config drops the key route, pool p and a backend of q: their
     // series go; what stays keeps its series.
     let fewer_pools = format!("[pools.q]\nbackends = [\"{}\"]\n\n", backend.addr);

@@ -279,26 +279,27 @@ impl Metrics {
 
     /// Export the refusal counters of the routes of a committed config at
     /// zero: for each route, `auth` reasons of `portcullis_auth_rejections_total`
-    /// and `limits` labels of `portcullis_rate_limited_total`. Series of
-    /// routes not in `routes` (they left the config) are removed.
+    /// and `limits` labels of `portcullis_rate_limited_total`. Every other
+    /// series of the two families goes (a route that left, a limit no plan
+    /// has any more), but those of requests that matched no route.
     pub fn route_refusals<'a>(
         &self,
         routes: impl IntoIterator<Item = (&'a str, &'a [&'static str], Vec<&'static str>)>,
     ) {
-        let mut kept = std::collections::HashSet::new();
-        for (route, auth, limits) in routes {
-            for reason in auth {
+        let mut auth = std::collections::HashSet::new();
+        let mut limited = std::collections::HashSet::new();
+        for (route, reasons, limits) in routes {
+            for reason in reasons {
                 self.auth_rejections.with_label_values(&[route, reason]);
+                auth.insert((route.to_string(), reason.to_string()));
             }
-            for limit in &limits {
+            for limit in limits {
                 self.rate_limited.with_label_values(&[route, limit]);
+                limited.insert((route.to_string(), limit.to_string()));
             }
-            kept.insert(route.to_string());
         }
-        // Requests that matched no route are counted under "".
-        kept.insert(String::new());
-        remove_routes_not_in(&self.auth_rejections, ["route", "reason"], &kept);
-        remove_routes_not_in(&self.rate_limited, ["route", "limit"], &kept);
+        remove_series_not_in(&self.auth_rejections, ["route", "reason"], &auth);
+        remove_series_not_in(&self.rate_limited, ["route", "limit"], &limited);
     }
 
     pub fn auth_rejected(&self, route: &str, reason: &str) {
@@ -351,11 +352,12 @@ impl Metrics {
 }
 
 /// Remove every series of `family` (labelled `names`, in the family's
-/// order, `route` first) whose route is not in `kept`.
-fn remove_routes_not_in(
+/// order, `route` first) whose label pair is not in `kept`, but those of
+/// requests that matched no route (`route=""`).
+fn remove_series_not_in(
     family: &IntCounterVec,
     names: [&str; 2],
-    kept: &std::collections::HashSet<String>,
+    kept: &std::collections::HashSet<(String, String)>,
 ) {
     use prometheus::core::Collector;
     for m in family.collect() {
@@ -368,7 +370,7 @@ fn remove_routes_not_in(
                     .map(|l| l.value())
             };
             if let (Some(route), Some(other)) = (value(names[0]), value(names[1])) {
-                if !kept.contains(route) {
+                if !route.is_empty() && !kept.contains(&(route.to_string(), other.to_string())) {
                     let _ = family.remove_label_values(&[route, other]);
                 }
             }
