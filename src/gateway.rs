@@ -239,19 +239,26 @@ impl Gateway {
         force: bool,
     ) -> Result<ReloadReport, ConfigErrors> {
         let gateway = self.clone();
-        crate::notify::reloading();
-        let result = match tokio::task::spawn_blocking(move || {
-            gateway.reload_blocking(trigger, force)
-        })
-        .await
-        {
+        match tokio::task::spawn_blocking(move || gateway.reload_blocking(trigger, force)).await {
             Ok(result) => result,
             Err(e) => Err(ConfigError::whole_file(
                 &self.config_path.display().to_string(),
                 format!("the reload did not finish: {e}"),
             )
             .into()),
-        };
+        }
+    }
+
+    /// The one reload path of every trigger (`SIGHUP`, `POST /-/reload`,
+    /// the file watcher): [`Self::apply`], between systemd's `RELOADING=1`
+    /// and `READY=1` with the outcome in `STATUS=`.
+    pub fn reload_blocking(
+        &self,
+        trigger: &str,
+        force: bool,
+    ) -> Result<ReloadReport, ConfigErrors> {
+        crate::notify::reloading();
+        let result = self.apply(trigger, force);
         crate::notify::reloaded(&match &result {
             Ok(_) => format!("serving {} (reloaded)", self.snapshot().summary()),
             Err(errors) => format!(
@@ -269,11 +276,7 @@ impl Gateway {
     /// (the access log is still reopened, for log rotation). A config
     /// that drops every route or every consumer is refused unless `force`
     /// (see [`reload::not_emptied`]).
-    pub fn reload_blocking(
-        &self,
-        trigger: &str,
-        force: bool,
-    ) -> Result<ReloadReport, ConfigErrors> {
+    fn apply(&self, trigger: &str, force: bool) -> Result<ReloadReport, ConfigErrors> {
         let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
         let (prepared, mut diff) = match self.plan(force) {

@@ -1,23 +1,19 @@
-//! systemd notifications (`sd_notify`, for `Type=notify` units): `READY=1`
-//! once every proxy listener accepts connections (what `/readyz` checks),
-//! `RELOADING=1` and `READY=1` around every reload with its outcome in
-//! `STATUS=`, `WATCHDOG=1` at half the unit's `WatchdogSec`, and
+//! systemd notifications (`sd_notify`, for `Type=notify` units): thin
+//! calls taking plain values, wired by `server.rs` and the reload path.
+//! `READY=1` once every proxy listener accepts connections (what `/readyz`
+//! checks), `RELOADING=1` and `READY=1` around every reload with its
+//! outcome in `STATUS=`, `WATCHDOG=1` at half the unit's `WatchdogSec`, and
 //! `STOPPING=1` on shutdown; after a binary upgrade the successor sends
-//! `MAINPID=` with its `READY=1` (see `upgrade.rs`). Outside systemd (no `NOTIFY_SOCKET`) all of
-//! this does nothing.
+//! `MAINPID=` with its `READY=1` (see `upgrade.rs`). Outside systemd (no
+//! `NOTIFY_SOCKET`) all of this does nothing.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
 use tracing::warn;
 
-use crate::gateway::Gateway;
-
-/// How often readiness is re-checked until the listeners accept.
-const READY_POLL: Duration = Duration::from_millis(20);
-
-fn enabled() -> bool {
+/// Whether this process runs under systemd's notification protocol.
+pub fn enabled() -> bool {
     std::env::var_os("NOTIFY_SOCKET").is_some()
 }
 
@@ -27,35 +23,32 @@ fn send(states: &[NotifyState<'_>]) {
     }
 }
 
-/// On the control runtime: tell systemd when the gateway is ready, and
-/// keep its watchdog fed.
-pub fn start(gateway: Arc<Gateway>) {
+/// The service is ready; `status` says what it serves. A successor of a
+/// binary upgrade names itself the main process (`MAINPID=`) too.
+pub fn ready(status: &str, successor: bool) {
     if !enabled() {
         return;
     }
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(READY_POLL);
-        while !crate::admin::ready::not_ready(&gateway).is_empty() {
-            tick.tick().await;
-        }
-        let status = format!("serving {}", gateway.snapshot().summary());
-        if crate::upgrade::is_successor() {
-            // Took the listeners over: this process is the service now.
-            let pid = NotifyState::MainPid(std::process::id());
-            send(&[pid, NotifyState::Ready, NotifyState::Status(&status)]);
-        } else {
-            send(&[NotifyState::Ready, NotifyState::Status(&status)]);
-        }
-    });
-    if let Some(period) = sd_notify::watchdog_enabled() {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(period / 2);
-            loop {
-                tick.tick().await;
-                send(&[NotifyState::Watchdog]);
-            }
-        });
+    if successor {
+        let pid = NotifyState::MainPid(std::process::id());
+        send(&[pid, NotifyState::Ready, NotifyState::Status(status)]);
+    } else {
+        send(&[NotifyState::Ready, NotifyState::Status(status)]);
     }
+}
+
+/// How often to feed the watchdog (half the unit's `WatchdogSec`), when
+/// the unit has one.
+pub fn watchdog_period() -> Option<Duration> {
+    enabled()
+        .then(sd_notify::watchdog_enabled)
+        .flatten()
+        .map(|period| period / 2)
+}
+
+/// Feed the watchdog.
+pub fn watchdog() {
+    send(&[NotifyState::Watchdog]);
 }
 
 /// A reload starts.
@@ -84,10 +77,10 @@ pub fn main_pid(pid: u32) {
     }
 }
 
-/// The process is shutting down (not when it drains after handing its
-/// listeners to a successor, which is the service now).
-pub fn stopping() {
-    if enabled() && !crate::upgrade::handed_over() {
+/// The process is shutting down. Not sent by a process that handed its
+/// listeners to a successor (`handed_over`): the successor is the service.
+pub fn stopping(handed_over: bool) {
+    if enabled() && !handed_over {
         send(&[NotifyState::Stopping]);
     }
 }

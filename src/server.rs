@@ -61,7 +61,18 @@ struct ControlPlane {
 impl BackgroundService for ControlPlane {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         self.gateway.start_health_checks();
-        crate::notify::start(self.gateway.clone());
+        if crate::notify::enabled() {
+            tokio::spawn(notify_ready(self.gateway.clone()));
+        }
+        if let Some(period) = crate::notify::watchdog_period() {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(period);
+                loop {
+                    tick.tick().await;
+                    crate::notify::watchdog();
+                }
+            });
+        }
         let mut hangup = match signal(SignalKind::hangup()) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -88,7 +99,7 @@ impl BackgroundService for ControlPlane {
                     info!("access log reopened (SIGUSR1)");
                 }
                 _ = shutdown.changed() => {
-                    crate::notify::stopping();
+                    crate::notify::stopping(crate::upgrade::handed_over());
                     break;
                 }
             }
@@ -111,6 +122,20 @@ impl BackgroundService for ControlPlane {
         info!("no request in flight; exiting");
         finish(&self.gateway)
     }
+}
+
+/// How often readiness is re-checked until the listeners accept.
+const READY_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Tell systemd the gateway is ready once every proxy listener accepts
+/// connections (what `/readyz` checks).
+async fn notify_ready(gateway: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(READY_POLL);
+    while !crate::admin::ready::not_ready(gateway.bound_listeners()).is_empty() {
+        tick.tick().await;
+    }
+    let status = format!("serving {}", gateway.snapshot().summary());
+    crate::notify::ready(&status, crate::upgrade::is_successor());
 }
 
 /// The end of the process after a graceful shutdown: write out the

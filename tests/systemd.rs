@@ -79,6 +79,31 @@ async fn ready_reloading_watchdog_and_stopping_are_notified() {
     assert_eq!(gw.exited().await, Some(0));
 }
 
+/// A reload the file watcher starts is notified like the others: it goes
+/// through the same reload path.
+#[tokio::test]
+async fn a_reload_by_the_file_watcher_is_notified_too() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&socket_path).unwrap();
+    let config = dir.path().join("portcullis.toml");
+    let text = common::watching(&single_route("p", &[backend.addr], "", ""));
+    std::fs::write(&config, &text).unwrap();
+    let _gw =
+        Gateway::start_file_with_env(&config, &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())])
+            .await;
+    let mut log = Vec::new();
+    until(&sock, "READY=1", &mut log).await;
+    // Written elsewhere and renamed into place, as editors do.
+    let edited = dir.path().join("edited.tmp");
+    std::fs::write(&edited, text.replace("path = \"/\"", "path = \"/moved\"")).unwrap();
+    std::fs::rename(&edited, &config).unwrap();
+    until(&sock, "RELOADING=1", &mut log).await;
+    until(&sock, "READY=1", &mut log).await;
+    assert!(log.last().unwrap().contains("(reloaded)"), "{log:?}");
+}
+
 /// The shipped unit with `ExecStart` and friends pointing at the binary
 /// under test.
 fn unit_under_test(dir: &Path) -> std::path::PathBuf {

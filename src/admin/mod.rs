@@ -68,7 +68,7 @@ impl AdminApp {
     }
 
     fn ready(&self) -> Response<Vec<u8>> {
-        let reasons = ready::not_ready(&self.gateway);
+        let reasons = ready::not_ready(self.gateway.bound_listeners());
         let snapshot = self.gateway.snapshot();
         if reasons.is_empty() {
             return reply(

@@ -6,10 +6,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Why the gateway is not ready to serve; empty when it is (`/readyz`,
-/// and systemd's `READY=1`).
-pub fn not_ready(gateway: &crate::gateway::Gateway) -> Vec<String> {
+/// and systemd's `READY=1`). `bound`: every start-up proxy listener's
+/// bound address (empty until the server bound them).
+pub fn not_ready(bound: &[SocketAddr]) -> Vec<String> {
     let mut reasons = Vec::new();
-    let bound = gateway.bound_listeners();
     if bound.is_empty() {
         reasons.push("the proxy listeners are not bound yet".to_string());
     }
