@@ -52,7 +52,7 @@ fn snapshot_build(c: &mut Criterion) {
                 };
                 b.iter(|| {
                     let config = portcullis::config::parse_str(text, "bench.toml").expect("valid");
-                    black_box(Snapshot::build(config, tables).expect("builds"))
+                    black_box(Snapshot::build(config, Default::default(), tables).expect("builds"))
                 })
             },
         );
@@ -68,12 +68,12 @@ fn headers(c: &mut Criterion) {
         .unwrap();
     req.insert_header("user-agent", "bench").unwrap();
     c.bench_function("request_id/keep_client_id", |b| {
-        b.iter(|| black_box(forward::request_id(black_box(&req))))
+        b.iter(|| black_box(portcullis::proxy::request_id::request_id(black_box(&req))))
     });
     let mut fresh = req.clone();
     fresh.remove_header("x-request-id");
     c.bench_function("request_id/generate", |b| {
-        b.iter(|| black_box(forward::request_id(black_box(&fresh))))
+        b.iter(|| black_box(portcullis::proxy::request_id::request_id(black_box(&fresh))))
     });
     c.bench_function("x_forwarded/set", |b| {
         let ip = Some("198.51.100.4".parse().unwrap());
@@ -88,10 +88,10 @@ fn headers(c: &mut Criterion) {
         )
     });
     c.bench_function("request_host", |b| {
-        b.iter(|| black_box(forward::request_host(black_box(&req))))
+        b.iter(|| black_box(portcullis::router::request_host(black_box(&req))))
     });
     c.bench_function("path_rewrite/strip", |b| {
-        let rw = portcullis::snapshot::PathRewrite::Strip;
+        let rw = portcullis::policy::PathRewrite::Strip;
         b.iter(|| black_box(forward::rewritten_path(black_box("/v1/orders/42"), 3, &rw)))
     });
 }

@@ -16,10 +16,11 @@ use pingora_http::RequestHeader;
 use crate::auth::{self, Rejection};
 use crate::config::model::{self, Balance, HashKey, HealthCheckKind, HostPattern, PathMatch};
 use crate::limits::{self, Per, PlannedLimit};
+use crate::policy::{HeaderOps, PathRewrite};
 use crate::proxy::forward;
 use crate::ratelimit::{Limit, Period};
 use crate::router::{strip_port, RouteLookup};
-use crate::snapshot::{HeaderOps, PathRewrite, Snapshot};
+use crate::snapshot::Snapshot;
 
 /// What `explain` found.
 #[derive(Debug)]
@@ -92,7 +93,7 @@ pub fn explain(snapshot: &Snapshot, req: &RequestHeader, now: i64) -> Explanatio
         out.line("canonical", canonical.raw_path().escape_ascii().to_string());
     }
     let req = &canonical;
-    let host = forward::request_host(req);
+    let host = crate::router::request_host(req);
     let path = req.uri.path();
     let method = req.method.as_str();
     out.line(

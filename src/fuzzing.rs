@@ -39,7 +39,7 @@ pub fn config(data: &[u8]) {
 /// Request ids: one accepted from a client is at most 128 visible ASCII
 /// characters (it is echoed in headers and logs).
 pub fn request_id(data: &[u8]) {
-    if crate::proxy::forward::is_well_formed_request_id(data) {
+    if crate::proxy::request_id::is_well_formed_request_id(data) {
         assert!(data.len() <= 128);
         assert!(data.iter().all(|b| b.is_ascii_graphic()));
     }
@@ -577,7 +577,7 @@ async fn http1_decide(data: &[u8]) {
             "HTTP/1.1 without Host"
         );
     }
-    let host = crate::proxy::forward::request_host(&req);
+    let host = crate::router::request_host(&req);
     let path = req.uri.path();
     let router = Router::build(&[
         Route::matching("a".into(), vec![], PathMatch::Prefix("/v1".into()), vec![]),

@@ -15,86 +15,10 @@ use crate::config::model::{self, Config, KeySource, RouteAuth, Timeouts};
 use crate::config::{ConfigError, ConfigErrors};
 use crate::limits::{self, PlannedLimit, RouteLimits};
 use crate::metrics::RouteMetrics;
+use crate::policy::{HeaderOps, PathRewrite, RouteLifecycle, ViaEntries};
 use crate::router::Router;
 use crate::state::Handles;
 use crate::upstream::{self, Pool};
-
-/// `VERSION PSEUDONYM` (RFC 9110 §7.6.3) for each HTTP version a client
-/// speaks, made once per snapshot so a request only clones one.
-#[derive(Debug, Clone)]
-pub struct ViaEntries {
-    /// HTTP/0.9, 1.0, 1.1 and 2, in that order.
-    by_version: [HeaderValue; 4],
-}
-
-impl ViaEntries {
-    const VERSIONS: [&'static str; 4] = ["0.9", "1.0", "1.1", "2"];
-
-    /// `pseudonym` is validated as a token; should that ever be broken the
-    /// entry names the version alone rather than failing the build.
-    fn new(pseudonym: &str) -> ViaEntries {
-        ViaEntries {
-            by_version: Self::VERSIONS.map(|v| {
-                HeaderValue::from_str(&format!("{v} {pseudonym}"))
-                    .unwrap_or(HeaderValue::from_static(v))
-            }),
-        }
-    }
-
-    /// The entry for the client's `version` (as `ClientFacts` names it).
-    pub fn get(&self, version: &str) -> &HeaderValue {
-        let i = Self::VERSIONS
-            .iter()
-            .position(|v| *v == version)
-            .unwrap_or(2);
-        &self.by_version[i]
-    }
-}
-
-/// Header edits with names and values parsed once, at build time.
-#[derive(Debug, Default, Clone)]
-pub struct HeaderOps {
-    pub set: Vec<(HeaderName, HeaderValue)>,
-    pub remove: Vec<HeaderName>,
-}
-
-impl HeaderOps {
-    fn compile(rules: &model::HeaderRules) -> HeaderOps {
-        // Names and values were validated by `config`; anything that still
-        // fails to parse is skipped rather than trusted.
-        HeaderOps {
-            set: rules
-                .set
-                .iter()
-                .filter_map(|(n, v)| {
-                    Some((
-                        HeaderName::from_bytes(n.as_bytes()).ok()?,
-                        HeaderValue::from_str(v).ok()?,
-                    ))
-                })
-                .collect(),
-            remove: rules
-                .remove
-                .iter()
-                .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-                .collect(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.set.is_empty() && self.remove.is_empty()
-    }
-}
-
-/// How the matched path prefix is rewritten before forwarding.
-#[derive(Debug, Clone)]
-pub enum PathRewrite {
-    None,
-    /// Drop the matched prefix.
-    Strip,
-    /// Replace the matched prefix.
-    Replace(String),
-}
 
 /// A route with its pool resolved and its policies compiled.
 #[derive(Debug)]
@@ -112,7 +36,7 @@ pub struct Route {
     /// Request metric handles (long-lived, by route id).
     pub metrics: Arc<RouteMetrics>,
     /// Deprecation and sunset headers; `None` for most routes.
-    pub lifecycle: Option<Box<crate::proxy::lifecycle::RouteLifecycle>>,
+    pub lifecycle: Option<Box<RouteLifecycle>>,
     /// Response caching, when the route caches.
     pub cache: Option<Arc<crate::cache::RouteCaching>>,
     /// Failures after the request was sent that are retried.
@@ -187,10 +111,10 @@ pub struct Snapshot {
     /// invalidations of unsafe methods on every route.
     pub cache: Option<Arc<crate::cache::RouteCaching>>,
     /// Digests of the TLS files the config names, for telling a changed
-    /// certificate from an unchanged one (set by [`crate::reload::prepare`]).
-    pub material: crate::reload::Material,
+    /// certificate from an unchanged one.
+    pub material: crate::material::Material,
     /// Identifies the files this snapshot was prepared from (main file,
-    /// consumer files, TLS files); set by [`crate::reload::prepare`].
+    /// consumer files, TLS files).
     pub fingerprint: u64,
 }
 
@@ -201,7 +125,11 @@ impl Snapshot {
     ///
     /// Validation guarantees every route's pool exists; should that ever be
     /// broken, the build fails instead of misaligning route indices.
-    pub fn build(config: Config, tables: Handles<'_>) -> Result<Snapshot, ConfigErrors> {
+    pub fn build(
+        config: Config,
+        material: crate::material::Material,
+        tables: Handles<'_>,
+    ) -> Result<Snapshot, ConfigErrors> {
         let route_metrics = tables.route_metrics;
         use crate::ratelimit::clock::{Clock, SystemClock};
         let now = SystemClock.now_nanos();
@@ -245,8 +173,7 @@ impl Snapshot {
                     },
                     limits: RouteLimits::build(r),
                     metrics: route_metrics.for_route(&r.id),
-                    lifecycle: crate::proxy::lifecycle::RouteLifecycle::build(&r.lifecycle)
-                        .map(Box::new),
+                    lifecycle: RouteLifecycle::build(&r.lifecycle).map(Box::new),
                     cache: tables.cache.for_route(r, &config.cache),
                     retry_on: r.retry_on.clone(),
                     max_body_size: r.max_body_size,
@@ -282,6 +209,7 @@ impl Snapshot {
         let failed_attempts = config.auth.failed_attempts.map(limits::failed_attempts);
         let cache = routes.iter().find_map(|r| r.cache.clone());
         let via = ViaEntries::new(config.server.via());
+        let fingerprint = crate::material::fingerprint(&config, &material);
         Ok(Snapshot {
             cache,
             config: Arc::new(config),
@@ -294,8 +222,8 @@ impl Snapshot {
             via,
             failed_attempts,
             unmatched_metrics: route_metrics.unmatched(),
-            material: Default::default(),
-            fingerprint: 0,
+            fingerprint,
+            material,
         })
     }
 

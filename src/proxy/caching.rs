@@ -121,7 +121,7 @@ pub fn cache_key(session: &Session, ctx: &RequestCtx) -> Result<CacheKey> {
     Ok(key::cache_key(
         &KeyParts {
             route: &caching.route,
-            host: forward::request_host(req),
+            host: crate::router::request_host(req),
             path: req.uri.path(),
             query: query.as_deref(),
             headers: &req.headers,
@@ -356,7 +356,7 @@ fn invalidate(session: &Session, resp: &ResponseHeader, ctx: &RequestCtx) {
         return;
     };
     let req = session.req_header();
-    let host = forward::request_host(req).to_ascii_lowercase();
+    let host = crate::router::request_host(req).to_ascii_lowercase();
     let mode = ctx
         .cache
         .as_ref()

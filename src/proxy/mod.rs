@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod owned;
 pub mod problem;
 mod record;
+pub mod request_id;
 mod retry;
 pub mod strict;
 pub mod trace;
@@ -113,7 +114,7 @@ impl ProxyHttp for GatewayProxy {
         session.as_downstream_mut().set_pipelining_enabled(true);
         ctx.snapshot = Some(snapshot);
         forward::drop_h2c_upgrade(session.req_header_mut());
-        ctx.request_id = forward::request_id(session.req_header());
+        ctx.request_id = request_id::request_id(session.req_header());
         ctx.client = forward::ClientFacts::of(session);
         ctx.trace = trace::TraceContext::for_request(session.req_header());
         let local = || session.server_addr().and_then(|a| a.as_inet()).copied();
@@ -148,7 +149,7 @@ impl ProxyHttp for GatewayProxy {
         };
         let req = session.req_header();
         let lookup = snapshot.router.find(
-            forward::request_host(req),
+            crate::router::request_host(req),
             req.uri.path(),
             req.method.as_str(),
         );

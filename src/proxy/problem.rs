@@ -155,8 +155,8 @@ impl Problem {
     /// The whole HTTP/1.1 response, for answers written below Pingora's
     /// session (see `guarded/mod.rs`): the connection is closed after it.
     pub fn http1_response(self) -> Bytes {
-        let id = super::forward::new_request_id();
-        let id = super::forward::id_text(&id);
+        let id = super::request_id::new_request_id();
+        let id = super::request_id::id_text(&id);
         let body = self.body(id);
         let status = self.status();
         let mut out = format!("HTTP/1.1 {status} {}\r\n", self.title());
@@ -166,7 +166,7 @@ impl Problem {
         out += &format!(
             "content-length: {}\r\n{}: {id}\r\nconnection: close\r\n\r\n",
             body.len(),
-            super::forward::REQUEST_ID,
+            super::request_id::REQUEST_ID,
         );
         let mut out = out.into_bytes();
         out.extend_from_slice(&body);
@@ -206,7 +206,7 @@ pub async fn respond(
         .iter()
         .filter_map(|(n, v)| Some((*n, http::HeaderValue::from_str(v).ok()?)))
         .collect();
-    let body = problem.body(super::forward::id_text(request_id));
+    let body = problem.body(super::request_id::id_text(request_id));
     write(session, problem.status(), body, request_id, &extra).await
 }
 
@@ -219,7 +219,7 @@ pub async fn respond_detailed(
     request_id: &http::HeaderValue,
     extra: &[(&'static str, http::HeaderValue)],
 ) -> Result<()> {
-    let body = problem.body_with(super::forward::id_text(request_id), detail, limit);
+    let body = problem.body_with(super::request_id::id_text(request_id), detail, limit);
     write(session, problem.status(), body, request_id, extra).await
 }
 
@@ -236,7 +236,7 @@ async fn write(
     }
     resp.insert_header("content-length", body.len().to_string())?;
     if !request_id.is_empty() {
-        resp.insert_header(super::forward::REQUEST_ID, request_id.clone())?;
+        resp.insert_header(super::request_id::REQUEST_ID, request_id.clone())?;
     }
     for (name, value) in extra {
         resp.append_header(*name, value.clone())?;
@@ -254,7 +254,7 @@ pub async fn redirect_to_https(
     request_id: &http::HeaderValue,
 ) -> Result<()> {
     let req = session.req_header();
-    let host = crate::router::strip_port(super::forward::request_host(req));
+    let host = crate::router::strip_port(crate::router::request_host(req));
     if host.is_empty() {
         return respond(session, Problem::BadRequest, request_id, &[]).await;
     }
@@ -267,7 +267,7 @@ pub async fn redirect_to_https(
     let mut resp = ResponseHeader::build(308, Some(4))?;
     resp.insert_header("location", location)?;
     resp.insert_header("content-length", "0")?;
-    resp.insert_header(super::forward::REQUEST_ID, request_id.clone())?;
+    resp.insert_header(super::request_id::REQUEST_ID, request_id.clone())?;
     session.write_response_header(Box::new(resp), true).await?;
     Ok(())
 }

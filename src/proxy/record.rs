@@ -7,7 +7,7 @@ use pingora_error::Error;
 use pingora_proxy::Session;
 
 use super::ctx::Decisions;
-use super::{forward, RequestCtx};
+use super::RequestCtx;
 use crate::accesslog::Entry;
 use crate::gateway::Gateway;
 use crate::upstream::Outcome;
@@ -54,13 +54,13 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
     let trace_id = ctx.trace.trace_id_hex();
     let upstream = ctx.backend().map(|b| b.address);
     let entry = Entry {
-        request_id: forward::id_text(&ctx.request_id),
+        request_id: super::request_id::id_text(&ctx.request_id),
         client: session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip()),
         method: req.method.as_str(),
-        host: forward::request_host(req),
+        host: crate::router::request_host(req),
         path: req.uri.path(),
         protocol: match req.version {
             http::Version::HTTP_2 => "HTTP/2",

@@ -21,7 +21,7 @@ use crate::config::model::{self, Config};
 use crate::snapshot::Snapshot;
 
 use super::fields::{self, FieldChange};
-use super::Material;
+use crate::material::Material;
 
 /// Items added, removed and changed, each list sorted; for each changed
 /// item, the fields that changed with their old and new values.
@@ -151,10 +151,10 @@ impl ConfigDiff {
             &old.pools,
             &new.pools,
             |k| k.clone(),
-            |a, b| a == b && files_same(&super::pool_files(b)),
+            |a, b| a == b && files_same(&crate::material::pool_files(b)),
             |a, b| {
                 let mut detail = fields::between(a, b, &["backends"]);
-                for path in super::pool_files(b) {
+                for path in crate::material::pool_files(b) {
                     if old_files.get(path) != new_files.get(path) {
                         detail.push(file_change(path));
                     }
@@ -220,7 +220,7 @@ impl ConfigDiff {
                 .find(|o| o.address == l.address)
                 .and_then(|o| o.tls.as_ref());
             if let Some(before) = before {
-                if before != tls || !files_same(&super::listener_files(tls)) {
+                if before != tls || !files_same(&crate::material::listener_files(tls)) {
                     certificates.push(l.address.to_string());
                 }
             }

@@ -21,19 +21,12 @@ pub mod fields;
 pub mod restart;
 pub mod watch;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::{self, ConfigError, ConfigErrors};
 use crate::snapshot::Snapshot;
 use crate::state::Handles;
 use crate::tls::CertStore;
-
-/// SHA-256 of the content of every TLS file a config names (certificates,
-/// keys, CA bundles), by path: two configs that name the same files can
-/// still differ in what the files hold. A file that cannot be read has no
-/// entry (prepare has already failed on it).
-pub type Material = BTreeMap<PathBuf, [u8; 32]>;
 
 /// A config ready to commit.
 pub struct Prepared {
@@ -132,13 +125,9 @@ pub fn prepare(
         }
         None => Vec::new(),
     };
-    let material = material(&config);
-    let snapshot = match Snapshot::build(config, tables) {
-        Ok(mut s) => {
-            s.fingerprint = fingerprint(&s.config, &material);
-            s.material = material;
-            Some(s)
-        }
+    let material = crate::material::read(&config);
+    let snapshot = match Snapshot::build(config, material, tables) {
+        Ok(s) => Some(s),
         Err(e) => {
             errors.extend(e.0);
             None
@@ -160,72 +149,4 @@ pub fn prepare(
             Err(ConfigErrors(errors))
         }
     }
-}
-
-/// Every TLS file `config` names: listener certificates, keys and client
-/// CAs; pool CA bundles, client certificates and keys.
-pub fn tls_files(config: &config::Config) -> Vec<&Path> {
-    let listeners = config.listeners.iter().filter_map(|l| l.tls.as_ref());
-    listeners
-        .flat_map(listener_files)
-        .chain(config.pools.values().flat_map(pool_files))
-        .collect()
-}
-
-/// The TLS files of one listener: certificates, keys, client CA.
-pub(crate) fn listener_files(tls: &config::model::ListenerTls) -> Vec<&Path> {
-    let mut files: Vec<&Path> = tls
-        .certificates
-        .iter()
-        .flat_map(|c| [c.cert.as_path(), c.key.as_path()])
-        .collect();
-    if let Some(auth) = &tls.client_auth {
-        files.push(&auth.ca_file.path);
-    }
-    files
-}
-
-/// The TLS files of one pool: CA bundle, client certificate and key.
-pub(crate) fn pool_files(pool: &config::model::Pool) -> Vec<&Path> {
-    let Some(tls) = &pool.tls else {
-        return Vec::new();
-    };
-    let mut files = Vec::new();
-    if let Some(ca) = &tls.ca_file {
-        files.push(ca.path.as_path());
-    }
-    if let Some((cert, key)) = &tls.client_cert {
-        files.push(cert.path.as_path());
-        files.push(key.path.as_path());
-    }
-    files
-}
-
-/// A hash of the files a config was read from: the main file and the
-/// consumer files (their digest, taken when they were read) and the TLS
-/// files (by their digests).
-fn fingerprint(config: &config::Config, material: &Material) -> u64 {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    ctx.update(&config.source_digest.0);
-    for (file, digest) in material {
-        ctx.update(file.to_string_lossy().as_bytes());
-        ctx.update(digest);
-    }
-    let digest = ctx.finish();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest.as_ref()[..8]);
-    u64::from_be_bytes(first)
-}
-
-fn material(config: &config::Config) -> Material {
-    tls_files(config)
-        .into_iter()
-        .filter_map(|path| {
-            let bytes = std::fs::read(path).ok()?;
-            let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
-            let mut out = [0u8; 32];
-            out.copy_from_slice(digest.as_ref());
-            Some((path.to_path_buf(), out))
-        })
-        .collect()
 }

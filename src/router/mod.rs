@@ -372,6 +372,15 @@ fn host_key<'b>(host: &str, buf: &'b mut [u8; MAX_HOST_LEN]) -> Option<&'b [u8]>
     Some(key)
 }
 
+/// The host the client asked for: `Host`, or the URI authority (HTTP/2).
+pub fn request_host(req: &pingora_http::RequestHeader) -> &str {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("")
+}
+
 /// `host` without its `:port`. An IPv6 literal keeps its brackets
 /// (`[::1]:8080` → `[::1]`); a bare IPv6 address (several colons, no
 /// brackets; not valid in a Host header) is left whole.

@@ -1,0 +1,68 @@
+//! The request id: the client's `X-Request-Id` when well formed, else a
+//! new random one; sent upstream, echoed to the client, named in problem
+//! bodies and the access log.
+
+use http::HeaderValue;
+use pingora_http::RequestHeader;
+
+pub const REQUEST_ID: &str = "x-request-id";
+/// Longest client-supplied request id kept as is.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A client's request id is kept when it is 1..=128 characters of
+/// `[A-Za-z0-9._:-]`; anything else is replaced, so ids are safe to log.
+pub fn is_well_formed_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// A new request id: 128 random bits in hex, from the thread's CSPRNG
+/// (ChaCha, seeded and periodically reseeded by the OS): unguessable and
+/// unique without a syscall per request. Written on the stack; the header
+/// value is the only allocation.
+pub fn new_request_id() -> HeaderValue {
+    let mut hex = [0u8; 32];
+    super::trace::write_hex(&mut hex, &rand::random::<[u8; 16]>());
+    HeaderValue::from_bytes(&hex).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// The request id to use: the client's when well formed (shared, not
+/// copied), else a new one.
+pub fn request_id(req: &RequestHeader) -> HeaderValue {
+    match req.headers.get(REQUEST_ID) {
+        Some(v) if is_well_formed_request_id(v.as_bytes()) => v.clone(),
+        _ => new_request_id(),
+    }
+}
+
+/// The id as text (ids are ASCII by construction).
+pub fn id_text(id: &HeaderValue) -> &str {
+    id.to_str().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_validated() {
+        assert!(is_well_formed_request_id(b"abc-123_x.y:z"));
+        assert!(!is_well_formed_request_id(b""));
+        assert!(!is_well_formed_request_id(b"has space"));
+        assert!(!is_well_formed_request_id(b"new\nline"));
+        assert!(!is_well_formed_request_id(&[b'a'; 129]));
+    }
+
+    #[test]
+    fn generated_ids_are_unique_and_well_formed() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(is_well_formed_request_id(a.as_bytes()));
+        assert!(id_text(&a).bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+}
