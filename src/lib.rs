@@ -14,6 +14,11 @@
 //! - [`limits`]: usage plans: which rate limits and quotas apply to a request.
 //! - [`ratelimit`]: the engine: GCRA buckets, calendar quotas, the bounded
 //!   counter store behind the `LimitStore` interface, RateLimit fields.
+//! - [`material`]: the TLS files a config names and digests of what they
+//!   hold, and the fingerprint of everything a config was read from.
+//! - [`policy`]: route policy compiled once per load, below the snapshot:
+//!   header edits, path rewrites, `Via` entries, the version lifecycle.
+//!   New per-route policies (CORS, IP rules, traffic splits) go here.
 //! - [`snapshot`]: one config's runtime view (router, pools, route policies,
 //!   consumers).
 //! - [`tls`]: TLS termination: SNI certificate stores behind `ArcSwap`,
@@ -38,7 +43,13 @@
 //! - [`server`]: assembles the Pingora server and its services.
 //! - [`demo`]: sample backends for `portcullis demo`.
 //! - [`explain`]: `portcullis explain`, what the gateway would do with a request.
+//! - [`notify`]: systemd notifications, a leaf taking plain values.
 //! - [`cli`], [`logging`]: the thin binary layer.
+//!
+//! Layers point down only: config → material, policy, tls → snapshot →
+//! proxy, admin, reload → gateway → server → cli. `tests/structure.rs`
+//! (`python3 scripts/circles.py src`) fails on any import circle between
+//! files.
 
 pub mod accesslog;
 pub mod admin;
