@@ -289,22 +289,7 @@ fn diff(old: &std::path::Path, new: &std::path::Path, json: bool) -> ExitCode {
         }
     };
     let d = crate::reload::diff::ConfigDiff::between(&old_p.snapshot, &new_p.snapshot);
-    if json {
-        match serde_json::to_string_pretty(&d) {
-            Ok(text) => println!("{text}"),
-            Err(e) => {
-                eprintln!("portcullis: cannot write the changes as JSON: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    } else {
-        println!("{d}");
-    }
-    if d.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    print_diff(&d, json)
 }
 
 /// `diff --against-running FILE`: the running gateway prepares its own
@@ -332,7 +317,12 @@ fn against_running_diff(
             return ExitCode::from(2);
         }
     };
-    let d = &answer.changes;
+    print_diff(&answer.changes, json)
+}
+
+/// Print `d` as text or JSON; exit 0 when it is empty, 1 when not, 2 when
+/// it cannot be written.
+fn print_diff(d: &crate::reload::diff::ConfigDiff, json: bool) -> ExitCode {
     if json {
         match serde_json::to_string_pretty(d) {
             Ok(text) => println!("{text}"),
