@@ -1009,3 +1009,77 @@ async fn the_gateways_own_answers_on_a_caching_route_carry_cache_status() {
         "portcullis; fwd=miss; detail=only-if-cached"
     );
 }
+
+/// The series of routes, pools and backends a scrape exports, without
+/// their values.
+fn labelled_series(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.contains("route=") || l.contains("pool=") || l.contains("backend="))
+        .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series.to_string()))
+        .collect()
+}
+
+/// Preparing a config changes nothing: a reload that fails late (on a
+/// listener's certificate, after the routes were built) leaves no store,
+/// no series and no object behind; the same change without the error
+/// applies it all at once.
+#[tokio::test]
+async fn a_rejected_reload_leaves_no_trace_in_the_cache_or_the_metrics() {
+    let o = Origin::start().await;
+    o.set("/k", 200, &[("cache-control", "max-age=600")], "K");
+    let gw = gateway(&o, "", "", "").await;
+    let first = get(&gw, "/k", &[]).await;
+    assert!(get(&gw, "/k", &[]).await.cache_status.contains("hit"));
+    let before = labelled_series(&gw.metrics_text().await);
+    assert!(
+        before.iter().any(|s| s.starts_with("portcullis_cache_requests_total{") && s.contains("route=\"c\"")),
+        "{before:?}"
+    );
+
+    let config = std::fs::read_to_string(&gw.config_path).unwrap();
+    let grown = config.replace("max_size = \"1MiB\"", "max_size = \"2MiB\"")
+        + "[pools.q]\nbackends = [\"127.0.0.1:9\"]\n\n[[routes]]\nid = \"fresh\"\npath = \"/fresh\"\npool = \"q\"\n[routes.cache]\n";
+    // Files that exist but hold no PEM: found by loading the TLS
+    // material, which happens beside building the snapshot.
+    let empty = gw.config_path.with_file_name("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let broken = format!(
+        "{grown}\n[[listeners]]\naddress = \"127.0.0.1:0\"\n[[listeners.tls.certificates]]\ncert = \"{0}\"\nkey = \"{0}\"\n",
+        empty.display()
+    );
+    gw.write_config(&broken);
+    let (status, body) = gw.reload().await;
+    assert_eq!(status, 422, "{body}");
+
+    let after = labelled_series(&gw.metrics_text().await);
+    assert_eq!(
+        before.difference(&after).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "no series left"
+    );
+    assert_eq!(
+        after.difference(&before).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "no series came from the rejected config"
+    );
+    let kept = get(&gw, "/k", &[]).await;
+    assert!(kept.cache_status.contains("hit"), "{kept:?}");
+    assert_eq!(kept.body, first.body, "the store was not replaced");
+
+    // The same change, valid: the new size empties the store at commit,
+    // and the new route's series appear.
+    gw.write_config(&grown);
+    let (status, body) = gw.reload().await;
+    assert_eq!(status, 200, "{body}");
+    let refetched = get(&gw, "/k", &[]).await;
+    assert!(refetched.body.starts_with("K #2"), "{refetched:?}");
+    let applied = labelled_series(&gw.metrics_text().await);
+    assert!(
+        applied
+            .iter()
+            .any(|s| s.starts_with("portcullis_cache_requests_total{")
+                && s.contains("route=\"fresh\"")),
+        "{applied:?}"
+    );
+}

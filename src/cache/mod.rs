@@ -17,7 +17,7 @@ pub mod status;
 pub mod store;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
@@ -38,7 +38,11 @@ pub const LOCK_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct RouteCaching {
     pub settings: RouteCache,
     pub route: Arc<str>,
-    pub store: &'static MokaStore,
+    /// `[cache] max_size` of the route's config: the capacity of its store.
+    max_size: u64,
+    /// Set when the route's snapshot commits ([`CacheTable::adopt`]): a
+    /// config that is only prepared makes no store.
+    store: OnceLock<&'static MokaStore>,
     pub lock: &'static CacheKeyLockImpl,
     /// The route's key comes in `Authorization: Bearer`: that header is the
     /// gateway's credential, never seen by the backend.
@@ -48,7 +52,8 @@ pub struct RouteCaching {
     /// The query parameter that carries the route's API key: never part
     /// of the key (nor kept in the store).
     pub key_param: Option<Box<str>>,
-    results: [IntCounter; 6],
+    /// Its series, exported from commit on.
+    results: OnceLock<[IntCounter; 6]>,
     families: CacheFamilies,
 }
 
@@ -63,9 +68,19 @@ impl std::fmt::Debug for RouteCaching {
 }
 
 impl RouteCaching {
+    /// The store of the route's snapshot; `None` until it commits.
+    pub fn store(&self) -> Option<&'static MokaStore> {
+        self.store.get().copied()
+    }
+
+    fn results(&self) -> &[IntCounter; 6] {
+        self.results
+            .get_or_init(|| self.families.for_route(&self.route))
+    }
+
     pub fn count(&self, result: CacheResult) {
         // `results` is in `CacheResult::ALL` order, the declaration order.
-        self.results[result as usize].inc();
+        self.results()[result as usize].inc();
     }
 
     pub fn lock_waited(&self) {
@@ -74,7 +89,10 @@ impl RouteCaching {
 
     /// Invalidation after an unsafe method; how many objects went.
     pub fn invalidate(&self, purge: Purge<'_>) -> usize {
-        let n = self.store.purge_objects(purge);
+        let Some(store) = self.store() else {
+            return 0;
+        };
+        let n = store.purge_objects(purge);
         self.families.purged(PurgeReason::Invalidation, n);
         n
     }
@@ -89,11 +107,11 @@ struct Current {
 }
 
 /// The long-lived cache state: one store (replaced only when `[cache]
-/// max_size` changes), one lock table, the metric families.
+/// max_size` changes), one lock table, the metric families. Building a
+/// snapshot's [`RouteCaching`] changes none of it; [`CacheTable::adopt`]
+/// is the only change.
 pub struct CacheTable {
     current: Mutex<Current>,
-    /// A store made for a snapshot that was prepared but not committed yet.
-    pending: Mutex<Option<&'static MokaStore>>,
     lock: &'static CacheLock,
     families: CacheFamilies,
 }
@@ -118,7 +136,6 @@ impl CacheTable {
                 store,
                 routes: HashMap::new(),
             }),
-            pending: Mutex::new(None),
             lock: leak(CacheLock::new(LOCK_AGE_TIMEOUT)),
             families,
         }
@@ -131,28 +148,6 @@ impl CacheTable {
             Ok(f) => CacheTable::new(f),
             // The families' names and help are fixed; this cannot fail.
             Err(e) => panic!("cache metric families: {e}"),
-        }
-    }
-
-    /// The store a config with this `max_size` uses: the current one if it
-    /// has that size, else a new one (made once per prepared size).
-    fn store_for(&self, max_size: u64) -> &'static MokaStore {
-        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if current.store.capacity() == max_size {
-            return current.store;
-        }
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        match *pending {
-            Some(s) if s.capacity() == max_size => s,
-            _ => {
-                let s = leak(MokaStore::new(
-                    max_size,
-                    usize::MAX,
-                    self.families.evictions.clone(),
-                ));
-                *pending = Some(s);
-                s
-            }
         }
     }
 
@@ -176,29 +171,38 @@ impl CacheTable {
         Some(Arc::new(RouteCaching {
             settings: cache.clone(),
             route: Arc::from(route.id.as_str()),
-            store: self.store_for(settings.max_size),
+            max_size: settings.max_size,
+            store: OnceLock::new(),
             lock: self.lock,
             key_in_authorization,
             per_consumer: per_consumer && !cache.shared,
             key_param,
-            results: self.families.for_route(&route.id),
+            results: OnceLock::new(),
             families: self.families.clone(),
         }))
     }
 
-    /// A snapshot is now serving: switch to its store (emptying the old
-    /// one) and drop the objects of routes whose cache settings changed or
-    /// that no longer cache, with their metric series.
+    /// A snapshot is now serving: give its routes their store (a new one,
+    /// emptying the old, when `max_size` changed) and their series, and
+    /// drop the objects of routes whose cache settings changed or that no
+    /// longer cache, with their metric series.
     pub fn adopt<'a>(&self, routes: impl Iterator<Item = &'a Arc<RouteCaching>>) {
         let routes: Vec<&Arc<RouteCaching>> = routes.collect();
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(new) = routes.first().map(|r| r.store) {
-            if !std::ptr::eq(new, current.store) {
+        if let Some(max_size) = routes.first().map(|r| r.max_size) {
+            if current.store.capacity() != max_size {
                 current.store.clear();
-                current.store = new;
+                current.store = leak(MokaStore::new(
+                    max_size,
+                    usize::MAX,
+                    self.families.evictions.clone(),
+                ));
                 current.routes.clear();
-                *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = None;
             }
+        }
+        for route in &routes {
+            let _ = route.store.set(current.store);
+            route.results();
         }
         let next: HashMap<String, RouteCache> = routes
             .iter()

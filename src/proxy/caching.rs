@@ -68,6 +68,10 @@ pub fn enable(session: &mut Session, ctx: &mut RequestCtx) {
         not_modified: None,
         outcome: None,
     });
+    // Set when the snapshot committed, before it served.
+    let Some(store) = caching.store() else {
+        return;
+    };
     if !cacheable_method || upgrade {
         return;
     }
@@ -75,13 +79,9 @@ pub fn enable(session: &mut Session, ctx: &mut RequestCtx) {
     overrides.wait_timeout = Some(LOCK_WAIT_TIMEOUT);
     overrides.max_lock_retries = Some(3);
     // Called once per request (enabling twice panics in pingora-cache).
-    session.cache.enable(
-        caching.store,
-        None,
-        None,
-        Some(caching.lock),
-        Some(overrides),
-    );
+    session
+        .cache
+        .enable(store, None, None, Some(caching.lock), Some(overrides));
 }
 
 /// `cache_key_callback`: see [`crate::cache::key`].
