@@ -40,16 +40,6 @@ pub struct Gateway {
     restart_required: Mutex<Vec<&'static str>>,
 }
 
-/// Warn about each pool of `snapshot` that `which` selects and whose
-/// backends' certificates are not verified (`verify = false`).
-fn warn_unverified(snapshot: &Snapshot, which: impl Fn(&str) -> bool) {
-    for (name, pool) in &snapshot.pools {
-        if which(name) && pool.tls.as_ref().is_some_and(|t| !t.verify) {
-            warn!(pool = %name, "TLS certificate verification to this pool's backends is OFF (verify = false)");
-        }
-    }
-}
-
 /// What a start-up listener asks of every request it accepts.
 #[derive(Debug, Clone)]
 pub struct ListenerPolicy {
@@ -111,21 +101,8 @@ impl Gateway {
         state
             .metrics
             .restart_required(&reload::restart::REASONS, &[]);
-        state.backends.adopt(prepared.snapshot.pools.values());
+        reload::commit::adopt(&state, &prepared.snapshot, |_| true);
         state.metrics.config_loaded(prepared.snapshot.fingerprint);
-        state.route_metrics.adopt(route_methods(&prepared.snapshot));
-        adopt_usage(&state, &prepared.snapshot);
-        zero_route_refusals(&state.metrics, &prepared.snapshot);
-        state.cache.adopt(
-            prepared
-                .snapshot
-                .routes
-                .iter()
-                .filter_map(|r| r.cache.as_ref()),
-        );
-        warn_unverified(&prepared.snapshot, |_| true);
-        redact_key_params(&prepared.snapshot.config);
-        warn_config(&prepared.snapshot.config);
         Ok(Arc::new(Gateway {
             snapshot: ArcSwap::from_pointee(prepared.snapshot),
             state,
@@ -385,20 +362,11 @@ impl Gateway {
         let reload::Prepared {
             snapshot, certs, ..
         } = prepared;
-        warn_unverified(&snapshot, |name| {
+        reload::commit::adopt(&self.state, &snapshot, |name| {
             diff.pools.added.iter().any(|p| p == name)
                 || diff.pools.changed.iter().any(|p| p == name)
         });
-        self.state.backends.adopt(snapshot.pools.values());
-        self.state.route_metrics.adopt(route_methods(&snapshot));
-        adopt_usage(&self.state, &snapshot);
-        zero_route_refusals(&self.state.metrics, &snapshot);
-        self.state
-            .cache
-            .adopt(snapshot.routes.iter().filter_map(|r| r.cache.as_ref()));
         let config = snapshot.config.clone();
-        redact_key_params(&config);
-        warn_config(&config);
         self.snapshot.store(Arc::new(snapshot));
         self.state.swap_certificates(&config, certs);
         self.state.health.sync(&self.snapshot.load().pools, true)
@@ -467,73 +435,5 @@ impl Gateway {
             access_log_dropped: self.state.access_log.dropped(),
             backends,
         })
-    }
-}
-
-/// The usage table keeps the consumers and routes of `snapshot`.
-/// Each route's metric handles with the methods it answers.
-fn route_methods(
-    snapshot: &Snapshot,
-) -> impl Iterator<Item = (&Arc<crate::metrics::RouteMetrics>, &[String])> {
-    snapshot
-        .routes
-        .iter()
-        .zip(&snapshot.config.routes)
-        .map(|(r, c)| (&r.metrics, c.methods.as_slice()))
-}
-
-/// Export the refusal counters of every route of `snapshot` at zero (and
-/// drop those of routes that left).
-fn zero_route_refusals(metrics: &Metrics, snapshot: &Snapshot) {
-    let config = &snapshot.config;
-    let damping = config.auth.failed_attempts.is_some();
-    metrics.route_refusals(config.routes.iter().map(|r| {
-        let auth: &[&'static str] = if r.auth == crate::config::model::RouteAuth::None {
-            &[]
-        } else {
-            &crate::auth::Rejection::REASONS
-        };
-        (
-            r.id.as_str(),
-            auth,
-            crate::limits::refusal_labels(r, &config.consumers, damping),
-        )
-    }));
-}
-
-fn adopt_usage(state: &LongLived, snapshot: &Snapshot) {
-    let routes: std::collections::HashSet<&str> =
-        snapshot.routes.iter().map(|r| r.id.as_str()).collect();
-    state.usage.adopt(
-        snapshot
-            .consumers
-            .consumers
-            .iter()
-            .map(|c| (&c.id, c.usage.usage())),
-        &routes,
-    );
-}
-
-/// The process log redacts the query parameters `config`'s routes read
-/// API keys from (see `logging.rs`).
-fn redact_key_params(config: &crate::config::model::Config) {
-    use crate::config::model::{KeySource, RouteAuth};
-    let mut names: Vec<String> = config
-        .routes
-        .iter()
-        .filter_map(|r| match &r.auth {
-            RouteAuth::ApiKey(KeySource::Query(name)) => Some(name.clone()),
-            _ => None,
-        })
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    crate::logging::redact_query_params(names);
-}
-
-/// Log what `check` warns about (valid, probably not meant).
-fn warn_config(config: &crate::config::model::Config) {
-    for w in crate::config::warnings::warnings(config) {
-        warn!(warning = %w, "config warning");
     }
 }

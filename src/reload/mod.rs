@@ -8,14 +8,17 @@
 //!    [`Snapshot`]. It only *reads* the long-lived state (to give unchanged
 //!    backends their live health and in-flight counts). Any failure is a
 //!    list of [`ConfigErrors`], each naming file, line, column and item.
-//! 2. **Commit** ([`crate::gateway::Gateway`]) hands the long-lived state
-//!    to the new snapshot, swaps it in, then the certificates, restarts the
-//!    health probes of changed pools and reopens the access log.
+//! 2. **Commit** ([`commit::adopt`]) hands the long-lived state to the new
+//!    snapshot; [`crate::gateway::Gateway`] then swaps it in, then the
+//!    certificates, restarts the health probes of changed pools and
+//!    reopens the access log. Start-up commits its first snapshot the same
+//!    way.
 //!
 //! What changed between two prepared configs is a [`diff::ConfigDiff`]:
 //! semantic (moving a line changes nothing), and it tells what needs a
 //! restart.
 
+pub mod commit;
 pub mod diff;
 pub mod fields;
 pub mod restart;

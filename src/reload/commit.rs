@@ -1,0 +1,107 @@
+//! Commit, the second step of a reload: hand the long-lived state to a
+//! prepared snapshot. The first snapshot at start-up goes through the same
+//! step; swapping the snapshot in is the caller's
+//! ([`crate::gateway::Gateway`]).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tracing::warn;
+
+use crate::config::model::{Config, KeySource, RouteAuth};
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::snapshot::Snapshot;
+use crate::state::LongLived;
+
+/// Make `state` serve `snapshot`: the backend table takes its backends
+/// (keeping the state of unchanged ones), the metric, usage and cache
+/// tables their routes and consumers (series of what left are dropped,
+/// series of what came are exported at zero), the process log its key
+/// parameters to redact. Warns about what `check` warns about, and about
+/// each pool `new_pool` selects that does not verify its backends.
+pub fn adopt(state: &LongLived, snapshot: &Snapshot, new_pool: impl Fn(&str) -> bool) {
+    warn_unverified(snapshot, new_pool);
+    state.backends.adopt(snapshot.pools.values());
+    state.route_metrics.adopt(route_methods(snapshot));
+    adopt_usage(state, snapshot);
+    zero_route_refusals(&state.metrics, snapshot);
+    state
+        .cache
+        .adopt(snapshot.routes.iter().filter_map(|r| r.cache.as_ref()));
+    redact_key_params(&snapshot.config);
+    warn_config(&snapshot.config);
+}
+
+/// Warn about each pool of `snapshot` that `which` selects and whose
+/// backends' certificates are not verified (`verify = false`).
+fn warn_unverified(snapshot: &Snapshot, which: impl Fn(&str) -> bool) {
+    for (name, pool) in &snapshot.pools {
+        if which(name) && pool.tls.as_ref().is_some_and(|t| !t.verify) {
+            warn!(pool = %name, "TLS certificate verification to this pool's backends is OFF (verify = false)");
+        }
+    }
+}
+
+/// Each route's metric handles with the methods it answers.
+fn route_methods(snapshot: &Snapshot) -> impl Iterator<Item = (&Arc<RouteMetrics>, &[String])> {
+    snapshot
+        .routes
+        .iter()
+        .zip(&snapshot.config.routes)
+        .map(|(r, c)| (&r.metrics, c.methods.as_slice()))
+}
+
+/// Export the refusal counters of every route of `snapshot` at zero (and
+/// drop those of routes that left).
+fn zero_route_refusals(metrics: &Metrics, snapshot: &Snapshot) {
+    let config = &snapshot.config;
+    let damping = config.auth.failed_attempts.is_some();
+    metrics.route_refusals(config.routes.iter().map(|r| {
+        let auth: &[&'static str] = if r.auth == RouteAuth::None {
+            &[]
+        } else {
+            &crate::auth::Rejection::REASONS
+        };
+        (
+            r.id.as_str(),
+            auth,
+            crate::limits::refusal_labels(r, &config.consumers, damping),
+        )
+    }));
+}
+
+/// The usage table keeps the consumers and routes of `snapshot`.
+fn adopt_usage(state: &LongLived, snapshot: &Snapshot) {
+    let routes: HashSet<&str> = snapshot.routes.iter().map(|r| r.id.as_str()).collect();
+    state.usage.adopt(
+        snapshot
+            .consumers
+            .consumers
+            .iter()
+            .map(|c| (&c.id, c.usage.usage())),
+        &routes,
+    );
+}
+
+/// The process log redacts the query parameters `config`'s routes read
+/// API keys from (see `logging.rs`).
+fn redact_key_params(config: &Config) {
+    let mut names: Vec<String> = config
+        .routes
+        .iter()
+        .filter_map(|r| match &r.auth {
+            RouteAuth::ApiKey(KeySource::Query(name)) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    crate::logging::redact_query_params(names);
+}
+
+/// Log what `check` warns about (valid, probably not meant).
+fn warn_config(config: &Config) {
+    for w in crate::config::warnings::warnings(config) {
+        warn!(warning = %w, "config warning");
+    }
+}
