@@ -68,12 +68,12 @@ fn headers(c: &mut Criterion) {
         .unwrap();
     req.insert_header("user-agent", "bench").unwrap();
     c.bench_function("request_id/keep_client_id", |b| {
-        b.iter(|| black_box(portcullis::proxy::request_id::request_id(black_box(&req))))
+        b.iter(|| black_box(portcullis::request_id::request_id(black_box(&req))))
     });
     let mut fresh = req.clone();
     fresh.remove_header("x-request-id");
     c.bench_function("request_id/generate", |b| {
-        b.iter(|| black_box(portcullis::proxy::request_id::request_id(black_box(&fresh))))
+        b.iter(|| black_box(portcullis::request_id::request_id(black_box(&fresh))))
     });
     c.bench_function("x_forwarded/set", |b| {
         let ip = Some("198.51.100.4".parse().unwrap());

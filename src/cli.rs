@@ -85,6 +85,9 @@ pub enum Command {
         /// A request header, `Name: value` (repeatable).
         #[arg(short = 'H', long = "header")]
         headers: Vec<String>,
+        /// The client's address, for per-client-IP limits.
+        #[arg(long, default_value = "127.0.0.1")]
+        client_ip: std::net::IpAddr,
     },
     /// Run the gateway on the bundled demo config, with its sample backends
     /// started in the same process.
@@ -149,7 +152,8 @@ pub fn main() -> ExitCode {
             method,
             url,
             headers,
-        } => explain(&config, &method, &url, &headers),
+            client_ip,
+        } => explain(&config, &method, &url, &headers, client_ip),
         Command::Run { config } => run(config, false),
         Command::Demo { config } => run(config, true),
         Command::Keys(KeysCommand::New { consumer }) => keys_new(&consumer),
@@ -217,22 +221,6 @@ fn keys_hash() -> ExitCode {
 }
 
 /// Prepare `file` as a reload would, with no live state.
-fn prepare(file: &std::path::Path) -> Result<crate::reload::Prepared, config::ConfigErrors> {
-    let (backends, route_metrics, usage, cache) = (
-        crate::upstream::StateTable::default(),
-        crate::metrics::RouteMetricsTable::detached(),
-        crate::usage::UsageTable::default(),
-        crate::cache::CacheTable::detached(),
-    );
-    let tables = crate::state::Handles {
-        backends: &backends,
-        route_metrics: &route_metrics,
-        usage: &usage,
-        cache: &cache,
-    };
-    crate::reload::prepare(file, tables, None)
-}
-
 fn print_errors(file: &std::path::Path, errors: &config::ConfigErrors) {
     for e in &errors.0 {
         eprintln!("{e}");
@@ -246,7 +234,7 @@ fn check(mut files: Vec<PathBuf>) -> ExitCode {
     }
     let mut ok = true;
     for file in files {
-        match prepare(&file) {
+        match crate::reload::prepare_detached(&file) {
             Ok(prepared) => {
                 for cert in prepared.certs.iter().flatten().flat_map(|s| &s.certs) {
                     if let Some(days) = cert.expires_within(CERT_EXPIRY_WARNING_DAYS) {
@@ -276,7 +264,10 @@ fn check(mut files: Vec<PathBuf>) -> ExitCode {
 }
 
 fn diff(old: &std::path::Path, new: &std::path::Path, json: bool) -> ExitCode {
-    let (old_p, new_p) = (prepare(old), prepare(new));
+    let (old_p, new_p) = (
+        crate::reload::prepare_detached(old),
+        crate::reload::prepare_detached(new),
+    );
     let (old_p, new_p) = match (old_p, new_p) {
         (Ok(a), Ok(b)) => (a, b),
         (a, b) => {
@@ -341,8 +332,14 @@ fn print_diff(d: &crate::reload::diff::ConfigDiff, json: bool) -> ExitCode {
     }
 }
 
-fn explain(file: &std::path::Path, method: &str, url: &str, headers: &[String]) -> ExitCode {
-    let prepared = match prepare(file) {
+fn explain(
+    file: &std::path::Path,
+    method: &str,
+    url: &str,
+    headers: &[String],
+    client_ip: std::net::IpAddr,
+) -> ExitCode {
+    let prepared = match crate::reload::prepare_detached(file) {
         Ok(p) => p,
         Err(errors) => {
             print_errors(file, &errors);
@@ -356,10 +353,27 @@ fn explain(file: &std::path::Path, method: &str, url: &str, headers: &[String]) 
             return ExitCode::from(2);
         }
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let explained = crate::explain::explain(&prepared.snapshot, &req, now);
+    let arrival = crate::decide::Arrival {
+        ip: Some(client_ip),
+        tls: url.starts_with("https://"),
+        redirect_https: None,
+    };
+    let now = crate::ratelimit::clock::Clock::now_nanos(&crate::ratelimit::clock::SystemClock);
+    // Counters of its own, fresh: the request as the first of its kind.
+    let store = crate::ratelimit::LocalStore::new(1024);
+    let explained = match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(rt) => rt.block_on(crate::explain::explain(
+            &prepared.snapshot,
+            &req,
+            &arrival,
+            now,
+            &store,
+        )),
+        Err(e) => {
+            eprintln!("portcullis: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     print!("{}", explained.text);
     match explained.refused {
         None => ExitCode::SUCCESS,

@@ -1,8 +1,8 @@
 //! `portcullis explain`: what the gateway would do with one request, from
 //! a prepared config, without sending anything.
 //!
-//! It runs the same router, key lookup and limit planning as the proxy and
-//! prints, one fact a line: the route and why it matched (host tier, path
+//! It takes the proxy's own decision ([`crate::decide`]) and prints, one
+//! fact a line: the route and why it matched (host tier, path
 //! match, methods), the pool and its balancing, timeouts, authentication
 //! (and, when the request carries a key, whose it is — by prefix, never the
 //! key), the rate limits and quotas that apply, header rules, and the
@@ -15,11 +15,13 @@ use pingora_http::RequestHeader;
 
 use crate::auth::{self, Rejection};
 use crate::config::model::{self, Balance, HashKey, HealthCheckKind, HostPattern, PathMatch};
+use crate::decide::{self, Arrival, Decision, Refusal, Verdict};
 use crate::limits::{self, Per, PlannedLimit};
 use crate::policy::{HeaderOps, PathRewrite};
+use crate::problem::Problem;
 use crate::proxy::forward;
-use crate::ratelimit::{Limit, Period};
-use crate::router::{strip_port, RouteLookup};
+use crate::ratelimit::{Limit, LimitStore, Period};
+use crate::router::strip_port;
 use crate::snapshot::Snapshot;
 
 /// What `explain` found.
@@ -27,9 +29,11 @@ use crate::snapshot::Snapshot;
 pub struct Explanation {
     /// The report, one fact a line.
     pub text: String,
-    /// The status the gateway would answer itself with (404, 405, 401,
-    /// 403, 503), or `None` when the request would be forwarded.
+    /// The status the gateway would answer itself with, or `None` when
+    /// the request would be forwarded.
     pub refused: Option<u16>,
+    /// The limit a 429 names.
+    pub limit: Option<std::sync::Arc<str>>,
 }
 
 /// Why a request could not be explained (it is not a request).
@@ -45,7 +49,8 @@ pub enum BadRequest {
 
 /// Build the request `METHOD URL` with `headers` (`Name: value`). The URL
 /// is absolute (`http://host/path?q`: the host becomes `Host` unless a
-/// header sets it) or a path.
+/// header sets it) or a path (without a `Host` header: an HTTP/1.0
+/// request, which matches only routes that list no hosts).
 pub fn request(method: &str, url: &str, headers: &[String]) -> Result<RequestHeader, BadRequest> {
     let method = http::Method::from_bytes(method.as_bytes())
         .map_err(|_| BadRequest::Method(method.to_string()))?;
@@ -67,72 +72,92 @@ pub fn request(method: &str, url: &str, headers: &[String]) -> Result<RequestHea
         req.append_header(name, value)
             .map_err(|_| BadRequest::Header(h.clone()))?;
     }
-    if let Some(authority) = uri.authority() {
-        if !req.headers.contains_key(http::header::HOST) {
-            let host = http::HeaderValue::from_str(authority.as_str())
-                .map_err(|_| BadRequest::Url(url.to_string()))?;
-            req.insert_header(http::header::HOST, host)
-                .map_err(|_| BadRequest::Url(url.to_string()))?;
+    if !req.headers.contains_key(http::header::HOST) {
+        match uri.authority() {
+            Some(authority) => {
+                let host = http::HeaderValue::from_str(authority.as_str())
+                    .map_err(|_| BadRequest::Url(url.to_string()))?;
+                req.insert_header(http::header::HOST, host)
+                    .map_err(|_| BadRequest::Url(url.to_string()))?;
+            }
+            // A path and no Host: as an HTTP/1.0 client sends it (HTTP/1.1
+            // needs a Host, and would get 400).
+            None => req.set_version(http::Version::HTTP_10),
         }
     }
     Ok(req)
 }
 
-/// Explain what `snapshot` would do with `req` at `now` (Unix seconds).
-pub fn explain(snapshot: &Snapshot, req: &RequestHeader, now: i64) -> Explanation {
+/// Explain what `snapshot` would do with `req`, arriving as `arrival`, at
+/// `now` (Unix nanoseconds): the proxy's own decision
+/// ([`crate::decide::decide`]), taken against `store` (never the running
+/// gateway's counters), then printed.
+pub async fn explain(
+    snapshot: &Snapshot,
+    req: &RequestHeader,
+    arrival: &Arrival,
+    now: u64,
+    store: &dyn LimitStore,
+) -> Explanation {
     let mut out = Lines::default();
-    // The proxy decides on the canonical target; so does this.
-    let mut canonical = req.clone();
-    if let Err(why) =
-        crate::target::canonicalize(&mut canonical, false, &snapshot.config.server.client.paths)
-    {
-        out.line("answer", format!("400 Bad Request: {why}"));
-        return out.done(Some(400));
-    }
-    if canonical.uri != req.uri {
-        out.line("canonical", canonical.raw_path().escape_ascii().to_string());
-    }
-    let req = &canonical;
+    let mut head = req.clone();
+    let decision = decide::decide(snapshot, &mut head, arrival, now, store).await;
+    let refusal = decision.refusal();
+    let Some(index) = decision.route else {
+        return match refusal {
+            Some(r) if !matches!(r.problem, Problem::NotFound | Problem::MethodNotAllowed) => {
+                // Refused on its head: nothing was routed.
+                out.answer(r);
+                out.done(&decision)
+            }
+            _ => {
+                request_lines(&mut out, req, &head);
+                match refusal {
+                    Some(r) if r.problem == Problem::MethodNotAllowed => out.line(
+                        "answer",
+                        format!(
+                            "405 Method Not Allowed: routes match host and path but accept only {}",
+                            r.headers
+                                .iter()
+                                .find(|(n, _)| *n == "allow")
+                                .map_or("", |(_, v)| v.to_str().unwrap_or(""))
+                        ),
+                    ),
+                    Some(_) => out.line(
+                        "answer",
+                        "404 Not Found: no route matches this host and path",
+                    ),
+                    None => {
+                        if let Verdict::RedirectHttps(port) = decision.verdict {
+                            out.line(
+                                "answer",
+                                format!("308 Permanent Redirect to https on port {port}"),
+                            );
+                        }
+                    }
+                }
+                out.done(&decision)
+            }
+        };
+    };
+    request_lines(&mut out, req, &head);
+    let req = &head;
     let host = crate::router::request_host(req);
     let path = req.uri.path();
     let method = req.method.as_str();
-    out.line(
-        "request",
-        format!(
-            "{method} {path} (host {})",
-            if host.is_empty() { "none" } else { host }
-        ),
-    );
-    let (index, prefix_len) = match snapshot.router.find(host, path, method) {
-        RouteLookup::Found { route, prefix_len } => (route, prefix_len),
-        RouteLookup::MethodNotAllowed { allowed } => {
-            out.line(
-                "answer",
-                format!(
-                    "405 Method Not Allowed: routes match host and path but accept only {}",
-                    allowed.join(", ")
-                ),
-            );
-            return out.done(Some(405));
-        }
-        RouteLookup::NotFound => {
-            out.line(
-                "answer",
-                "404 Not Found: no route matches this host and path",
-            );
-            return out.done(Some(404));
-        }
-    };
     let (Some(route), Some(model)) = (
         snapshot.routes.get(index),
         snapshot.config.routes.get(index),
     ) else {
         out.line("answer", "500: the route table is inconsistent");
-        return out.done(Some(500));
+        return out.done(&decision);
     };
     out.line("route", &route.id);
     out.line("  host", host_reason(model, host));
-    out.line("  path", path_reason(&model.path, path, prefix_len));
+    out.line(
+        "  path",
+        path_reason(&model.path, path, decision.prefix_len),
+    );
     out.line(
         "  methods",
         if model.methods.is_empty() {
@@ -146,60 +171,57 @@ pub fn explain(snapshot: &Snapshot, req: &RequestHeader, now: i64) -> Explanatio
     }
     explain_pool(&mut out, route);
 
-    // Authentication, then limits: as the proxy checks them.
-    let mut consumer = None;
-    let mut refused = None;
+    // Authentication, then limits: as the decision took them.
+    let consumer = decision
+        .consumer
+        .and_then(|i| snapshot.consumers.consumers.get(i as usize));
+    let valid = consumer.filter(|_| decision.auth_failure.is_none());
     match &route.auth {
         None => out.line("auth", "none (the route is open)"),
         Some(a) => {
             out.line("auth", format!("api_key, {}", key_place(&a.source)));
-            let key = auth::presented_key(req, &a.source);
-            match auth::authenticate(&snapshot.consumers, key.as_deref(), index, &req.method, now) {
-                Ok(who) => {
-                    out.line(
-                        "  key",
-                        format!(
-                            "valid: consumer {:?}, key {} (the key is removed; the backend gets {}: {})",
-                            &*who.consumer.id,
-                            who.key.prefix,
-                            snapshot.consumer_header,
-                            &*who.consumer.id
-                        ),
-                    );
-                    consumer = Some(who.consumer);
-                }
-                Err(auth::Refused {
-                    rejection: Rejection::Missing,
-                    ..
-                }) => {
-                    out.line(
-                        "  key",
-                        "none presented: the gateway answers 401 (add the key with -H to see its consumer)",
-                    );
-                    refused = Some(401);
-                }
-                Err(auth::Refused { rejection: r, .. }) => {
-                    out.line(
-                        "  key",
-                        format!(
-                            "refused ({}): the gateway answers {}",
-                            r.reason(),
-                            r.status()
-                        ),
-                    );
-                    refused = Some(r.status());
-                }
+            match (decision.auth_failure, valid) {
+                _ if decision.denied_by == Some("failed-attempts") => out.line(
+                    "  key",
+                    "not looked at: too many failed key attempts from this address",
+                ),
+                (None, Some(c)) => out.line(
+                    "  key",
+                    format!(
+                        "valid: consumer {:?}, key {} (the key is removed; the backend gets {}: {})",
+                        &*c.id,
+                        decision.key_prefix.as_deref().unwrap_or(""),
+                        snapshot.consumer_header,
+                        &*c.id
+                    ),
+                ),
+                (Some(reason), _) if reason == Rejection::Missing.reason() => out.line(
+                    "  key",
+                    "none presented (add the key with -H to see its consumer)",
+                ),
+                (Some(reason), _) => out.line(
+                    "  key",
+                    format!(
+                        "refused ({reason}){}",
+                        consumer.map_or(String::new(), |c| format!(
+                            ": consumer {:?}, key {}",
+                            &*c.id,
+                            decision.key_prefix.as_deref().unwrap_or("")
+                        ))
+                    ),
+                ),
+                (None, None) => {}
             }
         }
     }
-    let plan = limits::plan(&route.limits, index, consumer, None);
+    let plan = limits::plan(&route.limits, index, valid, arrival.ip);
     if plan.limits.is_empty() {
         out.line("limits", "none");
     }
     for (i, l) in plan.limits.iter().enumerate() {
         out.line(if i == 0 { "limits" } else { "" }, limit_text(l));
     }
-    if route.auth.is_some() && consumer.is_none() {
+    if route.auth.is_some() && valid.is_none() {
         out.line(
             "",
             "(the consumer's own limits and quotas apply once a valid key is given)",
@@ -215,10 +237,21 @@ pub fn explain(snapshot: &Snapshot, req: &RequestHeader, now: i64) -> Explanatio
             format!("failed key attempts per client IP: {}", bucket_of(f)),
         );
     }
+    if let Some(max) = route.max_body_size {
+        out.line("max body size", format!("{max} bytes"));
+    }
+    if let Some(lifecycle) = route.lifecycle.as_deref() {
+        let headers: Vec<String> = lifecycle
+            .headers()
+            .iter()
+            .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap_or("")))
+            .collect();
+        out.line("lifecycle", headers.join("; "));
+    }
     headers_line(&mut out, "request headers", &route.request_headers);
     headers_line(&mut out, "response headers", &route.response_headers);
 
-    let upstream_path = forward::rewritten_path(path, prefix_len, &route.rewrite)
+    let upstream_path = forward::rewritten_path(path, decision.prefix_len, &route.rewrite)
         .unwrap_or_else(|| path.to_string());
     let mut shown = req.clone();
     if let Some(a) = &route.auth {
@@ -237,11 +270,42 @@ pub fn explain(snapshot: &Snapshot, req: &RequestHeader, now: i64) -> Explanatio
             rewrite_note(&route.rewrite)
         ),
     );
-    let now = crate::ratelimit::clock::Clock::now_nanos(&crate::ratelimit::clock::SystemClock);
-    if !route.pool.any_usable(now) && route.pool.fallback().is_none() {
-        refused = refused.or(Some(503));
+    // The pool's own refusal comes later, in `upstream_peer`.
+    let unusable =
+        refusal.is_none() && !route.pool.any_usable(now) && route.pool.fallback().is_none();
+    match refusal {
+        Some(r) => out.answer(r),
+        None if unusable => out.line(
+            "answer",
+            format!(
+                "503 Service Unavailable: no backend of pool {} is usable",
+                route.pool.config.name
+            ),
+        ),
+        None => {}
     }
-    out.done(refused)
+    let mut explained = out.done(&decision);
+    if unusable {
+        explained.refused = Some(503);
+    }
+    explained
+}
+
+/// The canonical target, when it differs, and the request line.
+fn request_lines(out: &mut Lines, req: &RequestHeader, head: &RequestHeader) {
+    if head.uri != req.uri {
+        out.line("canonical", head.raw_path().escape_ascii().to_string());
+    }
+    let host = crate::router::request_host(head);
+    out.line(
+        "request",
+        format!(
+            "{} {} (host {})",
+            head.method.as_str(),
+            head.uri.path(),
+            if host.is_empty() { "none" } else { host }
+        ),
+    );
 }
 
 #[derive(Default)]
@@ -252,10 +316,18 @@ impl Lines {
         let _ = writeln!(self.0, "{label:<18}{}", text.as_ref());
     }
 
-    fn done(self, refused: Option<u16>) -> Explanation {
+    /// The gateway's own answer: status, title and detail.
+    fn answer(&mut self, refusal: &Refusal) {
+        let p = refusal.problem;
+        let detail = refusal.detail.as_deref().unwrap_or(p.detail());
+        self.line("answer", format!("{} {}: {detail}", p.status(), p.title()));
+    }
+
+    fn done(self, decision: &Decision) -> Explanation {
         Explanation {
             text: self.0,
-            refused,
+            refused: decision.refusal().map(Refusal::status),
+            limit: decision.refusal().and_then(|r| r.limit.clone()),
         }
     }
 }

@@ -39,7 +39,7 @@ pub fn config(data: &[u8]) {
 /// Request ids: one accepted from a client is at most 128 visible ASCII
 /// characters (it is echoed in headers and logs).
 pub fn request_id(data: &[u8]) {
-    if crate::proxy::request_id::is_well_formed_request_id(data) {
+    if crate::request_id::is_well_formed_request_id(data) {
         assert!(data.len() <= 128);
         assert!(data.iter().all(|b| b.is_ascii_graphic()));
     }
@@ -531,12 +531,12 @@ async fn http1_decide(data: &[u8]) {
     }
     let limits = ClientLimits::default();
     let mut req = session.req_header().clone();
-    if let Err(refusal) = crate::proxy::strict::check(&req, &limits) {
+    if let Err(refusal) = crate::decide::head::check(&req, &limits) {
         let status = refusal.problem().0.status();
         assert!(matches!(status, 400 | 414 | 431 | 501), "{refusal:?}");
         return;
     }
-    crate::proxy::strict::normalize_content_length(&mut req);
+    crate::decide::head::normalize_content_length(&mut req);
     if crate::target::canonicalize(&mut req, false, &PathRules::default()).is_err() {
         return; // 400
     }

@@ -397,13 +397,15 @@ async fn request_metrics_survive_reloads_and_leave_with_their_route() {
         assert!(value_of(&text, m) > 0.0, "{m} in {text}");
     }
     // CPU time in fractional seconds (the crate's collector counted whole
-    // seconds: a fresh gateway read 0), never more than the kernel's
-    // account read right after the scrape (one 10 ms tick of slack).
+    // seconds: a fresh gateway read 0), of the order of the kernel's
+    // account read right after the scrape. That one is sampled in 10 ms
+    // ticks per thread, so it can trail the exact figure by a few ticks:
+    // the bound is loose, but a figure in the wrong unit fails it.
     let cpu = value_of(&text, "portcullis_process_cpu_seconds_total");
     let kernel = proc_cpu_seconds(gw.pid());
     assert!(cpu > 0.0 && cpu.fract() != 0.0, "{cpu} in {text}");
     assert!(
-        cpu <= kernel + 0.011,
+        cpu <= kernel * 1.5 + 0.05,
         "exported {cpu} s, /proc says {kernel} s"
     );
     let (ok, report) = common::promtool(&text);

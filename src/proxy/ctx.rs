@@ -146,6 +146,20 @@ impl RequestCtx {
         }
     }
 
+    /// Keep what the decision learned (route, consumer, key prefix, why
+    /// refused, rate-limit headers, body limit); its verdict.
+    pub fn take(&mut self, decision: crate::decide::Decision) -> crate::decide::Verdict {
+        self.route = decision.route;
+        self.prefix_len = decision.prefix_len;
+        self.consumer = decision.consumer;
+        self.key_prefix = decision.key_prefix;
+        self.auth_failure = decision.auth_failure;
+        self.denied_by = decision.denied_by;
+        self.rate_limit_headers = decision.rate_limit_headers;
+        self.body_limit = decision.body_limit.map(|max| (max, 0));
+        decision.verdict
+    }
+
     /// The matched route, if any.
     pub fn route(&self) -> Option<&Route> {
         Some(&self.snapshot.as_ref()?.routes[self.route?])

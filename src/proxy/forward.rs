@@ -9,7 +9,7 @@ use pingora_proxy::Session;
 use crate::config::model::HashKey;
 use crate::policy::{HeaderOps, PathRewrite};
 
-pub use super::request_id::REQUEST_ID;
+pub use crate::request_id::REQUEST_ID;
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
 pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
@@ -113,18 +113,6 @@ fn add_via(upstream: &mut RequestHeader, entry: &HeaderValue) -> Result<()> {
     }
     value.extend_from_slice(entry.as_bytes());
     upstream.insert_header(http::header::VIA, value)
-}
-
-/// Whether the request already passed through the gateway named
-/// `pseudonym`: one of its `Via` entries was received by it.
-pub fn has_looped(req: &RequestHeader, pseudonym: &str) -> bool {
-    req.headers
-        .get_all(http::header::VIA)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|entry| entry.split_whitespace().nth(1))
-        .any(|by| by.eq_ignore_ascii_case(pseudonym))
 }
 
 /// Whether [`shape`] may change the header `name` (lower case): then a
@@ -428,6 +416,7 @@ mod tests {
         let mut first = RequestHeader::build("GET", b"/x", None).unwrap();
         add_via(&mut first, &entry).unwrap();
         assert_eq!(first.headers["via"], "2 portcullis-a");
+        use crate::decide::head::has_looped;
         assert!(has_looped(&req, "portcullis-a"));
         assert!(has_looped(&req, "FRED"));
         assert!(!has_looped(&req, "portcullis-b"));

@@ -2,20 +2,16 @@
 //! handing off to the module that owns the concern. Read top to bottom, it is
 //! the life of a request.
 
-mod access;
 mod admission;
 mod caching;
 mod client;
 mod ctx;
 pub mod errors;
 pub mod forward;
-pub mod lifecycle;
 pub mod owned;
 pub mod problem;
 mod record;
-pub mod request_id;
 mod retry;
-pub mod strict;
 pub mod trace;
 
 use std::sync::Arc;
@@ -29,9 +25,9 @@ use pingora_error::{Error, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::decide::{self, Arrival, Verdict};
 use crate::gateway::Gateway;
 use crate::metrics::{FailureReason, RetryReason};
-use crate::router::RouteLookup;
 use crate::upstream::InflightGuard;
 pub use ctx::RequestCtx;
 use problem::Problem;
@@ -114,7 +110,7 @@ impl ProxyHttp for GatewayProxy {
         session.as_downstream_mut().set_pipelining_enabled(true);
         ctx.snapshot = Some(snapshot);
         forward::drop_h2c_upgrade(session.req_header_mut());
-        ctx.request_id = request_id::request_id(session.req_header());
+        ctx.request_id = crate::request_id::request_id(session.req_header());
         ctx.client = forward::ClientFacts::of(session);
         ctx.trace = trace::TraceContext::for_request(session.req_header());
         let local = || session.server_addr().and_then(|a| a.as_inet()).copied();
@@ -125,64 +121,50 @@ impl ProxyHttp for GatewayProxy {
         Ok(())
     }
 
-    /// Route the request and admit it. Answers itself (returns `Ok(true)`)
-    /// with 400/414/431/501 when the request head breaks the rules or the
-    /// `[server.client]` limits (see `proxy/strict.rs`), 413 when the body
-    /// is declared over the route's `max_body_size`, 404/405 when no route
-    /// fits, 401/403/429 when the key, its scope
-    /// or a limit refuses it (see `proxy/access.rs`), 410 when the route's
-    /// sunset has passed and it is `gone`. (A pool that cannot take the
-    /// request answers from `upstream_peer`, after the cache had its say.)
+    /// Decide what happens to the request (see [`crate::decide`]: the
+    /// head's rules, the redirect to HTTPS, the route, the key, its scope
+    /// and the limits, the declared body size, the route's sunset) and
+    /// answer it here when the gateway answers itself (returns `Ok(true)`).
+    /// A pool that cannot take the request answers from `upstream_peer`,
+    /// after the cache had its say.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        if client::refused_head(session, ctx).await? {
-            return Ok(true);
-        }
-        if let Some(port) = ctx.redirect_https {
-            problem::redirect_to_https(session, port, &ctx.request_id).await?;
-            return Ok(true);
-        }
         let Some(snapshot) = ctx.snapshot.clone() else {
             return Err(Error::explain(
                 pingora_error::ErrorType::InternalError,
                 "no config snapshot pinned by early_request_filter",
             ));
         };
-        let req = session.req_header();
-        let lookup = snapshot.router.find(
-            crate::router::request_host(req),
-            req.uri.path(),
-            req.method.as_str(),
-        );
-        match lookup {
-            RouteLookup::Found { route, prefix_len } => {
-                ctx.route = Some(route);
-                ctx.prefix_len = prefix_len;
+        let arrival = Arrival {
+            ip: ctx.client.ip,
+            tls: ctx.client.tls,
+            redirect_https: ctx.redirect_https,
+        };
+        let decision = decide::decide(
+            &snapshot,
+            session.req_header_mut(),
+            &arrival,
+            self.gateway.clock().now_nanos(),
+            self.gateway.limit_store(),
+        )
+        .await;
+        match ctx.take(decision) {
+            Verdict::Forward => {
+                let route = route_index(ctx)?;
+                ctx.deadline = snapshot.routes[route]
+                    .timeouts
+                    .total
+                    .map(|t| ctx.started + t);
+                Ok(false)
             }
-            RouteLookup::MethodNotAllowed { allowed } => {
-                let allow = vec![("allow", allowed.join(", "))];
-                problem::respond(session, Problem::MethodNotAllowed, &ctx.request_id, &allow)
-                    .await?;
-                return Ok(true);
+            Verdict::RedirectHttps(port) => {
+                problem::redirect_to_https(session, port, &ctx.request_id).await?;
+                Ok(true)
             }
-            RouteLookup::NotFound => {
-                problem::respond(session, Problem::NotFound, &ctx.request_id, &[]).await?;
-                return Ok(true);
+            Verdict::Refuse(refusal) => {
+                problem::refuse(session, &refusal, &ctx.request_id).await?;
+                Ok(true)
             }
         }
-        let index = route_index(ctx)?;
-        if !access::admit(&self.gateway, session, ctx, &snapshot, index).await? {
-            return Ok(true);
-        }
-        let route = &snapshot.routes[index];
-        if client::refused_body(session, ctx, route.max_body_size).await? {
-            return Ok(true);
-        }
-        let now = || self.gateway.clock().now_nanos();
-        if lifecycle::answered_gone(session, route, now, &ctx.request_id).await? {
-            return Ok(true);
-        }
-        ctx.deadline = route.timeouts.total.map(|t| ctx.started + t);
-        Ok(false)
     }
 
     /// On a caching route, turn the cache on for `GET` and `HEAD`; runs

@@ -7,11 +7,9 @@
 //! (WSGI, PHP-FPM, Rack) read `X_Consumer_Id` as `HTTP_X_CONSUMER_ID`, the
 //! same variable as `X-Consumer-Id`.
 //!
-//! Header names holding `_` are dropped from the request before anything
-//! reads it, refused with 400, or allowed (`[server.client]
-//! headers_with_underscores`, as nginx's `underscores_in_headers` and
-//! Envoy's `headers_with_underscores_action`); allowed ones still never
-//! stand in for a header the gateway owns or sets.
+//! Header names holding `_` are dropped, refused or allowed before
+//! anything reads them (`crate::decide::head::underscores`); allowed ones
+//! still never stand in for a header the gateway owns or sets.
 //!
 //! `X-Forwarded-For` is not owned: the client's chain is kept and the
 //! client's address appended. A later issue adds trusted proxies whose
@@ -19,8 +17,6 @@
 
 use http::HeaderName;
 use pingora_http::RequestHeader;
-
-pub use crate::config::model::Underscores;
 
 /// Owned whatever the config says: removed from every client request.
 /// A `match` on the name, which compiles to a switch on its length.
@@ -73,10 +69,6 @@ fn dashed<'a>(name: &'a str, buf: &'a mut [u8; 64]) -> Option<&'a str> {
     std::str::from_utf8(out).ok()
 }
 
-fn has_underscore(name: &HeaderName) -> bool {
-    name.as_str().as_bytes().contains(&b'_')
-}
-
 /// Remove the client's copies of owned headers, and underscore spellings
 /// of the headers the gateway sets, from the request to be forwarded.
 /// One pass over the names; nothing is allocated unless one is found.
@@ -99,30 +91,6 @@ pub fn strip(req: &mut RequestHeader, configured: &[HeaderName]) {
     for name in &found {
         req.remove_header(name);
     }
-}
-
-/// Apply `[server.client] headers_with_underscores` to the client's
-/// request, before anything reads it. `Err(name)` when it is refused.
-pub fn underscores(req: &mut RequestHeader, policy: Underscores) -> Result<(), HeaderName> {
-    if policy == Underscores::Allow {
-        return Ok(());
-    }
-    let Some(first) = req.headers.keys().find(|n| has_underscore(n)) else {
-        return Ok(());
-    };
-    if policy == Underscores::Reject {
-        return Err(first.clone());
-    }
-    let found: Vec<HeaderName> = req
-        .headers
-        .keys()
-        .filter(|n| has_underscore(n))
-        .cloned()
-        .collect();
-    for name in &found {
-        req.remove_header(name);
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -163,23 +131,5 @@ mod tests {
         let mut left: Vec<&str> = r.headers.keys().map(|n| n.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["accept", "x-forwarded-for", "x_custom"]);
-    }
-
-    #[test]
-    fn underscore_names_are_dropped_refused_or_allowed() {
-        let mut r = request(&["x_a", "x-b", "x_c"]);
-        assert_eq!(underscores(&mut r, Underscores::Drop), Ok(()));
-        assert_eq!(
-            r.headers.keys().map(|n| n.as_str()).collect::<Vec<_>>(),
-            ["x-b"]
-        );
-        let mut r = request(&["x-b", "x_a"]);
-        assert_eq!(
-            underscores(&mut r, Underscores::Reject),
-            Err(HeaderName::from_static("x_a"))
-        );
-        let mut r = request(&["x_a"]);
-        assert_eq!(underscores(&mut r, Underscores::Allow), Ok(()));
-        assert!(r.headers.contains_key("x_a"));
     }
 }

@@ -1,199 +1,15 @@
-//! Error responses as `application/problem+json` (RFC 9457).
-//!
-//! Bodies name the status and a short, fixed explanation; never a backend
-//! address, pool name or internal error text.
+//! Writing the gateway's own answers to the client: a [`Problem`] as the
+//! whole response, and the redirect to HTTPS.
 
 use bytes::Bytes;
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
-/// One kind of problem the gateway answers with itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Problem {
-    NotFound,
-    MethodNotAllowed,
-    BadRequest,
-    /// The request head (header_timeout) or the next piece of the body
-    /// (body_timeout) did not arrive in time.
-    RequestTimeout,
-    /// No API key where the route reads it.
-    KeyRequired,
-    /// An unknown, expired, not yet valid or disabled key: which of these is
-    /// not told, so keys cannot be probed.
-    KeyInvalid,
-    /// A valid key out of its consumer's scope.
-    Forbidden,
-    /// A rate limit or quota was hit.
-    TooManyRequests,
-    /// Too many failed key attempts from this address.
-    TooManyFailedAttempts,
-    NoHealthyBackend,
-    /// The request target is longer than `max_uri_length`.
-    UriTooLong,
-    /// The request head is over `max_header_size` or `max_headers`.
-    HeadersTooLarge,
-    /// The request body is over the route's `max_body_size`.
-    PayloadTooLarge,
-    /// A transfer coding the gateway does not implement.
-    NotImplemented,
-    /// The pool's circuit breaker is open: failing fast.
-    CircuitOpen,
-    /// `max_in_flight` requests are already in flight to the pool.
-    PoolSaturated,
-    /// The route's sunset has passed (`sunset_action = "gone"`).
-    Gone,
-    BadGateway,
-    GatewayTimeout,
-    /// The request already passed through this gateway (its `Via`).
-    LoopDetected,
-    Internal,
-}
-
-impl Problem {
-    pub fn status(self) -> u16 {
-        match self {
-            Problem::NotFound => 404,
-            Problem::MethodNotAllowed => 405,
-            Problem::BadRequest => 400,
-            Problem::RequestTimeout => 408,
-            Problem::UriTooLong => 414,
-            Problem::HeadersTooLarge => 431,
-            Problem::PayloadTooLarge => 413,
-            Problem::NotImplemented => 501,
-            Problem::KeyRequired | Problem::KeyInvalid => 401,
-            Problem::Forbidden => 403,
-            Problem::TooManyRequests | Problem::TooManyFailedAttempts => 429,
-            Problem::NoHealthyBackend | Problem::CircuitOpen | Problem::PoolSaturated => 503,
-            Problem::Gone => 410,
-            Problem::BadGateway => 502,
-            Problem::GatewayTimeout => 504,
-            Problem::LoopDetected => 508,
-            Problem::Internal => 500,
-        }
-    }
-
-    fn title(self) -> &'static str {
-        match self {
-            Problem::NotFound => "Not Found",
-            Problem::MethodNotAllowed => "Method Not Allowed",
-            Problem::BadRequest => "Bad Request",
-            Problem::RequestTimeout => "Request Timeout",
-            Problem::UriTooLong => "URI Too Long",
-            Problem::HeadersTooLarge => "Request Header Fields Too Large",
-            Problem::PayloadTooLarge => "Content Too Large",
-            Problem::NotImplemented => "Not Implemented",
-            Problem::KeyRequired | Problem::KeyInvalid => "Unauthorized",
-            Problem::Forbidden => "Forbidden",
-            Problem::TooManyRequests | Problem::TooManyFailedAttempts => "Too Many Requests",
-            Problem::NoHealthyBackend | Problem::CircuitOpen | Problem::PoolSaturated => {
-                "Service Unavailable"
-            }
-            Problem::Gone => "Gone",
-            Problem::BadGateway => "Bad Gateway",
-            Problem::GatewayTimeout => "Gateway Timeout",
-            Problem::LoopDetected => "Loop Detected",
-            Problem::Internal => "Internal Server Error",
-        }
-    }
-
-    fn detail(self) -> &'static str {
-        match self {
-            Problem::NotFound => "No route matches this request.",
-            Problem::MethodNotAllowed => "The route does not accept this method.",
-            Problem::BadRequest => "The request could not be understood.",
-            Problem::RequestTimeout => "The request was not received in time.",
-            Problem::UriTooLong => "The request target is too long.",
-            Problem::HeadersTooLarge => "The request line and headers are too large.",
-            Problem::PayloadTooLarge => "The request body is larger than this API accepts.",
-            Problem::NotImplemented => "The request uses a feature the gateway does not implement.",
-            Problem::KeyRequired => "An API key is required.",
-            Problem::KeyInvalid => "The API key is not valid.",
-            Problem::Forbidden => "The API key does not allow this request.",
-            Problem::TooManyRequests => "Too many requests.",
-            Problem::TooManyFailedAttempts => {
-                "Too many requests with invalid API keys from this address."
-            }
-            Problem::NoHealthyBackend => "No healthy upstream server is available.",
-            Problem::CircuitOpen => {
-                "The upstream service is failing; requests are refused until it recovers (see Retry-After)."
-            }
-            Problem::PoolSaturated => {
-                "The upstream service has too many requests in flight; try again shortly."
-            }
-            Problem::Gone => "This API has been retired; see the Sunset and Link headers.",
-            Problem::BadGateway => "The upstream server could not be reached or failed.",
-            Problem::GatewayTimeout => "The upstream server did not answer in time.",
-            Problem::LoopDetected => "The request has already passed through this gateway: a pool leads back to it.",
-            Problem::Internal => "The gateway failed to process the request.",
-        }
-    }
-
-    /// The JSON body. `request_id` is echoed so a client can quote it.
-    pub fn body(self, request_id: &str) -> Bytes {
-        self.body_with(request_id, None, None)
-    }
-
-    /// The JSON body with `detail` in place of the fixed one, and the name
-    /// of the `limit` that was hit (429s).
-    pub fn body_with(self, request_id: &str, detail: Option<&str>, limit: Option<&str>) -> Bytes {
-        let mut body = serde_json::json!({
-            "type": "about:blank",
-            "title": self.title(),
-            "status": self.status(),
-            "detail": detail.unwrap_or(self.detail()),
-            "request_id": request_id,
-        });
-        if let Some(limit) = limit {
-            body["limit"] = limit.into();
-        }
-        Bytes::from(body.to_string())
-    }
-}
-
-impl Problem {
-    /// The whole HTTP/1.1 response, for answers written below Pingora's
-    /// session (see `guarded/mod.rs`): the connection is closed after it.
-    pub fn http1_response(self) -> Bytes {
-        let id = super::request_id::new_request_id();
-        let id = super::request_id::id_text(&id);
-        let body = self.body(id);
-        let status = self.status();
-        let mut out = format!("HTTP/1.1 {status} {}\r\n", self.title());
-        for (name, value) in FIXED_HEADERS {
-            out += &format!("{name}: {value}\r\n");
-        }
-        out += &format!(
-            "content-length: {}\r\n{}: {id}\r\nconnection: close\r\n\r\n",
-            body.len(),
-            super::request_id::REQUEST_ID,
-        );
-        let mut out = out.into_bytes();
-        out.extend_from_slice(&body);
-        Bytes::from(out)
-    }
-
-    /// The problem for a status Pingora answers with itself before any
-    /// hook runs (a request head its parser refused, `CONNECT`).
-    pub fn for_pingora_status(status: u16) -> Option<Problem> {
-        Some(match status {
-            400 => Problem::BadRequest,
-            405 => Problem::MethodNotAllowed,
-            408 => Problem::RequestTimeout,
-            414 => Problem::UriTooLong,
-            431 => Problem::HeadersTooLarge,
-            501 => Problem::NotImplemented,
-            500 => Problem::Internal,
-            _ => return None,
-        })
-    }
-}
-
-/// The headers every problem response carries, whichever way it is written.
-const FIXED_HEADERS: [(&str, &str); 2] = [
-    ("content-type", "application/problem+json"),
-    ("cache-control", "no-store"),
-];
+use crate::decide::Refusal;
+pub use crate::problem::Problem;
+use crate::problem::FIXED_HEADERS;
+use crate::request_id;
 
 /// Write `problem` as the whole response. `extra` headers (e.g. `Allow`) are added.
 pub async fn respond(
@@ -206,7 +22,7 @@ pub async fn respond(
         .iter()
         .filter_map(|(n, v)| Some((*n, http::HeaderValue::from_str(v).ok()?)))
         .collect();
-    let body = problem.body(super::request_id::id_text(request_id));
+    let body = problem.body(request_id::id_text(request_id));
     write(session, problem.status(), body, request_id, &extra).await
 }
 
@@ -219,8 +35,29 @@ pub async fn respond_detailed(
     request_id: &http::HeaderValue,
     extra: &[(&'static str, http::HeaderValue)],
 ) -> Result<()> {
-    let body = problem.body_with(super::request_id::id_text(request_id), detail, limit);
+    let body = problem.body_with(request_id::id_text(request_id), detail, limit);
     write(session, problem.status(), body, request_id, extra).await
+}
+
+/// Write the decision's `refusal`, closing the connection after it when it
+/// says so.
+pub async fn refuse(
+    session: &mut Session,
+    refusal: &Refusal,
+    request_id: &http::HeaderValue,
+) -> Result<()> {
+    if refusal.close {
+        session.set_keepalive(None);
+    }
+    respond_detailed(
+        session,
+        refusal.problem,
+        refusal.detail.as_deref(),
+        refusal.limit.as_deref(),
+        request_id,
+        &refusal.headers,
+    )
+    .await
 }
 
 async fn write(
@@ -236,7 +73,7 @@ async fn write(
     }
     resp.insert_header("content-length", body.len().to_string())?;
     if !request_id.is_empty() {
-        resp.insert_header(super::request_id::REQUEST_ID, request_id.clone())?;
+        resp.insert_header(request_id::REQUEST_ID, request_id.clone())?;
     }
     for (name, value) in extra {
         resp.append_header(*name, value.clone())?;
@@ -267,7 +104,7 @@ pub async fn redirect_to_https(
     let mut resp = ResponseHeader::build(308, Some(4))?;
     resp.insert_header("location", location)?;
     resp.insert_header("content-length", "0")?;
-    resp.insert_header(super::request_id::REQUEST_ID, request_id.clone())?;
+    resp.insert_header(request_id::REQUEST_ID, request_id.clone())?;
     session.write_response_header(Box::new(resp), true).await?;
     Ok(())
 }

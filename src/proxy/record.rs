@@ -54,7 +54,7 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
     let trace_id = ctx.trace.trace_id_hex();
     let upstream = ctx.backend().map(|b| b.address);
     let entry = Entry {
-        request_id: super::request_id::id_text(&ctx.request_id),
+        request_id: crate::request_id::id_text(&ctx.request_id),
         client: session
             .client_addr()
             .and_then(|a| a.as_inet())

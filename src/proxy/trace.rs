@@ -55,16 +55,16 @@ impl TraceContext {
     /// The `traceparent` for the backend (version 00).
     pub fn traceparent(&self) -> HeaderValue {
         let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
-        write_hex(&mut out[3..35], &self.trace_id);
-        write_hex(&mut out[36..52], &self.span_id);
-        write_hex(&mut out[53..55], &[self.flags]);
+        crate::request_id::write_hex(&mut out[3..35], &self.trace_id);
+        crate::request_id::write_hex(&mut out[36..52], &self.span_id);
+        crate::request_id::write_hex(&mut out[53..55], &[self.flags]);
         HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
 
     /// The trace id as 32 lowercase hex digits.
     pub fn trace_id_hex(&self) -> [u8; 32] {
         let mut out = [0u8; 32];
-        write_hex(&mut out, &self.trace_id);
+        crate::request_id::write_hex(&mut out, &self.trace_id);
         out
     }
 
@@ -121,15 +121,6 @@ fn hex<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
         *out.get_mut(i)? = nibble(pair[0])? << 4 | nibble(pair[1])?;
     }
     Some(out)
-}
-
-/// `bytes` as lowercase hex into `out` (`out.len() == 2 * bytes.len()`).
-pub fn write_hex(out: &mut [u8], bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0xf)];
-    }
 }
 
 #[cfg(test)]

@@ -88,6 +88,24 @@ pub fn not_emptied(
     Ok(prepared)
 }
 
+/// [`prepare`] against empty tables registered nowhere, for a config that
+/// will not run in this process: `check`, `diff`, `explain`.
+pub fn prepare_detached(path: &Path) -> Result<Prepared, ConfigErrors> {
+    let (backends, route_metrics, usage, cache) = (
+        crate::upstream::StateTable::default(),
+        crate::metrics::RouteMetricsTable::detached(),
+        crate::usage::UsageTable::default(),
+        crate::cache::CacheTable::detached(),
+    );
+    let tables = Handles {
+        backends: &backends,
+        route_metrics: &route_metrics,
+        usage: &usage,
+        cache: &cache,
+    };
+    prepare(path, tables, None)
+}
+
 /// Read, parse and validate the config at `path` and everything it
 /// includes, load its TLS material and build its snapshot with the live
 /// backend states, metric handles and usage cells of `tables` (it changes

@@ -4,13 +4,90 @@
 //! coding but `chunked`, and the `[server.client]` limits on the request
 //! target, the header count and the size of the head. Also: a
 //! `Content-Length` list of identical values is forwarded as one value.
+//!
+//! [`admit`] runs every check on the head, in the proxy's order: these
+//! rules, a request that looped back through the gateway (508), header
+//! names with underscores (`headers_with_underscores`), and the request
+//! target, made canonical (see [`crate::target`]).
 
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING, VIA};
 use http::{HeaderValue, Version};
 use pingora_http::RequestHeader;
 
-use super::problem::Problem;
-use crate::config::model::ClientLimits;
+use http::HeaderName;
+
+use super::Refusal as Answer;
+use crate::config::model::{ClientLimits, ServerSettings, Underscores};
+use crate::problem::Problem;
+
+/// Check the head of `req` (which came over TLS when `tls`) and make it
+/// what the gateway forwards: one `Content-Length` value, no underscore
+/// names when they are dropped, the canonical target. The answer when it
+/// is refused; the connection closes after it.
+pub fn admit(req: &mut RequestHeader, server: &ServerSettings, tls: bool) -> Result<(), Answer> {
+    let limits = &server.client;
+    let seen = check(req, limits).map_err(|refusal| {
+        let (problem, detail) = refusal.problem();
+        Answer::closing(problem, detail.to_string())
+    })?;
+    normalize_content_length(req);
+    if seen.via && has_looped(req, server.via()) {
+        return Err(Answer::closing(
+            Problem::LoopDetected,
+            "The request has already passed through this gateway (its Via): a pool leads back to it.".to_string(),
+        ));
+    }
+    if seen.underscores {
+        underscores(req, limits.headers_with_underscores).map_err(|name| {
+            Answer::closing(
+                Problem::BadRequest,
+                format!("Header names with underscores are refused ({name})."),
+            )
+        })?;
+    }
+    crate::target::canonicalize(req, tls, &limits.paths)
+        .map_err(|refusal| Answer::closing(Problem::BadRequest, refusal.to_string()))
+}
+
+/// Whether the request already passed through the gateway named
+/// `pseudonym`: one of its `Via` entries was received by it.
+pub fn has_looped(req: &RequestHeader, pseudonym: &str) -> bool {
+    req.headers
+        .get_all(http::header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|entry| entry.split_whitespace().nth(1))
+        .any(|by| by.eq_ignore_ascii_case(pseudonym))
+}
+
+fn has_underscore(name: &HeaderName) -> bool {
+    name.as_str().as_bytes().contains(&b'_')
+}
+
+/// Apply `[server.client] headers_with_underscores` to the client's
+/// request, before anything reads it. `Err(name)` when it is refused.
+pub fn underscores(req: &mut RequestHeader, policy: Underscores) -> Result<(), HeaderName> {
+    if policy == Underscores::Allow {
+        return Ok(());
+    }
+    let Some(first) = req.headers.keys().find(|n| has_underscore(n)) else {
+        return Ok(());
+    };
+    if policy == Underscores::Reject {
+        return Err(first.clone());
+    }
+    let found: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|n| has_underscore(n))
+        .cloned()
+        .collect();
+    for name in &found {
+        req.remove_header(name);
+    }
+    Ok(())
+}
 
 /// Why a request is refused before routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,5 +308,31 @@ mod tests {
         assert_eq!(twice.headers.get_all(CONTENT_LENGTH).iter().count(), 1);
         let mut plain = req(&[("content-length", "7")]);
         assert!(!normalize_content_length(&mut plain));
+    }
+
+    #[test]
+    fn underscore_names_are_dropped_refused_or_allowed() {
+        let mut r = names(&["x_a", "x-b", "x_c"]);
+        assert_eq!(underscores(&mut r, Underscores::Drop), Ok(()));
+        assert_eq!(
+            r.headers.keys().map(|n| n.as_str()).collect::<Vec<_>>(),
+            ["x-b"]
+        );
+        let mut r = names(&["x-b", "x_a"]);
+        assert_eq!(
+            underscores(&mut r, Underscores::Reject),
+            Err(HeaderName::from_static("x_a"))
+        );
+        let mut r = names(&["x_a"]);
+        assert_eq!(underscores(&mut r, Underscores::Allow), Ok(()));
+        assert!(r.headers.contains_key("x_a"));
+    }
+
+    fn names(names: &[&str]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        for n in names {
+            r.append_header(n.to_string(), "v").unwrap();
+        }
+        r
     }
 }

@@ -25,7 +25,7 @@ pub fn is_well_formed_request_id(id: &[u8]) -> bool {
 /// value is the only allocation.
 pub fn new_request_id() -> HeaderValue {
     let mut hex = [0u8; 32];
-    super::trace::write_hex(&mut hex, &rand::random::<[u8; 16]>());
+    write_hex(&mut hex, &rand::random::<[u8; 16]>());
     HeaderValue::from_bytes(&hex).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
@@ -41,6 +41,15 @@ pub fn request_id(req: &RequestHeader) -> HeaderValue {
 /// The id as text (ids are ASCII by construction).
 pub fn id_text(id: &HeaderValue) -> &str {
     id.to_str().unwrap_or("")
+}
+
+/// `bytes` as lowercase hex into `out` (`out.len() == 2 * bytes.len()`).
+pub fn write_hex(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
+    }
 }
 
 #[cfg(test)]

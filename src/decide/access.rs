@@ -1,45 +1,41 @@
-//! Who may pass, and how often: the access step of `request_filter`, run
-//! once the route is known.
+//! Who may pass, and how often: the access step of the decision, once the
+//! route is known.
 //!
 //! In order: brute-force damping (an address that sent too many invalid
 //! keys gets 429 before its key is even looked at), the API key (401) and
 //! its scope (403), then the route's and the consumer's rate limits and
-//! quotas (429). Each refusal is written as a problem response here.
+//! quotas (429).
 
 use std::net::IpAddr;
 
 use http::HeaderValue;
-use pingora_error::Result;
-use pingora_proxy::Session;
+use pingora_http::RequestHeader;
 
-use super::problem::{self, Problem};
-use super::RequestCtx;
+use super::{Decision, Refusal, NANOS_PER_SEC};
 use crate::auth;
-use crate::gateway::Gateway;
 use crate::limits;
-use crate::ratelimit::{CheckState, Outcome};
+use crate::problem::Problem;
+use crate::ratelimit::{CheckState, LimitStore, Outcome};
 use crate::snapshot::Snapshot;
 
-const NANOS_PER_SEC: u64 = 1_000_000_000;
-
-/// Run the access checks for route `route_index`. `Ok(true)`: the request
-/// goes on; `Ok(false)`: it was answered here.
+/// Run the access checks of route `route_index` for `req` from `ip` at
+/// `now` (Unix nanoseconds), noting in `decision` whose key it was and
+/// which limit refused. `Err`: the answer.
 pub async fn admit(
-    gateway: &Gateway,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
+    decision: &mut Decision,
     snapshot: &Snapshot,
+    req: &RequestHeader,
     route_index: usize,
-) -> Result<bool> {
+    ip: Option<IpAddr>,
+    now: u64,
+    store: &dyn LimitStore,
+) -> Result<(), Refusal> {
     let Some(route) = snapshot.routes.get(route_index) else {
-        return Ok(true);
+        return Ok(());
     };
     if route.auth.is_none() && route.limits.limits.is_empty() {
-        return Ok(true);
+        return Ok(());
     }
-    let store = gateway.limit_store();
-    let now = gateway.clock().now_nanos();
-    let ip = client_ip(session);
     let mut consumer = None;
 
     if let Some(key_auth) = &route.auth {
@@ -53,45 +49,36 @@ pub async fn admit(
                 retry_after_secs, ..
             } = store.peek(std::slice::from_ref(check), now).await
             {
-                ctx.denied_by = Some("failed-attempts");
-                let extra = [("retry-after", HeaderValue::from(retry_after_secs))];
-                problem::respond_detailed(
-                    session,
-                    Problem::TooManyFailedAttempts,
-                    None,
-                    Some("failed-attempts"),
-                    &ctx.request_id,
-                    &extra,
-                )
-                .await?;
-                return Ok(false);
+                decision.denied_by = Some("failed-attempts");
+                return Err(Refusal {
+                    limit: Some("failed-attempts".into()),
+                    headers: vec![("retry-after", HeaderValue::from(retry_after_secs))],
+                    ..Refusal::new(Problem::TooManyFailedAttempts)
+                });
             }
         }
-        let verdict = {
-            let req = session.req_header();
-            let key = auth::presented_key(req, &key_auth.source);
-            let now_secs = i64::try_from(now / NANOS_PER_SEC).unwrap_or(i64::MAX);
-            auth::authenticate(
-                &snapshot.consumers,
-                key.as_deref(),
-                route_index,
-                &req.method,
-                now_secs,
-            )
-        };
+        let key = auth::presented_key(req, &key_auth.source);
+        let now_secs = i64::try_from(now / NANOS_PER_SEC).unwrap_or(i64::MAX);
+        let verdict = auth::authenticate(
+            &snapshot.consumers,
+            key.as_deref(),
+            route_index,
+            &req.method,
+            now_secs,
+        );
         match verdict {
             Ok(who) => {
-                ctx.consumer = Some(who.consumer_index);
-                ctx.key_prefix = Some(who.key.prefix.clone());
+                decision.consumer = Some(who.consumer_index);
+                decision.key_prefix = Some(who.key.prefix.clone());
                 consumer = Some(who.consumer);
             }
             Err(auth::Refused { rejection, key }) => {
-                ctx.auth_failure = Some(rejection.reason());
+                decision.auth_failure = Some(rejection.reason());
                 // A known key (disabled, expired, out of scope) names its
                 // consumer: logged and counted in the consumer's usage.
                 if let Some(key) = key {
-                    ctx.consumer = Some(key.consumer);
-                    ctx.key_prefix = Some(key.prefix.clone());
+                    decision.consumer = Some(key.consumer);
+                    decision.key_prefix = Some(key.prefix.clone());
                 }
                 if rejection.is_failed_attempt() {
                     if let Some(check) = damping {
@@ -105,25 +92,25 @@ pub async fn admit(
                     auth::Rejection::OutOfScope => (Problem::Forbidden, None),
                     _ => (Problem::KeyInvalid, Some(&key_auth.challenge_invalid)),
                 };
-                let extra: Vec<_> = challenge
-                    .map(|c| ("www-authenticate", c.clone()))
-                    .into_iter()
-                    .collect();
-                problem::respond_detailed(session, problem, None, None, &ctx.request_id, &extra)
-                    .await?;
-                return Ok(false);
+                return Err(Refusal {
+                    headers: challenge
+                        .map(|c| ("www-authenticate", c.clone()))
+                        .into_iter()
+                        .collect(),
+                    ..Refusal::new(problem)
+                });
             }
         }
     }
 
     let plan = limits::plan(&route.limits, route_index, consumer, ip);
     if plan.is_empty() {
-        return Ok(true);
+        return Ok(());
     }
     match store.acquire(&plan.checks, now).await {
         Outcome::Allowed(states) => {
-            ctx.rate_limit_headers = Some(rate_limit_headers(&plan, &states, now));
-            Ok(true)
+            decision.rate_limit_headers = Some(rate_limit_headers(&plan, &states, now));
+            Ok(())
         }
         Outcome::Denied {
             index,
@@ -131,26 +118,20 @@ pub async fn admit(
             states,
         } => {
             let Some(hit) = plan.limits.get(index) else {
-                return Ok(true);
+                return Ok(());
             };
-            ctx.denied_by = Some(limit_label(&hit.name));
+            decision.denied_by = Some(limit_label(&hit.name));
             let (policy, current) = rate_limit_headers(&plan, &states, now);
-            let extra = [
-                ("retry-after", HeaderValue::from(retry_after_secs.max(1))),
-                ("ratelimit-policy", policy),
-                ("ratelimit", current),
-            ];
-            let detail = format!("{}.", hit.describe());
-            problem::respond_detailed(
-                session,
-                Problem::TooManyRequests,
-                Some(&detail),
-                Some(&hit.name),
-                &ctx.request_id,
-                &extra,
-            )
-            .await?;
-            Ok(false)
+            Err(Refusal {
+                detail: Some(format!("{}.", hit.describe())),
+                limit: Some(hit.name.clone()),
+                headers: vec![
+                    ("retry-after", HeaderValue::from(retry_after_secs.max(1))),
+                    ("ratelimit-policy", policy),
+                    ("ratelimit", current),
+                ],
+                ..Refusal::new(Problem::TooManyRequests)
+            })
         }
     }
 }
@@ -185,13 +166,6 @@ fn limit_label(name: &str) -> &'static str {
         .find(|k| **k == base)
         .copied()
         .unwrap_or("limit")
-}
-
-fn client_ip(session: &Session) -> Option<IpAddr> {
-    session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
 }
 
 #[cfg(test)]

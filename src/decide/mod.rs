@@ -1,0 +1,231 @@
+//! The request decision: what the gateway does with a request head, from
+//! the snapshot it pinned. One function, [`decide`], called by the proxy's
+//! `request_filter` (which then writes the answer or forwards) and by
+//! `portcullis explain` (which prints it): the two cannot drift apart.
+//!
+//! In order, as a request meets them:
+//!
+//! 1. the head ([`head`]): the rules and `[server.client]` limits (400,
+//!    414, 431, 501), a loop through this gateway (508), underscore names,
+//!    the canonical target (400);
+//! 2. the listener's redirect to HTTPS (308);
+//! 3. the route (404, 405 with `Allow`);
+//! 4. access ([`access`]): failed-attempt damping (429), the API key (401)
+//!    and its scope (403), the route's and the consumer's rate limits and
+//!    quotas (429);
+//! 5. the route's `max_body_size` against a declared length (413);
+//! 6. the route's lifecycle: past a `gone` sunset (410).
+//!
+//! The decision reads the snapshot and the head and nothing else, except
+//! the limit store it is given, whose counters it checks and charges as
+//! the request would (the proxy gives the gateway's; `explain` one of its
+//! own, so it never touches the live counters). New route policy (token
+//! authentication, CORS, IP rules, traffic splits) is decided here too, so
+//! `explain` shows it and the proxy stays a list of phases.
+
+pub mod access;
+pub mod head;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::HeaderValue;
+use pingora_http::RequestHeader;
+
+use crate::problem::Problem;
+use crate::ratelimit::LimitStore;
+use crate::router::RouteLookup;
+use crate::snapshot::Snapshot;
+
+/// How the request reached the gateway.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Arrival {
+    /// The client's address (per-client-IP limits, failed-attempt damping).
+    pub ip: Option<IpAddr>,
+    /// It came over TLS.
+    pub tls: bool,
+    /// The accepting listener redirects to HTTPS on this port.
+    pub redirect_https: Option<u16>,
+}
+
+/// An answer the gateway gives itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub problem: Problem,
+    /// The body's `detail`, when not the problem's fixed one.
+    pub detail: Option<String>,
+    /// The limit that was hit (a 429's `limit` member).
+    pub limit: Option<Arc<str>>,
+    /// Headers of the answer (`Allow`, `WWW-Authenticate`, `Retry-After`,
+    /// `RateLimit`, the lifecycle headers).
+    pub headers: Vec<(&'static str, HeaderValue)>,
+    /// The connection closes after the answer: the rest of the request is
+    /// never read.
+    pub close: bool,
+}
+
+impl Refusal {
+    /// `problem` with its fixed detail.
+    pub fn new(problem: Problem) -> Refusal {
+        Refusal {
+            problem,
+            detail: None,
+            limit: None,
+            headers: Vec::new(),
+            close: false,
+        }
+    }
+
+    /// `problem` with `detail`, closing the connection.
+    pub fn closing(problem: Problem, detail: String) -> Refusal {
+        Refusal {
+            detail: Some(detail),
+            close: true,
+            ..Refusal::new(problem)
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        self.problem.status()
+    }
+}
+
+/// What happens to the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forwarded to the route's pool.
+    Forward,
+    /// `308` to the same URL over HTTPS on this port.
+    RedirectHttps(u16),
+    /// Answered by the gateway.
+    Refuse(Refusal),
+}
+
+/// The decision, with what was learned on the way (for the access log,
+/// the forwarded headers and the response).
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// The route (index into the snapshot's routes), once one matched.
+    pub route: Option<usize>,
+    /// Bytes of the path the route's prefix matched.
+    pub prefix_len: usize,
+    /// The consumer whose key it was (index into the snapshot's
+    /// consumers): a valid key, or a known key refused (disabled, expired,
+    /// out of scope).
+    pub consumer: Option<u32>,
+    /// The non-secret prefix of that key.
+    pub key_prefix: Option<Arc<str>>,
+    /// Why authentication failed.
+    pub auth_failure: Option<&'static str>,
+    /// The limit that refused the request (429), as the access log names it.
+    pub denied_by: Option<&'static str>,
+    /// `RateLimit-Policy` and `RateLimit` for the response.
+    pub rate_limit_headers: Option<(HeaderValue, HeaderValue)>,
+    /// The route's `max_body_size`, for a body that streams.
+    pub body_limit: Option<u64>,
+}
+
+impl Decision {
+    fn new() -> Decision {
+        Decision {
+            verdict: Verdict::Forward,
+            route: None,
+            prefix_len: 0,
+            consumer: None,
+            key_prefix: None,
+            auth_failure: None,
+            denied_by: None,
+            rate_limit_headers: None,
+            body_limit: None,
+        }
+    }
+
+    fn refuse(mut self, refusal: Refusal) -> Decision {
+        self.verdict = Verdict::Refuse(refusal);
+        self
+    }
+
+    /// The refusal, when the gateway answers itself.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match &self.verdict {
+            Verdict::Refuse(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// Decide what `snapshot` does with `req`, which arrived as `arrival`, at
+/// `now` (Unix nanoseconds), charging `store` as the request would. `req`
+/// becomes the head as the gateway forwards it (see [`head::admit`]).
+pub async fn decide(
+    snapshot: &Snapshot,
+    req: &mut RequestHeader,
+    arrival: &Arrival,
+    now: u64,
+    store: &dyn LimitStore,
+) -> Decision {
+    let decision = Decision::new();
+    if let Err(refusal) = head::admit(req, &snapshot.config.server, arrival.tls) {
+        return decision.refuse(refusal);
+    }
+    if let Some(port) = arrival.redirect_https {
+        return Decision {
+            verdict: Verdict::RedirectHttps(port),
+            ..decision
+        };
+    }
+    let lookup = snapshot.router.find(
+        crate::router::request_host(req),
+        req.uri.path(),
+        req.method.as_str(),
+    );
+    let (index, prefix_len) = match lookup {
+        RouteLookup::Found { route, prefix_len } => (route, prefix_len),
+        RouteLookup::MethodNotAllowed { allowed } => {
+            let mut refusal = Refusal::new(Problem::MethodNotAllowed);
+            if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
+                refusal.headers.push(("allow", allow));
+            }
+            return decision.refuse(refusal);
+        }
+        RouteLookup::NotFound => return decision.refuse(Refusal::new(Problem::NotFound)),
+    };
+    let mut decision = Decision {
+        route: Some(index),
+        prefix_len,
+        ..decision
+    };
+    let Some(route) = snapshot.routes.get(index) else {
+        return decision.refuse(Refusal::new(Problem::Internal));
+    };
+    if let Err(refusal) =
+        access::admit(&mut decision, snapshot, req, index, arrival.ip, now, store).await
+    {
+        return decision.refuse(refusal);
+    }
+    if let Some(max) = route.max_body_size {
+        let declared = req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            return decision.refuse(Refusal::closing(
+                Problem::PayloadTooLarge,
+                format!("The request body is larger than {max} bytes."),
+            ));
+        }
+        decision.body_limit = Some(max);
+    }
+    if let Some(lifecycle) = route.lifecycle.as_deref() {
+        let secs = i64::try_from(now / NANOS_PER_SEC).unwrap_or(i64::MAX);
+        if lifecycle.gone(secs) {
+            let mut refusal = Refusal::new(Problem::Gone);
+            refusal.headers = lifecycle.headers().to_vec();
+            return decision.refuse(refusal);
+        }
+    }
+    decision
+}
