@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use portcullis::auth::{self, keys, ConsumerIndex};
-use portcullis::config::model::{ApiKey, Consumer, Route};
+use portcullis::config::model::{ApiKey, Consumer, RouteConfig};
 use portcullis::ratelimit::{
     Bucket, Check, Limit, LimitKey, LocalStore, Period, Quota, Rate, Subject,
 };
@@ -44,7 +44,7 @@ fn consumers(n: usize) -> (Vec<Consumer>, Vec<String>) {
 
 fn key_lookup(c: &mut Criterion) {
     let mut group = c.benchmark_group("key_lookup");
-    let routes: Vec<Route> = Vec::new();
+    let routes: Vec<RouteConfig> = Vec::new();
     for n in [10usize, 100_000] {
         let (list, plain) = consumers(n);
         let index = ConsumerIndex::build(&list, &routes, &portcullis::usage::UsageTable::default());

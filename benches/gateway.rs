@@ -6,7 +6,6 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use pingora_http::RequestHeader;
 use portcullis::proxy::forward;
 use portcullis::snapshot::Snapshot;
-use portcullis::upstream::StateTable;
 
 /// A config with `n` routes over 100 hosts and 10 pools.
 fn big_config(n: usize) -> String {
@@ -40,19 +39,10 @@ fn snapshot_build(c: &mut Criterion) {
             BenchmarkId::new("parse+validate+build", n),
             &text,
             |b, text| {
-                let states = StateTable::default();
-                let routes = portcullis::metrics::RouteMetricsTable::detached();
-                let usage = portcullis::usage::UsageTable::default();
-                let cache = portcullis::cache::CacheTable::detached();
-                let tables = portcullis::state::Handles {
-                    backends: &states,
-                    route_metrics: &routes,
-                    usage: &usage,
-                    cache: &cache,
-                };
+                let tables = portcullis::state::Tables::detached();
                 b.iter(|| {
                     let config = portcullis::config::parse_str(text, "bench.toml").expect("valid");
-                    black_box(Snapshot::build(config, Default::default(), tables).expect("builds"))
+                    black_box(Snapshot::build(config, Default::default(), &tables).expect("builds"))
                 })
             },
         );

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
-use portcullis::config::model::{HeaderRules, HostPattern, PathMatch, Route, Timeouts};
+use portcullis::config::model::{HeaderRules, HostPattern, PathMatch, RouteConfig, TimeoutsConfig};
 use portcullis::router::{RouteLookup, Router};
 
 /// Requests per table, cycled through so the branch predictor and caches
@@ -17,7 +17,7 @@ const REQUESTS: usize = 256;
 /// a wildcard (`*.tenant{i%50}.example.net`), any host, and both an exact
 /// host and a wildcard; paths `/v{1..3}/service-{i}` (a fifth of them the
 /// exact path `…/health`); every seventh route lists GET and POST.
-fn route(i: usize) -> Route {
+fn route(i: usize) -> RouteConfig {
     let hosts = match i % 4 {
         0 => vec![HostPattern::Exact(format!("api{}.example.com", i % 100))],
         1 => vec![HostPattern::Wildcard(format!(
@@ -31,7 +31,7 @@ fn route(i: usize) -> Route {
         ],
     };
     let base = format!("/v{}/service-{i}", i % 3 + 1);
-    Route {
+    RouteConfig {
         id: format!("r{i}"),
         tags: vec![],
         auth: portcullis::config::model::RouteAuth::None,
@@ -52,7 +52,7 @@ fn route(i: usize) -> Route {
         rewrite_prefix: None,
         request_headers: HeaderRules::default(),
         response_headers: HeaderRules::default(),
-        timeouts: Timeouts::default(),
+        timeouts: TimeoutsConfig::default(),
         lifecycle: Default::default(),
         cache: None,
         retry_on: Default::default(),
@@ -91,7 +91,7 @@ fn lookups(c: &mut Criterion) {
     group.warm_up_time(Duration::from_millis(500));
     group.sample_size(20);
     for n in [10usize, 1_000, 10_000] {
-        let routes: Vec<Route> = (0..n).map(route).collect();
+        let routes: Vec<RouteConfig> = (0..n).map(route).collect();
         let router = Router::build(&routes);
         // Spread the requests over the whole table.
         let targets: Vec<usize> = (0..REQUESTS).map(|k| k * n / REQUESTS).collect();

@@ -358,7 +358,7 @@ fn explain(
         tls: url.starts_with("https://"),
         redirect_https: None,
     };
-    let now = crate::ratelimit::clock::Clock::now_nanos(&crate::ratelimit::clock::SystemClock);
+    let now = crate::clock::Clock::now_nanos(&crate::clock::SystemClock);
     // Counters of its own, fresh: the request as the first of its kind.
     let store = crate::ratelimit::LocalStore::new(1024);
     let explained = match tokio::runtime::Builder::new_current_thread().build() {

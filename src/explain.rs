@@ -16,10 +16,10 @@ use pingora_http::RequestHeader;
 use crate::auth::{self, Rejection};
 use crate::config::model::{self, Balance, HashKey, HealthCheckKind, HostPattern, PathMatch};
 use crate::decide::{self, Arrival, Decision, Refusal, Verdict};
-use crate::limits::{self, Per, PlannedLimit};
 use crate::policy::{HeaderOps, PathRewrite};
 use crate::problem::Problem;
 use crate::proxy::forward;
+use crate::ratelimit::plans::{self, Per, PlannedLimit};
 use crate::ratelimit::{Limit, LimitStore, Period};
 use crate::router::strip_port;
 use crate::snapshot::Snapshot;
@@ -214,7 +214,7 @@ pub async fn explain(
             }
         }
     }
-    let plan = limits::plan(&route.limits, index, valid, arrival.ip);
+    let plan = plans::plan(&route.limits, index, valid, arrival.ip);
     if plan.limits.is_empty() {
         out.line("limits", "none");
     }
@@ -332,7 +332,7 @@ impl Lines {
     }
 }
 
-fn host_reason(route: &model::Route, host: &str) -> String {
+fn host_reason(route: &model::RouteConfig, host: &str) -> String {
     if route.hosts.is_empty() {
         return "any host (the route lists none)".to_string();
     }

@@ -12,7 +12,7 @@ use pingora_core::protocols::http::v1::server::HttpSession;
 use pingora_http::RequestHeader;
 
 use crate::cache::key::normalize_query;
-use crate::config::model::{ClientLimits, HostPattern, PathMatch, QueryKey, Route};
+use crate::config::model::{ClientLimits, HostPattern, PathMatch, QueryKey, RouteConfig};
 use crate::proxy::trace::TraceContext;
 use crate::router::{strip_port, RouteLookup, Router, MAX_HOST_LEN};
 use crate::target::{Ambiguous, PathRules};
@@ -112,7 +112,7 @@ pub fn router(data: &[u8]) {
         return;
     };
     let (table, requests) = text.split_once("\n\n").unwrap_or((text, ""));
-    let routes: Vec<Route> = table
+    let routes: Vec<RouteConfig> = table
         .lines()
         .take(32)
         .enumerate()
@@ -132,7 +132,7 @@ pub fn router(data: &[u8]) {
 
 /// A route as validation would leave it: paths start with `/`, prefixes
 /// have no trailing slash but the root, hosts and methods are tokens.
-fn fuzz_route(i: usize, line: &str) -> Option<Route> {
+fn fuzz_route(i: usize, line: &str) -> Option<RouteConfig> {
     let mut parts = line.split(' ');
     let (hosts, path, methods) = (parts.next()?, parts.next()?, parts.next().unwrap_or("-"));
     let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && b != b',');
@@ -174,11 +174,11 @@ fn fuzz_route(i: usize, line: &str) -> Option<Route> {
     };
     methods.sort();
     methods.dedup();
-    Some(Route::matching(format!("r{i}"), hosts, path, methods))
+    Some(RouteConfig::matching(format!("r{i}"), hosts, path, methods))
 }
 
 /// The documented matching rules, by brute force.
-fn reference_find(routes: &[Route], host: &str, path: &str, method: &str) -> RouteLookup {
+fn reference_find(routes: &[RouteConfig], host: &str, path: &str, method: &str) -> RouteLookup {
     let name = strip_port(host);
     let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
     let named = !name.is_empty() && name.len() <= MAX_HOST_LEN;
@@ -194,7 +194,7 @@ fn reference_find(routes: &[Route], host: &str, path: &str, method: &str) -> Rou
         .collect();
     wildcards.sort_by_key(|s| std::cmp::Reverse(s.len()));
     wildcards.dedup();
-    let in_tier = |r: &Route, tier: Option<Tier<'_>>| match tier {
+    let in_tier = |r: &RouteConfig, tier: Option<Tier<'_>>| match tier {
         Some(Tier::Exact) => r.hosts.iter().any(
             |h| matches!(h, HostPattern::Exact(e) if named && e.trim_end_matches('.') == name),
         ),
@@ -580,8 +580,8 @@ async fn http1_decide(data: &[u8]) {
     let host = crate::router::request_host(&req);
     let path = req.uri.path();
     let router = Router::build(&[
-        Route::matching("a".into(), vec![], PathMatch::Prefix("/v1".into()), vec![]),
-        Route::matching(
+        RouteConfig::matching("a".into(), vec![], PathMatch::Prefix("/v1".into()), vec![]),
+        RouteConfig::matching(
             "b".into(),
             vec![HostPattern::Wildcard(".x.test".into())],
             PathMatch::Prefix("/".into()),

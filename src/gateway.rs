@@ -12,10 +12,10 @@ use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
 
 use crate::accesslog::AccessLog;
+use crate::clock::Clock;
 use crate::config::{ConfigError, ConfigErrors};
 use crate::drain::Requests;
 use crate::metrics::{Metrics, RouteMetricsTable, ScrapeState};
-use crate::ratelimit::clock::Clock;
 use crate::ratelimit::LimitStore;
 use crate::reload::{self, diff::ConfigDiff};
 use crate::snapshot::Snapshot;
@@ -94,10 +94,9 @@ impl Gateway {
             route_metrics,
             usage: UsageTable::default(),
             cache: crate::cache::CacheTable::new(metrics.cache().clone()),
-            metrics,
         };
-        let prepared = reload::prepare(&config_path, tables.handles(), None)?;
-        let state = LongLived::new(&prepared.snapshot.config, prepared.certs, tables)?;
+        let prepared = reload::prepare(&config_path, &tables, None)?;
+        let state = LongLived::new(&prepared.snapshot.config, prepared.certs, tables, metrics)?;
         state
             .metrics
             .restart_required(&reload::restart::REASONS, &[]);
@@ -163,7 +162,7 @@ impl Gateway {
 
     /// Since when usage per consumer has been counted.
     pub fn usage_since(&self) -> std::time::SystemTime {
-        self.state.usage.since()
+        self.state.tables.usage.since()
     }
 
     /// Every start-up listener's bound address, once the server bound them.
@@ -319,7 +318,7 @@ impl Gateway {
     fn plan(&self, force: bool) -> Result<(reload::Prepared, ConfigDiff), ConfigErrors> {
         let started = Instant::now();
         let old = self.snapshot.load_full();
-        let prepared = reload::prepare(&self.config_path, self.state.handles(), Some(&old.config))
+        let prepared = reload::prepare(&self.config_path, &self.state.tables, Some(&old.config))
             .and_then(|p| reload::not_emptied(&old, p, force))?;
         let prepared_in = started.elapsed();
         let diff = ConfigDiff::between(&old, &prepared.snapshot);
@@ -384,7 +383,7 @@ impl Gateway {
 
     /// The response cache (purge).
     pub fn cache(&self) -> &crate::cache::CacheTable {
-        &self.state.cache
+        &self.state.tables.cache
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -429,7 +428,7 @@ impl Gateway {
                 })
             })
             .collect();
-        self.state.cache.refresh_gauges();
+        self.state.tables.cache.refresh_gauges();
         self.state.metrics.render(&ScrapeState {
             certificates: self.certificates(),
             access_log_dropped: self.state.access_log.dropped(),

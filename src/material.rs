@@ -38,7 +38,7 @@ pub fn listener_files(tls: &model::ListenerTls) -> Vec<&Path> {
 }
 
 /// The TLS files of one pool: CA bundle, client certificate and key.
-pub fn pool_files(pool: &model::Pool) -> Vec<&Path> {
+pub fn pool_files(pool: &model::PoolConfig) -> Vec<&Path> {
     let Some(tls) = &pool.tls else {
         return Vec::new();
     };

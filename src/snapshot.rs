@@ -11,13 +11,13 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue};
 
 use crate::auth::ConsumerIndex;
-use crate::config::model::{self, Config, KeySource, RouteAuth, Timeouts};
+use crate::config::model::{self, Config, KeySource, RouteAuth, TimeoutsConfig};
 use crate::config::{ConfigError, ConfigErrors};
-use crate::limits::{self, PlannedLimit, RouteLimits};
 use crate::metrics::RouteMetrics;
 use crate::policy::{HeaderOps, PathRewrite, RouteLifecycle, ViaEntries};
+use crate::ratelimit::plans::{self, PlannedLimit, RouteLimits};
 use crate::router::Router;
-use crate::state::Handles;
+use crate::state::Tables;
 use crate::upstream::{self, Pool};
 
 /// A route with its pool resolved and its policies compiled.
@@ -29,7 +29,7 @@ pub struct Route {
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
     /// The pool's timeouts overlaid with the route's own.
-    pub timeouts: Timeouts,
+    pub timeouts: TimeoutsConfig,
     /// `Some` on routes with `auth = "api_key"`.
     pub auth: Option<RouteKeyAuth>,
     pub limits: RouteLimits,
@@ -128,20 +128,21 @@ impl Snapshot {
     pub fn build(
         config: Config,
         material: crate::material::Material,
-        tables: Handles<'_>,
+        tables: &Tables,
     ) -> Result<Snapshot, ConfigErrors> {
-        let route_metrics = tables.route_metrics;
-        use crate::ratelimit::clock::{Clock, SystemClock};
+        let route_metrics = &tables.route_metrics;
+        use crate::clock::{Clock, SystemClock};
         let now = SystemClock.now_nanos();
-        let pools = upstream::build_pools(&config, tables.backends, now).map_err(|(pool, e)| {
-            ConfigError {
-                file: config.source.clone(),
-                line: e.at.line,
-                column: e.at.column,
-                item: Some(format!("pool \"{pool}\"")),
-                message: e.message,
-            }
-        })?;
+        let pools =
+            upstream::build_pools(&config, &tables.backends, now).map_err(|(pool, e)| {
+                ConfigError {
+                    file: config.source.clone(),
+                    line: e.at.line,
+                    column: e.at.column,
+                    item: Some(format!("pool \"{pool}\"")),
+                    message: e.message,
+                }
+            })?;
         let router = Router::build(&config.routes);
         let routes = config
             .routes
@@ -180,7 +181,7 @@ impl Snapshot {
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
-        let consumers = ConsumerIndex::build(&config.consumers, &config.routes, tables.usage);
+        let consumers = ConsumerIndex::build(&config.consumers, &config.routes, &tables.usage);
         // Validated as a header name.
         let consumer_header = HeaderName::from_bytes(config.auth.consumer_header.as_bytes())
             .unwrap_or(HeaderName::from_static(model::DEFAULT_CONSUMER_HEADER));
@@ -206,7 +207,7 @@ impl Snapshot {
                 }
             }
         }
-        let failed_attempts = config.auth.failed_attempts.map(limits::failed_attempts);
+        let failed_attempts = config.auth.failed_attempts.map(plans::failed_attempts);
         let cache = routes.iter().find_map(|r| r.cache.clone());
         let via = ViaEntries::new(config.server.via());
         let fingerprint = crate::material::fingerprint(&config, &material);

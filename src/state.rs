@@ -27,10 +27,10 @@ use arc_swap::ArcSwap;
 
 use crate::accesslog::AccessLog;
 use crate::cache::CacheTable;
+use crate::clock::{Clock, SystemClock};
 use crate::config::model::Config;
 use crate::drain::Requests;
 use crate::metrics::{Metrics, RouteMetricsTable};
-use crate::ratelimit::clock::{Clock, SystemClock};
 use crate::ratelimit::{LimitStore, LocalStore, DEFAULT_MAX_COUNTERS};
 use crate::tls::CertStore;
 use crate::upstream::health::HealthChecker;
@@ -42,14 +42,8 @@ pub type LiveCerts = Arc<ArcSwap<CertStore>>;
 
 /// Everything that outlives snapshots. Built once, at start-up.
 pub struct LongLived {
-    /// Backend health and in-flight counts.
-    pub backends: StateTable,
-    /// Request metric handles by route id.
-    pub route_metrics: RouteMetricsTable,
-    /// Usage per consumer and route.
-    pub usage: UsageTable,
-    /// The response cache's store, lock table and per-route settings.
-    pub cache: CacheTable,
+    /// The tables snapshots take their handles from.
+    pub tables: Tables,
     /// Rate-limit and quota counters.
     pub limits: Arc<dyn LimitStore>,
     /// The clock limits and key validity are judged by.
@@ -65,35 +59,30 @@ pub struct LongLived {
     pub requests: Arc<Requests>,
 }
 
-/// The parts of the long-lived state that the first snapshot is prepared
-/// against, made before it.
+/// The parts of the long-lived state that snapshots take handles from
+/// (the first one is prepared against them before the rest is set up).
 pub struct Tables {
+    /// Backend health and in-flight counts.
     pub backends: StateTable,
+    /// Request metric handles by route id.
     pub route_metrics: RouteMetricsTable,
+    /// Usage per consumer and route.
     pub usage: UsageTable,
+    /// The response cache's store, lock table and per-route settings.
     pub cache: CacheTable,
-    pub metrics: Metrics,
 }
 
 impl Tables {
-    pub fn handles(&self) -> Handles<'_> {
-        Handles {
-            backends: &self.backends,
-            route_metrics: &self.route_metrics,
-            usage: &self.usage,
-            cache: &self.cache,
+    /// Empty tables whose metrics are registered nowhere, for a config
+    /// that will not run in this process (`check`, `diff`, `explain`).
+    pub fn detached() -> Tables {
+        Tables {
+            backends: StateTable::default(),
+            route_metrics: RouteMetricsTable::detached(),
+            usage: UsageTable::default(),
+            cache: CacheTable::detached(),
         }
     }
-}
-
-/// The long-lived tables a snapshot takes its handles from. Preparing a
-/// snapshot only reads them.
-#[derive(Clone, Copy)]
-pub struct Handles<'a> {
-    pub backends: &'a StateTable,
-    pub route_metrics: &'a RouteMetricsTable,
-    pub usage: &'a UsageTable,
-    pub cache: &'a CacheTable,
 }
 
 /// Why the long-lived state could not be set up.
@@ -115,6 +104,7 @@ impl LongLived {
         config: &Config,
         certs: Vec<Option<CertStore>>,
         tables: Tables,
+        metrics: Metrics,
     ) -> Result<LongLived, StartError> {
         let listener_certs = config
             .listeners
@@ -122,18 +112,8 @@ impl LongLived {
             .zip(certs)
             .map(|(l, c)| (l.address, c.map(|c| Arc::new(ArcSwap::from_pointee(c)))))
             .collect();
-        let Tables {
-            backends,
-            route_metrics,
-            usage,
-            cache,
-            metrics,
-        } = tables;
         Ok(LongLived {
-            backends,
-            route_metrics,
-            usage,
-            cache,
+            tables,
             limits: Arc::new(LocalStore::new(DEFAULT_MAX_COUNTERS)),
             clock: Arc::new(SystemClock),
             health: HealthChecker::new()?,
@@ -142,15 +122,6 @@ impl LongLived {
             access_log: AccessLog::start(&config.access_log)?,
             requests: Requests::new(),
         })
-    }
-
-    pub fn handles(&self) -> Handles<'_> {
-        Handles {
-            backends: &self.backends,
-            route_metrics: &self.route_metrics,
-            usage: &self.usage,
-            cache: &self.cache,
-        }
     }
 
     /// Hand a new config's certificates to the start-up listeners: each TLS

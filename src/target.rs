@@ -71,7 +71,7 @@ impl Default for PathRules {
 
 /// Why a request target is refused (400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub enum TargetRefusal {
     #[error("The request target must be a path starting with '/' or an absolute http(s) URL.")]
     NotOriginForm,
     #[error("The request target's scheme does not match the connection.")]
@@ -112,23 +112,23 @@ pub fn origin_form<'a>(
     target: &'a [u8],
     host: Option<&[u8]>,
     tls: bool,
-) -> Result<OriginForm<'a>, Refusal> {
+) -> Result<OriginForm<'a>, TargetRefusal> {
     if target.first() == Some(&b'/') {
         return Ok(OriginForm {
             path_and_query: target.into(),
             authority: None,
         });
     }
-    let (scheme, rest) = split_scheme(target).ok_or(Refusal::NotOriginForm)?;
+    let (scheme, rest) = split_scheme(target).ok_or(TargetRefusal::NotOriginForm)?;
     let https = if scheme.eq_ignore_ascii_case(b"https") {
         true
     } else if scheme.eq_ignore_ascii_case(b"http") {
         false
     } else {
-        return Err(Refusal::NotOriginForm);
+        return Err(TargetRefusal::NotOriginForm);
     };
     if https != tls {
-        return Err(Refusal::SchemeMismatch);
+        return Err(TargetRefusal::SchemeMismatch);
     }
     let end = rest
         .iter()
@@ -136,15 +136,15 @@ pub fn origin_form<'a>(
         .unwrap_or(rest.len());
     let (authority, path_and_query) = rest.split_at(end);
     if authority.contains(&b'@') {
-        return Err(Refusal::UserInfo);
+        return Err(TargetRefusal::UserInfo);
     }
     if authority.is_empty() {
-        return Err(Refusal::NotOriginForm);
+        return Err(TargetRefusal::NotOriginForm);
     }
     let default_port: &[u8] = if https { b"443" } else { b"80" };
     if let Some(host) = host {
         if !same_authority(authority, host, default_port) {
-            return Err(Refusal::AuthorityMismatch);
+            return Err(TargetRefusal::AuthorityMismatch);
         }
     }
     let path_and_query = match path_and_query.first() {
@@ -166,7 +166,11 @@ pub fn origin_form<'a>(
 /// this module), which everything after this reads: the router, the key
 /// checks, the cache key, the access log and the upstream request. An
 /// absolute-form target's authority becomes `Host` when there is none.
-pub fn canonicalize(req: &mut RequestHeader, tls: bool, rules: &PathRules) -> Result<(), Refusal> {
+pub fn canonicalize(
+    req: &mut RequestHeader,
+    tls: bool,
+    rules: &PathRules,
+) -> Result<(), TargetRefusal> {
     if req.version == http::Version::HTTP_2 {
         // The `:path`; `:scheme` and `:authority` stay on the URI.
         let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -174,8 +178,8 @@ pub fn canonicalize(req: &mut RequestHeader, tls: bool, rules: &PathRules) -> Re
             return Ok(());
         };
         let mut parts = req.uri.clone().into_parts();
-        parts.path_and_query = Some(canonical.parse().map_err(|_| Refusal::BadEscape)?);
-        let uri = http::Uri::from_parts(parts).map_err(|_| Refusal::BadEscape)?;
+        parts.path_and_query = Some(canonical.parse().map_err(|_| TargetRefusal::BadEscape)?);
+        let uri = http::Uri::from_parts(parts).map_err(|_| TargetRefusal::BadEscape)?;
         req.set_uri(uri);
         return Ok(());
     }
@@ -196,15 +200,15 @@ pub fn canonicalize(req: &mut RequestHeader, tls: bool, rules: &PathRules) -> Re
     };
     let authority = match (form.authority, host) {
         (Some(a), None) => {
-            Some(http::HeaderValue::from_bytes(a).map_err(|_| Refusal::NotOriginForm)?)
+            Some(http::HeaderValue::from_bytes(a).map_err(|_| TargetRefusal::NotOriginForm)?)
         }
         _ => None,
     };
-    let uri: http::Uri = new.parse().map_err(|_| Refusal::BadEscape)?;
+    let uri: http::Uri = new.parse().map_err(|_| TargetRefusal::BadEscape)?;
     req.set_uri(uri);
     if let Some(authority) = authority {
         req.insert_header(http::header::HOST, authority)
-            .map_err(|_| Refusal::NotOriginForm)?;
+            .map_err(|_| TargetRefusal::NotOriginForm)?;
     }
     Ok(())
 }
@@ -247,13 +251,16 @@ fn split_port(authority: &[u8]) -> (&[u8], Option<&[u8]>) {
 
 /// The canonical form of an origin-form `path_and_query`, or `None` when
 /// it already is canonical.
-pub fn canonical(path_and_query: &[u8], rules: &PathRules) -> Result<Option<String>, Refusal> {
+pub fn canonical(
+    path_and_query: &[u8],
+    rules: &PathRules,
+) -> Result<Option<String>, TargetRefusal> {
     let (path, query) = match path_and_query.iter().position(|&b| b == b'?') {
         Some(q) => (&path_and_query[..q], Some(&path_and_query[q + 1..])),
         None => (path_and_query, None),
     };
     if path.first() != Some(&b'/') {
-        return Err(Refusal::NotOriginForm);
+        return Err(TargetRefusal::NotOriginForm);
     }
     let path_done = is_canonical_path(path, rules);
     let query_done = query.is_none_or(is_canonical_query);
@@ -279,9 +286,9 @@ pub fn canonical(path_and_query: &[u8], rules: &PathRules) -> Result<Option<Stri
 
 /// The canonical path of `path` (no query), for values that are not
 /// requests: route paths in the config, purge requests.
-pub fn canonical_path(path: &str, rules: &PathRules) -> Result<String, Refusal> {
+pub fn canonical_path(path: &str, rules: &PathRules) -> Result<String, TargetRefusal> {
     if path.contains(['?', '#']) {
-        return Err(Refusal::NotOriginForm);
+        return Err(TargetRefusal::NotOriginForm);
     }
     Ok(canonical(path.as_bytes(), rules)?.unwrap_or_else(|| path.to_string()))
 }
@@ -291,7 +298,7 @@ pub fn canonical_path(path: &str, rules: &PathRules) -> Result<String, Refusal> 
 pub fn canonical_split(
     path_and_query: &str,
     rules: &PathRules,
-) -> Result<(String, Option<String>), Refusal> {
+) -> Result<(String, Option<String>), TargetRefusal> {
     let whole =
         canonical(path_and_query.as_bytes(), rules)?.unwrap_or_else(|| path_and_query.to_string());
     Ok(match whole.split_once('?') {
@@ -358,6 +365,33 @@ fn is_canonical_query(query: &[u8]) -> bool {
         .all(|&b| is_path_byte(b) || matches!(b, b';' | b'?'))
 }
 
+/// A query component with its `%XX` escapes decoded, and `+` read as a
+/// space when `plus_is_space` (form encoding); borrowed when there is
+/// nothing to decode. `None` when a `%` is not followed by two hex digits.
+/// The one percent-decoder of the crate (key parameters, admin queries).
+pub fn percent_decode(v: &[u8], plus_is_space: bool) -> Option<std::borrow::Cow<'_, [u8]>> {
+    let plus = |b: u8| plus_is_space && b == b'+';
+    if !v.iter().any(|&b| b == b'%' || plus(b)) {
+        return Some(std::borrow::Cow::Borrowed(v));
+    }
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        match v[i] {
+            b'%' => {
+                let (h, l) = (hex(*v.get(i + 1)?)?, hex(*v.get(i + 2)?)?);
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+            b if plus(b) => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Some(std::borrow::Cow::Owned(out))
+}
+
 fn hex(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
@@ -374,7 +408,7 @@ fn push_escaped(out: &mut Vec<u8>, b: u8) {
 }
 
 /// The slow path: every segment normalized, then dot-segments removed.
-fn normalize_path(path: &[u8], rules: &PathRules) -> Result<String, Refusal> {
+fn normalize_path(path: &[u8], rules: &PathRules) -> Result<String, TargetRefusal> {
     let opaque = rules.ambiguous_paths == Ambiguous::Opaque;
     // Every segment's canonical bytes (after the leading '/').
     let mut segments: Vec<Vec<u8>> = vec![Vec::new()];
@@ -383,7 +417,7 @@ fn normalize_path(path: &[u8], rules: &PathRules) -> Result<String, Refusal> {
     let mut i = 1;
     while i < path.len() {
         let b = path[i];
-        let segment = segments.last_mut().ok_or(Refusal::NotOriginForm)?;
+        let segment = segments.last_mut().ok_or(TargetRefusal::NotOriginForm)?;
         match b {
             b'/' => {
                 decoded.push(b);
@@ -394,23 +428,23 @@ fn normalize_path(path: &[u8], rules: &PathRules) -> Result<String, Refusal> {
                     path.get(i + 1).copied().and_then(hex),
                     path.get(i + 2).copied().and_then(hex),
                 ) else {
-                    return Err(Refusal::BadEscape);
+                    return Err(TargetRefusal::BadEscape);
                 };
                 let c = h << 4 | l;
                 decoded.push(c);
                 if c == 0 {
-                    return Err(Refusal::Control);
+                    return Err(TargetRefusal::Control);
                 } else if is_unreserved(c) {
                     segment.push(c);
                 } else if matches!(c, b'/' | b'\\') && !opaque {
-                    return Err(Refusal::Ambiguous);
+                    return Err(TargetRefusal::Ambiguous);
                 } else {
                     push_escaped(segment, c);
                 }
                 i += 3;
                 continue;
             }
-            b'\\' | b';' if !opaque => return Err(Refusal::Ambiguous),
+            b'\\' | b';' if !opaque => return Err(TargetRefusal::Ambiguous),
             b'\\' => {
                 decoded.push(b);
                 push_escaped(segment, b);
@@ -419,7 +453,7 @@ fn normalize_path(path: &[u8], rules: &PathRules) -> Result<String, Refusal> {
                 decoded.push(b);
                 segment.push(b);
             }
-            0..=0x20 | 0x7f => return Err(Refusal::Control),
+            0..=0x20 | 0x7f => return Err(TargetRefusal::Control),
             _ if is_path_byte(b) => {
                 decoded.push(b);
                 segment.push(b);
@@ -432,7 +466,7 @@ fn normalize_path(path: &[u8], rules: &PathRules) -> Result<String, Refusal> {
         i += 1;
     }
     if std::str::from_utf8(&decoded).is_err() {
-        return Err(Refusal::NotUtf8);
+        return Err(TargetRefusal::NotUtf8);
     }
     let last = segments.len() - 1;
     let mut kept: Vec<&[u8]> = Vec::with_capacity(segments.len());
@@ -441,14 +475,14 @@ fn normalize_path(path: &[u8], rules: &PathRules) -> Result<String, Refusal> {
         if opaque {
             let before_params = segment.split(|&b| b == b';').next().unwrap_or_default();
             if before_params.len() < segment.len() && is_dot_segment(before_params) {
-                return Err(Refusal::DotSegmentParameters);
+                return Err(TargetRefusal::DotSegmentParameters);
             }
         }
         match segment.as_slice() {
             b"." => {}
             b".." => {
                 if kept.pop().is_none() {
-                    return Err(Refusal::AboveRoot);
+                    return Err(TargetRefusal::AboveRoot);
                 }
             }
             b"" if rules.merge_slashes && !at_end => continue,
@@ -471,11 +505,11 @@ fn normalize_path(path: &[u8], rules: &PathRules) -> Result<String, Refusal> {
         out.push(b'/');
     }
     // Every byte pushed is ASCII.
-    String::from_utf8(out).map_err(|_| Refusal::NotUtf8)
+    String::from_utf8(out).map_err(|_| TargetRefusal::NotUtf8)
 }
 
 /// The query's escapes normalized, raw bytes that may not appear encoded.
-fn normalize_query(query: &[u8], out: &mut String) -> Result<(), Refusal> {
+fn normalize_query(query: &[u8], out: &mut String) -> Result<(), TargetRefusal> {
     let mut bytes = Vec::with_capacity(query.len());
     let mut i = 0;
     while i < query.len() {
@@ -498,7 +532,7 @@ fn normalize_query(query: &[u8], out: &mut String) -> Result<(), Refusal> {
             // that no decoding can join it to what follows.
             push_escaped(&mut bytes, b);
         } else if matches!(b, 0..=0x20 | 0x7f) {
-            return Err(Refusal::Control);
+            return Err(TargetRefusal::Control);
         } else if is_path_byte(b) || matches!(b, b';' | b'?') {
             bytes.push(b);
         } else {
@@ -515,11 +549,11 @@ fn normalize_query(query: &[u8], out: &mut String) -> Result<(), Refusal> {
 mod tests {
     use super::*;
 
-    fn canon(target: &str) -> Result<String, Refusal> {
+    fn canon(target: &str) -> Result<String, TargetRefusal> {
         canon_with(target, &PathRules::default())
     }
 
-    fn canon_with(target: &str, rules: &PathRules) -> Result<String, Refusal> {
+    fn canon_with(target: &str, rules: &PathRules) -> Result<String, TargetRefusal> {
         Ok(canonical(target.as_bytes(), rules)?.unwrap_or_else(|| target.to_string()))
     }
 
@@ -564,8 +598,21 @@ mod tests {
             "/a/%2e%2e/%2e%2e/b",
             "/../x",
         ] {
-            assert_eq!(canon(t), Err(Refusal::AboveRoot), "{t}");
+            assert_eq!(canon(t), Err(TargetRefusal::AboveRoot), "{t}");
         }
+    }
+
+    #[test]
+    fn percent_decoding_of_query_components() {
+        let d = |v: &str, form| percent_decode(v.as_bytes(), form).map(|c| c.into_owned());
+        assert!(matches!(
+            percent_decode(b"plain", true),
+            Some(std::borrow::Cow::Borrowed(_))
+        ));
+        assert_eq!(d("a%2Fb%41+c", true).unwrap(), b"a/bA c");
+        assert_eq!(d("a+b", false).unwrap(), b"a+b");
+        assert_eq!(d("50%", true), None);
+        assert_eq!(d("%g1", false), None);
     }
 
     #[test]
@@ -579,11 +626,11 @@ mod tests {
         assert_eq!(canon("/x?q=%63%2f%zz").as_deref(), Ok("/x?q=c%2F%25zz"));
         assert_eq!(canon("/x?q=%%41b").as_deref(), Ok("/x?q=%25Ab"));
         for t in ["/100%", "/x%zz", "/x%2", "/%g0"] {
-            assert_eq!(canon(t), Err(Refusal::BadEscape), "{t}");
+            assert_eq!(canon(t), Err(TargetRefusal::BadEscape), "{t}");
         }
-        assert_eq!(canon("/a%00b"), Err(Refusal::Control));
-        assert_eq!(canon("/%c0%ae%c0%ae/x"), Err(Refusal::NotUtf8));
-        assert_eq!(canon("/%ff"), Err(Refusal::NotUtf8));
+        assert_eq!(canon("/a%00b"), Err(TargetRefusal::Control));
+        assert_eq!(canon("/%c0%ae%c0%ae/x"), Err(TargetRefusal::NotUtf8));
+        assert_eq!(canon("/%ff"), Err(TargetRefusal::NotUtf8));
     }
 
     #[test]
@@ -592,11 +639,11 @@ mod tests {
         assert_eq!(raw, Ok(Some("/caf%C3%A9/%22%3Cx%3E%22".into())));
         assert_eq!(
             canonical(b"/a\xff", &PathRules::default()),
-            Err(Refusal::NotUtf8)
+            Err(TargetRefusal::NotUtf8)
         );
-        assert_eq!(canon("/a b"), Err(Refusal::Control));
-        assert_eq!(canon("/a\tb"), Err(Refusal::Control));
-        assert_eq!(canon("/x?a b"), Err(Refusal::Control));
+        assert_eq!(canon("/a b"), Err(TargetRefusal::Control));
+        assert_eq!(canon("/a\tb"), Err(TargetRefusal::Control));
+        assert_eq!(canon("/x?a b"), Err(TargetRefusal::Control));
     }
 
     #[test]
@@ -622,7 +669,7 @@ mod tests {
             "/a;b",
             "/pub/..;/admin",
         ] {
-            assert_eq!(canon(t), Err(Refusal::Ambiguous), "{t}");
+            assert_eq!(canon(t), Err(TargetRefusal::Ambiguous), "{t}");
         }
         assert_eq!(canon_with("/a%2fb", &OPAQUE).as_deref(), Ok("/a%2Fb"));
         assert_eq!(canon_with("/a\\b", &OPAQUE).as_deref(), Ok("/a%5Cb"));
@@ -634,7 +681,7 @@ mod tests {
         for t in ["/pub/..;/admin", "/a/.;x/b"] {
             assert_eq!(
                 canon_with(t, &OPAQUE),
-                Err(Refusal::DotSegmentParameters),
+                Err(TargetRefusal::DotSegmentParameters),
                 "{t}"
             );
         }
@@ -657,19 +704,26 @@ mod tests {
         assert_eq!(ok("http://h/x", None, false).as_deref(), Ok("/x"));
         assert_eq!(
             ok("https://h/x", Some("h"), false),
-            Err(Refusal::SchemeMismatch)
+            Err(TargetRefusal::SchemeMismatch)
         );
         assert_eq!(
             ok("http://other/x", Some("h"), false),
-            Err(Refusal::AuthorityMismatch)
+            Err(TargetRefusal::AuthorityMismatch)
         );
         assert_eq!(
             ok("http://h:8080/x", Some("h"), false),
-            Err(Refusal::AuthorityMismatch)
+            Err(TargetRefusal::AuthorityMismatch)
         );
-        assert_eq!(ok("http://u@h/x", Some("h"), false), Err(Refusal::UserInfo));
+        assert_eq!(
+            ok("http://u@h/x", Some("h"), false),
+            Err(TargetRefusal::UserInfo)
+        );
         for t in ["*", "a", "h:80", "ftp://h/x", "http:/x", "http:///x"] {
-            assert_eq!(ok(t, Some("h"), false), Err(Refusal::NotOriginForm), "{t}");
+            assert_eq!(
+                ok(t, Some("h"), false),
+                Err(TargetRefusal::NotOriginForm),
+                "{t}"
+            );
         }
         let v6 = origin_form(b"http://[::1]:80/x", Some(b"[::1]"), false).unwrap();
         assert_eq!(v6.authority, Some(&b"[::1]:80"[..]));

@@ -22,7 +22,7 @@ use crate::slots::Slots;
 
 /// Why a known consumer's request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum UsageRefusal {
     OutOfScope,
     ConsumerDisabled,
     KeyExpired,
@@ -31,37 +31,37 @@ pub enum Refusal {
     QuotaExhausted,
 }
 
-impl Refusal {
-    pub const ALL: [Refusal; 6] = [
-        Refusal::OutOfScope,
-        Refusal::ConsumerDisabled,
-        Refusal::KeyExpired,
-        Refusal::KeyNotYetValid,
-        Refusal::RateLimited,
-        Refusal::QuotaExhausted,
+impl UsageRefusal {
+    pub const ALL: [UsageRefusal; 6] = [
+        UsageRefusal::OutOfScope,
+        UsageRefusal::ConsumerDisabled,
+        UsageRefusal::KeyExpired,
+        UsageRefusal::KeyNotYetValid,
+        UsageRefusal::RateLimited,
+        UsageRefusal::QuotaExhausted,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Refusal::OutOfScope => "out_of_scope",
-            Refusal::ConsumerDisabled => "consumer_disabled",
-            Refusal::KeyExpired => "key_expired",
-            Refusal::KeyNotYetValid => "key_not_yet_valid",
-            Refusal::RateLimited => "rate_limited",
-            Refusal::QuotaExhausted => "quota_exhausted",
+            UsageRefusal::OutOfScope => "out_of_scope",
+            UsageRefusal::ConsumerDisabled => "consumer_disabled",
+            UsageRefusal::KeyExpired => "key_expired",
+            UsageRefusal::KeyNotYetValid => "key_not_yet_valid",
+            UsageRefusal::RateLimited => "rate_limited",
+            UsageRefusal::QuotaExhausted => "quota_exhausted",
         }
     }
 
     /// The refusal of an authentication failure reason (`Rejection::reason`)
     /// or a limit label (`daily-quota`, `route-consumer`, …).
-    pub fn of(auth_failure: Option<&str>, limit: Option<&str>) -> Option<Refusal> {
+    pub fn of(auth_failure: Option<&str>, limit: Option<&str>) -> Option<UsageRefusal> {
         match (auth_failure, limit) {
-            (Some("out_of_scope"), _) => Some(Refusal::OutOfScope),
-            (Some("consumer_disabled"), _) => Some(Refusal::ConsumerDisabled),
-            (Some("key_expired"), _) => Some(Refusal::KeyExpired),
-            (Some("key_not_yet_valid"), _) => Some(Refusal::KeyNotYetValid),
-            (_, Some(l)) if l.ends_with("quota") => Some(Refusal::QuotaExhausted),
-            (_, Some(_)) => Some(Refusal::RateLimited),
+            (Some("out_of_scope"), _) => Some(UsageRefusal::OutOfScope),
+            (Some("consumer_disabled"), _) => Some(UsageRefusal::ConsumerDisabled),
+            (Some("key_expired"), _) => Some(UsageRefusal::KeyExpired),
+            (Some("key_not_yet_valid"), _) => Some(UsageRefusal::KeyNotYetValid),
+            (_, Some(l)) if l.ends_with("quota") => Some(UsageRefusal::QuotaExhausted),
+            (_, Some(_)) => Some(UsageRefusal::RateLimited),
             _ => None,
         }
     }
@@ -71,7 +71,7 @@ impl Refusal {
 #[derive(Debug, Default)]
 pub struct UsageCell {
     requests: AtomicU64,
-    refused: [AtomicU64; Refusal::ALL.len()],
+    refused: [AtomicU64; UsageRefusal::ALL.len()],
     /// Unix seconds of the latest request.
     last_seen: AtomicU64,
 }
@@ -87,7 +87,7 @@ pub struct CellCounts {
 
 impl UsageCell {
     /// One request at `now` (Unix seconds), refused for `refusal` if any.
-    pub fn record(&self, refusal: Option<Refusal>, now: u64) {
+    pub fn record(&self, refusal: Option<UsageRefusal>, now: u64) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         if let Some(r) = refusal {
             self.refused[r as usize].fetch_add(1, Ordering::Relaxed);
@@ -98,7 +98,7 @@ impl UsageCell {
     pub fn counts(&self) -> CellCounts {
         CellCounts {
             requests: self.requests.load(Ordering::Relaxed),
-            refused: Refusal::ALL
+            refused: UsageRefusal::ALL
                 .iter()
                 .map(|r| {
                     (
@@ -178,7 +178,7 @@ impl ConsumerSlots {
     }
 
     /// Record one request to route `index` (id `route`) of this snapshot.
-    pub fn record(&self, index: usize, route: &str, refusal: Option<Refusal>, now: u64) {
+    pub fn record(&self, index: usize, route: &str, refusal: Option<UsageRefusal>, now: u64) {
         let key = u32::try_from(index).map_or(0, |i| i.saturating_add(1));
         let slots = self.slots.get_or_init(Default::default);
         if let Some(cell) = slots.get_or_claim(key, || self.usage.cell(route)) {
@@ -248,8 +248,8 @@ mod tests {
         for i in 0..20 {
             slots.record(i, &format!("r{i}"), None, 100 + i as u64);
         }
-        slots.record(0, "r0", Some(Refusal::RateLimited), 50);
-        slots.record(19, "r19", Some(Refusal::QuotaExhausted), 500);
+        slots.record(0, "r0", Some(UsageRefusal::RateLimited), 50);
+        slots.record(19, "r19", Some(UsageRefusal::QuotaExhausted), 500);
         let routes = usage.routes();
         assert_eq!(routes.len(), 20);
         let r0 = &routes.iter().find(|(r, _)| &**r == "r0").unwrap().1;
@@ -273,17 +273,17 @@ mod tests {
     #[test]
     fn refusal_reasons() {
         assert_eq!(
-            Refusal::of(Some("out_of_scope"), None),
-            Some(Refusal::OutOfScope)
+            UsageRefusal::of(Some("out_of_scope"), None),
+            Some(UsageRefusal::OutOfScope)
         );
         assert_eq!(
-            Refusal::of(None, Some("daily-quota")),
-            Some(Refusal::QuotaExhausted)
+            UsageRefusal::of(None, Some("daily-quota")),
+            Some(UsageRefusal::QuotaExhausted)
         );
         assert_eq!(
-            Refusal::of(None, Some("route-consumer")),
-            Some(Refusal::RateLimited)
+            UsageRefusal::of(None, Some("route-consumer")),
+            Some(UsageRefusal::RateLimited)
         );
-        assert_eq!(Refusal::of(None, None), None);
+        assert_eq!(UsageRefusal::of(None, None), None);
     }
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{base_config, client, get_json, pool, Backend, Gateway};
+use common::{base_config, client, get_json, pool, Backend, TestGateway};
 use serde_json::Value;
 
 #[tokio::test]
@@ -13,7 +13,7 @@ async fn admin_endpoints() {
         base_config(),
         pool("p", &[b.addr], "")
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let c = client();
 
     let r = c.get(gw.admin_url("/-/health")).send().await.unwrap();
@@ -64,7 +64,7 @@ async fn restart_only_changes_are_pending_until_undone_and_never_shown_as_runnin
         )
     };
     let running = format!("{}{}", base_config(), route("/"));
-    let gw = Gateway::start(&running).await;
+    let gw = TestGateway::start(&running).await;
     // An address nothing will bind: the new listener is never started.
     let spare = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -6,7 +6,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{base_config, client, eventually, pool, Backend, Gateway};
+use common::{base_config, client, eventually, pool, Backend, TestGateway};
 use portcullis::auth::keys;
 use serde_json::{json, Value};
 
@@ -58,7 +58,7 @@ fn check(doc: &Value, path: &str, method: &str, status: u16, content_type: &str,
 }
 
 struct Setup {
-    gw: Gateway,
+    gw: TestGateway,
     key: keys::NewKey,
     dead: SocketAddr,
     _backend: Backend,
@@ -129,7 +129,7 @@ quota = {{ day = 1000 }}
         ),
         entry = keys::config_entry(&key.prefix, &key.digest_hex),
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     Setup {
         gw,
         key,
@@ -140,7 +140,7 @@ quota = {{ day = 1000 }}
 
 /// `method url` with the admin token: (status, content type, body).
 async fn admin(
-    gw: &Gateway,
+    gw: &TestGateway,
     method: &str,
     path: &str,
     token: Option<&str>,
@@ -441,7 +441,7 @@ async fn deprecated_routes_send_lifecycle_headers_and_retired_ones_answer_410() 
 
 /// One admin request over raw HTTP/1.1 with the given `Host` and header
 /// lines: the status.
-async fn admin_raw(gw: &Gateway, method: &str, path: &str, host: &str, lines: &str) -> u16 {
+async fn admin_raw(gw: &TestGateway, method: &str, path: &str, host: &str, lines: &str) -> u16 {
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{lines}Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
@@ -455,7 +455,7 @@ async fn admin_raw(gw: &Gateway, method: &str, path: &str, host: &str, lines: &s
 #[tokio::test]
 async fn the_admin_api_refuses_rebinding_cross_site_writes_and_read_only_writes() {
     let backend = Backend::start("b").await;
-    let open = Gateway::start(&common::single_route("p", &[backend.addr], "", "")).await;
+    let open = TestGateway::start(&common::single_route("p", &[backend.addr], "", "")).await;
     let here = open.admin.to_string();
     assert_eq!(admin_raw(&open, "GET", "/-/routes", &here, "").await, 200);
     assert_eq!(
@@ -499,7 +499,7 @@ async fn the_admin_api_refuses_rebinding_cross_site_writes_and_read_only_writes(
         ),
         1,
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let bearer = |t: &str| format!("Authorization: Bearer {t}\r\n");
     assert_eq!(
         admin_raw(&gw, "GET", "/metrics", "admin.test", &bearer(read)).await,

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{base_config, client, pool, Backend, Gateway};
+use common::{base_config, client, pool, Backend, TestGateway};
 use portcullis::auth::keys;
 use serde_json::Value;
 
@@ -84,7 +84,7 @@ tags = ["admin"]
 }
 
 async fn get(
-    gw: &Gateway,
+    gw: &TestGateway,
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, reqwest::header::HeaderMap, Value) {
@@ -107,7 +107,7 @@ async fn keys_from_each_source_reach_the_backend_as_the_consumer_only() {
         routes(&backend),
         entry(&k, "")
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
 
     // Header, with a spoofed consumer header that must not pass.
     let (status, _, body) = get(
@@ -189,7 +189,7 @@ scopes = [{{ routes = ["h", "admin"], methods = ["GET"] }}]
         entry(&off, ""),
         entry(&reader, ""),
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let hits_before = backend.hits();
 
     let (status, h, body) = get(&gw, "/h", &[]).await;
@@ -257,7 +257,7 @@ async fn rotation_with_overlapping_keys_by_reload() {
             routes(&backend)
         )
     };
-    let gw = Gateway::start(&consumer(&entry(&old, ""))).await;
+    let gw = TestGateway::start(&consumer(&entry(&old, ""))).await;
     assert_eq!(get(&gw, "/h", &[("x-api-key", &old.key)]).await.0, 200);
     assert_eq!(get(&gw, "/h", &[("x-api-key", &new.key)]).await.0, 401);
 
@@ -309,7 +309,7 @@ async fn consumers_in_separate_files_reload_with_the_routes() {
     let backend = Backend::start("b").await;
     let (a, b) = (new_key(), new_key());
     let (dir, main) = with_consumer_files(&routes(&backend), &a);
-    let gw = Gateway::start_file(&main).await;
+    let gw = TestGateway::start_file(&main).await;
     assert_eq!(get(&gw, "/h", &[("x-api-key", &a.key)]).await.0, 200);
     assert_eq!(get(&gw, "/h", &[("x-api-key", &b.key)]).await.0, 401);
 
@@ -356,7 +356,7 @@ async fn the_file_watcher_picks_up_a_new_consumer_file() {
     let backend = Backend::start("b").await;
     let (a, b) = (new_key(), new_key());
     let (dir, main) = with_consumer_files(&common::watching(&routes(&backend)), &a);
-    let gw = Gateway::start_file(&main).await;
+    let gw = TestGateway::start_file(&main).await;
     assert_eq!(get(&gw, "/h", &[("x-api-key", &b.key)]).await.0, 401);
     // A new file matching the glob, written by rename as editors and
     // provisioning tools do: live without any signal.
@@ -379,7 +379,7 @@ async fn keys_and_digests_never_appear_in_any_output() {
         routes(&backend),
         entry(&k, "")
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let query = format!("/q?api_key={}", k.key);
     let bearer = format!("Bearer {}", bad.key);
     for (path, headers) in [
@@ -422,7 +422,7 @@ async fn a_query_key_is_redacted_from_every_log_line() {
         pool("p", &[addr], ""),
         entry(&k, "")
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let c = client();
     let r = c
         .get(gw.url(&format!("/q?x=1&api_key={}&y=2", k.key)))

@@ -7,10 +7,10 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 
-use common::{base_config, client, eventually, Backend, Gateway};
+use common::{base_config, client, eventually, Backend, TestGateway};
 use serde_json::Value;
 
-async fn backend_of(gw: &Gateway, path: &str, header: Option<(&str, &str)>) -> String {
+async fn backend_of(gw: &TestGateway, path: &str, header: Option<(&str, &str)>) -> String {
     let mut req = client().get(gw.url(path));
     if let Some((k, v)) = header {
         req = req.header(k, v);
@@ -31,7 +31,7 @@ async fn weighted_round_robin_distribution() {
         b.addr,
         c.addr
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let mut counts: HashMap<String, usize> = HashMap::new();
     for _ in 0..1000 {
         *counts.entry(backend_of(&gw, "/x", None).await).or_default() += 1;
@@ -63,7 +63,7 @@ async fn consistent_hash_keeps_keys_when_a_backend_leaves() {
         )
     };
     let all: Vec<&Backend> = backends.iter().collect();
-    let gw = Gateway::start(&config_with(&all)).await;
+    let gw = TestGateway::start(&config_with(&all)).await;
     let keys: Vec<String> = (0..300).map(|i| format!("user-{i}")).collect();
     let mut before = HashMap::new();
     for k in &keys {
@@ -127,7 +127,7 @@ async fn least_requests_prefers_the_idle_backend() {
         busy.addr,
         idle.addr
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     // Send requests one after another. The first that lands on `busy` hangs
     // there (in flight); from then on every request must go to `idle`.
     let mut pending = Vec::new();
@@ -165,7 +165,7 @@ async fn least_requests_prefers_the_idle_backend() {
 /// `n` requests in flight together (the backend holds them until all have
 /// arrived), so each needs its own upstream connection; returns the
 /// gateway-side addresses of those connections.
-async fn concurrent_round(gw: &Gateway, backend: &Backend, n: usize) -> HashSet<String> {
+async fn concurrent_round(gw: &TestGateway, backend: &Backend, n: usize) -> HashSet<String> {
     backend.hold(true);
     let before = backend.hits();
     let tasks: Vec<_> = (0..n)
@@ -194,7 +194,7 @@ async fn upstream_keepalive_bounds_the_idle_connections_kept() {
         "watch_config = false",
         "watch_config = false\nupstream_keepalive = 1",
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let first = concurrent_round(&gw, &backend, 4).await;
     assert_eq!(first.len(), 4, "four requests in flight, four connections");
     let second = concurrent_round(&gw, &backend, 4).await;

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{base_config, get_json, run_cli, single_route, Backend, Gateway};
+use common::{base_config, get_json, run_cli, single_route, Backend, TestGateway};
 
 /// Write a self-signed certificate and its key as `NAME.crt`/`NAME.key`.
 fn self_signed(dir: &Path, name: &str) {
@@ -45,7 +45,7 @@ fn line_of(text: &str, prefix: &str) -> usize {
 #[tokio::test]
 async fn check_and_reload_report_the_same_located_errors() {
     let backend = Backend::start("served").await;
-    let gw = Gateway::start(&config(&backend, None, "")).await;
+    let gw = TestGateway::start(&config(&backend, None, "")).await;
     let dir = gw.config_path.parent().unwrap().to_path_buf();
     self_signed(&dir, "good");
     self_signed(&dir, "other");

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use common::{base_config, client, eventually, sample, scrape_until, Gateway};
+use common::{base_config, client, eventually, sample, scrape_until, TestGateway};
 use portcullis::auth::keys;
 
 /// Status, headers and body text of an answer.
@@ -112,13 +112,18 @@ async fn answer(State(o): State<Origin>, req: Request) -> Response {
 
 /// A gateway with one caching route `c` on `/` (`cache_lines` go into
 /// its `[routes.cache]`), and `extra` appended.
-async fn gateway(origin: &Origin, route_lines: &str, cache_lines: &str, extra: &str) -> Gateway {
+async fn gateway(
+    origin: &Origin,
+    route_lines: &str,
+    cache_lines: &str,
+    extra: &str,
+) -> TestGateway {
     let config = format!(
         "{}[cache]\nmax_size = \"1MiB\"\n\n[pools.p]\nbackends = [{{ address = \"{}\" }}]\n\n[[routes]]\nid = \"c\"\npath = \"/\"\npool = \"p\"\n{route_lines}\n[routes.cache]\n{cache_lines}\n\n{extra}",
         base_config(),
         origin.addr.unwrap()
     );
-    Gateway::start(&config).await
+    TestGateway::start(&config).await
 }
 
 #[derive(Debug)]
@@ -130,11 +135,11 @@ struct Got {
     headers: reqwest::header::HeaderMap,
 }
 
-async fn get(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> Got {
+async fn get(gw: &TestGateway, path: &str, headers: &[(&str, &str)]) -> Got {
     send(gw, "GET", path, headers).await
 }
 
-async fn send(gw: &Gateway, method: &str, path: &str, headers: &[(&str, &str)]) -> Got {
+async fn send(gw: &TestGateway, method: &str, path: &str, headers: &[(&str, &str)]) -> Got {
     let mut r = client().request(method.parse().unwrap(), gw.url(path));
     for (k, v) in headers {
         r = r.header(*k, *v);
@@ -995,7 +1000,7 @@ async fn the_gateways_own_answers_on_a_caching_route_carry_cache_status() {
         "{}[cache]\nmax_size = \"1MiB\"\n\n[pools.p]\nbackends = [{{ address = \"{addr}\" }}]\n\n[[routes]]\nid = \"c\"\npath = \"/\"\npool = \"p\"\n\n[routes.cache]\n",
         base_config()
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let failed = get(&gw, "/x", &[]).await;
     assert_eq!(failed.status, 502);
     assert_eq!(

@@ -482,7 +482,7 @@ async fn diff_against_running_asks_the_gateway_and_applies_nothing() {
     };
     let main = dir.path().join("portcullis.toml");
     std::fs::write(&main, config("5s", "")).unwrap();
-    let gw = common::Gateway::start_file(&main).await;
+    let gw = common::TestGateway::start_file(&main).await;
     let admin = gw.admin_url("");
     let file = main.to_str().unwrap();
     let tokens = token_file.to_str().unwrap();

@@ -6,20 +6,20 @@
 mod common;
 
 use common::backend::Backend;
-use common::{assert_problem, raw_http1 as raw, single_route, Gateway};
+use common::{assert_problem, raw_http1 as raw, single_route, TestGateway};
 use serde_json::Value;
 
 const LIMITS: &str =
     "[server.client]\nmax_header_size = \"4KiB\"\nmax_headers = 20\nmax_uri_length = 64\n";
 
-async fn gateway(backend: &Backend) -> Gateway {
+async fn gateway(backend: &Backend) -> TestGateway {
     // [server.client] is a sub-table: after the [server] keys.
     let config = single_route("p", &[backend.addr], "", "max_body_size = \"1KiB\"\n").replacen(
         "watch_config = false\n",
         &format!("watch_config = false\n{LIMITS}"),
         1,
     );
-    Gateway::start(&config).await
+    TestGateway::start(&config).await
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{client, single_route, Backend, Gateway};
+use common::{client, single_route, Backend, TestGateway};
 use serde_json::Value;
 
 /// An address nothing listens on: bind a port, then close it.
@@ -17,7 +17,7 @@ async fn connect_refused_is_retried_on_another_backend() {
     let live = Backend::start("live").await;
     let dead = dead_addr();
     let config = single_route("p", &[dead, live.addr], "retries = 1", "");
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     for _ in 0..20 {
         let r = client().get(gw.url("/x")).send().await.unwrap();
         assert_eq!(
@@ -48,7 +48,7 @@ async fn connect_refused_is_retried_on_another_backend() {
 async fn upstream_connections_are_kept_alive_and_reused() {
     let b = Backend::start("b").await;
     let config = single_route("p", &[b.addr], "", "");
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let mut peers = std::collections::BTreeSet::new();
     for _ in 0..30 {
         // A new client connection each time: reuse must come from the gateway's pool.
@@ -78,7 +78,7 @@ async fn upstream_connections_are_kept_alive_and_reused() {
 async fn refused_without_retry_budget_is_502_problem() {
     let dead = dead_addr();
     let config = single_route("p", &[dead], "retries = 0", "");
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let r = client().get(gw.url("/x")).send().await.unwrap();
     assert_eq!(r.status(), 502);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
@@ -104,7 +104,7 @@ async fn backend_closing_without_an_answer_is_502() {
         }
     });
     let config = single_route("p", &[addr], "", "");
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let r = client().get(gw.url("/x")).send().await.unwrap();
     assert_eq!(r.status(), 502);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
@@ -119,7 +119,7 @@ async fn read_timeout_is_504_problem() {
         "[pools.p.timeouts]\nread = \"5s\"",
         "[routes.timeouts]\nread = \"200ms\"\n",
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let started = std::time::Instant::now();
     let r = client().get(gw.url("/slow")).send().await.unwrap();
     assert_eq!(r.status(), 504);
@@ -139,7 +139,7 @@ async fn total_deadline_is_504() {
         "[pools.p.timeouts]\ntotal = \"300ms\"",
         "",
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let started = std::time::Instant::now();
     let r = client().get(gw.url("/slow")).send().await.unwrap();
     assert_eq!(r.status(), 504);

@@ -8,11 +8,11 @@
 
 mod common;
 
-use common::{raw_http1, Backend, Gateway};
+use common::{raw_http1, Backend, TestGateway};
 use pingora_http::RequestHeader;
 use portcullis::auth::keys;
+use portcullis::clock::{Clock, SystemClock};
 use portcullis::decide::Arrival;
-use portcullis::ratelimit::clock::{Clock, SystemClock};
 use portcullis::ratelimit::LocalStore;
 
 const VIA: &str = "edge-test";
@@ -123,7 +123,7 @@ fn wire(req: &RequestHeader) -> Vec<u8> {
 async fn explain_and_the_gateway_answer_a_table_of_requests_alike() {
     let backend = Backend::start("b").await;
     let key = keys::generate().unwrap();
-    let gw = Gateway::start(&config(backend.addr, &key)).await;
+    let gw = TestGateway::start(&config(backend.addr, &key)).await;
     let prepared = portcullis::reload::prepare_detached(&gw.config_path).expect("valid config");
     let store = LocalStore::new(1024);
     let arrival = Arrival {

@@ -9,10 +9,10 @@ mod common;
 
 use common::backend::Backend;
 use common::flaky::{Flaky, Mode};
-use common::{client, eventually, sample, single_route, Gateway};
+use common::{client, eventually, sample, single_route, TestGateway};
 
 /// Open file descriptors of the gateway process.
-fn fds(gw: &Gateway) -> usize {
+fn fds(gw: &TestGateway) -> usize {
     std::fs::read_dir(format!("/proc/{}/fd", gw.pid()))
         .map(|d| d.count())
         .unwrap_or(0)
@@ -21,7 +21,7 @@ fn fds(gw: &Gateway) -> usize {
 #[tokio::test]
 async fn garbage_resets_and_stalls_mid_response_leak_nothing() {
     let x = Flaky::start("x").await;
-    let gw = Gateway::start(&single_route(
+    let gw = TestGateway::start(&single_route(
         "p",
         &[x.addr],
         "retries = 0\ntimeouts = { read = \"300ms\" }\n",
@@ -77,7 +77,7 @@ async fn backends_that_close_kept_alive_connections_or_flap_are_retried_and_leak
     let flapping = Flaky::start("flapping").await;
     flapping.set(Mode::Flap);
     let steady = Flaky::start("steady").await;
-    let gw = Gateway::start(&format!(
+    let gw = TestGateway::start(&format!(
         "{}[[routes]]\nid = \"c\"\npath = \"/c\"\npool = \"c\"\n\n[[routes]]\nid = \"f\"\npath = \"/f\"\npool = \"f\"\n",
         common::base_config()
             + &common::pool("c", &[closing.addr], "")
@@ -122,14 +122,14 @@ async fn backends_that_close_kept_alive_connections_or_flap_are_retried_and_leak
 }
 
 /// Tasks alive in the gateway's proxy runtime.
-async fn alive_tasks(gw: &Gateway) -> f64 {
+async fn alive_tasks(gw: &TestGateway) -> f64 {
     let text = gw.metrics_text().await;
     sample(&text, "portcullis_proxy_alive_tasks").expect("the tasks gauge")
 }
 
 /// A reload answers 422 with `why` in its first error, and the config
 /// serving before keeps serving.
-async fn reload_refused_and_old_config_serves(gw: &Gateway, why: &str) {
+async fn reload_refused_and_old_config_serves(gw: &TestGateway, why: &str) {
     let (status, body) = gw.reload().await;
     assert_eq!(status, 422, "{body}");
     let message = body["errors"][0]["message"].as_str().unwrap_or_default();
@@ -144,7 +144,7 @@ async fn reload_refused_and_old_config_serves(gw: &Gateway, why: &str) {
 async fn a_config_deleted_or_truncated_before_a_reload_keeps_the_old_one_serving() {
     let backend = Backend::start("b").await;
     let config = single_route("p", &[backend.addr], "", "");
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let path = gw.config_path.clone();
 
     std::fs::remove_file(&path).unwrap();
@@ -172,7 +172,7 @@ async fn an_access_log_on_a_full_disk_drops_lines_and_keeps_serving() {
         "[access_log]\npath = \"/dev/full\"\n\n[[listeners]]",
         1,
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let c = client();
     // More lines than the writer's 64 KiB buffer holds.
     for _ in 0..400 {
@@ -201,7 +201,7 @@ async fn a_reload_that_drops_every_consumer_is_refused_unless_forced() {
         single_route("p", &[backend.addr], "", ""),
         portcullis::auth::keys::config_entry(&key.prefix, &key.digest_hex)
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let keyed = || async {
         client()
             .get(gw.url("/x"))

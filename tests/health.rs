@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{base_config, client, eventually, Backend, Gateway};
+use common::{base_config, client, eventually, Backend, TestGateway};
 use serde_json::Value;
 
 fn config(a: &Backend, b: &Backend, check: &str) -> String {
@@ -17,7 +17,7 @@ fn config(a: &Backend, b: &Backend, check: &str) -> String {
     )
 }
 
-async fn backends_hit(gw: &Gateway, n: usize) -> Vec<String> {
+async fn backends_hit(gw: &TestGateway, n: usize) -> Vec<String> {
     let mut out = Vec::new();
     for _ in 0..n {
         let r = client().get(gw.url("/x")).send().await.unwrap();
@@ -32,7 +32,7 @@ async fn backends_hit(gw: &Gateway, n: usize) -> Vec<String> {
 async fn http_check_ejects_and_restores_a_backend() {
     let a = Backend::start("a").await;
     let b = Backend::start("b").await;
-    let gw = Gateway::start(&config(
+    let gw = TestGateway::start(&config(
         &a,
         &b,
         "type = \"http\"\npath = \"/healthz\"\nexpected_status = \"200-299\"",
@@ -69,7 +69,7 @@ async fn http_check_ejects_and_restores_a_backend() {
 async fn whole_pool_down_answers_503_fast() {
     let a = Backend::start("a").await;
     let b = Backend::start("b").await;
-    let gw = Gateway::start(&config(&a, &b, "type = \"tcp\"")).await;
+    let gw = TestGateway::start(&config(&a, &b, "type = \"tcp\"")).await;
     a.stop();
     b.stop();
     let g = &gw;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{raw_http1, single_route, Gateway};
+use common::{raw_http1, single_route, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An origin that answers every request head it reads with `answer`, on
@@ -74,7 +74,7 @@ async fn fields_the_backends_connection_header_names_never_reach_the_client_nor_
         "{}[cache]\nmax_size = \"1MiB\"\n\n[routes.cache]\n",
         single_route("p", &[origin.addr], "", "")
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     for round in ["miss", "hit"] {
         let (status, head, body) = raw_http1(gw.proxy, get("a").as_bytes()).await;
         assert_eq!((status, body.as_str()), (200, "ok"), "{round}");
@@ -93,13 +93,13 @@ async fn fields_the_backends_connection_header_names_never_reach_the_client_nor_
 #[tokio::test]
 async fn the_client_sees_http_1_1_and_a_502_for_a_status_outside_100_to_599() {
     let old = Scripted::start(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
-    let gw = Gateway::start(&single_route("p", &[old.addr], "", "")).await;
+    let gw = TestGateway::start(&single_route("p", &[old.addr], "", "")).await;
     let (status, head, _) = raw_http1(gw.proxy, get("a").as_bytes()).await;
     assert_eq!(status, 200);
     assert!(head.starts_with("http/1.1 200"), "{head}");
 
     let odd = Scripted::start(b"HTTP/1.1 999 Odd\r\nContent-Length: 2\r\n\r\nok").await;
-    let gw = Gateway::start(&single_route("p", &[odd.addr], "", "")).await;
+    let gw = TestGateway::start(&single_route("p", &[odd.addr], "", "")).await;
     let answer = raw_http1(gw.proxy, get("a").as_bytes()).await;
     common::assert_problem(&answer, 502, "");
 }
@@ -109,7 +109,7 @@ async fn the_client_sees_http_1_1_and_a_502_for_a_status_outside_100_to_599() {
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order_on_a_connection_that_stays_open() {
     let backend = common::backend::Backend::start("b").await;
-    let gw = Gateway::start(&single_route("p", &[backend.addr], "", "")).await;
+    let gw = TestGateway::start(&single_route("p", &[backend.addr], "", "")).await;
     let mut s = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
     let one = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
     let burst = format!("{}{}{}", one("/1"), one("/2"), one("/3"));
@@ -155,7 +155,7 @@ async fn a_stale_answer_after_an_origin_failure_says_connection_close() {
         "{}[cache]\nmax_size = \"1MiB\"\n\n[routes.cache]\n",
         single_route("p", &[origin.addr], "retries = 0", "")
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let (status, _, _) = raw_http1(gw.proxy, get("a").as_bytes()).await;
     assert_eq!(status, 200);
     origin.fail.store(true, Ordering::SeqCst);

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::backend::Backend;
-use common::{base_config, pool, raw_http1, single_route, Gateway};
+use common::{base_config, pool, raw_http1, single_route, TestGateway};
 
 #[test]
 fn check_refuses_a_pool_on_the_gateways_own_listener_or_admin_address() {
@@ -85,7 +85,7 @@ async fn a_loop_through_another_proxy_is_stopped_at_the_second_pass_with_508() {
         ),
         pool("loop", &[forwarder.addr], "")
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     forwarder.target.set(gw.proxy).unwrap();
     let (status, head, body) = raw_http1(
         gw.proxy,
@@ -116,7 +116,7 @@ async fn forwarded_requests_carry_via_with_the_pseudonym() {
         "watch_config = false\nvia = \"edge-1\"\n",
         1,
     );
-    let gw = Gateway::start(&named).await;
+    let gw = TestGateway::start(&named).await;
     let (_, _, body) = raw_http1(
         gw.proxy,
         b"GET /x HTTP/1.1\r\nHost: a\r\nVia: 1.0 upstream-cdn\r\nConnection: close\r\n\r\n",
@@ -125,7 +125,7 @@ async fn forwarded_requests_carry_via_with_the_pseudonym() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["headers"]["via"], "1.0 upstream-cdn, 1.1 edge-1", "{v}");
 
-    let default = Gateway::start(&single_route("p", &[backend.addr], "", "")).await;
+    let default = TestGateway::start(&single_route("p", &[backend.addr], "", "")).await;
     let (_, _, body) = raw_http1(
         default.proxy,
         b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",

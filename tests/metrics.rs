@@ -5,7 +5,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{base_config, client, pool, scrape_until, Backend, Gateway};
+use common::{base_config, client, pool, scrape_until, Backend, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A port nothing listens on.
@@ -25,7 +25,7 @@ async fn upstream_responses_failures_and_latency_per_backend_and_pool() {
             pool("p", backends, "balance = \"round_robin\"\nretries = 1")
         )
     };
-    let gw = Gateway::start(&config(&[live.addr, dead])).await;
+    let gw = TestGateway::start(&config(&[live.addr, dead])).await;
     let c = client();
     for _ in 0..4 {
         let r = c.get(gw.url("/x")).send().await.unwrap();
@@ -118,7 +118,7 @@ fn value(text: &str, series: &str) -> f64 {
 async fn open_connections_are_counted_per_listener() {
     let backend = Backend::start("b").await;
     let config = common::single_route("p", &[backend.addr], "", "");
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let listener = gw.listeners[0].trim_start_matches("http://").to_string();
     let gauge =
         |n: usize| format!("portcullis_downstream_open_connections{{listener=\"{listener}\"}} {n}");

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{base_config, client, eventually, pool, Backend, Gateway};
+use common::{base_config, client, eventually, pool, Backend, TestGateway};
 use portcullis::auth::keys;
 use serde_json::Value;
 
@@ -19,7 +19,7 @@ fn access_lines(stdout: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn wait_for_lines(gw: &Gateway, n: usize) -> Vec<Value> {
+async fn wait_for_lines(gw: &TestGateway, n: usize) -> Vec<Value> {
     eventually(&format!("{n} access-log lines"), || {
         let lines = access_lines(&gw.stdout());
         async move { (lines.len() >= n).then_some(lines) }
@@ -52,7 +52,7 @@ scopes = [{{ routes = ["keyed"] }}]
 async fn access_log_lines_name_route_consumer_and_refusals() {
     let backend = Backend::start("b").await;
     let key = keys::generate().unwrap();
-    let gw = Gateway::start(&keyed_config(&backend, &key)).await;
+    let gw = TestGateway::start(&keyed_config(&backend, &key)).await;
     let c = client();
     let url = gw.url("/keyed/x?secret=1");
     let ok = c
@@ -108,7 +108,7 @@ async fn access_log_lines_name_route_consumer_and_refusals() {
 
 /// A gateway with one route to `backend` and its access log in
 /// `access.log` in the returned directory.
-async fn gateway_logging_to_file(backend: &Backend) -> (tempfile::TempDir, Gateway) {
+async fn gateway_logging_to_file(backend: &Backend) -> (tempfile::TempDir, TestGateway) {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "[access_log]\npath = \"access.log\"\n\n{}",
@@ -116,7 +116,7 @@ async fn gateway_logging_to_file(backend: &Backend) -> (tempfile::TempDir, Gatew
     );
     let main = dir.path().join("portcullis.toml");
     std::fs::write(&main, config).unwrap();
-    let gw = Gateway::start_file(&main).await;
+    let gw = TestGateway::start_file(&main).await;
     (dir, gw)
 }
 
@@ -186,7 +186,7 @@ async fn an_access_log_that_cannot_be_written_is_refused_by_check_run_and_reload
 
     // Running with a good log, a reload to a bad one is rejected.
     std::fs::write(&main, config("access.log")).unwrap();
-    let gw = Gateway::start_file(&main).await;
+    let gw = TestGateway::start_file(&main).await;
     gw.write_config(&config("no-such-dir/access.log"));
     let (status, answer) = gw.reload().await;
     assert_eq!(status, 422, "{answer}");
@@ -241,7 +241,7 @@ async fn metrics_pass_promtool_and_count_what_the_gateway_refused() {
     );
     let main = dir.path().join("portcullis.toml");
     std::fs::write(&main, config).unwrap();
-    let gw = Gateway::start_file(&main).await;
+    let gw = TestGateway::start_file(&main).await;
     let c = client();
     let url = gw.url("/keyed");
     c.get(&url).send().await.unwrap();
@@ -335,7 +335,7 @@ async fn request_metrics_survive_reloads_and_leave_with_their_route() {
             pool("p", &[backend.addr], "")
         )
     };
-    let gw = Gateway::start(&config(&["a", "b"])).await;
+    let gw = TestGateway::start(&config(&["a", "b"])).await;
     let c = client();
     let scrape = || gw.metrics_text();
     let a = r#"portcullis_http_requests_total{code="200",method="GET",route="a"}"#;
@@ -444,7 +444,7 @@ async fn backend_saw(r: reqwest::Response) -> Value {
 #[tokio::test]
 async fn trace_context_is_continued_or_started_and_logged() {
     let backend = Backend::start("b").await;
-    let gw = Gateway::start(&common::single_route("p", &[backend.addr], "", "")).await;
+    let gw = TestGateway::start(&common::single_route("p", &[backend.addr], "", "")).await;
     let c = client();
 
     // A valid traceparent: same trace id and flags, a new parent id (the
@@ -499,7 +499,7 @@ async fn trace_context_is_continued_or_started_and_logged() {
 #[tokio::test]
 async fn generated_request_ids_are_random_and_unique() {
     let backend = Backend::start("b").await;
-    let gw = Gateway::start(&common::single_route("p", &[backend.addr], "", "")).await;
+    let gw = TestGateway::start(&common::single_route("p", &[backend.addr], "", "")).await;
     let c = client();
     let mut ids = std::collections::BTreeSet::new();
     let mut prefixes = std::collections::BTreeSet::new();
@@ -614,7 +614,7 @@ async fn every_dashboard_metric_exists_before_the_first_request_and_leaves_with_
         |pools: &str, routes: &str| format!("{}{tls_listener}{pools}{routes}", base_config());
     let main = dir.path().join("portcullis.toml");
     std::fs::write(&main, config(&pools, &routes)).unwrap();
-    let gw = Gateway::start_file(&main).await;
+    let gw = TestGateway::start_file(&main).await;
     let text = gw.metrics_text().await;
 
     let dashboard: Value = serde_json::from_str(

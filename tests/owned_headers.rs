@@ -11,7 +11,7 @@ mod common;
 mod h2raw;
 
 use common::backend::Backend;
-use common::{raw_http1, single_route, Gateway};
+use common::{raw_http1, single_route, TestGateway};
 use h2raw::H2Gateway;
 use serde_json::Value;
 
@@ -82,7 +82,7 @@ fn with_client(config: &str, lines: &str) -> String {
     )
 }
 
-async fn raw_request(gw: &Gateway, headers: &[(&str, &str)]) -> (u16, String, String) {
+async fn raw_request(gw: &TestGateway, headers: &[(&str, &str)]) -> (u16, String, String) {
     let mut req = format!(
         "GET /x HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
         gw.proxy
@@ -97,7 +97,7 @@ async fn raw_request(gw: &Gateway, headers: &[(&str, &str)]) -> (u16, String, St
 #[tokio::test]
 async fn forged_identity_and_forwarding_headers_never_reach_the_backend_over_http1() {
     let backend = Backend::start("b").await;
-    let gw = Gateway::start(&single_route("p", &[backend.addr], "", "")).await;
+    let gw = TestGateway::start(&single_route("p", &[backend.addr], "", "")).await;
     let (status, head, body) = raw_request(&gw, FORGED).await;
     assert_eq!(status, 200, "{head}");
     let headers = received(&body);
@@ -128,7 +128,7 @@ async fn forged_identity_and_forwarding_headers_never_reach_the_backend_over_htt
 async fn underscore_names_are_refused_or_allowed_when_configured() {
     let backend = Backend::start("b").await;
     let config = single_route("p", &[backend.addr], "", "");
-    let reject = Gateway::start(&with_client(
+    let reject = TestGateway::start(&with_client(
         &config,
         "headers_with_underscores = \"reject\"",
     ))
@@ -138,7 +138,7 @@ async fn underscore_names_are_refused_or_allowed_when_configured() {
     assert_eq!(backend.hits(), 0);
     assert_eq!(raw_request(&reject, &[("X-Custom", "1")]).await.0, 200);
 
-    let allow = Gateway::start(&with_client(
+    let allow = TestGateway::start(&with_client(
         &config,
         "headers_with_underscores = \"allow\"",
     ))
@@ -160,7 +160,7 @@ async fn a_cached_response_never_reflects_a_forged_forwarded_header() {
         "{}[cache]\nmax_size = \"1MiB\"\n\n[routes.cache]\nttl = \"60s\"\n",
         single_route("p", &[backend.addr], "", "")
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let (_, _, poisoned) = raw_request(&gw, &[("Forwarded", "host=evil.example")]).await;
     assert!(!poisoned.contains("evil.example"), "{poisoned}");
     let (_, head, later) = raw_request(&gw, &[]).await;

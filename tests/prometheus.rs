@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{base_config, client, eventually_within, pool, Backend, Gateway};
+use common::{base_config, client, eventually_within, pool, Backend, TestGateway};
 use portcullis::auth::keys;
 use serde_json::Value;
 
@@ -201,7 +201,7 @@ impl Prometheus {
 /// (upstream failures, retries, an ejection), and a pool of one dead
 /// backend whose breaker opens and hands over to the first (breaker
 /// state, refusals, fallback).
-async fn busy_gateway(backend: &Backend, dir: &Path) -> (Gateway, keys::NewKey) {
+async fn busy_gateway(backend: &Backend, dir: &Path) -> (TestGateway, keys::NewKey) {
     let key = keys::generate().unwrap();
     let cert = rcgen::generate_simple_self_signed(vec!["api.example.com".to_string()]).unwrap();
     std::fs::write(dir.join("c.pem"), cert.cert.pem()).unwrap();
@@ -265,7 +265,7 @@ scopes = [{{ routes = ["keyed"] }}]
     );
     let main = dir.join("portcullis.toml");
     std::fs::write(&main, config).unwrap();
-    (Gateway::start_file(&main).await, key)
+    (TestGateway::start_file(&main).await, key)
 }
 
 #[tokio::test]

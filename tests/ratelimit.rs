@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{base_config, client, pool, Backend, Gateway};
+use common::{base_config, client, pool, Backend, TestGateway};
 use portcullis::auth::keys;
 use serde_json::Value;
 
@@ -31,7 +31,7 @@ fn consumer(id: &str, key: &Key, extra: &str) -> String {
 }
 
 async fn get(
-    gw: &Gateway,
+    gw: &TestGateway,
     path: &str,
     key: Option<&str>,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
@@ -57,7 +57,7 @@ async fn anonymous_route_limited_per_client_ip_with_headers() {
         base_config(),
         pool("p", &[backend.addr], "")
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let (status, h, _) = get(&gw, "/", None).await;
     assert_eq!(status, 200);
     assert_eq!(header(&h, "ratelimit-policy"), "\"route-ip\";q=2;w=60");
@@ -118,7 +118,7 @@ auth = "api_key"
             "rate_limits = [{ rate = \"1/m\", tags = [\"expensive\"] }]"
         ),
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
 
     // The route's per-consumer limit counts each consumer apart.
     assert_eq!(get(&gw, "/search", Some(&a.key)).await.0, 200);
@@ -196,7 +196,7 @@ pool = "p"
         pool("p", &[backend.addr], ""),
         consumer("a", &good, ""),
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     // A missing key is not a guess: never damped.
     for _ in 0..5 {
         assert_eq!(get(&gw, "/keyed", None).await.0, 401);
@@ -231,7 +231,7 @@ async fn reload_changing_one_consumer_keeps_the_others_counters() {
             ),
         )
     };
-    let gw = Gateway::start(&config("3/m")).await;
+    let gw = TestGateway::start(&config("3/m")).await;
     for _ in 0..2 {
         assert_eq!(get(&gw, "/", Some(&a.key)).await.0, 200);
     }

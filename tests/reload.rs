@@ -6,21 +6,21 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{base_config, client, eventually, get_json, pool, single_route, Backend, Gateway};
+use common::{base_config, client, eventually, get_json, pool, single_route, Backend, TestGateway};
 use serde_json::Value;
 
 fn config_to(name: &str, b: &Backend) -> String {
     single_route(name, &[b.addr], "", "")
 }
 
-async fn who(gw: &Gateway) -> String {
+async fn who(gw: &TestGateway) -> String {
     let (status, body) = get_json(&gw.url("/x")).await;
     assert_eq!(status, 200);
     body["backend"].as_str().unwrap().to_string()
 }
 
 /// Wait until `gw` serves `/x` from backend `name`.
-async fn until_served_by(gw: &Gateway, name: &str, what: &str) {
+async fn until_served_by(gw: &TestGateway, name: &str, what: &str) {
     eventually(
         what,
         || async move { (who(gw).await == name).then_some(()) },
@@ -30,7 +30,7 @@ async fn until_served_by(gw: &Gateway, name: &str, what: &str) {
 
 /// Requests in a loop until stopped; counts answers that were not 200.
 fn traffic(
-    gw: &Gateway,
+    gw: &TestGateway,
 ) -> (
     Arc<AtomicBool>,
     Arc<AtomicUsize>,
@@ -58,7 +58,7 @@ fn traffic(
 async fn admin_reload_swaps_routes_and_rejects_a_broken_file() {
     let one = Backend::start("one").await;
     let two = Backend::start("two").await;
-    let gw = Gateway::start(&config_to("one", &one)).await;
+    let gw = TestGateway::start(&config_to("one", &one)).await;
     assert_eq!(who(&gw).await, "one");
 
     let (stop, ok, failed, task) = traffic(&gw);
@@ -108,7 +108,7 @@ async fn admin_reload_swaps_routes_and_rejects_a_broken_file() {
 async fn sighup_reloads() {
     let one = Backend::start("one").await;
     let two = Backend::start("two").await;
-    let gw = Gateway::start(&config_to("one", &one)).await;
+    let gw = TestGateway::start(&config_to("one", &one)).await;
     assert_eq!(who(&gw).await, "one");
     gw.write_config(&config_to("two", &two));
     gw.sighup();
@@ -127,7 +127,7 @@ async fn health_state_survives_a_reload() {
             b.addr
         )
     };
-    let gw = Gateway::start(&make("")).await;
+    let gw = TestGateway::start(&make("")).await;
     a.set_health_status(500);
     gw.wait_backend_health("p", a.addr, false).await;
     // It would take 1,000 good probes to come back, so if it reads healthy
@@ -148,7 +148,7 @@ async fn health_state_survives_a_reload() {
 async fn in_flight_requests_finish_on_their_snapshot() {
     let one = Backend::start("one").await;
     let two = Backend::start("two").await;
-    let gw = Gateway::start(&config_to("one", &one)).await;
+    let gw = TestGateway::start(&config_to("one", &one)).await;
     one.hold(true);
     let url = gw.url("/x");
     let held = tokio::spawn(async move {
@@ -187,7 +187,7 @@ fn table(name: &str, one: &Backend, two: &Backend) -> String {
 
 /// Eight keep-alive clients send requests until stopped; every answer must
 /// be a 200 from a backend that matches the table that routed it.
-fn keep_alive_clients(gw: &Gateway) -> (Arc<AtomicBool>, Vec<tokio::task::JoinHandle<usize>>) {
+fn keep_alive_clients(gw: &TestGateway) -> (Arc<AtomicBool>, Vec<tokio::task::JoinHandle<usize>>) {
     let stop = Arc::new(AtomicBool::new(false));
     let tasks = (0..8)
         .map(|_| {
@@ -227,7 +227,7 @@ async fn join(stop: Arc<AtomicBool>, tasks: Vec<tokio::task::JoinHandle<usize>>)
 async fn fifty_admin_reloads_under_keep_alive_traffic_lose_nothing() {
     let one = Backend::start("one").await;
     let two = Backend::start("two").await;
-    let gw = Gateway::start(&table("A", &one, &two)).await;
+    let gw = TestGateway::start(&table("A", &one, &two)).await;
     let (stop, tasks) = keep_alive_clients(&gw);
     for i in 0..50 {
         let name = if i % 2 == 0 { "B" } else { "A" };
@@ -253,7 +253,7 @@ async fn fifty_file_watch_reloads_under_keep_alive_traffic_lose_nothing() {
     let two = Backend::start("two").await;
     let watching =
         |name: &str| table(name, &one, &two).replace("watch_config = false", "watch_config = true");
-    let gw = Gateway::start(&watching("A")).await;
+    let gw = TestGateway::start(&watching("A")).await;
     let (stop, tasks) = keep_alive_clients(&gw);
     let c = client();
     for i in 0..50 {
@@ -291,7 +291,7 @@ async fn file_watch_follows_a_configmap_style_symlink_swap() {
     write_version("v1", &config(&one));
     let path = dir.path().join("portcullis.toml");
     std::os::unix::fs::symlink("..data/portcullis.toml", &path).unwrap();
-    let gw = Gateway::start_file(&path).await;
+    let gw = TestGateway::start_file(&path).await;
     assert_eq!(who(&gw).await, "one");
     write_version("v2", &config(&two));
     until_served_by(&gw, "two", "the swapped ConfigMap is live").await;
@@ -302,7 +302,7 @@ async fn a_half_written_file_is_rejected_and_the_completed_one_applies() {
     let one = Backend::start("one").await;
     let two = Backend::start("two").await;
     let watching = |b: &Backend| common::watching(&single_route(&b.name, &[b.addr], "", ""));
-    let gw = Gateway::start(&watching(&one)).await;
+    let gw = TestGateway::start(&watching(&one)).await;
     let full = watching(&two);
     // Cut inside the route table: `pool = ` is missing its value.
     let half = &full[..full.rfind("pool = ").unwrap() + 7];
@@ -329,7 +329,7 @@ async fn a_rejected_reload_changes_no_long_lived_state() {
     let both = format!("\"{}\", \"{}\"", a.addr, b.addr);
     let path = dir.path().join("portcullis.toml");
     std::fs::write(&path, make(&both, "")).unwrap();
-    let gw = Gateway::start_file(&path).await;
+    let gw = TestGateway::start_file(&path).await;
     a.set_health_status(500);
     gw.wait_backend_health("p", a.addr, false).await;
     a.set_health_status(200);
@@ -417,7 +417,7 @@ async fn only_pools_whose_backends_or_check_changed_restart_their_probes() {
         )
     };
     let one = format!("\"{}\"", a.addr);
-    let gw = Gateway::start(&make(&one, "")).await;
+    let gw = TestGateway::start(&make(&one, "")).await;
     // The same config, written again: a no-op.
     gw.write_config(&make(&one, ""));
     let (status, body) = gw.reload().await;
@@ -449,7 +449,7 @@ async fn a_write_paused_mid_file_is_not_applied_until_the_file_is_closed() {
     let one = Backend::start("one").await;
     let two = Backend::start("two").await;
     let watching = |b: &Backend| common::watching(&single_route(&b.name, &[b.addr], "", ""));
-    let gw = Gateway::start(&watching(&one)).await;
+    let gw = TestGateway::start(&watching(&one)).await;
     let full = watching(&two);
     // The first part is a valid config of its own (routes to "two", no
     // route yet would be refused; this one only lacks a trailing line).

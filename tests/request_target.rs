@@ -11,7 +11,7 @@ mod common;
 mod h2raw;
 
 use common::rawlog::{RawBackend, Seen};
-use common::{assert_problem, base_config, pool, raw_http1, Gateway};
+use common::{assert_problem, base_config, pool, raw_http1, TestGateway};
 use h2raw::H2Gateway;
 
 /// `/pub` is open, `/pub/admin` needs a key, `/docs` is rewritten to
@@ -142,7 +142,7 @@ fn forwarded_since(backend: &RawBackend, before: usize) -> Vec<String> {
 #[tokio::test]
 async fn every_shape_is_decided_and_forwarded_on_the_canonical_path_over_http1() {
     let backend = RawBackend::start().await;
-    let gw = Gateway::start(&config(&backend)).await;
+    let gw = TestGateway::start(&config(&backend)).await;
     let host = gw.proxy.to_string();
     let mut shapes: Vec<(String, Want)> = SHAPES.iter().map(|(t, w)| (t.to_string(), *w)).collect();
     shapes.extend(http1_shapes(&host));
@@ -208,7 +208,7 @@ async fn the_switches_keep_slashes_and_ambiguous_separators_as_data() {
         "watch_config = false\n[server.client]\nmerge_slashes = false\nambiguous_paths = \"opaque\"\n",
         1,
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let host = gw.proxy.to_string();
     for (target, want) in [
         ("/pub/a%2fb", Forward("/pub/a%2Fb")),
@@ -239,7 +239,7 @@ async fn the_switches_keep_slashes_and_ambiguous_separators_as_data() {
 #[tokio::test]
 async fn the_access_log_names_the_canonical_path() {
     let backend = RawBackend::start().await;
-    let gw = Gateway::start(&config(&backend)).await;
+    let gw = TestGateway::start(&config(&backend)).await;
     let host = gw.proxy.to_string();
     let request =
         format!("GET /pub/a/%2e%2e/%68ello HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");

@@ -10,12 +10,12 @@ use std::net::SocketAddr;
 
 use common::backend::Backend;
 use common::flaky::{Flaky, Mode};
-use common::{base_config, client, eventually, pool, single_route, Gateway};
+use common::{base_config, client, eventually, pool, single_route, TestGateway};
 use serde_json::Value;
 
 /// `GET path`: status, `x-backend` (the flaky backend that answered, if
 /// any), `retry-after`, body.
-async fn get(gw: &Gateway, path: &str) -> (u16, String, Option<String>, String) {
+async fn get(gw: &TestGateway, path: &str) -> (u16, String, Option<String>, String) {
     let r = client().get(gw.url(path)).send().await.expect("request");
     let status = r.status().as_u16();
     let header = |n: &str| {
@@ -34,7 +34,7 @@ async fn get(gw: &Gateway, path: &str) -> (u16, String, Option<String>, String) 
     )
 }
 
-async fn upstreams(gw: &Gateway) -> Value {
+async fn upstreams(gw: &TestGateway) -> Value {
     let (status, v) = common::get_json(&gw.admin_url("/-/upstreams")).await;
     assert_eq!(status, 200);
     v
@@ -55,7 +55,7 @@ fn backend_view<'a>(v: &'a Value, pool: &str, addr: SocketAddr) -> &'a Value {
 }
 
 /// Wait until an access-log line (stdout, read by another thread) contains `needle`.
-async fn access_log_has(gw: &Gateway, needle: &str) {
+async fn access_log_has(gw: &TestGateway, needle: &str) {
     eventually(&format!("{needle} in the access log"), || async {
         gw.stdout().contains(needle).then_some(())
     })
@@ -71,7 +71,7 @@ async fn a_failing_backend_is_ejected_and_max_ejection_percent_keeps_the_last_in
     let a = Flaky::start("a").await;
     let b = Flaky::start("b").await;
     let outlier = "[pools.p.outlier]\nconsecutive_failures = 3\nbase_ejection = \"1h\"\n";
-    let gw = Gateway::start(&single_route("p", &[a.addr, b.addr], outlier, "")).await;
+    let gw = TestGateway::start(&single_route("p", &[a.addr, b.addr], outlier, "")).await;
     b.set(Mode::Status(503));
     let mut answers = Vec::new();
     for _ in 0..20 {
@@ -138,7 +138,7 @@ async fn an_ejected_backend_comes_back_on_trial_and_health_checks_do_not_end_an_
     let b = Flaky::start("b").await;
     let extra = "[pools.p.outlier]\nconsecutive_failures = 2\nbase_ejection = \"400ms\"\n\
                  [pools.p.health_check]\ntype = \"tcp\"\ninterval = \"50ms\"\ntimeout = \"50ms\"\n";
-    let gw = Gateway::start(&single_route("p", &[a.addr, b.addr], extra, "")).await;
+    let gw = TestGateway::start(&single_route("p", &[a.addr, b.addr], extra, "")).await;
     b.set(Mode::Reset);
     eventually("b ejected after two resets", || async {
         get(&gw, "/x").await;
@@ -173,7 +173,7 @@ async fn the_breaker_opens_fails_fast_survives_a_reload_and_closes_after_recover
     let x = Flaky::start("x").await;
     let extra = "timeouts = { read = \"300ms\" }\n[pools.p.breaker]\nconsecutive_failures = 3\nopen_for = \"1s\"\nprobe_requests = 2\n";
     let config = single_route("p", &[x.addr], extra, "");
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     // Three different failures in a row: a 503, a reset, a hang past the
     // read timeout.
     x.set(Mode::Status(503));
@@ -290,7 +290,7 @@ async fn the_retry_budget_caps_retries_during_a_full_outage() {
         ),
         pool("free", &[c.addr, d.addr], "retries = 1\n"),
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     for _ in 0..100 {
         assert_eq!(get(&gw, "/budgeted").await.0, 503);
         assert_eq!(get(&gw, "/free").await.0, 503);
@@ -320,7 +320,7 @@ async fn the_retry_budget_caps_retries_during_a_full_outage() {
 #[tokio::test]
 async fn max_in_flight_answers_503_at_once_while_the_pool_is_saturated() {
     let backend = Backend::start("held").await;
-    let gw = Gateway::start(&single_route(
+    let gw = TestGateway::start(&single_route(
         "p",
         &[backend.addr],
         "max_in_flight = 2\n",
@@ -386,7 +386,7 @@ async fn a_fallback_pool_takes_over_and_gives_back() {
             "fallback = \"dr\"\n[pools.down.health_check]\ntype = \"tcp\"\ninterval = \"50ms\"\ntimeout = \"50ms\"\nunhealthy_threshold = 1\n"
         ),
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     primary.set(Mode::Status(500));
     for _ in 0..2 {
         assert_eq!(get(&gw, "/x").await.1, "primary");
@@ -432,7 +432,7 @@ async fn retry_on_sends_idempotent_requests_to_another_backend_only() {
         "retries = 1\ntimeouts = { read = \"300ms\" }\n",
         "retry_on = [\"timeout\", \"502\"]\n",
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     a.set(Mode::Hang);
     b.set(Mode::Ok);
     // Whichever backend a GET starts on, it ends on b.
@@ -487,7 +487,7 @@ async fn an_open_breaker_lets_a_caching_route_serve_stale() {
         base_config(),
         pool("p", &[x.addr], "[pools.p.breaker]\nconsecutive_failures = 1\n"),
     );
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
     let (status, from, ..) = get(&gw, "/cached").await;
     assert_eq!((status, from.as_str()), (200, "x"));
     // One failure on the other route opens the pool's breaker.

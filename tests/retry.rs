@@ -5,12 +5,12 @@
 mod common;
 
 use common::closing::ClosingBackend;
-use common::{client, single_route, Gateway};
+use common::{client, single_route, TestGateway};
 
 #[tokio::test]
 async fn a_backend_closing_kept_alive_connections_never_costs_a_request() {
     let backend = ClosingBackend::start().await;
-    let gw = Gateway::start(&single_route("p", &[backend.addr], "", "")).await;
+    let gw = TestGateway::start(&single_route("p", &[backend.addr], "", "")).await;
     let c = client();
     let url = gw.url("/x");
     for i in 0..1000 {
@@ -42,7 +42,7 @@ async fn a_backend_closing_kept_alive_connections_never_costs_a_request() {
 #[tokio::test]
 async fn a_post_on_a_stale_connection_is_not_replayed() {
     let backend = ClosingBackend::start().await;
-    let gw = Gateway::start(&single_route("p", &[backend.addr], "", "")).await;
+    let gw = TestGateway::start(&single_route("p", &[backend.addr], "", "")).await;
     let c = client();
     // The first request leaves a kept-alive connection in the pool …
     let r = c.get(gw.url("/x")).send().await.unwrap();
@@ -59,7 +59,7 @@ async fn a_post_on_a_stale_connection_is_not_replayed() {
 #[tokio::test]
 async fn the_retry_budget_bounds_stale_connection_retries() {
     let backend = ClosingBackend::start().await;
-    let gw = Gateway::start(&single_route("p", &[backend.addr], "retries = 0", "")).await;
+    let gw = TestGateway::start(&single_route("p", &[backend.addr], "retries = 0", "")).await;
     let c = client();
     let r = c.get(gw.url("/x")).send().await.unwrap();
     assert_eq!(r.status(), 200);

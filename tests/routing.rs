@@ -3,12 +3,12 @@
 
 mod common;
 
-use common::{base_config, client, pool, Backend, Gateway};
+use common::{base_config, client, pool, Backend, TestGateway};
 use serde_json::Value;
 
 /// One backend per route, so the answering backend names the route that matched.
 struct Fixture {
-    gw: Gateway,
+    gw: TestGateway,
     _backends: Vec<Backend>,
 }
 
@@ -123,16 +123,16 @@ remove = ["x-internal"]
 "#,
     );
     Fixture {
-        gw: Gateway::start(&config).await,
+        gw: TestGateway::start(&config).await,
         _backends: backends,
     }
 }
 
-async fn get(gw: &Gateway, host: &str, path: &str) -> (u16, Value) {
+async fn get(gw: &TestGateway, host: &str, path: &str) -> (u16, Value) {
     send(gw, "GET", host, path).await
 }
 
-async fn send(gw: &Gateway, method: &str, host: &str, path: &str) -> (u16, Value) {
+async fn send(gw: &TestGateway, method: &str, host: &str, path: &str) -> (u16, Value) {
     let r = client()
         .request(method.parse().unwrap(), gw.url(path))
         .header("host", host)
@@ -144,7 +144,7 @@ async fn send(gw: &Gateway, method: &str, host: &str, path: &str) -> (u16, Value
     (status, body)
 }
 
-async fn backend_for(gw: &Gateway, host: &str, path: &str) -> String {
+async fn backend_for(gw: &TestGateway, host: &str, path: &str) -> String {
     let (status, body) = get(gw, host, path).await;
     assert_eq!(status, 200, "{host}{path}: {body}");
     body["backend"].as_str().unwrap_or_default().to_string()
@@ -293,7 +293,7 @@ async fn no_route_is_a_404_problem_naming_no_internals() {
     let mut config = base_config();
     config.push_str(&pool("internal-pool-name", &[b.addr], ""));
     config.push_str("[[routes]]\nid = \"only\"\npath = \"/only\"\nmethods = [\"GET\"]\npool = \"internal-pool-name\"\n");
-    let gw = Gateway::start(&config).await;
+    let gw = TestGateway::start(&config).await;
 
     let r = client().get(gw.url("/nope")).send().await.unwrap();
     assert_eq!(r.status(), 404);

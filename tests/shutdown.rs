@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::backend::Backend;
-use common::{client, eventually, single_route, Gateway};
+use common::{client, eventually, single_route, TestGateway};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -20,7 +20,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_with_a_websocket_open() {
         "watch_config = false\ngrace_period = \"3s\"\n",
         1,
     );
-    let mut gw = Gateway::start(&config).await;
+    let mut gw = TestGateway::start(&config).await;
 
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", gw.proxy))
         .await
@@ -86,7 +86,7 @@ async fn sigterm_exits_as_soon_as_no_request_is_in_flight() {
     );
 
     // Idle, with a kept-alive client connection open.
-    let mut gw = Gateway::start(&config).await;
+    let mut gw = TestGateway::start(&config).await;
     let keep_alive = client();
     let r = keep_alive.get(gw.url("/before")).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -97,7 +97,7 @@ async fn sigterm_exits_as_soon_as_no_request_is_in_flight() {
     assert!(took < Duration::from_secs(10), "idle exit took {took:?}");
 
     // Busy: the request in flight keeps the process up, its end ends it.
-    let mut gw = Gateway::start(&config).await;
+    let mut gw = TestGateway::start(&config).await;
     backend.hold(true);
     let url = gw.url("/held");
     let in_flight = tokio::spawn(async move { client().get(url).send().await });

@@ -14,20 +14,20 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::backend::Backend;
-use common::{eventually, sample, single_route, Gateway};
+use common::{eventually, sample, single_route, TestGateway};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
 
-async fn gateway(backend: &Backend, client: &str) -> Gateway {
+async fn gateway(backend: &Backend, client: &str) -> TestGateway {
     let config = single_route("p", &[backend.addr], "", "").replacen(
         "watch_config = false\n",
         &format!("watch_config = false\n[server.client]\n{client}\n"),
         1,
     );
-    Gateway::start(&config).await
+    TestGateway::start(&config).await
 }
 
 async fn connect(addr: SocketAddr) -> TcpStream {
@@ -87,7 +87,7 @@ fn assert_problem(text: &str, status: u16) {
     assert_eq!(v["status"], status, "{v}");
 }
 
-async fn refused(gw: &Gateway, reason: &str) -> f64 {
+async fn refused(gw: &TestGateway, reason: &str) -> f64 {
     let text = gw.metrics_text().await;
     sample(
         &text,

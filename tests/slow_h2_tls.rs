@@ -14,7 +14,7 @@ mod h2raw;
 use std::time::{Duration, Instant};
 
 use common::backend::Backend;
-use common::{eventually, sample, single_route, Gateway};
+use common::{eventually, sample, single_route, TestGateway};
 use h2raw::{header_block, kind, Answer, Frame, H2Gateway};
 use tokio::io::AsyncReadExt;
 
@@ -26,7 +26,7 @@ fn config(backend: &Backend, client: &str) -> String {
     )
 }
 
-async fn metric(gw: &Gateway, name: &str) -> f64 {
+async fn metric(gw: &TestGateway, name: &str) -> f64 {
     sample(&gw.metrics_text().await, name).unwrap_or(-1.0)
 }
 

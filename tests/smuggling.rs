@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::rawlog::{RawBackend, Seen};
-use common::{single_route, Gateway};
+use common::{single_route, TestGateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What a misframing would leave in the backend's stream as a request of
@@ -136,7 +136,7 @@ fn well_formed_and_not_smuggled(seen: &[Seen]) -> Result<(), String> {
 #[tokio::test]
 async fn no_payload_reaches_the_backend_in_two_readings() {
     let backend = RawBackend::start().await;
-    let gw = Gateway::start(&single_route("p", &[backend.addr], "", "")).await;
+    let gw = TestGateway::start(&single_route("p", &[backend.addr], "", "")).await;
     let mut report = Vec::new();
     for (name, headers, body) in payloads() {
         let before = backend.seen().len();
@@ -190,7 +190,7 @@ async fn no_payload_reaches_the_backend_in_two_readings() {
 #[tokio::test]
 async fn te_cl_is_read_as_chunked_and_forwarded_as_exactly_that_body() {
     let backend = RawBackend::start().await;
-    let gw = Gateway::start(&single_route("p", &[backend.addr], "", "")).await;
+    let gw = TestGateway::start(&single_route("p", &[backend.addr], "", "")).await;
     let body = format!("{}0\r\n\r\n", chunk(SMUGGLED));
     let payload = format!(
         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{body}"

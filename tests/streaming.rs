@@ -3,13 +3,13 @@
 
 mod common;
 
-use common::{client, single_route, Backend, Gateway, DEADLINE};
+use common::{client, single_route, Backend, TestGateway, DEADLINE};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-async fn gateway(b: &Backend) -> Gateway {
-    Gateway::start(&single_route("p", &[b.addr], "", "")).await
+async fn gateway(b: &Backend) -> TestGateway {
+    TestGateway::start(&single_route("p", &[b.addr], "", "")).await
 }
 
 #[tokio::test]
@@ -40,7 +40,7 @@ async fn websocket_echo_through_the_gateway() {
 #[tokio::test]
 async fn websocket_upgrades_bypass_a_caching_route() {
     let b = Backend::start("ws").await;
-    let gw = Gateway::start(&format!(
+    let gw = TestGateway::start(&format!(
         "{}\n[routes.cache]\nttl = \"60s\"\n",
         single_route("p", &[b.addr], "", "")
     ))

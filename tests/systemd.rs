@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::backend::Backend;
-use common::{single_route, Gateway};
+use common::{single_route, TestGateway};
 use tokio::net::UnixDatagram;
 
 /// Datagrams received until one contains `needle` (or the deadline).
@@ -38,7 +38,7 @@ async fn ready_reloading_watchdog_and_stopping_are_notified() {
     let config = dir.path().join("portcullis.toml");
     let text = single_route("p", &[backend.addr], "", "");
     std::fs::write(&config, &text).unwrap();
-    let mut gw = Gateway::start_file_with_env(
+    let mut gw = TestGateway::start_file_with_env(
         &config,
         &[
             ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
@@ -90,9 +90,11 @@ async fn a_reload_by_the_file_watcher_is_notified_too() {
     let config = dir.path().join("portcullis.toml");
     let text = common::watching(&single_route("p", &[backend.addr], "", ""));
     std::fs::write(&config, &text).unwrap();
-    let _gw =
-        Gateway::start_file_with_env(&config, &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())])
-            .await;
+    let _gw = TestGateway::start_file_with_env(
+        &config,
+        &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())],
+    )
+    .await;
     let mut log = Vec::new();
     until(&sock, "READY=1", &mut log).await;
     // Written elsewhere and renamed into place, as editors do.

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{single_route, Backend, Gateway};
+use common::{single_route, Backend, TestGateway};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -140,15 +140,15 @@ fn cert_entry(name: &str, extra: &str) -> String {
 }
 
 /// Start a gateway whose config (and certificates) live in one temp dir.
-async fn start(dir: &tempfile::TempDir, config: &str) -> Gateway {
+async fn start(dir: &tempfile::TempDir, config: &str) -> TestGateway {
     let path = dir.path().join("portcullis.toml");
     std::fs::write(&path, config).unwrap();
-    Gateway::start_file(&path).await
+    TestGateway::start_file(&path).await
 }
 
 type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
-async fn handshake(gw: &Gateway, connector: &TlsConnector, sni: &str) -> std::io::Result<Tls> {
+async fn handshake(gw: &TestGateway, connector: &TlsConnector, sni: &str) -> std::io::Result<Tls> {
     let tcp = tokio::net::TcpStream::connect(gw.proxy).await?;
     let name = ServerName::try_from(sni.to_string()).unwrap();
     connector.connect(name, tcp).await
@@ -314,7 +314,7 @@ async fn alpn_h2_and_a_multiplexed_request() {
 }
 
 /// `openssl s_client` against the gateway with one protocol version forced.
-fn s_client(gw: &Gateway, version: &str) -> bool {
+fn s_client(gw: &TestGateway, version: &str) -> bool {
     std::process::Command::new("openssl")
         .args([
             "s_client",
@@ -529,7 +529,7 @@ async fn upstream_tls_verifies_the_backend_certificate() {
         path
     };
     let status_through = |path: std::path::PathBuf| async move {
-        let gw = Gateway::start_file(&path).await;
+        let gw = TestGateway::start_file(&path).await;
         let (status, body) = common::get_json(&gw.url("/hello")).await;
         (status, body["backend"].as_str().map(str::to_string))
     };
@@ -585,7 +585,7 @@ sni = \"backend.test\"\n",
     for (roots, expect) in [(&system, 200), (&other, 502)] {
         let roots = roots.to_str().unwrap();
         let env = [("SSL_CERT_FILE", roots), ("SSL_CERT_DIR", "/nonexistent")];
-        let gw = Gateway::start_file_with_env(&path, &env).await;
+        let gw = TestGateway::start_file_with_env(&path, &env).await;
         let (status, body) = common::get_json(&gw.url("/hello")).await;
         assert_eq!(status, expect, "roots {roots}: {body}");
         if expect == 200 {
@@ -597,7 +597,11 @@ sni = \"backend.test\"\n",
 /// One request on a new connection; `None` when the handshake or the
 /// request fails (TLS 1.3 reports a refused client certificate on the
 /// first read).
-async fn try_request(gw: &Gateway, connector: &TlsConnector, extra_header: &str) -> Option<String> {
+async fn try_request(
+    gw: &TestGateway,
+    connector: &TlsConnector,
+    extra_header: &str,
+) -> Option<String> {
     let tcp = tokio::net::TcpStream::connect(gw.proxy).await.ok()?;
     let mut conn = connector
         .connect(ServerName::try_from("a.test").unwrap(), tcp)

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::backend::Backend;
-use common::{bin, client, eventually, get_json, pool, Gateway};
+use common::{bin, client, eventually, get_json, pool, TestGateway};
 
 /// Kills a process left behind by a failed test.
 struct KillOnDrop(u32);
@@ -51,7 +51,7 @@ fn config(backend: SocketAddr, proxy: u16, admin: u16) -> String {
 struct Setup {
     _dir: tempfile::TempDir,
     exe: PathBuf,
-    gw: Gateway,
+    gw: TestGateway,
 }
 
 async fn setup(backend: &Backend, env: &[(&str, &str)]) -> Setup {
@@ -64,7 +64,7 @@ async fn setup(backend: &Backend, env: &[(&str, &str)]) -> Setup {
     let sock = sock.to_str().expect("utf-8 path");
     let mut env = env.to_vec();
     env.push(("PORTCULLIS_UPGRADE_SOCK", sock));
-    let gw = Gateway::start_binary(&exe, &path, &env).await;
+    let gw = TestGateway::start_binary(&exe, &path, &env).await;
     Setup { _dir: dir, exe, gw }
 }
 

@@ -28,7 +28,9 @@ impl PurgeQuery {
         let mut q = PurgeQuery::default();
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let v = percent_decode(v).ok_or_else(|| format!("{k}: invalid percent-encoding"))?;
+            let v = crate::target::percent_decode(v.as_bytes(), false)
+                .and_then(|v| String::from_utf8(v.into_owned()).ok())
+                .ok_or_else(|| format!("{k}: invalid percent-encoding"))?;
             let slot = match k {
                 "route" => &mut q.route,
                 "path" => &mut q.path,
@@ -54,23 +56,6 @@ impl PurgeQuery {
             _ => Ok(q),
         }
     }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Run the purge: `(status, body)`; 404 for a route that does not cache.

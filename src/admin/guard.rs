@@ -26,7 +26,7 @@ use crate::config::model::AdminSettings;
 
 /// Why a request is refused, with its status and detail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum AdminRefusal {
     /// 421: not a `Host` this admin API answers.
     Host,
     /// 403: a state-changing request a browser could forge.
@@ -37,21 +37,21 @@ pub enum Refusal {
     ReadOnly,
 }
 
-impl Refusal {
+impl AdminRefusal {
     pub fn status(self) -> http::StatusCode {
         match self {
-            Refusal::Host => http::StatusCode::MISDIRECTED_REQUEST,
-            Refusal::CrossSite | Refusal::ReadOnly => http::StatusCode::FORBIDDEN,
-            Refusal::Unauthenticated => http::StatusCode::UNAUTHORIZED,
+            AdminRefusal::Host => http::StatusCode::MISDIRECTED_REQUEST,
+            AdminRefusal::CrossSite | AdminRefusal::ReadOnly => http::StatusCode::FORBIDDEN,
+            AdminRefusal::Unauthenticated => http::StatusCode::UNAUTHORIZED,
         }
     }
 
     pub fn detail(self) -> &'static str {
         match self {
-            Refusal::Host => "The admin API answers IP addresses, localhost and the names in [admin] hosts only.",
-            Refusal::CrossSite => "State-changing admin requests may not come from a browser on another site (Origin, Sec-Fetch-Site or a form content type).",
-            Refusal::Unauthenticated => "This admin endpoint needs Authorization: Bearer with the admin token.",
-            Refusal::ReadOnly => "The read-only admin token may not change anything; use the admin token.",
+            AdminRefusal::Host => "The admin API answers IP addresses, localhost and the names in [admin] hosts only.",
+            AdminRefusal::CrossSite => "State-changing admin requests may not come from a browser on another site (Origin, Sec-Fetch-Site or a form content type).",
+            AdminRefusal::Unauthenticated => "This admin endpoint needs Authorization: Bearer with the admin token.",
+            AdminRefusal::ReadOnly => "The read-only admin token may not change anything; use the admin token.",
         }
     }
 }
@@ -63,16 +63,20 @@ pub fn writes(method: &Method) -> bool {
 
 /// Check `req` against `settings`; `open` endpoints (health probes) need
 /// neither a token nor an allowed `Host`.
-pub fn check(req: &RequestHeader, settings: &AdminSettings, open: bool) -> Result<(), Refusal> {
+pub fn check(
+    req: &RequestHeader,
+    settings: &AdminSettings,
+    open: bool,
+) -> Result<(), AdminRefusal> {
     if open {
         return Ok(());
     }
     if !host_allowed(req, settings) {
-        return Err(Refusal::Host);
+        return Err(AdminRefusal::Host);
     }
     let write = writes(&req.method);
     if write && cross_site(req) {
-        return Err(Refusal::CrossSite);
+        return Err(AdminRefusal::CrossSite);
     }
     let Some(full) = settings.token_digest else {
         return Ok(());
@@ -80,7 +84,7 @@ pub fn check(req: &RequestHeader, settings: &AdminSettings, open: bool) -> Resul
     let presented = crate::auth::presented_key(req, &crate::auth::KeyPlace::Bearer)
         .map(|t| crate::auth::keys::digest(&t));
     let Some(presented) = presented else {
-        return Err(Refusal::Unauthenticated);
+        return Err(AdminRefusal::Unauthenticated);
     };
     if bool::from(presented.ct_eq(&full)) {
         return Ok(());
@@ -88,12 +92,12 @@ pub fn check(req: &RequestHeader, settings: &AdminSettings, open: bool) -> Resul
     match settings.read_token_digest {
         Some(read) if bool::from(presented.ct_eq(&read)) => {
             if write {
-                Err(Refusal::ReadOnly)
+                Err(AdminRefusal::ReadOnly)
             } else {
                 Ok(())
             }
         }
-        _ => Err(Refusal::Unauthenticated),
+        _ => Err(AdminRefusal::Unauthenticated),
     }
 }
 
@@ -189,7 +193,7 @@ mod tests {
         ] {
             assert_eq!(
                 check(&req("GET", &[("host", host)]), &s, false),
-                Err(Refusal::Host),
+                Err(AdminRefusal::Host),
                 "{host}"
             );
             assert_eq!(
@@ -215,7 +219,7 @@ mod tests {
         ] {
             assert_eq!(
                 check(&req("POST", &[host, extra]), &s, false),
-                Err(Refusal::CrossSite),
+                Err(AdminRefusal::CrossSite),
                 "{extra:?}"
             );
             assert_eq!(
@@ -245,17 +249,17 @@ mod tests {
         assert_eq!(check(&with("GET", "r-token"), &s, false), Ok(()));
         assert_eq!(
             check(&with("POST", "r-token"), &s, false),
-            Err(Refusal::ReadOnly)
+            Err(AdminRefusal::ReadOnly)
         );
         assert_eq!(check(&with("DELETE", "w-token"), &s, false), Ok(()));
         assert_eq!(check(&with("GET", "w-token"), &s, false), Ok(()));
         assert_eq!(
             check(&with("GET", "nope"), &s, false),
-            Err(Refusal::Unauthenticated)
+            Err(AdminRefusal::Unauthenticated)
         );
         assert_eq!(
             check(&req("GET", &[]), &s, false),
-            Err(Refusal::Unauthenticated)
+            Err(AdminRefusal::Unauthenticated)
         );
     }
 }

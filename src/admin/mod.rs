@@ -232,7 +232,7 @@ impl ServeHttp for AdminApp {
         let open = OPEN.contains(&path.as_str());
         if let Err(refusal) = guard::check(session.req_header(), settings, open) {
             let mut resp = problem(refusal.status(), refusal.detail());
-            if refusal == guard::Refusal::Unauthenticated {
+            if refusal == guard::AdminRefusal::Unauthenticated {
                 resp.headers_mut().insert(
                     http::header::WWW_AUTHENTICATE,
                     http::HeaderValue::from_static("Bearer realm=\"portcullis admin\""),

@@ -14,7 +14,7 @@ use smallvec::SmallVec;
 use subtle::ConstantTimeEq;
 
 use crate::config::model;
-use crate::limits::ConsumerLimits;
+use crate::ratelimit::plans::ConsumerLimits;
 
 /// One key, as the index keeps it.
 pub struct KeyEntry {
@@ -120,7 +120,7 @@ impl ConsumerIndex {
     /// Compile `consumers` against `routes` (the snapshot's, in router order).
     pub fn build(
         consumers: &[model::Consumer],
-        routes: &[model::Route],
+        routes: &[model::RouteConfig],
         usage: &crate::usage::UsageTable,
     ) -> ConsumerIndex {
         let route_index: HashMap<&str, u32> = routes
@@ -187,7 +187,7 @@ impl ConsumerIndex {
 
 fn compile_scope(
     scope: &model::Scope,
-    routes: &[model::Route],
+    routes: &[model::RouteConfig],
     route_index: &HashMap<&str, u32>,
 ) -> CompiledScope {
     let methods = scope

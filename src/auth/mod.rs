@@ -189,7 +189,8 @@ pub fn presented_key<'r>(req: &'r RequestHeader, place: &KeyPlace) -> Option<Cow
             let value = query_params(req.uri.query()?)
                 .find(|(k, _)| *k == name.as_bytes())
                 .map(|(_, v)| v)?;
-            percent_decode(value)
+            // A malformed escape: the value as sent (no key has one).
+            crate::target::percent_decode(value, true).unwrap_or(Cow::Borrowed(value))
         }
     };
     (!key.is_empty()).then_some(key)
@@ -244,32 +245,6 @@ fn query_params(query: &str) -> impl Iterator<Item = (&[u8], &[u8])> {
         let p = p.as_bytes();
         split_once(p, b'=').unwrap_or((p, b""))
     })
-}
-
-/// `%XX` and `+` decoded; borrowed when there is nothing to decode.
-fn percent_decode(v: &[u8]) -> Cow<'_, [u8]> {
-    if !v.iter().any(|&b| b == b'%' || b == b'+') {
-        return Cow::Borrowed(v);
-    }
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(v.len());
-    let mut i = 0;
-    while i < v.len() {
-        match v[i] {
-            b'%' if i + 2 < v.len() => match (hex(v[i + 1]), hex(v[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    Cow::Owned(out)
 }
 
 #[cfg(test)]

@@ -155,7 +155,7 @@ impl CacheTable {
     /// `settings`; `None` when the route does not cache.
     pub fn for_route(
         &self,
-        route: &model::Route,
+        route: &model::RouteConfig,
         settings: &model::CacheSettings,
     ) -> Option<Arc<RouteCaching>> {
         let cache = route.cache.as_ref()?;

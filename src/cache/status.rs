@@ -10,7 +10,7 @@ pub const NAME: &str = "portcullis";
 
 /// How a request on a caching route was served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Outcome {
+pub struct CacheOutcome {
     pub result: CacheResult,
     /// The response was written to the store.
     pub stored: bool,
@@ -26,9 +26,9 @@ pub struct Outcome {
     pub detail: Option<&'static str>,
 }
 
-impl Outcome {
-    pub fn bypass(method: bool) -> Outcome {
-        Outcome {
+impl CacheOutcome {
+    pub fn bypass(method: bool) -> CacheOutcome {
+        CacheOutcome {
             result: CacheResult::Bypass,
             stored: false,
             forced_by_request: false,
@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn headers_follow_rfc_9211() {
-        let mut o = Outcome::bypass(false);
+        let mut o = CacheOutcome::bypass(false);
         o.result = CacheResult::Hit;
         o.ttl = Some(42);
         assert_eq!(o.header(), "portcullis; hit; ttl=42");
@@ -119,8 +119,11 @@ mod tests {
         o.stored = false;
         o.detail = Some("no-store");
         assert_eq!(o.header(), "portcullis; fwd=miss; detail=no-store");
-        assert_eq!(Outcome::bypass(true).header(), "portcullis; fwd=method");
-        let mut revalidated = Outcome::bypass(false);
+        assert_eq!(
+            CacheOutcome::bypass(true).header(),
+            "portcullis; fwd=method"
+        );
+        let mut revalidated = CacheOutcome::bypass(false);
         revalidated.result = CacheResult::Revalidated;
         assert_eq!(
             revalidated.header(),
@@ -132,7 +135,7 @@ mod tests {
             revalidated.header(),
             "portcullis; fwd=request; fwd-status=200"
         );
-        let mut stale = Outcome::bypass(false);
+        let mut stale = CacheOutcome::bypass(false);
         stale.result = CacheResult::Stale;
         stale.ttl = Some(-3);
         assert_eq!(

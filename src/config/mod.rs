@@ -257,24 +257,24 @@ strip_prefix = true
         let mut pools = BTreeMap::new();
         pools.insert(
             "orders".to_string(),
-            Pool {
+            PoolConfig {
                 name: "orders".into(),
                 backends: vec![
-                    Backend {
+                    BackendConfig {
                         address: addr("127.0.0.1:9001"),
                         weight: 2,
                     },
-                    Backend {
+                    BackendConfig {
                         address: addr("127.0.0.1:9002"),
                         weight: 1,
                     },
-                    Backend {
+                    BackendConfig {
                         address: addr("127.0.0.1:9003"),
                         weight: 1,
                     },
                 ],
                 balance: Balance::ConsistentHash(HashKey::Cookie("session".into())),
-                timeouts: Timeouts {
+                timeouts: TimeoutsConfig {
                     connect: Some(Duration::from_millis(500)),
                     read: Some(DEFAULT_READ_TIMEOUT),
                     write: Some(DEFAULT_WRITE_TIMEOUT),
@@ -303,14 +303,14 @@ strip_prefix = true
         );
         pools.insert(
             "users".to_string(),
-            Pool {
+            PoolConfig {
                 name: "users".into(),
-                backends: vec![Backend {
+                backends: vec![BackendConfig {
                     address: addr("10.1.2.3:80"),
                     weight: 1,
                 }],
                 balance: Balance::LeastRequests,
-                timeouts: Timeouts {
+                timeouts: TimeoutsConfig {
                     connect: Some(DEFAULT_CONNECT_TIMEOUT),
                     read: Some(DEFAULT_READ_TIMEOUT),
                     write: Some(DEFAULT_WRITE_TIMEOUT),
@@ -333,7 +333,7 @@ strip_prefix = true
                 retry_budget: None,
             },
         );
-        let users_route = |id: &str, path: PathMatch, strip_prefix: bool| Route {
+        let users_route = |id: &str, path: PathMatch, strip_prefix: bool| RouteConfig {
             id: id.into(),
             tags: vec![],
             auth: RouteAuth::None,
@@ -346,7 +346,7 @@ strip_prefix = true
             rewrite_prefix: None,
             request_headers: HeaderRules::default(),
             response_headers: HeaderRules::default(),
-            timeouts: Timeouts::default(),
+            timeouts: TimeoutsConfig::default(),
             lifecycle: Default::default(),
             cache: None,
             retry_on: Default::default(),
@@ -385,7 +385,7 @@ strip_prefix = true
             },
             pools,
             routes: vec![
-                Route {
+                RouteConfig {
                     id: "orders-v1".into(),
                     tags: vec![],
                     auth: RouteAuth::None,
@@ -407,9 +407,9 @@ strip_prefix = true
                         set: vec![],
                         remove: vec!["server".into()],
                     },
-                    timeouts: Timeouts {
+                    timeouts: TimeoutsConfig {
                         read: secs(5),
-                        ..Timeouts::default()
+                        ..TimeoutsConfig::default()
                     },
                     lifecycle: Default::default(),
                     cache: None,

@@ -101,9 +101,9 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     pub admin: AdminSettings,
     /// Pools by name, in name order.
-    pub pools: BTreeMap<String, Pool>,
+    pub pools: BTreeMap<String, PoolConfig>,
     /// Routes in file order.
-    pub routes: Vec<Route>,
+    pub routes: Vec<RouteConfig>,
     pub auth: AuthSettings,
     pub access_log: AccessLogTarget,
     pub cache: CacheSettings,
@@ -357,11 +357,11 @@ fn redacted<S: serde::Serializer, T>(value: &Option<T>, s: S) -> Result<S::Ok, S
 }
 
 #[derive(serde::Serialize, Debug, Clone, PartialEq)]
-pub struct Pool {
+pub struct PoolConfig {
     pub name: String,
-    pub backends: Vec<Backend>,
+    pub backends: Vec<BackendConfig>,
     pub balance: Balance,
-    pub timeouts: Timeouts,
+    pub timeouts: TimeoutsConfig,
     /// Retries on another backend after a connect failure (0 = none).
     pub retries: u32,
     pub health_check: Option<HealthCheck>,
@@ -375,10 +375,10 @@ pub struct Pool {
     /// Passive outlier ejection of single backends; `None`: off.
     pub outlier: Option<Outlier>,
     /// The pool's circuit breaker; `None`: off.
-    pub breaker: Option<Breaker>,
+    pub breaker: Option<BreakerConfig>,
     /// How many retries the pool's requests may make together; `None`:
     /// bounded per request by `retries` only.
-    pub retry_budget: Option<RetryBudget>,
+    pub retry_budget: Option<RetryBudgetConfig>,
 }
 
 /// Statuses counted as failures, as inclusive ranges.
@@ -419,7 +419,7 @@ pub const DEFAULT_MAX_EJECTION_PERCENT: u32 = 50;
 
 /// `[pools.NAME.breaker]`: the pool's circuit breaker.
 #[derive(serde::Serialize, Debug, Clone, PartialEq)]
-pub struct Breaker {
+pub struct BreakerConfig {
     /// Failures in a row that trip it; 0: only the failure rate does.
     pub consecutive_failures: u32,
     /// Share of failed attempts over `window` that trips it.
@@ -450,7 +450,7 @@ pub const DEFAULT_PROBE_REQUESTS: u32 = 3;
 /// `[pools.NAME.retry_budget]`: retries ≤ `ratio` × requests over the
 /// last 10 s, plus `min_per_second` × 10.
 #[derive(serde::Serialize, Debug, Clone, PartialEq)]
-pub struct RetryBudget {
+pub struct RetryBudgetConfig {
     pub ratio: f64,
     pub min_per_second: u32,
 }
@@ -458,9 +458,9 @@ pub struct RetryBudget {
 pub const DEFAULT_RETRY_BUDGET_RATIO: f64 = 0.2;
 pub const DEFAULT_RETRY_BUDGET_MIN_PER_SECOND: u32 = 3;
 
-impl Default for RetryBudget {
+impl Default for RetryBudgetConfig {
     fn default() -> Self {
-        RetryBudget {
+        RetryBudgetConfig {
             ratio: DEFAULT_RETRY_BUDGET_RATIO,
             min_per_second: DEFAULT_RETRY_BUDGET_MIN_PER_SECOND,
         }
@@ -495,7 +495,7 @@ pub struct UpstreamTls {
 }
 
 #[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Backend {
+pub struct BackendConfig {
     pub address: SocketAddr,
     pub weight: u32,
 }
@@ -529,7 +529,7 @@ pub enum HashKey {
 /// Upstream timeouts. `None` means "not set here" on a route (inherit the
 /// pool's); pools always have every field resolved except `total`.
 #[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
-pub struct Timeouts {
+pub struct TimeoutsConfig {
     #[serde(with = "humantime_serde")]
     pub connect: Option<Duration>,
     #[serde(with = "humantime_serde")]
@@ -543,10 +543,10 @@ pub struct Timeouts {
     pub total: Option<Duration>,
 }
 
-impl Timeouts {
+impl TimeoutsConfig {
     /// Fields set in `self` win; the rest come from `base`.
-    pub fn overlay(&self, base: &Timeouts) -> Timeouts {
-        Timeouts {
+    pub fn overlay(&self, base: &TimeoutsConfig) -> TimeoutsConfig {
+        TimeoutsConfig {
             connect: self.connect.or(base.connect),
             read: self.read.or(base.read),
             write: self.write.or(base.write),
@@ -581,7 +581,7 @@ pub enum HealthCheckKind {
 }
 
 #[derive(serde::Serialize, Debug, Clone, PartialEq)]
-pub struct Route {
+pub struct RouteConfig {
     pub id: String,
     /// Labels that consumer scopes and limits can name.
     pub tags: Vec<String>,
@@ -600,7 +600,7 @@ pub struct Route {
     pub request_headers: HeaderRules,
     pub response_headers: HeaderRules,
     /// Per-route overrides of the pool's timeouts.
-    pub timeouts: Timeouts,
+    pub timeouts: TimeoutsConfig,
     /// Deprecation and sunset of the route (API version lifecycle).
     pub lifecycle: Lifecycle,
     /// Response caching; `None` when the route does not cache.
@@ -611,7 +611,7 @@ pub struct Route {
     pub max_body_size: Option<u64>,
 }
 
-impl Route {
+impl RouteConfig {
     /// A route with only what the router reads set (everything else the
     /// default, pool `pool`): for the router's tests and its fuzz target.
     pub fn matching(
@@ -619,8 +619,8 @@ impl Route {
         hosts: Vec<HostPattern>,
         path: PathMatch,
         methods: Vec<String>,
-    ) -> Route {
-        Route {
+    ) -> RouteConfig {
+        RouteConfig {
             id,
             tags: vec![],
             auth: RouteAuth::None,
@@ -633,7 +633,7 @@ impl Route {
             rewrite_prefix: None,
             request_headers: HeaderRules::default(),
             response_headers: HeaderRules::default(),
-            timeouts: Timeouts::default(),
+            timeouts: TimeoutsConfig::default(),
             lifecycle: Lifecycle::default(),
             cache: None,
             retry_on: RetryOn::default(),

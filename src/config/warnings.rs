@@ -1,7 +1,7 @@
 //! What is valid but probably not meant: printed by `check` and logged
 //! when a config is loaded.
 
-use super::model::{Config, PathMatch, Route, RouteAuth};
+use super::model::{Config, PathMatch, RouteAuth, RouteConfig};
 
 /// Every warning about `config`, in route order.
 pub fn warnings(config: &Config) -> Vec<String> {
@@ -23,13 +23,13 @@ pub fn warnings(config: &Config) -> Vec<String> {
 
 /// A route without auth that lists methods: it wins those methods over a
 /// route on the same host and path that lists none.
-fn opens_methods(r: &Route) -> bool {
+fn opens_methods(r: &RouteConfig) -> bool {
     r.auth == RouteAuth::None && !r.methods.is_empty()
 }
 
 /// `keyed` asks for a key, accepts any method, and `open` matches the same
 /// path on a host `keyed` matches too.
-fn shadowed_by(keyed: &Route, open: &Route) -> bool {
+fn shadowed_by(keyed: &RouteConfig, open: &RouteConfig) -> bool {
     keyed.auth != RouteAuth::None
         && keyed.methods.is_empty()
         && keyed.path == open.path

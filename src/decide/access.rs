@@ -13,8 +13,8 @@ use pingora_http::RequestHeader;
 
 use super::{Decision, Refusal, NANOS_PER_SEC};
 use crate::auth;
-use crate::limits;
 use crate::problem::Problem;
+use crate::ratelimit::plans;
 use crate::ratelimit::{CheckState, LimitStore, Outcome};
 use crate::snapshot::Snapshot;
 
@@ -103,7 +103,7 @@ pub async fn admit(
         }
     }
 
-    let plan = limits::plan(&route.limits, route_index, consumer, ip);
+    let plan = plans::plan(&route.limits, route_index, consumer, ip);
     if plan.is_empty() {
         return Ok(());
     }
@@ -138,7 +138,7 @@ pub async fn admit(
 
 /// `RateLimit-Policy` and `RateLimit` for the limits of `plan`.
 fn rate_limit_headers(
-    plan: &limits::Plan<'_>,
+    plan: &plans::Plan<'_>,
     states: &[CheckState],
     now: u64,
 ) -> (HeaderValue, HeaderValue) {

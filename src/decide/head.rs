@@ -5,7 +5,7 @@
 //! target, the header count and the size of the head. Also: a
 //! `Content-Length` list of identical values is forwarded as one value.
 //!
-//! [`admit`] runs every check on the head, in the proxy's order: these
+//! [`settle`] runs every check on the head, in the proxy's order: these
 //! rules, a request that looped back through the gateway (508), header
 //! names with underscores (`headers_with_underscores`), and the request
 //! target, made canonical (see [`crate::target`]).
@@ -16,7 +16,7 @@ use pingora_http::RequestHeader;
 
 use http::HeaderName;
 
-use super::Refusal as Answer;
+use super::Refusal;
 use crate::config::model::{ClientLimits, ServerSettings, Underscores};
 use crate::problem::Problem;
 
@@ -24,29 +24,29 @@ use crate::problem::Problem;
 /// what the gateway forwards: one `Content-Length` value, no underscore
 /// names when they are dropped, the canonical target. The answer when it
 /// is refused; the connection closes after it.
-pub fn admit(req: &mut RequestHeader, server: &ServerSettings, tls: bool) -> Result<(), Answer> {
+pub fn settle(req: &mut RequestHeader, server: &ServerSettings, tls: bool) -> Result<(), Refusal> {
     let limits = &server.client;
     let seen = check(req, limits).map_err(|refusal| {
         let (problem, detail) = refusal.problem();
-        Answer::closing(problem, detail.to_string())
+        Refusal::closing(problem, detail.to_string())
     })?;
     normalize_content_length(req);
     if seen.via && has_looped(req, server.via()) {
-        return Err(Answer::closing(
+        return Err(Refusal::closing(
             Problem::LoopDetected,
             "The request has already passed through this gateway (its Via): a pool leads back to it.".to_string(),
         ));
     }
     if seen.underscores {
         underscores(req, limits.headers_with_underscores).map_err(|name| {
-            Answer::closing(
+            Refusal::closing(
                 Problem::BadRequest,
                 format!("Header names with underscores are refused ({name})."),
             )
         })?;
     }
     crate::target::canonicalize(req, tls, &limits.paths)
-        .map_err(|refusal| Answer::closing(Problem::BadRequest, refusal.to_string()))
+        .map_err(|refusal| Refusal::closing(Problem::BadRequest, refusal.to_string()))
 }
 
 /// Whether the request already passed through the gateway named
@@ -91,7 +91,7 @@ pub fn underscores(req: &mut RequestHeader, policy: Underscores) -> Result<(), H
 
 /// Why a request is refused before routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub enum HeadRule {
     /// HTTP/1.1 without `Host` (RFC 9112 §3.2).
     MissingHost,
     /// A `Host` that is not a valid `host[:port]`.
@@ -106,25 +106,25 @@ pub enum Refusal {
     UnsupportedTransferCoding,
 }
 
-impl Refusal {
+impl HeadRule {
     /// The problem answered, with its detail.
     pub fn problem(self) -> (Problem, &'static str) {
         match self {
-            Refusal::MissingHost => (Problem::BadRequest, "HTTP/1.1 requests need a Host header."),
-            Refusal::InvalidHost => (
+            HeadRule::MissingHost => (Problem::BadRequest, "HTTP/1.1 requests need a Host header."),
+            HeadRule::InvalidHost => (
                 Problem::BadRequest,
                 "The Host header is not a valid host[:port].",
             ),
-            Refusal::UriTooLong => (Problem::UriTooLong, "The request target is too long."),
-            Refusal::TooManyHeaders => (
+            HeadRule::UriTooLong => (Problem::UriTooLong, "The request target is too long."),
+            HeadRule::TooManyHeaders => (
                 Problem::HeadersTooLarge,
                 "The request has too many header fields.",
             ),
-            Refusal::HeadTooLarge => (
+            HeadRule::HeadTooLarge => (
                 Problem::HeadersTooLarge,
                 "The request line and headers are too large.",
             ),
-            Refusal::UnsupportedTransferCoding => (
+            HeadRule::UnsupportedTransferCoding => (
                 Problem::NotImplemented,
                 "Only the chunked transfer coding is supported.",
             ),
@@ -143,13 +143,13 @@ pub struct Seen {
 }
 
 /// Check `req` against the rules and `limits`.
-pub fn check(req: &RequestHeader, limits: &ClientLimits) -> Result<Seen, Refusal> {
+pub fn check(req: &RequestHeader, limits: &ClientLimits) -> Result<Seen, HeadRule> {
     let target = req.raw_path().len();
     if target > limits.max_uri_length as usize {
-        return Err(Refusal::UriTooLong);
+        return Err(HeadRule::UriTooLong);
     }
     if req.headers.len() > limits.max_headers as usize {
-        return Err(Refusal::TooManyHeaders);
+        return Err(HeadRule::TooManyHeaders);
     }
     // "METHOD TARGET HTTP/1.1\r\n" and "name: value\r\n" per field.
     let mut head = req.method.as_str().len() + target + 11;
@@ -160,11 +160,11 @@ pub fn check(req: &RequestHeader, limits: &ClientLimits) -> Result<Seen, Refusal
         seen.underscores |= name.as_str().as_bytes().contains(&b'_');
     }
     if head as u64 > limits.max_header_size {
-        return Err(Refusal::HeadTooLarge);
+        return Err(HeadRule::HeadTooLarge);
     }
     match req.headers.get(HOST) {
-        None if req.version == Version::HTTP_11 => return Err(Refusal::MissingHost),
-        Some(h) if !h.is_empty() && !is_host(h.as_bytes()) => return Err(Refusal::InvalidHost),
+        None if req.version == Version::HTTP_11 => return Err(HeadRule::MissingHost),
+        Some(h) if !h.is_empty() && !is_host(h.as_bytes()) => return Err(HeadRule::InvalidHost),
         _ => {}
     }
     let unsupported = req
@@ -174,7 +174,7 @@ pub fn check(req: &RequestHeader, limits: &ClientLimits) -> Result<Seen, Refusal
         .flat_map(|v| v.as_bytes().split(|&b| b == b','))
         .any(|coding| !coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
     if unsupported {
-        return Err(Refusal::UnsupportedTransferCoding);
+        return Err(HeadRule::UnsupportedTransferCoding);
     }
     Ok(seen)
 }
@@ -228,7 +228,7 @@ mod tests {
     #[test]
     fn host_is_required_on_http_1_1_and_must_be_an_authority() {
         let limits = ClientLimits::default();
-        assert_eq!(check(&req(&[]), &limits), Err(Refusal::MissingHost));
+        assert_eq!(check(&req(&[]), &limits), Err(HeadRule::MissingHost));
         let mut http10 = req(&[]);
         http10.set_version(Version::HTTP_10);
         assert_eq!(check(&http10, &limits), Ok(Seen::default()));
@@ -244,7 +244,7 @@ mod tests {
         for bad in ["a b", "a/b", "[::1", "host:port"] {
             assert_eq!(
                 check(&req(&[("host", bad)]), &limits),
-                Err(Refusal::InvalidHost),
+                Err(HeadRule::InvalidHost),
                 "{bad}"
             );
         }
@@ -261,7 +261,7 @@ mod tests {
         for bad in ["gzip, chunked", "chunked, identity", "x"] {
             assert_eq!(
                 check(&req(&[h, ("transfer-encoding", bad)]), &limits),
-                Err(Refusal::UnsupportedTransferCoding),
+                Err(HeadRule::UnsupportedTransferCoding),
                 "{bad}"
             );
         }
@@ -287,13 +287,13 @@ mod tests {
             })
         );
         let long = RequestHeader::build("GET", b"/orders?id=12", None).unwrap();
-        assert_eq!(check(&long, &limits), Err(Refusal::UriTooLong));
+        assert_eq!(check(&long, &limits), Err(HeadRule::UriTooLong));
         let many = req(&[("host", "a"), ("x-a", "1"), ("x-b", "2"), ("x-c", "3")]);
-        assert_eq!(check(&many, &limits), Err(Refusal::TooManyHeaders));
+        assert_eq!(check(&many, &limits), Err(HeadRule::TooManyHeaders));
         let big = "v".repeat(170);
         assert_eq!(
             check(&req(&[("host", "a"), ("x-big", &big)]), &limits),
-            Err(Refusal::HeadTooLarge)
+            Err(HeadRule::HeadTooLarge)
         );
     }
 

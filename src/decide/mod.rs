@@ -159,7 +159,7 @@ const NANOS_PER_SEC: u64 = 1_000_000_000;
 
 /// Decide what `snapshot` does with `req`, which arrived as `arrival`, at
 /// `now` (Unix nanoseconds), charging `store` as the request would. `req`
-/// becomes the head as the gateway forwards it (see [`head::admit`]).
+/// becomes the head as the gateway forwards it (see [`head::settle`]).
 pub async fn decide(
     snapshot: &Snapshot,
     req: &mut RequestHeader,
@@ -168,7 +168,7 @@ pub async fn decide(
     store: &dyn LimitStore,
 ) -> Decision {
     let decision = Decision::new();
-    if let Err(refusal) = head::admit(req, &snapshot.config.server, arrival.tls) {
+    if let Err(refusal) = head::settle(req, &snapshot.config.server, arrival.tls) {
         return decision.refuse(refusal);
     }
     if let Some(port) = arrival.redirect_https {

@@ -11,11 +11,11 @@ use pingora_error::Result;
 
 use super::ctx::Decisions;
 use super::{errors, RequestCtx};
-use crate::upstream::{Pool, Refusal};
+use crate::upstream::{Pool, PoolRefusal};
 
 /// Admit the request to `first`, the route's pool (first attempt), or
 /// check that its retry may still go (later attempts: `first` is `None`).
-pub fn admit(ctx: &mut RequestCtx, first: Option<Arc<Pool>>, now: u64) -> Result<()> {
+pub fn enter(ctx: &mut RequestCtx, first: Option<Arc<Pool>>, now: u64) -> Result<()> {
     let Some(pool) = first else {
         let Some(ticket) = &ctx.pool else {
             return Err(errors::no_healthy_backend());
@@ -32,7 +32,7 @@ pub fn admit(ctx: &mut RequestCtx, first: Option<Arc<Pool>>, now: u64) -> Result
             .map_or(Duration::ZERO, |until| {
                 Duration::from_nanos(until.saturating_sub(now))
             });
-        return Err(refuse(ctx, Refusal::BreakerOpen { retry_after }));
+        return Err(refuse(ctx, PoolRefusal::BreakerOpen { retry_after }));
     };
     match pool.admit(now) {
         Ok(ticket) => {
@@ -46,11 +46,11 @@ pub fn admit(ctx: &mut RequestCtx, first: Option<Arc<Pool>>, now: u64) -> Result
     }
 }
 
-fn refuse(ctx: &mut RequestCtx, refusal: Refusal) -> Box<pingora_error::Error> {
+fn refuse(ctx: &mut RequestCtx, refusal: PoolRefusal) -> Box<pingora_error::Error> {
     ctx.decisions.add(match refusal {
-        Refusal::NoUsableBackend => Decisions::NO_USABLE_BACKEND,
-        Refusal::BreakerOpen { .. } => Decisions::BREAKER_OPEN,
-        Refusal::Saturated => Decisions::MAX_IN_FLIGHT,
+        PoolRefusal::NoUsableBackend => Decisions::NO_USABLE_BACKEND,
+        PoolRefusal::BreakerOpen { .. } => Decisions::BREAKER_OPEN,
+        PoolRefusal::Saturated => Decisions::MAX_IN_FLIGHT,
     });
     ctx.refusal = Some(refusal);
     errors::refused(refusal)
@@ -60,7 +60,7 @@ fn refuse(ctx: &mut RequestCtx, refusal: Refusal) -> Box<pingora_error::Error> {
 /// lets probes through, at least 1.
 pub fn retry_after(ctx: &RequestCtx) -> Vec<(&'static str, String)> {
     match ctx.refusal {
-        Some(Refusal::BreakerOpen { retry_after }) => {
+        Some(PoolRefusal::BreakerOpen { retry_after }) => {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             vec![("retry-after", secs.max(1).to_string())]
         }

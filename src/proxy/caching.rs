@@ -19,7 +19,7 @@ use pingora_proxy::Session;
 use super::{forward, RequestCtx};
 use crate::cache::key::{self, KeyParts};
 use crate::cache::policy::{self, RequestDirectives};
-use crate::cache::status::Outcome;
+use crate::cache::status::CacheOutcome;
 use crate::cache::{Purge, RouteCaching, LOCK_WAIT_TIMEOUT};
 use crate::config::model::QueryKey;
 use crate::metrics::cache::CacheResult;
@@ -42,7 +42,7 @@ pub struct CacheCtx {
     stale_if_error: bool,
     /// The backend's `304` to a revalidation, to update the stored header.
     not_modified: Option<Box<ResponseHeader>>,
-    outcome: Option<Outcome>,
+    outcome: Option<CacheOutcome>,
 }
 
 /// `request_cache_filter`: turn the cache on for this request if its route
@@ -308,12 +308,12 @@ pub fn response(session: &Session, resp: &mut ResponseHeader, ctx: &mut RequestC
     Ok(())
 }
 
-fn outcome(session: &Session, cache: &CacheCtx) -> Outcome {
+fn outcome(session: &Session, cache: &CacheCtx) -> CacheOutcome {
     if cache.method_bypass || cache.upgrade {
-        return Outcome::bypass(cache.method_bypass);
+        return CacheOutcome::bypass(cache.method_bypass);
     }
     let phase = session.cache.phase();
-    let mut result = Outcome::from_phase(phase);
+    let mut result = CacheOutcome::from_phase(phase);
     if result == CacheResult::Bypass && cache.missed {
         result = CacheResult::Miss;
     }
@@ -330,7 +330,7 @@ fn outcome(session: &Session, cache: &CacheCtx) -> Outcome {
         .then(|| session.cache.maybe_cache_meta())
         .flatten()
         .map(|m| seconds_left(m.fresh_until()));
-    Outcome {
+    CacheOutcome {
         result,
         stored,
         forced_by_request: cache.directives.revalidate,

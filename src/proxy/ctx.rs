@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::snapshot::{Route, Snapshot};
-use crate::upstream::{Backend, InflightGuard, PoolTicket, Refusal};
+use crate::upstream::{Backend, InflightGuard, PoolRefusal, PoolTicket};
 
 /// Decisions of the breaker, outlier detection, concurrency limit, retry
 /// budget and fallback that shaped a request, for the access log.
@@ -76,7 +76,7 @@ pub struct RequestCtx {
     /// from the first `upstream_peer` on.
     pub pool: Option<PoolTicket>,
     /// Why a pool turned the request away, for the response.
-    pub refusal: Option<Refusal>,
+    pub refusal: Option<PoolRefusal>,
     /// Breaker, ejection, concurrency, budget and fallback decisions.
     pub decisions: Decisions,
     /// The route's `max_body_size` and the request body bytes read so far.

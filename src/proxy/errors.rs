@@ -51,15 +51,15 @@ pub fn body_too_large(max: u64) -> Box<Error> {
 }
 
 /// The error `upstream_peer` returns when the pool refused the request.
-pub fn refused(r: crate::upstream::Refusal) -> Box<Error> {
-    use crate::upstream::Refusal;
+pub fn refused(r: crate::upstream::PoolRefusal) -> Box<Error> {
+    use crate::upstream::PoolRefusal;
     match r {
-        Refusal::NoUsableBackend => no_healthy_backend(),
-        Refusal::BreakerOpen { .. } => Error::explain(
+        PoolRefusal::NoUsableBackend => no_healthy_backend(),
+        PoolRefusal::BreakerOpen { .. } => Error::explain(
             ErrorType::Custom(BREAKER_OPEN),
             "the pool's circuit breaker is open",
         ),
-        Refusal::Saturated => Error::explain(
+        PoolRefusal::Saturated => Error::explain(
             ErrorType::Custom(POOL_SATURATED),
             "max_in_flight requests already in flight to the pool",
         ),
@@ -97,13 +97,13 @@ mod tests {
             problem_for(&no_healthy_backend()),
             Some(Problem::NoHealthyBackend)
         );
-        use crate::upstream::Refusal;
-        let open = super::refused(Refusal::BreakerOpen {
+        use crate::upstream::PoolRefusal;
+        let open = super::refused(PoolRefusal::BreakerOpen {
             retry_after: std::time::Duration::from_secs(3),
         });
         assert_eq!(problem_for(&open), Some(Problem::CircuitOpen));
         assert_eq!(
-            problem_for(&super::refused(Refusal::Saturated)),
+            problem_for(&super::refused(PoolRefusal::Saturated)),
             Some(Problem::PoolSaturated)
         );
         let mut big = body_too_large(10);

@@ -47,6 +47,15 @@ pub struct ClientFacts {
     pub version: &'static str,
 }
 
+/// The client's address, as the TCP peer gives it (none on a Unix
+/// socket). The one place it is read.
+pub fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
 impl ClientFacts {
     pub fn of(session: &Session) -> ClientFacts {
         let ssl = session.digest().and_then(|d| d.ssl_digest.as_ref());
@@ -54,10 +63,7 @@ impl ClientFacts {
             .and_then(|ssl| ssl.extension.get::<crate::tls::ClientIdentity>())
             .and_then(|i| Some((i.header.clone()?, i.subject.clone())));
         ClientFacts {
-            ip: session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip()),
+            ip: client_ip(session),
             tls: ssl.is_some(),
             identity,
             version: match session.req_header().version {
@@ -361,8 +367,8 @@ pub fn hash_key<'a>(session: &'a Session, key: &HashKey, client_ip: &'a mut Stri
             .unwrap_or(b""),
         HashKey::Path => req.uri.path().as_bytes(),
         HashKey::ClientIp => {
-            if let Some(ip) = session.client_addr().and_then(|a| a.as_inet()) {
-                *client_ip = ip.ip().to_string();
+            if let Some(ip) = self::client_ip(session) {
+                *client_ip = ip.to_string();
             }
             client_ip.as_bytes()
         }

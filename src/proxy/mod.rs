@@ -269,7 +269,7 @@ impl ProxyHttp for GatewayProxy {
             ),
             Some(_) => None,
         };
-        admission::admit(ctx, first, now)?;
+        admission::enter(ctx, first, now)?;
         let (Some(route), Some(ticket)) = (ctx.route(), ctx.pool.as_ref()) else {
             return Err(errors::no_healthy_backend());
         };

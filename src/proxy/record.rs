@@ -10,7 +10,7 @@ use super::ctx::Decisions;
 use super::RequestCtx;
 use crate::accesslog::Entry;
 use crate::gateway::Gateway;
-use crate::upstream::Outcome;
+use crate::upstream::AttemptOutcome;
 
 /// Count the request and its refusal (if any), and write the access-log
 /// line.
@@ -55,10 +55,7 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
     let upstream = ctx.backend().map(|b| b.address);
     let entry = Entry {
         request_id: crate::request_id::id_text(&ctx.request_id),
-        client: session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip()),
+        client: super::forward::client_ip(session),
         method: req.method.as_str(),
         host: crate::router::request_host(req),
         path: req.uri.path(),
@@ -106,7 +103,7 @@ fn count_usage(ctx: &RequestCtx, now: std::time::SystemTime) {
     let secs = now
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let refusal = crate::usage::Refusal::of(ctx.auth_failure, ctx.denied_by);
+    let refusal = crate::usage::UsageRefusal::of(ctx.auth_failure, ctx.denied_by);
     consumer.usage.record(index, &route.id, refusal, secs);
 }
 
@@ -142,7 +139,7 @@ pub fn upstream_response(ctx: &mut RequestCtx, status: u16, now: u64) {
 }
 
 /// Note what an attempt's outcome did to the backend and the pool.
-pub fn decisions(decisions: &mut Decisions, outcome: Outcome) {
+pub fn decisions(decisions: &mut Decisions, outcome: AttemptOutcome) {
     if outcome.ejected {
         decisions.add(Decisions::BACKEND_EJECTED);
     }

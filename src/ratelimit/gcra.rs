@@ -23,7 +23,7 @@ pub struct Gcra {
 
 impl Gcra {
     pub fn of(bucket: &Bucket) -> Gcra {
-        let period = super::clock::nanos(bucket.rate.period);
+        let period = crate::clock::nanos(bucket.rate.period);
         let interval = (period / u64::from(bucket.rate.count.max(1))).max(1);
         let tolerance = interval.saturating_mul(u64::from(bucket.burst.max(1)) - 1);
         Gcra {

@@ -6,15 +6,16 @@
 //! - [`store`]: where counters live: [`LimitStore`] is the interface,
 //!   [`LocalStore`] the per-instance implementation (bounded in memory).
 //! - [`headers`]: the IETF `RateLimit-Policy` and `RateLimit` fields.
-//! - [`clock`]: the time source; everything here takes `now` as an
-//!   argument, so tests drive time explicitly and never sleep.
+//! - [`plans`]: usage plans: which limits of a route and a consumer apply
+//!   to a request, compiled per snapshot, as checks for the store.
 //!
-//! This module knows nothing of HTTP sessions or config files: which
-//! limits apply to a request is [`crate::limits`]' business.
+//! Everything here takes `now` as an argument (the time source is
+//! [`crate::clock`]), so tests drive time explicitly and never sleep. It
+//! knows nothing of HTTP sessions.
 
-pub mod clock;
 pub mod gcra;
 pub mod headers;
+pub mod plans;
 pub mod quota;
 pub mod store;
 

@@ -21,11 +21,12 @@ use crate::state::LongLived;
 /// each pool `new_pool` selects that does not verify its backends.
 pub fn adopt(state: &LongLived, snapshot: &Snapshot, new_pool: impl Fn(&str) -> bool) {
     warn_unverified(snapshot, new_pool);
-    state.backends.adopt(snapshot.pools.values());
-    state.route_metrics.adopt(route_methods(snapshot));
+    state.tables.backends.adopt(snapshot.pools.values());
+    state.tables.route_metrics.adopt(route_methods(snapshot));
     adopt_usage(state, snapshot);
     zero_route_refusals(&state.metrics, snapshot);
     state
+        .tables
         .cache
         .adopt(snapshot.routes.iter().filter_map(|r| r.cache.as_ref()));
     redact_key_params(&snapshot.config);
@@ -65,7 +66,7 @@ fn zero_route_refusals(metrics: &Metrics, snapshot: &Snapshot) {
         (
             r.id.as_str(),
             auth,
-            crate::limits::refusal_labels(r, &config.consumers, damping),
+            crate::ratelimit::plans::refusal_labels(r, &config.consumers, damping),
         )
     }));
 }
@@ -73,7 +74,7 @@ fn zero_route_refusals(metrics: &Metrics, snapshot: &Snapshot) {
 /// The usage table keeps the consumers and routes of `snapshot`.
 fn adopt_usage(state: &LongLived, snapshot: &Snapshot) {
     let routes: HashSet<&str> = snapshot.routes.iter().map(|r| r.id.as_str()).collect();
-    state.usage.adopt(
+    state.tables.usage.adopt(
         snapshot
             .consumers
             .consumers

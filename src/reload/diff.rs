@@ -167,7 +167,7 @@ impl ConfigDiff {
             let Some(old_pool) = old.pools.get(name) else {
                 continue;
             };
-            let weights = |p: &model::Pool| -> BTreeMap<std::net::SocketAddr, u32> {
+            let weights = |p: &model::PoolConfig| -> BTreeMap<std::net::SocketAddr, u32> {
                 p.backends.iter().map(|b| (b.address, b.weight)).collect()
             };
             let c = Changes::of(
@@ -357,7 +357,7 @@ fn file_change(path: &Path) -> FieldChange {
     }
 }
 
-fn routes_by_id(c: &Config) -> BTreeMap<&str, &model::Route> {
+fn routes_by_id(c: &Config) -> BTreeMap<&str, &model::RouteConfig> {
     c.routes.iter().map(|r| (r.id.as_str(), r)).collect()
 }
 

@@ -28,7 +28,7 @@ use std::path::Path;
 
 use crate::config::{self, ConfigError, ConfigErrors};
 use crate::snapshot::Snapshot;
-use crate::state::Handles;
+use crate::state::Tables;
 use crate::tls::CertStore;
 
 /// A config ready to commit.
@@ -91,19 +91,7 @@ pub fn not_emptied(
 /// [`prepare`] against empty tables registered nowhere, for a config that
 /// will not run in this process: `check`, `diff`, `explain`.
 pub fn prepare_detached(path: &Path) -> Result<Prepared, ConfigErrors> {
-    let (backends, route_metrics, usage, cache) = (
-        crate::upstream::StateTable::default(),
-        crate::metrics::RouteMetricsTable::detached(),
-        crate::usage::UsageTable::default(),
-        crate::cache::CacheTable::detached(),
-    );
-    let tables = Handles {
-        backends: &backends,
-        route_metrics: &route_metrics,
-        usage: &usage,
-        cache: &cache,
-    };
-    prepare(path, tables, None)
+    prepare(path, &Tables::detached(), None)
 }
 
 /// Read, parse and validate the config at `path` and everything it
@@ -115,7 +103,7 @@ pub fn prepare_detached(path: &Path) -> Result<Prepared, ConfigErrors> {
 /// settings read at start-up only keep its values (see [`restart`]).
 pub fn prepare(
     path: &Path,
-    tables: Handles<'_>,
+    tables: &Tables,
     running: Option<&config::Config>,
 ) -> Result<Prepared, ConfigErrors> {
     let started = std::time::Instant::now();

@@ -59,7 +59,7 @@ use std::ops::ControlFlow;
 
 use ahash::RandomState;
 
-use crate::config::model::{HostPattern, PathMatch, Route};
+use crate::config::model::{HostPattern, PathMatch, RouteConfig};
 
 /// Longest request host, in bytes after dropping the port and a trailing
 /// dot, that can match an exact or wildcard host pattern. Longer hosts (never
@@ -110,7 +110,7 @@ impl Router {
     /// Prefixes are matched without trailing slashes (`/v1/` is treated as
     /// `/v1`, an empty prefix as `/`); host patterns are lower-cased. The
     /// validated model already holds them that way.
-    pub fn build(routes: &[Route]) -> Router {
+    pub fn build(routes: &[RouteConfig]) -> Router {
         let mut router = Router::default();
         for (index, route) in routes.iter().enumerate() {
             let entry = Entry {

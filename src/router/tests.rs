@@ -3,8 +3,8 @@ use super::*;
 
 /// A route; hosts starting with `*.` are wildcards, paths starting with
 /// `=` exact, others prefixes.
-fn route(hosts: &[&str], path: &str, methods: &[&str]) -> Route {
-    Route::matching(
+fn route(hosts: &[&str], path: &str, methods: &[&str]) -> RouteConfig {
+    RouteConfig::matching(
         format!("{hosts:?} {path} {methods:?}"),
         hosts
             .iter()
@@ -428,7 +428,7 @@ fn overlong_host_matches_routes_without_hosts_only() {
 }
 
 /// `n` routes over many hosts and `/vN/service-M` paths, like the bench.
-fn big_table(n: usize) -> Vec<Route> {
+fn big_table(n: usize) -> Vec<RouteConfig> {
     (0..n)
         .map(|i| {
             let hosts = match i % 4 {

@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::window::Window;
+use super::window::SlidingWindow;
+use crate::clock::nanos;
 use crate::config::model;
-use crate::ratelimit::clock::nanos;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -100,11 +100,11 @@ struct Inner {
 }
 
 pub struct Breaker {
-    settings: model::Breaker,
+    settings: model::BreakerConfig,
     state: AtomicU8,
     open_until: AtomicU64,
     consecutive: AtomicU32,
-    window: Window,
+    window: SlidingWindow,
     inner: Mutex<Inner>,
 }
 
@@ -112,9 +112,9 @@ pub struct Breaker {
 const PROBES_BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl Breaker {
-    pub fn new(settings: model::Breaker, now: u64) -> Breaker {
+    pub fn new(settings: model::BreakerConfig, now: u64) -> Breaker {
         Breaker {
-            window: Window::new(settings.window),
+            window: SlidingWindow::new(settings.window),
             inner: Mutex::new(Inner {
                 since: now,
                 reason: None,
@@ -130,7 +130,7 @@ impl Breaker {
         }
     }
 
-    pub fn settings(&self) -> &model::Breaker {
+    pub fn settings(&self) -> &model::BreakerConfig {
         &self.settings
     }
 
@@ -325,8 +325,8 @@ mod tests {
     const S: u64 = 1_000_000_000;
     const T0: u64 = 1_000 * S;
 
-    fn settings() -> model::Breaker {
-        model::Breaker {
+    fn settings() -> model::BreakerConfig {
+        model::BreakerConfig {
             consecutive_failures: 5,
             failure_rate: 0.5,
             min_requests: 10,

@@ -5,27 +5,27 @@
 
 use std::time::Duration;
 
-use super::window::Window;
+use super::window::SlidingWindow;
 use crate::config::model;
 
 /// The window the budget is counted over.
 pub const BUDGET_WINDOW: Duration = Duration::from_secs(10);
 
 pub struct RetryBudget {
-    settings: model::RetryBudget,
+    settings: model::RetryBudgetConfig,
     /// (requests, retries)
-    window: Window,
+    window: SlidingWindow,
 }
 
 impl RetryBudget {
-    pub fn new(settings: model::RetryBudget) -> RetryBudget {
+    pub fn new(settings: model::RetryBudgetConfig) -> RetryBudget {
         RetryBudget {
             settings,
-            window: Window::new(BUDGET_WINDOW),
+            window: SlidingWindow::new(BUDGET_WINDOW),
         }
     }
 
-    pub fn settings(&self) -> &model::RetryBudget {
+    pub fn settings(&self) -> &model::RetryBudgetConfig {
         &self.settings
     }
 
@@ -60,7 +60,7 @@ mod tests {
 
     #[test]
     fn retries_stay_within_ratio_plus_minimum() {
-        let b = RetryBudget::new(model::RetryBudget {
+        let b = RetryBudget::new(model::RetryBudgetConfig {
             ratio: 0.2,
             min_per_second: 1,
         });
@@ -77,7 +77,7 @@ mod tests {
 
     #[test]
     fn a_zero_budget_grants_nothing() {
-        let b = RetryBudget::new(model::RetryBudget {
+        let b = RetryBudget::new(model::RetryBudgetConfig {
             ratio: 0.0,
             min_per_second: 0,
         });

@@ -143,7 +143,7 @@ async fn check_pool(pool: Arc<Pool>, hc: HealthCheck, first_after: Duration) {
 /// What a probe task checks: when this changes, the task restarts.
 #[derive(Debug, Clone, PartialEq)]
 struct ProbeTarget {
-    backends: Vec<crate::config::model::Backend>,
+    backends: Vec<crate::config::model::BackendConfig>,
     check: HealthCheck,
 }
 

@@ -23,7 +23,7 @@ use crate::config::model;
 use crate::metrics::{BackendMetrics, FailureReason, PoolMetrics, RefusalReason, UpstreamFamilies};
 use breaker::{Admission, Breaker};
 use budget::RetryBudget;
-use outlier::{Ejection, Failure, Verdict};
+use outlier::{Ejection, Failure, OutlierVerdict};
 pub use select::Selector;
 
 /// The last attempt to a backend that got no response.
@@ -148,7 +148,7 @@ pub struct PoolState {
 }
 
 impl PoolState {
-    fn new(pool: &model::Pool, metrics: PoolMetrics, now: u64) -> PoolState {
+    fn new(pool: &model::PoolConfig, metrics: PoolMetrics, now: u64) -> PoolState {
         let breaker = pool.breaker.clone().map(|b| Breaker::new(b, now));
         if breaker.is_some() {
             metrics.breaker_state(breaker::State::Closed);
@@ -190,12 +190,12 @@ impl PoolState {
 }
 
 type PoolIdentity = (
-    Vec<model::Backend>,
-    Option<model::Breaker>,
-    Option<model::RetryBudget>,
+    Vec<model::BackendConfig>,
+    Option<model::BreakerConfig>,
+    Option<model::RetryBudgetConfig>,
 );
 
-fn identity(pool: &model::Pool) -> PoolIdentity {
+fn identity(pool: &model::PoolConfig) -> PoolIdentity {
     (
         pool.backends.clone(),
         pool.breaker.clone(),
@@ -205,7 +205,7 @@ fn identity(pool: &model::Pool) -> PoolIdentity {
 
 /// Why a pool turned a request away before any backend saw it.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Refusal {
+pub enum PoolRefusal {
     /// No backend is healthy and not ejected.
     NoUsableBackend,
     /// The breaker is open (or half-open with every probe out).
@@ -214,12 +214,12 @@ pub enum Refusal {
     Saturated,
 }
 
-impl Refusal {
+impl PoolRefusal {
     pub fn reason(self) -> RefusalReason {
         match self {
-            Refusal::NoUsableBackend => RefusalReason::NoUsableBackend,
-            Refusal::BreakerOpen { .. } => RefusalReason::BreakerOpen,
-            Refusal::Saturated => RefusalReason::MaxInFlight,
+            PoolRefusal::NoUsableBackend => RefusalReason::NoUsableBackend,
+            PoolRefusal::BreakerOpen { .. } => RefusalReason::BreakerOpen,
+            PoolRefusal::Saturated => RefusalReason::MaxInFlight,
         }
     }
 }
@@ -247,14 +247,14 @@ impl std::fmt::Debug for PoolTicket {
 
 impl PoolTicket {
     /// Backend `i` of the pool answered with `status` at `now`.
-    pub fn responded(&mut self, i: usize, now: u64, status: u16) -> Outcome {
+    pub fn responded(&mut self, i: usize, now: u64, status: u16) -> AttemptOutcome {
         let outcome = self.pool.responded(i, now, status, self.admission);
         self.admission = Admission::Pass;
         outcome
     }
 
     /// An attempt to backend `i` of the pool got no response at `now`.
-    pub fn failed(&mut self, i: usize, now: u64, reason: FailureReason) -> Outcome {
+    pub fn failed(&mut self, i: usize, now: u64, reason: FailureReason) -> AttemptOutcome {
         let outcome = self.pool.attempt_failed(i, now, reason, self.admission);
         self.admission = Admission::Pass;
         outcome
@@ -321,7 +321,7 @@ impl StateTable {
 
     /// The state of `pool`: the live one if it was built for the same
     /// backends, breaker and retry budget, or a fresh one.
-    pub fn pool_state(&self, pool: &model::Pool, now: u64) -> Arc<PoolState> {
+    pub fn pool_state(&self, pool: &model::PoolConfig, now: u64) -> Arc<PoolState> {
         let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
         match pools.get(&pool.name) {
             Some(live) if live.identity == identity(pool) => live.clone(),
@@ -400,7 +400,7 @@ pub struct Backend {
 
 /// A pool ready to serve: its settings, backends and selector.
 pub struct Pool {
-    pub config: model::Pool,
+    pub config: model::PoolConfig,
     pub backends: Vec<Backend>,
     /// Long-lived: metric handles.
     pub state: Arc<PoolState>,
@@ -458,9 +458,9 @@ impl Pool {
 
     /// Admit a request to this pool at `now`, or say why not (and hand
     /// the pool back).
-    fn admit_here(self: Arc<Self>, now: u64) -> Result<PoolTicket, (Arc<Self>, Refusal)> {
+    fn admit_here(self: Arc<Self>, now: u64) -> Result<PoolTicket, (Arc<Self>, PoolRefusal)> {
         if !self.any_usable(now) {
-            return Err((self, Refusal::NoUsableBackend));
+            return Err((self, PoolRefusal::NoUsableBackend));
         }
         let mut admission = Admission::Pass;
         if let Some(b) = &self.state.breaker {
@@ -469,7 +469,7 @@ impl Pool {
                 self.state.transition(&t);
             }
             if let Admission::Refused { retry_after } = a {
-                return Err((self, Refusal::BreakerOpen { retry_after }));
+                return Err((self, PoolRefusal::BreakerOpen { retry_after }));
             }
             admission = a;
         }
@@ -481,7 +481,7 @@ impl Pool {
                 if let (Admission::Probe, Some(b)) = (admission, &self.state.breaker) {
                     b.release_probe();
                 }
-                return Err((self, Refusal::Saturated));
+                return Err((self, PoolRefusal::Saturated));
             }
             counted = true;
         }
@@ -500,7 +500,7 @@ impl Pool {
     /// backend or its breaker refuses, to its fallback (and so on down
     /// the chain). A saturated pool answers for itself. On refusal, the
     /// first pool's reason.
-    pub fn admit(self: Arc<Self>, now: u64) -> Result<PoolTicket, Refusal> {
+    pub fn admit(self: Arc<Self>, now: u64) -> Result<PoolTicket, PoolRefusal> {
         let mut pool = self;
         let mut first = None;
         let mut fell_back = false;
@@ -514,7 +514,7 @@ impl Pool {
                     refused.state.metrics.refused(refusal.reason());
                     let first = *first.get_or_insert(refusal);
                     match (refusal, refused.fallback()) {
-                        (Refusal::Saturated, _) | (_, None) => return Err(first),
+                        (PoolRefusal::Saturated, _) | (_, None) => return Err(first),
                         (_, Some(next)) => {
                             refused.state.metrics.fallback(&next.config.name);
                             pool = next.clone();
@@ -537,8 +537,8 @@ impl Pool {
 
     /// Backend `i` answered with `status` at `now`. Returns what it meant
     /// for the breaker and ejection.
-    fn responded(&self, i: usize, now: u64, status: u16, admission: Admission) -> Outcome {
-        let mut outcome = Outcome::default();
+    fn responded(&self, i: usize, now: u64, status: u16, admission: Admission) -> AttemptOutcome {
+        let mut outcome = AttemptOutcome::default();
         let ejection = &self.backends[i].state.ejection;
         if let Some(settings) = &self.config.outlier {
             if settings.failure_statuses.contains(status) {
@@ -564,8 +564,8 @@ impl Pool {
         now: u64,
         reason: FailureReason,
         admission: Admission,
-    ) -> Outcome {
-        let mut outcome = Outcome::default();
+    ) -> AttemptOutcome {
+        let mut outcome = AttemptOutcome::default();
         match &self.config.outlier {
             Some(settings) => {
                 outcome.ejected = self.backend_failed(i, now, Failure::Error(reason), settings);
@@ -589,7 +589,7 @@ impl Pool {
         settings: &model::Outlier,
     ) -> bool {
         let state = &self.backends[i].state;
-        let Verdict::Eject(why) = state.ejection.failed(now, failure, settings) else {
+        let OutlierVerdict::Eject(why) = state.ejection.failed(now, failure, settings) else {
             return false;
         };
         let _one_at_a_time = self
@@ -626,7 +626,7 @@ impl Pool {
 
 /// What an attempt's outcome did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Outcome {
+pub struct AttemptOutcome {
     /// The backend was ejected.
     pub ejected: bool,
     /// The pool's breaker opened.
@@ -641,7 +641,7 @@ pub fn build_pools(
     config: &model::Config,
     table: &StateTable,
     now: u64,
-) -> Result<HashMap<String, Arc<Pool>>, (String, tls::LoadError)> {
+) -> Result<HashMap<String, Arc<Pool>>, (String, tls::TlsFilesError)> {
     let pools: HashMap<String, Arc<Pool>> = config
         .pools
         .values()
@@ -743,7 +743,7 @@ mod tests {
         assert_eq!(taken.pool.config.name, "q");
         // The fallback is saturated: the primary's reason is the answer.
         match p.clone().admit(T0 + S) {
-            Err(Refusal::BreakerOpen { retry_after }) => {
+            Err(PoolRefusal::BreakerOpen { retry_after }) => {
                 assert_eq!(retry_after, Duration::from_secs(9))
             }
             other => panic!("{other:?}"),

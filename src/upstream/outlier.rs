@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::clock::nanos;
 use crate::config::model;
 use crate::metrics::FailureReason;
-use crate::ratelimit::clock::nanos;
 
 /// How many of a backend's last counted failures are kept for the admin API.
 pub const RECENT_FAILURES: usize = 5;
@@ -52,7 +52,7 @@ pub struct FailureRecord {
 
 /// What a failure means for the backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum OutlierVerdict {
     /// Counted; not (yet) a reason to eject.
     Counted,
     /// Eject it, for this reason (if the pool lets it).
@@ -125,20 +125,22 @@ impl Ejection {
     }
 
     /// An attempt failed at `now`.
-    pub fn failed(&self, now: u64, failure: Failure, settings: &model::Outlier) -> Verdict {
+    pub fn failed(&self, now: u64, failure: Failure, settings: &model::Outlier) -> OutlierVerdict {
         self.note(now, failure);
         if self.is_ejected(now) {
             // A late answer to an attempt made before the ejection.
-            return Verdict::Counted;
+            return OutlierVerdict::Counted;
         }
         let run = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
         if self.trial.load(Ordering::Relaxed) {
-            return Verdict::Eject(format!("failed ({failure}) on trial after an ejection"));
+            return OutlierVerdict::Eject(format!("failed ({failure}) on trial after an ejection"));
         }
         if run >= settings.consecutive_failures {
-            return Verdict::Eject(format!("{run} consecutive failures, the last: {failure}"));
+            return OutlierVerdict::Eject(format!(
+                "{run} consecutive failures, the last: {failure}"
+            ));
         }
-        Verdict::Counted
+        OutlierVerdict::Counted
     }
 
     /// Eject it now; returns how long for.
@@ -211,11 +213,14 @@ mod tests {
     fn ejects_after_consecutive_failures_for_longer_each_time() {
         let s = settings();
         let e = Ejection::default();
-        assert_eq!(e.failed(T0, RESET, &s), Verdict::Counted);
+        assert_eq!(e.failed(T0, RESET, &s), OutlierVerdict::Counted);
         e.succeeded(T0);
-        assert_eq!(e.failed(T0, RESET, &s), Verdict::Counted);
-        assert_eq!(e.failed(T0, Failure::Status(503), &s), Verdict::Counted);
-        let Verdict::Eject(why) = e.failed(T0, RESET, &s) else {
+        assert_eq!(e.failed(T0, RESET, &s), OutlierVerdict::Counted);
+        assert_eq!(
+            e.failed(T0, Failure::Status(503), &s),
+            OutlierVerdict::Counted
+        );
+        let OutlierVerdict::Eject(why) = e.failed(T0, RESET, &s) else {
             panic!("the third failure in a row ejects");
         };
         assert_eq!(e.eject(T0, &s, &why), Duration::from_secs(10));
@@ -224,14 +229,14 @@ mod tests {
         // Back on trial: one failure ejects it again, for 2 × base.
         let t1 = T0 + 10 * S;
         assert!(e.view(t1).on_trial);
-        let Verdict::Eject(why) = e.failed(t1, RESET, &s) else {
+        let OutlierVerdict::Eject(why) = e.failed(t1, RESET, &s) else {
             panic!("a failure on trial ejects");
         };
         assert!(why.contains("on trial"), "{why}");
         assert_eq!(e.eject(t1, &s, &why), Duration::from_secs(20));
         // Third time: 30 s capped at 25 s.
         let t2 = t1 + 20 * S;
-        let Verdict::Eject(why) = e.failed(t2, RESET, &s) else {
+        let OutlierVerdict::Eject(why) = e.failed(t2, RESET, &s) else {
             panic!()
         };
         assert_eq!(e.eject(t2, &s, &why), Duration::from_secs(25));
@@ -251,7 +256,7 @@ mod tests {
         e.succeeded(back);
         assert!(!e.view(back).on_trial);
         // Restored: it takes a full run of failures again.
-        assert_eq!(e.failed(back, RESET, &s), Verdict::Counted);
+        assert_eq!(e.failed(back, RESET, &s), OutlierVerdict::Counted);
         // After staying in longer than max_ejection, the next ejection is a first one.
         let much_later = back + 26 * S;
         assert_eq!(e.eject(much_later, &s, "test"), Duration::from_secs(10));
@@ -263,7 +268,7 @@ mod tests {
         let s = settings();
         let e = Ejection::default();
         e.eject(T0, &s, "test");
-        assert_eq!(e.failed(T0 + S, RESET, &s), Verdict::Counted);
+        assert_eq!(e.failed(T0 + S, RESET, &s), OutlierVerdict::Counted);
         assert_eq!(e.view(T0 + S).ejected_until_nanos, Some(T0 + 10 * S));
     }
 

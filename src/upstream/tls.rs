@@ -33,14 +33,14 @@ impl std::fmt::Debug for PeerTls {
 /// Why a pool's TLS material could not be loaded, and where the config
 /// names the file at fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadError {
+pub struct TlsFilesError {
     pub at: Pos,
     pub message: String,
 }
 
-fn read_chain(file: &FileRef, what: &str) -> Result<Vec<CertificateDer<'static>>, LoadError> {
+fn read_chain(file: &FileRef, what: &str) -> Result<Vec<CertificateDer<'static>>, TlsFilesError> {
     let path = file.display();
-    let fail = |message: String| LoadError {
+    let fail = |message: String| TlsFilesError {
         at: file.at,
         message,
     };
@@ -60,7 +60,7 @@ fn read_chain(file: &FileRef, what: &str) -> Result<Vec<CertificateDer<'static>>
 
 /// Load the pool's TLS material; the error names the file and where the
 /// config names it.
-pub fn load(tls: &UpstreamTls) -> Result<PeerTls, LoadError> {
+pub fn load(tls: &UpstreamTls) -> Result<PeerTls, TlsFilesError> {
     let ca = match &tls.ca_file {
         Some(file) => {
             let certs: Vec<WrappedX509> = read_chain(file, "ca_file")?
@@ -74,7 +74,7 @@ pub fn load(tls: &UpstreamTls) -> Result<PeerTls, LoadError> {
     let client = match &tls.client_cert {
         Some((cert, key)) => {
             let chain = read_chain(cert, "client_cert")?;
-            let key_der = PrivateKeyDer::from_pem_file(&key.path).map_err(|e| LoadError {
+            let key_der = PrivateKeyDer::from_pem_file(&key.path).map_err(|e| TlsFilesError {
                 at: key.at,
                 message: format!(
                     "cannot read client_key {}: {e}{}",

@@ -20,15 +20,15 @@ struct Slot {
     b: AtomicU64,
 }
 
-pub struct Window {
+pub struct SlidingWindow {
     slot_nanos: u64,
     slots: [Slot; SLOTS as usize],
 }
 
-impl Window {
-    pub fn new(window: Duration) -> Window {
-        Window {
-            slot_nanos: (crate::ratelimit::clock::nanos(window) / SLOTS).max(1),
+impl SlidingWindow {
+    pub fn new(window: Duration) -> SlidingWindow {
+        SlidingWindow {
+            slot_nanos: (crate::clock::nanos(window) / SLOTS).max(1),
             slots: Default::default(),
         }
     }
@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn counts_slide_out_of_the_window() {
-        let w = Window::new(Duration::from_secs(10));
+        let w = SlidingWindow::new(Duration::from_secs(10));
         let t0 = 1_000 * S;
         w.add(t0, 1, 0);
         w.add(t0 + 3 * S, 2, 1);

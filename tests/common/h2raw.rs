@@ -469,7 +469,7 @@ impl Conn {
 /// A gateway with a TLS listener (a certificate for `h2.test` made at test
 /// time) in front of `backend`, and a connector that trusts it.
 pub struct H2Gateway {
-    pub gw: crate::common::Gateway,
+    pub gw: crate::common::TestGateway,
     pub connector: TlsConnector,
     _dir: tempfile::TempDir,
 }
@@ -493,7 +493,7 @@ impl H2Gateway {
         let path = dir.path().join("portcullis.toml");
         std::fs::write(&path, config).unwrap();
         H2Gateway {
-            gw: crate::common::Gateway::start_file(&path).await,
+            gw: crate::common::TestGateway::start_file(&path).await,
             connector: connector(cert.cert.der()),
             _dir: dir,
         }

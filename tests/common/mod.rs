@@ -61,23 +61,23 @@ pub fn client() -> reqwest::Client {
 }
 
 /// A running gateway process. Killed on drop.
-pub struct Gateway {
+pub struct TestGateway {
     child: Child,
     pub proxy: SocketAddr,
     /// Every proxy listener as printed: `http://ADDR` or `https://ADDR`.
     pub listeners: Vec<String>,
     pub admin: SocketAddr,
-    /// Owns the config's directory when [`Gateway::start`] made it.
+    /// Owns the config's directory when [`TestGateway::start`] made it.
     pub dir: Option<tempfile::TempDir>,
     pub config_path: PathBuf,
     logs: Arc<Mutex<String>>,
     stdout: Arc<Mutex<String>>,
 }
 
-impl Gateway {
+impl TestGateway {
     /// Start the gateway on `config` (TOML). The config should use
     /// `127.0.0.1:0` for its listener and admin address; see [`base_config`].
-    pub async fn start(config: &str) -> Gateway {
+    pub async fn start(config: &str) -> TestGateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("portcullis.toml");
         std::fs::write(&config_path, config).expect("write config");
@@ -88,18 +88,22 @@ impl Gateway {
 
     /// Start the gateway on an existing config file (relative paths in it,
     /// such as certificates, resolve against its directory).
-    pub async fn start_file(config_path: &Path) -> Gateway {
+    pub async fn start_file(config_path: &Path) -> TestGateway {
         Self::start_file_with_env(config_path, &[]).await
     }
 
-    /// [`Gateway::start_file`] with extra environment variables for the
+    /// [`TestGateway::start_file`] with extra environment variables for the
     /// gateway process.
-    pub async fn start_file_with_env(config_path: &Path, env: &[(&str, &str)]) -> Gateway {
+    pub async fn start_file_with_env(config_path: &Path, env: &[(&str, &str)]) -> TestGateway {
         Self::start_binary(Path::new(bin()), config_path, env).await
     }
 
-    /// [`Gateway::start_file_with_env`] running the gateway binary at `binary`.
-    pub async fn start_binary(binary: &Path, config_path: &Path, env: &[(&str, &str)]) -> Gateway {
+    /// [`TestGateway::start_file_with_env`] running the gateway binary at `binary`.
+    pub async fn start_binary(
+        binary: &Path,
+        config_path: &Path,
+        env: &[(&str, &str)],
+    ) -> TestGateway {
         let config_path = config_path.to_path_buf();
         let mut child = Command::new(binary)
             .args(["run", "-c"])
@@ -156,7 +160,7 @@ impl Gateway {
                 admin = Some(rest.parse().expect("admin addr"));
             }
         }
-        let gw = Gateway {
+        let gw = TestGateway {
             child,
             proxy: proxy.expect("proxy"),
             listeners,
@@ -329,7 +333,7 @@ impl Gateway {
     }
 }
 
-impl Drop for Gateway {
+impl Drop for TestGateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -434,7 +438,7 @@ pub fn promtool(text: &str) -> (bool, String) {
 
 /// Wait until a scrape of `gw` has a line equal to every one of `lines`;
 /// that scrape.
-pub async fn scrape_until(gw: &Gateway, lines: &[impl AsRef<str>]) -> String {
+pub async fn scrape_until(gw: &TestGateway, lines: &[impl AsRef<str>]) -> String {
     let want: Vec<&str> = lines.iter().map(AsRef::as_ref).collect();
     let want = &want;
     eventually(&format!("{want:?} in /metrics"), || async move {

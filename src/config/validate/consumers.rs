@@ -33,7 +33,7 @@ pub(crate) struct RouteNames {
 }
 
 impl RouteNames {
-    pub(crate) fn of(routes: &[model::Route]) -> RouteNames {
+    pub(crate) fn of(routes: &[model::RouteConfig]) -> RouteNames {
         RouteNames {
             ids: routes.iter().map(|r| r.id.clone()).collect(),
             tags: routes.iter().flat_map(|r| r.tags.iter().cloned()).collect(),

@@ -19,7 +19,7 @@ const BALANCES: &str = "round_robin, random, least_requests, consistent_hash";
 const HASH_KEYS: &str = "client_ip, path, header:NAME or cookie:NAME";
 
 impl Validator<'_> {
-    pub(super) fn pool(&mut self, name: &Spanned<String>, pool: &PoolFile) -> model::Pool {
+    pub(super) fn pool(&mut self, name: &Spanned<String>, pool: &PoolFile) -> model::PoolConfig {
         let item = format!("pool {:?}", name.get_ref());
         let item = item.as_str();
         if !is_name(name.get_ref()) {
@@ -32,7 +32,7 @@ impl Validator<'_> {
         let backends = self.backends(pool, item);
         let balance = self.balance(pool, item);
         let timeouts = self.timeouts(pool.timeouts.as_ref(), item);
-        let timeouts = model::Timeouts {
+        let timeouts = model::TimeoutsConfig {
             connect: timeouts.connect.or(Some(model::DEFAULT_CONNECT_TIMEOUT)),
             read: timeouts.read.or(Some(model::DEFAULT_READ_TIMEOUT)),
             write: timeouts.write.or(Some(model::DEFAULT_WRITE_TIMEOUT)),
@@ -43,7 +43,7 @@ impl Validator<'_> {
             .health_check
             .as_ref()
             .map(|hc| self.health_check(hc, item));
-        let mut out = model::Pool {
+        let mut out = model::PoolConfig {
             name: name.get_ref().clone(),
             backends,
             balance,
@@ -64,7 +64,7 @@ impl Validator<'_> {
         out
     }
 
-    fn backends(&mut self, pool: &PoolFile, item: &str) -> Vec<model::Backend> {
+    fn backends(&mut self, pool: &PoolFile, item: &str) -> Vec<model::BackendConfig> {
         if pool.backends.get_ref().is_empty() {
             self.error(
                 pool.backends.span(),
@@ -142,7 +142,7 @@ impl Validator<'_> {
                 continue;
             }
             seen.insert(address, span);
-            out.push(model::Backend { address, weight });
+            out.push(model::BackendConfig { address, weight });
         }
         out
     }
@@ -219,15 +219,19 @@ impl Validator<'_> {
     }
 
     /// Parse a `timeouts` table; only what is set. Zero is an error.
-    pub(super) fn timeouts(&mut self, t: Option<&TimeoutsFile>, item: &str) -> model::Timeouts {
+    pub(super) fn timeouts(
+        &mut self,
+        t: Option<&TimeoutsFile>,
+        item: &str,
+    ) -> model::TimeoutsConfig {
         let Some(t) = t else {
-            return model::Timeouts::default();
+            return model::TimeoutsConfig::default();
         };
         let mut one = |v: &Option<Spanned<DurationText>>, key: &str| {
             v.as_ref()
                 .and_then(|s| self.duration(s, &format!("timeouts.{key}"), Some(item)))
         };
-        model::Timeouts {
+        model::TimeoutsConfig {
             connect: one(&t.connect, "connect"),
             read: one(&t.read, "read"),
             write: one(&t.write, "write"),

@@ -17,7 +17,7 @@ use crate::config::model;
 impl Validator<'_> {
     /// `fallback`, `max_in_flight`, `outlier`, `breaker`, `retry_budget`
     /// of one pool, set on `out`.
-    pub(super) fn resilience(&mut self, pool: &PoolFile, item: &str, out: &mut model::Pool) {
+    pub(super) fn resilience(&mut self, pool: &PoolFile, item: &str, out: &mut model::PoolConfig) {
         out.fallback = pool.fallback.as_ref().map(|f| f.get_ref().clone());
         out.max_in_flight = pool.max_in_flight.as_ref().map(|m| {
             self.positive(m, "max_in_flight", item);
@@ -124,7 +124,7 @@ impl Validator<'_> {
         }
     }
 
-    fn breaker(&mut self, b: &BreakerFile, item: &str) -> model::Breaker {
+    fn breaker(&mut self, b: &BreakerFile, item: &str) -> model::BreakerConfig {
         let consecutive_failures = b
             .consecutive_failures
             .as_ref()
@@ -176,7 +176,7 @@ impl Validator<'_> {
             .map_or(model::DEFAULT_PROBE_REQUESTS, |p| {
                 self.positive(p, "breaker.probe_requests", item)
             });
-        model::Breaker {
+        model::BreakerConfig {
             consecutive_failures,
             failure_rate,
             min_requests,
@@ -188,8 +188,8 @@ impl Validator<'_> {
         }
     }
 
-    fn retry_budget(&mut self, b: &RetryBudgetFile, item: &str) -> model::RetryBudget {
-        model::RetryBudget {
+    fn retry_budget(&mut self, b: &RetryBudgetFile, item: &str) -> model::RetryBudgetConfig {
+        model::RetryBudgetConfig {
             ratio: b
                 .ratio
                 .as_ref()

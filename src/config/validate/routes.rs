@@ -38,7 +38,7 @@ impl Validator<'_> {
         routes: &[RouteFile],
         pools: &BTreeSet<String>,
         cache: &model::CacheSettings,
-    ) -> Vec<model::Route> {
+    ) -> Vec<model::RouteConfig> {
         // ahash: these maps hold one entry per route (10,000 and more), and
         // the keys come from the operator's own file.
         let mut ids: HashMap<&str, Range<usize>, ahash::RandomState> =
@@ -83,7 +83,7 @@ impl Validator<'_> {
         route: &RouteFile,
         item: &str,
         pools: &BTreeSet<String>,
-    ) -> (model::Route, Option<MatchKey>) {
+    ) -> (model::RouteConfig, Option<MatchKey>) {
         let errors_before = self.errors.len();
         let hosts = self.hosts(route.hosts.as_deref().unwrap_or_default(), item);
         let exact = match &route.path_match {
@@ -166,7 +166,7 @@ impl Validator<'_> {
             path: path.clone(),
             methods: methods.iter().cloned().collect(),
         });
-        let model_route = model::Route {
+        let model_route = model::RouteConfig {
             id: route.id.get_ref().clone(),
             tags,
             auth,

@@ -154,7 +154,7 @@ fn unused_pools_are_fine_and_defaults_apply() {
     assert_eq!(pool.backends[0].weight, model::DEFAULT_WEIGHT);
     assert_eq!(
         pool.timeouts,
-        model::Timeouts {
+        model::TimeoutsConfig {
             connect: Some(model::DEFAULT_CONNECT_TIMEOUT),
             read: Some(model::DEFAULT_READ_TIMEOUT),
             write: Some(model::DEFAULT_WRITE_TIMEOUT),

@@ -1,5 +1,6 @@
-//! The time source of limits and key validity: the system clock in the
-//! gateway, a manual one in tests.
+//! The time source of limits, key validity, breakers and outlier detection:
+//! the system clock in the gateway, a manual one in tests. Everything that
+//! judges time takes `now` (Unix nanoseconds) from here as an argument.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

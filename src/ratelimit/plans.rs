@@ -2,7 +2,7 @@
 //!
 //! Compiled once per snapshot, per route ([`RouteLimits`]) and per consumer
 //! ([`ConsumerLimits`]); at request time [`plan`] picks the ones that apply
-//! and turns them into checks for the [`ratelimit`](crate::ratelimit) store.
+//! and turns them into checks for the [`store`](super::store).
 //!
 //! Every limit has a *policy* string naming where it is defined and what
 //! it is (`consumer:acme:100/1s:200`). It is the counter's identity in the
@@ -166,7 +166,7 @@ impl PolicyCache {
 /// and on a key route the plans of `consumers` that can apply there and
 /// brute-force damping (`failed_attempts`).
 pub fn refusal_labels(
-    route: &model::Route,
+    route: &model::RouteConfig,
     consumers: &[model::Consumer],
     failed_attempts: bool,
 ) -> Vec<&'static str> {
@@ -215,7 +215,7 @@ pub struct RouteLimits {
 }
 
 impl RouteLimits {
-    pub fn build(route: &model::Route) -> RouteLimits {
+    pub fn build(route: &model::RouteConfig) -> RouteLimits {
         let mut seen = Vec::new();
         let limits = route
             .rate_limits
@@ -252,7 +252,7 @@ pub struct ConsumerLimits {
 }
 
 impl ConsumerLimits {
-    pub fn build(c: &model::Consumer, routes: &[model::Route]) -> ConsumerLimits {
+    pub fn build(c: &model::Consumer, routes: &[model::RouteConfig]) -> ConsumerLimits {
         let mut out = ConsumerLimits::default();
         let mut seen = Vec::new();
         let mut seen_on_route = Vec::new();
