@@ -67,17 +67,6 @@ fn count_failure(
     }
 }
 
-/// `min(limit, time left before the deadline)`, never zero.
-fn within_deadline(limit: Option<Duration>, deadline: Option<Instant>) -> Option<Duration> {
-    let Some(deadline) = deadline else {
-        return limit;
-    };
-    let left = deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1));
-    Some(limit.map_or(left, |l| l.min(left)))
-}
-
 fn route_index(ctx: &RequestCtx) -> Result<usize> {
     ctx.route.ok_or_else(|| {
         Error::explain(
@@ -291,26 +280,8 @@ impl ProxyHttp for GatewayProxy {
             })
             .ok_or_else(errors::no_healthy_backend)?;
         let backend = &pool.backends[index];
-        let timeouts = &route.timeouts;
-        let mut peer = match &pool.tls {
-            None => HttpPeer::new(backend.address, false, String::new()),
-            Some(tls) => {
-                let mut peer = HttpPeer::new(backend.address, true, tls.sni.clone());
-                peer.options.verify_cert = tls.verify;
-                peer.options.verify_hostname = tls.verify && !tls.sni.is_empty();
-                peer.options.ca = tls.ca.clone();
-                peer.client_cert_key = tls.client.clone();
-                if tls.h2 {
-                    peer.options.alpn = pingora_core::protocols::ALPN::H2;
-                }
-                peer
-            }
-        };
-        peer.options.connection_timeout = within_deadline(timeouts.connect, ctx.deadline);
-        peer.options.total_connection_timeout = within_deadline(timeouts.connect, ctx.deadline);
-        peer.options.read_timeout = within_deadline(timeouts.read, ctx.deadline);
-        peer.options.write_timeout = within_deadline(timeouts.write, ctx.deadline);
-        peer.options.idle_timeout = timeouts.idle;
+        let mut peer =
+            crate::upstream::peer::http_peer(pool, backend, &route.timeouts, ctx.deadline);
         if ctx.fresh_connection {
             retry::use_fresh_connection(&mut peer);
         }

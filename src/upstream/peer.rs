@@ -1,0 +1,52 @@
+//! The connection to a chosen backend, as Pingora's [`HttpPeer`]: its
+//! address, TLS to it (SNI, verification, CA, client certificate, ALPN)
+//! and the route's timeouts, each cut to the time left before the
+//! request's deadline.
+
+use std::time::{Duration, Instant};
+
+use pingora_core::upstreams::peer::HttpPeer;
+
+use super::{Backend, Pool};
+use crate::config::model::TimeoutsConfig;
+
+/// The peer for `backend` of `pool` under `timeouts`, none longer than
+/// what is left before `deadline`.
+pub fn http_peer(
+    pool: &Pool,
+    backend: &Backend,
+    timeouts: &TimeoutsConfig,
+    deadline: Option<Instant>,
+) -> HttpPeer {
+    let mut peer = match &pool.tls {
+        None => HttpPeer::new(backend.address, false, String::new()),
+        Some(tls) => {
+            let mut peer = HttpPeer::new(backend.address, true, tls.sni.clone());
+            peer.options.verify_cert = tls.verify;
+            peer.options.verify_hostname = tls.verify && !tls.sni.is_empty();
+            peer.options.ca = tls.ca.clone();
+            peer.client_cert_key = tls.client.clone();
+            if tls.h2 {
+                peer.options.alpn = pingora_core::protocols::ALPN::H2;
+            }
+            peer
+        }
+    };
+    peer.options.connection_timeout = within_deadline(timeouts.connect, deadline);
+    peer.options.total_connection_timeout = within_deadline(timeouts.connect, deadline);
+    peer.options.read_timeout = within_deadline(timeouts.read, deadline);
+    peer.options.write_timeout = within_deadline(timeouts.write, deadline);
+    peer.options.idle_timeout = timeouts.idle;
+    peer
+}
+
+/// `min(limit, time left before the deadline)`, never zero.
+fn within_deadline(limit: Option<Duration>, deadline: Option<Instant>) -> Option<Duration> {
+    let Some(deadline) = deadline else {
+        return limit;
+    };
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    Some(limit.map_or(left, |l| l.min(left)))
+}
