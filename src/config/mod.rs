@@ -4,7 +4,8 @@
 //!
 //! 1. **Parse** ([`file`](mod@file)): the text is deserialized into serde types that
 //!    mirror the file. They reject unknown keys and wrong types; a syntax or
-//!    type error stops here, and is the only error reported.
+//!    type error stops here, and is the only error reported. The files
+//!    `consumer_files` names are then found, read and parsed (`load`).
 //! 2. **Validate** (`validate`): the file types are checked as a whole —
 //!    references resolve, addresses and durations parse, routes do not
 //!    conflict — and converted into the [`model`], which the rest of the
@@ -19,6 +20,7 @@
 
 pub mod error;
 pub mod file;
+mod load;
 pub mod model;
 mod validate;
 pub mod warnings;
@@ -50,7 +52,8 @@ pub fn parse_str(src: &str, file: &str) -> Result<Config, ConfigErrors> {
         file,
         "parsed"
     );
-    validate::validate(parsed, &loc).map_err(|mut errors| {
+    let included = load::consumer_files(&parsed.consumer_files, &loc);
+    validate::validate(parsed, included, &loc).map_err(|mut errors| {
         // Stable sort: errors on the same spot keep the order they were found in.
         errors.sort_by_key(|e| (e.line, e.column));
         ConfigErrors(errors)

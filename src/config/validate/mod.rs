@@ -22,6 +22,7 @@ use humantime_serde::re::humantime;
 use toml::Spanned;
 
 use super::error::{ConfigError, Locator};
+use super::load::{ConsumerSource, Included};
 use super::file::{
     AccessLogFile, AdminFile, DurationText, FileConfig, ListenerFile, ListenerTlsFile, ServerFile,
 };
@@ -45,16 +46,20 @@ pub const MAX_WEIGHT: u32 = 1000;
 
 const DURATION_EXAMPLES: &str = r#"write e.g. "500ms", "5s" or "1m 30s""#;
 
-/// Validate `file` and build the model, or return every error found
-/// (unsorted; the caller orders them).
-pub(crate) fn validate(file: FileConfig, loc: &Locator<'_>) -> Result<Config, Vec<ConfigError>> {
+/// Validate `file` with the consumer files it `included` and build the
+/// model, or return every error found (unsorted; the caller orders them).
+pub(crate) fn validate(
+    file: FileConfig,
+    included: Included,
+    loc: &Locator<'_>,
+) -> Result<Config, Vec<ConfigError>> {
     let mut v = Validator {
         loc,
         errors: Vec::new(),
         path_rules: crate::target::PathRules::default(),
         own_addresses: Vec::new(),
     };
-    let config = v.config(file);
+    let config = v.config(file, included);
     if v.errors.is_empty() {
         Ok(config)
     } else {
@@ -82,7 +87,7 @@ impl Validator<'_> {
         self.loc.line_col(span.start).0
     }
 
-    fn config(&mut self, file: FileConfig) -> Config {
+    fn config(&mut self, file: FileConfig, mut included: Included) -> Config {
         let server = self.server(file.server.as_ref());
         self.path_rules = server.client.paths;
         let listeners = self.listeners(file.listeners.as_ref());
@@ -115,9 +120,9 @@ impl Validator<'_> {
         let mut sources = ring::digest::Context::new(&ring::digest::SHA256);
         sources.update(self.loc.src().as_bytes());
         let mut consumer_files = Vec::new();
-        for (path, named_at) in self.consumer_paths(&file.consumer_files) {
-            let (name, more) =
-                self.consumer_file(&path, named_at, &names, &mut registry, &mut sources);
+        self.errors.append(&mut included.errors);
+        for source in included.consumer_files {
+            let (name, more) = self.consumer_file(source, &names, &mut registry, &mut sources);
             consumer_files.push(name);
             all_consumers.extend(more);
         }
@@ -174,104 +179,26 @@ impl Validator<'_> {
 
     // ---- consumer_files ------------------------------------------------
 
-    /// The files `consumer_files` names, in order, each once: a path, or a
-    /// glob pattern (`consumers.d/*.toml`) whose matches are taken in name
-    /// order. A pattern may match nothing if its directory exists.
-    fn consumer_paths(
-        &mut self,
-        patterns: &[Spanned<String>],
-    ) -> Vec<(std::path::PathBuf, Range<usize>)> {
-        let mut out: Vec<(std::path::PathBuf, Range<usize>)> = Vec::new();
-        for p in patterns {
-            let text = p.get_ref();
-            let path = self.resolve_path(text);
-            let item = Some("consumer_files");
-            if !text.contains(['*', '?', '[']) {
-                if let Err(e) = std::fs::metadata(&path) {
-                    self.error(
-                        p.span(),
-                        item,
-                        format!("cannot read consumer file {}: {e}", path.display()),
-                    );
-                } else if !out.iter().any(|(p, _)| *p == path) {
-                    out.push((path, p.span()));
-                }
-                continue;
-            }
-            let pattern = path.to_string_lossy().into_owned();
-            let matches = match glob::glob(&pattern) {
-                Ok(m) => m,
-                Err(e) => {
-                    self.error(
-                        p.span(),
-                        item,
-                        format!("{text:?} is not a valid glob pattern: {e}"),
-                    );
-                    continue;
-                }
-            };
-            let dir_missing = path
-                .parent()
-                .filter(|d| !d.to_string_lossy().contains(['*', '?', '[']))
-                .is_some_and(|d| !d.is_dir());
-            if dir_missing {
-                self.error(
-                    p.span(),
-                    item,
-                    format!("the directory of {} does not exist", path.display()),
-                );
-                continue;
-            }
-            for m in matches {
-                match m {
-                    Ok(file) if file.is_file() && !out.iter().any(|(p, _)| *p == file) => {
-                        out.push((file, p.span()))
-                    }
-                    Ok(_) => {}
-                    Err(e) => self.error(
-                        p.span(),
-                        item,
-                        format!("cannot read {}: {e}", e.path().display()),
-                    ),
-                }
-            }
-        }
-        out
-    }
-
-    /// Read, parse and validate one consumer file; its errors name that
-    /// file, except that a file that cannot be read is reported where
-    /// `consumer_files` names it (`named_at`).
+    /// Validate the consumers of one file `consumer_files` named (read
+    /// and parsed by [`crate::config::load`]); its errors name that file.
     fn consumer_file(
         &mut self,
-        path: &std::path::Path,
-        named_at: Range<usize>,
+        source: ConsumerSource,
         routes: &consumers::RouteNames,
         registry: &mut consumers::Registry,
         sources: &mut ring::digest::Context,
     ) -> (String, Vec<model::Consumer>) {
-        let name = path.display().to_string();
-        let src = match std::fs::read_to_string(path) {
-            Ok(s) => s,
-            Err(e) => {
-                self.error(
-                    named_at,
-                    Some("consumer_files"),
-                    format!("cannot read consumer file {name}: {e}"),
-                );
-                return (name, Vec::new());
-            }
-        };
+        let ConsumerSource { name, src, parsed } = source;
         sources.update(name.as_bytes());
         sources.update(src.as_bytes());
-        let loc = Locator::new(&name, &src);
-        let parsed = match super::file::parse_consumers(&src) {
+        let parsed = match parsed {
             Ok(p) => p,
             Err(e) => {
-                self.errors.push(super::parse_error(&loc, &src, &e));
+                self.errors.push(e);
                 return (name, Vec::new());
             }
         };
+        let loc = Locator::new(&name, &src);
         let mut child = Validator {
             loc: &loc,
             errors: Vec::new(),
@@ -707,11 +634,7 @@ impl Validator<'_> {
 
     /// `p` resolved against the config file's directory when relative.
     fn resolve_path(&self, p: &str) -> std::path::PathBuf {
-        let path = std::path::Path::new(p);
-        match std::path::Path::new(self.loc.file()).parent() {
-            Some(dir) if path.is_relative() => dir.join(path),
-            _ => path.to_path_buf(),
-        }
+        super::load::resolve(self.loc.file(), p)
     }
 
     fn socket_addr(&mut self, s: &Spanned<String>, item: &str, what: &str) -> Option<SocketAddr> {
