@@ -401,5 +401,17 @@ fn run(path: PathBuf, demo: bool) -> ExitCode {
     } else {
         Vec::new()
     };
-    crate::server::run(gateway, extra)
+    let options = crate::server::RunOptions {
+        extra,
+        stop: None,
+        // On a graceful stop, exit as soon as no request is left in flight.
+        drained: Some(Box::new(|| std::process::exit(0))),
+    };
+    match crate::server::run(gateway, options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -24,6 +24,62 @@ use crate::proxy::GatewayProxy;
 /// Extra services to run in the same server (the demo's sample backends).
 pub type ExtraServices = Vec<Box<dyn pingora_core::services::ServiceWithDependents>>;
 
+/// What [`run`] runs beside the gateway, what stops it, and what happens
+/// once a graceful stop has no request left in flight.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Services to run beside the gateway's (the demo's sample backends).
+    pub extra: ExtraServices,
+    /// Stop when this is triggered (a gateway run inside a test), instead
+    /// of on the process's signals (`SIGTERM`, `SIGINT`, `SIGQUIT`,
+    /// `SIGUSR2` for a binary upgrade).
+    pub stop: Option<Stop>,
+    /// Called on a graceful stop as soon as no request is in flight, after
+    /// the access log is written out: the binary exits there instead of
+    /// sitting out Pingora's fixed grace period.
+    pub drained: Option<Box<dyn Fn() + Send + Sync>>,
+}
+
+/// Stops a gateway [`run`] in-process, gracefully.
+#[derive(Clone, Default)]
+pub struct Stop(Arc<tokio::sync::Notify>);
+
+impl Stop {
+    pub fn new() -> Stop {
+        Stop::default()
+    }
+
+    /// Begin the graceful stop (remembered if the server is not waiting
+    /// for it yet).
+    pub fn stop(&self) {
+        self.0.notify_one();
+    }
+}
+
+#[async_trait]
+impl pingora_core::server::ShutdownSignalWatch for Stop {
+    async fn recv(&self) -> pingora_core::server::ShutdownSignal {
+        self.0.notified().await;
+        pingora_core::server::ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot bind {what} {address}: {source}")]
+    Bind {
+        what: &'static str,
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("listener {address}: {source}")]
+    Tls {
+        address: SocketAddr,
+        source: Box<pingora_error::Error>,
+    },
+}
+
 /// Port 0 means "any free port". Pingora binds listeners itself, by
 /// address, so the port must be known before it starts: bind a socket to
 /// port 0 (with `SO_REUSEADDR`, never listening) to learn the port, and keep
@@ -52,9 +108,10 @@ fn concrete(addr: SocketAddr) -> std::io::Result<SocketAddr> {
 static RESERVED_PORTS: Mutex<Vec<Socket>> = Mutex::new(Vec::new());
 
 /// Starts the health checks, reloads on SIGHUP and reopens the access log
-/// on SIGUSR1.
+/// on SIGUSR1; on a graceful stop, waits for the requests in flight.
 struct ControlPlane {
     gateway: Arc<Gateway>,
+    drained: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 #[async_trait]
@@ -119,8 +176,11 @@ impl BackgroundService for ControlPlane {
             "shutting down: waiting for the requests in flight"
         );
         requests.idle().await;
-        info!("no request in flight; exiting");
-        finish(&self.gateway)
+        info!("no request in flight");
+        if let Some(drained) = &self.drained {
+            self.gateway.access_log().close();
+            drained();
+        }
     }
 }
 
@@ -138,15 +198,15 @@ async fn notify_ready(gateway: Arc<Gateway>) {
     crate::notify::ready(&status, crate::upgrade::is_successor());
 }
 
-/// The end of the process after a graceful shutdown: write out the
-/// access-log lines still queued, then exit 0.
-fn finish(gateway: &Gateway) -> ! {
-    gateway.access_log().close();
-    std::process::exit(0)
-}
-
-/// Build and run the server until SIGTERM/SIGINT. Never returns.
-pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
+/// Build and run the server until it is stopped (see [`RunOptions`]), then
+/// write out the access-log lines still queued and return. It returns
+/// early with the reason when a listener cannot be set up.
+pub fn run(gateway: Arc<Gateway>, options: RunOptions) -> Result<(), ServerError> {
+    let RunOptions {
+        extra,
+        stop,
+        drained,
+    } = options;
     let snapshot = gateway.snapshot();
     let config = &snapshot.config;
     let mut conf = ServerConf {
@@ -176,14 +236,17 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
         );
     }
 
-    let addrs: Vec<SocketAddr> = config
+    let addrs = config
         .listeners
         .iter()
         .map(|l| {
-            concrete(l.address)
-                .unwrap_or_else(|e| fail(&format!("cannot bind proxy listener {}: {e}", l.address)))
+            concrete(l.address).map_err(|source| ServerError::Bind {
+                what: "proxy listener",
+                address: l.address,
+                source,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<SocketAddr>, ServerError>>()?;
     let gauges = addrs
         .iter()
         .map(|a| (*a, gateway.metrics().open_connections(&a.to_string())))
@@ -217,8 +280,10 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
         });
         match gateway.tls_store(i) {
             Some(store) => {
-                let settings = tls_settings(store)
-                    .unwrap_or_else(|e| fail(&format!("listener {}: {e}", l.address)));
+                let settings = tls_settings(store).map_err(|source| ServerError::Tls {
+                    address: l.address,
+                    source,
+                })?;
                 proxy.add_tls_with_settings(&addr.to_string(), None, settings);
                 bound.push(format!("https://{addr}"));
             }
@@ -229,12 +294,11 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
         }
     }
     gateway.set_listener_policies(policies);
-    let admin_addr = concrete(config.admin.address).unwrap_or_else(|e| {
-        fail(&format!(
-            "cannot bind admin listener {}: {e}",
-            config.admin.address
-        ))
-    });
+    let admin_addr = concrete(config.admin.address).map_err(|source| ServerError::Bind {
+        what: "admin listener",
+        address: config.admin.address,
+        source,
+    })?;
     let mut admin = Service::new(
         "portcullis admin".to_string(),
         AdminApp::new(gateway.clone()),
@@ -248,6 +312,7 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
         "portcullis control",
         ControlPlane {
             gateway: gateway.clone(),
+            drained,
         },
     ));
     for service in extra {
@@ -267,12 +332,15 @@ pub fn run(gateway: Arc<Gateway>, extra: ExtraServices) -> ! {
     println!("listening admin http://{admin_addr}");
     info!(config = %gateway.config_path().display(), summary = %snapshot.summary(), "portcullis starting");
     drop(snapshot);
-    server.run(pingora_core::server::RunArgs {
-        shutdown_signal: Box::new(crate::upgrade::Signals::new(successor)),
-    });
-    // The grace period ran out with requests still in flight (or the
-    // shutdown was a fast one).
-    finish(&gateway)
+    let shutdown_signal: Box<dyn pingora_core::server::ShutdownSignalWatch> = match stop {
+        Some(stop) => Box::new(stop),
+        None => Box::new(crate::upgrade::Signals::new(successor)),
+    };
+    server.run(pingora_core::server::RunArgs { shutdown_signal });
+    // Stopped: the grace period ran out (requests may still have been in
+    // flight), or the stop was a fast one.
+    gateway.access_log().close();
+    Ok(())
 }
 
 /// TLS 1.2 and 1.3 (rustls' safe defaults), ALPN h2 and http/1.1, the
@@ -300,9 +368,4 @@ fn hold_signals() {
             warn!(signal, error = %e, "cannot install a signal handler");
         }
     }
-}
-
-fn fail(msg: &str) -> ! {
-    eprintln!("portcullis: {msg}");
-    std::process::exit(1)
 }

@@ -117,10 +117,7 @@ fn consumer_paths(
                     out.push((file, p.span()))
                 }
                 Ok(_) => {}
-                Err(e) => error(
-                    p.span(),
-                    format!("cannot read {}: {e}", e.path().display()),
-                ),
+                Err(e) => error(p.span(), format!("cannot read {}: {e}", e.path().display())),
             }
         }
     }

@@ -22,10 +22,10 @@ use humantime_serde::re::humantime;
 use toml::Spanned;
 
 use super::error::{ConfigError, Locator};
-use super::load::{ConsumerSource, Included};
 use super::file::{
     AccessLogFile, AdminFile, DurationText, FileConfig, ListenerFile, ListenerTlsFile, ServerFile,
 };
+use super::load::{ConsumerSource, Included};
 use super::model::{self, Config};
 
 mod cache;
