@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
-use portcullis::auth::{self, keys, ConsumerIndex};
+use portcullis::auth::{self, ConsumerIndex};
 use portcullis::config::model::{ApiKey, Consumer, RouteConfig};
+use portcullis::keys;
 use portcullis::ratelimit::{
     Bucket, Check, Limit, LimitKey, LocalStore, Period, Quota, Rate, Subject,
 };

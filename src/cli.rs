@@ -166,7 +166,7 @@ fn keys_new(consumer: &str) -> ExitCode {
         eprintln!("portcullis: --consumer {consumer:?}: {rule}");
         return ExitCode::from(2);
     }
-    let key = match crate::auth::keys::generate() {
+    let key = match crate::keys::generate() {
         Ok(k) => k,
         Err(_) => {
             eprintln!("portcullis: the system random number generator failed");
@@ -176,7 +176,7 @@ fn keys_new(consumer: &str) -> ExitCode {
     // The key on stdout's first line alone, so scripts can take it; then a
     // consumer block ready to paste (valid config as it stands); the
     // advice on stderr.
-    let entry = crate::auth::keys::config_entry(&key.prefix, &key.digest_hex);
+    let entry = crate::keys::config_entry(&key.prefix, &key.digest_hex);
     println!("{}", key.key);
     println!("{}", consumer_block(consumer, &entry));
     eprintln!(
@@ -213,10 +213,7 @@ fn keys_hash() -> ExitCode {
         eprintln!("portcullis: no key on standard input (try: echo -n KEY | portcullis keys hash)");
         return ExitCode::FAILURE;
     }
-    println!(
-        "{}",
-        crate::auth::keys::hex(&crate::auth::keys::digest(key))
-    );
+    println!("{}", crate::keys::hex(&crate::keys::digest(key)));
     ExitCode::SUCCESS
 }
 

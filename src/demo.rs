@@ -96,7 +96,7 @@ pub fn try_lines(config: &Config) -> Vec<String> {
     let Some(proxy) = config.listeners.first().map(|l| l.address) else {
         return Vec::new();
     };
-    let demo_digest = crate::auth::keys::digest(DEMO_KEY.as_bytes());
+    let demo_digest = crate::keys::digest(DEMO_KEY.as_bytes());
     let demo_key_known = config
         .consumers
         .iter()

@@ -16,10 +16,10 @@ use pingora_http::RequestHeader;
 use crate::auth::{self, Rejection};
 use crate::config::model::{self, Balance, HashKey, HealthCheckKind, HostPattern, PathMatch};
 use crate::decide::{self, Arrival, Decision, Refusal, Verdict};
+use crate::plans::{self, Per, PlannedLimit};
 use crate::policy::{HeaderOps, PathRewrite};
 use crate::problem::Problem;
 use crate::proxy::forward;
-use crate::ratelimit::plans::{self, Per, PlannedLimit};
 use crate::ratelimit::{Limit, LimitStore, Period};
 use crate::router::strip_port;
 use crate::snapshot::Snapshot;
@@ -214,7 +214,7 @@ pub async fn explain(
             }
         }
     }
-    let plan = plans::plan(&route.limits, index, valid, arrival.ip);
+    let plan = plans::plan(&route.limits, index, valid.map(|c| &c.limits), arrival.ip);
     if plan.limits.is_empty() {
         out.line("limits", "none");
     }

@@ -59,7 +59,7 @@ pub fn redact<'a>(line: &'a str, params: &[String]) -> Cow<'a, str> {
             out = Cow::Owned(redact_param(&out, name));
         }
     }
-    if out.contains(crate::auth::keys::KEY_MARK) {
+    if out.contains(crate::keys::KEY_MARK) {
         out = Cow::Owned(redact_keys(&out));
     }
     if out.to_ascii_lowercase().contains("bearer ") {
@@ -98,7 +98,7 @@ fn redact_param(line: &str, name: &str) -> String {
 
 /// Generated keys: the prefix kept, the rest replaced.
 fn redact_keys(line: &str) -> String {
-    use crate::auth::keys::{KEY_MARK, PREFIX_LEN};
+    use crate::keys::{KEY_MARK, PREFIX_LEN};
     let mut out = String::with_capacity(line.len());
     let mut rest = line;
     while let Some(i) = rest.find(KEY_MARK) {
@@ -162,7 +162,7 @@ mod tests {
         );
         // Another parameter whose name ends the same is left alone.
         assert_eq!(redact("/q?my_api_key=1", &params), "/q?my_api_key=1");
-        let key = crate::auth::keys::generate().unwrap();
+        let key = crate::keys::generate().unwrap();
         let dump = format!("headers: {{\"x-api-key\": \"{}\"}}", key.key);
         let redacted = redact(&dump, &[]);
         assert!(!redacted.contains(&key.key), "{redacted}");

@@ -321,7 +321,7 @@ pub fn run(gateway: Arc<Gateway>, options: RunOptions) -> Result<(), ServerError
 
     // Before the listeners are announced: an edit made after that is seen.
     if config.server.watch_config {
-        if let Err(e) = crate::reload::watch::spawn(gateway.clone()) {
+        if let Err(e) = crate::watch::spawn(gateway.clone()) {
             warn!(error = %e, "cannot watch the config files; reload with SIGHUP or the admin API");
         }
     }

@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 
 use common::{base_config, client, eventually, pool, Backend, TestGateway};
-use portcullis::auth::keys;
+use portcullis::keys;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "admin-secret-token-for-tests";

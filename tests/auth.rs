@@ -5,7 +5,7 @@
 mod common;
 
 use common::{base_config, client, pool, Backend, TestGateway};
-use portcullis::auth::keys;
+use portcullis::keys;
 use serde_json::Value;
 
 /// A generated key and its config entry.

@@ -13,7 +13,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use common::{base_config, client, eventually, sample, scrape_until, TestGateway};
-use portcullis::auth::keys;
+use portcullis::keys;
 
 /// Status, headers and body text of an answer.
 type Answer = (u16, Vec<(String, String)>, String);

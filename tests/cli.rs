@@ -441,7 +441,7 @@ fn diff_resolves_relative_paths_against_each_files_own_directory() {
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
-    let key = portcullis::auth::keys::generate().unwrap();
+    let key = portcullis::keys::generate().unwrap();
     let main = "consumer_files = [\"consumers/*.toml\"]\n[pools.p]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\nauth = \"api_key\"\n";
     for (dir, quota) in [(&live, 10), (&elsewhere, 20)] {
         std::fs::create_dir(dir.path().join("consumers")).unwrap();
@@ -450,7 +450,7 @@ fn diff_resolves_relative_paths_against_each_files_own_directory() {
             dir.path().join("consumers/acme.toml"),
             format!(
                 "[[consumers]]\nid = \"acme\"\nkeys = [{}]\nscopes = [{{ routes = [\"r\"] }}]\nquota = {{ day = {quota} }}\n",
-                portcullis::auth::keys::config_entry(&key.prefix, &key.digest_hex)
+                portcullis::keys::config_entry(&key.prefix, &key.digest_hex)
             ),
         )
         .unwrap();
@@ -473,7 +473,7 @@ async fn diff_against_running_asks_the_gateway_and_applies_nothing() {
     let token = "admin-token-for-the-diff-test";
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
-    let digest = portcullis::auth::keys::hex(&portcullis::auth::keys::digest(token.as_bytes()));
+    let digest = portcullis::keys::hex(&portcullis::keys::digest(token.as_bytes()));
     let config = |interval: &str, extra_listener: &str| {
         format!(
             "[server]\nwatch_config = false\n\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\n{extra_listener}[admin]\naddress = \"127.0.0.1:0\"\ntoken_digest = \"{digest}\"\n\n{}[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n",

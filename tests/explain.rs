@@ -10,9 +10,9 @@ mod common;
 
 use common::{raw_http1, Backend, TestGateway};
 use pingora_http::RequestHeader;
-use portcullis::auth::keys;
 use portcullis::clock::{Clock, SystemClock};
 use portcullis::decide::Arrival;
+use portcullis::keys;
 use portcullis::ratelimit::LocalStore;
 
 const VIA: &str = "edge-test";

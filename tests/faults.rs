@@ -195,11 +195,11 @@ async fn an_access_log_on_a_full_disk_drops_lines_and_keeps_serving() {
 #[tokio::test]
 async fn a_reload_that_drops_every_consumer_is_refused_unless_forced() {
     let backend = Backend::start("b").await;
-    let key = portcullis::auth::keys::generate().unwrap();
+    let key = portcullis::keys::generate().unwrap();
     let config = format!(
         "{}auth = \"api_key\"\n\n[[consumers]]\nid = \"acme\"\nkeys = [{}]\nscopes = [{{ routes = [\"*\"] }}]\n",
         single_route("p", &[backend.addr], "", ""),
-        portcullis::auth::keys::config_entry(&key.prefix, &key.digest_hex)
+        portcullis::keys::config_entry(&key.prefix, &key.digest_hex)
     );
     let gw = TestGateway::start(&config).await;
     let keyed = || async {

@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 
 use common::{base_config, client, eventually, pool, Backend, TestGateway};
-use portcullis::auth::keys;
+use portcullis::keys;
 use serde_json::Value;
 
 /// The access-log lines written so far (stdout lines that are JSON objects).

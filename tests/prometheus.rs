@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{base_config, client, eventually_within, pool, Backend, TestGateway};
-use portcullis::auth::keys;
+use portcullis::keys;
 use serde_json::Value;
 
 fn conf(path: &str) -> PathBuf {

@@ -17,7 +17,7 @@ use h2raw::H2Gateway;
 /// `/pub` is open, `/pub/admin` needs a key, `/docs` is rewritten to
 /// `/public/docs` upstream.
 fn config(backend: &RawBackend) -> String {
-    let key = portcullis::auth::keys::generate().expect("rng");
+    let key = portcullis::keys::generate().expect("rng");
     format!(
         r#"{}{}
 [[routes]]

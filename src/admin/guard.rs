@@ -82,7 +82,7 @@ pub fn check(
         return Ok(());
     };
     let presented = crate::auth::presented_key(req, &crate::auth::KeyPlace::Bearer)
-        .map(|t| crate::auth::keys::digest(&t));
+        .map(|t| crate::keys::digest(&t));
     let Some(presented) = presented else {
         return Err(AdminRefusal::Unauthenticated);
     };
@@ -151,7 +151,7 @@ mod tests {
     use super::*;
 
     fn settings(token: Option<&str>, read: Option<&str>) -> AdminSettings {
-        let d = |t: &str| crate::auth::keys::digest(t.as_bytes());
+        let d = |t: &str| crate::keys::digest(t.as_bytes());
         AdminSettings {
             address: "127.0.0.1:9180".parse().unwrap(),
             token_digest: token.map(d),

@@ -316,7 +316,7 @@ pub async fn usage(gateway: &Gateway, q: &UsageQuery) -> Value {
             let Limit::Quota(quota) = limit.limit else {
                 continue;
             };
-            let check = limit.check(Some(c), None);
+            let check = limit.check(Some(&c.limits), None);
             let remaining = match gateway.limit_store().peek(&[check], now).await {
                 Outcome::Allowed(s) | Outcome::Denied { states: s, .. } => {
                     s.first().map_or(quota.limit, |s| s.remaining)

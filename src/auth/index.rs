@@ -14,7 +14,7 @@ use smallvec::SmallVec;
 use subtle::ConstantTimeEq;
 
 use crate::config::model;
-use crate::ratelimit::plans::ConsumerLimits;
+use crate::plans::ConsumerLimits;
 
 /// One key, as the index keeps it.
 pub struct KeyEntry {

@@ -7,7 +7,6 @@
 //! a key by its non-secret prefix.
 
 pub mod index;
-pub mod keys;
 
 use std::borrow::Cow;
 
@@ -118,7 +117,7 @@ pub fn authenticate<'i>(
     };
     let key = key.ok_or(unnamed(Rejection::Missing))?;
     let entry = index
-        .find(&keys::digest(key))
+        .find(&crate::keys::digest(key))
         .ok_or(unnamed(Rejection::Unknown))?;
     let consumer = index
         .consumer(entry.consumer)

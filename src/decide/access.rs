@@ -13,8 +13,8 @@ use pingora_http::RequestHeader;
 
 use super::{Decision, Refusal, NANOS_PER_SEC};
 use crate::auth;
+use crate::plans;
 use crate::problem::Problem;
-use crate::ratelimit::plans;
 use crate::ratelimit::{CheckState, LimitStore, Outcome};
 use crate::snapshot::Snapshot;
 
@@ -103,7 +103,7 @@ pub async fn admit(
         }
     }
 
-    let plan = plans::plan(&route.limits, route_index, consumer, ip);
+    let plan = plans::plan(&route.limits, route_index, consumer.map(|c| &c.limits), ip);
     if plan.is_empty() {
         return Ok(());
     }

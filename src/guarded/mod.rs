@@ -51,7 +51,7 @@ use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use crate::proxy::problem::Problem;
+use crate::problem::Problem;
 
 /// Where the connection is: the low two bits of [`GuardedStream::phase`]
 /// (the rest counts changes, so a timer armed for one head is never taken

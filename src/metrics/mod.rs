@@ -18,8 +18,8 @@ pub use requests::{
     method_index, RequestFamilies, RouteMetrics, RouteMetricsTable, DURATION_BUCKETS, METHODS,
 };
 pub use upstream::{
-    BackendMetrics, FailureReason, PoolMetrics, RefusalReason, RetryReason, UpstreamFamilies,
-    TTFB_BUCKETS,
+    BackendMetrics, BreakerState, FailureReason, PoolMetrics, RefusalReason, RetryReason,
+    UpstreamFamilies, TTFB_BUCKETS,
 };
 
 /// The `reason`s of `portcullis_downstream_refused_total`.

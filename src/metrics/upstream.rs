@@ -69,6 +69,32 @@ impl RetryReason {
     }
 }
 
+/// A pool breaker's state (`state` of `portcullis_upstream_breaker_state`,
+/// `to` of `portcullis_upstream_breaker_transitions_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    Closed = 0,
+    Open = 1,
+    HalfOpen = 2,
+}
+
+impl BreakerState {
+    pub const ALL: [BreakerState; 3] = [
+        BreakerState::Closed,
+        BreakerState::Open,
+        BreakerState::HalfOpen,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
 /// Why a pool turned a request away (`reason` of
 /// `portcullis_upstream_refused_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,8 +376,8 @@ impl PoolMetrics {
     }
 
     /// The breaker is in `state` (gauge only).
-    pub fn breaker_state(&self, state: crate::upstream::breaker::State) {
-        for s in crate::upstream::breaker::State::ALL {
+    pub fn breaker_state(&self, state: BreakerState) {
+        for s in BreakerState::ALL {
             self.families
                 .breaker_state
                 .with_label_values(&[&*self.pool, s.as_str()])
@@ -360,7 +386,7 @@ impl PoolMetrics {
     }
 
     /// The breaker entered `to`.
-    pub fn breaker_transition(&self, to: crate::upstream::breaker::State) {
+    pub fn breaker_transition(&self, to: BreakerState) {
         self.families
             .breaker_transitions
             .with_label_values(&[&*self.pool, to.as_str()])
@@ -372,7 +398,7 @@ impl PoolMetrics {
     /// replaced or removed).
     pub fn remove_breaker_series(&self) {
         let pool = &*self.pool;
-        for s in crate::upstream::breaker::State::ALL {
+        for s in BreakerState::ALL {
             let _ = self
                 .families
                 .breaker_state

@@ -6,16 +6,14 @@
 //! - [`store`]: where counters live: [`LimitStore`] is the interface,
 //!   [`LocalStore`] the per-instance implementation (bounded in memory).
 //! - [`headers`]: the IETF `RateLimit-Policy` and `RateLimit` fields.
-//! - [`plans`]: usage plans: which limits of a route and a consumer apply
-//!   to a request, compiled per snapshot, as checks for the store.
 //!
 //! Everything here takes `now` as an argument (the time source is
 //! [`crate::clock`]), so tests drive time explicitly and never sleep. It
-//! knows nothing of HTTP sessions.
+//! knows nothing of HTTP sessions or config files: which limits apply to a
+//! request is [`crate::plans`]' business.
 
 pub mod gcra;
 pub mod headers;
-pub mod plans;
 pub mod quota;
 pub mod store;
 

@@ -66,7 +66,7 @@ fn zero_route_refusals(metrics: &Metrics, snapshot: &Snapshot) {
         (
             r.id.as_str(),
             auth,
-            crate::ratelimit::plans::refusal_labels(r, &config.consumers, damping),
+            crate::plans::refusal_labels(r, &config.consumers, damping),
         )
     }));
 }

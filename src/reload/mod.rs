@@ -22,7 +22,6 @@ pub mod commit;
 pub mod diff;
 pub mod fields;
 pub mod restart;
-pub mod watch;
 
 use std::path::Path;
 

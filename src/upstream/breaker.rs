@@ -22,31 +22,13 @@ use super::window::SlidingWindow;
 use crate::clock::nanos;
 use crate::config::model;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    Closed = 0,
-    Open = 1,
-    HalfOpen = 2,
-}
+pub use crate::metrics::BreakerState;
 
-impl State {
-    pub const ALL: [State; 3] = [State::Closed, State::Open, State::HalfOpen];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Closed => "closed",
-            State::Open => "open",
-            State::HalfOpen => "half_open",
-        }
-    }
-
-    fn from_u8(v: u8) -> State {
-        match v {
-            1 => State::Open,
-            2 => State::HalfOpen,
-            _ => State::Closed,
-        }
+fn state_of(v: u8) -> BreakerState {
+    match v {
+        1 => BreakerState::Open,
+        2 => BreakerState::HalfOpen,
+        _ => BreakerState::Closed,
     }
 }
 
@@ -64,14 +46,14 @@ pub enum Admission {
 /// A change of state, for metrics and the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
-    pub to: State,
+    pub to: BreakerState,
     pub reason: String,
 }
 
 /// What `GET /-/upstreams` shows of a breaker.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BreakerView {
-    pub state: State,
+    pub state: BreakerState,
     /// Unix nanoseconds of the last transition (or of the breaker's start).
     #[serde(skip)]
     pub since_nanos: u64,
@@ -124,7 +106,7 @@ impl Breaker {
                 trips: 0,
             }),
             settings,
-            state: AtomicU8::new(State::Closed as u8),
+            state: AtomicU8::new(BreakerState::Closed as u8),
             open_until: AtomicU64::new(0),
             consecutive: AtomicU32::new(0),
         }
@@ -134,14 +116,14 @@ impl Breaker {
         &self.settings
     }
 
-    pub fn state(&self) -> State {
-        State::from_u8(self.state.load(Ordering::Acquire))
+    pub fn state(&self) -> BreakerState {
+        state_of(self.state.load(Ordering::Acquire))
     }
 
     /// Unix nanoseconds when an open breaker lets probes through; `None`
     /// unless it is open.
     pub fn open_until(&self) -> Option<u64> {
-        (self.state() == State::Open).then(|| self.open_until.load(Ordering::Acquire))
+        (self.state() == BreakerState::Open).then(|| self.open_until.load(Ordering::Acquire))
     }
 
     /// Whether a response with `status` counts as a failure.
@@ -157,8 +139,8 @@ impl Breaker {
     /// is up turns half-open here (the returned transition).
     pub fn admit(&self, now: u64) -> (Admission, Option<Transition>) {
         match self.state() {
-            State::Closed => (Admission::Pass, None),
-            State::Open => {
+            BreakerState::Closed => (Admission::Pass, None),
+            BreakerState::Open => {
                 let until = self.open_until.load(Ordering::Acquire);
                 if now < until {
                     let retry_after = Duration::from_nanos(until - now);
@@ -166,13 +148,14 @@ impl Breaker {
                 }
                 let mut inner = self.inner();
                 let mut transition = None;
-                if self.state() == State::Open {
-                    self.state.store(State::HalfOpen as u8, Ordering::Release);
+                if self.state() == BreakerState::Open {
+                    self.state
+                        .store(BreakerState::HalfOpen as u8, Ordering::Release);
                     inner.since = now;
                     inner.probes_admitted = 0;
                     inner.probes_succeeded = 0;
                     transition = Some(Transition {
-                        to: State::HalfOpen,
+                        to: BreakerState::HalfOpen,
                         reason: format!(
                             "open time ({}) is up: letting {} probe requests through",
                             humantime::format_duration(inner.open_for),
@@ -182,7 +165,7 @@ impl Breaker {
                 }
                 (self.probe(&mut inner, now), transition)
             }
-            State::HalfOpen => {
+            BreakerState::HalfOpen => {
                 let mut inner = self.inner();
                 (self.probe(&mut inner, now), None)
             }
@@ -191,15 +174,15 @@ impl Breaker {
 
     fn probe(&self, inner: &mut Inner, now: u64) -> Admission {
         match self.state() {
-            State::Closed => Admission::Pass,
-            State::HalfOpen if inner.probes_admitted < self.settings.probe_requests => {
+            BreakerState::Closed => Admission::Pass,
+            BreakerState::HalfOpen if inner.probes_admitted < self.settings.probe_requests => {
                 inner.probes_admitted += 1;
                 Admission::Probe
             }
-            State::HalfOpen => Admission::Refused {
+            BreakerState::HalfOpen => Admission::Refused {
                 retry_after: PROBES_BUSY_RETRY_AFTER,
             },
-            State::Open => Admission::Refused {
+            BreakerState::Open => Admission::Refused {
                 retry_after: Duration::from_nanos(
                     self.open_until.load(Ordering::Acquire).saturating_sub(now),
                 ),
@@ -212,7 +195,8 @@ impl Breaker {
     /// place goes to another request.
     pub fn release_probe(&self) {
         let mut inner = self.inner();
-        if self.state() == State::HalfOpen && inner.probes_admitted > inner.probes_succeeded {
+        if self.state() == BreakerState::HalfOpen && inner.probes_admitted > inner.probes_succeeded
+        {
             inner.probes_admitted -= 1;
         }
     }
@@ -229,14 +213,15 @@ impl Breaker {
             0
         };
         match (self.state(), admission) {
-            (State::Closed, _) if failed => {
+            (BreakerState::Closed, _) if failed => {
                 let why = self.trip_reason(now, consecutive)?;
                 let mut inner = self.inner();
-                (self.state() == State::Closed).then(|| self.open(&mut inner, now, why, false))
+                (self.state() == BreakerState::Closed)
+                    .then(|| self.open(&mut inner, now, why, false))
             }
-            (State::HalfOpen, Admission::Probe) => {
+            (BreakerState::HalfOpen, Admission::Probe) => {
                 let mut inner = self.inner();
-                if self.state() != State::HalfOpen {
+                if self.state() != BreakerState::HalfOpen {
                     return None;
                 }
                 if failed {
@@ -248,13 +233,14 @@ impl Breaker {
                 }
                 self.window.clear();
                 self.consecutive.store(0, Ordering::Relaxed);
-                self.state.store(State::Closed as u8, Ordering::Release);
+                self.state
+                    .store(BreakerState::Closed as u8, Ordering::Release);
                 inner.since = now;
                 inner.open_for = self.settings.open_for;
                 let reason = format!("{} probe requests succeeded", self.settings.probe_requests);
                 inner.reason = Some(reason.clone());
                 Some(Transition {
-                    to: State::Closed,
+                    to: BreakerState::Closed,
                     reason,
                 })
             }
@@ -293,9 +279,10 @@ impl Breaker {
         inner.reason = Some(reason.clone());
         self.open_until
             .store(now.saturating_add(nanos(inner.open_for)), Ordering::Release);
-        self.state.store(State::Open as u8, Ordering::Release);
+        self.state
+            .store(BreakerState::Open as u8, Ordering::Release);
         Transition {
-            to: State::Open,
+            to: BreakerState::Open,
             reason,
         }
     }
@@ -363,7 +350,7 @@ mod tests {
             assert_eq!(pass(&b, T0, true), None);
         }
         let t = pass(&b, T0, true).expect("the fifth failure in a row trips it");
-        assert_eq!(t.to, State::Open);
+        assert_eq!(t.to, BreakerState::Open);
         assert!(t.reason.contains("5 consecutive failures"), "{}", t.reason);
         assert_eq!(refused(&b, T0 + S), Duration::from_secs(29));
     }
@@ -394,7 +381,7 @@ mod tests {
         for i in 0..9 {
             assert_eq!(pass(&b, T0 + 11 * S, i == 0), None);
         }
-        assert_eq!(b.state(), State::Closed);
+        assert_eq!(b.state(), BreakerState::Closed);
     }
 
     fn trip(b: &Breaker, now: u64) {
@@ -402,7 +389,7 @@ mod tests {
             let _ = b.admit(now);
             b.record(now, true, Admission::Pass);
         }
-        assert_eq!(b.state(), State::Open);
+        assert_eq!(b.state(), BreakerState::Open);
     }
 
     #[test]
@@ -412,13 +399,13 @@ mod tests {
         let t1 = T0 + 30 * S;
         let (first, transition) = b.admit(t1);
         assert_eq!(first, Admission::Probe);
-        assert_eq!(transition.map(|t| t.to), Some(State::HalfOpen));
+        assert_eq!(transition.map(|t| t.to), Some(BreakerState::HalfOpen));
         assert_eq!(b.admit(t1).0, Admission::Probe);
         // Both probes are out: the third waits.
         assert_eq!(refused(&b, t1), Duration::from_secs(1));
         assert_eq!(b.record(t1, false, Admission::Probe), None);
         let closed = b.record(t1, false, Admission::Probe).expect("closes");
-        assert_eq!(closed.to, State::Closed);
+        assert_eq!(closed.to, BreakerState::Closed);
         assert_eq!(b.admit(t1).0, Admission::Pass);
         // Counts were forgotten: one more failure does not re-trip.
         assert_eq!(pass(&b, t1, true), None);
@@ -433,7 +420,7 @@ mod tests {
             now += b.view(now).open_for.as_secs() * S;
             assert_eq!(b.admit(now).0, Admission::Probe);
             let t = b.record(now, true, Admission::Probe).expect("reopens");
-            assert_eq!(t.to, State::Open);
+            assert_eq!(t.to, BreakerState::Open);
             assert_eq!(refused(&b, now), Duration::from_secs(expected));
         }
         // Closing resets the open time to `open_for`.
@@ -458,6 +445,6 @@ mod tests {
         assert_eq!(b.admit(t1).0, Admission::Probe);
         // Late outcomes of requests admitted while closed change nothing.
         assert_eq!(b.record(t1, true, Admission::Pass), None);
-        assert_eq!(b.state(), State::HalfOpen);
+        assert_eq!(b.state(), BreakerState::HalfOpen);
     }
 }

@@ -229,7 +229,7 @@ impl Pool {
         self.state
             .breaker
             .as_ref()
-            .is_none_or(|b| b.state() != breaker::State::Open)
+            .is_none_or(|b| b.state() != breaker::BreakerState::Open)
     }
 
     /// Backend `i` answered with `status` at `now`. Returns what it meant

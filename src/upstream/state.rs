@@ -140,7 +140,7 @@ impl PoolState {
     fn new(pool: &model::PoolConfig, metrics: PoolMetrics, now: u64) -> PoolState {
         let breaker = pool.breaker.clone().map(|b| Breaker::new(b, now));
         if breaker.is_some() {
-            metrics.breaker_state(breaker::State::Closed);
+            metrics.breaker_state(breaker::BreakerState::Closed);
         }
         PoolState {
             metrics,
@@ -166,7 +166,7 @@ impl PoolState {
         match b.record(now, failed, admission) {
             Some(t) => {
                 self.transition(&t);
-                t.to == breaker::State::Open
+                t.to == breaker::BreakerState::Open
             }
             None => false,
         }

@@ -281,7 +281,7 @@ impl Validator<'_> {
         } else {
             format!("key {number}")
         };
-        let digest = match crate::auth::keys::parse_digest(k.digest.get_ref()) {
+        let digest = match crate::keys::parse_digest(k.digest.get_ref()) {
             Some(d) => d,
             None => {
                 // The value is not echoed: it may be a key pasted by mistake.
@@ -293,7 +293,7 @@ impl Validator<'_> {
                 return None;
             }
         };
-        if prefix_ok && crate::auth::keys::digest(prefix.as_bytes()) == digest {
+        if prefix_ok && crate::keys::digest(prefix.as_bytes()) == digest {
             self.error(
                 k.prefix.span(),
                 Some(item),

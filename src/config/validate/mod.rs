@@ -471,7 +471,7 @@ impl Validator<'_> {
     }
 
     fn admin_digest(&mut self, t: &Spanned<String>, key: &str) -> Option<[u8; 32]> {
-        let digest = crate::auth::keys::parse_digest(t.get_ref());
+        let digest = crate::keys::parse_digest(t.get_ref());
         if digest.is_none() {
             self.error(
                 t.span(),

@@ -255,7 +255,7 @@ fn an_access_log_that_cannot_be_appended_to_is_an_error() {
 #[test]
 fn a_prefix_is_a_small_part_of_the_key_and_never_quoted_back() {
     // The whole key pasted as the prefix: too long, and not echoed.
-    let key = crate::auth::keys::generate().unwrap();
+    let key = crate::keys::generate().unwrap();
     let src = keyed(&format!(
         "[[consumers]]\nid = \"a\"\nkeys = [{{ prefix = \"{}\", digest = \"{}\" }}]\nscopes = [{{ routes = [\"r\"] }}]\n",
         key.key, key.digest_hex
@@ -265,7 +265,7 @@ fn a_prefix_is_a_small_part_of_the_key_and_never_quoted_back() {
     assert!(!error.contains(&key.key), "{error}");
     // A short key written as its own prefix: refused, and not echoed.
     let short = "k3y-0123";
-    let digest = crate::auth::keys::hex(&crate::auth::keys::digest(short.as_bytes()));
+    let digest = crate::keys::hex(&crate::keys::digest(short.as_bytes()));
     let src = keyed(&format!(
         "[[consumers]]\nid = \"a\"\nkeys = [{{ prefix = \"{short}\", digest = \"{digest}\" }}]\nscopes = [{{ routes = [\"r\"] }}]\n"
     ));

@@ -2,7 +2,7 @@
 //!
 //! Compiled once per snapshot, per route ([`RouteLimits`]) and per consumer
 //! ([`ConsumerLimits`]); at request time [`plan`] picks the ones that apply
-//! and turns them into checks for the [`store`](super::store).
+//! and turns them into checks for the [`ratelimit`](crate::ratelimit) store.
 //!
 //! Every limit has a *policy* string naming where it is defined and what
 //! it is (`consumer:acme:100/1s:200`). It is the counter's identity in the
@@ -18,7 +18,6 @@ use arc_swap::ArcSwapOption;
 use http::HeaderValue;
 use smallvec::SmallVec;
 
-use crate::auth::ConsumerEntry;
 use crate::config::model;
 use crate::ratelimit::quota::Window;
 use crate::ratelimit::{headers, Bucket, Check, Limit, LimitKey, Period, Subject};
@@ -81,10 +80,11 @@ impl PlannedLimit {
         }
     }
 
-    /// The check of this limit for a request by `consumer` from `ip`.
-    pub fn check(&self, consumer: Option<&ConsumerEntry>, ip: Option<IpAddr>) -> Check {
+    /// The check of this limit for a request by the consumer of `consumer`
+    /// (its limits) from `ip`.
+    pub fn check(&self, consumer: Option<&ConsumerLimits>, ip: Option<IpAddr>) -> Check {
         let subject = match (self.per, consumer, ip) {
-            (Per::Consumer, Some(c), _) => Subject::Consumer(c.id.clone()),
+            (Per::Consumer, Some(c), _) => Subject::Consumer(c.consumer.clone()),
             (Per::ClientIp, _, Some(ip)) => Subject::ClientIp(ip),
             _ => Subject::All,
         };
@@ -245,6 +245,8 @@ impl RouteLimits {
 /// on particular routes.
 #[derive(Debug, Default)]
 pub struct ConsumerLimits {
+    /// The consumer's id: what its per-consumer counters are kept under.
+    consumer: Arc<str>,
     everywhere: Vec<PlannedLimit>,
     /// (route index, limit), sorted by route index.
     on_route: Vec<(u32, PlannedLimit)>,
@@ -253,7 +255,10 @@ pub struct ConsumerLimits {
 
 impl ConsumerLimits {
     pub fn build(c: &model::Consumer, routes: &[model::RouteConfig]) -> ConsumerLimits {
-        let mut out = ConsumerLimits::default();
+        let mut out = ConsumerLimits {
+            consumer: Arc::from(c.id.as_str()),
+            ..ConsumerLimits::default()
+        };
         let mut seen = Vec::new();
         let mut seen_on_route = Vec::new();
         for l in &c.rate_limits {
@@ -356,24 +361,24 @@ impl Plan<'_> {
 }
 
 /// The plan for a call of route `route_index` (with `route` its limits) by
-/// `consumer` (when authenticated) from `ip`.
+/// the consumer whose limits are `consumer` (when authenticated) from `ip`.
 pub fn plan<'a>(
     route: &'a RouteLimits,
     route_index: usize,
-    consumer: Option<&'a ConsumerEntry>,
+    consumer: Option<&'a ConsumerLimits>,
     ip: Option<IpAddr>,
 ) -> Plan<'a> {
     let mut limits: SmallVec<[&PlannedLimit; 6]> = route.limits.iter().collect();
     let index = u32::try_from(route_index).unwrap_or(u32::MAX);
     if let Some(c) = consumer {
-        limits.extend(c.limits.for_route(index));
+        limits.extend(c.for_route(index));
     }
     let checks = limits.iter().map(|l| l.check(consumer, ip)).collect();
     Plan {
         limits,
         checks,
         route: index,
-        policy: consumer.map_or(&route.policy, |c| &c.limits.policy),
+        policy: consumer.map_or(&route.policy, |c| &c.policy),
     }
 }
 
@@ -439,7 +444,7 @@ quota = { day = 1000 }
         let consumer = index.consumer(0);
         let a = RouteLimits::build(&config.routes[0]);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let p = plan(&a, 0, consumer, Some(ip));
+        let p = plan(&a, 0, consumer.map(|c| &c.limits), Some(ip));
         let names: Vec<&str> = p.limits.iter().map(|l| &*l.name).collect();
         assert_eq!(
             names,
@@ -465,7 +470,7 @@ quota = { day = 1000 }
         );
         // Route b has no limits of its own and no consumer-route limit.
         let b = RouteLimits::build(&config.routes[1]);
-        let p = plan(&b, 1, consumer, Some(ip));
+        let p = plan(&b, 1, consumer.map(|c| &c.limits), Some(ip));
         let names: Vec<&str> = p.limits.iter().map(|l| &*l.name).collect();
         assert_eq!(names, ["consumer", "daily-quota"]);
         // Anonymous: only the route's.
