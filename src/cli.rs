@@ -60,7 +60,7 @@ pub enum Command {
         /// admin API (a dry-run reload: nothing is applied).
         #[arg(long)]
         against_running: bool,
-        /// The admin API's URL [default: from FILE's [admin] address].
+        /// The admin API's URL [default: from FILE's `[admin]` address].
         #[arg(long, value_name = "URL", requires = "against_running")]
         admin: Option<String>,
         /// A file holding the admin token (also: $PORTCULLIS_ADMIN_TOKEN).

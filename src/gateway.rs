@@ -226,7 +226,7 @@ impl Gateway {
     }
 
     /// The one reload path of every trigger (`SIGHUP`, `POST /-/reload`,
-    /// the file watcher): [`Self::apply`], between systemd's `RELOADING=1`
+    /// the file watcher): `apply`, between systemd's `RELOADING=1`
     /// and `READY=1` with the outcome in `STATUS=`.
     pub fn reload_blocking(
         &self,

@@ -2,54 +2,60 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: the TOML surface (serde types) and the validated model the
-//!   rest of the crate uses; errors name file, line, column and item.
-//! - [`target`]: the canonical request target (one parser, before
-//!   routing; everything after it reads its output).
-//! - [`router`]: the route table, compiled once per config load.
-//! - [`upstream`]: pools, backend selection, long-lived backend state,
-//!   active health checks and TLS to backends.
-//! - [`auth`]: API keys: digests, generation, the consumer index, reading
-//!   and removing keys, the authentication decision.
-//! - [`limits`]: usage plans: which rate limits and quotas apply to a request.
-//! - [`ratelimit`]: the engine: GCRA buckets, calendar quotas, the bounded
-//!   counter store behind the `LimitStore` interface, RateLimit fields.
-//! - [`material`]: the TLS files a config names and digests of what they
-//!   hold, and the fingerprint of everything a config was read from.
-//! - [`policy`]: route policy compiled once per load, below the snapshot:
-//!   header edits, path rewrites, `Via` entries, the version lifecycle.
-//!   New per-route policies (CORS, IP rules, traffic splits) go here.
-//! - [`snapshot`]: one config's runtime view (router, pools, route policies,
-//!   consumers).
-//! - [`tls`]: TLS termination: SNI certificate stores behind `ArcSwap`,
-//!   client-certificate verification, `min_version`.
-//! - [`reload`]: prepare (read, parse, validate, load TLS, build; no side
-//!   effects), the settings a reload cannot apply (kept at their running
-//!   values, reported as a pending restart), the semantic diff between two
-//!   configs with its field detail, the file watcher.
-//! - [`state`]: the one owner of long-lived state (backend health and
-//!   in-flight counts, limit counters, probe tasks, listener certificates,
-//!   metrics, the access-log writer), keyed by stable identity.
-//! - [`gateway`]: the current snapshot behind one `ArcSwap`, the long-lived
-//!   state, and commit.
-//! - [`proxy`]: the `ProxyHttp` phases: routing, access (keys, limits),
-//!   forwarding, errors as problem+json, the access-log line.
-//! - [`accesslog`]: the JSON access log and its writer thread.
-//! - [`drain`]: requests in flight, which a graceful shutdown waits for.
-//! - [`metrics`]: the Prometheus registry served at `/metrics`.
-//! - [`admin`]: the admin API (`/-/health`, `/-/pools`, `/-/routes`,
-//!   `/-/certificates`, `/-/consumers`, `/metrics`, `/-/reload`), and the
-//!   command line's client of it (`diff --against-running`).
-//! - [`server`]: assembles the Pingora server and its services.
-//! - [`demo`]: sample backends for `portcullis demo`.
-//! - [`explain`]: `portcullis explain`, what the gateway would do with a request.
-//! - [`notify`]: systemd notifications, a leaf taking plain values.
-//! - [`cli`], [`logging`]: the thin binary layer.
+//! Eight layers; a module may call the modules of its own layer and of the
+//! layers below it, never above (`python3 scripts/circles.py src` checks
+//! that no file and no top-level module imports, through any chain, one
+//! that imports it back; `tests/structure.rs` runs it).
 //!
-//! Layers point down only: config → material, policy, tls → snapshot →
-//! proxy, admin, reload → gateway → server → cli. `tests/structure.rs`
-//! (`python3 scripts/circles.py src`) fails on any import circle between
-//! files.
+//! 1. **Leaves**, which call nothing of the crate:
+//!    [`clock`] (the time source: system clock, or a manual one in
+//!    tests), [`target`] (the canonical request target; the one
+//!    percent-decoder), [`keys`] (API-key generation and digests),
+//!    [`request_id`] (request ids), [`slots`] (lock-free per-key slots),
+//!    [`drain`] (requests in flight, for a graceful stop), [`notify`]
+//!    (systemd notifications, taking plain values).
+//! 2. **Vocabulary**: [`config`] (the TOML surface, loading with includes,
+//!    validation with file:line:column errors, and the [`config::model`]
+//!    the rest reads; config types of things that also exist at run time
+//!    end in `Config`), [`ratelimit`] (the engine: GCRA buckets, calendar
+//!    quotas, the bounded counter store behind `LimitStore`, `RateLimit`
+//!    fields), [`metrics`] (the Prometheus families and their label
+//!    enums), [`problem`] (the gateway's own answers as problem+json),
+//!    [`usage`] (usage per consumer and route).
+//! 3. **Compiled parts of a config**: [`router`] (the route table),
+//!    [`policy`] (route policy compiled per load: header edits, path
+//!    rewrites, `Via` entries, the version lifecycle), [`plans`] (usage
+//!    plans: which limits apply to a call), [`auth`] (the consumer index,
+//!    reading and removing keys, authentication), [`material`] (the TLS
+//!    files a config names, their digests, the config's fingerprint),
+//!    [`tls`] (certificate stores for SNI, client-certificate
+//!    verification), [`upstream`] (pools: state kept across reloads,
+//!    admission, selection, breakers, outlier detection, health checks,
+//!    the connection to a backend), [`cache`] (the response cache: store,
+//!    key, RFC 9111 policy), [`accesslog`] (the JSON access log and its
+//!    writer thread), [`logging`] (the process log), [`guarded`] (the
+//!    client's stream: head and body timeouts, HTTP/2 frame limits),
+//!    [`upgrade`] (the binary upgrade on `SIGUSR2`).
+//! 4. **Long-lived state**: [`state`], the one owner of everything that
+//!    outlives a config (backend and pool state, metric handles, usage,
+//!    cache, limit counters, probes, listener certificates).
+//! 5. **A config at run time**: [`snapshot`], one config compiled against
+//!    the long-lived tables, swapped whole.
+//! 6. **Steps on a snapshot**: [`decide`] (the request decision: head
+//!    rules, redirect, route, key, scope, limits, body size, sunset; what
+//!    the proxy does and `explain` prints. New request policy — JWT, CORS,
+//!    IP rules, traffic splits — is decided here, compiled in [`policy`]),
+//!    [`reload`] (prepare without side effects, commit, pending restarts,
+//!    the semantic diff).
+//! 7. **The gateway**: [`gateway`], the current snapshot behind one
+//!    `ArcSwap`, the long-lived state, and the one reload path.
+//! 8. **Around the gateway**: [`proxy`] (the `ProxyHttp` phases, each a
+//!    hand-off), [`admin`] (the admin API and the command line's client
+//!    of it), [`connections`] (connections counted per listener),
+//!    [`watch`] (the config-file watcher), [`explain`] (`portcullis
+//!    explain`), then [`server`] (the Pingora server and its services,
+//!    stoppable in-process), [`demo`] (the demo's sample backends),
+//!    [`fuzzing`] (the fuzz targets' properties) and [`cli`] (the binary).
 
 pub mod accesslog;
 pub mod admin;

@@ -7,7 +7,7 @@
 //! - `update_meta` of an entry evicted meanwhile returns `false`, never
 //!   panics;
 //! - `CacheMeta` is not `Clone`: entries hold its fields and response
-//!   header ([`StoredMeta`]) and rebuild one per hit. Not its serialized
+//!   header (`StoredMeta`) and rebuild one per hit. Not its serialized
 //!   form: deserializing means zstd-decompressing and parsing the header
 //!   again, a quarter of the instructions of a whole hit;
 //! - moka's default TinyLFU admission may refuse a just-inserted object: the

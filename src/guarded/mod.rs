@@ -15,7 +15,7 @@
 //!
 //! HTTP/2 (negotiated by ALPN): the preface and every header block must
 //! arrive within `header_timeout` of their first byte (the preface: of the
-//! accept), or the connection is closed (see [`h2frames`]); an unfinished
+//! accept), or the connection is closed (see `h2frames`); an unfinished
 //! header block stalls every stream of the connection. Idle connections
 //! are Pingora's `h2_idle_timeout`, stalled request bodies the per-stream
 //! `body_timeout`.

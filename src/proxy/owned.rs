@@ -46,7 +46,7 @@ fn gateway_set(name: &str) -> bool {
 }
 
 /// Whether `name` (lower case, as `http` keeps names) is owned: one of
-/// [`always_owned`] or of `configured` (the consumer header, every
+/// `always_owned` or of `configured` (the consumer header, every
 /// listener's client-subject header), in either spelling.
 pub fn is_owned(name: &str, configured: &[HeaderName]) -> bool {
     let mut buf = [0u8; 64];

@@ -1,8 +1,8 @@
 //! Upstream pools: backends, their long-lived state, and backend selection.
 //!
-//! - [`state`]: the [`StateTable`] of backend and pool states;
-//! - [`pool`]: a built [`Pool`]: admission, selection, attempt outcomes;
-//! - [`build`]: [`build_pools`], a config's pools against the table;
+//! - `state`: the [`StateTable`] of backend and pool states;
+//! - `pool`: a built [`Pool`]: admission, selection, attempt outcomes;
+//! - `build`: [`build_pools`], a config's pools against the table;
 //! - [`peer`]: the connection to a chosen backend ([`peer::http_peer`]);
 //! - [`breaker`], [`budget`], [`outlier`], [`health`], [`tls`]: the
 //!   policies a pool applies, and TLS to backends.

@@ -7,7 +7,7 @@
 //! When that time is up it gets traffic again *on trial*: its first
 //! success restores it, its first failure ejects it again for longer. The
 //! count of times ejected starts over once a backend has stayed in for
-//! `max_ejection`. The pool ([`super::Pool::attempt_failed`]) decides
+//! `max_ejection`. The pool (`Pool::attempt_failed`) decides
 //! whether `max_ejection_percent` lets an ejection happen.
 //!
 //! This is separate from active health checks: a passing probe does not
