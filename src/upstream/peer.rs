@@ -50,3 +50,20 @@ fn within_deadline(limit: Option<Duration>, deadline: Option<Instant>) -> Option
         .max(Duration::from_millis(1));
     Some(limit.map_or(left, |l| l.min(left)))
 }
+
+#[cfg(test)]
+mod tests {
+    use pingora_core::upstreams::peer::HttpPeer;
+
+    /// Getting an upstream session is awaited by every request; with
+    /// connecting boxed (patches/pingora-core/0005) its future stays small,
+    /// so the request's future does not carry a TCP and TLS handshake.
+    #[test]
+    fn getting_an_upstream_session_is_a_small_future() {
+        let connector = pingora_core::connectors::http::Connector::new(None);
+        let peer = HttpPeer::new("127.0.0.1:1", false, String::new());
+        let size = std::mem::size_of_val(&connector.get_http_session(&peer));
+        eprintln!("get_http_session future: {size} bytes");
+        assert!(size < 2048, "get_http_session's future is {size} bytes");
+    }
+}

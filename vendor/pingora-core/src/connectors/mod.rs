@@ -360,7 +360,10 @@ impl TransportConnector {
         if let Some(s) = reused_stream {
             Ok((s, true))
         } else {
-            let s = self.new_stream(peer).await?;
+            // Boxed: connecting (TCP, TLS) is a large future, and inline it
+            // would make the future of every request that reuses a pooled
+            // connection as large, to be moved around for nothing.
+            let s = Box::pin(self.new_stream(peer)).await?;
             Ok((s, false))
         }
     }
