@@ -96,6 +96,8 @@ pub struct Forwarding<'a> {
 /// run it.
 pub fn shape(upstream: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
     super::owned::strip(upstream, &f.snapshot.owned_headers);
+    // Room for what is added below, so each header map grows once at most.
+    upstream.reserve_headers(FIELDS_ADDED + f.route.request_headers.set.len());
     set_consumer(upstream, f.snapshot, f.route, f.consumer)?;
     set_forwarded(upstream, f.client.ip, f.client.tls, f.request_id)?;
     f.trace.apply(upstream)?;
@@ -105,6 +107,11 @@ pub fn shape(upstream: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
     add_via(upstream, f.snapshot.via.get(f.client.version))?;
     apply_header_ops(upstream, &f.route.request_headers)
 }
+
+/// The fields `shape` may add besides the route's own: `X-Forwarded-For`,
+/// `-Proto`, `-Host`, `X-Request-Id`, `traceparent`, `Via`, the consumer
+/// and the client certificate's subject.
+const FIELDS_ADDED: usize = 8;
 
 /// Append the gateway's `Via` entry (RFC 9110 §7.6.3), as one field; the
 /// common request has none yet and takes the prebuilt entry as it is.
@@ -388,6 +395,15 @@ pub fn hash_key<'a>(session: &'a Session, key: &HashKey, client_ip: &'a mut Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserving_headers_makes_room_in_the_map() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("host", "a.test").unwrap();
+        req.reserve_headers(FIELDS_ADDED);
+        let room = req.headers.capacity() - req.headers.len();
+        assert!(room >= FIELDS_ADDED, "room for {room} more");
+    }
 
     #[test]
     fn forwarded_headers_append_to_the_chain() {
