@@ -184,12 +184,19 @@ impl TestGateway {
             }
         })
         .await;
-        let proxy = gw.proxy;
-        eventually("proxy port accepting", || async move {
-            tokio::net::TcpStream::connect(proxy).await.ok()
-        })
-        .await;
-        // The probe above is a connection too (counted from its accept):
+        // Every proxy listener, not only the first: Pingora starts them
+        // one by one, and a test may use any of them.
+        for url in &gw.listeners {
+            let addr: SocketAddr = url
+                .split_once("://")
+                .and_then(|(_, a)| a.parse().ok())
+                .expect("listener address");
+            eventually("proxy port accepting", || async move {
+                tokio::net::TcpStream::connect(addr).await.ok()
+            })
+            .await;
+        }
+        // The probes above are connections too (counted from their accept):
         // wait until the gateway saw it close, so that a test counting
         // connections (max_connections, the gauge) starts from zero. Skipped
         // when /metrics needs a token.
