@@ -254,6 +254,11 @@ pub struct ConsumerLimits {
 }
 
 impl ConsumerLimits {
+    /// The consumer's id, as its per-consumer counters are kept under.
+    pub fn consumer(&self) -> &Arc<str> {
+        &self.consumer
+    }
+
     pub fn build(c: &model::Consumer, routes: &[model::RouteConfig]) -> ConsumerLimits {
         let mut out = ConsumerLimits {
             consumer: Arc::from(c.id.as_str()),

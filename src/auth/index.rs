@@ -152,14 +152,16 @@ impl ConsumerIndex {
                 .iter()
                 .map(|s| compile_scope(s, routes, &route_index))
                 .collect();
+            let limits = ConsumerLimits::build(c, routes);
             index.consumers.push(ConsumerEntry {
-                id: Arc::from(c.id.as_str()),
+                // One allocation of the id, shared with its limits' counters.
+                id: limits.consumer().clone(),
                 // Ids are validated as [A-Za-z0-9_.-]+.
                 header_value: HeaderValue::from_str(&c.id)
                     .unwrap_or_else(|_| HeaderValue::from_static("")),
                 disabled: c.disabled,
                 scopes,
-                limits: ConsumerLimits::build(c, routes),
+                limits,
                 usage: crate::usage::ConsumerSlots::new(usage.for_consumer(&c.id)),
             });
         }
