@@ -5,7 +5,7 @@
 use http::HeaderValue;
 use pingora_http::RequestHeader;
 
-pub const REQUEST_ID: &str = "x-request-id";
+pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 /// Longest client-supplied request id kept as is.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 

@@ -124,6 +124,51 @@ async fn forged_identity_and_forwarding_headers_never_reach_the_backend_over_htt
     assert!(headers.get("x_custom").is_none(), "{headers}");
 }
 
+/// Hop-by-hop request fields (RFC 9110 §7.6.1), the standard ones, those
+/// `Connection` names and repeated ones, end at the gateway; the fields
+/// around them reach the backend unchanged.
+#[tokio::test]
+async fn hop_by_hop_request_fields_end_at_the_gateway() {
+    let backend = Backend::start("b").await;
+    let gw = TestGateway::start(&single_route("p", &[backend.addr], "", "")).await;
+    let request = format!(
+        "GET /x HTTP/1.1\r\nHost: {}\r\nConnection: close, X-Private-Hop\r\n\
+         Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nTE: gzip\r\n\
+         Trailer: X-Trailer\r\nProxy-Authorization: Basic c2VjcmV0\r\nX-Private-Hop: secret\r\n\
+         X-Before: 1\r\nX-After: 2\r\n\r\n",
+        gw.proxy
+    );
+    let (status, head, body) = raw_http1(gw.proxy, request.as_bytes()).await;
+    assert_eq!(status, 200, "{head}");
+    let headers = received(&body);
+    for hop in [
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "proxy-authorization",
+        "x-private-hop",
+        "upgrade",
+        "http2-settings",
+    ] {
+        assert!(
+            headers.get(hop).is_none(),
+            "{hop} reached the backend: {headers}"
+        );
+    }
+    // The gateway's own connection to the backend says nothing of the client's.
+    let connection = headers.get("connection").and_then(Value::as_str);
+    assert!(
+        !connection
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .contains("x-private-hop"),
+        "{headers}"
+    );
+    assert_eq!(headers["x-before"], "1", "{headers}");
+    assert_eq!(headers["x-after"], "2", "{headers}");
+}
+
 #[tokio::test]
 async fn underscore_names_are_refused_or_allowed_when_configured() {
     let backend = Backend::start("b").await;

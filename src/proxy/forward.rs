@@ -1,7 +1,7 @@
 //! What the gateway adds to and changes in a forwarded request: request id,
 //! `X-Forwarded-*`, path rewrite, header rules, and the consistent-hash key.
 
-use http::{HeaderValue, Uri};
+use http::{HeaderName, HeaderValue, Uri};
 use pingora_error::{OrErr, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
@@ -10,9 +10,11 @@ use crate::config::model::HashKey;
 use crate::policy::{HeaderOps, PathRewrite};
 
 pub use crate::request_id::REQUEST_ID;
-pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
-pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
+// Names the gateway adds to every request are `HeaderName`s built at
+// compile time: inserting one skips parsing the name again.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 /// Drop an `Upgrade: h2c` request (RFC 7540 §3.2, removed in RFC 9113):
 /// forwarded, a backend could switch the connection to HTTP/2 and the
 /// gateway would tunnel requests it never sees. The request goes on as

@@ -13,8 +13,8 @@
 use http::HeaderValue;
 use pingora_http::RequestHeader;
 
-pub const TRACEPARENT: &str = "traceparent";
-pub const TRACESTATE: &str = "tracestate";
+pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+pub const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 
 /// The trace context of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +72,7 @@ impl TraceContext {
     pub fn apply(&self, upstream: &mut RequestHeader) -> pingora_error::Result<()> {
         upstream.insert_header(TRACEPARENT, self.traceparent())?;
         if !self.continued {
-            upstream.remove_header(TRACESTATE);
+            upstream.remove_header(&TRACESTATE);
         }
         Ok(())
     }

@@ -38,6 +38,19 @@ impl CaseHeaderName {
 /// A trait that converts into case-sensitive header names.
 pub trait IntoCaseHeaderName {
     fn into_case_header_name(self) -> CaseHeaderName;
+
+    /// The header name and the case to write it in. The default parses
+    /// the case-preserving name into a [`HeaderName`]; a name that is a
+    /// [`HeaderName`] already is taken as it is, with no second parse.
+    fn into_header_names(self) -> Result<(HeaderName, CaseHeaderName)>
+    where
+        Self: Sized,
+    {
+        let case = self.into_case_header_name();
+        let name = HeaderName::from_bytes(case.as_slice())
+            .or_err(InvalidHTTPHeader, "invalid header name")?;
+        Ok((name, case))
+    }
 }
 
 impl IntoCaseHeaderName for CaseHeaderName {
@@ -62,11 +75,20 @@ impl IntoCaseHeaderName for HeaderName {
     fn into_case_header_name(self) -> CaseHeaderName {
         CaseHeaderName(titled_header_name(&self))
     }
+
+    fn into_header_names(self) -> Result<(HeaderName, CaseHeaderName)> {
+        let case = CaseHeaderName(titled_header_name(&self));
+        Ok((self, case))
+    }
 }
 
 impl IntoCaseHeaderName for &HeaderName {
     fn into_case_header_name(self) -> CaseHeaderName {
         CaseHeaderName(titled_header_name(self))
+    }
+
+    fn into_header_names(self) -> Result<(HeaderName, CaseHeaderName)> {
+        Ok((self.clone(), CaseHeaderName(titled_header_name(self))))
     }
 }
 
@@ -114,5 +136,22 @@ mod tests {
         assert_eq!("FoO".into_case_header_name().as_slice(), b"FoO");
         assert_eq!("FoO".to_string().into_case_header_name().as_slice(), b"FoO");
         assert_eq!(header::SERVER.into_case_header_name().as_slice(), b"Server");
+    }
+
+    #[test]
+    fn header_names_from_a_header_name_skip_the_parse() {
+        let (name, case) = header::SERVER.into_header_names().unwrap();
+        assert_eq!(name, header::SERVER);
+        assert_eq!(case.as_slice(), b"Server");
+
+        const CUSTOM: HeaderName = HeaderName::from_static("x-forwarded-for");
+        let (name, case) = (&CUSTOM).into_header_names().unwrap();
+        assert_eq!(name, CUSTOM);
+        assert_eq!(case.as_slice(), b"x-forwarded-for");
+
+        let (name, case) = "X-Custom".into_header_names().unwrap();
+        assert_eq!(name.as_str(), "x-custom");
+        assert_eq!(case.as_slice(), b"X-Custom");
+        assert!("bad name".into_header_names().is_err());
     }
 }

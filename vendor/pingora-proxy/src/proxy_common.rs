@@ -175,17 +175,33 @@ impl ConnectionNominations {
     }
 }
 
+fn is_standard_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == HTTP2_SETTINGS
+}
+
 fn strip_standard_hop_by_hop_headers(req: &mut RequestHeader) {
-    req.remove_header(KEEP_ALIVE);
-    req.remove_header(PROXY_CONNECTION);
-    req.remove_header(&header::PROXY_AUTHENTICATE);
-    req.remove_header(&header::PROXY_AUTHORIZATION);
-    req.remove_header(&header::TE);
-    req.remove_header(&header::TRAILER);
-    req.remove_header(&header::TRANSFER_ENCODING);
-    req.remove_header(&header::CONNECTION);
-    req.remove_header(&header::UPGRADE);
-    req.remove_header(HTTP2_SETTINGS);
+    // One pass over the names the request carries, then one removal per
+    // hop-by-hop name found: the common request carries none or only
+    // `Connection`, where removing each of the ten by name hashes and looks
+    // up ten names.
+    let found: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|name| is_standard_hop_by_hop(name))
+        .cloned()
+        .collect();
+    for name in &found {
+        req.remove_header(name);
+    }
 }
 
 /// Set H1 `Host` from the URI or absolute-form authority.
@@ -360,9 +376,12 @@ pub(crate) fn sanitize_h1_upstream_request(
 
     match policy.h1_upgrade {
         H1UpgradePolicy::WebSocketOnly => {
-            req.remove_header(&header::CONNECTION);
-            req.remove_header(&header::UPGRADE);
-            req.remove_header(HTTP2_SETTINGS);
+            if !policy.strip_hop_by_hop {
+                // Otherwise removed with the other hop-by-hop fields above.
+                req.remove_header(&header::CONNECTION);
+                req.remove_header(&header::UPGRADE);
+                req.remove_header(HTTP2_SETTINGS);
+            }
             if websocket_upgrade {
                 req.insert_header(header::CONNECTION, "Upgrade")?;
                 req.insert_header(header::UPGRADE, "websocket")?;
@@ -664,6 +683,45 @@ mod tests {
         reconcile_upstream_authority(&mut absolute_deleted).unwrap();
         set_h1_host_from_authority(&mut absolute_deleted).unwrap();
         assert_eq!(absolute_deleted.headers[header::HOST], "client.example");
+    }
+
+    #[test]
+    fn h1_upstream_strips_every_standard_hop_by_hop_field_and_keeps_the_rest() {
+        let mut request = request_with_headers(&[
+            ("X-Before", "1"),
+            ("Connection", "keep-alive"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+            ("Proxy-Authenticate", "Basic"),
+            ("Proxy-Authorization", "secret"),
+            ("TE", "trailers"),
+            ("TE", "gzip"),
+            ("Trailer", "X-Trailer"),
+            ("HTTP2-Settings", "settings"),
+            ("X-After", "2"),
+        ]);
+
+        sanitize_h1_upstream_request(&mut request, HttpUpstreamRequestPolicy::standard(), true)
+            .unwrap();
+
+        for name in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "http2-settings",
+        ] {
+            assert!(request.headers.get(name).is_none(), "{name} kept");
+        }
+        assert_eq!(request.headers["x-before"], "1");
+        assert_eq!(request.headers["x-after"], "2");
+        assert_eq!(request.headers.len(), 2);
+        let mut wire = vec![];
+        request.header_to_h1_wire(&mut wire);
+        assert_eq!(wire, b"x-before: 1\r\nx-after: 2\r\n");
     }
 
     #[test]

@@ -36,6 +36,14 @@ pub const CRLF: &[u8; 2] = b"\r\n";
 pub(super) const HEADER_SECTION_END: &[u8; 4] = b"\r\n\r\n";
 pub const HEADER_KV_DELIMITER: &[u8; 2] = b": ";
 
+/// Room left in the header map of a request or response read from the
+/// wire for fields added to it afterwards: a proxy adds `X-Forwarded-*`,
+/// `Via`, a request id or trace context to a request, and `Date`,
+/// `Connection` and its own fields to a response. Without it the map is
+/// sized to the fields parsed and its first insert grows it, rehashing
+/// every field (the map that keeps the fields' case grows with it).
+pub const HEADER_ROOM: usize = 8;
+
 pub(super) enum HeaderParseState {
     Complete(usize),
     Partial,

@@ -359,7 +359,7 @@ impl HttpSession {
                             req.method.unwrap_or(""),
                             // we path httparse to allow unsafe bytes in the str
                             req.path.unwrap_or("").as_bytes(),
-                            Some(req.headers.len()),
+                            Some(req.headers.len() + HEADER_ROOM),
                         )?);
 
                         request_header.set_version(match req.version {
@@ -1910,6 +1910,18 @@ mod tests_stream {
         let res = http_stream.read_request().await;
         assert_eq!(input.len(), res.unwrap().unwrap());
         assert_eq!(0, http_stream.req_header().headers.len());
+    }
+
+    #[tokio::test]
+    async fn read_leaves_room_for_added_headers() {
+        init_log();
+        let input = b"GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nX-A: 1\r\nX-B: 2\r\nX-C: 3\r\nX-D: 4\r\n\r\n";
+        let mock_io = Builder::new().read(&input[..]).build();
+        let mut http_stream = HttpSession::new(Box::new(mock_io));
+        http_stream.read_request().await.unwrap();
+        let req = http_stream.req_header();
+        assert_eq!(6, req.headers.len());
+        assert!(req.headers.capacity() >= 6 + HEADER_ROOM);
     }
 
     #[cfg(feature = "patched_http1")]
