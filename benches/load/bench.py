@@ -505,7 +505,8 @@ class Ctx:
     workers: int
     proxy_prefix: list[str]        # taskset prefix for proxies ([] when not pinned)
     portcullis_bin: Path
-    bare_bin: Path
+    bare_bin: Path                 # bare Pingora as released (benches/bare-unpatched)
+    bare_patched_bin: Path         # the same source built with patches/ (examples/bare_pingora.rs)
     cert: Optional[Path] = None    # generated test certificate (TLS targets only)
     key: Optional[Path] = None
     h2_keepalive: int = 64         # upstream keep-alive pool of the TLS targets (all three)
@@ -568,14 +569,17 @@ def _start_haproxy(c: Ctx) -> Running:
     return Running(port, p, logf)
 
 
-def _start_bare(c: Ctx, tls: bool = False, respond: bool = False) -> Running:
+def _start_bare(c: Ctx, tls: bool = False, respond: bool = False, patched: bool = False) -> Running:
     port = free_port()
     name = "pingora-bare-h2tls" if tls else ("pingora-bare-respond" if respond else "pingora-bare")
+    if patched:
+        name += "-patched"
     logf = c.tmp / f"{name}.log"
     tls_args = (["--tls-cert", str(c.cert), "--tls-key", str(c.key), "--keepalive-pool", str(c.h2_keepalive)]
                 if tls else [])
     with open(logf, "ab") as lf:
-        p = spawn(c.proxy_prefix + [str(c.bare_bin), "--listen", f"{HOST}:{port}", "--threads", str(c.workers)]
+        binary = c.bare_patched_bin if patched else c.bare_bin
+        p = spawn(c.proxy_prefix + [str(binary), "--listen", f"{HOST}:{port}", "--threads", str(c.workers)]
                   + tls_args + (["--respond"] if respond else [])
                   + [f"{HOST}:{b}" for b in c.backends], stdout=lf, stderr=lf)
     return Running(port, p, logf)
@@ -617,7 +621,10 @@ TARGETS: list[Target] = [
            "X-Request-Id, X-Forwarded-For", lambda c: _start_nginx(c, gateway=True), needs=["nginx"]),
     Target("haproxy", "haproxy roundrobin, http-reuse always, nbthread = workers",
            _start_haproxy, needs=["haproxy"]),
-    Target("pingora-bare", "bare Pingora passthrough (examples/bare_pingora.rs)", _start_bare),
+    Target("pingora-bare", "bare Pingora passthrough (examples/bare_pingora.rs) built from the crates as released, "
+           "without patches/ (benches/bare-unpatched)", _start_bare),
+    Target("pingora-bare-patched", "the same bare Pingora built with patches/ applied, as portcullis is: "
+           "its gap to pingora-bare is what the patches buy", lambda c: _start_bare(c, patched=True)),
     Target("portcullis", "portcullis run: plain route / -> pool of the two backends, no access log",
            _start_portcullis),
     Target("portcullis-auth", "portcullis, the route needs X-Api-Key and is rate-limited per consumer "
@@ -645,6 +652,10 @@ TARGETS: list[Target] = [
     Target("pingora-bare-respond", "bare Pingora answering every request itself from request_filter "
            "(no upstream, no cache): the floor of any Pingora answer, such as a cache hit",
            lambda c: _start_bare(c, respond=True)),
+    Target("pingora-bare-respond-patched", "pingora-bare-respond built with patches/ applied",
+           lambda c: _start_bare(c, respond=True, patched=True)),
+    Target("pingora-bare-h2tls-patched", "pingora-bare-h2tls built with patches/ applied",
+           lambda c: _start_bare(c, tls=True, patched=True), measures=["h2", "handshake"], needs=["openssl"]),
 ]
 TARGETS_BY_NAME = {t.name: t for t in TARGETS}
 TLS_TARGETS = [t.name for t in TARGETS if not t.planned and "h2" in t.measures]
@@ -1263,7 +1274,11 @@ def parse_args(argv=None):
     ap.add_argument("--upstream-workers", type=int, default=1, help="worker_processes of the upstream nginx")
     ap.add_argument("--out-dir", type=Path, default=REPO / "bench-results", help="where the .md and .json go")
     ap.add_argument("--portcullis-bin", type=Path, default=target_dir / "release" / "portcullis")
-    ap.add_argument("--bare-bin", type=Path, default=target_dir / "release" / "examples" / "bare_pingora")
+    ap.add_argument("--bare-bin", type=Path,
+                    default=REPO / "benches" / "bare-unpatched" / "target" / "release" / "bare_pingora_unpatched",
+                    help="bare Pingora as released (pingora-bare*)")
+    ap.add_argument("--bare-patched-bin", type=Path, default=target_dir / "release" / "examples" / "bare_pingora",
+                    help="bare Pingora with patches/ (pingora-bare*-patched)")
     ap.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs, logs) for inspection")
     a = ap.parse_args(argv)
     return a
@@ -1314,9 +1329,15 @@ def main(argv=None) -> int:
         sys.exit(f"missing: {', '.join(missing)} (run benches/load/run.sh, which installs them)")
     for n, b in (("portcullis", args.portcullis_bin), ("portcullis-h2tls", args.portcullis_bin),
                  ("portcullis-auth", args.portcullis_bin), ("portcullis-gateway", args.portcullis_bin),
-                 ("pingora-bare", args.bare_bin), ("pingora-bare-h2tls", args.bare_bin)):
+                 ("pingora-bare", args.bare_bin), ("pingora-bare-h2tls", args.bare_bin),
+                 ("pingora-bare-respond", args.bare_bin),
+                 ("pingora-bare-patched", args.bare_patched_bin),
+                 ("pingora-bare-h2tls-patched", args.bare_patched_bin),
+                 ("pingora-bare-respond-patched", args.bare_patched_bin)):
         if n in names and not b.exists():
-            sys.exit(f"{b} not found: cargo build --release --bin portcullis --example bare_pingora")
+            sys.exit(f"{b} not found: run benches/load/run.sh, or cargo build --release --bin portcullis "
+                     "--example bare_pingora && cargo build --release --manifest-path "
+                     "benches/bare-unpatched/Cargo.toml")
 
     proxy_prefix: list[str] = []
     load_prefix: list[str] = []
@@ -1386,7 +1407,8 @@ def main(argv=None) -> int:
         upstream, backends = start_upstream(tmp, args.upstream_workers, load_prefix)
         for w in workers_list:
             ctx = Ctx(tmp=tmp, backends=backends, workers=w, proxy_prefix=proxy_prefix,
-                      portcullis_bin=args.portcullis_bin, bare_bin=args.bare_bin, cert=cert, key=key,
+                      portcullis_bin=args.portcullis_bin, bare_bin=args.bare_bin,
+                      bare_patched_bin=args.bare_patched_bin, cert=cert, key=key,
                       h2_keepalive=h2_keepalive)
             for rnd in range(1, args.rounds + 1):
                 for n, kind in jobs:

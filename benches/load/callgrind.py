@@ -54,15 +54,17 @@ def load(port: int, n: int, clients: int, h2: bool = False, streams: int = 10) -
         raise RuntimeError(f"h2load: not all {n} requests succeeded with 2xx:\n{r.stdout}")
 
 
-def measure(mode: str, binary: Path, bare: Path, backends: list[int], tmp: Path, n: int, clients: int,
+def measure(mode: str, binary: Path, bare: Path, bare_patched: Path, backends: list[int], tmp: Path, n: int, clients: int,
             tls: Optional[tuple[Path, Path]], streams: int) -> float:
     # Idle upstream connections kept: at least the requests in flight, as in bench.py.
     keepalive = max(128, clients * (streams if tls else 1))
     port, admin = bench.free_port(), bench.free_port()
-    if mode in ("bare", "bare-respond"):
+    if mode.startswith("bare"):
+        patched = mode.endswith("-patched")
+        mode_base = mode.removesuffix("-patched")
         tls_args = ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])] if tls else []
-        tls_args += ["--respond"] if mode == "bare-respond" else []
-        cmd = [str(bare), "--listen", f"{bench.HOST}:{port}", "--threads", "1",
+        tls_args += ["--respond"] if mode_base == "bare-respond" else []
+        cmd = [str(bare_patched if patched else bare), "--listen", f"{bench.HOST}:{port}", "--threads", "1",
                "--keepalive-pool", str(keepalive)] + tls_args \
             + [f"{bench.HOST}:{b}" for b in backends]
     else:
@@ -98,9 +100,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     root = Path(__file__).resolve().parents[2]
     ap.add_argument("--bin", type=Path, default=root / "target" / "release" / "portcullis")
-    ap.add_argument("--bare-bin", type=Path, default=root / "target" / "release" / "examples" / "bare_pingora")
+    ap.add_argument("--bare-bin", type=Path,
+                    default=root / "benches" / "bare-unpatched" / "target" / "release" / "bare_pingora_unpatched",
+                    help="bare Pingora as released (modes bare, bare-respond)")
+    ap.add_argument("--bare-patched-bin", type=Path, default=root / "target" / "release" / "examples" / "bare_pingora",
+                    help="bare Pingora with patches/ (modes bare-patched, bare-respond-patched)")
     ap.add_argument("--modes", default="plain,auth,gateway",
-                    help="comma list of plain, auth, gateway, resilient (gateway with outlier, breaker, retry budget, max_in_flight), cache (portcullis configs; cache: all hits), bare (bare Pingora) and bare-respond (bare Pingora answering itself, no upstream)")
+                    help="comma list of plain, auth, gateway, resilient (gateway with outlier, breaker, retry budget, max_in_flight), cache (portcullis configs; cache: all hits), bare (bare Pingora as released), bare-respond (bare Pingora answering itself, no upstream), "
+                         "bare-patched and bare-respond-patched (the same built with patches/)")
     ap.add_argument("--h2", action="store_true", help="HTTP/2 over TLS (generated certificate) instead of HTTP/1.1")
     ap.add_argument("-n", type=int, default=20_000, help="measured requests per mode")
     ap.add_argument("-c", type=int, default=10, help="client connections")
@@ -110,7 +117,7 @@ def main() -> None:
     upstream, backends = bench.start_upstream(tmp, 1)
     tls = bench.make_cert(tmp) if args.h2 else None
     try:
-        results = {m: measure(m, args.bin, args.bare_bin, backends, tmp, args.n, args.c, tls, args.m)
+        results = {m: measure(m, args.bin, args.bare_bin, args.bare_patched_bin, backends, tmp, args.n, args.c, tls, args.m)
                    for m in args.modes.split(",")}
     finally:
         bench.stop(upstream)

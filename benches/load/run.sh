@@ -4,7 +4,8 @@
 #
 # 1. installs wrk, h2load (nghttp2-client), openssl, nginx and haproxy from
 #    Debian packages when missing (apt; sudo when not root),
-# 2. builds target/release/portcullis and target/release/examples/bare_pingora
+# 2. builds target/release/portcullis, target/release/examples/bare_pingora (patched) and
+#    benches/bare-unpatched/target/release/bare_pingora_unpatched (Pingora as released)
 #    (skip with SKIP_BUILD=1),
 # 3. runs bench.py with the given options. See README.md beside this file.
 set -euo pipefail
@@ -45,6 +46,9 @@ fi
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   [ -x "$repo/scripts/install-deps.sh" ] && "$repo/scripts/install-deps.sh"
   (cd "$repo" && cargo build --release --bin portcullis --example bare_pingora)
+  # The same bare proxy against Pingora as released (no patches/): the
+  # pingora-bare baseline. Its own workspace and target directory.
+  (cd "$repo" && cargo build --release --manifest-path benches/bare-unpatched/Cargo.toml)
 fi
 
 cd "$repo"
