@@ -1,7 +1,8 @@
 //! Memory an idle kept-alive client connection holds in the gateway
 //! process: its connection state, not a 64 KiB read buffer in front of
 //! the socket (Pingora's default, which made each idle connection cost
-//! about 90 KiB of resident memory; nginx holds under 1 KiB).
+//! about 90 KiB of resident memory; nginx holds under 1 KiB) nor the
+//! handshake's future.
 //! `benches/load/idle_conns.py` measures the same against nginx.
 
 mod common;
@@ -66,6 +67,10 @@ async fn idle_connections(addr: SocketAddr, n: usize, batch: usize) -> Vec<BufRe
 
 #[tokio::test]
 async fn an_idle_kept_alive_connection_holds_well_under_64_kib() {
+    // A debug build holds about 21 KiB (26 KiB with the handshake's future
+    // inline in the connection's task, 79 KiB with Pingora's read buffer);
+    // the bound leaves room for allocators and kernels that round
+    // differently.
     let backend = Backend::start("b").await;
     let gw = TestGateway::start(&single_route("p", &[backend.addr], "", "")).await;
     // Warm up with the same concurrency: the upstream pool, the allocator's
@@ -77,7 +82,7 @@ async fn an_idle_kept_alive_connection_holds_well_under_64_kib() {
     let after = rss_kib(gw.pid());
     let per_connection = after.saturating_sub(before) * 1024 / N;
     assert!(
-        per_connection < 48 * 1024,
+        per_connection < 32 * 1024,
         "{per_connection} bytes of resident memory per idle connection \
          ({before} KiB before, {after} KiB with {N} idle connections)"
     );

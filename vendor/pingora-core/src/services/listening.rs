@@ -235,7 +235,11 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                         // held until the connection's task ends
                         let _guard = guard;
                         let peer_addr = io.peer_addr();
-                        let result = match timeout(handshake_timeout, io.handshake()).await {
+                        // Boxed: the handshake's future (TLS included) is large and
+                        // only needed until the handshake ends, while this task lives
+                        // as long as the connection, idle keep-alive time included.
+                        let handshake = Box::pin(io.handshake());
+                        let result = match timeout(handshake_timeout, handshake).await {
                             Ok(handshake) => handshake,
                             Err(_) => pingora_error::Error::e_explain(
                                 pingora_error::ErrorType::TLSHandshakeTimedout,
