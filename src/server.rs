@@ -343,8 +343,6 @@ pub fn run(gateway: Arc<Gateway>, options: RunOptions) -> Result<(), ServerError
     Ok(())
 }
 
-/// TLS 1.2 and 1.3 (rustls' safe defaults), ALPN h2 and http/1.1, the
-/// certificate chosen per handshake from the listener's live store.
 /// A client-facing listener. Its connections read straight from the
 /// socket into the HTTP session's own buffers: Pingora's default 64 KiB
 /// read buffer in front of them is a second copy of every byte read, and
@@ -355,6 +353,8 @@ fn client_listener(addr: SocketAddr) -> pingora_core::listeners::ListenerConfig 
         .l4_buffer(pingora_core::protocols::l4::stream::L4BufferSettings::default().read(0))
 }
 
+/// TLS 1.2 and 1.3 (rustls' safe defaults), ALPN h2 and http/1.1, the
+/// certificate chosen per handshake from the listener's live store.
 fn tls_settings(
     store: Arc<arc_swap::ArcSwap<crate::tls::CertStore>>,
 ) -> pingora_error::Result<TlsSettings> {
