@@ -10,8 +10,8 @@ mod common;
 use std::net::SocketAddr;
 
 use common::backend::Backend;
-use common::{single_route, TestGateway};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use common::{read_response, single_route, TestGateway};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// Resident memory of process `pid`, in KiB.
@@ -27,35 +27,18 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// A connection that sent one request, read its whole answer, and stays
 /// open (keep-alive).
-async fn one_request(addr: SocketAddr) -> BufReader<TcpStream> {
-    let mut conn = BufReader::new(TcpStream::connect(addr).await.expect("connect"));
-    conn.get_mut()
-        .write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+async fn one_request(addr: SocketAddr) -> TcpStream {
+    let mut conn = TcpStream::connect(addr).await.expect("connect");
+    conn.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
         .await
         .expect("send");
-    let mut length = 0usize;
-    let mut first = true;
-    loop {
-        let mut line = String::new();
-        conn.read_line(&mut line).await.expect("head");
-        if first {
-            assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-            first = false;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().expect("content-length");
-        }
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let mut body = vec![0; length];
-    conn.read_exact(&mut body).await.expect("body");
+    let answer = read_response(&mut conn).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     conn
 }
 
 /// `n` idle connections, opened `batch` at a time.
-async fn idle_connections(addr: SocketAddr, n: usize, batch: usize) -> Vec<BufReader<TcpStream>> {
+async fn idle_connections(addr: SocketAddr, n: usize, batch: usize) -> Vec<TcpStream> {
     let mut held = Vec::with_capacity(n);
     while held.len() < n {
         let k = batch.min(n - held.len());

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::backend::Backend;
-use common::{eventually, sample, single_route, TestGateway};
+use common::{eventually, read_response, sample, single_route, TestGateway};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -40,34 +40,6 @@ async fn read_to_close(s: &mut TcpStream) -> String {
     let res = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
     assert!(res.is_ok(), "the gateway did not close the connection");
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Read one response with `Content-Length` off a kept-alive connection.
-async fn read_response(s: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let text = String::from_utf8_lossy(&out).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len = head
-                .lines()
-                .find_map(|l| {
-                    let (n, v) = l.split_once(':')?;
-                    n.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse::<usize>().ok())?
-                })
-                .unwrap_or(0);
-            if body.len() >= len {
-                return text;
-            }
-        }
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
-            .await
-            .expect("a response in time")
-            .expect("read");
-        assert!(n > 0, "connection closed mid-response: {text}");
-        out.extend_from_slice(&buf[..n]);
-    }
 }
 
 fn assert_problem(text: &str, status: u16) {

@@ -162,28 +162,7 @@ fn peer_cert(conn: &Tls) -> Vec<u8> {
 async fn request(conn: &mut Tls, host: &str) -> String {
     let req = format!("GET /hello HTTP/1.1\r\nHost: {host}\r\n\r\n");
     conn.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    // Read until the full body (content-length) has arrived.
-    loop {
-        let n = conn.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "connection closed");
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf).to_string();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length: ")
-                        .map(|v| v.trim().parse::<usize>().unwrap())
-                })
-                .unwrap_or(0);
-            if body.len() >= len {
-                return text;
-            }
-        }
-    }
+    common::read_response(conn).await
 }
 
 #[tokio::test]

@@ -481,6 +481,36 @@ pub async fn raw_http1(addr: SocketAddr, bytes: &[u8]) -> (u16, String, String) 
     (status, head.to_ascii_lowercase(), body.to_string())
 }
 
+/// Read one response with `Content-Length` off a kept-alive connection
+/// (plain or TLS): the head and body as text, within 10 s.
+pub async fn read_response<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&out).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    let (n, v) = l.split_once(':')?;
+                    n.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("a response in time")
+            .expect("read");
+        assert!(n > 0, "connection closed mid-response: {text}");
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
 /// `answer` (from [`raw_http1`]) is a problem+json with `status` whose
 /// detail contains `detail`.
 pub fn assert_problem(answer: &(u16, String, String), status: u16, detail: &str) {
