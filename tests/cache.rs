@@ -4,6 +4,8 @@
 //! revalidation, invalidation, the byte bound, purge, `HEAD` and `Range`.
 
 mod common;
+#[path = "common/h2raw.rs"]
+mod h2raw;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -641,6 +643,207 @@ async fn head_and_range_are_answered_from_a_stored_get() {
     assert_eq!(range.body, full.body[2..6]);
     assert!(range.headers.contains_key("content-range"));
     assert_eq!(o.hits("/h"), 1);
+}
+
+/// Headers of a hit that may differ between two hits of one object: the
+/// seconds in `Age` and `Cache-Status`'s ttl, the request id.
+const PER_HIT: [&str; 3] = ["age", "cache-status", "x-request-id"];
+
+/// A fresh hit of a plain `GET` is answered in `request_filter`, without
+/// Pingora's cache phases (`caching::fresh_hit`); one whose request says
+/// more (`Cache-Control`, conditionals, ranges) goes through them. Both
+/// give the same response, and the conditionals and directives still work.
+#[tokio::test]
+async fn a_hit_answered_at_once_is_the_hit_of_the_general_path() {
+    let o = Origin::start().await;
+    o.set(
+        "/e",
+        200,
+        &[
+            ("cache-control", "max-age=60"),
+            ("etag", "\"v1\""),
+            ("x-origin", "a"),
+        ],
+        "payload",
+    );
+    let gw = gateway(&o, "", "", "").await;
+    assert!(get(&gw, "/e", &[]).await.cache_status.contains("fwd=miss"));
+    let fast = get(&gw, "/e", &[]).await;
+    // A directive that changes nothing for a fresh object: the general path.
+    let general = get(&gw, "/e", &[("cache-control", "max-stale=5")]).await;
+    for hit in [&fast, &general] {
+        assert_eq!(hit.status, 200);
+        assert!(
+            hit.cache_status.starts_with("portcullis; hit; ttl="),
+            "{}",
+            hit.cache_status
+        );
+        assert!(hit.age.is_some_and(|a| a <= 1), "{hit:?}");
+        assert!(hit.body.starts_with("payload #1"), "{}", hit.body);
+    }
+    let comparable = |g: &Got| -> Vec<(String, String)> {
+        let mut v: Vec<_> = g
+            .headers
+            .iter()
+            .filter(|(k, _)| !PER_HIT.contains(&k.as_str()))
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(comparable(&fast), comparable(&general));
+    let names = |g: &Got| {
+        PER_HIT
+            .iter()
+            .filter(|n| g.headers.contains_key(**n))
+            .count()
+    };
+    assert_eq!((names(&fast), names(&general)), (3, 3));
+
+    // Conditionals and ranges are answered from the stored object too.
+    let not_modified = get(&gw, "/e", &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!(not_modified.status, 304, "{not_modified:?}");
+    assert!(not_modified.cache_status.contains("hit"));
+    let range = get(&gw, "/e", &[("range", "bytes=0-2")]).await;
+    assert_eq!((range.status, range.body.as_str()), (206, "pay"));
+    assert_eq!(o.hits("/e"), 1, "every answer so far came from the store");
+    // The request's own `no-cache` (or `Pragma`) still revalidates.
+    let revalidated = get(&gw, "/e", &[("cache-control", "no-cache")]).await;
+    assert!(revalidated.cache_status.contains("fwd="), "{revalidated:?}");
+    get(&gw, "/e", &[("pragma", "no-cache")]).await;
+    assert_eq!(o.hits("/e"), 3);
+    // And a fast hit is counted and logged as a hit.
+    scrape_until(
+        &gw,
+        &["portcullis_cache_requests_total{result=\"hit\",route=\"c\"} 4"],
+    )
+    .await;
+}
+
+/// An origin that answers every request with a chunked `200` that may be
+/// stored for a minute, then closes.
+async fn chunked_origin() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\n\
+                          transfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+                          5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Read one chunked response off a kept-alive connection: its head, and
+/// its body decoded.
+async fn read_chunked(s: &mut tokio::net::TcpStream) -> (String, String) {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(at) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&out[..at]).to_ascii_lowercase();
+            let rest = &out[at + 4..];
+            if rest.ends_with(b"0\r\n\r\n") {
+                let mut body = String::new();
+                let mut text = std::str::from_utf8(rest).unwrap();
+                loop {
+                    let (size, after) = text.split_once("\r\n").unwrap();
+                    let size = usize::from_str_radix(size.trim(), 16).unwrap();
+                    if size == 0 {
+                        return (head, body);
+                    }
+                    body.push_str(&after[..size]);
+                    text = &after[size + 2..];
+                }
+            }
+        }
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("a response in time")
+            .expect("read");
+        assert!(
+            n > 0,
+            "connection closed: {}",
+            String::from_utf8_lossy(&out)
+        );
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A stored response without a length is sent chunked again by a hit, a
+/// `HEAD` hit sends no body, and the client's connection carries on.
+#[tokio::test]
+async fn hits_without_a_length_and_head_hits_keep_the_connection() {
+    use tokio::io::AsyncWriteExt;
+    let origin = chunked_origin().await;
+    let config = format!(
+        "{}[pools.p]\nbackends = [{{ address = \"{origin}\" }}]\n\n[[routes]]\nid = \"c\"\npath = \"/\"\npool = \"p\"\n[routes.cache]\n",
+        base_config()
+    );
+    let gw = TestGateway::start(&config).await;
+    let mut s = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    let get = b"GET /c HTTP/1.1\r\nhost: x\r\n\r\n";
+    for expect in ["fwd=miss", "hit", "hit"] {
+        s.write_all(get).await.unwrap();
+        let (head, body) = read_chunked(&mut s).await;
+        assert!(head.contains("transfer-encoding: chunked"), "{head}");
+        assert!(head.contains(expect), "{expect}: {head}");
+        assert_eq!(body, "hello world");
+    }
+    s.write_all(b"HEAD /c HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let head = common::read_response(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("cache-status: portcullis; hit"),
+        "{head}"
+    );
+    assert!(head.ends_with("\r\n\r\n"), "no body after a HEAD: {head}");
+    // The connection still serves, in order, after the HEAD.
+    s.write_all(get).await.unwrap();
+    assert_eq!(read_chunked(&mut s).await.1, "hello world");
+}
+
+/// Hits over HTTP/2: the stored chunked response is sent as DATA frames,
+/// without the HTTP/1.1 framing field, to `GET` and `HEAD`.
+#[tokio::test]
+async fn hits_over_http2_carry_no_http1_framing() {
+    let origin = chunked_origin().await;
+    let config = format!(
+        "{}[pools.p]\nbackends = [{{ address = \"{origin}\" }}]\n\n[[routes]]\nid = \"c\"\npath = \"/\"\npool = \"p\"\n[routes.cache]\n",
+        base_config()
+    );
+    let gw = h2raw::H2Gateway::start_config(&config).await;
+    for (method, expect, body) in [
+        ("GET", "fwd=miss", "hello world"),
+        ("GET", "hit", "hello world"),
+        ("HEAD", "hit", ""),
+    ] {
+        let (status, fields, got) = gw.request_full(method, "/c", &[]).await.unwrap();
+        assert_eq!((status, got.as_str()), (200, body), "{method}");
+        let cache_status = fields.get("cache-status").unwrap().to_str().unwrap();
+        assert!(cache_status.contains(expect), "{method}: {cache_status}");
+        assert!(!fields.contains_key("transfer-encoding"), "{fields:?}");
+    }
 }
 
 #[tokio::test]

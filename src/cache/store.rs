@@ -182,6 +182,15 @@ impl PathIndex {
     }
 }
 
+/// A fresh stored response, as [`MokaStore::fresh`] found it.
+pub struct FreshObject {
+    /// The stored response header, as the backend's response was stored.
+    pub header: ResponseHeader,
+    pub body: Bytes,
+    pub fresh_until: SystemTime,
+    pub age: std::time::Duration,
+}
+
 /// Which objects a purge takes.
 #[derive(Debug, Clone, Copy)]
 pub enum Purge<'a> {
@@ -246,6 +255,28 @@ impl MokaStore {
             max_object_size: max_object_size.min(usize::try_from(capacity).unwrap_or(usize::MAX)),
             capacity,
         }
+    }
+
+    /// The object stored under `key` when it can answer a request as it
+    /// is, at `now`: fresh (Pingora's rule, `fresh_until >= now`) and
+    /// without `Vary` (variants are for Pingora's lookup to pick).
+    pub fn fresh(&self, key: &CacheKey, now: SystemTime) -> Option<FreshObject> {
+        let object = self.objects.get(&key_of(key))?;
+        let meta = &object.meta;
+        if meta.fresh_until < now
+            || meta.variance.is_some()
+            || meta.header.headers.contains_key(http::header::VARY)
+        {
+            return None;
+        }
+        // `CacheMeta::age`: from the epoch override if set, else `updated`.
+        let epoch = meta.epoch_override.unwrap_or(meta.updated);
+        Some(FreshObject {
+            header: meta.header.clone(),
+            body: object.body.clone(),
+            fresh_until: meta.fresh_until,
+            age: now.duration_since(epoch).unwrap_or_default(),
+        })
     }
 
     /// The byte bound this store was made with.

@@ -23,6 +23,7 @@ use crate::cache::status::CacheOutcome;
 use crate::cache::{Purge, RouteCaching, LOCK_WAIT_TIMEOUT};
 use crate::config::model::QueryKey;
 use crate::metrics::cache::CacheResult;
+use bytes::Bytes;
 
 const CACHE_STATUS: http::HeaderName = http::HeaderName::from_static("cache-status");
 
@@ -43,6 +44,30 @@ pub struct CacheCtx {
     /// The backend's `304` to a revalidation, to update the stored header.
     not_modified: Option<Box<ResponseHeader>>,
     outcome: Option<CacheOutcome>,
+    /// The key [`fresh_hit`] computed and found nothing fresh under, for
+    /// Pingora's lookup (`cache_key_callback`) to use instead of another.
+    key: Option<CacheKey>,
+    /// Answered by [`fresh_hit`] with an object fresh until then.
+    fresh_hit: Option<SystemTime>,
+}
+
+impl CacheCtx {
+    fn of(route: Arc<RouteCaching>, req: &RequestHeader) -> CacheCtx {
+        CacheCtx {
+            route,
+            directives: policy::request_directives(req),
+            method_bypass: !matches!(req.method, Method::GET | Method::HEAD),
+            // A protocol upgrade (WebSocket) is never answered from the cache.
+            upgrade: req.headers.contains_key(http::header::UPGRADE),
+            missed: false,
+            detail: None,
+            stale_if_error: false,
+            not_modified: None,
+            outcome: None,
+            key: None,
+            fresh_hit: None,
+        }
+    }
 }
 
 /// `request_cache_filter`: turn the cache on for this request if its route
@@ -52,27 +77,18 @@ pub fn enable(session: &mut Session, ctx: &mut RequestCtx) {
     let Some(caching) = ctx.route().and_then(|r| r.cache.clone()) else {
         return;
     };
-    let req = session.req_header();
-    let cacheable_method = matches!(req.method, Method::GET | Method::HEAD);
-    // A protocol upgrade (WebSocket) is never answered from the cache.
-    let upgrade = req.headers.contains_key(http::header::UPGRADE);
-    let directives = policy::request_directives(req);
-    ctx.cache = Some(CacheCtx {
-        route: caching.clone(),
-        directives,
-        method_bypass: !cacheable_method,
-        upgrade,
-        missed: false,
-        detail: None,
-        stale_if_error: false,
-        not_modified: None,
-        outcome: None,
-    });
+    // Made by `fresh_hit` already when it looked for a fresh object.
+    let cache = match &mut ctx.cache {
+        Some(cache) => cache,
+        None => ctx
+            .cache
+            .insert(CacheCtx::of(caching.clone(), session.req_header())),
+    };
     // Set when the snapshot committed, before it served.
     let Some(store) = caching.store() else {
         return;
     };
-    if !cacheable_method || upgrade {
+    if cache.method_bypass || cache.upgrade {
         return;
     }
     let mut overrides = CacheOptionOverrides::default();
@@ -84,7 +100,110 @@ pub fn enable(session: &mut Session, ctx: &mut RequestCtx) {
         .enable(store, None, None, Some(caching.lock), Some(overrides));
 }
 
-/// `cache_key_callback`: see [`crate::cache::key`].
+/// Request fields that make a stored response need more than sending it
+/// as it is: a conditional (`304`) or a range (`206`, `416`).
+const NOT_AS_STORED: [http::HeaderName; 6] = [
+    http::header::RANGE,
+    http::header::IF_RANGE,
+    http::header::IF_NONE_MATCH,
+    http::header::IF_MODIFIED_SINCE,
+    http::header::IF_MATCH,
+    http::header::IF_UNMODIFIED_SINCE,
+];
+
+/// A stored response ready to be sent: the header as Pingora's hit path
+/// makes it (`Age`, HTTP/1.1, chunked without a length, `Accept-Ranges`);
+/// no body for `HEAD`.
+pub struct FreshHit {
+    pub header: Box<ResponseHeader>,
+    pub body: Option<Bytes>,
+}
+
+/// The fast path of a cache hit, in `request_filter` once the request is
+/// admitted: a `GET` or `HEAD` without conditionals, ranges or
+/// `Cache-Control`/`Pragma` of its own, whose key holds a fresh object
+/// without `Vary`, is answered from it without Pingora's cache machinery
+/// (its per-request state, lock, lookup future and stored-meta rebuild).
+/// Everything else (and every miss) goes the general way, which reuses the
+/// key computed here. The key, and so per-consumer entries, is the one
+/// `cache_key` computes for Pingora.
+pub fn fresh_hit(session: &Session, ctx: &mut RequestCtx) -> Option<FreshHit> {
+    let caching = ctx.route()?.cache.clone()?;
+    let store = caching.store()?;
+    let req = session.req_header();
+    let cache = ctx.cache.insert(CacheCtx::of(caching, req));
+    if cache.method_bypass
+        || cache.upgrade
+        || cache.directives != RequestDirectives::default()
+        || NOT_AS_STORED.iter().any(|h| req.headers.contains_key(h))
+    {
+        return None;
+    }
+    let key = cache_key(session, ctx).ok()?;
+    let now = SystemTime::now();
+    let found = store.fresh(&key, now);
+    let cache = ctx.cache.as_mut()?;
+    let Some(object) = found else {
+        cache.key = Some(key);
+        return None;
+    };
+    cache.fresh_hit = Some(object.fresh_until);
+    let mut header = Box::new(object.header);
+    // As `pingora_proxy::proxy_cache::cache_hit_header` does.
+    header
+        .insert_header(http::header::AGE, object.age.as_secs())
+        .ok()?;
+    header.set_version(http::Version::HTTP_11);
+    let status = header.status.as_u16();
+    let length = header
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .map(|v| std::str::from_utf8(v.as_bytes()).map(str::parse::<usize>));
+    match length {
+        None if !matches!(status, 204 | 304) && !header.status.is_informational() => {
+            header
+                .insert_header(http::header::TRANSFER_ENCODING, "chunked")
+                .ok()?;
+        }
+        // As `range_filter::range_header_filter` does for a request
+        // without `Range`: a whole 200 of known length may be asked for
+        // in ranges.
+        Some(Ok(Ok(_))) if status == 200 => {
+            header
+                .insert_header(http::header::ACCEPT_RANGES, "bytes")
+                .ok()?;
+        }
+        _ => {}
+    }
+    let body = (req.method != Method::HEAD).then_some(object.body);
+    Some(FreshHit { header, body })
+}
+
+/// Send a [`FreshHit`] whose header went through `response_filter`.
+pub async fn send_hit(
+    session: &mut Session,
+    header: Box<ResponseHeader>,
+    body: Option<Bytes>,
+) -> Result<()> {
+    session
+        .write_response_header(header, body.is_none())
+        .await?;
+    if let Some(body) = body {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+/// `cache_key_callback`: the key [`fresh_hit`] computed, else
+/// [`cache_key`].
+pub fn lookup_key(session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+    match ctx.cache.as_mut().and_then(|c| c.key.take()) {
+        Some(key) => Ok(key),
+        None => cache_key(session, ctx),
+    }
+}
+
+/// The request's cache key: see [`crate::cache::key`].
 pub fn cache_key(session: &Session, ctx: &RequestCtx) -> Result<CacheKey> {
     let Some(cache) = &ctx.cache else {
         return Error::e_explain(
@@ -311,6 +430,18 @@ pub fn response(session: &Session, resp: &mut ResponseHeader, ctx: &mut RequestC
 fn outcome(session: &Session, cache: &CacheCtx) -> CacheOutcome {
     if cache.method_bypass || cache.upgrade {
         return CacheOutcome::bypass(cache.method_bypass);
+    }
+    if let Some(until) = cache.fresh_hit {
+        // What the general path reports for a fresh hit.
+        return CacheOutcome {
+            result: CacheResult::Hit,
+            stored: false,
+            forced_by_request: false,
+            stale_if_error: false,
+            ttl: Some(seconds_left(until)),
+            method: false,
+            detail: None,
+        };
     }
     let phase = session.cache.phase();
     let mut result = CacheOutcome::from_phase(phase);

@@ -41,6 +41,19 @@ impl GatewayProxy {
     pub fn new(gateway: Arc<Gateway>) -> Self {
         Self { gateway }
     }
+
+    /// A fresh stored response answers the request: shaped by
+    /// `response_filter` as on Pingora's hit path, then sent.
+    async fn serve_fresh_hit(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        hit: caching::FreshHit,
+    ) -> Result<()> {
+        let mut header = hit.header;
+        self.response_filter(session, &mut header, ctx).await?;
+        caching::send_hit(session, header, hit.body).await
+    }
 }
 
 /// An attempt got no response: count it against its backend (metrics,
@@ -113,8 +126,10 @@ impl ProxyHttp for GatewayProxy {
     /// Decide what happens to the request (see [`crate::decide`]: the
     /// head's rules, the redirect to HTTPS, the route, the key, its scope
     /// and the limits, the declared body size, the route's sunset) and
-    /// answer it here when the gateway answers itself (returns `Ok(true)`).
-    /// A pool that cannot take the request answers from `upstream_peer`,
+    /// answer it here when the gateway answers itself (returns `Ok(true)`):
+    /// a refusal, the redirect, or a fresh cache hit on an admitted request
+    /// that needs nothing but the stored response (`caching::fresh_hit`;
+    /// other hits go through Pingora's cache phases below). A pool that cannot take the request answers from `upstream_peer`,
     /// after the cache had its say.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let Some(snapshot) = ctx.snapshot.clone() else {
@@ -143,7 +158,12 @@ impl ProxyHttp for GatewayProxy {
                     .timeouts
                     .total
                     .map(|t| ctx.started + t);
-                Ok(false)
+                let Some(hit) = caching::fresh_hit(session, ctx) else {
+                    return Ok(false);
+                };
+                // Boxed: only hits pay for the size of its future.
+                Box::pin(self.serve_fresh_hit(session, ctx, hit)).await?;
+                Ok(true)
             }
             Verdict::RedirectHttps(port) => {
                 problem::redirect_to_https(session, port, &ctx.request_id).await?;
@@ -165,7 +185,7 @@ impl ProxyHttp for GatewayProxy {
 
     /// Route, host, normalized path and query, key headers, consumer.
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
-        caching::cache_key(session, ctx)
+        caching::lookup_key(session, ctx)
     }
 
     fn cache_miss(&self, session: &mut Session, ctx: &mut RequestCtx) {

@@ -507,6 +507,17 @@ impl H2Gateway {
         path_and_query: &str,
         headers: &[(&str, &str)],
     ) -> Result<(u16, String), String> {
+        let (status, _, body) = self.request_full(method, path_and_query, headers).await?;
+        Ok((status, body))
+    }
+
+    /// As [`H2Gateway::request`], with the response's header fields.
+    pub async fn request_full(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, http::HeaderMap, String), String> {
         let tcp = tokio::net::TcpStream::connect(self.gw.proxy)
             .await
             .map_err(|e| e.to_string())?;
@@ -533,6 +544,7 @@ impl H2Gateway {
         let (resp, _) = client.send_request(req, true).map_err(|e| e.to_string())?;
         let resp = resp.await.map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
+        let fields = resp.headers().clone();
         let mut body = resp.into_body();
         let mut out = Vec::new();
         while let Some(chunk) = body.data().await {
@@ -540,7 +552,7 @@ impl H2Gateway {
             let _ = body.flow_control().release_capacity(chunk.len());
             out.extend_from_slice(&chunk);
         }
-        Ok((status, String::from_utf8_lossy(&out).into_owned()))
+        Ok((status, fields, String::from_utf8_lossy(&out).into_owned()))
     }
 
     /// A connection past the preface and SETTINGS exchange.
