@@ -19,6 +19,7 @@ read the report.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import atexit
 import datetime as dt
@@ -1274,6 +1275,9 @@ def parse_args(argv=None):
     ap.add_argument("--upstream-workers", type=int, default=1, help="worker_processes of the upstream nginx")
     ap.add_argument("--out-dir", type=Path, default=REPO / "bench-results", help="where the .md and .json go")
     ap.add_argument("--portcullis-bin", type=Path, default=target_dir / "release" / "portcullis")
+    ap.add_argument("--before-bin", type=Path, default=None, metavar="PATH",
+                    help="portcullis as built before a change: every portcullis target also runs as "
+                         "NAME@before with it, in the same interleaved rounds")
     ap.add_argument("--bare-bin", type=Path,
                     default=REPO / "benches" / "bare-unpatched" / "target" / "release" / "bare_pingora_unpatched",
                     help="bare Pingora as released (pingora-bare*)")
@@ -1302,6 +1306,22 @@ def main(argv=None) -> int:
             sys.exit(f"target {n!r} is a hook for a later issue ({TARGETS_BY_NAME[n].planned})")
     if len(set(names)) != len(names):
         sys.exit("--targets lists a target twice")
+    if args.before_bin:
+        # Each portcullis target twice, interleaved: as built now and as
+        # built before a change (NAME@before), for before/after figures.
+        if not args.before_bin.exists():
+            sys.exit(f"{args.before_bin} not found")
+        with_before = []
+        for n in names:
+            with_before.append(n)
+            if n.startswith("portcullis"):
+                base = TARGETS_BY_NAME[n]
+                twin = dataclasses.replace(
+                    base, name=f"{n}@before", description=f"{base.description} (--before-bin)",
+                    start=lambda c, start=base.start: start(dataclasses.replace(c, portcullis_bin=args.before_bin)))
+                TARGETS_BY_NAME[twin.name] = twin
+                with_before.append(twin.name)
+        names = with_before
     try:
         workers_list = [int(w) for w in args.workers.split(",") if w.strip()]
     except ValueError:
