@@ -823,6 +823,70 @@ async fn hits_without_a_length_and_head_hits_keep_the_connection() {
     assert_eq!(read_chunked(&mut s).await.1, "hello world");
 }
 
+/// A hit answered at once on a `GET` that carries a body: the body is
+/// never read as the next request (smuggling), and the pipelined request
+/// after it is answered in order.
+#[tokio::test]
+async fn a_hit_on_a_get_with_a_body_never_takes_the_body_for_a_request() {
+    use tokio::io::AsyncWriteExt;
+    let origin = chunked_origin().await;
+    let config = format!(
+        "{}[pools.p]\nbackends = [{{ address = \"{origin}\" }}]\n\n[[routes]]\nid = \"c\"\npath = \"/\"\npool = \"p\"\n[routes.cache]\n",
+        base_config()
+    );
+    let gw = TestGateway::start(&config).await;
+    let mut s = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    s.write_all(b"GET /c HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_chunked(&mut s).await.0.contains("fwd=miss"));
+    // The body spells a request of its own: answered, it would be a 404
+    // from the origin's point of view or a second hit here.
+    let smuggled = b"GET /other HTTP/1.1\r\nhost: x\r\n\r\n";
+    let mut req = format!(
+        "GET /c HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+        smuggled.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(smuggled);
+    req.extend_from_slice(b"GET /c HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    s.write_all(&req).await.unwrap();
+    let (head, body) = read_chunked(&mut s).await;
+    assert!(head.contains("cache-status: portcullis; hit"), "{head}");
+    assert_eq!(body, "hello world");
+    // Next on the wire: the pipelined GET /c (a hit), or the end of the
+    // connection; never an answer to the body's /other.
+    let mut rest = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_end(&mut s, &mut rest),
+    )
+    .await
+    .expect("the connection ends")
+    .expect("read");
+    let rest = String::from_utf8_lossy(&rest).to_ascii_lowercase();
+    let answers = rest.matches("http/1.1 ").count();
+    assert!(answers <= 1, "{rest}");
+    assert!(
+        answers == 0 || rest.contains("cache-status: portcullis; hit"),
+        "{rest}"
+    );
+    assert_eq!(
+        origin_requests(&gw).await,
+        1,
+        "the origin saw only the first GET"
+    );
+}
+
+/// Requests the chunked origin's pool sent (`portcullis_upstream_requests_total`).
+async fn origin_requests(gw: &TestGateway) -> u64 {
+    let text = gw.metrics_text().await;
+    text.lines()
+        .filter(|l| l.starts_with("portcullis_upstream_requests_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Hits over HTTP/2: the stored chunked response is sent as DATA frames,
 /// without the HTTP/1.1 framing field, to `GET` and `HEAD`.
 #[tokio::test]
