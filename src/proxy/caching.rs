@@ -2,11 +2,14 @@
 //! cache machinery and [`crate::cache`]: enable the cache for `GET`/`HEAD`
 //! after the request was admitted, compute its key and variance, apply the
 //! request's directives to a stored object, decide whether a response is
-//! stored, when stale may be served, and what `Cache-Status` says.
+//! stored, when stale may be served, and what `Cache-Status` says; and
+//! the fast path that answers a plain fresh hit before those phases
+//! ([`fresh_hit`]).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use http::Method;
 use pingora_cache::key::HashBinary;
 use pingora_cache::{
@@ -23,7 +26,6 @@ use crate::cache::status::CacheOutcome;
 use crate::cache::{Purge, RouteCaching, LOCK_WAIT_TIMEOUT};
 use crate::config::model::QueryKey;
 use crate::metrics::cache::CacheResult;
-use bytes::Bytes;
 
 const CACHE_STATUS: http::HeaderName = http::HeaderName::from_static("cache-status");
 
@@ -147,7 +149,7 @@ pub fn fresh_hit(session: &Session, ctx: &mut RequestCtx) -> Option<FreshHit> {
         cache.key = Some(key);
         return None;
     };
-    cache.fresh_hit = Some(object.fresh_until);
+    let fresh_until = object.fresh_until;
     let mut header = Box::new(object.header);
     // As `pingora_proxy::proxy_cache::cache_hit_header` does.
     header
@@ -176,6 +178,9 @@ pub fn fresh_hit(session: &Session, ctx: &mut RequestCtx) -> Option<FreshHit> {
         _ => {}
     }
     let body = (req.method != Method::HEAD).then_some(object.body);
+    // Only now: a header that could not be made leaves the request to the
+    // general path, which must not report it as this hit.
+    cache.fresh_hit = Some(fresh_until);
     Some(FreshHit { header, body })
 }
 

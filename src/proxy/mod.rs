@@ -129,8 +129,9 @@ impl ProxyHttp for GatewayProxy {
     /// answer it here when the gateway answers itself (returns `Ok(true)`):
     /// a refusal, the redirect, or a fresh cache hit on an admitted request
     /// that needs nothing but the stored response (`caching::fresh_hit`;
-    /// other hits go through Pingora's cache phases below). A pool that cannot take the request answers from `upstream_peer`,
-    /// after the cache had its say.
+    /// other hits go through Pingora's cache phases below). A pool that
+    /// cannot take the request answers from `upstream_peer`, after the
+    /// cache had its say.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let Some(snapshot) = ctx.snapshot.clone() else {
             return Err(Error::explain(
