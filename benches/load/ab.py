@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Before/after CPU per request of two portcullis builds, alternated.
+
+Starts one portcullis at a time with the config `bench.py` generates for a
+mode (plain, cache, auth, gateway, resilient), proxy pinned to CPU 0 and
+the load and upstream to CPU 1, sends a warm-up, then a fixed number of
+requests with `h2load --h1 -c50`, and reads the proxy's CPU time (utime +
+stime from /proc) around them. The two builds alternate, round after round,
+so a drift of the machine falls on both; the report gives each round, the
+medians, and in how many rounds the first build was cheaper. On a noisy VM
+this told a 6-9% change apart where `bench.py --before-bin` could not.
+
+    benches/load/ab.py --mode cache --rounds 8 NEW_BINARY OLD_BINARY
+
+A binary may be a wrapper script (e.g. one that sets an environment
+variable before exec'ing portcullis). Targets 127.0.0.1 only; stops by
+itself. Python 3 standard library only; needs nginx, h2load and taskset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402  (configs, process and upstream helpers)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes, in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def one_run(binary: str, mode: str, tmp: Path, backends: list[int], requests: int) -> float:
+    """CPU µs per request of `binary` serving `requests` requests."""
+    port, admin = bench.free_port(), bench.free_port()
+    conf = tmp / f"ab-{mode}.toml"
+    conf.write_text(bench.portcullis_conf(port, admin, backends, 1, None, mode=mode,
+                                          log_path=tmp / "ab-access.log", keepalive=128))
+    p = bench.spawn(["taskset", "-c", "0", binary, "run", "-c", str(conf)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        bench.wait_port(port, p, timeout=60)
+        load = ["taskset", "-c", "1", "h2load", "--h1", "-c", "50", "-H", f"X-Api-Key: {bench.API_KEY}"]
+        url = f"http://{bench.HOST}:{port}/"
+        subprocess.run(load + ["-n", "20000", url], capture_output=True, check=True)
+        pids = bench.proc_tree(p.pid)
+        before = cpu_seconds(pids)
+        out = subprocess.run(load + ["-n", str(requests), url], capture_output=True, text=True, check=True).stdout
+        after = cpu_seconds(pids)
+        if f"{requests} succeeded" not in out:
+            raise RuntimeError(f"not every request succeeded:\n{out}")
+        return (after - before) / requests * 1e6
+    finally:
+        bench.stop(p)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("new", help="portcullis build (or wrapper) after the change")
+    ap.add_argument("old", help="portcullis build (or wrapper) before the change")
+    ap.add_argument("--mode", default="plain", help="bench.py config mode: plain, cache, auth, gateway, resilient")
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("-n", type=int, default=300_000, help="measured requests per run")
+    args = ap.parse_args()
+    for b in (args.new, args.old):
+        if not Path(b).exists():
+            sys.exit(f"{b} not found")
+    tmp = Path(tempfile.mkdtemp(prefix="portcullis-ab-"))
+    upstream, backends = bench.start_upstream(tmp, 1, ["taskset", "-c", "1"])
+    runs: dict[str, list[float]] = {args.new: [], args.old: []}
+    try:
+        for r in range(1, args.rounds + 1):
+            for b in (args.new, args.old):
+                runs[b].append(one_run(b, args.mode, tmp, backends, args.n))
+            print(f"round {r}: new {runs[args.new][-1]:.2f} µs, old {runs[args.old][-1]:.2f} µs", flush=True)
+    finally:
+        bench.stop(upstream)
+    new, old = statistics.median(runs[args.new]), statistics.median(runs[args.old])
+    wins = sum(n < o for n, o in zip(runs[args.new], runs[args.old]))
+    print(f"mode {args.mode}, {args.n} requests per run, {args.rounds} rounds: CPU per request, median "
+          f"new {new:.2f} µs, old {old:.2f} µs ({new / old - 1:+.1%}); new cheaper in {wins} of {args.rounds} rounds")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
