@@ -750,6 +750,16 @@ async fn chunked_origin() -> SocketAddr {
     addr
 }
 
+/// A config with one caching route `c` on `/` in front of a new
+/// [`chunked_origin`].
+async fn chunked_origin_config() -> String {
+    let origin = chunked_origin().await;
+    format!(
+        "{}[pools.p]\nbackends = [{{ address = \"{origin}\" }}]\n\n[[routes]]\nid = \"c\"\npath = \"/\"\npool = \"p\"\n[routes.cache]\n",
+        base_config()
+    )
+}
+
 /// Read one chunked response off a kept-alive connection: its head, and
 /// its body decoded.
 async fn read_chunked(s: &mut tokio::net::TcpStream) -> (String, String) {
@@ -792,11 +802,7 @@ async fn read_chunked(s: &mut tokio::net::TcpStream) -> (String, String) {
 #[tokio::test]
 async fn hits_without_a_length_and_head_hits_keep_the_connection() {
     use tokio::io::AsyncWriteExt;
-    let origin = chunked_origin().await;
-    let config = format!(
-        "{}[pools.p]\nbackends = [{{ address = \"{origin}\" }}]\n\n[[routes]]\nid = \"c\"\npath = \"/\"\npool = \"p\"\n[routes.cache]\n",
-        base_config()
-    );
+    let config = chunked_origin_config().await;
     let gw = TestGateway::start(&config).await;
     let mut s = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
     let get = b"GET /c HTTP/1.1\r\nhost: x\r\n\r\n";
@@ -829,11 +835,7 @@ async fn hits_without_a_length_and_head_hits_keep_the_connection() {
 #[tokio::test]
 async fn a_hit_on_a_get_with_a_body_never_takes_the_body_for_a_request() {
     use tokio::io::AsyncWriteExt;
-    let origin = chunked_origin().await;
-    let config = format!(
-        "{}[pools.p]\nbackends = [{{ address = \"{origin}\" }}]\n\n[[routes]]\nid = \"c\"\npath = \"/\"\npool = \"p\"\n[routes.cache]\n",
-        base_config()
-    );
+    let config = chunked_origin_config().await;
     let gw = TestGateway::start(&config).await;
     let mut s = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
     s.write_all(b"GET /c HTTP/1.1\r\nhost: x\r\n\r\n")
@@ -891,11 +893,7 @@ async fn origin_requests(gw: &TestGateway) -> u64 {
 /// without the HTTP/1.1 framing field, to `GET` and `HEAD`.
 #[tokio::test]
 async fn hits_over_http2_carry_no_http1_framing() {
-    let origin = chunked_origin().await;
-    let config = format!(
-        "{}[pools.p]\nbackends = [{{ address = \"{origin}\" }}]\n\n[[routes]]\nid = \"c\"\npath = \"/\"\npool = \"p\"\n[routes.cache]\n",
-        base_config()
-    );
+    let config = chunked_origin_config().await;
     let gw = h2raw::H2Gateway::start_config(&config).await;
     for (method, expect, body) in [
         ("GET", "fwd=miss", "hello world"),
