@@ -126,6 +126,16 @@ where
             }
         }
 
+        if Self::bodiless_exchange(session) {
+            session.as_mut().enable_retry_buffering();
+            return match self.proxy_1to1_bodiless(session, client_session, ctx).await {
+                Ok((downstream_can_reuse, upstream_can_reuse)) => {
+                    (downstream_can_reuse, upstream_can_reuse, None)
+                }
+                Err(e) => (false, false, Some(e)),
+            };
+        }
+
         let mut downstream_custom_message_writer = session
             .downstream_session
             .as_custom_mut()
@@ -189,6 +199,166 @@ where
             }
             Err(e) => (false, false, Some(e)),
         }
+    }
+
+    /// Whether this exchange can be served by [`Self::proxy_1to1_bodiless`]: a
+    /// request without a body, from an HTTP/1.x or HTTP/2 client, that is
+    /// neither an upgrade nor cached (a cache lookup, fill or revalidation
+    /// needs the duplex machinery of `proxy_handle_downstream`).
+    fn bodiless_exchange(session: &mut Session) -> bool {
+        let downstream = &session.downstream_session;
+        !downstream.is_custom()
+            && !downstream.is_subrequest()
+            && !session.cache.enabled()
+            && !session.cache.bypassing()
+            && session.h1_upgrade_request_status.upstream == Some(false)
+            && !downstream.is_upgrade_req()
+            && session.as_mut().is_body_empty()
+    }
+
+    /// Proxy a request without a body: finish the (empty) request body, then
+    /// read the response and write it downstream, in turn, in this task.
+    ///
+    /// The general path runs two halves joined by two task pipes, so that a
+    /// request body can stream up while the response streams down. Without a
+    /// request body there is nothing to stream up, and the pipes, the join and
+    /// the task wake-ups they cost are a large part of proxying a small GET.
+    /// The work done is the same: the request body filters run once at end of
+    /// body, every response task goes through the same filters as in
+    /// `process_upstream_tasks`, tasks already readable are written together
+    /// (as the general path batches them), and the client connection is
+    /// watched while the upstream is awaited, so a client that goes away still
+    /// aborts the exchange.
+    ///
+    /// Returns whether the downstream and the upstream connection can be
+    /// reused.
+    async fn proxy_1to1_bodiless(
+        &self,
+        session: &mut Session,
+        client_session: &mut HttpSessionV1,
+        ctx: &mut SV::CTX,
+    ) -> Result<(bool, bool)>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        // The end of the request body, as `send_body_to_pipe` then
+        // `send_body_to1` would handle it.
+        let mut data = None;
+        session
+            .downstream_modules_ctx
+            .request_body_filter(&mut data, true)
+            .await?;
+        self.inner
+            .request_body_filter(session, &mut data, true, ctx)
+            .await?;
+        let mut upstream_can_reuse = true;
+        let mut send_error = None;
+        if let Err(e) = send_body_to1(client_session, Some(HttpTask::Body(data, true))).await {
+            warn!("send error, draining read buf: {e}");
+            upstream_can_reuse = false;
+            send_error = Some(e);
+        }
+
+        let mut serve_from_cache = ServeFromCache::new();
+        let mut range_body_filter = RangeBodyFilter::new();
+        let mut watch_downstream = true;
+        loop {
+            let first = if watch_downstream {
+                tokio::select! {
+                    biased;
+                    res = client_session.read_response_task() => res,
+                    // Only ever an error (the client closed) or pending for an
+                    // HTTP/1.x or HTTP/2 client whose request body is done.
+                    idle = session.downstream_session.read_body_or_idle(true) => {
+                        match idle {
+                            Err(e) => return Err(e.into_down()),
+                            Ok(_) => {
+                                watch_downstream = false;
+                                continue;
+                            }
+                        }
+                    }
+                }
+            } else {
+                client_session.read_response_task().await
+            };
+
+            let mut tasks = Vec::with_capacity(TASK_BUFFER_SIZE);
+            let mut upstream_done = Self::bodiless_push_task(&mut tasks, first, &mut send_error);
+            // Take what is already readable, so that a header and its body are
+            // written together.
+            while !upstream_done {
+                let Some(res) =
+                    tokio::task::unconstrained(client_session.read_response_task()).now_or_never()
+                else {
+                    break;
+                };
+                upstream_done = Self::bodiless_push_task(&mut tasks, res, &mut send_error);
+            }
+            if matches!(tasks.last(), Some(HttpTask::Failed(_))) {
+                // A response read error: the message boundary is lost.
+                upstream_can_reuse = false;
+            }
+
+            let mut filtered_tasks = Vec::with_capacity(tasks.len());
+            for mut t in tasks {
+                #[cfg(feature = "upstream_modules")]
+                if let HttpTask::Header(header, end_of_stream) = &t {
+                    self.inner
+                        .adjust_upstream_modules(session, header, *end_of_stream, ctx)
+                        .await?;
+                }
+                #[cfg(feature = "upstream_modules")]
+                session.upstream_modules_filter_task(&mut t).await?;
+                session.upstream_compression.response_filter(&mut t);
+                let task = self
+                    .h1_response_filter(
+                        session,
+                        t,
+                        ctx,
+                        &mut serve_from_cache,
+                        &mut range_body_filter,
+                        false,
+                    )
+                    .await?;
+                filtered_tasks.push(task);
+            }
+            let response_done = session.write_response_tasks(filtered_tasks).await?;
+            if response_done || upstream_done {
+                break;
+            }
+        }
+
+        let reuse_downstream = match session.as_mut().finish_body().await {
+            Ok(_) => {
+                debug!("finished sending body to downstream");
+                true
+            }
+            Err(e) => {
+                error!("Error finish sending body to downstream: {}", e);
+                false
+            }
+        };
+        Ok((reuse_downstream, upstream_can_reuse))
+    }
+
+    /// Queue one response read of [`Self::proxy_1to1_bodiless`] as the task the
+    /// general path's upstream half would send: a read error becomes a
+    /// `Failed` task carrying the earlier request write error if there was
+    /// one. Returns whether the response has ended.
+    fn bodiless_push_task(
+        tasks: &mut Vec<HttpTask>,
+        read: Result<HttpTask>,
+        send_error: &mut Option<Box<Error>>,
+    ) -> bool {
+        let task = match read {
+            Ok(task) => task,
+            Err(e) => HttpTask::Failed(send_error.take().unwrap_or(e).into_up()),
+        };
+        let end = task.is_end();
+        tasks.push(task);
+        end
     }
 
     pub(crate) async fn proxy_to_h1_upstream(
@@ -1206,6 +1376,150 @@ mod tests {
             .await
             .expect("test request should parse");
         session
+    }
+
+    struct Passthrough;
+
+    #[async_trait]
+    impl ProxyHttp for Passthrough {
+        type CTX = ();
+
+        fn new_ctx(&self) -> Self::CTX {}
+
+        async fn upstream_peer(
+            &self,
+            _session: &mut Session,
+            _ctx: &mut Self::CTX,
+        ) -> Result<Box<HttpPeer>> {
+            unreachable!("tests call proxy_1to1 directly")
+        }
+    }
+
+    /// A downstream session that has read `request` from its client, and
+    /// the client's end of the connection.
+    async fn downstream(request: &[u8]) -> (Session, tokio::io::DuplexStream) {
+        let (mut client, server) = tokio::io::duplex(4096);
+        client
+            .write_all(request)
+            .await
+            .expect("test request should be written");
+        let mut session = Session::new_h1(Box::new(server) as pingora_core::protocols::Stream);
+        session
+            .read_request()
+            .await
+            .expect("test request should parse");
+        (session, client)
+    }
+
+    /// An upstream session and the origin's end of its connection.
+    fn upstream() -> (HttpSessionV1, tokio::io::DuplexStream) {
+        let (origin, proxy_end) = tokio::io::duplex(4096);
+        (
+            HttpSessionV1::new(Box::new(proxy_end) as pingora_core::protocols::Stream),
+            origin,
+        )
+    }
+
+    async fn read_request_head(origin: &mut tokio::io::DuplexStream) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(origin.read(&mut byte).await.expect("origin read"), 1);
+            head.push(byte[0]);
+        }
+        head
+    }
+
+    #[tokio::test]
+    async fn only_requests_without_a_body_are_proxied_in_turn() {
+        let bodiless = |request: &'static [u8]| async move {
+            let (mut session, _client) = downstream(request).await;
+            session.set_upstream_h1_upgrade_request_status(false);
+            HttpProxy::<Passthrough>::bodiless_exchange(&mut session)
+        };
+        assert!(bodiless(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await);
+        assert!(bodiless(b"DELETE / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n").await);
+        assert!(!bodiless(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nab").await);
+        assert!(
+            !bodiless(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+                .await
+        );
+        let (mut upgrade, _client) = upgrade_request_session_with_client().await;
+        upgrade.set_upstream_h1_upgrade_request_status(true);
+        assert!(!HttpProxy::<Passthrough>::bodiless_exchange(&mut upgrade));
+    }
+
+    async fn upgrade_request_session_with_client() -> (Session, tokio::io::DuplexStream) {
+        downstream(
+            b"GET / HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_request_without_a_body_is_answered_and_both_connections_stay_reusable() {
+        use tokio::io::AsyncReadExt;
+        let proxy = HttpProxy::new(Passthrough, Arc::new(ServerConf::default()));
+        let (mut session, mut client) = downstream(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        let (mut upstream, mut origin) = upstream();
+        let origin_side = tokio::spawn(async move {
+            let head = read_request_head(&mut origin).await;
+            // The header first, the body in a second write.
+            origin
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+                .await
+                .unwrap();
+            tokio::task::yield_now().await;
+            origin.write_all(b"hello").await.unwrap();
+            (head, origin)
+        });
+        let peer = HttpPeer::new("127.0.0.1:80", false, String::new());
+        let (downstream_reuse, upstream_reuse, error) = proxy
+            .proxy_1to1(&mut session, &mut upstream, &peer, &mut ())
+            .await;
+        assert!(error.is_none(), "{error:?}");
+        assert!(downstream_reuse && upstream_reuse);
+        let (head, _origin) = origin_side.await.unwrap();
+        assert!(head.starts_with(b"GET /x HTTP/1.1\r\n"));
+
+        let mut answer = vec![0u8; 4096];
+        let mut got = Vec::new();
+        while !got.ends_with(b"hello") {
+            let n = client.read(&mut answer).await.unwrap();
+            assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&answer[..n]);
+        }
+        let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        assert!(text.starts_with("http/1.1 200 ok\r\n"), "{text}");
+        assert!(text.contains("content-length: 5\r\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_client_gone_while_the_origin_thinks_ends_a_request_without_a_body() {
+        let proxy = HttpProxy::new(Passthrough, Arc::new(ServerConf::default()));
+        let (mut session, client) = downstream(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        let (mut upstream, mut origin) = upstream();
+        let origin_side = tokio::spawn(async move {
+            read_request_head(&mut origin).await;
+            // Never answers; holds the connection open.
+            origin
+        });
+        let peer = HttpPeer::new("127.0.0.1:80", false, String::new());
+        let mut ctx = ();
+        let exchange = proxy.proxy_1to1(&mut session, &mut upstream, &peer, &mut ctx);
+        let client_leaves = async {
+            drop(client);
+        };
+        let ((downstream_reuse, upstream_reuse, error), ()) = tokio::time::timeout(
+            Duration::from_secs(10),
+            futures::future::join(exchange, client_leaves),
+        )
+        .await
+        .expect("the exchange ends when the client goes away");
+        assert!(!downstream_reuse && !upstream_reuse);
+        assert_eq!(error.expect("an error").etype(), &ConnectionClosed);
+        drop(origin_side);
     }
 
     #[tokio::test]
