@@ -65,7 +65,9 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
             http::Version::HTTP_09 => "HTTP/0.9",
             _ => "HTTP/1.1",
         },
-        status: session.response_written().map_or(0, |r| r.status.as_u16()),
+        status: session
+            .response_written()
+            .map_or(CLIENT_CLOSED, |r| r.status.as_u16()),
         route: route.map(|r| r.id.as_str()),
         upstream,
         attempts: ctx.attempts(),
