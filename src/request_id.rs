@@ -31,11 +31,19 @@ pub fn new_request_id() -> HeaderValue {
 
 /// The request id to use: the client's when well formed (shared, not
 /// copied), else a new one.
+///
+/// Marked sensitive, which only changes how HTTP/2 encodes it: as a
+/// literal never put in the HPACK dynamic table. A value unique to each
+/// response would otherwise enter the connection's table on every
+/// response and evict the entries that do repeat (`content-type`,
+/// `server`, ...), so those are sent in full again too.
 pub fn request_id(req: &RequestHeader) -> HeaderValue {
-    match req.headers.get(REQUEST_ID) {
+    let mut id = match req.headers.get(REQUEST_ID) {
         Some(v) if is_well_formed_request_id(v.as_bytes()) => v.clone(),
         _ => new_request_id(),
-    }
+    };
+    id.set_sensitive(true);
+    id
 }
 
 /// The id as text (ids are ASCII by construction).
@@ -73,5 +81,16 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(is_well_formed_request_id(a.as_bytes()));
         assert!(id_text(&a).bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn request_ids_stay_out_of_hpack_tables_and_keep_their_text() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        let new = request_id(&req);
+        assert!(new.is_sensitive());
+        req.insert_header(REQUEST_ID, "client-id-1").unwrap();
+        let kept = request_id(&req);
+        assert!(kept.is_sensitive());
+        assert_eq!(id_text(&kept), "client-id-1");
     }
 }

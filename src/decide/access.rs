@@ -142,7 +142,11 @@ fn rate_limit_headers(
     states: &[CheckState],
     now: u64,
 ) -> (HeaderValue, HeaderValue) {
-    (plan.policy_header(now), plan.state_header(states))
+    // The state changes with every response: kept out of the HTTP/2
+    // HPACK dynamic table, as the request id is (see `request_id`).
+    let mut state = plan.state_header(states);
+    state.set_sensitive(true);
+    (plan.policy_header(now), state)
 }
 
 /// A `'static` label for the access log: limit names come from a fixed
