@@ -4,7 +4,8 @@
 Starts one portcullis at a time with the config `bench.py` generates for a
 mode (plain, cache, auth, gateway, resilient), proxy pinned to CPU 0 and
 the load and upstream to CPU 1, sends a warm-up, then a fixed number of
-requests with `h2load --h1 -c50`, and reads the proxy's CPU time (utime +
+requests with `h2load --h1 -c50` (with `--h2`: `h2load -c50 -m10` over
+TLS), and reads the proxy's CPU time (utime +
 stime from /proc) around them. The two builds alternate, round after round,
 so a drift of the machine falls on both; the report gives each round, the
 medians, and in how many rounds the first build was cheaper. On a noisy VM
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402  (configs, process and upstream helpers)
@@ -43,18 +45,21 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def one_run(binary: str, mode: str, tmp: Path, backends: list[int], requests: int) -> float:
-    """CPU µs per request of `binary` serving `requests` requests."""
+def one_run(binary: str, mode: str, tmp: Path, backends: list[int], requests: int,
+            tls: Optional[tuple[Path, Path]] = None) -> float:
+    """CPU µs per request of `binary` serving `requests` requests (over
+    HTTP/2 and TLS, `h2load -c50 -m10`, when `tls` is a certificate and key)."""
     port, admin = bench.free_port(), bench.free_port()
     conf = tmp / f"ab-{mode}.toml"
-    conf.write_text(bench.portcullis_conf(port, admin, backends, 1, None, mode=mode,
+    conf.write_text(bench.portcullis_conf(port, admin, backends, 1, tls, mode=mode,
                                           log_path=tmp / "ab-access.log", keepalive=128))
     p = bench.spawn(["taskset", "-c", "0", binary, "run", "-c", str(conf)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         bench.wait_port(port, p, timeout=60)
-        load = ["taskset", "-c", "1", "h2load", "--h1", "-c", "50", "-H", f"X-Api-Key: {bench.API_KEY}"]
-        url = f"http://{bench.HOST}:{port}/"
+        proto = ["-m", "10", f"--connect-to={bench.HOST}:{port}"] if tls else ["--h1"]
+        load = ["taskset", "-c", "1", "h2load", *proto, "-c", "50", "-H", f"X-Api-Key: {bench.API_KEY}"]
+        url = f"https://{bench.TLS_NAME}:{port}/" if tls else f"http://{bench.HOST}:{port}/"
         subprocess.run(load + ["-n", "20000", url], capture_output=True, check=True)
         pids = bench.proc_tree(p.pid)
         before = cpu_seconds(pids)
@@ -74,23 +79,26 @@ def main() -> int:
     ap.add_argument("--mode", default="plain", help="bench.py config mode: plain, cache, auth, gateway, resilient")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("-n", type=int, default=300_000, help="measured requests per run")
+    ap.add_argument("--h2", action="store_true",
+                    help="HTTP/2 over TLS (h2load -c50 -m10, a certificate made by openssl) instead of HTTP/1.1")
     args = ap.parse_args()
     for b in (args.new, args.old):
         if not Path(b).exists():
             sys.exit(f"{b} not found")
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-ab-"))
+    tls = bench.make_cert(tmp) if args.h2 else None
     upstream, backends = bench.start_upstream(tmp, 1, ["taskset", "-c", "1"])
     runs: dict[str, list[float]] = {args.new: [], args.old: []}
     try:
         for r in range(1, args.rounds + 1):
             for b in (args.new, args.old):
-                runs[b].append(one_run(b, args.mode, tmp, backends, args.n))
+                runs[b].append(one_run(b, args.mode, tmp, backends, args.n, tls))
             print(f"round {r}: new {runs[args.new][-1]:.2f} µs, old {runs[args.old][-1]:.2f} µs", flush=True)
     finally:
         bench.stop(upstream)
     new, old = statistics.median(runs[args.new]), statistics.median(runs[args.old])
     wins = sum(n < o for n, o in zip(runs[args.new], runs[args.old]))
-    print(f"mode {args.mode}, {args.n} requests per run, {args.rounds} rounds: CPU per request, median "
+    print(f"mode {args.mode}{' over h2' if args.h2 else ''}, {args.n} requests per run, {args.rounds} rounds: CPU per request, median "
           f"new {new:.2f} µs, old {old:.2f} µs ({new / old - 1:+.1%}); new cheaper in {wins} of {args.rounds} rounds")
     return 0
 
