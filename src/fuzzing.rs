@@ -593,8 +593,101 @@ async fn http1_decide(data: &[u8]) {
     }
 }
 
+/// Bearer tokens and key sets: neither parsing a key set nor verifying a
+/// token ever panics, and a token that passes names a consumer that is
+/// safe in a header and a log line, and has not expired.
+pub fn jwt(data: &[u8]) {
+    use crate::jwt::{verify, Alg, Expected, KeySet};
+    let _ = KeySet::parse(data);
+    let Ok(token) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = crate::jwt::header(token);
+    let audiences = [FUZZ_JWT_AUDIENCE.to_string()];
+    let expected = Expected {
+        issuer: FUZZ_JWT_ISSUER,
+        audiences: &audiences,
+        algorithms: &Alg::ALL,
+        leeway: 30,
+        consumer_claim: "sub",
+        scopes_claim: "scope",
+    };
+    if let Ok(v) = verify(token, fuzz_jwt_keys(), &expected, FUZZ_JWT_NOW) {
+        assert!(!v.consumer.is_empty() && v.consumer.len() <= 256);
+        assert!(v
+            .consumer
+            .bytes()
+            .all(|b| b.is_ascii_graphic() || b == b' '));
+        assert!(v.expires_at + 30 >= FUZZ_JWT_NOW);
+    }
+}
+
+/// The issuer, audience and time of the `jwt` target's expectations.
+pub const FUZZ_JWT_ISSUER: &str = "https://login.example.com/";
+pub const FUZZ_JWT_AUDIENCE: &str = "orders-api";
+pub const FUZZ_JWT_NOW: u64 = 1_800_000_000;
+
+/// The `jwt` target's key set: one Ed25519 key (kid `fuzz`) from a fixed
+/// seed, so a corpus can hold tokens that verify.
+pub fn fuzz_jwt_keys() -> &'static crate::jwt::KeySet {
+    static KEYS: std::sync::OnceLock<crate::jwt::KeySet> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        use base64::Engine;
+        use ring::signature::KeyPair;
+        let x =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(fuzz_jwt_signer().public_key());
+        let doc = format!(r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","kid":"fuzz","x":"{x}"}}]}}"#);
+        crate::jwt::KeySet::parse(doc.as_bytes()).unwrap_or_default()
+    })
+}
+
+/// The private half of [`fuzz_jwt_keys`] (a fixed seed: for the corpus
+/// and its test only).
+pub fn fuzz_jwt_signer() -> ring::signature::Ed25519KeyPair {
+    ring::signature::Ed25519KeyPair::from_seed_unchecked(&[7; 32])
+        .unwrap_or_else(|_| unreachable!("a 32-byte seed is always accepted"))
+}
+
 #[cfg(test)]
 mod tests {
+    /// The token `fuzz/corpus/jwt/valid` holds: signed by the `jwt`
+    /// target's fixed key, for its issuer and audience (Ed25519
+    /// signatures are deterministic, so it is rebuilt and compared).
+    /// `PORTCULLIS_WRITE_FUZZ_CORPUS=1` writes it.
+    #[test]
+    fn the_jwt_corpus_holds_a_token_that_verifies() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let claims = serde_json::json!({
+            "iss": FUZZ_JWT_ISSUER, "aud": FUZZ_JWT_AUDIENCE, "sub": "fuzz-user",
+            "exp": 4_000_000_000u64, "scope": "orders:read",
+        });
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"EdDSA","kid":"fuzz","typ":"JWT"}"#),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = fuzz_jwt_signer().sign(input.as_bytes());
+        let want = format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()));
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/jwt/valid");
+        if std::env::var_os("PORTCULLIS_WRITE_FUZZ_CORPUS").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(path).unwrap(), want);
+        let audiences = [FUZZ_JWT_AUDIENCE.to_string()];
+        let expected = crate::jwt::Expected {
+            issuer: FUZZ_JWT_ISSUER,
+            audiences: &audiences,
+            algorithms: &crate::jwt::Alg::ALL,
+            leeway: 30,
+            consumer_claim: "sub",
+            scopes_claim: "scope",
+        };
+        let v = crate::jwt::verify(&want, fuzz_jwt_keys(), &expected, FUZZ_JWT_NOW).unwrap();
+        assert_eq!(v.consumer, "fuzz-user");
+        jwt(want.as_bytes());
+    }
+
     use super::*;
 
     #[test]

@@ -13,7 +13,8 @@
 //!    percent-decoder), [`keys`] (API-key generation and digests),
 //!    [`request_id`] (request ids), [`slots`] (lock-free per-key slots),
 //!    [`drain`] (requests in flight, for a graceful stop), [`notify`]
-//!    (systemd notifications, taking plain values).
+//!    (systemd notifications, taking plain values), [`jwt`] (bearer
+//!    tokens: JSON Web Key Sets and signature and claims verification).
 //! 2. **Vocabulary**: [`config`] (the TOML surface, loading with includes,
 //!    validation with file:line:column errors, and the [`config::model`]
 //!    the rest reads; config types of things that also exist at run time
@@ -73,6 +74,7 @@ pub mod explain;
 pub mod fuzzing;
 pub mod gateway;
 pub mod guarded;
+pub mod jwt;
 pub mod keys;
 pub mod logging;
 pub mod material;

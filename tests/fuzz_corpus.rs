@@ -8,7 +8,7 @@ use std::path::Path;
 type Check = fn(&[u8]);
 
 /// (corpus directory, the target's check)
-const TARGETS: [(&str, Check); 8] = [
+const TARGETS: [(&str, Check); 9] = [
     ("config", portcullis::fuzzing::config),
     ("router", portcullis::fuzzing::router),
     ("key_place", portcullis::fuzzing::key_place),
@@ -17,6 +17,7 @@ const TARGETS: [(&str, Check); 8] = [
     ("cache_key", portcullis::fuzzing::cache_key),
     ("http1_request", portcullis::fuzzing::http1),
     ("request_target", portcullis::fuzzing::request_target),
+    ("jwt", portcullis::fuzzing::jwt),
 ];
 
 #[test]
