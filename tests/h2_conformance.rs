@@ -51,6 +51,16 @@ type Case<'a> = (&'static str, Pin<Box<dyn Future<Output = Verdict> + 'a>>);
 /// exact so a fix upstream, or a new deviation, fails this test.
 type Known = &'static [(&'static str, u32, u32)];
 
+/// Known deviations that may also not show: whether a frame sent after
+/// the client ended its side meets a stream the `h2` crate still holds as
+/// half-closed (PROTOCOL_ERROR) or one already closed because the gateway
+/// finished its answer first (STREAM_CLOSED, as RFC 9113 has it) is a race
+/// with the response. Either code is accepted; no other.
+const RACES: &[&str] = &[
+    "5.1 half-closed (remote): DATA",
+    "5.1 half-closed (remote): HEADERS",
+];
+
 /// Run every case; fail once, listing every case that failed and every
 /// code deviation not in `known` (or in `known` but not seen).
 async fn run(cases: Vec<Case<'_>>, known: Known) {
@@ -73,7 +83,7 @@ async fn run(cases: Vec<Case<'_>>, known: Known) {
         }
     }
     for k in known {
-        if !deviations.contains(k) {
+        if !deviations.contains(k) && !RACES.contains(&k.0) {
             failed.push(format!(
                 "{}: known deviation no longer seen: update the list",
                 k.0
