@@ -33,9 +33,19 @@ fn free_port() -> u16 {
 
 /// Copy the gateway binary to `to` by way of a rename, so `to` is a new
 /// file (a new inode), as when a package manager replaces it.
+///
+/// `cp` writes the copy, not this process: a file this process held open
+/// for writing would be inherited by any child another test thread forks
+/// meanwhile, and exec'ing the copy could then fail with "Text file busy"
+/// (ETXTBSY). A fresh-clone CI run met exactly that.
 fn install_binary(to: &Path) {
     let tmp = to.with_extension("new");
-    std::fs::copy(bin(), &tmp).expect("copy the binary");
+    let copied = std::process::Command::new("cp")
+        .arg(bin())
+        .arg(&tmp)
+        .status()
+        .expect("run cp");
+    assert!(copied.success(), "cp the binary: {copied}");
     std::fs::rename(&tmp, to).expect("rename the binary");
 }
 
