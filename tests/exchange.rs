@@ -61,10 +61,11 @@ async fn until_closed(mut conn: TcpStream, seen: &Seen) {
 }
 
 /// An origin that, on every connection, reads request heads and answers
-/// each with `answer(i)` where `i` counts requests over all connections;
-/// `None` means: write nothing more and hold the connection until the
-/// gateway closes it.
-async fn origin(answer: fn(usize) -> Option<Vec<u8>>) -> (SocketAddr, Seen) {
+/// each with the pieces `answer(i)` gives, where `i` counts requests over
+/// all connections: each piece is its own write, with a yield after it so
+/// the gateway can read them one by one. `None` means: write nothing more
+/// and hold the connection until the gateway closes it.
+async fn origin(answer: fn(usize) -> Option<Vec<Vec<u8>>>) -> (SocketAddr, Seen) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Seen::default();
@@ -76,13 +77,15 @@ async fn origin(answer: fn(usize) -> Option<Vec<u8>>) -> (SocketAddr, Seen) {
             tokio::spawn(async move {
                 while read_head(&mut conn).await {
                     let i = me.requests.fetch_add(1, Ordering::SeqCst);
-                    match answer(i) {
-                        Some(bytes) => {
-                            if conn.write_all(&bytes).await.is_err() {
-                                break;
-                            }
+                    let Some(pieces) = answer(i) else {
+                        return until_closed(conn, &me).await;
+                    };
+                    for piece in pieces {
+                        if conn.write_all(&piece).await.is_err() {
+                            me.closed.fetch_add(1, Ordering::SeqCst);
+                            return;
                         }
-                        None => return until_closed(conn, &me).await,
+                        tokio::task::yield_now().await;
                     }
                 }
                 me.closed.fetch_add(1, Ordering::SeqCst);
@@ -157,11 +160,11 @@ async fn an_origin_that_stops_mid_body_truncates_the_answer_and_its_connection_i
     // The first answer promises 100 bytes, sends 10 and then nothing; the
     // second, on whichever connection it arrives, is whole.
     let (addr, seen) = origin(|i| {
-        Some(if i == 0 {
+        Some(vec![if i == 0 {
             b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789".to_vec()
         } else {
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nwhole".to_vec()
-        })
+        }])
     })
     .await;
     let config = single_route("p", &[addr], "", "[routes.timeouts]\nread = \"300ms\"\n");
@@ -188,11 +191,11 @@ async fn an_origin_that_stops_mid_body_truncates_the_answer_and_its_connection_i
 #[tokio::test]
 async fn interim_responses_come_before_the_answer_on_a_connection_that_stays_open() {
     let (addr, _seen) = origin(|_| {
-        Some(
+        Some(vec![
             b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n\
               HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
                 .to_vec(),
-        )
+        ])
     })
     .await;
     let gw = TestGateway::start(&patient_route(addr)).await;
@@ -221,38 +224,20 @@ async fn interim_responses_come_before_the_answer_on_a_connection_that_stays_ope
 
 #[tokio::test]
 async fn an_answer_written_in_many_pieces_arrives_whole() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    // 64 chunks of 16 KiB, each written and flushed on its own, with a
-    // yield between them so the gateway reads them one by one.
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                while read_head(&mut conn).await {
-                    if conn
-                        .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    for i in 0..64u8 {
-                        let piece = vec![b'a' + i % 26; 16 * 1024];
-                        let mut frame = format!("{:x}\r\n", piece.len()).into_bytes();
-                        frame.extend_from_slice(&piece);
-                        frame.extend_from_slice(b"\r\n");
-                        if conn.write_all(&frame).await.is_err() {
-                            return;
-                        }
-                        tokio::task::yield_now().await;
-                    }
-                    if conn.write_all(b"0\r\n\r\n").await.is_err() {
-                        return;
-                    }
-                }
-            });
+    // A chunked answer in 66 writes: the head, 64 chunks of 16 KiB, the
+    // last chunk.
+    let (addr, _seen) = origin(|_| {
+        let mut pieces = vec![b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec()];
+        for i in 0..64u8 {
+            let mut frame = format!("{:x}\r\n", 16 * 1024).into_bytes();
+            frame.extend_from_slice(&[b'a' + i % 26; 16 * 1024]);
+            frame.extend_from_slice(b"\r\n");
+            pieces.push(frame);
         }
-    });
+        pieces.push(b"0\r\n\r\n".to_vec());
+        Some(pieces)
+    })
+    .await;
     let gw = TestGateway::start(&patient_route(addr)).await;
     for _ in 0..2 {
         let r = common::client().get(gw.url("/big")).send().await.unwrap();
