@@ -597,22 +597,13 @@ async fn http1_decide(data: &[u8]) {
 /// token ever panics, and a token that passes names a consumer that is
 /// safe in a header and a log line, and has not expired.
 pub fn jwt(data: &[u8]) {
-    use crate::jwt::{verify, Alg, Expected, KeySet};
+    use crate::jwt::{verify, KeySet};
     let _ = KeySet::parse(data);
     let Ok(token) = std::str::from_utf8(data) else {
         return;
     };
     let _ = crate::jwt::header(token);
-    let audiences = [FUZZ_JWT_AUDIENCE.to_string()];
-    let expected = Expected {
-        issuer: FUZZ_JWT_ISSUER,
-        audiences: &audiences,
-        algorithms: &Alg::ALL,
-        leeway: 30,
-        consumer_claim: "sub",
-        scopes_claim: "scope",
-    };
-    if let Ok(v) = verify(token, fuzz_jwt_keys(), &expected, FUZZ_JWT_NOW) {
+    if let Ok(v) = verify(token, fuzz_jwt_keys(), &fuzz_jwt_expected(), FUZZ_JWT_NOW) {
         assert!(!v.consumer.is_empty() && v.consumer.len() <= 256);
         assert!(v
             .consumer
@@ -626,6 +617,20 @@ pub fn jwt(data: &[u8]) {
 pub const FUZZ_JWT_ISSUER: &str = "https://login.example.com/";
 pub const FUZZ_JWT_AUDIENCE: &str = "orders-api";
 pub const FUZZ_JWT_NOW: u64 = 1_800_000_000;
+
+/// What the `jwt` target expects of a token: its issuer and audience,
+/// every algorithm, 30 s of leeway, the consumer in `sub`.
+pub fn fuzz_jwt_expected() -> crate::jwt::Expected<'static> {
+    static AUDIENCES: std::sync::OnceLock<[String; 1]> = std::sync::OnceLock::new();
+    crate::jwt::Expected {
+        issuer: FUZZ_JWT_ISSUER,
+        audiences: AUDIENCES.get_or_init(|| [FUZZ_JWT_AUDIENCE.to_string()]),
+        algorithms: &crate::jwt::Alg::ALL,
+        leeway: 30,
+        consumer_claim: "sub",
+        scopes_claim: "scope",
+    }
+}
 
 /// The `jwt` target's key set: one Ed25519 key (kid `fuzz`) from a fixed
 /// seed, so a corpus can hold tokens that verify.
@@ -674,16 +679,8 @@ mod tests {
             std::fs::write(path, &want).unwrap();
         }
         assert_eq!(std::fs::read_to_string(path).unwrap(), want);
-        let audiences = [FUZZ_JWT_AUDIENCE.to_string()];
-        let expected = crate::jwt::Expected {
-            issuer: FUZZ_JWT_ISSUER,
-            audiences: &audiences,
-            algorithms: &crate::jwt::Alg::ALL,
-            leeway: 30,
-            consumer_claim: "sub",
-            scopes_claim: "scope",
-        };
-        let v = crate::jwt::verify(&want, fuzz_jwt_keys(), &expected, FUZZ_JWT_NOW).unwrap();
+        let v =
+            crate::jwt::verify(&want, fuzz_jwt_keys(), &fuzz_jwt_expected(), FUZZ_JWT_NOW).unwrap();
         assert_eq!(v.consumer, "fuzz-user");
         jwt(want.as_bytes());
     }
