@@ -256,6 +256,8 @@ pub struct Entry<'a> {
     pub bytes_sent: usize,
     pub consumer: Option<&'a str>,
     pub key_prefix: Option<&'a str>,
+    /// The issuer of the bearer token that named `consumer`.
+    pub issuer: Option<&'a str>,
     pub auth_failure: Option<&'a str>,
     pub limit: Option<&'a str>,
     /// Verified client certificate subject (TLS listeners with client_auth).
@@ -318,6 +320,7 @@ impl Entry<'_> {
         );
         field_str(&mut b, "consumer", self.consumer);
         field_str(&mut b, "key_prefix", self.key_prefix);
+        field_str(&mut b, "issuer", self.issuer);
         field_str(&mut b, "auth_failure", self.auth_failure);
         field_str(&mut b, "limit", self.limit);
         field_str(&mut b, "client_cert_subject", self.client_cert_subject);
@@ -417,6 +420,7 @@ mod tests {
             bytes_sent: 42,
             consumer: Some("acme"),
             key_prefix: Some("pk_abcdef"),
+            issuer: None,
             decisions: vec!["breaker_probe", "backend_ejected"],
             ..Entry::default()
         };

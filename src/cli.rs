@@ -232,6 +232,13 @@ fn check(mut files: Vec<PathBuf>) -> ExitCode {
     let mut ok = true;
     for file in files {
         match crate::reload::prepare_detached(&file) {
+            Ok(prepared) if !prepared.snapshot.issuers.fetch_failures.is_empty() => {
+                // At start-up or on reload the gateway runs on without
+                // them (and retries); `check` says the config is not ready.
+                ok = false;
+                let errors = prepared.snapshot.issuers.fetch_failures.clone();
+                print_errors(&file, &config::ConfigErrors(errors));
+            }
             Ok(prepared) => {
                 for cert in prepared.certs.iter().flatten().flat_map(|s| &s.certs) {
                     if let Some(days) = cert.expires_within(CERT_EXPIRY_WARNING_DAYS) {

@@ -153,16 +153,14 @@ pub fn try_lines(config: &Config) -> Vec<String> {
         if !demo_key_known {
             continue;
         }
-        let (key, query) = match &r.auth {
-            RouteAuth::ApiKey(KeySource::Header(h)) => {
-                (format!(" -H '{h}: {DEMO_KEY}'"), String::new())
-            }
-            RouteAuth::ApiKey(KeySource::Bearer) => (
+        let (key, query) = match r.auth.api_key() {
+            Some(KeySource::Header(h)) => (format!(" -H '{h}: {DEMO_KEY}'"), String::new()),
+            Some(KeySource::Bearer) => (
                 format!(" -H 'Authorization: Bearer {DEMO_KEY}'"),
                 String::new(),
             ),
-            RouteAuth::ApiKey(KeySource::Query(q)) => (String::new(), format!("?{q}={DEMO_KEY}")),
-            RouteAuth::None => (String::new(), String::new()),
+            Some(KeySource::Query(q)) => (String::new(), format!("?{q}={DEMO_KEY}")),
+            None => continue,
         };
         let limited = if r.rate_limits.is_empty() {
             ""

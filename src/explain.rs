@@ -177,6 +177,7 @@ pub async fn explain(
         .and_then(|i| snapshot.consumers.consumers.get(i as usize));
     let valid = consumer.filter(|_| decision.auth_failure.is_none());
     match &route.auth {
+        None if route.bearer.is_some() => {}
         None => out.line("auth", "none (the route is open)"),
         Some(a) => {
             out.line("auth", format!("api_key, {}", key_place(&a.source)));
@@ -214,27 +215,55 @@ pub async fn explain(
             }
         }
     }
-    let plan = plans::plan(&route.limits, index, valid.map(|c| &c.limits), arrival.ip);
+    if let Some(b) = &route.bearer {
+        explain_bearer(
+            &mut out,
+            snapshot,
+            b,
+            &decision,
+            method,
+            route.auth.is_some(),
+        );
+    }
+    let bearer = decision
+        .bearer
+        .as_ref()
+        .filter(|_| decision.auth_failure.is_none());
+    let token_consumer = bearer.and_then(|b| {
+        let issuer = snapshot.issuers.list.get(b.issuer)?;
+        Some((&b.subject, &issuer.limits))
+    });
+    let plan = plans::plan(
+        &route.limits,
+        index,
+        valid
+            .map(|c| (c.limits.consumer(), &c.limits))
+            .or(token_consumer),
+        arrival.ip,
+    );
     if plan.limits.is_empty() {
         out.line("limits", "none");
     }
     for (i, l) in plan.limits.iter().enumerate() {
         out.line(if i == 0 { "limits" } else { "" }, limit_text(l));
     }
-    if route.auth.is_some() && valid.is_none() {
+    if (route.auth.is_some() || route.bearer.is_some()) && valid.is_none() && bearer.is_none() {
         out.line(
             "",
-            "(the consumer's own limits and quotas apply once a valid key is given)",
+            "(the consumer's own limits and quotas apply once a valid key or token is given)",
         );
     }
     if let Some(f) = snapshot
         .failed_attempts
         .as_ref()
-        .filter(|_| route.auth.is_some())
+        .filter(|_| route.auth.is_some() || route.bearer.is_some())
     {
         out.line(
             "",
-            format!("failed key attempts per client IP: {}", bucket_of(f)),
+            format!(
+                "failed key or token attempts per client IP: {}",
+                bucket_of(f)
+            ),
         );
     }
     if let Some(max) = route.max_body_size {
@@ -455,6 +484,108 @@ fn explain_pool(out: &mut Lines, route: &crate::snapshot::Route) {
 
 fn dur(d: Duration) -> String {
     humantime::format_duration(d).to_string()
+}
+
+/// The token part of a route's auth: the issuers and the claims a token
+/// is checked against, and what became of the token presented (never the
+/// token itself).
+fn explain_bearer(
+    out: &mut Lines,
+    snapshot: &Snapshot,
+    b: &crate::bearer::RouteBearer,
+    decision: &Decision,
+    method: &str,
+    or_key: bool,
+) {
+    use crate::config::model::TokenSource;
+    let place = match &b.token_from {
+        TokenSource::Bearer => "token as Authorization: Bearer".to_string(),
+        TokenSource::Header(h) => format!("token in header {h}"),
+        TokenSource::Cookie(c) => format!("token in cookie {c}"),
+    };
+    if or_key {
+        out.line("", format!("or jwt, {place} (a token shaped like a JWT)"));
+    } else {
+        out.line("auth", format!("jwt, {place}"));
+    }
+    for (i, issuer) in snapshot.issuers.list.iter().enumerate() {
+        if !b.issuers.is_empty() && !b.issuers.contains(&i) {
+            continue;
+        }
+        let c = &issuer.config;
+        let algorithms: Vec<&str> = c.algorithms.iter().map(|a| a.as_str()).collect();
+        let keys = issuer.key_set().map_or("no key set yet".to_string(), |k| {
+            format!("{} key(s)", k.keys.len())
+        });
+        out.line(
+            "  issuer",
+            format!(
+                "{}: iss {:?}, aud one of {:?}, {} ({keys}), exp/nbf/iat with {}s leeway; consumer from claim {:?}, scopes from {:?}",
+                issuer.id,
+                c.issuer,
+                c.audiences,
+                algorithms.join(", "),
+                c.leeway.as_secs(),
+                c.consumer_claim,
+                c.scopes_claim,
+            ),
+        );
+    }
+    let scopes: Vec<&str> = b
+        .required_scopes
+        .for_method(method)
+        .map(String::as_str)
+        .collect();
+    if !scopes.is_empty() {
+        out.line("  scopes", format!("{} (for {method})", scopes.join(" ")));
+    }
+    if !b.forward_claims.is_empty() {
+        let claims: Vec<String> = b
+            .forward_claims
+            .iter()
+            .map(|(h, c)| format!("{h} <- {c}"))
+            .collect();
+        out.line("  claims", claims.join(", "));
+    }
+    let kept = if b.keep_token { "kept" } else { "removed" };
+    match (&decision.bearer, decision.auth_failure) {
+        (_, _) if decision.denied_by == Some("failed-attempts") => out.line(
+            "  token",
+            "not looked at: too many failed attempts from this address",
+        ),
+        (Some(t), None) => out.line(
+            "  token",
+            format!(
+                "valid: consumer {:?} of issuer {}, scopes [{}] (the token is {kept}; the backend gets {}: {})",
+                &*t.consumer,
+                t.issuer_id,
+                t.scopes.join(" "),
+                snapshot.consumer_header,
+                &*t.consumer
+            ),
+        ),
+        (Some(t), Some(reason)) => out.line(
+            "  token",
+            format!(
+                "refused ({reason}): consumer {:?} of issuer {}, scopes [{}]",
+                &*t.consumer,
+                t.issuer_id,
+                t.scopes.join(" ")
+            ),
+        ),
+        (None, Some(_)) if decision.token_rejection.is_some() => out.line(
+            "  token",
+            format!(
+                "refused (token_invalid: {})",
+                decision.token_rejection.map_or("", |r| r.label())
+            ),
+        ),
+        (None, Some("token_missing")) => out.line(
+            "  token",
+            "none presented (add the token with -H to see its consumer)",
+        ),
+        _ => {}
+    }
 }
 
 fn key_place(place: &auth::KeyPlace) -> String {

@@ -94,6 +94,7 @@ impl Gateway {
             route_metrics,
             usage: UsageTable::default(),
             cache: crate::cache::CacheTable::new(metrics.cache().clone()),
+            bearer: crate::bearer::BearerTable::new(metrics.jwt().clone()),
         };
         let prepared = reload::prepare(&config_path, &tables, None)?;
         let state = LongLived::new(&prepared.snapshot.config, prepared.certs, tables, metrics)?;
@@ -163,6 +164,11 @@ impl Gateway {
     /// Since when usage per consumer has been counted.
     pub fn usage_since(&self) -> std::time::SystemTime {
         self.state.tables.usage.since()
+    }
+
+    /// Usage per consumer and route.
+    pub fn usage(&self) -> &crate::usage::UsageTable {
+        &self.state.tables.usage
     }
 
     /// Every start-up listener's bound address, once the server bound them.

@@ -27,7 +27,9 @@
 //!    [`policy`] (route policy compiled per load: header edits, path
 //!    rewrites, `Via` entries, the version lifecycle), [`plans`] (usage
 //!    plans: which limits apply to a call), [`auth`] (the consumer index,
-//!    reading and removing keys, authentication), [`material`] (the TLS
+//!    reading and removing keys, authentication), [`bearer`] (bearer
+//!    tokens: issuers, fetched key sets, the verified-token cache, reading
+//!    and removing tokens), [`material`] (the TLS
 //!    files a config names, their digests, the config's fingerprint),
 //!    [`tls`] (certificate stores for SNI, client-certificate
 //!    verification), [`upstream`] (pools: state kept across reloads,
@@ -61,6 +63,7 @@
 pub mod accesslog;
 pub mod admin;
 pub mod auth;
+pub mod bearer;
 pub mod cache;
 pub mod cli;
 pub mod clock;

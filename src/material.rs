@@ -1,6 +1,6 @@
 //! The TLS files a config names (listener certificates, keys and client
-//! CAs; pool CA bundles, client certificates and keys) and a digest of
-//! what each holds, so that two configs naming the same files can still be
+//! CAs; pool CA bundles, client certificates and keys) and its issuers'
+//! key-set files (`jwks_file`), and a digest of what each holds, so that two configs naming the same files can still be
 //! told apart; and the fingerprint of everything a config was read from.
 
 use std::collections::BTreeMap;
@@ -22,6 +22,17 @@ pub fn tls_files(config: &Config) -> Vec<&Path> {
         .flat_map(listener_files)
         .chain(config.pools.values().flat_map(pool_files))
         .collect()
+}
+
+/// Every file a config names besides the files it is read from: its TLS
+/// files and its issuers' `jwks_file`s. Their digests are the config's
+/// material; the file watcher watches them.
+pub fn files(config: &Config) -> Vec<&Path> {
+    let jwks = config.jwt_issuers.iter().filter_map(|i| match &i.keys {
+        model::JwksSource::File(f) => Some(f.path.as_path()),
+        _ => None,
+    });
+    tls_files(config).into_iter().chain(jwks).collect()
 }
 
 /// The TLS files of one listener: certificates, keys, client CA.
@@ -70,7 +81,7 @@ pub fn fingerprint(config: &Config, material: &Material) -> u64 {
 }
 
 pub fn read(config: &Config) -> Material {
-    tls_files(config)
+    files(config)
         .into_iter()
         .filter_map(|path| {
             let bytes = std::fs::read(path).ok()?;

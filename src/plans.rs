@@ -80,11 +80,11 @@ impl PlannedLimit {
         }
     }
 
-    /// The check of this limit for a request by the consumer of `consumer`
-    /// (its limits) from `ip`.
-    pub fn check(&self, consumer: Option<&ConsumerLimits>, ip: Option<IpAddr>) -> Check {
+    /// The check of this limit for a request by `consumer` (the id its
+    /// per-consumer counters are kept under) from `ip`.
+    pub fn check(&self, consumer: Option<&Arc<str>>, ip: Option<IpAddr>) -> Check {
         let subject = match (self.per, consumer, ip) {
-            (Per::Consumer, Some(c), _) => Subject::Consumer(c.consumer.clone()),
+            (Per::Consumer, Some(c), _) => Subject::Consumer(c.clone()),
             (Per::ClientIp, _, Some(ip)) => Subject::ClientIp(ip),
             _ => Subject::All,
         };
@@ -163,11 +163,12 @@ impl PolicyCache {
 
 /// The `limit` labels a request on `route` can be refused with (429), as
 /// `portcullis_rate_limited_total` names them: the route's own limits,
-/// and on a key route the plans of `consumers` that can apply there and
-/// brute-force damping (`failed_attempts`).
+/// and on a key or token route the plans of `consumers` (or of `issuers`)
+/// that can apply there and brute-force damping (`failed_attempts`).
 pub fn refusal_labels(
     route: &model::RouteConfig,
     consumers: &[model::Consumer],
+    issuers: &[model::JwtIssuer],
     failed_attempts: bool,
 ) -> Vec<&'static str> {
     let mut labels: Vec<&'static str> = route
@@ -183,15 +184,30 @@ pub fn refusal_labels(
         let on_route = |l: &model::ConsumerLimit| {
             l.routes.contains(&route.id) || l.tags.iter().any(|t| route.tags.contains(t))
         };
-        for c in consumers {
-            for l in &c.rate_limits {
+        let plans = consumers
+            .iter()
+            .filter(|_| route.auth.api_key().is_some())
+            .map(|c| (&c.rate_limits, &c.quotas))
+            .chain(
+                issuers
+                    .iter()
+                    .filter(|i| {
+                        route
+                            .auth
+                            .jwt()
+                            .is_some_and(|j| j.issuers.is_empty() || j.issuers.contains(&i.id))
+                    })
+                    .map(|i| (&i.rate_limits, &i.quotas)),
+            );
+        for (rate_limits, quotas) in plans {
+            for l in rate_limits {
                 if l.routes.is_empty() && l.tags.is_empty() {
                     labels.push("consumer");
                 } else if on_route(l) {
                     labels.push("consumer-route");
                 }
             }
-            for q in &c.quotas {
+            for q in quotas {
                 labels.push(match q.period {
                     Period::Day => "daily-quota",
                     Period::Month => "monthly-quota",
@@ -260,20 +276,52 @@ impl ConsumerLimits {
     }
 
     pub fn build(c: &model::Consumer, routes: &[model::RouteConfig]) -> ConsumerLimits {
-        let mut out = ConsumerLimits {
-            consumer: Arc::from(c.id.as_str()),
-            ..ConsumerLimits::default()
-        };
+        let mut out = ConsumerLimits::of(
+            &format!("consumer:{}", c.id),
+            &format!("quota:{}", c.id),
+            &c.rate_limits,
+            &c.quotas,
+            routes,
+            Per::Shared,
+        );
+        out.consumer = Arc::from(c.id.as_str());
+        out
+    }
+
+    /// The limits each consumer of a bearer-token issuer has, each
+    /// consumer counted apart.
+    pub fn build_issuer(i: &model::JwtIssuer, routes: &[model::RouteConfig]) -> ConsumerLimits {
+        ConsumerLimits::of(
+            &format!("jwt:{}", i.id),
+            &format!("jwt-quota:{}", i.id),
+            &i.rate_limits,
+            &i.quotas,
+            routes,
+            Per::Consumer,
+        )
+    }
+
+    /// Limits whose policies start with `owner` (`quota_owner` for
+    /// quotas), counting as `per` says.
+    fn of(
+        owner: &str,
+        quota_owner: &str,
+        rate_limits: &[model::ConsumerLimit],
+        quotas: &[crate::ratelimit::Quota],
+        routes: &[model::RouteConfig],
+        per: Per,
+    ) -> ConsumerLimits {
+        let mut out = ConsumerLimits::default();
         let mut seen = Vec::new();
         let mut seen_on_route = Vec::new();
-        for l in &c.rate_limits {
+        for l in rate_limits {
             let limit = Limit::Bucket(l.bucket);
             if l.routes.is_empty() && l.tags.is_empty() {
                 out.everywhere.push(PlannedLimit::new(
                     numbered("consumer", &mut seen),
-                    format!("consumer:{}:{}", c.id, bucket_text(&l.bucket)),
+                    format!("{owner}:{}", bucket_text(&l.bucket)),
                     limit,
-                    Per::Shared,
+                    per,
                 ));
                 continue;
             }
@@ -285,29 +333,24 @@ impl ConsumerLimits {
                         i as u32,
                         PlannedLimit::new(
                             name.clone(),
-                            format!(
-                                "consumer:{}:route:{}:{}",
-                                c.id,
-                                r.id,
-                                bucket_text(&l.bucket)
-                            ),
+                            format!("{owner}:route:{}:{}", r.id, bucket_text(&l.bucket)),
                             limit,
-                            Per::Shared,
+                            per,
                         ),
                     ));
                 }
             }
         }
-        for q in &c.quotas {
+        for q in quotas {
             let (name, period) = match q.period {
                 Period::Day => ("daily-quota", "day"),
                 Period::Month => ("monthly-quota", "month"),
             };
             out.everywhere.push(PlannedLimit::new(
                 name.to_string(),
-                format!("quota:{}:{period}", c.id),
+                format!("{quota_owner}:{period}"),
                 Limit::Quota(*q),
-                Per::Shared,
+                per,
             ));
         }
         out.on_route.sort_by_key(|(r, _)| *r);
@@ -366,19 +409,22 @@ impl Plan<'_> {
 }
 
 /// The plan for a call of route `route_index` (with `route` its limits) by
-/// the consumer whose limits are `consumer` (when authenticated) from `ip`.
+/// `consumer` (when authenticated: the id its per-consumer counters are
+/// kept under, and its limits) from `ip`.
 pub fn plan<'a>(
     route: &'a RouteLimits,
     route_index: usize,
-    consumer: Option<&'a ConsumerLimits>,
+    consumer: Option<(&Arc<str>, &'a ConsumerLimits)>,
     ip: Option<IpAddr>,
 ) -> Plan<'a> {
     let mut limits: SmallVec<[&PlannedLimit; 6]> = route.limits.iter().collect();
     let index = u32::try_from(route_index).unwrap_or(u32::MAX);
-    if let Some(c) = consumer {
+    if let Some((_, c)) = consumer {
         limits.extend(c.for_route(index));
     }
-    let checks = limits.iter().map(|l| l.check(consumer, ip)).collect();
+    let who = consumer.map(|(id, _)| id);
+    let checks = limits.iter().map(|l| l.check(who, ip)).collect();
+    let consumer = consumer.map(|(_, c)| c);
     Plan {
         limits,
         checks,
@@ -449,7 +495,12 @@ quota = { day = 1000 }
         let consumer = index.consumer(0);
         let a = RouteLimits::build(&config.routes[0]);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let p = plan(&a, 0, consumer.map(|c| &c.limits), Some(ip));
+        let p = plan(
+            &a,
+            0,
+            consumer.map(|c| (c.limits.consumer(), &c.limits)),
+            Some(ip),
+        );
         let names: Vec<&str> = p.limits.iter().map(|l| &*l.name).collect();
         assert_eq!(
             names,
@@ -475,7 +526,12 @@ quota = { day = 1000 }
         );
         // Route b has no limits of its own and no consumer-route limit.
         let b = RouteLimits::build(&config.routes[1]);
-        let p = plan(&b, 1, consumer.map(|c| &c.limits), Some(ip));
+        let p = plan(
+            &b,
+            1,
+            consumer.map(|c| (c.limits.consumer(), &c.limits)),
+            Some(ip),
+        );
         let names: Vec<&str> = p.limits.iter().map(|l| &*l.name).collect();
         assert_eq!(names, ["consumer", "daily-quota"]);
         // Anonymous: only the route's.

@@ -23,6 +23,13 @@ pub enum Problem {
     KeyInvalid,
     /// A valid key out of its consumer's scope.
     Forbidden,
+    /// No bearer token where the route reads it.
+    TokenRequired,
+    /// A token that does not verify, has expired, is for another issuer
+    /// or audience…: which, is not told.
+    TokenInvalid,
+    /// A valid token without a scope the route requires.
+    InsufficientScope,
     /// A rate limit or quota was hit.
     TooManyRequests,
     /// Too many failed key attempts from this address.
@@ -60,8 +67,11 @@ impl Problem {
             Problem::HeadersTooLarge => 431,
             Problem::PayloadTooLarge => 413,
             Problem::NotImplemented => 501,
-            Problem::KeyRequired | Problem::KeyInvalid => 401,
-            Problem::Forbidden => 403,
+            Problem::KeyRequired
+            | Problem::KeyInvalid
+            | Problem::TokenRequired
+            | Problem::TokenInvalid => 401,
+            Problem::Forbidden | Problem::InsufficientScope => 403,
             Problem::TooManyRequests | Problem::TooManyFailedAttempts => 429,
             Problem::NoHealthyBackend | Problem::CircuitOpen | Problem::PoolSaturated => 503,
             Problem::Gone => 410,
@@ -82,8 +92,11 @@ impl Problem {
             Problem::HeadersTooLarge => "Request Header Fields Too Large",
             Problem::PayloadTooLarge => "Content Too Large",
             Problem::NotImplemented => "Not Implemented",
-            Problem::KeyRequired | Problem::KeyInvalid => "Unauthorized",
-            Problem::Forbidden => "Forbidden",
+            Problem::KeyRequired
+            | Problem::KeyInvalid
+            | Problem::TokenRequired
+            | Problem::TokenInvalid => "Unauthorized",
+            Problem::Forbidden | Problem::InsufficientScope => "Forbidden",
             Problem::TooManyRequests | Problem::TooManyFailedAttempts => "Too Many Requests",
             Problem::NoHealthyBackend | Problem::CircuitOpen | Problem::PoolSaturated => {
                 "Service Unavailable"
@@ -109,6 +122,9 @@ impl Problem {
             Problem::KeyRequired => "An API key is required.",
             Problem::KeyInvalid => "The API key is not valid.",
             Problem::Forbidden => "The API key does not allow this request.",
+            Problem::TokenRequired => "A bearer token is required.",
+            Problem::TokenInvalid => "The bearer token is not valid.",
+            Problem::InsufficientScope => "The bearer token lacks a scope this request requires.",
             Problem::TooManyRequests => "Too many requests.",
             Problem::TooManyFailedAttempts => {
                 "Too many requests with invalid API keys from this address."

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue};
 
 use crate::auth::ConsumerIndex;
-use crate::config::model::{self, Config, KeySource, RouteAuth, TimeoutsConfig};
+use crate::config::model::{self, Config, KeySource, TimeoutsConfig};
 use crate::config::{ConfigError, ConfigErrors};
 use crate::metrics::RouteMetrics;
 use crate::plans::{self, PlannedLimit, RouteLimits};
@@ -30,8 +30,10 @@ pub struct Route {
     pub response_headers: HeaderOps,
     /// The pool's timeouts overlaid with the route's own.
     pub timeouts: TimeoutsConfig,
-    /// `Some` on routes with `auth = "api_key"`.
+    /// `Some` on routes with `auth = "api_key"` or `"api_key_or_jwt"`.
     pub auth: Option<RouteKeyAuth>,
+    /// `Some` on routes with `auth = "jwt"` or `"api_key_or_jwt"`.
+    pub bearer: Option<crate::bearer::RouteBearer>,
     pub limits: RouteLimits,
     /// Request metric handles (long-lived, by route id).
     pub metrics: Arc<RouteMetrics>,
@@ -94,6 +96,8 @@ pub struct Snapshot {
     pub pools: HashMap<String, Arc<Pool>>,
     /// Consumers and keys.
     pub consumers: ConsumerIndex,
+    /// Issuers of bearer tokens, their key sets and the tokens verified.
+    pub issuers: crate::bearer::Issuers,
     /// Carries the consumer id upstream; always stripped from clients.
     pub consumer_header: HeaderName,
     /// The header names the config makes the gateway's own, beside the
@@ -143,6 +147,8 @@ impl Snapshot {
                     message: e.message,
                 }
             })?;
+        let issuers =
+            crate::bearer::Issuers::build(&config, &tables.bearer).map_err(ConfigErrors)?;
         let router = Router::build(&config.routes);
         let routes = config
             .routes
@@ -166,12 +172,14 @@ impl Snapshot {
                     rewrite,
                     request_headers: HeaderOps::compile(&r.request_headers),
                     response_headers: HeaderOps::compile(&r.response_headers),
-                    auth: match &r.auth {
-                        RouteAuth::None => None,
-                        RouteAuth::ApiKey(source) => {
-                            Some(RouteKeyAuth::new(source, &config.auth.realm))
-                        }
-                    },
+                    auth: r
+                        .auth
+                        .api_key()
+                        .map(|source| RouteKeyAuth::new(source, &config.auth.realm)),
+                    bearer: r
+                        .auth
+                        .jwt()
+                        .map(|j| crate::bearer::RouteBearer::new(j, &issuers, &config.auth.realm)),
                     limits: RouteLimits::build(r),
                     metrics: route_metrics.for_route(&r.id),
                     lifecycle: RouteLifecycle::build(&r.lifecycle).map(Box::new),
@@ -218,6 +226,7 @@ impl Snapshot {
             routes,
             pools,
             consumers,
+            issuers,
             consumer_header,
             owned_headers,
             via,
@@ -230,11 +239,15 @@ impl Snapshot {
 
     /// A one-line summary for `check` and logs.
     pub fn summary(&self) -> String {
-        format!(
+        let mut summary = format!(
             "{} routes, {} pools, {} consumers",
             self.routes.len(),
             self.pools.len(),
-            self.consumers.consumers.len()
-        )
+            self.consumers.consumers.len(),
+        );
+        if !self.issuers.list.is_empty() {
+            summary += &format!(", {} jwt issuers", self.issuers.list.len());
+        }
+        summary
     }
 }

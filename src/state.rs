@@ -70,6 +70,8 @@ pub struct Tables {
     pub usage: UsageTable,
     /// The response cache's store, lock table and per-route settings.
     pub cache: CacheTable,
+    /// Fetched JWT key sets and the bearer metric families.
+    pub bearer: crate::bearer::BearerTable,
 }
 
 impl Tables {
@@ -81,6 +83,7 @@ impl Tables {
             route_metrics: RouteMetricsTable::detached(),
             usage: UsageTable::default(),
             cache: CacheTable::detached(),
+            bearer: crate::bearer::BearerTable::detached(),
         }
     }
 }

@@ -56,7 +56,7 @@ impl UsageRefusal {
     /// or a limit label (`daily-quota`, `route-consumer`, …).
     pub fn of(auth_failure: Option<&str>, limit: Option<&str>) -> Option<UsageRefusal> {
         match (auth_failure, limit) {
-            (Some("out_of_scope"), _) => Some(UsageRefusal::OutOfScope),
+            (Some("out_of_scope" | "insufficient_scope"), _) => Some(UsageRefusal::OutOfScope),
             (Some("consumer_disabled"), _) => Some(UsageRefusal::ConsumerDisabled),
             (Some("key_expired"), _) => Some(UsageRefusal::KeyExpired),
             (Some("key_not_yet_valid"), _) => Some(UsageRefusal::KeyNotYetValid),
@@ -189,17 +189,30 @@ impl ConsumerSlots {
     }
 }
 
+/// Most bearer-token consumers whose usage is kept: they are not listed
+/// in the config, so any number of subjects could call; beyond this, the
+/// least recently seen are forgotten.
+pub const MAX_TOKEN_CONSUMERS: u64 = 10_000;
+
 /// The usage of every consumer, by consumer id; long-lived.
-#[derive(Debug)]
 pub struct UsageTable {
     consumers: Mutex<HashMap<Arc<str>, Arc<ConsumerUsage>>>,
+    /// Consumers named by bearer tokens, by `issuer-id:consumer`.
+    tokens: moka::sync::Cache<Arc<str>, Arc<ConsumerUsage>>,
     since: SystemTime,
+}
+
+impl std::fmt::Debug for UsageTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageTable").finish_non_exhaustive()
+    }
 }
 
 impl Default for UsageTable {
     fn default() -> Self {
         Self {
             consumers: Mutex::default(),
+            tokens: moka::sync::Cache::new(MAX_TOKEN_CONSUMERS),
             since: SystemTime::now(),
         }
     }
@@ -227,7 +240,24 @@ impl UsageTable {
         for usage in kept.values() {
             usage.keep_routes(routes);
         }
+        for (_, usage) in self.tokens.iter() {
+            usage.keep_routes(routes);
+        }
         *self.consumers.lock().unwrap_or_else(|p| p.into_inner()) = kept;
+    }
+
+    /// The usage of the bearer-token consumer `subject`
+    /// (`issuer-id:consumer`), made on first use.
+    pub fn for_token_consumer(&self, subject: &Arc<str>) -> Arc<ConsumerUsage> {
+        self.tokens.get_with_by_ref(subject, Arc::default)
+    }
+
+    /// Every bearer-token consumer seen (and not yet forgotten), by
+    /// subject, sorted.
+    pub fn token_consumers(&self) -> Vec<(Arc<str>, Arc<ConsumerUsage>)> {
+        let mut out: Vec<_> = self.tokens.iter().map(|(k, v)| ((*k).clone(), v)).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Since when usage has been counted (process start).

@@ -58,7 +58,7 @@ impl Watched {
     pub fn of(config_path: &Path, config: &Config) -> Watched {
         let mut w = Watched::default();
         w.add_file(config_path);
-        for f in crate::material::tls_files(config) {
+        for f in crate::material::files(config) {
             w.add_file(f);
         }
         for f in &config.consumer_files {

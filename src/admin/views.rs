@@ -1,6 +1,7 @@
 //! The JSON bodies of the admin API's read endpoints, from the snapshot
 //! now serving and the long-lived state.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -282,13 +283,27 @@ pub async fn usage(gateway: &Gateway, q: &UsageQuery) -> Value {
         .map(|r| (r.id.as_str(), &r.lifecycle))
         .collect();
     let mut consumers = Vec::new();
-    for c in &snapshot.consumers.consumers {
-        if q.consumer.as_deref().is_some_and(|id| id != &*c.id) {
+    // API-key consumers, then those bearer tokens named (`issuer:id`).
+    let keyed = snapshot
+        .consumers
+        .consumers
+        .iter()
+        .map(|c| (c.id.clone(), None, c.usage.usage().clone(), &c.limits));
+    let tokens = gateway
+        .usage()
+        .token_consumers()
+        .into_iter()
+        .filter_map(|(subject, usage)| {
+            let (issuer, id) = subject.split_once(':')?;
+            let issuer = snapshot.issuers.list.iter().find(|i| &*i.id == issuer)?;
+            Some((Arc::from(id), Some(subject.clone()), usage, &issuer.limits))
+        })
+        .collect::<Vec<_>>();
+    for (id, subject, usage, limits) in keyed.chain(tokens) {
+        if q.consumer.as_deref().is_some_and(|want| want != &*id) {
             continue;
         }
-        let routes: Vec<Value> = c
-            .usage
-            .usage()
+        let routes: Vec<Value> = usage
             .routes()
             .into_iter()
             .filter(|(id, _)| q.route.as_deref().is_none_or(|r| r == &**id))
@@ -311,12 +326,13 @@ pub async fn usage(gateway: &Gateway, q: &UsageQuery) -> Value {
         if filtered && routes.is_empty() {
             continue;
         }
+        let counted_as = subject.as_ref().unwrap_or(limits.consumer());
         let mut quotas = Vec::new();
-        for limit in c.limits.quotas() {
+        for limit in limits.quotas() {
             let Limit::Quota(quota) = limit.limit else {
                 continue;
             };
-            let check = limit.check(Some(&c.limits), None);
+            let check = limit.check(Some(counted_as), None);
             let remaining = match gateway.limit_store().peek(&[check], now).await {
                 Outcome::Allowed(s) | Outcome::Denied { states: s, .. } => {
                     s.first().map_or(quota.limit, |s| s.remaining)
@@ -329,7 +345,11 @@ pub async fn usage(gateway: &Gateway, q: &UsageQuery) -> Value {
                 "used": quota.limit.saturating_sub(remaining),
             }));
         }
-        consumers.push(json!({ "id": &*c.id, "routes": routes, "quotas": quotas }));
+        let mut entry = json!({ "id": &*id, "routes": routes, "quotas": quotas });
+        if let Some((issuer, _)) = subject.as_deref().and_then(|s| s.split_once(':')) {
+            entry["issuer"] = issuer.into();
+        }
+        consumers.push(entry);
     }
     json!({
         "since": unix(gateway.usage_since()),

@@ -159,13 +159,16 @@ impl CacheTable {
         settings: &model::CacheSettings,
     ) -> Option<Arc<RouteCaching>> {
         let cache = route.cache.as_ref()?;
-        let (per_consumer, key_in_authorization) = match &route.auth {
-            model::RouteAuth::None => (false, false),
-            model::RouteAuth::ApiKey(model::KeySource::Bearer) => (true, true),
-            model::RouteAuth::ApiKey(_) => (true, false),
-        };
-        let key_param = match &route.auth {
-            model::RouteAuth::ApiKey(model::KeySource::Query(name)) => Some(name.as_str().into()),
+        let per_consumer = route.auth != model::RouteAuth::None;
+        // The credential is in `Authorization`: its presence does not
+        // make the request private to the cache (the key is per consumer).
+        let key_in_authorization = route.auth.api_key() == Some(&model::KeySource::Bearer)
+            || route
+                .auth
+                .jwt()
+                .is_some_and(|j| j.token_from == model::TokenSource::Bearer);
+        let key_param = match route.auth.api_key() {
+            Some(model::KeySource::Query(name)) => Some(name.as_str().into()),
             _ => None,
         };
         Some(Arc::new(RouteCaching {

@@ -44,6 +44,35 @@ pub struct FileConfig {
     /// API consumers and their keys.
     #[serde(default)]
     pub consumers: Vec<ConsumerFile>,
+    /// Identity providers whose bearer tokens (JWTs) routes accept.
+    #[serde(default)]
+    pub jwt_issuers: Vec<JwtIssuerFile>,
+}
+
+/// One `[[jwt_issuers]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtIssuerFile {
+    pub id: Spanned<String>,
+    /// Must equal the token's `iss`.
+    pub issuer: Spanned<String>,
+    /// The token's `aud` must contain one of them.
+    pub audiences: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Exactly one of `jwks_file`, `jwks_url` and `discovery`.
+    pub jwks_file: Option<Spanned<String>>,
+    pub jwks_url: Option<Spanned<String>>,
+    pub discovery: Option<Spanned<String>>,
+    pub refresh: Option<Spanned<DurationText>>,
+    /// The soonest a fetched key set is fetched again on an unknown `kid`.
+    pub min_refresh_interval: Option<Spanned<DurationText>>,
+    pub algorithms: Option<Spanned<Vec<Spanned<String>>>>,
+    pub leeway: Option<Spanned<DurationText>>,
+    pub consumer_claim: Option<Spanned<String>>,
+    pub scopes_claim: Option<Spanned<String>>,
+    /// Limits of each consumer of the issuer, as a consumer's.
+    #[serde(default)]
+    pub rate_limits: Vec<ConsumerLimitFile>,
+    pub quota: Option<QuotaFile>,
 }
 
 /// A file named by `consumer_files`: consumers only, so key management can
@@ -527,8 +556,18 @@ pub struct RouteFile {
     pub request_headers: Option<HeaderRulesFile>,
     pub response_headers: Option<HeaderRulesFile>,
     pub timeouts: Option<TimeoutsFile>,
-    /// `none` (default) | `api_key`
+    /// `none` (default) | `api_key` | `jwt` | `api_key_or_jwt`
     pub auth: Option<Spanned<String>>,
+    /// Ids of the `[[jwt_issuers]]` accepted (default: all).
+    pub jwt_issuers: Option<Vec<Spanned<String>>>,
+    /// `bearer` (default) | `header:NAME` | `cookie:NAME`
+    pub token_from: Option<Spanned<String>>,
+    /// A list of scopes, or a table of method → list.
+    pub required_scopes: Option<Spanned<toml::Value>>,
+    /// Header name → claim name.
+    pub forward_claims: Option<BTreeMap<Spanned<String>, Spanned<String>>>,
+    /// Forward the bearer token to the backend (default `false`).
+    pub keep_token: Option<Spanned<bool>>,
     /// `header:NAME` (default `header:x-api-key`) | `bearer` | `query:NAME`
     pub key_from: Option<Spanned<String>>,
     /// Labels that consumer scopes and limits can name.
@@ -717,10 +756,12 @@ struct OutlineRoot {
     access_log: Option<Outline>,
     #[serde(default)]
     consumers: Vec<Outline>,
+    #[serde(default)]
+    jwt_issuers: Vec<Outline>,
 }
 
 /// The item (`route "id"`, `pool "name"`, `listener "addr"`, `server`,
-/// `admin`, `auth`, `consumer "id"`) whose text contains byte `offset`, if the text is valid TOML of
+/// `admin`, `auth`, `consumer "id"`, `jwt issuer "id"`) whose text contains byte `offset`, if the text is valid TOML of
 /// roughly the right shape and the offset is inside one.
 pub(crate) fn item_at(src: &str, offset: usize) -> Option<String> {
     let root: OutlineRoot = toml::from_str(src).ok()?;
@@ -755,6 +796,12 @@ pub(crate) fn item_at(src: &str, offset: usize) -> Option<String> {
         return Some(match consumer.get("id").and_then(Outline::as_str) {
             Some(id) => format!("consumer {id:?}"),
             None => "consumer".to_string(),
+        });
+    }
+    if let Some(issuer) = root.jwt_issuers.iter().find(|c| c.contains(offset)) {
+        return Some(match issuer.get("id").and_then(Outline::as_str) {
+            Some(id) => format!("jwt issuer {id:?}"),
+            None => "jwt issuer".to_string(),
         });
     }
     None

@@ -426,6 +426,7 @@ strip_prefix = true
             access_log: AccessLogTarget::Stdout,
             cache: Default::default(),
             consumers: vec![],
+            jwt_issuers: vec![],
             consumer_files: vec![],
             consumer_globs: vec![],
             source_digest: Default::default(),

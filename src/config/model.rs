@@ -62,6 +62,11 @@ impl PartialEq for Pos {
 
 impl Eq for Pos {}
 
+impl std::hash::Hash for Pos {
+    // Consistent with `eq`: every position hashes alike.
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
 /// SHA-256 of the text the config was read from: the main file, then each
 /// consumer file with its name, as read once by [`super::load`]. Like
 /// [`Pos`], every `SourceDigest` equals every other: comments and layout
@@ -79,7 +84,7 @@ impl Eq for SourceDigest {}
 
 /// A file the config names (certificate, key, CA bundle), resolved against
 /// the config file's directory, and where the config names it.
-#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FileRef {
     pub path: std::path::PathBuf,
     #[serde(skip)]
@@ -109,6 +114,8 @@ pub struct Config {
     pub cache: CacheSettings,
     /// Consumers from this file, then from each of `consumer_files` in turn.
     pub consumers: Vec<Consumer>,
+    /// Identity providers whose bearer tokens routes accept.
+    pub jwt_issuers: Vec<JwtIssuer>,
     /// The files `consumer_files` named, as read (for messages and reload).
     pub consumer_files: Vec<String>,
     /// The glob patterns among `consumer_files`, resolved against the
@@ -804,6 +811,28 @@ pub struct AuthSettings {
 pub enum RouteAuth {
     None,
     ApiKey(KeySource),
+    Jwt(RouteJwt),
+    /// Either: a presented token that is a JWT goes to the issuers, any
+    /// other to the consumers' keys.
+    ApiKeyOrJwt(KeySource, RouteJwt),
+}
+
+impl RouteAuth {
+    /// Where API keys are read, when the route takes them.
+    pub fn api_key(&self) -> Option<&KeySource> {
+        match self {
+            RouteAuth::ApiKey(s) | RouteAuth::ApiKeyOrJwt(s, _) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// How bearer tokens are taken, when the route takes them.
+    pub fn jwt(&self) -> Option<&RouteJwt> {
+        match self {
+            RouteAuth::Jwt(j) | RouteAuth::ApiKeyOrJwt(_, j) => Some(j),
+            _ => None,
+        }
+    }
 }
 
 /// Where a route reads the API key from.
@@ -896,4 +925,102 @@ pub struct ConsumerLimit {
     pub bucket: crate::ratelimit::Bucket,
     pub routes: Vec<String>,
     pub tags: Vec<String>,
+}
+
+// ---- Bearer tokens (JWT / OpenID Connect) -------------------------------
+
+/// Default `refresh` of a key set fetched from a URL.
+pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(600);
+/// Default `min_refresh_interval`.
+pub const DEFAULT_JWKS_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// Default `leeway`: clock skew allowed on `exp`, `nbf` and `iat`.
+pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(30);
+/// Default `consumer_claim`.
+pub const DEFAULT_CONSUMER_CLAIM: &str = "sub";
+/// Default `scopes_claim`.
+pub const DEFAULT_SCOPES_CLAIM: &str = "scope";
+
+/// One `[[jwt_issuers]]` entry: an identity provider whose tokens routes
+/// with `auth = "jwt"` accept.
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+pub struct JwtIssuer {
+    pub id: String,
+    /// Must equal the token's `iss`.
+    pub issuer: String,
+    /// The token's `aud` must contain one of them (never empty).
+    pub audiences: Vec<String>,
+    pub keys: JwksSource,
+    /// How often a URL key set is fetched again.
+    pub refresh: Duration,
+    /// The soonest a URL key set is fetched again after the last fetch,
+    /// when a token names a key it does not have.
+    pub min_refresh_interval: Duration,
+    /// Allowed signature algorithms (asymmetric only).
+    pub algorithms: Vec<crate::jwt::Alg>,
+    pub leeway: Duration,
+    pub consumer_claim: String,
+    pub scopes_claim: String,
+    /// Limits each of the issuer's consumers has, as a `[[consumers]]`
+    /// entry's `rate_limits`, each subject counted apart.
+    pub rate_limits: Vec<ConsumerLimit>,
+    /// Quotas of each of the issuer's consumers.
+    pub quotas: Vec<crate::ratelimit::Quota>,
+    /// Where the entry is, for messages.
+    #[serde(skip)]
+    pub at: Pos,
+}
+
+/// Where an issuer's JSON Web Key Set comes from.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum JwksSource {
+    /// A local file, re-read on reload and when it changes.
+    File(FileRef),
+    /// Fetched from this URL, and again every `refresh`.
+    Url(String),
+    /// The `jwks_uri` of this OpenID Connect discovery document.
+    Discovery(String),
+}
+
+/// How a route with `auth = "jwt"` (or `"api_key_or_jwt"`) takes tokens.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct RouteJwt {
+    /// Issuer ids accepted; empty: every issuer.
+    pub issuers: Vec<String>,
+    pub token_from: TokenSource,
+    /// Scopes every request needs, and more per method.
+    pub required_scopes: RequiredScopes,
+    /// Header (lower-case) ← claim, set on the forwarded request.
+    pub forward_claims: Vec<(String, String)>,
+    /// Forward the token to the backend (it is removed otherwise).
+    pub keep_token: bool,
+}
+
+/// Where a route reads bearer tokens from.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// `Authorization: Bearer TOKEN`.
+    Bearer,
+    /// A request header (lower-case name) holding the token alone.
+    Header(String),
+    /// A cookie.
+    Cookie(String),
+}
+
+/// The scopes a route's requests need: all of `all`, and all of the
+/// entry for the request's method.
+#[derive(serde::Serialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequiredScopes {
+    pub all: Vec<String>,
+    pub by_method: BTreeMap<String, Vec<String>>,
+}
+
+impl RequiredScopes {
+    /// The scopes a `method` request needs.
+    pub fn for_method<'a>(&'a self, method: &str) -> impl Iterator<Item = &'a String> {
+        self.all
+            .iter()
+            .chain(self.by_method.get(method).into_iter().flatten())
+    }
 }

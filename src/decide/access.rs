@@ -2,9 +2,11 @@
 //! route is known.
 //!
 //! In order: brute-force damping (an address that sent too many invalid
-//! keys gets 429 before its key is even looked at), the API key (401) and
-//! its scope (403), then the route's and the consumer's rate limits and
-//! quotas (429).
+//! keys or tokens gets 429 before its credential is even looked at), the
+//! API key (401) and its scope (403) or the bearer token (401) and the
+//! scopes the route requires (403), then the route's and the consumer's
+//! rate limits and quotas (429). A token's consumer has its issuer's
+//! limits, counted per consumer.
 
 use std::net::IpAddr;
 
@@ -13,6 +15,7 @@ use pingora_http::RequestHeader;
 
 use super::{Decision, Refusal, NANOS_PER_SEC};
 use crate::auth;
+use crate::bearer;
 use crate::plans;
 use crate::problem::Problem;
 use crate::ratelimit::{CheckState, LimitStore, Outcome};
@@ -33,12 +36,14 @@ pub async fn admit(
     let Some(route) = snapshot.routes.get(route_index) else {
         return Ok(());
     };
-    if route.auth.is_none() && route.limits.limits.is_empty() {
+    let guarded = route.auth.is_some() || route.bearer.is_some();
+    if !guarded && route.limits.limits.is_empty() {
         return Ok(());
     }
     let mut consumer = None;
+    let mut bearer = None;
 
-    if let Some(key_auth) = &route.auth {
+    if guarded {
         let damping = snapshot
             .failed_attempts
             .as_ref()
@@ -57,53 +62,55 @@ pub async fn admit(
                 });
             }
         }
-        let key = auth::presented_key(req, &key_auth.source);
-        let now_secs = i64::try_from(now / NANOS_PER_SEC).unwrap_or(i64::MAX);
-        let verdict = auth::authenticate(
-            &snapshot.consumers,
-            key.as_deref(),
-            route_index,
-            &req.method,
-            now_secs,
-        );
-        match verdict {
-            Ok(who) => {
-                decision.consumer = Some(who.consumer_index);
-                decision.key_prefix = Some(who.key.prefix.clone());
-                consumer = Some(who.consumer);
-            }
-            Err(auth::Refused { rejection, key }) => {
-                decision.auth_failure = Some(rejection.reason());
-                // A known key (disabled, expired, out of scope) names its
-                // consumer: logged and counted in the consumer's usage.
-                if let Some(key) = key {
-                    decision.consumer = Some(key.consumer);
-                    decision.key_prefix = Some(key.prefix.clone());
-                }
-                if rejection.is_failed_attempt() {
-                    if let Some(check) = damping {
-                        store.acquire(&[check], now).await;
+        let refused = match token_to_check(route, req) {
+            Some((route_bearer, token)) => {
+                match admit_token(decision, snapshot, req, route_bearer, token, now) {
+                    Ok(b) => {
+                        bearer = Some(b);
+                        Ok(())
                     }
+                    Err(e) => Err(e),
                 }
-                let (problem, challenge) = match rejection {
-                    auth::Rejection::Missing => {
-                        (Problem::KeyRequired, Some(&key_auth.challenge_missing))
-                    }
-                    auth::Rejection::OutOfScope => (Problem::Forbidden, None),
-                    _ => (Problem::KeyInvalid, Some(&key_auth.challenge_invalid)),
-                };
-                return Err(Refusal {
-                    headers: challenge
-                        .map(|c| ("www-authenticate", c.clone()))
-                        .into_iter()
-                        .collect(),
-                    ..Refusal::new(problem)
-                });
             }
+            None => match &route.auth {
+                Some(key_auth) => admit_key(decision, snapshot, req, key_auth, route_index, now)
+                    .map(|who| consumer = Some(who)),
+                None => {
+                    decision.auth_failure = Some(bearer::Failure::Missing.reason());
+                    Err((Refusal::new(Problem::TokenRequired), false))
+                }
+            },
+        };
+        if let Err((mut refusal, failed_attempt)) = refused {
+            if failed_attempt {
+                if let Some(check) = damping {
+                    store.acquire(&[check], now).await;
+                }
+            }
+            if refusal.problem == Problem::TokenRequired || refusal.problem == Problem::KeyRequired
+            {
+                // Every way in the route takes is offered.
+                if let Some(k) = &route.auth {
+                    push_challenge(&mut refusal, &k.challenge_missing);
+                }
+                if let Some(b) = &route.bearer {
+                    push_challenge(&mut refusal, &b.challenge_missing);
+                }
+            }
+            return Err(refusal);
         }
     }
 
-    let plan = plans::plan(&route.limits, route_index, consumer.map(|c| &c.limits), ip);
+    let who = match (&consumer, &bearer) {
+        (Some(c), _) => Some((c.limits.consumer(), &c.limits)),
+        (None, Some(b)) => snapshot
+            .issuers
+            .list
+            .get(b.issuer)
+            .map(|issuer| (&b.subject, &issuer.limits)),
+        (None, None) => None,
+    };
+    let plan = plans::plan(&route.limits, route_index, who, ip);
     if plan.is_empty() {
         return Ok(());
     }
@@ -132,6 +139,127 @@ pub async fn admit(
                 ],
                 ..Refusal::new(Problem::TooManyRequests)
             })
+        }
+    }
+}
+
+/// A refusal, and whether it counts as a failed attempt (damping).
+type Refused = (Refusal, bool);
+
+fn push_challenge(refusal: &mut Refusal, challenge: &HeaderValue) {
+    let entry = ("www-authenticate", challenge.clone());
+    if !refusal.headers.contains(&entry) {
+        refusal.headers.push(entry);
+    }
+}
+
+/// The bearer token to check, when the route takes tokens and one is
+/// presented: on an `api_key_or_jwt` route, only one shaped like a JWT
+/// (anything else is taken as an API key).
+fn token_to_check<'r, 's>(
+    route: &'s crate::snapshot::Route,
+    req: &'r RequestHeader,
+) -> Option<(&'s bearer::RouteBearer, &'r str)> {
+    let route_bearer = route.bearer.as_ref()?;
+    let token = route_bearer.presented(req)?;
+    (route.auth.is_none() || bearer::looks_like_jwt(token.as_bytes()))
+        .then_some((route_bearer, token))
+}
+
+/// Check a bearer token and the route's scopes.
+fn admit_token(
+    decision: &mut Decision,
+    snapshot: &Snapshot,
+    req: &RequestHeader,
+    route_bearer: &bearer::RouteBearer,
+    token: &str,
+    now: u64,
+) -> Result<std::sync::Arc<bearer::Bearer>, Refused> {
+    let now_secs = now / NANOS_PER_SEC;
+    match snapshot
+        .issuers
+        .authenticate(token, &route_bearer.issuers, now_secs)
+    {
+        Ok(b) => {
+            decision.bearer = Some(b.clone());
+            if route_bearer.in_scope(&b, req.method.as_str()) {
+                return Ok(b);
+            }
+            let failure = bearer::Failure::InsufficientScope(b);
+            decision.auth_failure = Some(failure.reason());
+            let challenge =
+                route_bearer.challenge_scope(&snapshot.config.auth.realm, req.method.as_str());
+            Err((
+                Refusal {
+                    headers: vec![("www-authenticate", challenge)],
+                    ..Refusal::new(Problem::InsufficientScope)
+                },
+                false,
+            ))
+        }
+        Err(rejection) => {
+            decision.token_rejection = Some(rejection);
+            decision.auth_failure = Some(bearer::Failure::Invalid(rejection).reason());
+            Err((
+                Refusal {
+                    headers: vec![("www-authenticate", route_bearer.challenge_invalid.clone())],
+                    ..Refusal::new(Problem::TokenInvalid)
+                },
+                true,
+            ))
+        }
+    }
+}
+
+/// Check an API key and its consumer's scope.
+fn admit_key<'s>(
+    decision: &mut Decision,
+    snapshot: &'s Snapshot,
+    req: &RequestHeader,
+    key_auth: &crate::snapshot::RouteKeyAuth,
+    route_index: usize,
+    now: u64,
+) -> Result<&'s auth::ConsumerEntry, Refused> {
+    let key = auth::presented_key(req, &key_auth.source);
+    let now_secs = i64::try_from(now / NANOS_PER_SEC).unwrap_or(i64::MAX);
+    let verdict = auth::authenticate(
+        &snapshot.consumers,
+        key.as_deref(),
+        route_index,
+        &req.method,
+        now_secs,
+    );
+    match verdict {
+        Ok(who) => {
+            decision.consumer = Some(who.consumer_index);
+            decision.key_prefix = Some(who.key.prefix.clone());
+            Ok(who.consumer)
+        }
+        Err(auth::Refused { rejection, key }) => {
+            decision.auth_failure = Some(rejection.reason());
+            // A known key (disabled, expired, out of scope) names its
+            // consumer: logged and counted in the consumer's usage.
+            if let Some(key) = key {
+                decision.consumer = Some(key.consumer);
+                decision.key_prefix = Some(key.prefix.clone());
+            }
+            let (problem, challenge) = match rejection {
+                auth::Rejection::Missing => {
+                    (Problem::KeyRequired, Some(&key_auth.challenge_missing))
+                }
+                auth::Rejection::OutOfScope => (Problem::Forbidden, None),
+                _ => (Problem::KeyInvalid, Some(&key_auth.challenge_invalid)),
+            };
+            Err((
+                Refusal {
+                    headers: challenge
+                        .map(|c| ("www-authenticate", c.clone()))
+                        .into_iter()
+                        .collect(),
+                    ..Refusal::new(problem)
+                },
+                rejection.is_failed_attempt(),
+            ))
         }
     }
 }

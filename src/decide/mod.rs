@@ -11,8 +11,8 @@
 //! 2. the listener's redirect to HTTPS (308);
 //! 3. the route (404, 405 with `Allow`);
 //! 4. access ([`access`]): failed-attempt damping (429), the API key (401)
-//!    and its scope (403), the route's and the consumer's rate limits and
-//!    quotas (429);
+//!    and its scope (403) or the bearer token (401) and its scopes (403),
+//!    the route's and the consumer's rate limits and quotas (429);
 //! 5. the route's `max_body_size` against a declared length (413);
 //! 6. the route's lifecycle: past a `gone` sunset (410).
 //!
@@ -116,6 +116,11 @@ pub struct Decision {
     pub consumer: Option<u32>,
     /// The non-secret prefix of that key.
     pub key_prefix: Option<Arc<str>>,
+    /// The caller a bearer token named: a valid token, or one refused
+    /// for lacking a scope.
+    pub bearer: Option<Arc<crate::bearer::Bearer>>,
+    /// Why a bearer token was refused (for `explain`; clients are not told).
+    pub token_rejection: Option<crate::jwt::Rejection>,
     /// Why authentication failed.
     pub auth_failure: Option<&'static str>,
     /// The limit that refused the request (429), as the access log names it.
@@ -134,6 +139,8 @@ impl Decision {
             prefix_len: 0,
             consumer: None,
             key_prefix: None,
+            bearer: None,
+            token_rejection: None,
             auth_failure: None,
             denied_by: None,
             rate_limit_headers: None,

@@ -9,11 +9,13 @@
 pub mod keys;
 pub mod verify;
 
+#[doc(hidden)]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 
 pub use keys::{Jwk, JwksError, KeySet, PublicKey};
-pub use verify::{header, verify, Expected, Header, Rejection, Verified};
+pub use verify::{claimed_issuer, header, verify, Expected, Header, Rejection, Verified};
 
 /// The signature algorithms portcullis verifies (RFC 7518 §3.1, RFC 8037
 /// for `EdDSA`): asymmetric ones only. `none` and `HS*` are not among

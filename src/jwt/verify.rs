@@ -129,6 +129,19 @@ pub fn header(token: &str) -> Result<Header, Rejection> {
     Ok(Header { alg, kid })
 }
 
+/// The `iss` a token claims, read without verifying anything: which
+/// issuer's keys to verify it with.
+pub fn claimed_issuer(token: &str) -> Result<String, Rejection> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(Rejection::TooLarge);
+    }
+    let (_, payload, _) = split(token)?;
+    match decode_json(payload)?.remove("iss") {
+        Some(Value::String(iss)) => Ok(iss),
+        _ => Err(Rejection::WrongIssuer),
+    }
+}
+
 /// Verify `token` against `keys` and `expected` at `now` (seconds since
 /// the epoch).
 pub fn verify(

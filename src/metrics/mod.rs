@@ -5,6 +5,7 @@
 //! key, path or client address is ever a label.
 
 pub mod cache;
+pub mod jwt;
 mod process;
 mod requests;
 mod status;
@@ -53,6 +54,7 @@ pub struct Metrics {
     last_reload_ok: IntGauge,
     restart_required: IntGaugeVec,
     cache: cache::CacheFamilies,
+    jwt: jwt::JwtFamilies,
 }
 
 /// What [`Metrics::render`] reads from the gateway at scrape time.
@@ -183,6 +185,8 @@ impl Metrics {
         upstream.register(&registry)?;
         let cache = cache::CacheFamilies::new()?;
         cache.register(&registry)?;
+        let jwt = jwt::JwtFamilies::new()?;
+        jwt.register(&registry)?;
         registry.register(Box::new(backend_up.clone()))?;
         registry.register(Box::new(backend_inflight.clone()))?;
         registry.register(Box::new(last_reload.clone()))?;
@@ -212,7 +216,13 @@ impl Metrics {
             last_reload_ok,
             restart_required,
             cache,
+            jwt,
         })
+    }
+
+    /// The bearer-token families.
+    pub fn jwt(&self) -> &jwt::JwtFamilies {
+        &self.jwt
     }
 
     /// The response cache's families.
@@ -284,7 +294,7 @@ impl Metrics {
     /// has any more), but those of requests that matched no route.
     pub fn route_refusals<'a>(
         &self,
-        routes: impl IntoIterator<Item = (&'a str, &'a [&'static str], Vec<&'static str>)>,
+        routes: impl IntoIterator<Item = (&'a str, Vec<&'static str>, Vec<&'static str>)>,
     ) {
         let mut auth = std::collections::HashSet::new();
         let mut limited = std::collections::HashSet::new();

@@ -223,8 +223,11 @@ pub fn cache_key(session: &Session, ctx: &RequestCtx) -> Result<CacheKey> {
             .as_ref()
             .zip(ctx.consumer)
             .and_then(|(s, c)| s.consumers.consumer(c));
-        match entry {
-            Some(e) => Some(e.id.clone()),
+        // A token's consumer is keyed with its issuer: two issuers may
+        // name different callers alike.
+        let token = ctx.bearer.as_ref().map(|b| b.subject.clone());
+        match entry.map(|e| e.id.clone()).or(token) {
+            Some(id) => Some(id),
             // Never share an entry because the consumer is unknown.
             None => {
                 return Error::e_explain(

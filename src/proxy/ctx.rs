@@ -95,6 +95,8 @@ pub struct RequestCtx {
     pub consumer: Option<u32>,
     /// The non-secret prefix of the key used.
     pub key_prefix: Option<Arc<str>>,
+    /// The caller a bearer token named.
+    pub bearer: Option<Arc<crate::bearer::Bearer>>,
     /// Why authentication failed, for the access log.
     pub auth_failure: Option<&'static str>,
     /// The limit that refused the request (429), for the access log.
@@ -138,6 +140,7 @@ impl RequestCtx {
             hsts: None,
             consumer: None,
             key_prefix: None,
+            bearer: None,
             auth_failure: None,
             denied_by: None,
             rate_limit_headers: None,
@@ -153,6 +156,7 @@ impl RequestCtx {
         self.prefix_len = decision.prefix_len;
         self.consumer = decision.consumer;
         self.key_prefix = decision.key_prefix;
+        self.bearer = decision.bearer;
         self.auth_failure = decision.auth_failure;
         self.denied_by = decision.denied_by;
         self.rate_limit_headers = decision.rate_limit_headers;
@@ -172,6 +176,7 @@ impl RequestCtx {
             snapshot,
             route: snapshot.routes.get(self.route?)?,
             consumer: self.consumer,
+            bearer: self.bearer.as_deref(),
             client: &self.client,
             request_id: &self.request_id,
             trace: &self.trace,

@@ -83,6 +83,8 @@ pub struct Forwarding<'a> {
     pub snapshot: &'a crate::snapshot::Snapshot,
     pub route: &'a crate::snapshot::Route,
     pub consumer: Option<u32>,
+    /// The caller a bearer token named.
+    pub bearer: Option<&'a crate::bearer::Bearer>,
     pub client: &'a ClientFacts,
     pub request_id: &'a HeaderValue,
     pub trace: &'a super::trace::TraceContext,
@@ -101,6 +103,7 @@ pub fn shape(upstream: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
     // Room for what is added below, so each header map grows once at most.
     upstream.reserve_headers(FIELDS_ADDED + f.route.request_headers.set.len());
     set_consumer(upstream, f.snapshot, f.route, f.consumer)?;
+    set_bearer(upstream, f.snapshot, f.route, f.bearer)?;
     set_forwarded(upstream, f.client.ip, f.client.tls, f.request_id)?;
     f.trace.apply(upstream)?;
     if let Some((header, Some(subject))) = &f.client.identity {
@@ -150,7 +153,42 @@ pub fn shapes(name: &str, f: &Forwarding<'_>) -> bool {
         || f.route.auth.as_ref().is_some_and(|a| match &a.source {
             crate::auth::KeyPlace::Header(h) => h == name,
             _ => false,
-        })
+        }) || f.route.bearer.as_ref().is_some_and(|b| {
+        b.forward_claims.iter().any(|(h, _)| h == name)
+            || name == "cookie"
+            || matches!(&b.token_from, crate::config::model::TokenSource::Header(h) if h == name)
+    })
+}
+
+/// On a route taking bearer tokens: take the token off (unless the route
+/// keeps it), remove the client's copies of the claim headers, then name
+/// the token's consumer and set its claims.
+fn set_bearer(
+    upstream: &mut RequestHeader,
+    snapshot: &crate::snapshot::Snapshot,
+    route: &crate::snapshot::Route,
+    bearer: Option<&crate::bearer::Bearer>,
+) -> Result<()> {
+    let Some(route_bearer) = &route.bearer else {
+        return Ok(());
+    };
+    for (header, _) in &route_bearer.forward_claims {
+        upstream.remove_header(header);
+    }
+    let Some(bearer) = bearer else {
+        return Ok(());
+    };
+    route_bearer.remove_token(upstream)?;
+    upstream.insert_header(
+        snapshot.consumer_header.clone(),
+        bearer.header_value.clone(),
+    )?;
+    for (header, claim) in &route_bearer.forward_claims {
+        if let Some(value) = bearer.claim_value(claim) {
+            upstream.insert_header(header.clone(), value)?;
+        }
+    }
+    Ok(())
 }
 
 /// Take the API key off a key-protected route's request and name the
@@ -165,7 +203,15 @@ fn set_consumer(
     let Some(auth) = &route.auth else {
         return Ok(());
     };
-    crate::auth::remove_key(upstream, &auth.source)?;
+    // A token the route keeps stays, even where keys are read too.
+    let kept_token = route.bearer.as_ref().is_some_and(|b| {
+        b.keep_token
+            && b.token_from == crate::config::model::TokenSource::Bearer
+            && matches!(auth.source, crate::auth::KeyPlace::Bearer)
+    });
+    if consumer.is_some() || !kept_token {
+        crate::auth::remove_key(upstream, &auth.source)?;
+    }
     if let Some(c) = consumer.and_then(|c| snapshot.consumers.consumer(c)) {
         upstream.insert_header(snapshot.consumer_header.clone(), c.header_value.clone())?;
     }

@@ -25,7 +25,7 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
     }
     count(session, ctx);
     let now = std::time::SystemTime::now();
-    count_usage(ctx, now);
+    count_usage(gateway, ctx, now);
     let log = gateway.access_log();
     if !log.enabled() {
         return;
@@ -35,7 +35,8 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
         .consumer
         .zip(ctx.snapshot.as_ref())
         .and_then(|(c, s)| s.consumers.consumer(c))
-        .map(|c| &*c.id);
+        .map(|c| &*c.id)
+        .or(ctx.bearer.as_ref().map(|b| &*b.consumer));
     let ssl = session.digest().and_then(|d| d.ssl_digest.as_ref());
     let identity = ssl.and_then(|ssl| ssl.extension.get::<crate::tls::ClientIdentity>());
     let subject = identity
@@ -75,6 +76,7 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
         bytes_sent: session.body_bytes_sent(),
         consumer,
         key_prefix: ctx.key_prefix.as_deref(),
+        issuer: ctx.bearer.as_ref().map(|b| &*b.issuer_id),
         auth_failure: ctx.auth_failure,
         limit: ctx.denied_by,
         client_cert_subject: subject,
@@ -90,23 +92,25 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
     log.write(entry.to_json(now));
 }
 
-/// Count the request in its consumer's usage of its route.
-fn count_usage(ctx: &RequestCtx, now: std::time::SystemTime) {
-    let (Some(snapshot), Some(index), Some(consumer)) = (&ctx.snapshot, ctx.route, ctx.consumer)
-    else {
+/// Count the request in its consumer's usage of its route: an API key's
+/// consumer, or a bearer token's.
+fn count_usage(gateway: &Gateway, ctx: &RequestCtx, now: std::time::SystemTime) {
+    let (Some(snapshot), Some(index)) = (&ctx.snapshot, ctx.route) else {
         return;
     };
-    let (Some(route), Some(consumer)) = (
-        snapshot.routes.get(index),
-        snapshot.consumers.consumer(consumer),
-    ) else {
+    let Some(route) = snapshot.routes.get(index) else {
         return;
     };
     let secs = now
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let refusal = crate::usage::UsageRefusal::of(ctx.auth_failure, ctx.denied_by);
-    consumer.usage.record(index, &route.id, refusal, secs);
+    if let Some(consumer) = ctx.consumer.and_then(|c| snapshot.consumers.consumer(c)) {
+        consumer.usage.record(index, &route.id, refusal, secs);
+    } else if let Some(bearer) = &ctx.bearer {
+        let usage = gateway.usage().for_token_consumer(&bearer.subject);
+        usage.cell(&route.id).record(refusal, secs);
+    }
 }
 
 /// The protocol the TLS handshake negotiated with ALPN, if any.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tracing::warn;
 
-use crate::config::model::{Config, KeySource, RouteAuth};
+use crate::config::model::{Config, KeySource};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::snapshot::Snapshot;
 use crate::state::LongLived;
@@ -17,8 +17,10 @@ use crate::state::LongLived;
 /// (keeping the state of unchanged ones), the metric, usage and cache
 /// tables their routes and consumers (series of what left are dropped,
 /// series of what came are exported at zero), the process log its key
-/// parameters to redact. Warns about what `check` warns about, and about
-/// each pool `new_pool` selects that does not verify its backends.
+/// parameters to redact, the bearer table its fetched key sets (their
+/// refreshers start). Warns about what `check` warns about, about key
+/// sets that could not be fetched, and about each pool `new_pool`
+/// selects that does not verify its backends.
 pub fn adopt(state: &LongLived, snapshot: &Snapshot, new_pool: impl Fn(&str) -> bool) {
     warn_unverified(snapshot, new_pool);
     state.tables.backends.adopt(snapshot.pools.values());
@@ -29,6 +31,10 @@ pub fn adopt(state: &LongLived, snapshot: &Snapshot, new_pool: impl Fn(&str) -> 
         .tables
         .cache
         .adopt(snapshot.routes.iter().filter_map(|r| r.cache.as_ref()));
+    state.tables.bearer.adopt(&snapshot.issuers);
+    for failure in &snapshot.issuers.fetch_failures {
+        warn!(warning = %failure, "jwt issuer");
+    }
     redact_key_params(&snapshot.config);
     warn_config(&snapshot.config);
 }
@@ -58,15 +64,20 @@ fn zero_route_refusals(metrics: &Metrics, snapshot: &Snapshot) {
     let config = &snapshot.config;
     let damping = config.auth.failed_attempts.is_some();
     metrics.route_refusals(config.routes.iter().map(|r| {
-        let auth: &[&'static str] = if r.auth == RouteAuth::None {
-            &[]
-        } else {
-            &crate::auth::Rejection::REASONS
+        let auth: Vec<&'static str> = match (r.auth.api_key(), r.auth.jwt()) {
+            (None, None) => Vec::new(),
+            (Some(_), None) => crate::auth::Rejection::REASONS.to_vec(),
+            (None, Some(_)) => crate::bearer::Failure::REASONS.to_vec(),
+            (Some(_), Some(_)) => crate::auth::Rejection::REASONS
+                .iter()
+                .chain(&crate::bearer::Failure::REASONS)
+                .copied()
+                .collect(),
         };
         (
             r.id.as_str(),
             auth,
-            crate::plans::refusal_labels(r, &config.consumers, damping),
+            crate::plans::refusal_labels(r, &config.consumers, &config.jwt_issuers, damping),
         )
     }));
 }
@@ -90,8 +101,8 @@ fn redact_key_params(config: &Config) {
     let mut names: Vec<String> = config
         .routes
         .iter()
-        .filter_map(|r| match &r.auth {
-            RouteAuth::ApiKey(KeySource::Query(name)) => Some(name.clone()),
+        .filter_map(|r| match r.auth.api_key() {
+            Some(KeySource::Query(name)) => Some(name.clone()),
             _ => None,
         })
         .collect();

@@ -106,6 +106,10 @@ pub struct ConfigDiff {
     pub consumers: Changes,
     /// `CONSUMER PREFIX` of each key (matched by digest, shown by prefix).
     pub keys: Changes,
+    /// By `[[jwt_issuers]]` id; an issuer whose settings or `jwks_file`
+    /// content changed.
+    #[serde(default)]
+    pub jwt_issuers: Changes,
     /// Addresses of TLS listeners whose certificates, key files, client CA
     /// or minimum version changed (applied live).
     pub certificates: Vec<String>,
@@ -211,6 +215,26 @@ impl ConfigDiff {
             |(_, a), (_, b)| fields::between(a, b, &[]),
         );
 
+        let issuer_file = |i: &model::JwtIssuer| match &i.keys {
+            model::JwksSource::File(f) => Some(f.path.clone()),
+            _ => None,
+        };
+        let jwt_issuers = Changes::of(
+            &issuers_by_id(old),
+            &issuers_by_id(new),
+            |k| k.to_string(),
+            |a, b| a == b && issuer_file(b).is_none_or(|p| old_files.get(&p) == new_files.get(&p)),
+            |a, b| {
+                let mut detail = fields::between(a, b, &[]);
+                if let Some(p) = issuer_file(b) {
+                    if old_files.get(&p) != new_files.get(&p) {
+                        detail.push(file_change(&p));
+                    }
+                }
+                detail
+            },
+        );
+
         let mut certificates = Vec::new();
         for l in &new.listeners {
             let Some(tls) = &l.tls else { continue };
@@ -282,6 +306,7 @@ impl ConfigDiff {
             backends,
             consumers,
             keys,
+            jwt_issuers,
             certificates,
             settings,
             settings_fields,
@@ -299,6 +324,7 @@ impl ConfigDiff {
             && self.backends.is_empty()
             && self.consumers.is_empty()
             && self.keys.is_empty()
+            && self.jwt_issuers.is_empty()
             && self.certificates.is_empty()
             && self.settings.is_empty()
             && self.restart_required.is_empty()
@@ -333,6 +359,7 @@ impl fmt::Display for ConfigDiff {
         items("backend", &self.backends);
         items("consumer", &self.consumers);
         items("key", &self.keys);
+        items("jwt issuer", &self.jwt_issuers);
         for l in &self.certificates {
             lines.push(format!("~ certificates of listener {l}"));
         }
@@ -359,6 +386,10 @@ fn file_change(path: &Path) -> FieldChange {
 
 fn routes_by_id(c: &Config) -> BTreeMap<&str, &model::RouteConfig> {
     c.routes.iter().map(|r| (r.id.as_str(), r)).collect()
+}
+
+fn issuers_by_id(c: &Config) -> BTreeMap<&str, &model::JwtIssuer> {
+    c.jwt_issuers.iter().map(|i| (i.id.as_str(), i)).collect()
 }
 
 fn consumers_by_id(c: &Config) -> BTreeMap<&str, &model::Consumer> {

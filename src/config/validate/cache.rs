@@ -115,8 +115,8 @@ impl Validator<'_> {
                 size.unwrap_or(model::DEFAULT_CACHE_MAX_OBJECT_SIZE)
             }
         };
-        let key_header = match auth {
-            model::RouteAuth::ApiKey(model::KeySource::Header(h)) => Some(h.as_str()),
+        let key_header = match auth.api_key() {
+            Some(model::KeySource::Header(h)) => Some(h.as_str()),
             _ => None,
         };
         let key = self.cache_key(cache.key.as_ref(), key_header, item);

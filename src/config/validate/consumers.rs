@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use toml::Spanned;
 
 use super::{is_name, is_token, Validator};
-use crate::config::file::{AuthFile, ConsumerFile, ConsumerLimitFile, KeyFile, ScopeFile};
+use crate::config::file::{
+    AuthFile, ConsumerFile, ConsumerLimitFile, KeyFile, QuotaFile, ScopeFile,
+};
 use crate::config::model;
 use crate::ratelimit::{Bucket, Period, Quota, Rate};
 
@@ -214,29 +216,7 @@ impl Validator<'_> {
                 .map(|s| self.scope(s, item, routes))
                 .collect(),
         };
-        let rate_limits = c
-            .rate_limits
-            .iter()
-            .filter_map(|l| self.consumer_limit(l, item, routes))
-            .collect();
-        let mut quotas = Vec::new();
-        if let Some(q) = &c.quota {
-            for (period, value) in [(Period::Day, &q.day), (Period::Month, &q.month)] {
-                let Some(value) = value else { continue };
-                if *value.get_ref() == 0 {
-                    self.error(
-                        value.span(),
-                        Some(item),
-                        "quota must be at least 1 request (remove it for no quota, or set disabled = true)",
-                    );
-                    continue;
-                }
-                quotas.push(Quota {
-                    period,
-                    limit: *value.get_ref(),
-                });
-            }
-        }
+        let (rate_limits, quotas) = self.limits(&c.rate_limits, c.quota.as_ref(), item, routes);
         let mut metadata = BTreeMap::new();
         for (k, v) in &c.metadata {
             metadata.insert(k.clone(), v.get_ref().clone());
@@ -368,6 +348,39 @@ impl Validator<'_> {
             tags: self.tag_refs(&s.tags, item, routes, "scopes"),
             methods: self.methods(&s.methods, item),
         }
+    }
+
+    /// A consumer's (or an issuer's) `rate_limits` and `quota`.
+    pub(super) fn limits(
+        &mut self,
+        rate_limits: &[ConsumerLimitFile],
+        quota: Option<&QuotaFile>,
+        item: &str,
+        routes: &RouteNames,
+    ) -> (Vec<model::ConsumerLimit>, Vec<Quota>) {
+        let rate_limits = rate_limits
+            .iter()
+            .filter_map(|l| self.consumer_limit(l, item, routes))
+            .collect();
+        let mut quotas = Vec::new();
+        if let Some(q) = quota {
+            for (period, value) in [(Period::Day, &q.day), (Period::Month, &q.month)] {
+                let Some(value) = value else { continue };
+                if *value.get_ref() == 0 {
+                    self.error(
+                        value.span(),
+                        Some(item),
+                        "quota must be at least 1 request (remove it for no quota, or set disabled = true)",
+                    );
+                    continue;
+                }
+                quotas.push(Quota {
+                    period,
+                    limit: *value.get_ref(),
+                });
+            }
+        }
+        (rate_limits, quotas)
     }
 
     fn consumer_limit(

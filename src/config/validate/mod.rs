@@ -31,6 +31,7 @@ use super::model::{self, Config};
 mod cache;
 mod client;
 mod consumers;
+mod jwt;
 pub use consumers::consumer_id;
 mod pools;
 mod resilience;
@@ -109,6 +110,8 @@ impl Validator<'_> {
         let auth = self.auth(file.auth.as_ref());
         let access_log = self.access_log(file.access_log.as_ref());
         let names = consumers::RouteNames::of(&routes);
+        let jwt_issuers = self.jwt_issuers(&file.jwt_issuers, &names);
+        self.issuer_refs(&file.routes, &jwt_issuers);
         let mut registry = consumers::Registry::default();
         let mut all_consumers = self.consumers(&file.consumers, &names, &mut registry);
         let consumer_globs = file
@@ -137,6 +140,7 @@ impl Validator<'_> {
             access_log,
             cache,
             consumers: all_consumers,
+            jwt_issuers,
             consumer_files,
             consumer_globs,
             source_digest: model::SourceDigest(

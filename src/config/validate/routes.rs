@@ -263,37 +263,80 @@ impl Validator<'_> {
     }
 
     fn route_auth(&mut self, route: &RouteFile, item: &str) -> model::RouteAuth {
-        let api_key = match &route.auth {
-            None => false,
-            Some(a) => match a.get_ref().as_str() {
-                "none" => false,
-                "api_key" => true,
-                other => {
-                    self.error(
+        let (api_key, jwt) = match &route.auth {
+            None => (false, false),
+            Some(a) => {
+                match a.get_ref().as_str() {
+                    "none" => (false, false),
+                    "api_key" => (true, false),
+                    "jwt" => (false, true),
+                    "api_key_or_jwt" => (true, true),
+                    other => {
+                        self.error(
                         a.span(),
                         Some(item),
-                        format!("unknown auth {other:?}; expected none or api_key"),
+                        format!("unknown auth {other:?}; expected none, api_key, jwt or api_key_or_jwt"),
                     );
-                    false
+                        (false, false)
+                    }
                 }
-            },
+            }
         };
+        let jwt_only_keys = [
+            route
+                .jwt_issuers
+                .as_ref()
+                .and_then(|l| l.first())
+                .map(|s| (s.span(), "jwt_issuers")),
+            route.token_from.as_ref().map(|s| (s.span(), "token_from")),
+            route
+                .required_scopes
+                .as_ref()
+                .map(|s| (s.span(), "required_scopes")),
+            route
+                .forward_claims
+                .as_ref()
+                .and_then(|m| m.keys().next())
+                .map(|s| (s.span(), "forward_claims")),
+            route.keep_token.as_ref().map(|s| (s.span(), "keep_token")),
+        ];
+        if !jwt {
+            for (span, key) in jwt_only_keys.into_iter().flatten() {
+                self.error(
+                    span,
+                    Some(item),
+                    format!(r#"{key} needs auth = "jwt" or "api_key_or_jwt""#),
+                );
+            }
+        }
+        let jwt = jwt.then(|| self.route_jwt(route, item));
+        let key_source = self.key_source(route, api_key, item);
+        match (key_source, jwt) {
+            (Some(k), Some(j)) => model::RouteAuth::ApiKeyOrJwt(k, j),
+            (Some(k), None) => model::RouteAuth::ApiKey(k),
+            (None, Some(j)) => model::RouteAuth::Jwt(j),
+            (None, None) => model::RouteAuth::None,
+        }
+    }
+
+    /// Where an `api_key` route reads its keys (`None`: it takes none).
+    fn key_source(
+        &mut self,
+        route: &RouteFile,
+        api_key: bool,
+        item: &str,
+    ) -> Option<model::KeySource> {
         let Some(from) = &route.key_from else {
-            return if api_key {
-                model::RouteAuth::ApiKey(model::KeySource::Header(
-                    model::DEFAULT_KEY_HEADER.to_string(),
-                ))
-            } else {
-                model::RouteAuth::None
-            };
+            return api_key
+                .then(|| model::KeySource::Header(model::DEFAULT_KEY_HEADER.to_string()));
         };
         if !api_key {
             self.error(
                 from.span(),
                 Some(item),
-                r#"key_from needs auth = "api_key""#,
+                r#"key_from needs auth = "api_key" or "api_key_or_jwt""#,
             );
-            return model::RouteAuth::None;
+            return None;
         }
         let text = from.get_ref();
         let source = match text.split_once(':') {
@@ -316,17 +359,14 @@ impl Validator<'_> {
             }
             _ => None,
         };
-        match source {
-            Some(s) => model::RouteAuth::ApiKey(s),
-            None => {
-                self.error(
-                    from.span(),
-                    Some(item),
-                    format!("key_from {text:?} is not supported; write header:NAME (e.g. header:x-api-key), bearer, or query:NAME (e.g. query:api_key)"),
-                );
-                model::RouteAuth::ApiKey(model::KeySource::Bearer)
-            }
+        if source.is_none() {
+            self.error(
+                from.span(),
+                Some(item),
+                format!("key_from {text:?} is not supported; write header:NAME (e.g. header:x-api-key), bearer, or query:NAME (e.g. query:api_key)"),
+            );
         }
+        Some(source.unwrap_or(model::KeySource::Bearer))
     }
 
     fn tags(&mut self, tags: &[Spanned<String>], item: &str) -> Vec<String> {
@@ -365,14 +405,12 @@ impl Validator<'_> {
             let per = match l.per.get_ref().as_str() {
                 "route" => model::LimitPer::Route,
                 "client_ip" => model::LimitPer::ClientIp,
-                "consumer" if matches!(auth, model::RouteAuth::ApiKey(_)) => {
-                    model::LimitPer::Consumer
-                }
+                "consumer" if *auth != model::RouteAuth::None => model::LimitPer::Consumer,
                 "consumer" => {
                     self.error(
                         l.per.span(),
                         Some(item),
-                        r#"rate_limits: per = "consumer" needs auth = "api_key" on the route; use "client_ip" for anonymous callers"#,
+                        r#"rate_limits: per = "consumer" needs auth = "api_key" on the route (or "jwt", "api_key_or_jwt"); use "client_ip" for anonymous callers"#,
                     );
                     continue;
                 }
