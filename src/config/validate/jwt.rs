@@ -50,6 +50,7 @@ impl Validator<'_> {
         routes: &RouteNames,
     ) -> Vec<model::JwtIssuer> {
         let mut out: Vec<model::JwtIssuer> = Vec::new();
+        let mut seen: Vec<&str> = Vec::new();
         for i in issuers {
             let id = i.id.get_ref();
             let item = format!("jwt issuer {id:?}");
@@ -60,13 +61,14 @@ impl Validator<'_> {
                     Some(item),
                     "jwt issuer ids may only contain letters, digits, '_', '.' and '-'",
                 );
-            } else if out.iter().any(|o| &o.id == id) {
+            } else if seen.contains(&id.as_str()) {
                 self.error(
                     i.id.span(),
                     Some(item),
                     format!("jwt issuer id {id:?} is defined twice"),
                 );
             }
+            seen.push(id);
             if let Some(issuer) = self.jwt_issuer(i, item, routes) {
                 out.push(issuer);
             }

@@ -47,6 +47,7 @@ fn route(id: &str, extra: &str) -> String {
 }
 
 mod consumers;
+mod jwt;
 mod pools;
 mod routes;
 

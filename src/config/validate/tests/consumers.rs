@@ -184,7 +184,7 @@ rate_limits = [{ rate = "2/s", per = "consumer" }, { rate = "2/s", burst = 2, pe
     );
     let errors = all_errors(&src);
     let expected = [
-        r#"f.toml:7:8: route "a": unknown auth "oauth"; expected none or api_key"#,
+        r#"f.toml:7:8: route "a": unknown auth "oauth"; expected none, api_key, jwt or api_key_or_jwt"#,
         r#"f.toml:8:12: route "a": key_from needs auth = "api_key""#,
         r#"f.toml:9:14: route "a": tag "x" is listed twice"#,
         r#"f.toml:9:19: route "a": tag "bad tag": tags may only contain"#,
