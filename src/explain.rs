@@ -247,10 +247,17 @@ pub async fn explain(
     for (i, l) in plan.limits.iter().enumerate() {
         out.line(if i == 0 { "limits" } else { "" }, limit_text(l));
     }
+    let credential = match (route.auth.is_some(), route.bearer.is_some()) {
+        (true, true) => "key or token",
+        (false, true) => "token",
+        _ => "key",
+    };
     if (route.auth.is_some() || route.bearer.is_some()) && valid.is_none() && bearer.is_none() {
         out.line(
             "",
-            "(the consumer's own limits and quotas apply once a valid key or token is given)",
+            format!(
+                "(the consumer's own limits and quotas apply once a valid {credential} is given)"
+            ),
         );
     }
     if let Some(f) = snapshot
@@ -261,7 +268,7 @@ pub async fn explain(
         out.line(
             "",
             format!(
-                "failed key or token attempts per client IP: {}",
+                "failed {credential} attempts per client IP: {}",
                 bucket_of(f)
             ),
         );

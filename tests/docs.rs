@@ -99,6 +99,10 @@ fn tables() -> Vec<(&'static str, String)> {
             "[[consumers]]\nid = \"c\"\nscopes = []\nZZ\n".into(),
         ),
         ("[access_log]", "[access_log]\nZZ\n".into()),
+        (
+            "[[jwt_issuers]]",
+            "[[jwt_issuers]]\nid = \"i\"\nissuer = \"x\"\nZZ\n".into(),
+        ),
     ]
 }
 
@@ -140,6 +144,17 @@ fn inline_tables() -> Vec<(&'static str, &'static str, String)> {
             "[[consumers]]",
             "quota",
             format!("{consumer}scopes = []\nquota = {{ ZZ }}\n"),
+        ),
+        (
+            "[[jwt_issuers]]",
+            "rate_limits",
+            "[[jwt_issuers]]\nid = \"i\"\nissuer = \"x\"\nrate_limits = [{ rate = \"1/s\", ZZ }]\n"
+                .into(),
+        ),
+        (
+            "[[jwt_issuers]]",
+            "quota",
+            "[[jwt_issuers]]\nid = \"i\"\nissuer = \"x\"\nquota = { ZZ }\n".into(),
         ),
     ]
 }

@@ -633,3 +633,58 @@ async fn bad_tokens_from_one_address_are_damped_like_bad_keys() {
     let good = token(Alg::EdDSA, &claims("alice", "orders:read"), &ed);
     assert_eq!(with_token(&s.gw, "/orders", &good).await.0, 429);
 }
+
+#[tokio::test]
+async fn explain_names_the_issuer_and_claims_checked_and_never_the_token() {
+    let ed = ed25519("e1");
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("jwks.json"), jwks(&[&ed])).unwrap();
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, config(&backend, "", "")).unwrap();
+    let path = path.to_str().unwrap();
+    let explain = |method: &'static str, header: String| {
+        let mut args = vec!["explain", "-c", path, method, "/orders/1"];
+        if !header.is_empty() {
+            args.push("-H");
+            args.push(&header);
+        }
+        common::run_cli(&args, None)
+    };
+
+    let reader = token(Alg::EdDSA, &claims("alice", "orders:read"), &ed);
+    let (code, out, err) = explain("GET", format!("authorization: Bearer {reader}"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("auth              jwt, token as Authorization: Bearer"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"main: iss "https://login.example.com/", aud one of ["orders-api"]"#),
+        "{out}"
+    );
+    assert!(out.contains("orders:read (for GET)"), "{out}");
+    assert!(out.contains("x-tenant <- tid, x-user-id <- sub"), "{out}");
+    assert!(
+        out.contains(r#"valid: consumer "alice" of issuer main"#),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&reader[reader.len() - 30..]),
+        "the token is printed: {out}"
+    );
+
+    // The same decision as the live path: POST lacks its scope.
+    let (code, out, _) = explain("POST", format!("authorization: Bearer {reader}"));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("refused (insufficient_scope)"), "{out}");
+    assert!(out.contains("403"), "{out}");
+
+    let mut expired = claims("alice", "orders:read");
+    expired["exp"] = json!(now() - 3600);
+    let old = token(Alg::EdDSA, &expired, &ed);
+    let (_, out, _) = explain("GET", format!("authorization: Bearer {old}"));
+    assert!(out.contains("refused (token_invalid: expired)"), "{out}");
+    let (_, out, _) = explain("GET", String::new());
+    assert!(out.contains("none presented"), "{out}");
+}

@@ -58,7 +58,8 @@ def one_run(binary: str, mode: str, tmp: Path, backends: list[int], requests: in
     try:
         bench.wait_port(port, p, timeout=60)
         proto = ["-m", "10", f"--connect-to={bench.HOST}:{port}"] if tls else ["--h1"]
-        load = ["taskset", "-c", "1", "h2load", *proto, "-c", "50", "-H", f"X-Api-Key: {bench.API_KEY}"]
+        header = bench.auth_header(mode, Path(tempfile.gettempdir()))
+        load = ["taskset", "-c", "1", "h2load", *proto, "-c", "50", "-H", header]
         url = f"https://{bench.TLS_NAME}:{port}/" if tls else f"http://{bench.HOST}:{port}/"
         subprocess.run(load + ["-n", "20000", url], capture_output=True, check=True)
         pids = bench.proc_tree(p.pid)
@@ -76,7 +77,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("new", help="portcullis build (or wrapper) after the change")
     ap.add_argument("old", help="portcullis build (or wrapper) before the change")
-    ap.add_argument("--mode", default="plain", help="bench.py config mode: plain, cache, auth, gateway, resilient")
+    ap.add_argument("--mode", default="plain", help="bench.py config mode: plain, cache, auth, gateway, resilient, jwt")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("-n", type=int, default=300_000, help="measured requests per run")
     ap.add_argument("--h2", action="store_true",

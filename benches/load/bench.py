@@ -436,6 +436,41 @@ backend be
 {servers}"""
 
 
+def _b64url(data: bytes) -> str:
+    import base64
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def bench_token(tmp: Path) -> tuple[str, Path]:
+    """An RS256 token (valid for a day, subject "bench", scope "bench") and
+    the JWKS file of its key, made with the openssl CLI in `tmp`: what the
+    "jwt" mode's clients send and its issuer reads."""
+    key = tmp / "jwt-key.pem"
+    if not key.exists():
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                        "-out", str(key)], check=True, capture_output=True)
+    modulus = subprocess.run(["openssl", "rsa", "-in", str(key), "-noout", "-modulus"],
+                             check=True, capture_output=True, text=True).stdout.strip().split("=", 1)[1]
+    jwks = tmp / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{"kty": "RSA", "kid": "bench", "use": "sig",
+                                          "n": _b64url(bytes.fromhex(modulus)), "e": "AQAB"}]}))
+    now = int(time.time())
+    header = _b64url(json.dumps({"alg": "RS256", "kid": "bench", "typ": "JWT"}).encode())
+    claims = _b64url(json.dumps({"iss": "https://bench.test/", "aud": "bench", "sub": "bench",
+                                 "exp": now + 86400, "iat": now, "scope": "bench"}).encode())
+    signed = f"{header}.{claims}"
+    sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(key)], input=signed.encode(),
+                         check=True, capture_output=True).stdout
+    return f"{signed}.{_b64url(sig)}", jwks
+
+
+def auth_header(mode: str, tmp: Path) -> str:
+    """The credential header a load run of `mode` sends."""
+    if mode == "jwt":
+        return f"Authorization: Bearer {bench_token(tmp)[0]}"
+    return f"X-Api-Key: {API_KEY}"
+
+
 def portcullis_conf(port: int, admin_port: int, backends: list[int], workers: int,
                     tls: Optional[tuple[Path, Path]] = None, mode: str = "plain",
                     log_path: Optional[Path] = None, keepalive: Optional[int] = None) -> str:
@@ -445,7 +480,10 @@ def portcullis_conf(port: int, admin_port: int, backends: list[int], workers: in
     daily quota; no access log), "gateway" (auth, plus the JSON access log
     to `log_path`, like nginx-gateway) or "resilient" (gateway, plus outlier
     ejection, a breaker, a retry budget and max_in_flight on the pool: never
-    tripped, counted on every request)."""
+    tripped, counted on every request) or "jwt" (as "auth", with an RS256
+    bearer token from `bench_token` instead of the key: the issuer's
+    per-consumer limit and quota, the route's required scope; no access
+    log)."""
     bl = ", ".join(f'{{ address = "{HOST}:{p}" }}' for p in backends)
     route_auth = ""
     consumers = ""
@@ -460,6 +498,18 @@ def portcullis_conf(port: int, admin_port: int, backends: list[int], workers: in
 id = "bench"
 keys = [{{ prefix = "bench-key", digest = "{digest}" }}]
 scopes = [{{ routes = ["*"] }}]
+quota = {{ day = 1000000000000 }}
+"""
+    if mode == "jwt":
+        _, jwks = bench_token(Path(tempfile.gettempdir()))
+        route_auth = ('auth = "jwt"\nrequired_scopes = ["bench"]\n'
+                      'rate_limits = [{ rate = "10000000/s", burst = 10000000, per = "consumer" }]\n')
+        consumers = f"""
+[[jwt_issuers]]
+id = "bench"
+issuer = "https://bench.test/"
+audiences = ["bench"]
+jwks_file = "{jwks}"
 quota = {{ day = 1000000000000 }}
 """
     access_log = (f'[access_log]\npath = "{log_path}"\n' if mode in ("gateway", "resilient") and log_path
