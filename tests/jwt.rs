@@ -688,3 +688,29 @@ async fn explain_names_the_issuer_and_claims_checked_and_never_the_token() {
     let (_, out, _) = explain("GET", String::new());
     assert!(out.contains("none presented"), "{out}");
 }
+
+#[tokio::test]
+async fn the_file_watcher_applies_a_rotated_jwks_file() {
+    let old = ed25519("old");
+    let new = ed25519("new");
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jwks.json");
+    std::fs::write(&file, jwks(&[&old])).unwrap();
+    let path = dir.path().join("portcullis.toml");
+    // Damping off: the polling below sends the new token until it passes.
+    let config = config(&backend, "", "[auth.failed_attempts]\nenabled = false\n");
+    std::fs::write(&path, common::watching(&config)).unwrap();
+    let gw = TestGateway::start_file(&path).await;
+    let new_token = token(Alg::EdDSA, &claims("alice", "orders:read"), &new);
+    assert_eq!(with_token(&gw, "/orders", &new_token).await.0, 401);
+
+    // Written whole elsewhere, then renamed over the old file.
+    let tmp = dir.path().join("jwks.json.new");
+    std::fs::write(&tmp, jwks(&[&old, &new])).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    eventually("the watcher applies the new key set", || async {
+        (with_token(&gw, "/orders", &new_token).await.0 == 200).then_some(())
+    })
+    .await;
+}
