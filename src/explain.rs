@@ -587,7 +587,7 @@ fn explain_bearer(
                 decision.token_rejection.map_or("", |r| r.label())
             ),
         ),
-        (None, Some("token_missing")) => out.line(
+        (None, Some(r)) if r == crate::bearer::Failure::Missing.reason() => out.line(
             "  token",
             "none presented (add the token with -H to see its consumer)",
         ),

@@ -88,14 +88,7 @@ async fn get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut req = client().get(gw.url(path));
-    for (n, v) in headers {
-        req = req.header(*n, *v);
-    }
-    let r = req.send().await.expect("request");
-    let status = r.status().as_u16();
-    let h = r.headers().clone();
-    (status, h, r.json().await.unwrap_or(Value::Null))
+    common::request(gw, "GET", path, headers).await
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::{base_config, client, eventually, pool, Backend, TestGateway};
+use common::{base_config, eventually, pool, request, Backend, TestGateway};
 use portcullis::jwt::testing::{ec, ed25519, jwks, rsa, token, token_with, Signer};
 use portcullis::jwt::Alg;
 use serde_json::{json, Value};
@@ -99,28 +99,12 @@ async fn setup(signers: &[&Signer], issuer_extra: &str, consumers: &str) -> Setu
     }
 }
 
-async fn call(
-    gw: &TestGateway,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut req = client().request(method.parse().unwrap(), gw.url(path));
-    for (n, v) in headers {
-        req = req.header(*n, *v);
-    }
-    let r = req.send().await.expect("request");
-    let status = r.status().as_u16();
-    let h = r.headers().clone();
-    (status, h, r.json().await.unwrap_or(Value::Null))
-}
-
 async fn with_token(
     gw: &TestGateway,
     path: &str,
     token: &str,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    call(
+    request(
         gw,
         "GET",
         path,
@@ -150,7 +134,7 @@ async fn tokens_of_each_key_type_reach_the_backend_as_their_consumer_with_claims
     ];
     for (alg, signer, sub) in cases {
         let t = token(alg, &claims(sub, "orders:read profile"), signer);
-        let (status, _, body) = call(
+        let (status, _, body) = request(
             &s.gw,
             "GET",
             "/orders/1",
@@ -177,7 +161,7 @@ async fn tokens_of_each_key_type_reach_the_backend_as_their_consumer_with_claims
     let mut c = claims("erin", "orders:read");
     c.as_object_mut().unwrap().remove("tid");
     let t = token(Alg::EdDSA, &c, &ed);
-    let (status, _, body) = call(
+    let (status, _, body) = request(
         &s.gw,
         "GET",
         "/orders/1",
@@ -292,7 +276,7 @@ async fn every_wrong_or_forged_token_is_a_401_invalid_token_without_detail() {
     assert_eq!(with_token(&s.gw, "/orders", &valid).await.0, 200);
 
     // No token: 401 with a bare challenge (RFC 6750 §3.1: no error code).
-    let (status, h, body) = call(&s.gw, "GET", "/orders", &[]).await;
+    let (status, h, body) = request(&s.gw, "GET", "/orders", &[]).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(challenge(&h), vec![r#"Bearer realm="api""#]);
     assert_eq!(body["detail"], "A bearer token is required.");
@@ -322,7 +306,7 @@ async fn a_missing_scope_is_a_403_insufficient_scope_and_a_token_is_verified_onc
     let reader = token(Alg::EdDSA, &claims("alice", "orders:read"), &ed);
     // GET needs orders:read: passes; POST needs orders:write: 403.
     assert_eq!(with_token(&s.gw, "/orders", &reader).await.0, 200);
-    let (status, h, body) = call(
+    let (status, h, body) = request(
         &s.gw,
         "POST",
         "/orders",
@@ -342,7 +326,7 @@ async fn a_missing_scope_is_a_403_insufficient_scope_and_a_token_is_verified_onc
     let mut c = claims("bob", "");
     c["scope"] = json!(["orders:read", "orders:write"]);
     let writer = token(Alg::EdDSA, &c, &ed);
-    let (status, _, body) = call(
+    let (status, _, body) = request(
         &s.gw,
         "POST",
         "/orders",
@@ -388,7 +372,7 @@ async fn api_key_or_jwt_takes_either_and_limits_usage_and_cache_count_each_token
     assert_eq!(body["headers"]["x-consumer-id"], "alice");
     // Neither: 401 with the challenge of both (one here: both read
     // `Authorization: Bearer`).
-    let (status, h, _) = call(&s.gw, "GET", "/either", &[]).await;
+    let (status, h, _) = request(&s.gw, "GET", "/either", &[]).await;
     assert_eq!(status, 401);
     assert_eq!(challenge(&h), vec![r#"Bearer realm="api""#]);
 

@@ -135,28 +135,40 @@ impl Bearer {
     }
 }
 
-/// Why no bearer was admitted.
-#[derive(Debug, Clone)]
+/// Why no bearer was admitted (which check refused a token is the
+/// decision's `token_rejection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
     /// No token where the route reads it.
     Missing,
     /// The token was refused (401, `invalid_token`).
-    Invalid(Rejection),
+    Invalid,
     /// A valid token without a scope the route requires (403).
-    InsufficientScope(Arc<Bearer>),
+    InsufficientScope,
 }
 
 impl Failure {
+    pub const ALL: [Failure; 3] = [
+        Failure::Missing,
+        Failure::Invalid,
+        Failure::InsufficientScope,
+    ];
+
     /// The reason in logs and `portcullis_auth_rejections_total`.
-    pub fn reason(&self) -> &'static str {
+    pub const fn reason(self) -> &'static str {
         match self {
             Failure::Missing => "token_missing",
-            Failure::Invalid(_) => "token_invalid",
-            Failure::InsufficientScope(_) => "insufficient_scope",
+            Failure::Invalid => "token_invalid",
+            Failure::InsufficientScope => "insufficient_scope",
         }
     }
 
-    pub const REASONS: [&'static str; 3] = ["token_missing", "token_invalid", "insufficient_scope"];
+    /// [`Failure::reason`] of each of [`Failure::ALL`].
+    pub const REASONS: [&'static str; 3] = [
+        Failure::ALL[0].reason(),
+        Failure::ALL[1].reason(),
+        Failure::ALL[2].reason(),
+    ];
 }
 
 /// The verified-token cache's expiry: each entry until its token's `exp`

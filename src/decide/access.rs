@@ -64,13 +64,8 @@ pub async fn admit(
         }
         let refused = match token_to_check(route, req) {
             Some((route_bearer, token)) => {
-                match admit_token(decision, snapshot, req, route_bearer, token, now) {
-                    Ok(b) => {
-                        bearer = Some(b);
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                }
+                admit_token(decision, snapshot, req, route_bearer, token, now)
+                    .map(|b| bearer = Some(b))
             }
             None => match &route.auth {
                 Some(key_auth) => admit_key(decision, snapshot, req, key_auth, route_index, now)
@@ -185,8 +180,7 @@ fn admit_token(
             if route_bearer.in_scope(&b, req.method.as_str()) {
                 return Ok(b);
             }
-            let failure = bearer::Failure::InsufficientScope(b);
-            decision.auth_failure = Some(failure.reason());
+            decision.auth_failure = Some(bearer::Failure::InsufficientScope.reason());
             let challenge =
                 route_bearer.challenge_scope(&snapshot.config.auth.realm, req.method.as_str());
             Err((
@@ -199,7 +193,7 @@ fn admit_token(
         }
         Err(rejection) => {
             decision.token_rejection = Some(rejection);
-            decision.auth_failure = Some(bearer::Failure::Invalid(rejection).reason());
+            decision.auth_failure = Some(bearer::Failure::Invalid.reason());
             Err((
                 Refusal {
                     headers: vec![("www-authenticate", route_bearer.challenge_invalid.clone())],

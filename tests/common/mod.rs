@@ -394,6 +394,25 @@ pub fn single_route(
     )
 }
 
+/// `method path` to the gateway with `headers`: the status, the headers and
+/// the JSON body (`Null` when not JSON).
+pub async fn request(
+    gw: &TestGateway,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let method: reqwest::Method = method.parse().expect("a method");
+    let mut req = client().request(method, gw.url(path));
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    let h = r.headers().clone();
+    (status, h, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 /// `GET url` through a fresh client; the status and the JSON body (`Null` when not JSON).
 pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
     let r = client().get(url).send().await.expect("request");
