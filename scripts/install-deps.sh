@@ -4,7 +4,8 @@
 # the tests use: prometheus and promtool (Debian package prometheus; the
 # tests start their own server on a free loopback port), logrotate (the
 # shipped snippet is run for real), openssl and systemd-analyze (the unit
-# file is verified and its exposure score checked offline).
+# file is verified and its exposure score checked offline), redis-server
+# (the shared limit store's tests start their own on free loopback ports).
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ if [ "${1:-}" = "--test" ]; then
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   command -v logrotate >/dev/null 2>&1 || missing+=(logrotate)
   command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -29,7 +29,8 @@
 //!    plans: which limits apply to a call), [`auth`] (the consumer index,
 //!    reading and removing keys, authentication), [`bearer`] (bearer
 //!    tokens: issuers, fetched key sets, the verified-token cache, reading
-//!    and removing tokens), [`material`] (the TLS
+//!    and removing tokens), [`limit_store`] (the shared limit store:
+//!    counters in Redis, approximate buckets, `on_error`), [`material`] (the TLS
 //!    files a config names, their digests, the config's fingerprint),
 //!    [`tls`] (certificate stores for SNI, client-certificate
 //!    verification), [`upstream`] (pools: state kept across reloads,
@@ -79,6 +80,7 @@ pub mod gateway;
 pub mod guarded;
 pub mod jwt;
 pub mod keys;
+pub mod limit_store;
 pub mod logging;
 pub mod material;
 pub mod metrics;

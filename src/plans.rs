@@ -20,7 +20,7 @@ use smallvec::SmallVec;
 
 use crate::config::model;
 use crate::ratelimit::quota::Window;
-use crate::ratelimit::{headers, Bucket, Check, Limit, LimitKey, Period, Subject};
+use crate::ratelimit::{headers, Accuracy, Bucket, Check, Limit, LimitKey, Period, Subject};
 
 /// Whose requests one counter counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,15 +42,24 @@ pub struct PlannedLimit {
     pub policy: Arc<str>,
     pub limit: Limit,
     pub per: Per,
+    /// How a shared store keeps it (quotas: always exact).
+    pub accuracy: Accuracy,
 }
 
 impl PlannedLimit {
-    fn new(name: String, policy: String, limit: Limit, per: Per) -> PlannedLimit {
+    fn new(
+        name: String,
+        policy: String,
+        limit: Limit,
+        per: Per,
+        accuracy: Accuracy,
+    ) -> PlannedLimit {
         PlannedLimit {
             name: Arc::from(name),
             policy: Arc::from(policy),
             limit,
             per,
+            accuracy,
         }
     }
 
@@ -94,6 +103,7 @@ impl PlannedLimit {
                 subject,
             },
             limit: self.limit,
+            accuracy: self.accuracy,
         }
     }
 }
@@ -247,6 +257,7 @@ impl RouteLimits {
                     format!("route:{}:{per_text}:{}", route.id, bucket_text(&l.bucket)),
                     Limit::Bucket(l.bucket),
                     per,
+                    l.accuracy,
                 )
             })
             .collect();
@@ -322,6 +333,7 @@ impl ConsumerLimits {
                     format!("{owner}:{}", bucket_text(&l.bucket)),
                     limit,
                     per,
+                    l.accuracy,
                 ));
                 continue;
             }
@@ -336,6 +348,7 @@ impl ConsumerLimits {
                             format!("{owner}:route:{}:{}", r.id, bucket_text(&l.bucket)),
                             limit,
                             per,
+                            l.accuracy,
                         ),
                     ));
                 }
@@ -351,6 +364,7 @@ impl ConsumerLimits {
                 format!("{quota_owner}:{period}"),
                 Limit::Quota(*q),
                 per,
+                Accuracy::Exact,
             ));
         }
         out.on_route.sort_by_key(|(r, _)| *r);
@@ -441,6 +455,7 @@ pub fn failed_attempts(bucket: Bucket) -> PlannedLimit {
         format!("auth-failures:{}", bucket_text(&bucket)),
         Limit::Bucket(bucket),
         Per::ClientIp,
+        Accuracy::PerInstance,
     )
 }
 
@@ -545,6 +560,7 @@ quota = { day = 1000 }
             "x".into(),
             Limit::Bucket(bucket(100, 200)),
             Per::Shared,
+            Accuracy::Approximate,
         );
         assert_eq!(
             l.describe(),
@@ -558,6 +574,7 @@ quota = { day = 1000 }
                 limit: 5,
             }),
             Per::Shared,
+            Accuracy::Exact,
         );
         assert!(q
             .describe()

@@ -34,6 +34,9 @@ pub enum Problem {
     TooManyRequests,
     /// Too many failed key attempts from this address.
     TooManyFailedAttempts,
+    /// The shared limit store cannot be reached and its `on_error` is
+    /// `deny`.
+    LimitsUnavailable,
     NoHealthyBackend,
     /// The request target is longer than `max_uri_length`.
     UriTooLong,
@@ -73,7 +76,10 @@ impl Problem {
             | Problem::TokenInvalid => 401,
             Problem::Forbidden | Problem::InsufficientScope => 403,
             Problem::TooManyRequests | Problem::TooManyFailedAttempts => 429,
-            Problem::NoHealthyBackend | Problem::CircuitOpen | Problem::PoolSaturated => 503,
+            Problem::NoHealthyBackend
+            | Problem::CircuitOpen
+            | Problem::PoolSaturated
+            | Problem::LimitsUnavailable => 503,
             Problem::Gone => 410,
             Problem::BadGateway => 502,
             Problem::GatewayTimeout => 504,
@@ -98,9 +104,10 @@ impl Problem {
             | Problem::TokenInvalid => "Unauthorized",
             Problem::Forbidden | Problem::InsufficientScope => "Forbidden",
             Problem::TooManyRequests | Problem::TooManyFailedAttempts => "Too Many Requests",
-            Problem::NoHealthyBackend | Problem::CircuitOpen | Problem::PoolSaturated => {
-                "Service Unavailable"
-            }
+            Problem::NoHealthyBackend
+            | Problem::CircuitOpen
+            | Problem::PoolSaturated
+            | Problem::LimitsUnavailable => "Service Unavailable",
             Problem::Gone => "Gone",
             Problem::BadGateway => "Bad Gateway",
             Problem::GatewayTimeout => "Gateway Timeout",
@@ -128,6 +135,9 @@ impl Problem {
             Problem::TooManyRequests => "Too many requests.",
             Problem::TooManyFailedAttempts => {
                 "Too many requests with invalid API keys from this address."
+            }
+            Problem::LimitsUnavailable => {
+                "Rate limits cannot be checked right now; try again shortly (see Retry-After)."
             }
             Problem::NoHealthyBackend => "No healthy upstream server is available.",
             Problem::CircuitOpen => {

@@ -31,7 +31,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::model::Config;
 use crate::drain::Requests;
 use crate::metrics::{Metrics, RouteMetricsTable};
-use crate::ratelimit::{LimitStore, LocalStore, DEFAULT_MAX_COUNTERS};
+use crate::ratelimit::LimitStore;
 use crate::tls::CertStore;
 use crate::upstream::health::HealthChecker;
 use crate::upstream::StateTable;
@@ -97,6 +97,8 @@ pub enum StartError {
     Runtime(#[from] std::io::Error),
     #[error("{0}")]
     AccessLog(#[from] crate::accesslog::OpenError),
+    #[error("limit_store: {0}")]
+    LimitStore(String),
 }
 
 impl LongLived {
@@ -115,10 +117,17 @@ impl LongLived {
             .zip(certs)
             .map(|(l, c)| (l.address, c.map(|c| Arc::new(ArcSwap::from_pointee(c)))))
             .collect();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let limits = crate::limit_store::build(
+            &config.limit_store,
+            metrics.limit_store().clone(),
+            clock.clone(),
+        )
+        .map_err(StartError::LimitStore)?;
         Ok(LongLived {
             tables,
-            limits: Arc::new(LocalStore::new(DEFAULT_MAX_COUNTERS)),
-            clock: Arc::new(SystemClock),
+            limits,
+            clock,
             health: HealthChecker::new()?,
             listener_certs,
             metrics,

@@ -337,6 +337,8 @@ pub async fn usage(gateway: &Gateway, q: &UsageQuery) -> Value {
                 Outcome::Allowed(s) | Outcome::Denied { states: s, .. } => {
                     s.first().map_or(quota.limit, |s| s.remaining)
                 }
+                // The shared store cannot say: nothing is known to be used.
+                Outcome::Unavailable => quota.limit,
             };
             quotas.push(json!({
                 "name": &*limit.name,

@@ -47,6 +47,38 @@ pub struct FileConfig {
     /// Identity providers whose bearer tokens (JWTs) routes accept.
     #[serde(default)]
     pub jwt_issuers: Vec<JwtIssuerFile>,
+    /// Where rate-limit and quota counters live.
+    pub limit_store: Option<LimitStoreFile>,
+}
+
+/// `[limit_store]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitStoreFile {
+    /// `local` | `redis`
+    pub kind: Option<Spanned<String>>,
+    /// `redis://host:port/db` or `rediss://…`, with no password in it.
+    pub url: Option<Spanned<String>>,
+    /// The Redis password, from a file (first line) or an environment
+    /// variable; never inline.
+    pub password_file: Option<Spanned<String>>,
+    pub password_env: Option<Spanned<String>>,
+    /// PEM CA certificates a `rediss://` server's certificate is checked
+    /// against (default: the system's roots).
+    pub ca_file: Option<Spanned<String>>,
+    /// Per Redis call.
+    pub timeout: Option<Spanned<DurationText>>,
+    /// `local` | `allow` | `deny`
+    pub on_error: Option<Spanned<String>>,
+    /// Instances sharing the store: per-instance limits under
+    /// `on_error = "local"` are the limits divided by it.
+    pub instances: Option<Spanned<u32>>,
+    /// `exact` | `approximate`: rate limits that do not say.
+    pub accuracy: Option<Spanned<String>>,
+    /// How often approximate buckets send their charges.
+    pub sync_interval: Option<Spanned<DurationText>>,
+    /// Prefix of every key, so fleets can share one Redis.
+    pub key_prefix: Option<Spanned<String>>,
 }
 
 /// One `[[jwt_issuers]]` entry.
@@ -249,6 +281,8 @@ pub struct ConsumerLimitFile {
     pub routes: Vec<Spanned<String>>,
     #[serde(default)]
     pub tags: Vec<Spanned<String>>,
+    /// `exact` | `approximate` in a shared store.
+    pub accuracy: Option<Spanned<String>>,
 }
 
 /// `quota` of a consumer: requests per UTC calendar day and/or month.
@@ -267,6 +301,8 @@ pub struct RouteLimitFile {
     pub burst: Option<Spanned<u32>>,
     /// `route` | `consumer` | `client_ip`
     pub per: Spanned<String>,
+    /// `exact` | `approximate` in a shared store.
+    pub accuracy: Option<Spanned<String>>,
 }
 
 /// `[server]`

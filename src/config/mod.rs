@@ -427,6 +427,7 @@ strip_prefix = true
             cache: Default::default(),
             consumers: vec![],
             jwt_issuers: vec![],
+            limit_store: Default::default(),
             consumer_files: vec![],
             consumer_globs: vec![],
             source_digest: Default::default(),

@@ -116,6 +116,9 @@ pub struct Config {
     pub consumers: Vec<Consumer>,
     /// Identity providers whose bearer tokens routes accept.
     pub jwt_issuers: Vec<JwtIssuer>,
+    /// `[limit_store]`: where rate-limit and quota counters live (read at
+    /// start-up).
+    pub limit_store: LimitStoreSettings,
     /// The files `consumer_files` named, as read (for messages and reload).
     pub consumer_files: Vec<String>,
     /// The glob patterns among `consumer_files`, resolved against the
@@ -852,6 +855,68 @@ pub enum KeySource {
 pub struct RouteLimit {
     pub bucket: crate::ratelimit::Bucket,
     pub per: LimitPer,
+    /// Its own `accuracy`, else `[limit_store] accuracy`.
+    pub accuracy: crate::ratelimit::Accuracy,
+}
+
+// ---- The limit store --------------------------------------------------
+
+/// Default `[limit_store] timeout`.
+pub const DEFAULT_LIMIT_STORE_TIMEOUT: Duration = Duration::from_millis(20);
+/// Default `[limit_store] sync_interval`.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// Default `[limit_store] key_prefix`.
+pub const DEFAULT_KEY_PREFIX: &str = "portcullis:";
+
+/// `[limit_store]`
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LimitStoreSettings {
+    /// Counters per instance, in memory (the default).
+    #[default]
+    Local,
+    /// Counters shared by every instance through Redis.
+    Redis(RedisStoreConfig),
+}
+
+/// `[limit_store] kind = "redis"`.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct RedisStoreConfig {
+    /// As written, with no password in it.
+    pub url: String,
+    pub password: Option<SecretSource>,
+    pub ca_file: Option<std::path::PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub on_error: OnStoreError,
+    pub instances: u32,
+    /// Default accuracy of rate limits (already applied to every limit).
+    pub accuracy: crate::ratelimit::Accuracy,
+    #[serde(with = "humantime_serde")]
+    pub sync_interval: Duration,
+    pub key_prefix: String,
+}
+
+/// Where a secret is read from: never the config itself.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretSource {
+    /// The first line of a file.
+    File(std::path::PathBuf),
+    /// An environment variable of the gateway's process.
+    Env(String),
+}
+
+/// What limits do while the shared store cannot be reached.
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStoreError {
+    /// Per-instance counters, each limit divided by `instances`.
+    Local,
+    /// Every request passes its limits.
+    Allow,
+    /// Requests with limits are refused (503).
+    Deny,
 }
 
 /// Whose requests a route limit counts together.
@@ -925,6 +990,8 @@ pub struct ConsumerLimit {
     pub bucket: crate::ratelimit::Bucket,
     pub routes: Vec<String>,
     pub tags: Vec<String>,
+    /// Its own `accuracy`, else `[limit_store] accuracy`.
+    pub accuracy: crate::ratelimit::Accuracy,
 }
 
 // ---- Bearer tokens (JWT / OpenID Connect) -------------------------------

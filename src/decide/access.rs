@@ -111,9 +111,22 @@ pub async fn admit(
     }
     match store.acquire(&plan.checks, now).await {
         Outcome::Allowed(states) => {
-            decision.rate_limit_headers = Some(rate_limit_headers(&plan, &states, now));
+            // No states: a shared store that could not be reached let the
+            // request through (`on_error = "allow"`), knowing nothing.
+            if states.len() == plan.checks.len() {
+                decision.rate_limit_headers = Some(rate_limit_headers(&plan, &states, now));
+            }
             Ok(())
         }
+        // Counted by portcullis_limit_store_fallbacks_total, not as a
+        // limit the client hit.
+        Outcome::Unavailable => Err(Refusal {
+            headers: vec![(
+                "retry-after",
+                HeaderValue::from(crate::limit_store::RETRY_AFTER.as_secs().max(1)),
+            )],
+            ..Refusal::new(Problem::LimitsUnavailable)
+        }),
         Outcome::Denied {
             index,
             retry_after_secs,

@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod jwt;
+pub mod limit_store;
 mod process;
 mod requests;
 mod status;
@@ -55,6 +56,7 @@ pub struct Metrics {
     restart_required: IntGaugeVec,
     cache: cache::CacheFamilies,
     jwt: jwt::JwtFamilies,
+    limit_store: limit_store::LimitStoreFamilies,
 }
 
 /// What [`Metrics::render`] reads from the gateway at scrape time.
@@ -187,6 +189,8 @@ impl Metrics {
         cache.register(&registry)?;
         let jwt = jwt::JwtFamilies::new()?;
         jwt.register(&registry)?;
+        let limit_store = limit_store::LimitStoreFamilies::new()?;
+        limit_store.register(&registry)?;
         registry.register(Box::new(backend_up.clone()))?;
         registry.register(Box::new(backend_inflight.clone()))?;
         registry.register(Box::new(last_reload.clone()))?;
@@ -217,12 +221,17 @@ impl Metrics {
             restart_required,
             cache,
             jwt,
+            limit_store,
         })
     }
 
     /// The bearer-token families.
     pub fn jwt(&self) -> &jwt::JwtFamilies {
         &self.jwt
+    }
+
+    pub fn limit_store(&self) -> &limit_store::LimitStoreFamilies {
+        &self.limit_store
     }
 
     /// The response cache's families.

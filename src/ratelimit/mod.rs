@@ -108,11 +108,29 @@ pub struct LimitKey {
     pub subject: Subject,
 }
 
+/// How a shared store keeps a rate limit (quotas are always exact).
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Accuracy {
+    /// Checked and charged in the shared store on every request.
+    Exact,
+    /// Decided on a local bucket whose charges reach the shared store in
+    /// batches; over the limit by a published bound at most.
+    #[default]
+    Approximate,
+    /// Kept by each instance even with a shared store: failed-attempt
+    /// damping, peeked at on every guarded request (a round trip each
+    /// would cost more than it protects).
+    PerInstance,
+}
+
 /// One limit to apply to one request.
 #[derive(Debug, Clone)]
 pub struct Check {
     pub key: LimitKey,
     pub limit: Limit,
+    /// How a shared store keeps it; a local store ignores it.
+    pub accuracy: Accuracy,
 }
 
 /// The state of one check after the decision, for the response headers.
@@ -139,11 +157,17 @@ pub enum Outcome {
         retry_after_secs: u64,
         states: SmallVec<[CheckState; 4]>,
     },
+    /// The store could not decide (a shared store unreachable, and its
+    /// `on_error` is `deny`): the request is refused, not for its own
+    /// sake (503).
+    Unavailable,
 }
 
-/// Where counters live. Per instance today ([`LocalStore`]); a shared store
-/// (Redis) can implement the same trait, which is why it is async and takes
-/// every check of a request at once (one round trip).
+/// Where counters live: per instance ([`LocalStore`]) or shared by a fleet
+/// (`crate::limit_store`, in Redis), which is why it is async and takes
+/// every check of a request at once (one round trip). A shared store that
+/// cannot be reached answers as its `on_error` says: per-instance limits,
+/// allowed, or [`Outcome::Unavailable`].
 #[async_trait::async_trait]
 pub trait LimitStore: Send + Sync + 'static {
     /// Count one request against every check at `now_nanos` (Unix time,

@@ -326,6 +326,7 @@ mod tests {
                 },
                 burst,
             }),
+            accuracy: Default::default(),
         }
     }
 
@@ -336,6 +337,7 @@ mod tests {
                 subject: Subject::Consumer(Arc::from("acme")),
             },
             limit: Limit::Quota(Quota { period, limit }),
+            accuracy: Default::default(),
         }
     }
 

@@ -1,7 +1,8 @@
 //! Settings read at start-up only: listener addresses and kinds (with
 //! their redirect and HSTS policy), the admin address, `[server]` threads,
-//! grace period, upstream keep-alive and file watching, and whether the
-//! access log is on at all.
+//! grace period, upstream keep-alive and file watching, whether the
+//! access log is on at all, and `[limit_store]` (its connection, and where
+//! counters live).
 //!
 //! A reload cannot apply them, so the config it commits keeps the values
 //! that run ([`keep_running`]): `/-/config` shows what is running, and a
@@ -17,7 +18,7 @@ use crate::config::model::{AccessLogTarget, Config, Listener};
 
 /// Every reason a restart may be required: the label values of
 /// `portcullis_restart_required`, in a fixed order.
-pub const REASONS: [&str; 7] = [
+pub const REASONS: [&str; 8] = [
     "listeners",
     "admin.address",
     "server.threads",
@@ -25,6 +26,7 @@ pub const REASONS: [&str; 7] = [
     "server.upstream_keepalive",
     "server.watch_config",
     "access_log.enabled",
+    "limit_store",
 ];
 
 /// What a listener is, as far as binding it goes: its address, plain or
@@ -59,6 +61,7 @@ pub fn pending(running: &Config, file: &Config) -> Vec<&'static str> {
         a.upstream_keepalive != b.upstream_keepalive,
         a.watch_config != b.watch_config,
         log_off(running) != log_off(file),
+        running.limit_store != file.limit_store,
     ];
     REASONS
         .iter()
@@ -94,6 +97,7 @@ pub fn keep_running(running: &Config, file: &mut Config) {
     if log_off(running) != log_off(file) {
         file.access_log = running.access_log.clone();
     }
+    file.limit_store = running.limit_store.clone();
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod backend;
 pub mod closing;
 pub mod flaky;
 pub mod rawlog;
+pub mod redis;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

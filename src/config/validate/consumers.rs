@@ -392,10 +392,12 @@ impl Validator<'_> {
         let bucket = self.bucket(&l.rate, l.burst.as_ref(), "rate_limits", item);
         let route_ids = self.route_refs(&l.routes, item, routes, "rate_limits", false);
         let tags = self.tag_refs(&l.tags, item, routes, "rate_limits");
+        let accuracy = self.limit_accuracy(l.accuracy.as_ref(), item);
         Some(model::ConsumerLimit {
             bucket: bucket?,
             routes: route_ids,
             tags,
+            accuracy,
         })
     }
 

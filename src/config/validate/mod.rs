@@ -32,6 +32,7 @@ mod cache;
 mod client;
 mod consumers;
 mod jwt;
+mod limit_store;
 pub use consumers::consumer_id;
 mod pools;
 mod resilience;
@@ -59,6 +60,7 @@ pub(crate) fn validate(
         errors: Vec::new(),
         path_rules: crate::target::PathRules::default(),
         own_addresses: Vec::new(),
+        default_accuracy: Default::default(),
     };
     let config = v.config(file, included);
     if v.errors.is_empty() {
@@ -76,6 +78,8 @@ struct Validator<'a> {
     /// The listeners' and the admin API's addresses, with what they are:
     /// no backend may be one of them.
     own_addresses: Vec<(SocketAddr, &'static str)>,
+    /// `[limit_store] accuracy`: that of rate limits that do not say.
+    default_accuracy: crate::ratelimit::Accuracy,
 }
 
 impl Validator<'_> {
@@ -105,6 +109,7 @@ impl Validator<'_> {
             .map(|(name, pool)| (name.get_ref().clone(), self.pool(name, pool)))
             .collect();
         self.fallbacks(&file.pools);
+        let limit_store = self.limit_store(file.limit_store.as_ref());
         let cache = self.cache(file.cache.as_ref());
         let routes = self.routes(&file.routes, &pool_names, &cache);
         let auth = self.auth(file.auth.as_ref());
@@ -141,6 +146,7 @@ impl Validator<'_> {
             cache,
             consumers: all_consumers,
             jwt_issuers,
+            limit_store,
             consumer_files,
             consumer_globs,
             source_digest: model::SourceDigest(
@@ -208,6 +214,7 @@ impl Validator<'_> {
             errors: Vec::new(),
             path_rules: self.path_rules,
             own_addresses: Vec::new(),
+            default_accuracy: self.default_accuracy,
         };
         let consumers = child.consumers(&parsed.consumers, routes, registry);
         self.errors.append(&mut child.errors);

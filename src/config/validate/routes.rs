@@ -435,7 +435,12 @@ impl Validator<'_> {
                     );
                     continue;
                 }
-                out.push(model::RouteLimit { bucket, per });
+                let accuracy = self.limit_accuracy(l.accuracy.as_ref(), item);
+                out.push(model::RouteLimit {
+                    bucket,
+                    per,
+                    accuracy,
+                });
             }
         }
         out
