@@ -92,6 +92,7 @@ fn checks(subject: Subject) -> [Check; 2] {
             },
             burst: 1_000_000,
         }),
+        accuracy: Default::default(),
     };
     let quota = Check {
         key: LimitKey {
@@ -102,6 +103,7 @@ fn checks(subject: Subject) -> [Check; 2] {
             period: Period::Day,
             limit: u64::MAX,
         }),
+        accuracy: Default::default(),
     };
     [bucket, quota]
 }
