@@ -99,6 +99,7 @@ fn tables() -> Vec<(&'static str, String)> {
             "[[consumers]]\nid = \"c\"\nscopes = []\nZZ\n".into(),
         ),
         ("[access_log]", "[access_log]\nZZ\n".into()),
+        ("[limit_store]", "[limit_store]\nZZ\n".into()),
         (
             "[[jwt_issuers]]",
             "[[jwt_issuers]]\nid = \"i\"\nissuer = \"x\"\nZZ\n".into(),

@@ -281,7 +281,10 @@ async fn redis_down_follows_on_error_and_recovery_needs_no_restart() {
     for _ in 0..6 {
         assert_eq!(get_r(&allow).await.0, 200);
     }
-    assert!(!get_r(&allow).await.1, "no RateLimit while nothing is known");
+    assert!(
+        !get_r(&allow).await.1,
+        "no RateLimit while nothing is known"
+    );
 
     let text = deny.metrics_text().await;
     assert_eq!(sample(&text, "portcullis_limit_store_up"), Some(0.0));

@@ -63,9 +63,13 @@ def one_run(binary: str, mode: str, tmp: Path, backends: list[int], requests: in
         url = f"https://{bench.TLS_NAME}:{port}/" if tls else f"http://{bench.HOST}:{port}/"
         subprocess.run(load + ["-n", "20000", url], capture_output=True, check=True)
         pids = bench.proc_tree(p.pid)
-        before = cpu_seconds(pids)
+        redis_pids = [bench.redis()[0]] if mode.endswith("-redis") else []
+        before, redis_before = cpu_seconds(pids), cpu_seconds(redis_pids)
         out = subprocess.run(load + ["-n", str(requests), url], capture_output=True, text=True, check=True).stdout
-        after = cpu_seconds(pids)
+        after, redis_after = cpu_seconds(pids), cpu_seconds(redis_pids)
+        if redis_pids:
+            print(f"  {mode}: redis-server {(redis_after - redis_before) / requests * 1e6:.2f} µs CPU per request",
+                  flush=True)
         if f"{requests} succeeded" not in out:
             raise RuntimeError(f"not every request succeeded:\n{out}")
         return (after - before) / requests * 1e6
@@ -77,7 +81,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("new", help="portcullis build (or wrapper) after the change")
     ap.add_argument("old", help="portcullis build (or wrapper) before the change")
-    ap.add_argument("--mode", default="plain", help="bench.py config mode: plain, cache, auth, gateway, resilient, jwt")
+    ap.add_argument("--mode", default="plain",
+                    help="bench.py config mode: plain, cache, auth, gateway, resilient, jwt, limits, limits-redis, auth-redis")
+    ap.add_argument("--old-mode", help="the mode of OLD (default: --mode): compare two configs of one build")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("-n", type=int, default=300_000, help="measured requests per run")
     ap.add_argument("--h2", action="store_true",
@@ -89,17 +95,18 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="portcullis-ab-"))
     tls = bench.make_cert(tmp) if args.h2 else None
     upstream, backends = bench.start_upstream(tmp, 1, ["taskset", "-c", "1"])
-    runs: dict[str, list[float]] = {args.new: [], args.old: []}
+    runs: dict[str, list[float]] = {"new": [], "old": []}
     try:
         for r in range(1, args.rounds + 1):
-            for b in (args.new, args.old):
-                runs[b].append(one_run(b, args.mode, tmp, backends, args.n, tls))
-            print(f"round {r}: new {runs[args.new][-1]:.2f} µs, old {runs[args.old][-1]:.2f} µs", flush=True)
+            for side, b, mode in (("new", args.new, args.mode), ("old", args.old, args.old_mode or args.mode)):
+                runs[side].append(one_run(b, mode, tmp, backends, args.n, tls))
+            print(f"round {r}: new {runs['new'][-1]:.2f} µs, old {runs['old'][-1]:.2f} µs", flush=True)
     finally:
         bench.stop(upstream)
-    new, old = statistics.median(runs[args.new]), statistics.median(runs[args.old])
-    wins = sum(n < o for n, o in zip(runs[args.new], runs[args.old]))
-    print(f"mode {args.mode}{' over h2' if args.h2 else ''}, {args.n} requests per run, {args.rounds} rounds: CPU per request, median "
+    new, old = statistics.median(runs["new"]), statistics.median(runs["old"])
+    wins = sum(n < o for n, o in zip(runs["new"], runs["old"]))
+    modes = args.mode if not args.old_mode else f"{args.mode} (new) against {args.old_mode} (old)"
+    print(f"mode {modes}{' over h2' if args.h2 else ''}, {args.n} requests per run, {args.rounds} rounds: CPU per request, median "
           f"new {new:.2f} µs, old {old:.2f} µs ({new / old - 1:+.1%}); new cheaper in {wins} of {args.rounds} rounds")
     return 0
 

@@ -471,6 +471,31 @@ def auth_header(mode: str, tmp: Path) -> str:
     return f"X-Api-Key: {API_KEY}"
 
 
+_REDIS: Optional[tuple[subprocess.Popen, int]] = None
+
+
+def redis() -> tuple[int, int]:
+    """(pid, port) of a redis-server for the "*-redis" modes: started on
+    first use on a free loopback port, pinned to CPU 1 with the load, no
+    persistence; stopped at exit."""
+    global _REDIS
+    if _REDIS is None:
+        port = free_port()
+        p = subprocess.Popen(["taskset", "-c", "1", "redis-server", "--bind", HOST, "--port", str(port),
+                              "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        atexit.register(p.terminate)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection((HOST, port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        _REDIS = (p, port)
+    return _REDIS[0].pid, _REDIS[1]
+
+
 def portcullis_conf(port: int, admin_port: int, backends: list[int], workers: int,
                     tls: Optional[tuple[Path, Path]] = None, mode: str = "plain",
                     log_path: Optional[Path] = None, keepalive: Optional[int] = None) -> str:
@@ -483,7 +508,10 @@ def portcullis_conf(port: int, admin_port: int, backends: list[int], workers: in
     tripped, counted on every request) or "jwt" (as "auth", with an RS256
     bearer token from `bench_token` instead of the key: the issuer's
     per-consumer limit and quota, the route's required scope; no access
-    log)."""
+    log). "limits": plain with a route-wide rate limit (never hit);
+    "limits-redis": the same limit, approximate, in a shared store (a
+    redis-server this script starts); "auth-redis": "auth" with the shared
+    store (the quota exact: one Redis round trip per request)."""
     bl = ", ".join(f'{{ address = "{HOST}:{p}" }}' for p in backends)
     route_auth = ""
     consumers = ""
@@ -512,6 +540,22 @@ audiences = ["bench"]
 jwks_file = "{jwks}"
 quota = {{ day = 1000000000000 }}
 """
+    store = ""
+    if mode in ("limits", "limits-redis"):
+        route_auth = 'rate_limits = [{ rate = "10000000/s", burst = 10000000, per = "route" }]\n'
+    if mode in ("auth-redis",):
+        route_auth = ('auth = "api_key"\n'
+                      'rate_limits = [{ rate = "10000000/s", burst = 10000000, per = "consumer" }]\n')
+        digest = hashlib.sha256(API_KEY.encode()).hexdigest()
+        consumers = f"""
+[[consumers]]
+id = "bench"
+keys = [{{ prefix = "bench-key", digest = "{digest}" }}]
+scopes = [{{ routes = ["*"] }}]
+quota = {{ day = 1000000000000 }}
+"""
+    if mode.endswith("-redis"):
+        store = f'[limit_store]\nkind = "redis"\nurl = "redis://{HOST}:{redis()[1]}/0"\ntimeout = "100ms"\n'
     access_log = (f'[access_log]\npath = "{log_path}"\n' if mode in ("gateway", "resilient") and log_path
                   else "[access_log]\nenabled = false\n")
     tls_block = ""
@@ -529,6 +573,7 @@ key = "{tls[1]}"
 threads = {workers}
 {keepalive_line}
 {access_log}
+{store}
 [[listeners]]
 address = "{HOST}:{port}"
 {tls_block}

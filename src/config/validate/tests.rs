@@ -48,6 +48,7 @@ fn route(id: &str, extra: &str) -> String {
 
 mod consumers;
 mod jwt;
+mod limit_store;
 mod pools;
 mod routes;
 
