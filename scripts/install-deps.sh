@@ -5,7 +5,8 @@
 # tests start their own server on a free loopback port), logrotate (the
 # shipped snippet is run for real), openssl and systemd-analyze (the unit
 # file is verified and its exposure score checked offline), redis-server
-# (the shared limit store's tests start their own on free loopback ports).
+# (the shared limit store's tests start their own on free loopback ports),
+# and kubernetes-validate from PyPI (deploy/kubernetes/ checked offline).
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 
@@ -20,6 +21,11 @@ if [ "${1:-}" = "--test" ]; then
   command -v logrotate >/dev/null 2>&1 || missing+=(logrotate)
   command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+fi
+
+if [ "${1:-}" = "--test" ] && ! python3 -c "import kubernetes_validate" >/dev/null 2>&1; then
+  echo "install-deps: installing kubernetes-validate (PyPI)" >&2
+  python3 -m pip install --quiet kubernetes-validate
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then
