@@ -100,6 +100,15 @@ async fn spread(
     all
 }
 
+/// Three gateway processes on `config`.
+async fn three(config: &str) -> [TestGateway; 3] {
+    [
+        TestGateway::start(config).await,
+        TestGateway::start(config).await,
+        TestGateway::start(config).await,
+    ]
+}
+
 fn count(statuses: &[u16], status: u16) -> usize {
     statuses.iter().filter(|s| **s == status).count()
 }
@@ -125,11 +134,7 @@ async fn a_quota_and_an_exact_limit_are_exact_across_three_gateways() {
         "quota = { day = 30 }",
         "rate_limits = [{ rate = \"7/m\", per = \"route\", accuracy = \"exact\" }]",
     );
-    let gateways = [
-        TestGateway::start(&config).await,
-        TestGateway::start(&config).await,
-        TestGateway::start(&config).await,
-    ];
+    let gateways = three(&config).await;
     let gws: Vec<&TestGateway> = gateways.iter().collect();
 
     // 90 calls for a quota of 30, 12 at a time over three instances.
@@ -192,11 +197,7 @@ async fn an_approximate_rate_limit_stays_within_its_published_bound() {
         "",
         "rate_limits = [{ rate = \"100/s\", burst = 100, per = \"route\" }]",
     );
-    let gateways = [
-        TestGateway::start(&config).await,
-        TestGateway::start(&config).await,
-        TestGateway::start(&config).await,
-    ];
+    let gateways = three(&config).await;
     let gws: Vec<&TestGateway> = gateways.iter().collect();
     let start = Instant::now();
     let statuses = spread(&gws, "/r", &[], 900, 24).await;

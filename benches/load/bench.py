@@ -515,7 +515,7 @@ def portcullis_conf(port: int, admin_port: int, backends: list[int], workers: in
     bl = ", ".join(f'{{ address = "{HOST}:{p}" }}' for p in backends)
     route_auth = ""
     consumers = ""
-    if mode in ("auth", "gateway", "resilient"):
+    if mode in ("auth", "gateway", "resilient", "auth-redis"):
         # Limits far above what the benchmark sends: checked on every
         # request, never hit.
         route_auth = ('auth = "api_key"\n'
@@ -543,17 +543,6 @@ quota = {{ day = 1000000000000 }}
     store = ""
     if mode in ("limits", "limits-redis"):
         route_auth = 'rate_limits = [{ rate = "10000000/s", burst = 10000000, per = "route" }]\n'
-    if mode in ("auth-redis",):
-        route_auth = ('auth = "api_key"\n'
-                      'rate_limits = [{ rate = "10000000/s", burst = 10000000, per = "consumer" }]\n')
-        digest = hashlib.sha256(API_KEY.encode()).hexdigest()
-        consumers = f"""
-[[consumers]]
-id = "bench"
-keys = [{{ prefix = "bench-key", digest = "{digest}" }}]
-scopes = [{{ routes = ["*"] }}]
-quota = {{ day = 1000000000000 }}
-"""
     if mode.endswith("-redis"):
         store = f'[limit_store]\nkind = "redis"\nurl = "redis://{HOST}:{redis()[1]}/0"\ntimeout = "100ms"\n'
     access_log = (f'[access_log]\npath = "{log_path}"\n' if mode in ("gateway", "resilient") and log_path

@@ -312,22 +312,14 @@ impl SharedStore {
         }
 
         // Per-instance checks.
-        let per_instance: SmallVec<[(usize, Check); 2]> = checks
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| kinds[*i] == Kind::PerInstance)
-            .map(|(i, c)| (i, c.clone()))
+        let per_instance: SmallVec<[usize; 2]> = (0..checks.len())
+            .filter(|i| kinds[*i] == Kind::PerInstance)
             .collect();
         if !per_instance.is_empty() {
-            let list: Vec<Check> = per_instance.iter().map(|(_, c)| c.clone()).collect();
-            let outcome = if charge {
-                self.local.acquire_now(&list, now)
-            } else {
-                self.local.peek_now(&list, now)
-            };
-            match outcome {
+            let list: Vec<Check> = per_instance.iter().map(|i| checks[*i].clone()).collect();
+            match self.local(&list, now, charge) {
                 Outcome::Allowed(s) => {
-                    for ((i, _), s) in per_instance.iter().zip(s) {
+                    for (i, s) in per_instance.iter().zip(s) {
                         states[*i] = s;
                     }
                 }
@@ -336,7 +328,7 @@ impl SharedStore {
                     retry_after_secs,
                     states: s,
                 } => {
-                    for ((i, _), s) in per_instance.iter().zip(s) {
+                    for (i, s) in per_instance.iter().zip(s) {
                         states[*i] = s;
                     }
                     if charge {
@@ -345,7 +337,7 @@ impl SharedStore {
                         self.refund(refund);
                     }
                     return Ok(Outcome::Denied {
-                        index: per_instance[index].0,
+                        index: per_instance[index],
                         retry_after_secs,
                         states,
                     });
@@ -382,21 +374,20 @@ impl SharedStore {
             OnStoreError::Deny => "deny",
         };
         self.metrics.fallback(label).inc();
-        let scaled: Vec<Check>;
-        let checks = match self.on_error {
-            OnStoreError::Deny => return Outcome::Unavailable,
-            OnStoreError::Allow => {
-                // Only per-instance checks still count.
-                if checks.iter().any(|c| c.accuracy != Accuracy::PerInstance) {
-                    return Outcome::Allowed(SmallVec::new());
-                }
-                checks
-            }
+        match self.on_error {
+            OnStoreError::Deny => Outcome::Unavailable,
+            // Known nothing: no states, so no RateLimit fields.
+            OnStoreError::Allow => Outcome::Allowed(SmallVec::new()),
             OnStoreError::Local => {
-                scaled = checks.iter().map(|c| self.per_instance_share(c)).collect();
-                &scaled
+                let scaled: Vec<Check> =
+                    checks.iter().map(|c| self.per_instance_share(c)).collect();
+                self.local(&scaled, now, charge)
             }
-        };
+        }
+    }
+
+    /// `checks` on this instance's own counters.
+    fn local(&self, checks: &[Check], now: u64, charge: bool) -> Outcome {
         if charge {
             self.local.acquire_now(checks, now)
         } else {
@@ -433,12 +424,10 @@ impl SharedStore {
     }
 
     async fn run(&self, checks: &[Check], now: u64, charge: bool) -> Outcome {
+        // Only per-instance checks (damping): Redis is not asked, and
+        // on_error never applies.
         if checks.iter().all(|c| c.accuracy == Accuracy::PerInstance) {
-            return if charge {
-                self.local.acquire_now(checks, now)
-            } else {
-                self.local.peek_now(checks, now)
-            };
+            return self.local(checks, now, charge);
         }
         if !self.breaker.allow(now) {
             return self.fall_back(checks, now, charge);

@@ -136,14 +136,16 @@ impl Redis {
         out
     }
 
-    /// Run `call` within the timeout, timing it as `kind`.
-    async fn bounded<T>(
+    /// Run `calls` (pipelined on the connection: one round trip) within
+    /// the timeout, timing them as `kind`; every reply, or the first error.
+    async fn round_trip<T>(
         &self,
         kind: &str,
-        call: impl std::future::Future<Output = Result<T, redis::RedisError>>,
-    ) -> Result<T, StoreError> {
+        calls: impl IntoIterator<Item = impl std::future::Future<Output = redis::RedisResult<T>>>,
+    ) -> Result<Vec<T>, StoreError> {
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.timeout, call).await {
+        let all = async { join_all(calls).await.into_iter().collect() };
+        let result = match tokio::time::timeout(self.timeout, all).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(StoreError::Redis(e)),
             Err(_) => Err(StoreError::Timeout),
@@ -187,14 +189,7 @@ impl Redis {
                     .await
             }
         });
-        let replies = self
-            .bounded("check", async {
-                join_all(calls)
-                    .await
-                    .into_iter()
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await?;
+        let replies = self.round_trip("check", calls).await?;
         Ok(replies
             .into_iter()
             .map(|(allowed, remaining, reset_secs, retry_secs)| Answer {
@@ -217,14 +212,7 @@ impl Redis {
             invocation.arg(micros(*interval)).arg(*n);
             async move { invocation.invoke_async::<u64>(&mut conn).await }
         });
-        let ahead = self
-            .bounded("sync", async {
-                join_all(calls)
-                    .await
-                    .into_iter()
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await?;
+        let ahead = self.round_trip("sync", calls).await?;
         Ok(ahead
             .into_iter()
             .map(|us| us.saturating_mul(1_000))
