@@ -66,12 +66,16 @@ fn headers(c: &mut Criterion) {
         b.iter(|| black_box(portcullis::request_id::request_id(black_box(&fresh))))
     });
     c.bench_function("x_forwarded/set", |b| {
-        let ip = Some("198.51.100.4".parse().unwrap());
+        let client = forward::ClientFacts {
+            peer: Some("198.51.100.4".parse().unwrap()),
+            peer_trusted: true,
+            ..Default::default()
+        };
         let id = http::HeaderValue::from_static("0123456789abcdef0123456789abcdef");
         b.iter_batched(
             || req.clone(),
             |mut r| {
-                forward::set_forwarded(&mut r, ip, false, &id).unwrap();
+                forward::set_forwarded(&mut r, &client, &id).unwrap();
                 r
             },
             criterion::BatchSize::SmallInput,

@@ -6,7 +6,8 @@
 # shipped snippet is run for real), openssl and systemd-analyze (the unit
 # file is verified and its exposure score checked offline), redis-server
 # (the shared limit store's tests start their own on free loopback ports),
-# and kubernetes-validate from PyPI (deploy/kubernetes/ checked offline).
+# haproxy (in front of the gateway, sending the PROXY protocol), and
+# kubernetes-validate from PyPI (deploy/kubernetes/ checked offline).
 # Idempotent and quiet when everything is there.
 set -euo pipefail
 
@@ -21,6 +22,7 @@ if [ "${1:-}" = "--test" ]; then
   command -v logrotate >/dev/null 2>&1 || missing+=(logrotate)
   command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 fi
 
 if [ "${1:-}" = "--test" ] && ! python3 -c "import kubernetes_validate" >/dev/null 2>&1; then

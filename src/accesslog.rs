@@ -240,7 +240,10 @@ pub struct Tls<'a> {
 #[derive(Debug, Default)]
 pub struct Entry<'a> {
     pub request_id: &'a str,
+    /// The client's address (`crate::client_addr`).
     pub client: Option<std::net::IpAddr>,
+    /// The connection's peer: a trusted proxy, or the client itself.
+    pub peer: Option<std::net::IpAddr>,
     pub method: &'a str,
     pub host: &'a str,
     /// Without the query.
@@ -293,6 +296,8 @@ impl Entry<'_> {
         field_str(&mut b, "trace_id", Some(self.trace_id));
         let client = self.client.map(|ip| ip.to_string());
         field_str(&mut b, "client", client.as_deref());
+        let peer = self.peer.map(|ip| ip.to_string());
+        field_str(&mut b, "peer", peer.as_deref());
         field_str(&mut b, "method", Some(self.method));
         field_str(&mut b, "host", Some(self.host));
         field_str(&mut b, "path", Some(self.path));

@@ -33,6 +33,7 @@ pub struct ClientConnections<A> {
     refusals: Refusals,
     handshake_timeouts: IntCounter,
     handshake_failures: IntCounter,
+    proxy_protocol_refusals: IntCounter,
     handshake_log: LogEvery,
 }
 
@@ -81,6 +82,7 @@ impl<A> ClientConnections<A> {
             inner: Arc::new(inner),
             handshake_timeouts: metrics.downstream_refused("handshake_timeout"),
             handshake_failures: metrics.downstream_refused("handshake_failed"),
+            proxy_protocol_refusals: metrics.downstream_refused("proxy_protocol"),
             handshake_log: LogEvery::new(HANDSHAKE_LOG_EVERY),
             gateway,
             listeners,
@@ -102,12 +104,9 @@ impl<A> ClientConnections<A> {
     /// The gauge of the listener that accepted a connection to `local`
     /// (a wildcard listener accepts on any address of its port).
     fn gauge(&self, local: SocketAddr) -> Option<&IntGauge> {
-        let matches = |l: &SocketAddr| {
-            l.port() == local.port() && (l.ip() == local.ip() || l.ip().is_unspecified())
-        };
         self.listeners
             .iter()
-            .find(|(l, _)| matches(l))
+            .find(|(l, _)| crate::config::model::accepts_on(*l, local))
             .map(|(_, g)| g)
     }
 }
@@ -178,15 +177,14 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ClientConnections<A> {
     /// with the number of failures since (a flood of silent connections
     /// once wrote an error line each).
     fn handshake_failed(&self, peer: Option<&PingoraAddr>, error: &pingora_error::Error) {
-        let timed_out = error.etype() == &pingora_error::ErrorType::TLSHandshakeTimedout;
-        if timed_out {
-            self.handshake_timeouts.inc();
-        } else {
-            self.handshake_failures.inc();
+        match error.etype() {
+            pingora_error::ErrorType::TLSHandshakeTimedout => self.handshake_timeouts.inc(),
+            e if e == &crate::proxy_protocol::REFUSED => self.proxy_protocol_refusals.inc(),
+            _ => self.handshake_failures.inc(),
         }
         if let Some(n) = self.handshake_log.note(Instant::now()) {
             let peer = peer.map(|p| p.to_string()).unwrap_or_default();
-            warn!(failed = n, last_peer = %peer, last_error = %error, "TLS handshakes failed or timed out (one line per 10 s at most; counted in portcullis_downstream_refused_total)");
+            warn!(failed = n, last_peer = %peer, last_error = %error, "handshakes (TLS or PROXY protocol) failed or timed out (one line per 10 s at most; counted in portcullis_downstream_refused_total)");
         }
     }
 

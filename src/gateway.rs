@@ -196,10 +196,9 @@ impl Gateway {
     ) -> Option<&ListenerPolicy> {
         let policies = self.policies.get().filter(|p| !p.is_empty())?;
         let local = local()?;
-        policies.iter().find(|p| {
-            p.address.port() == local.port()
-                && (p.address.ip() == local.ip() || p.address.ip().is_unspecified())
-        })
+        policies
+            .iter()
+            .find(|p| crate::config::model::accepts_on(p.address, local))
     }
 
     pub fn config_path(&self) -> &std::path::Path {

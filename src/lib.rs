@@ -39,7 +39,9 @@
 //!    key, RFC 9111 policy), [`accesslog`] (the JSON access log and its
 //!    writer thread), [`logging`] (the process log), [`guarded`] (the
 //!    client's stream: head and body timeouts, HTTP/2 frame limits),
-//!    [`upgrade`] (the binary upgrade on `SIGUSR2`).
+//!    [`upgrade`] (the binary upgrade on `SIGUSR2`), [`client_addr`] (the
+//!    client's address behind trusted proxies), [`proxy_protocol`] (the
+//!    PROXY protocol header a balancer sends first).
 //! 4. **Long-lived state**: [`state`], the one owner of everything that
 //!    outlives a config (backend and pool state, metric handles, usage,
 //!    cache, limit counters, probes, listener certificates).
@@ -67,6 +69,7 @@ pub mod auth;
 pub mod bearer;
 pub mod cache;
 pub mod cli;
+pub mod client_addr;
 pub mod clock;
 pub mod config;
 pub mod connections;
@@ -89,6 +92,7 @@ pub mod plans;
 pub mod policy;
 pub mod problem;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod ratelimit;
 pub mod reload;
 pub mod request_id;

@@ -294,6 +294,25 @@ pub fn run(gateway: Arc<Gateway>, options: RunOptions) -> Result<(), ServerError
         }
     }
     gateway.set_listener_policies(policies);
+    let proxied: Vec<_> = config
+        .listeners
+        .iter()
+        .zip(&addrs)
+        .filter_map(|(l, &addr)| Some((addr, l.proxy_protocol?)))
+        .collect();
+    if !proxied.is_empty() {
+        let live = gateway.clone();
+        // Any peer, unless `[server.trusted_proxies]` names who may.
+        let may_send: crate::proxy_protocol::MaySend = Arc::new(move |peer| {
+            let trusted = &live.snapshot().config.server.trusted_proxies;
+            trusted.cidrs.is_empty() || trusted.trusts(peer)
+        });
+        proxy
+            .endpoints()
+            .set_pre_tls_callback(Arc::new(crate::proxy_protocol::HeaderReader::new(
+                proxied, may_send,
+            )));
+    }
     let admin_addr = concrete(config.admin.address).map_err(|source| ServerError::Bind {
         what: "admin listener",
         address: config.admin.address,

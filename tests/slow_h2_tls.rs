@@ -170,12 +170,12 @@ async fn tls_handshakes_are_timed_counted_and_logged_once() {
     let (status, _) = gw.request("GET", "/x", &[]).await.expect("served again");
     assert_eq!(status, 200);
     gw.gw
-        .wait_for_log("TLS handshakes failed or timed out")
+        .wait_for_log("handshakes (TLS or PROXY protocol) failed or timed out")
         .await;
     let lines = gw
         .gw
         .logs()
-        .matches("TLS handshakes failed or timed out")
+        .matches("handshakes (TLS or PROXY protocol) failed or timed out")
         .count();
     assert_eq!(lines, 1, "{}", gw.gw.logs());
     assert!(

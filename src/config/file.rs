@@ -320,6 +320,18 @@ pub struct ServerFile {
     pub client: Option<ClientFile>,
     /// The gateway's `Via` pseudonym.
     pub via: Option<Spanned<String>>,
+    /// Peers whose forwarding headers name the client.
+    pub trusted_proxies: Option<TrustedProxiesFile>,
+}
+
+/// `[server.trusted_proxies]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedProxiesFile {
+    /// Addresses or networks, e.g. `"10.0.0.0/8"`, `"192.0.2.7"`.
+    pub cidrs: Spanned<Vec<Spanned<String>>>,
+    /// `"x-forwarded-for"` (default) or `"forwarded"`.
+    pub header: Option<Spanned<String>>,
 }
 
 /// `[server.client]`
@@ -358,6 +370,9 @@ pub struct ListenerFile {
     pub redirect_https: Option<Spanned<u16>>,
     /// `Strict-Transport-Security` value (TLS listeners).
     pub hsts: Option<Spanned<String>>,
+    /// `"v1"` or `"v2"`: every connection starts with a PROXY protocol
+    /// header (before TLS).
+    pub proxy_protocol: Option<Spanned<String>>,
 }
 
 /// `[listeners.tls]`

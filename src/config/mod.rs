@@ -364,6 +364,7 @@ strip_prefix = true
                 watch_config: true,
                 client: Default::default(),
                 via: None,
+                trusted_proxies: Default::default(),
             },
             listeners: vec![
                 Listener {
@@ -371,12 +372,14 @@ strip_prefix = true
                     tls: None,
                     redirect_https: None,
                     hsts: None,
+                    proxy_protocol: None,
                 },
                 Listener {
                     address: addr("[::1]:8443"),
                     tls: None,
                     redirect_https: None,
                     hsts: None,
+                    proxy_protocol: None,
                 },
             ],
             admin: AdminSettings {
@@ -553,11 +556,11 @@ strip_prefix = true
             ),
             (
                 "[server]\ntreads = 2\n",
-                "f.toml:2:1: server: unknown key `treads`: did you mean `threads`? (keys here: threads, grace_period, upstream_keepalive, watch_config, client, via)",
+                "f.toml:2:1: server: unknown key `treads`: did you mean `threads`? (keys here: threads, grace_period, upstream_keepalive, watch_config, client, via, trusted_proxies)",
             ),
             (
                 "[server]\nzzz = 2\n",
-                "f.toml:2:1: server: unknown key `zzz` (keys here: threads, grace_period, upstream_keepalive, watch_config, client, via)",
+                "f.toml:2:1: server: unknown key `zzz` (keys here: threads, grace_period, upstream_keepalive, watch_config, client, via, trusted_proxies)",
             ),
         ] {
             assert_eq!(one(src), expect, "{src}");

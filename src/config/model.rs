@@ -159,6 +159,45 @@ pub struct ServerSettings {
     /// §7.6.3); a request already carrying it has looped (508). `None`:
     /// [`default_via`], one per process.
     pub via: Option<String>,
+    /// `[server.trusted_proxies]`: whose forwarding headers are believed
+    /// (none by default); live on reload.
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// `[server.trusted_proxies]`: the peers (balancers, CDNs, other proxies)
+/// whose forwarding header names the client. See `crate::client_addr`.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct TrustedProxies {
+    pub cidrs: Vec<ipnet::IpNet>,
+    pub header: ForwardingHeader,
+}
+
+impl TrustedProxies {
+    /// Whether a forwarding header from `ip` is believed.
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        self.cidrs.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// The header a trusted proxy names the client in.
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardingHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2`
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`
+    Forwarded,
+}
+
+/// The PROXY protocol version a listener expects before anything else.
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocol {
+    /// The text header (`PROXY TCP4 ...\r\n`).
+    V1,
+    /// The binary header.
+    V2,
 }
 
 /// The `Via` pseudonym when `[server] via` is not set:
@@ -285,6 +324,15 @@ pub struct Listener {
     pub redirect_https: Option<u16>,
     /// TLS listeners only: `Strict-Transport-Security` value added to responses.
     pub hsts: Option<String>,
+    /// Every connection starts with a PROXY protocol header, read before
+    /// TLS; its source address is the connection's peer.
+    pub proxy_protocol: Option<ProxyProtocol>,
+}
+
+/// Whether a listener bound to `bound` accepted a connection to `local`
+/// (a wildcard listener accepts on any address of its port).
+pub fn accepts_on(bound: SocketAddr, local: SocketAddr) -> bool {
+    bound.port() == local.port() && (bound.ip() == local.ip() || bound.ip().is_unspecified())
 }
 
 /// Certificates a TLS listener serves, chosen by SNI.

@@ -6,13 +6,13 @@ use pingora_error::{OrErr, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 
-use crate::config::model::HashKey;
+use crate::config::model::{ForwardingHeader, HashKey};
 use crate::policy::{HeaderOps, PathRewrite};
 
 pub use crate::request_id::REQUEST_ID;
 // Names the gateway adds to every request are `HeaderName`s built at
 // compile time: inserting one skips parsing the name again.
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub use crate::client_addr::X_FORWARDED_FOR;
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 /// Drop an `Upgrade: h2c` request (RFC 7540 §3.2, removed in RFC 9113):
@@ -36,10 +36,18 @@ pub fn drop_h2c_upgrade(req: &mut RequestHeader) -> bool {
 }
 
 /// What the gateway knows of the client, read once from the connection
-/// in `early_request_filter`.
+/// and the request head in `early_request_filter`.
 #[derive(Debug, Default, Clone)]
 pub struct ClientFacts {
+    /// The client's address (`crate::client_addr`): the peer, or the
+    /// address a trusted proxy's forwarding header names.
     pub ip: Option<std::net::IpAddr>,
+    /// The connection's peer (on a `proxy_protocol` listener, the PROXY
+    /// header's source); none on a Unix socket.
+    pub peer: Option<std::net::IpAddr>,
+    /// The peer is a trusted proxy: its forwarding headers are extended,
+    /// not replaced.
+    pub peer_trusted: bool,
     /// The request came over TLS.
     pub tls: bool,
     /// On a TLS listener with client certificates: the header that carries
@@ -49,23 +57,26 @@ pub struct ClientFacts {
     pub version: &'static str,
 }
 
-/// The client's address, as the TCP peer gives it (none on a Unix
-/// socket). The one place it is read.
-pub fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
+/// The connection's peer address (none on a Unix socket). IPv4-mapped
+/// IPv6 addresses (a dual-stack listener) are read as IPv4.
+pub fn peer_ip(session: &Session) -> Option<std::net::IpAddr> {
     session
         .client_addr()
         .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
+        .map(|a| a.ip().to_canonical())
 }
 
 impl ClientFacts {
-    pub fn of(session: &Session) -> ClientFacts {
+    pub fn of(session: &Session, trusted: &crate::config::model::TrustedProxies) -> ClientFacts {
         let ssl = session.digest().and_then(|d| d.ssl_digest.as_ref());
         let identity = ssl
             .and_then(|ssl| ssl.extension.get::<crate::tls::ClientIdentity>())
             .and_then(|i| Some((i.header.clone()?, i.subject.clone())));
+        let peer = peer_ip(session);
         ClientFacts {
-            ip: client_ip(session),
+            ip: peer.map(|p| crate::client_addr::client(p, &session.req_header().headers, trusted)),
+            peer,
+            peer_trusted: peer.is_some_and(|p| trusted.trusts(p)),
             tls: ssl.is_some(),
             identity,
             version: match session.req_header().version {
@@ -99,12 +110,26 @@ pub struct Forwarding<'a> {
 /// that produced a stored response, which for a gateway is this one) both
 /// run it.
 pub fn shape(upstream: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
+    let rfc7239 = f.snapshot.config.server.trusted_proxies.header == ForwardingHeader::Forwarded;
+    // Owned, so stripped below; a trusted proxy's is extended.
+    let forwarded = (rfc7239 && f.client.peer_trusted)
+        .then(|| joined(upstream, &http::header::FORWARDED))
+        .flatten();
     super::owned::strip(upstream, &f.snapshot.owned_headers);
     // Room for what is added below, so each header map grows once at most.
     upstream.reserve_headers(FIELDS_ADDED + f.route.request_headers.set.len());
     set_consumer(upstream, f.snapshot, f.route, f.consumer)?;
     set_bearer(upstream, f.snapshot, f.route, f.bearer)?;
-    set_forwarded(upstream, f.client.ip, f.client.tls, f.request_id)?;
+    set_forwarded(upstream, f.client, f.request_id)?;
+    if rfc7239 {
+        if let Some(peer) = f.client.peer {
+            let element = forwarded_element(peer, f.client.tls);
+            upstream.insert_header(
+                http::header::FORWARDED,
+                append(forwarded.as_ref(), &element),
+            )?;
+        }
+    }
     f.trace.apply(upstream)?;
     if let Some((header, Some(subject))) = &f.client.identity {
         upstream.insert_header(header.clone(), subject.clone())?;
@@ -115,8 +140,8 @@ pub fn shape(upstream: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
 
 /// The fields `shape` may add besides the route's own: `X-Forwarded-For`,
 /// `-Proto`, `-Host`, `X-Request-Id`, `traceparent`, `Via`, the consumer
-/// and the client certificate's subject.
-const FIELDS_ADDED: usize = 8;
+/// the client certificate's subject and `Forwarded`.
+const FIELDS_ADDED: usize = 9;
 
 /// Append the gateway's `Via` entry (RFC 9110 §7.6.3), as one field; the
 /// common request has none yet and takes the prebuilt entry as it is.
@@ -218,20 +243,26 @@ fn set_consumer(
     Ok(())
 }
 
-/// `X-Forwarded-For` (the client's address appended), `-Proto`, `-Host`
-/// (the `Host` the client sent, which `upstream` still carries) and the
-/// request id.
+/// `X-Forwarded-For`, `-Proto`, `-Host` (the `Host` the client sent,
+/// which `upstream` still carries) and the request id. The peer's address
+/// is appended to a trusted proxy's `X-Forwarded-For` and replaces anyone
+/// else's (a client's chain is never passed on as if checked).
 pub fn set_forwarded(
     upstream: &mut RequestHeader,
-    client_ip: Option<std::net::IpAddr>,
-    https: bool,
+    client: &ClientFacts,
     request_id: &HeaderValue,
 ) -> Result<()> {
-    if let Some(ip) = client_ip {
-        let xff = forwarded_for(upstream.headers.get(X_FORWARDED_FOR), ip);
+    if let Some(peer) = client.peer {
+        let prev = client
+            .peer_trusted
+            .then(|| joined(upstream, &X_FORWARDED_FOR))
+            .flatten();
+        let xff = append(prev.as_ref(), &peer.to_string());
         upstream.insert_header(X_FORWARDED_FOR, xff)?;
+    } else {
+        upstream.remove_header(&X_FORWARDED_FOR);
     }
-    let proto = if https { HTTPS } else { HTTP };
+    let proto = if client.tls { HTTPS } else { HTTP };
     upstream.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static(proto))?;
     if let Some(host) = upstream.headers.get(http::header::HOST).cloned() {
         upstream.insert_header(X_FORWARDED_HOST, host)?;
@@ -248,26 +279,48 @@ pub fn set_forwarded(
 const HTTP: &str = "http";
 const HTTPS: &str = "https";
 
-/// `prev, ip` (or `ip`), built in one buffer: the header value is the only
-/// allocation.
-fn forwarded_for(prev: Option<&HeaderValue>, ip: std::net::IpAddr) -> HeaderValue {
-    use std::io::Write;
-    let prev = prev
-        .map(|v| v.as_bytes())
-        .filter(|v| !v.trim_ascii().is_empty());
-    // An IPv6 address is at most 45 characters.
-    let mut buf = bytes::BytesMut::with_capacity(prev.map_or(0, |p| p.len() + 2) + 45);
+/// Every line of `name` as one comma-separated value (none when absent or
+/// blank): a chain sent on several lines is one chain.
+fn joined(req: &RequestHeader, name: &HeaderName) -> Option<HeaderValue> {
+    let mut lines = req
+        .headers
+        .get_all(name)
+        .iter()
+        .filter(|v| !v.as_bytes().trim_ascii().is_empty());
+    let first = lines.next()?;
+    let Some(second) = lines.next() else {
+        return Some(first.clone());
+    };
+    let mut buf = bytes::BytesMut::from(first.as_bytes());
+    for v in std::iter::once(second).chain(lines) {
+        buf.extend_from_slice(b", ");
+        buf.extend_from_slice(v.as_bytes());
+    }
+    HeaderValue::from_maybe_shared(buf.freeze()).ok()
+}
+
+/// `prev, entry` (or `entry`), built in one buffer: the header value is
+/// the only allocation.
+fn append(prev: Option<&HeaderValue>, entry: &str) -> HeaderValue {
+    let prev = prev.map(|v| v.as_bytes());
+    let mut buf = bytes::BytesMut::with_capacity(prev.map_or(0, |p| p.len() + 2) + entry.len());
     if let Some(p) = prev {
         buf.extend_from_slice(p);
         buf.extend_from_slice(b", ");
     }
-    let mut ip_text = [0u8; 45];
-    let mut cursor = std::io::Cursor::new(&mut ip_text[..]);
-    let _ = write!(cursor, "{ip}");
-    let n = cursor.position() as usize;
-    buf.extend_from_slice(&ip_text[..n]);
-    // `prev` came from a valid header value and an IP is ASCII.
+    buf.extend_from_slice(entry.as_bytes());
+    // `prev` came from a valid header value and `entry` is ASCII.
     HeaderValue::from_maybe_shared(buf.freeze()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// This hop's RFC 7239 element: `for=` the peer (an IPv6 address quoted
+/// and bracketed, §6), `proto=` the scheme it used.
+fn forwarded_element(peer: std::net::IpAddr, tls: bool) -> String {
+    let proto = if tls { HTTPS } else { HTTP };
+    match peer {
+        std::net::IpAddr::V4(ip) => format!("for={ip};proto={proto}"),
+        std::net::IpAddr::V6(ip) => format!("for=\"[{ip}]\";proto={proto}"),
+    }
 }
 
 /// The upstream path for `path` when `prefix_len` bytes of it matched the route.
@@ -412,7 +465,12 @@ pub fn apply_header_ops(headers: &mut impl EditHeaders, ops: &HeaderOps) -> Resu
 
 /// The bytes a consistent-hash pool hashes for this request. Empty when the
 /// header or cookie is absent (such requests all land on one backend).
-pub fn hash_key<'a>(session: &'a Session, key: &HashKey, client_ip: &'a mut String) -> &'a [u8] {
+pub fn hash_key<'a>(
+    session: &'a Session,
+    key: &HashKey,
+    client: Option<std::net::IpAddr>,
+    client_ip: &'a mut String,
+) -> &'a [u8] {
     let req = session.req_header();
     match key {
         HashKey::Header(name) => req
@@ -422,7 +480,7 @@ pub fn hash_key<'a>(session: &'a Session, key: &HashKey, client_ip: &'a mut Stri
             .unwrap_or(b""),
         HashKey::Path => req.uri.path().as_bytes(),
         HashKey::ClientIp => {
-            if let Some(ip) = self::client_ip(session) {
+            if let Some(ip) = client {
                 *client_ip = ip.to_string();
             }
             client_ip.as_bytes()
@@ -454,22 +512,38 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_headers_append_to_the_chain() {
+    fn forwarded_headers_extend_a_trusted_chain_and_replace_any_other() {
+        let facts = |peer: &str, trusted: bool, tls: bool| ClientFacts {
+            peer: Some(peer.parse().unwrap()),
+            peer_trusted: trusted,
+            tls,
+            ..ClientFacts::default()
+        };
         let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
         req.insert_header("host", "api.example.com").unwrap();
-        req.insert_header(X_FORWARDED_FOR, "203.0.113.1").unwrap();
+        req.append_header(X_FORWARDED_FOR, "203.0.113.1").unwrap();
+        req.append_header(X_FORWARDED_FOR, "198.51.100.2").unwrap();
         let id = HeaderValue::from_static("id1");
-        set_forwarded(&mut req, Some("10.1.2.3".parse().unwrap()), true, &id).unwrap();
-        assert_eq!(req.headers[X_FORWARDED_FOR], "203.0.113.1, 10.1.2.3");
-        assert_eq!(req.headers[X_FORWARDED_PROTO], "https");
-        assert_eq!(req.headers[X_FORWARDED_HOST], "api.example.com");
-        assert_eq!(req.headers[REQUEST_ID], "id1");
+        let mut trusted = req.clone();
+        set_forwarded(&mut trusted, &facts("10.1.2.3", true, true), &id).unwrap();
+        assert_eq!(
+            trusted.headers[X_FORWARDED_FOR],
+            "203.0.113.1, 198.51.100.2, 10.1.2.3"
+        );
+        assert_eq!(trusted.headers.get_all(X_FORWARDED_FOR).iter().count(), 1);
+        assert_eq!(trusted.headers[X_FORWARDED_PROTO], "https");
+        assert_eq!(trusted.headers[X_FORWARDED_HOST], "api.example.com");
+        assert_eq!(trusted.headers[REQUEST_ID], "id1");
 
-        let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
-        let id = HeaderValue::from_static("id2");
-        set_forwarded(&mut req, Some("::1".parse().unwrap()), false, &id).unwrap();
+        set_forwarded(&mut req, &facts("::1", false, false), &id).unwrap();
         assert_eq!(req.headers[X_FORWARDED_FOR], "::1");
+        assert_eq!(req.headers.get_all(X_FORWARDED_FOR).iter().count(), 1);
         assert_eq!(req.headers[X_FORWARDED_PROTO], "http");
+
+        assert_eq!(
+            forwarded_element("2001:db8::1".parse().unwrap(), true),
+            r#"for="[2001:db8::1]";proto=https"#
+        );
     }
 
     #[test]

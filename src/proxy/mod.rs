@@ -98,8 +98,9 @@ impl ProxyHttp for GatewayProxy {
     }
 
     /// Runs first: pin the snapshot this request will use to the end, set
-    /// the client timeouts for the rest of the request, drop an `Upgrade: h2c`, settle the request id, the trace context and the
-    /// listener's policy.
+    /// the client timeouts for the rest of the request, settle the
+    /// client's address, drop an `Upgrade: h2c`, settle the request id,
+    /// the trace context and the listener's policy.
     async fn early_request_filter(
         &self,
         session: &mut Session,
@@ -110,10 +111,10 @@ impl ProxyHttp for GatewayProxy {
         // Pipelined HTTP/1.1 requests are served in order (RFC 9112 §9.3.2),
         // as nginx does, instead of closing the connection on them.
         session.as_downstream_mut().set_pipelining_enabled(true);
+        ctx.client = forward::ClientFacts::of(session, &snapshot.config.server.trusted_proxies);
         ctx.snapshot = Some(snapshot);
         forward::drop_h2c_upgrade(session.req_header_mut());
         ctx.request_id = crate::request_id::request_id(session.req_header());
-        ctx.client = forward::ClientFacts::of(session);
         ctx.trace = trace::TraceContext::for_request(session.req_header());
         let local = || session.server_addr().and_then(|a| a.as_inet()).copied();
         if let Some(policy) = self.gateway.listener_policy(local) {
@@ -297,7 +298,7 @@ impl ProxyHttp for GatewayProxy {
         // The admitting pool's key: a fallback may balance differently.
         let key = match &pool.config.balance {
             crate::config::model::Balance::ConsistentHash(k) => {
-                forward::hash_key(session, k, &mut ip)
+                forward::hash_key(session, k, ctx.client.ip, &mut ip)
             }
             _ => b"",
         };

@@ -11,9 +11,10 @@
 //! anything reads them (`crate::decide::head::underscores`); allowed ones
 //! still never stand in for a header the gateway owns or sets.
 //!
-//! `X-Forwarded-For` is not owned: the client's chain is kept and the
-//! client's address appended. A later issue adds trusted proxies whose
-//! `Forwarded` and `X-Real-IP` may be believed.
+//! `X-Forwarded-For` is not owned: `forward::set_forwarded` extends a
+//! trusted proxy's chain and replaces anyone else's. A trusted proxy's
+//! `Forwarded` is extended by `forward::shape` when
+//! `[server.trusted_proxies] header = "forwarded"`.
 
 use http::HeaderName;
 use pingora_http::RequestHeader;

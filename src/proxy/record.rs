@@ -56,7 +56,9 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
     let upstream = ctx.backend().map(|b| b.address);
     let entry = Entry {
         request_id: crate::request_id::id_text(&ctx.request_id),
-        client: super::forward::client_ip(session),
+        // Before `early_request_filter` (a head that never parsed), the peer.
+        client: ctx.client.ip.or_else(|| super::forward::peer_ip(session)),
+        peer: ctx.client.peer.or_else(|| super::forward::peer_ip(session)),
         method: req.method.as_str(),
         host: crate::router::request_host(req),
         path: req.uri.path(),

@@ -115,7 +115,7 @@ pub struct ConfigDiff {
     pub certificates: Vec<String>,
     /// Other live settings that changed: `auth`, `access_log`, the
     /// admin API's tokens, `allow_unauthenticated` and `hosts`,
-    /// `server.client`, `server.via`.
+    /// `server.client`, `server.trusted_proxies`, `server.via`.
     pub settings: Vec<String>,
     /// The fields of each changed setting, by setting (the tokens show
     /// none: they are only ever `"<redacted>"`).
@@ -294,6 +294,15 @@ impl ConfigDiff {
             "server.client",
             old.server.client != new.server.client,
             fields::between(&old.server.client, &new.server.client, &[]),
+        );
+        setting(
+            "server.trusted_proxies",
+            old.server.trusted_proxies != new.server.trusted_proxies,
+            fields::between(
+                &old.server.trusted_proxies,
+                &new.server.trusted_proxies,
+                &[],
+            ),
         );
         setting(
             "server.via",

@@ -1,5 +1,5 @@
 //! Settings read at start-up only: listener addresses and kinds (with
-//! their redirect and HSTS policy), the admin address, `[server]` threads,
+//! their redirect, HSTS and PROXY protocol policy), the admin address, `[server]` threads,
 //! grace period, upstream keep-alive and file watching, whether the
 //! access log is on at all, and `[limit_store]` (its connection, and where
 //! counters live).
@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use crate::config::model::{AccessLogTarget, Config, Listener};
+use crate::config::model::{AccessLogTarget, Config, Listener, ProxyProtocol};
 
 /// Every reason a restart may be required: the label values of
 /// `portcullis_restart_required`, in a fixed order.
@@ -31,10 +31,22 @@ pub const REASONS: [&str; 8] = [
 
 /// What a listener is, as far as binding it goes: its address, plain or
 /// TLS, and the policies fixed when it was bound. Certificates reload live.
-type Shape = (SocketAddr, bool, Option<u16>, Option<String>);
+type Shape = (
+    SocketAddr,
+    bool,
+    Option<u16>,
+    Option<String>,
+    Option<ProxyProtocol>,
+);
 
 fn shape(l: &Listener) -> Shape {
-    (l.address, l.tls.is_some(), l.redirect_https, l.hsts.clone())
+    (
+        l.address,
+        l.tls.is_some(),
+        l.redirect_https,
+        l.hsts.clone(),
+        l.proxy_protocol,
+    )
 }
 
 fn shapes(c: &Config) -> BTreeSet<Shape> {

@@ -31,6 +31,7 @@ use super::model::{self, Config};
 mod cache;
 mod client;
 mod consumers;
+mod forwarding;
 mod jwt;
 mod limit_store;
 pub use consumers::consumer_id;
@@ -231,6 +232,7 @@ impl Validator<'_> {
             watch_config: true,
             client: model::ClientLimits::default(),
             via: None,
+            trusted_proxies: model::TrustedProxies::default(),
         };
         let Some(server) = server else {
             return settings;
@@ -267,6 +269,9 @@ impl Validator<'_> {
         if let Some(client) = &server.client {
             settings.client = self.client_limits(client);
         }
+        if let Some(trusted) = &server.trusted_proxies {
+            settings.trusted_proxies = self.trusted_proxies(trusted);
+        }
         if let Some(via) = &server.via {
             if is_token(via.get_ref()) {
                 settings.via = Some(via.get_ref().clone());
@@ -294,6 +299,7 @@ impl Validator<'_> {
                 tls: None,
                 redirect_https: None,
                 hsts: None,
+                proxy_protocol: None,
             }];
         };
         if listeners.get_ref().is_empty() {
@@ -360,11 +366,16 @@ impl Validator<'_> {
                 }
                 Some(value.clone())
             });
+            let proxy_protocol = listener
+                .proxy_protocol
+                .as_ref()
+                .and_then(|p| self.proxy_protocol(p, &item));
             out.push(model::Listener {
                 address,
                 tls,
                 redirect_https,
                 hsts,
+                proxy_protocol,
             });
         }
         out

@@ -47,6 +47,7 @@ fn route(id: &str, extra: &str) -> String {
 }
 
 mod consumers;
+mod forwarding;
 mod jwt;
 mod limit_store;
 mod pools;

@@ -156,6 +156,13 @@ pub trait PreTlsProcess: Send + Sync {
     ///
     /// If this method returns an error, the connection will be dropped.
     async fn process(&self, stream: &mut L4Stream) -> Result<()>;
+
+    /// Whether [`Self::process()`] also runs on endpoints without TLS. A
+    /// balancer sends the PROXY protocol header before plaintext HTTP as
+    /// well. The default, `false`, runs it before TLS handshakes only.
+    fn runs_on_plaintext(&self) -> bool {
+        false
+    }
 }
 
 /// Type alias for a boxed pre-TLS processor.
@@ -324,6 +331,11 @@ impl UninitializedStream {
             let tls_stream = tls.tls_handshake(self.l4).await?;
             Ok(Box::new(tls_stream))
         } else {
+            if let Some(ref callback) = self.pre_tls_callback {
+                if callback.runs_on_plaintext() {
+                    callback.process(&mut self.l4).await?;
+                }
+            }
             Ok(Box::new(self.l4))
         }
     }

@@ -1,0 +1,51 @@
+//! `[server.trusted_proxies]` and a listener's `proxy_protocol`.
+
+use super::*;
+
+#[test]
+fn trusted_proxies_and_proxy_protocol_are_read() {
+    let config = ok(
+        "[server.trusted_proxies]\ncidrs = [\"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\"]\nheader = \"Forwarded\"\n[[listeners]]\naddress = \"127.0.0.1:8080\"\nproxy_protocol = \"v2\"\n[[listeners]]\naddress = \"127.0.0.1:8081\"\nproxy_protocol = \"v1\"\n[[listeners]]\naddress = \"127.0.0.1:8082\"\n",
+    );
+    let t = &config.server.trusted_proxies;
+    assert_eq!(t.header, model::ForwardingHeader::Forwarded);
+    let cidrs: Vec<String> = t.cidrs.iter().map(|c| c.to_string()).collect();
+    assert_eq!(cidrs, ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]);
+    assert!(t.trusts("10.200.0.1".parse().unwrap()));
+    assert!(!t.trusts("192.0.2.8".parse().unwrap()));
+    let versions: Vec<_> = config.listeners.iter().map(|l| l.proxy_protocol).collect();
+    assert_eq!(
+        versions,
+        [
+            Some(model::ProxyProtocol::V2),
+            Some(model::ProxyProtocol::V1),
+            None
+        ]
+    );
+    // Defaults: nobody trusted, X-Forwarded-For.
+    let config = ok("");
+    assert!(config.server.trusted_proxies.cidrs.is_empty());
+    assert_eq!(
+        config.server.trusted_proxies.header,
+        model::ForwardingHeader::XForwardedFor
+    );
+}
+
+#[test]
+fn wrong_forwarding_settings_are_refused_with_where_and_why() {
+    let errors = all_errors(
+        "[server.trusted_proxies]\ncidrs = [\"10.0.0.1/8\", \"10.0.0.0/33\", \"proxy.internal\"]\nheader = \"x-real-ip\"\n[[listeners]]\naddress = \"127.0.0.1:8080\"\nproxy_protocol = \"v3\"\n",
+    );
+    let expected = [
+        r#"f.toml:2:10: server.trusted_proxies: cidrs: "10.0.0.1/8" has host bits set; the network is 10.0.0.0/8"#,
+        r#"f.toml:2:24: server.trusted_proxies: cidrs: "10.0.0.0/33" is not an address or network"#,
+        r#"f.toml:2:39: server.trusted_proxies: cidrs: "proxy.internal" is not an address or network"#,
+        r#"f.toml:3:10: server.trusted_proxies: header: unknown "x-real-ip"; expected "x-forwarded-for" or "forwarded""#,
+        r#"f.toml:6:18: listener "127.0.0.1:8080": proxy_protocol: unknown version "v3"; expected "v1" or "v2""#,
+    ];
+    let mut errors = errors;
+    errors.sort();
+    assert_each_starts_with(&errors, &expected);
+    assert!(only_error("[server.trusted_proxies]\ncidrs = []\n")
+        .starts_with("f.toml:2:9: server.trusted_proxies: cidrs is empty"));
+}
