@@ -145,6 +145,7 @@ fn cache(c: &mut Criterion) {
                 1 << 30,
                 1 << 20,
                 prometheus::IntCounter::new("e", "e").expect("valid"),
+                None,
             )));
         let body = bytes::Bytes::from(vec![b'x'; 100]);
         let keys: Vec<_> = (0..n)

@@ -29,7 +29,8 @@
 //!    plans: which limits apply to a call), [`auth`] (the consumer index,
 //!    reading and removing keys, authentication), [`bearer`] (bearer
 //!    tokens: issuers, fetched key sets, the verified-token cache, reading
-//!    and removing tokens), [`limit_store`] (the shared limit store:
+//!    and removing tokens), [`redis_conn`] (what the Redis users share:
+//!    the connection, the breaker, their runtime), [`limit_store`] (the shared limit store:
 //!    counters in Redis, approximate buckets, `on_error`), [`material`] (the TLS
 //!    files a config names, their digests, the config's fingerprint),
 //!    [`tls`] (certificate stores for SNI, client-certificate
@@ -94,6 +95,7 @@ pub mod problem;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod ratelimit;
+pub mod redis_conn;
 pub mod reload;
 pub mod request_id;
 pub mod router;

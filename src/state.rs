@@ -99,6 +99,8 @@ pub enum StartError {
     AccessLog(#[from] crate::accesslog::OpenError),
     #[error("limit_store: {0}")]
     LimitStore(String),
+    #[error("cache.shared: {0}")]
+    SharedCache(String),
 }
 
 impl LongLived {
@@ -124,6 +126,12 @@ impl LongLived {
             clock.clone(),
         )
         .map_err(StartError::LimitStore)?;
+        if let Some(shared) = &config.cache.shared {
+            tables
+                .cache
+                .start_shared(shared)
+                .map_err(StartError::SharedCache)?;
+        }
         Ok(LongLived {
             tables,
             limits,

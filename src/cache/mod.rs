@@ -6,6 +6,8 @@
 //!   query, key headers, consumer) and the `Vary` variance;
 //! - [`policy`]: RFC 9111 storing, freshness, age and request directives;
 //! - [`status`]: the `Cache-Status` header (RFC 9211) and metric result;
+//! - [`shared`]: the second tier every instance shares, in Redis
+//!   (`[cache.shared]`);
 //! - [`CacheTable`]: the long-lived part (store, lock, which settings the
 //!   stored objects were made under), kept across reloads.
 //!
@@ -13,6 +15,7 @@
 
 pub mod key;
 pub mod policy;
+pub mod shared;
 pub mod status;
 pub mod store;
 
@@ -25,7 +28,7 @@ use prometheus::IntCounter;
 
 use crate::config::model::{self, RouteCache};
 use crate::metrics::cache::{CacheFamilies, CacheResult, PurgeReason};
-pub use store::{MokaStore, Purge};
+pub use store::{MokaStore, Purge, SecondTier};
 
 /// How long a request fetching an object may hold its key's lock before
 /// waiting requests stop waiting and compete for it again.
@@ -111,7 +114,9 @@ struct Current {
 /// snapshot's [`RouteCaching`] changes none of it; [`CacheTable::adopt`]
 /// is the only change.
 pub struct CacheTable {
-    current: Mutex<Current>,
+    current: Arc<Mutex<Current>>,
+    /// `[cache.shared]`, set once at start-up.
+    second: OnceLock<Arc<dyn SecondTier>>,
     lock: &'static CacheLock,
     families: CacheFamilies,
 }
@@ -130,12 +135,14 @@ impl CacheTable {
             model::DEFAULT_CACHE_MAX_SIZE,
             usize::MAX,
             families.evictions.clone(),
+            None,
         ));
         CacheTable {
-            current: Mutex::new(Current {
+            current: Arc::new(Mutex::new(Current {
                 store,
                 routes: HashMap::new(),
-            }),
+            })),
+            second: OnceLock::new(),
             lock: leak(CacheLock::new(LOCK_AGE_TIMEOUT)),
             families,
         }
@@ -149,6 +156,32 @@ impl CacheTable {
             // The families' names and help are fixed; this cannot fail.
             Err(e) => panic!("cache metric families: {e}"),
         }
+    }
+
+    /// Start `[cache.shared]` (at start-up, before a snapshot is adopted):
+    /// the store gets its second tier, and other instances' purges reach
+    /// the local tier.
+    pub fn start_shared(&self, config: &model::SharedCacheConfig) -> Result<(), String> {
+        let current = self.current.clone();
+        let on_purge: shared::OnPurge = Arc::new(move |purge| {
+            let store = current.lock().unwrap_or_else(|e| e.into_inner()).store;
+            store.purge_local(purge);
+        });
+        let tier: Arc<dyn SecondTier> = Arc::new(shared::SharedTier::start(
+            config,
+            self.families.clone(),
+            on_purge,
+        )?);
+        let _ = self.second.set(tier.clone());
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        current.store.clear();
+        current.store = leak(MokaStore::new(
+            current.store.capacity(),
+            usize::MAX,
+            self.families.evictions.clone(),
+            Some(tier),
+        ));
+        Ok(())
     }
 
     /// The run-time caching of `route` in a config with `[cache]`
@@ -199,6 +232,7 @@ impl CacheTable {
                     max_size,
                     usize::MAX,
                     self.families.evictions.clone(),
+                    self.second.get().cloned(),
                 ));
                 current.routes.clear();
             }

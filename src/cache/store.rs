@@ -135,7 +135,7 @@ impl Object {
 
 /// The store's key: the cache key's combined hash (primary and variance),
 /// as a number rather than its hex string.
-type Key = u128;
+pub type Key = u128;
 
 fn key_of(key: &impl CacheHashKey) -> Key {
     u128::from_be_bytes(key.combined_bin())
@@ -221,6 +221,26 @@ pub struct MokaStore {
     generation: AtomicU64,
     max_object_size: usize,
     capacity: u64,
+    /// `[cache.shared]`, when configured.
+    second: Option<Arc<dyn SecondTier>>,
+}
+
+/// A second tier behind the local one (`crate::cache::shared`, in Redis):
+/// a local miss looks there, what is stored here is written there too, and
+/// purges reach it.
+#[async_trait]
+pub trait SecondTier: Send + Sync {
+    /// The object stored under `key` (as [`encode`] made it), if any, and
+    /// if no purge named one of its dependencies since it was stored.
+    async fn get(&self, key: Key) -> Option<Bytes>;
+    /// Store `blob` under `key` for `ttl`, remembering the purge
+    /// generations of `deps` ([`deps`]). In the background.
+    fn put(&self, key: Key, blob: Vec<u8>, ttl: std::time::Duration, deps: Vec<String>);
+    /// Forget `key`. In the background.
+    fn delete(&self, key: Key);
+    /// What [`MokaStore::purge_objects`] purged here, for the other tier
+    /// and the other instances. In the background.
+    fn purge(&self, purge: &Purge<'_>);
 }
 
 impl MokaStore {
@@ -228,7 +248,12 @@ impl MokaStore {
     /// objects are each at most `max_object_size` bytes of body (capped at
     /// `capacity`).
     /// Objects pushed out by the byte bound are counted in `evictions`.
-    pub fn new(capacity: u64, max_object_size: usize, evictions: IntCounter) -> MokaStore {
+    pub fn new(
+        capacity: u64,
+        max_object_size: usize,
+        evictions: IntCounter,
+        second: Option<Arc<dyn SecondTier>>,
+    ) -> MokaStore {
         let index = Arc::new(PathIndex {
             hasher: ahash::RandomState::new(),
             keys: Mutex::new(HashMap::new()),
@@ -254,6 +279,7 @@ impl MokaStore {
             generation: AtomicU64::new(0),
             max_object_size: max_object_size.min(usize::try_from(capacity).unwrap_or(usize::MAX)),
             capacity,
+            second,
         }
     }
 
@@ -291,8 +317,51 @@ impl MokaStore {
         self.objects.insert(key, Arc::new(object));
     }
 
-    /// Remove what `purge` names; how many objects went.
+    /// Write `object` to the second tier too, for as long as it may be
+    /// served (fresh, then its stale windows).
+    fn share(&self, key: Key, object: &Object) {
+        let (Some(second), Some(origin)) = (&self.second, &object.origin) else {
+            return;
+        };
+        let meta = &object.meta;
+        let stale = u64::from(meta.stale_while_revalidate.max(meta.stale_if_error));
+        let Ok(fresh) = meta.fresh_until.duration_since(SystemTime::now()) else {
+            if stale == 0 {
+                return;
+            }
+            // Stale already, but within its windows: kept for them.
+            let ttl = std::time::Duration::from_secs(stale);
+            return self.share_for(second.as_ref(), key, object, origin, ttl);
+        };
+        let ttl = fresh + std::time::Duration::from_secs(stale);
+        self.share_for(second.as_ref(), key, object, origin, ttl);
+    }
+
+    fn share_for(
+        &self,
+        second: &dyn SecondTier,
+        key: Key,
+        object: &Object,
+        origin: &Origin,
+        ttl: std::time::Duration,
+    ) {
+        if let Some(blob) = encode(object) {
+            second.put(key, blob, ttl, deps(origin, &object.tags));
+        }
+    }
+
+    /// Remove what `purge` names, here and in the second tier (and, through
+    /// it, in the other instances); how many objects went here.
     pub fn purge_objects(&self, purge: Purge<'_>) -> usize {
+        if let Some(second) = &self.second {
+            second.purge(&purge);
+        }
+        self.purge_local(purge)
+    }
+
+    /// Remove what `purge` names here only (another instance's purge);
+    /// how many objects went.
+    pub fn purge_local(&self, purge: Purge<'_>) -> usize {
         let doomed: Vec<Key> = match purge {
             // A path's objects are found through the index.
             Purge::Path { path, .. } | Purge::Url { path, .. } => self
@@ -399,6 +468,92 @@ fn tags_of(meta: &CacheMeta) -> Box<[Box<str>]> {
     tags.into_boxed_slice()
 }
 
+/// An object as the second tier keeps it: `PC1`, then the meta (Pingora's
+/// own serialization: internal fields, then the response header), the
+/// tags (`\n`-separated) and the body, each after its length (u32, big
+/// endian). Where it came from is not kept: the key it is found under
+/// says it.
+fn encode(object: &Object) -> Option<Vec<u8>> {
+    let (internal, header) = object.meta.meta().serialize().ok()?;
+    let tags = object.tags.join("\n");
+    let parts: [&[u8]; 4] = [&internal, &header, tags.as_bytes(), &object.body];
+    let mut out = Vec::with_capacity(3 + 16 + parts.iter().map(|p| p.len()).sum::<usize>());
+    out.extend_from_slice(MAGIC);
+    for part in parts {
+        out.extend_from_slice(&u32::try_from(part.len()).ok()?.to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    Some(out)
+}
+
+const MAGIC: &[u8] = b"PC1";
+
+/// An object [`encode`] made, found under a key whose origin is `origin`;
+/// `None` for anything else (another version, a truncated value).
+fn decode(blob: &Bytes, origin: Arc<Origin>, generation: u64) -> Option<Object> {
+    let mut rest = blob.strip_prefix(MAGIC)?;
+    let mut parts: [&[u8]; 4] = [&[]; 4];
+    for part in &mut parts {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if tail.len() < len {
+            return None;
+        }
+        (*part, rest) = tail.split_at(len);
+    }
+    let [internal, header, tags, body] = parts;
+    if !rest.is_empty() {
+        return None;
+    }
+    let meta = CacheMeta::deserialize(internal, header).ok()?;
+    let tags: Box<[Box<str>]> = std::str::from_utf8(tags)
+        .ok()?
+        .split('\n')
+        .filter(|t| !t.is_empty())
+        .map(Box::from)
+        .collect();
+    Some(Object {
+        meta: StoredMeta::of(&meta),
+        body: blob.slice_ref(body),
+        origin: Some(origin),
+        tags,
+        generation,
+    })
+}
+
+/// What a stored object depends on: a purge of any of these drops it from
+/// the second tier (see [`purge_dep`]).
+fn deps(origin: &Origin, tags: &[Box<str>]) -> Vec<String> {
+    let (route, host, path, query) = (&origin.route, &origin.host, &origin.path, &origin.query);
+    let mut out = vec![
+        format!("r\0{route}"),
+        format!("p\0{route}\0{path}"),
+        format!("q\0{route}\0{path}\0{query}"),
+        format!("u\0{host}\0{path}\0{query}"),
+    ];
+    out.extend(tags.iter().map(|t| format!("t\0{t}")));
+    out
+}
+
+/// The dependency a purge names: one of [`deps`]'s.
+pub fn purge_dep(purge: &Purge<'_>) -> String {
+    match *purge {
+        Purge::Path {
+            route,
+            path,
+            query: None,
+        } => format!("p\0{route}\0{path}"),
+        Purge::Path {
+            route,
+            path,
+            query: Some(query),
+        } => format!("q\0{route}\0{path}\0{query}"),
+        Purge::Route(route) => format!("r\0{route}"),
+        Purge::Tag(tag) => format!("t\0{tag}"),
+        Purge::Url { host, path, query } => format!("u\0{host}\0{path}\0{query}"),
+    }
+}
+
 fn hit(object: &Object) -> Result<(CacheMeta, HitHandler)> {
     let meta = object.meta.meta();
     let handler = Hit {
@@ -416,10 +571,26 @@ impl Storage for MokaStore {
         key: &CacheKey,
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
-        match self.objects.get(&key_of(key)) {
-            Some(object) => hit(&object).map(Some),
-            None => Ok(None),
+        let k = key_of(key);
+        if let Some(object) = self.objects.get(&k) {
+            return hit(&object).map(Some);
         }
+        // A local miss looks in the second tier; what it has is kept here.
+        let (Some(second), Some(origin)) = (&self.second, origin_of(key)) else {
+            return Ok(None);
+        };
+        let Some(blob) = second.get(k).await else {
+            return Ok(None);
+        };
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        let Some(object) = decode(&blob, origin.clone(), generation) else {
+            return Ok(None);
+        };
+        let found = hit(&object);
+        if object.body.len() <= self.max_object_size.min(origin.max_object_size) {
+            self.insert(k, object);
+        }
+        found.map(Some)
     }
 
     async fn get_miss_handler(
@@ -465,6 +636,9 @@ impl Storage for MokaStore {
             return Ok(PurgeOutcome::NotFound);
         }
         let key = key_of(target.key());
+        if let Some(second) = &self.second {
+            second.delete(key);
+        }
         let Some(object) = self.objects.get(&key) else {
             return Ok(PurgeOutcome::NotFound);
         };
@@ -500,6 +674,7 @@ impl Storage for MokaStore {
             tags: tags_of(meta),
             generation: self.generation.fetch_add(1, Ordering::Relaxed),
         };
+        self.share(key, &refreshed);
         self.insert(key, refreshed);
         Ok(true)
     }
@@ -611,6 +786,7 @@ impl HandleMiss for Miss {
             generation: self.store.generation.fetch_add(1, Ordering::Relaxed),
         };
         let size = object.weight() as usize;
+        self.store.share(self.key, &object);
         self.store.insert(self.key, object);
         Ok(MissFinishType::Created(size))
     }
@@ -639,6 +815,7 @@ mod tests {
             capacity,
             max_object_size,
             evictions,
+            None,
         )))
     }
 
@@ -664,6 +841,61 @@ mod tests {
             out.extend_from_slice(&b);
         }
         Some(out)
+    }
+
+    #[test]
+    fn the_second_tier_encoding_round_trips_and_refuses_damage() {
+        let origin = Arc::new(Origin {
+            route: "r".into(),
+            host: "a.test".into(),
+            path: "/x".into(),
+            query: "".into(),
+            max_object_size: 1 << 20,
+        });
+        let mut m = meta(Duration::from_secs(60));
+        m.set_variance_key([7u8; 16]);
+        let object = Object {
+            meta: StoredMeta::of(&m),
+            body: Bytes::from_static(b"hello"),
+            origin: Some(origin.clone()),
+            tags: vec!["t1".into(), "t2".into()].into_boxed_slice(),
+            generation: 0,
+        };
+        let blob = Bytes::from(encode(&object).unwrap());
+        let back = decode(&blob, origin.clone(), 1).unwrap();
+        assert_eq!(&back.body[..], b"hello");
+        assert_eq!(&*back.tags, &object.tags[..]);
+        assert_eq!(back.meta.variance, Some([7u8; 16]));
+        assert_eq!(back.meta.header.headers["content-type"], "text/plain");
+        // Whole seconds: Pingora's serialization keeps no more.
+        let secs = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(secs(back.meta.fresh_until), secs(object.meta.fresh_until));
+        for bad in [&blob[..blob.len() - 1], &blob[1..], b"PC1"] {
+            assert!(decode(&Bytes::copy_from_slice(bad), origin.clone(), 2).is_none());
+        }
+        let deps = deps(&origin, &object.tags);
+        for purge in [
+            Purge::Route("r"),
+            Purge::Tag("t2"),
+            Purge::Path {
+                route: "r",
+                path: "/x",
+                query: None,
+            },
+            Purge::Path {
+                route: "r",
+                path: "/x",
+                query: Some(""),
+            },
+            Purge::Url {
+                host: "a.test",
+                path: "/x",
+                query: "",
+            },
+        ] {
+            assert!(deps.contains(&purge_dep(&purge)), "{purge:?}");
+        }
+        assert!(!deps.contains(&purge_dep(&Purge::Route("other"))));
     }
 
     #[tokio::test]

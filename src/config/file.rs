@@ -166,6 +166,26 @@ pub struct AccessLogFile {
 pub struct CacheFile {
     /// All cached objects together, e.g. `"256MiB"`.
     pub max_size: Option<Spanned<String>>,
+    /// A second tier every instance shares.
+    pub shared: Option<SharedCacheFile>,
+}
+
+/// `[cache.shared]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedCacheFile {
+    /// `redis`
+    pub kind: Spanned<String>,
+    /// Default: `[limit_store]`'s Redis (url, password, ca_file).
+    pub url: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub password_env: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub key_prefix: Option<Spanned<String>>,
+    /// Per Redis call.
+    pub timeout: Option<Spanned<DurationText>>,
+    /// Larger bodies stay in the local tier only, e.g. `"256KiB"`.
+    pub max_object_size: Option<Spanned<String>>,
 }
 
 /// `[routes.cache]`: caching on for the route.

@@ -705,7 +705,26 @@ impl RouteConfig {
 pub struct CacheSettings {
     /// Bytes of all cached objects together (keys, headers and bodies).
     pub max_size: u64,
+    /// `[cache.shared]`: the second tier in Redis; read at start-up.
+    pub shared: Option<SharedCacheConfig>,
 }
+
+/// `[cache.shared] kind = "redis"`.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct SharedCacheConfig {
+    /// As written (or `[limit_store]`'s), with no password in it.
+    pub url: String,
+    pub password: Option<SecretSource>,
+    pub ca_file: Option<std::path::PathBuf>,
+    pub key_prefix: String,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Bodies larger than this are kept in the local tier only.
+    pub max_object_size: u64,
+}
+
+/// Default `[cache.shared] max_object_size`: 256 KiB.
+pub const DEFAULT_SHARED_MAX_OBJECT_SIZE: u64 = 256 << 10;
 
 /// Default `[cache] max_size`: 256 MiB.
 pub const DEFAULT_CACHE_MAX_SIZE: u64 = 256 << 20;
@@ -716,6 +735,7 @@ impl Default for CacheSettings {
     fn default() -> Self {
         CacheSettings {
             max_size: DEFAULT_CACHE_MAX_SIZE,
+            shared: None,
         }
     }
 }

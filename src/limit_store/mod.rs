@@ -17,9 +17,7 @@
 pub mod approx;
 pub mod redis;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use smallvec::SmallVec;
 
@@ -33,8 +31,8 @@ use crate::ratelimit::{
     DEFAULT_MAX_COUNTERS,
 };
 
-/// How long the breaker keeps calls away from a failing Redis.
-pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+pub use crate::redis_conn::RETRY_AFTER;
+use crate::redis_conn::{Breaker, OwnedRuntime};
 
 /// The store `settings` name: a [`LocalStore`], or a [`SharedStore`]
 /// (whose connection is made in the background; an unreadable password
@@ -50,55 +48,6 @@ pub fn build(
     })
 }
 
-/// Closed (0), or open until a Unix time in ns.
-struct Breaker {
-    open_until: AtomicU64,
-}
-
-impl Breaker {
-    /// Whether to call Redis at `now`: closed, or open and due for a try
-    /// (which this caller takes; others keep away meanwhile).
-    fn allow(&self, now: u64) -> bool {
-        let until = self.open_until.load(Ordering::Acquire);
-        if until == 0 {
-            return true;
-        }
-        now >= until
-            && self
-                .open_until
-                .compare_exchange(
-                    until,
-                    now.saturating_add(crate::clock::nanos(RETRY_AFTER)),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
-    }
-
-    fn success(&self) {
-        self.open_until.store(0, Ordering::Release);
-    }
-
-    fn failure(&self, now: u64) {
-        self.open_until.store(
-            now.saturating_add(crate::clock::nanos(RETRY_AFTER)).max(1),
-            Ordering::Release,
-        );
-    }
-}
-
-/// The runtime the connection and the periodic batch run on, shut down
-/// without waiting when the store goes.
-struct StoreRuntime(Option<tokio::runtime::Runtime>);
-
-impl Drop for StoreRuntime {
-    fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
 /// Counters shared through Redis.
 pub struct SharedStore {
     redis: Arc<Redis>,
@@ -111,7 +60,7 @@ pub struct SharedStore {
     breaker: Breaker,
     metrics: LimitStoreFamilies,
     clock: Arc<dyn Clock>,
-    runtime: StoreRuntime,
+    runtime: OwnedRuntime,
 }
 
 /// How the store keeps one check.
@@ -130,13 +79,10 @@ impl SharedStore {
         metrics: LimitStoreFamilies,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<SharedStore>, String> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("portcullis-limits")
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the limit store's runtime: {e}"))?;
-        let redis = Arc::new(Redis::connect(config, runtime.handle(), metrics.clone())?);
+        let runtime = OwnedRuntime::start("portcullis-limits")?;
+        let handle = runtime.get().map(|rt| rt.handle().clone());
+        let handle = handle.ok_or("the limit store's runtime is gone")?;
+        let redis = Arc::new(Redis::connect(config, &handle, metrics.clone())?);
         let store = Arc::new(SharedStore {
             redis,
             buckets: Buckets::new(DEFAULT_MAX_COUNTERS),
@@ -144,16 +90,14 @@ impl SharedStore {
             on_error: config.on_error,
             instances: config.instances.max(1),
             sync_interval: crate::clock::nanos(config.sync_interval),
-            breaker: Breaker {
-                open_until: AtomicU64::new(0),
-            },
+            breaker: Breaker::default(),
             metrics,
             clock,
-            runtime: StoreRuntime(Some(runtime)),
+            runtime,
         });
         let weak = Arc::downgrade(&store);
         let period = config.sync_interval;
-        if let Some(rt) = &store.runtime.0 {
+        if let Some(rt) = store.runtime.get() {
             rt.spawn(async move {
                 let mut tick = tokio::time::interval(period);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -354,7 +298,7 @@ impl SharedStore {
         if checks.is_empty() {
             return;
         }
-        let Some(rt) = self.runtime.0.as_ref() else {
+        let Some(rt) = self.runtime.get() else {
             return;
         };
         let redis = self.redis.clone();

@@ -11,10 +11,10 @@ use std::fmt::Write;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{IntoConnectionInfo, Script};
+use redis::aio::ConnectionManager;
+use redis::Script;
 
-use crate::config::model::{RedisStoreConfig, SecretSource};
+use crate::config::model::RedisStoreConfig;
 use crate::metrics::limit_store::LimitStoreFamilies;
 use crate::ratelimit::gcra::Gcra;
 use crate::ratelimit::{Check, CheckState, Limit, LimitKey, Period, Subject};
@@ -71,39 +71,15 @@ impl Redis {
         runtime: &tokio::runtime::Handle,
         metrics: LimitStoreFamilies,
     ) -> Result<Redis, String> {
-        let mut info = config
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| format!("url: {e}"))?;
-        if let Some(source) = &config.password {
-            let password = read_secret(source)?;
-            let settings = info.redis_settings().clone().set_password(password);
-            info = info.set_redis_settings(settings);
-        }
-        let client = match &config.ca_file {
-            Some(ca) => {
-                let pem =
-                    std::fs::read(ca).map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-                redis::Client::build_with_tls(
-                    info,
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem),
-                    },
-                )
-            }
-            None => redis::Client::open(info),
-        }
-        .map_err(|e| e.to_string())?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout.max(Duration::from_secs(1))))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let _entered = runtime.enter();
-        let conn = client
-            .get_connection_manager_lazy(manager_config)
-            .map_err(|e| e.to_string())?;
+        let conn = crate::redis_conn::connect(
+            &crate::redis_conn::Endpoint {
+                url: &config.url,
+                password: config.password.as_ref(),
+                ca_file: config.ca_file.as_deref(),
+                timeout: config.timeout,
+            },
+            runtime,
+        )?;
         Ok(Redis {
             conn,
             gcra: Script::new(include_str!("gcra.lua")),
@@ -218,23 +194,4 @@ impl Redis {
             .map(|us| us.saturating_mul(1_000))
             .collect())
     }
-}
-
-/// A secret's first line, from its file or variable. The error names the
-/// source, never the value.
-fn read_secret(source: &SecretSource) -> Result<String, String> {
-    let text = match source {
-        SecretSource::File(path) => std::fs::read_to_string(path)
-            .map_err(|e| format!("password_file {}: {e}", path.display()))?,
-        SecretSource::Env(name) => std::env::var(name)
-            .map_err(|_| format!("password_env: the variable {name} is not set"))?,
-    };
-    let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
-    if line.is_empty() {
-        return Err(match source {
-            SecretSource::File(path) => format!("password_file {} is empty", path.display()),
-            SecretSource::Env(name) => format!("password_env: the variable {name} is empty"),
-        });
-    }
-    Ok(line.to_string())
 }

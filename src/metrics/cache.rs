@@ -8,6 +8,9 @@
 //! | `portcullis_cache_evictions_total` | counter (pushed out by `max_size`) | |
 //! | `portcullis_cache_lock_waits_total` | counter (requests that waited for another's fetch) | |
 //! | `portcullis_cache_purged_objects_total` | counter | `reason` (`admin`, `invalidation`, `reload`) |
+//! | `portcullis_cache_shared_lookups_total` | counter (local misses looked up in `[cache.shared]`) | `result` (`hit`, `miss`, `error`) |
+//! | `portcullis_cache_shared_stores_total` | counter | `result` (`stored`, `too_large`, `error`) |
+//! | `portcullis_cache_shared_up` | gauge (1 while the shared tier answers) | |
 //!
 //! The per-route result counters are resolved when a snapshot is built.
 
@@ -69,6 +72,9 @@ pub struct CacheFamilies {
     pub evictions: IntCounter,
     pub lock_waits: IntCounter,
     purged: IntCounterVec,
+    shared_lookups: IntCounterVec,
+    shared_stores: IntCounterVec,
+    pub shared_up: IntGauge,
 }
 
 impl CacheFamilies {
@@ -104,7 +110,35 @@ impl CacheFamilies {
                 ),
                 &["reason"],
             )?,
+            shared_lookups: IntCounterVec::new(
+                Opts::new(
+                    "portcullis_cache_shared_lookups_total",
+                    "Local cache misses looked up in the shared tier ([cache.shared]): hit, miss, error (Redis failed, was slower than timeout, or its breaker is open).",
+                ),
+                &["result"],
+            )?,
+            shared_stores: IntCounterVec::new(
+                Opts::new(
+                    "portcullis_cache_shared_stores_total",
+                    "Responses written to the shared tier: stored, too_large (over its max_object_size: local only), error.",
+                ),
+                &["result"],
+            )?,
+            shared_up: IntGauge::new(
+                "portcullis_cache_shared_up",
+                "1 while the shared cache tier answers; 0 when it is off or Redis is unreachable.",
+            )?,
         })
+    }
+
+    /// `portcullis_cache_shared_lookups_total{result}`.
+    pub fn shared_lookup(&self, result: &str) -> IntCounter {
+        self.shared_lookups.with_label_values(&[result])
+    }
+
+    /// `portcullis_cache_shared_stores_total{result}`.
+    pub fn shared_store(&self, result: &str) -> IntCounter {
+        self.shared_stores.with_label_values(&[result])
     }
 
     pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
@@ -114,6 +148,9 @@ impl CacheFamilies {
         registry.register(Box::new(self.evictions.clone()))?;
         registry.register(Box::new(self.lock_waits.clone()))?;
         registry.register(Box::new(self.purged.clone()))?;
+        registry.register(Box::new(self.shared_lookups.clone()))?;
+        registry.register(Box::new(self.shared_stores.clone()))?;
+        registry.register(Box::new(self.shared_up.clone()))?;
         Ok(())
     }
 

@@ -1,8 +1,8 @@
 //! Settings read at start-up only: listener addresses and kinds (with
 //! their redirect, HSTS and PROXY protocol policy), the admin address, `[server]` threads,
 //! grace period, upstream keep-alive and file watching, whether the
-//! access log is on at all, and `[limit_store]` (its connection, and where
-//! counters live).
+//! access log is on at all, `[limit_store]` (its connection, and where
+//! counters live) and `[cache.shared]`.
 //!
 //! A reload cannot apply them, so the config it commits keeps the values
 //! that run ([`keep_running`]): `/-/config` shows what is running, and a
@@ -18,7 +18,7 @@ use crate::config::model::{AccessLogTarget, Config, Listener, ProxyProtocol};
 
 /// Every reason a restart may be required: the label values of
 /// `portcullis_restart_required`, in a fixed order.
-pub const REASONS: [&str; 8] = [
+pub const REASONS: [&str; 9] = [
     "listeners",
     "admin.address",
     "server.threads",
@@ -27,6 +27,7 @@ pub const REASONS: [&str; 8] = [
     "server.watch_config",
     "access_log.enabled",
     "limit_store",
+    "cache.shared",
 ];
 
 /// What a listener is, as far as binding it goes: its address, plain or
@@ -74,6 +75,7 @@ pub fn pending(running: &Config, file: &Config) -> Vec<&'static str> {
         a.watch_config != b.watch_config,
         log_off(running) != log_off(file),
         running.limit_store != file.limit_store,
+        running.cache.shared != file.cache.shared,
     ];
     REASONS
         .iter()
@@ -110,6 +112,7 @@ pub fn keep_running(running: &Config, file: &mut Config) {
         file.access_log = running.access_log.clone();
     }
     file.limit_store = running.limit_store.clone();
+    file.cache.shared = running.cache.shared.clone();
 }
 
 #[cfg(test)]

@@ -6,9 +6,11 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::{is_token, Validator};
-use crate::config::file::{CacheFile, CacheKeyFile, DurationText, RouteCacheFile};
+use crate::config::file::{CacheFile, CacheKeyFile, DurationText, RouteCacheFile, SharedCacheFile};
 use crate::config::model;
 
+/// Largest `[cache.shared] max_object_size`.
+const MAX_SHARED_OBJECT_SIZE: u64 = 64 << 20;
 const SIZE_EXAMPLES: &str = r#"write e.g. "512KiB", "8MiB" or "1GiB""#;
 
 /// `text` as a byte count: digits with an optional binary unit (`B`,
@@ -43,12 +45,86 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 impl Validator<'_> {
-    pub(super) fn cache(&mut self, cache: Option<&CacheFile>) -> model::CacheSettings {
+    /// `[cache]`; `limit_store` lends `[cache.shared]` its Redis when
+    /// that names none.
+    pub(super) fn cache(
+        &mut self,
+        cache: Option<&CacheFile>,
+        limit_store: &model::LimitStoreSettings,
+    ) -> model::CacheSettings {
         let max_size = cache
             .and_then(|c| c.max_size.as_ref())
             .and_then(|s| self.size(s, "max_size", "cache"))
             .unwrap_or(model::DEFAULT_CACHE_MAX_SIZE);
-        model::CacheSettings { max_size }
+        let shared = cache
+            .and_then(|c| c.shared.as_ref())
+            .and_then(|s| self.shared_cache(s, limit_store));
+        model::CacheSettings { max_size, shared }
+    }
+
+    fn shared_cache(
+        &mut self,
+        f: &SharedCacheFile,
+        limit_store: &model::LimitStoreSettings,
+    ) -> Option<model::SharedCacheConfig> {
+        const ITEM: &str = "cache.shared";
+        if f.kind.get_ref() != "redis" {
+            self.error(
+                f.kind.span(),
+                Some(ITEM),
+                format!(
+                    r#"kind: unknown tier {:?}; expected "redis""#,
+                    f.kind.get_ref()
+                ),
+            );
+            return None;
+        }
+        let (url, password, ca_file) = match (&f.url, limit_store) {
+            // The limit store's Redis, as it is configured.
+            (None, model::LimitStoreSettings::Redis(r))
+                if f.password_file.is_none() && f.password_env.is_none() && f.ca_file.is_none() =>
+            {
+                (Some(r.url.clone()), r.password.clone(), r.ca_file.clone())
+            }
+            _ => self.redis_endpoint(
+                ITEM,
+                f.kind.span(),
+                super::limit_store::RedisEndpointFile {
+                    url: f.url.as_ref(),
+                    password_file: f.password_file.as_ref(),
+                    password_env: f.password_env.as_ref(),
+                    ca_file: f.ca_file.as_ref(),
+                },
+            ),
+        };
+        let timeout = self.bounded(
+            f.timeout.as_ref(),
+            "timeout",
+            super::limit_store::MAX_TIMEOUT,
+            ITEM,
+        );
+        let max_object_size = f
+            .max_object_size
+            .as_ref()
+            .and_then(|s| self.size(s, "max_object_size", ITEM))
+            .unwrap_or(model::DEFAULT_SHARED_MAX_OBJECT_SIZE);
+        if max_object_size > MAX_SHARED_OBJECT_SIZE {
+            if let Some(s) = &f.max_object_size {
+                self.error(
+                    s.span(),
+                    Some(ITEM),
+                    "max_object_size must be at most 64MiB (a Redis value is read whole on every shared hit)",
+                );
+            }
+        }
+        Some(model::SharedCacheConfig {
+            url: url?,
+            password,
+            ca_file,
+            key_prefix: self.key_prefix(f.key_prefix.as_ref(), ITEM),
+            timeout: timeout.unwrap_or(model::DEFAULT_LIMIT_STORE_TIMEOUT),
+            max_object_size,
+        })
     }
 
     /// A byte size, greater than zero.

@@ -12,8 +12,16 @@ use crate::ratelimit::Accuracy;
 
 const ITEM: &str = "limit_store";
 
+/// The connection keys of a table that names a Redis.
+pub(super) struct RedisEndpointFile<'a> {
+    pub url: Option<&'a Spanned<String>>,
+    pub password_file: Option<&'a Spanned<String>>,
+    pub password_env: Option<&'a Spanned<String>>,
+    pub ca_file: Option<&'a Spanned<String>>,
+}
+
 /// Longest `timeout`: a limit check waits for Redis at most this long.
-const MAX_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const MAX_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest `sync_interval`: the error bound grows with it.
 const MAX_SYNC_INTERVAL: Duration = Duration::from_secs(10);
 /// Most `instances`.
@@ -65,41 +73,23 @@ impl Validator<'_> {
             }
             return LimitStoreSettings::Local;
         }
-        let url = self.redis_url(f);
-        let password = match (&f.password_file, &f.password_env) {
-            (Some(a), Some(_)) => {
-                self.error(
-                    a.span(),
-                    Some(ITEM),
-                    "password_file and password_env are both set: keep one",
-                );
-                None
-            }
-            (Some(p), None) => Some(model::SecretSource::File(self.resolve_path(p.get_ref()))),
-            (None, Some(e)) if e.get_ref().is_empty() || e.get_ref().contains('=') => {
-                self.error(
-                    e.span(),
-                    Some(ITEM),
-                    "password_env must name an environment variable",
-                );
-                None
-            }
-            (None, Some(e)) => Some(model::SecretSource::Env(e.get_ref().clone())),
-            (None, None) => None,
-        };
-        let ca_file = f.ca_file.as_ref().map(|p| self.resolve_path(p.get_ref()));
-        if let (Some(ca), Some(u)) = (&f.ca_file, &url) {
-            if !u.starts_with("rediss://") {
-                self.error(
-                    ca.span(),
-                    Some(ITEM),
-                    "ca_file only applies to a rediss:// url (TLS)",
-                );
-            }
-        }
-        let timeout = self.bounded(f.timeout.as_ref(), "timeout", MAX_TIMEOUT);
-        let sync_interval =
-            self.bounded(f.sync_interval.as_ref(), "sync_interval", MAX_SYNC_INTERVAL);
+        let (url, password, ca_file) = self.redis_endpoint(
+            ITEM,
+            f.kind.as_ref().map_or(0..0, Spanned::span),
+            RedisEndpointFile {
+                url: f.url.as_ref(),
+                password_file: f.password_file.as_ref(),
+                password_env: f.password_env.as_ref(),
+                ca_file: f.ca_file.as_ref(),
+            },
+        );
+        let timeout = self.bounded(f.timeout.as_ref(), "timeout", MAX_TIMEOUT, ITEM);
+        let sync_interval = self.bounded(
+            f.sync_interval.as_ref(),
+            "sync_interval",
+            MAX_SYNC_INTERVAL,
+            ITEM,
+        );
         let on_error = match f.on_error.as_ref().map(|o| (o, o.get_ref().as_str())) {
             None | Some((_, "local")) => OnStoreError::Local,
             Some((_, "allow")) => OnStoreError::Allow,
@@ -127,25 +117,7 @@ impl Validator<'_> {
                 1
             }
         };
-        let key_prefix = match &f.key_prefix {
-            None => model::DEFAULT_KEY_PREFIX.to_string(),
-            Some(p)
-                if p.get_ref().len() <= 64
-                    && p.get_ref()
-                        .bytes()
-                        .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}') =>
-            {
-                p.get_ref().clone()
-            }
-            Some(p) => {
-                self.error(
-                    p.span(),
-                    Some(ITEM),
-                    "key_prefix: at most 64 visible ASCII characters, without { or }",
-                );
-                String::new()
-            }
-        };
+        let key_prefix = self.key_prefix(f.key_prefix.as_ref(), ITEM);
         LimitStoreSettings::Redis(RedisStoreConfig {
             url: url.unwrap_or_default(),
             password,
@@ -160,11 +132,16 @@ impl Validator<'_> {
     }
 
     /// `url`: required, `redis://` or `rediss://`, no password in it.
-    fn redis_url(&mut self, f: &LimitStoreFile) -> Option<String> {
-        let Some(u) = &f.url else {
+    fn redis_url(
+        &mut self,
+        item: &str,
+        kind: std::ops::Range<usize>,
+        url: Option<&Spanned<String>>,
+    ) -> Option<String> {
+        let Some(u) = url else {
             self.error(
-                f.kind.as_ref().map_or(0..0, Spanned::span),
-                Some(ITEM),
+                kind,
+                Some(item),
                 r#"kind = "redis" needs url (e.g. "redis://127.0.0.1:6379/0")"#,
             );
             return None;
@@ -173,45 +150,117 @@ impl Validator<'_> {
         if !(text.starts_with("redis://") || text.starts_with("rediss://")) {
             self.error(
                 u.span(),
-                Some(ITEM),
+                Some(item),
                 format!(r#"url {text:?} is not a Redis URL: write "redis://host:port/db" or "rediss://…" for TLS"#),
             );
             return None;
         }
         match redis::parse_redis_url(text) {
             None => {
-                self.error(u.span(), Some(ITEM), "url is not a valid URL");
+                self.error(u.span(), Some(item), "url is not a valid URL");
                 None
             }
             Some(parsed) if parsed.password().is_some() => {
                 // The text is not repeated: it holds the secret.
                 self.error(
                     u.span(),
-                    Some(ITEM),
+                    Some(item),
                     "url holds a password: never inline; use password_file or password_env",
                 );
                 None
             }
             Some(parsed) if parsed.host_str().is_none_or(str::is_empty) => {
-                self.error(u.span(), Some(ITEM), "url names no host");
+                self.error(u.span(), Some(item), "url names no host");
                 None
             }
             Some(_) => Some(text.clone()),
         }
     }
 
-    fn bounded(
+    /// A Redis's `url`, password (`password_file` | `password_env`) and
+    /// `ca_file`, as `[limit_store]` and `[cache.shared]` name them.
+    pub(super) fn redis_endpoint(
+        &mut self,
+        item: &str,
+        kind: std::ops::Range<usize>,
+        f: RedisEndpointFile<'_>,
+    ) -> (
+        Option<String>,
+        Option<model::SecretSource>,
+        Option<std::path::PathBuf>,
+    ) {
+        let url = self.redis_url(item, kind, f.url);
+        let password = match (f.password_file, f.password_env) {
+            (Some(a), Some(_)) => {
+                self.error(
+                    a.span(),
+                    Some(item),
+                    "password_file and password_env are both set: keep one",
+                );
+                None
+            }
+            (Some(p), None) => Some(model::SecretSource::File(self.resolve_path(p.get_ref()))),
+            (None, Some(e)) if e.get_ref().is_empty() || e.get_ref().contains('=') => {
+                self.error(
+                    e.span(),
+                    Some(item),
+                    "password_env must name an environment variable",
+                );
+                None
+            }
+            (None, Some(e)) => Some(model::SecretSource::Env(e.get_ref().clone())),
+            (None, None) => None,
+        };
+        let ca_file = f.ca_file.map(|p| self.resolve_path(p.get_ref()));
+        if let (Some(ca), Some(u)) = (f.ca_file, &url) {
+            if !u.starts_with("rediss://") {
+                self.error(
+                    ca.span(),
+                    Some(item),
+                    "ca_file only applies to a rediss:// url (TLS)",
+                );
+            }
+        }
+        (url, password, ca_file)
+    }
+
+    /// `key_prefix`: at most 64 visible ASCII characters, no braces (they
+    /// would make a Redis Cluster hash tag).
+    pub(super) fn key_prefix(&mut self, prefix: Option<&Spanned<String>>, item: &str) -> String {
+        match prefix {
+            None => model::DEFAULT_KEY_PREFIX.to_string(),
+            Some(p)
+                if p.get_ref().len() <= 64
+                    && p.get_ref()
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}') =>
+            {
+                p.get_ref().clone()
+            }
+            Some(p) => {
+                self.error(
+                    p.span(),
+                    Some(item),
+                    "key_prefix: at most 64 visible ASCII characters, without { or }",
+                );
+                String::new()
+            }
+        }
+    }
+
+    pub(super) fn bounded(
         &mut self,
         s: Option<&Spanned<crate::config::file::DurationText>>,
         what: &str,
         max: Duration,
+        item: &str,
     ) -> Option<Duration> {
         let s = s?;
-        let d = self.duration(s, what, Some(ITEM))?;
+        let d = self.duration(s, what, Some(item))?;
         if d > max {
             self.error(
                 s.span(),
-                Some(ITEM),
+                Some(item),
                 format!(
                     "{what} must be at most {}",
                     humantime_serde::re::humantime::format_duration(max)

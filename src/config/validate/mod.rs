@@ -111,7 +111,7 @@ impl Validator<'_> {
             .collect();
         self.fallbacks(&file.pools);
         let limit_store = self.limit_store(file.limit_store.as_ref());
-        let cache = self.cache(file.cache.as_ref());
+        let cache = self.cache(file.cache.as_ref(), &limit_store);
         let routes = self.routes(&file.routes, &pool_names, &cache);
         let auth = self.auth(file.auth.as_ref());
         let access_log = self.access_log(file.access_log.as_ref());

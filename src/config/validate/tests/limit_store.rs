@@ -118,3 +118,46 @@ key_prefix = "{x}"
     )))
     .contains(r#"accuracy: unknown "fuzzy"; expected "exact" or "approximate""#));
 }
+
+#[test]
+fn a_shared_cache_tier_borrows_the_limit_stores_redis_or_names_its_own() {
+    let config = ok("[limit_store]\nkind = \"redis\"\nurl = \"redis://10.0.0.5:6379/0\"\npassword_env = \"P\"\n[cache.shared]\nkind = \"redis\"\n");
+    let shared = config.cache.shared.as_ref().unwrap();
+    assert_eq!(shared.url, "redis://10.0.0.5:6379/0");
+    assert_eq!(shared.password, Some(model::SecretSource::Env("P".into())));
+    assert_eq!(shared.max_object_size, 256 << 10);
+    assert_eq!(shared.timeout, Duration::from_millis(20));
+    assert_eq!(shared.key_prefix, "portcullis:");
+
+    let config = ok("[cache.shared]\nkind = \"redis\"\nurl = \"rediss://cache:6380/1\"\nca_file = \"ca.pem\"\ntimeout = \"5ms\"\nmax_object_size = \"1MiB\"\nkey_prefix = \"eu:\"\n");
+    let shared = config.cache.shared.as_ref().unwrap();
+    assert_eq!(shared.url, "rediss://cache:6380/1");
+    assert!(shared
+        .ca_file
+        .as_ref()
+        .is_some_and(|p| p.ends_with("ca.pem")));
+    assert_eq!(
+        (shared.timeout, shared.max_object_size),
+        (Duration::from_millis(5), 1 << 20)
+    );
+    assert_eq!(shared.key_prefix, "eu:");
+    assert_eq!(ok("").cache.shared, None);
+
+    assert!(only_error("[cache.shared]\nkind = \"redis\"\n")
+        .starts_with(r#"f.toml:2:8: cache.shared: kind = "redis" needs url"#));
+    assert!(only_error("[cache.shared]\nkind = \"memcached\"\n")
+        .contains(r#"cache.shared: kind: unknown tier "memcached"; expected "redis""#));
+    let e = only_error("[cache.shared]\nkind = \"redis\"\nurl = \"redis://:s3cret@h:1\"\n");
+    assert!(
+        e.contains("url holds a password") && !e.contains("s3cret"),
+        "{e}"
+    );
+    assert!(only_error(
+        "[cache.shared]\nkind = \"redis\"\nurl = \"redis://h:1\"\nmax_object_size = \"1GiB\"\n"
+    )
+    .contains("max_object_size must be at most 64MiB"));
+    assert!(only_error(
+        "[cache.shared]\nkind = \"redis\"\nurl = \"redis://h:1\"\ntimeout = \"1m\"\n"
+    )
+    .contains("cache.shared: timeout must be at most 5s"));
+}
