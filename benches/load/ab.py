@@ -46,7 +46,7 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def one_run(binary: str, mode: str, tmp: Path, backends: list[int], requests: int,
-            tls: Optional[tuple[Path, Path]] = None) -> float:
+            tls: Optional[tuple[Path, Path]] = None, paths: int = 1) -> float:
     """CPU µs per request of `binary` serving `requests` requests (over
     HTTP/2 and TLS, `h2load -c50 -m10`, when `tls` is a certificate and key)."""
     port, admin = bench.free_port(), bench.free_port()
@@ -61,6 +61,11 @@ def one_run(binary: str, mode: str, tmp: Path, backends: list[int], requests: in
         header = bench.auth_header(mode, Path(tempfile.gettempdir()))
         load = ["taskset", "-c", "1", "h2load", *proto, "-c", "50", "-H", header]
         url = f"https://{bench.TLS_NAME}:{port}/" if tls else f"http://{bench.HOST}:{port}/"
+        if paths > 1:
+            # h2load cycles through the URIs of its input file.
+            listing = tmp / f"ab-urls-{port}.txt"
+            listing.write_text("".join(f"{url}p{i}\n" for i in range(paths)))
+            url = "-i" + str(listing)
         subprocess.run(load + ["-n", "20000", url], capture_output=True, check=True)
         pids = bench.proc_tree(p.pid)
         redis_pids = [bench.redis()[0]] if mode.endswith("-redis") else []
@@ -82,8 +87,10 @@ def main() -> int:
     ap.add_argument("new", help="portcullis build (or wrapper) after the change")
     ap.add_argument("old", help="portcullis build (or wrapper) before the change")
     ap.add_argument("--mode", default="plain",
-                    help="bench.py config mode: plain, cache, auth, gateway, resilient, jwt, limits, limits-redis, auth-redis")
+                    help="bench.py config mode: plain, cache, cache-redis, auth, gateway, resilient, jwt, limits, limits-redis, auth-redis")
     ap.add_argument("--old-mode", help="the mode of OLD (default: --mode): compare two configs of one build")
+    ap.add_argument("--paths", type=int, default=1,
+                    help="request this many distinct paths (/p0, /p1, …) in turn instead of /")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("-n", type=int, default=300_000, help="measured requests per run")
     ap.add_argument("--h2", action="store_true",
@@ -99,7 +106,7 @@ def main() -> int:
     try:
         for r in range(1, args.rounds + 1):
             for side, b, mode in (("new", args.new, args.mode), ("old", args.old, args.old_mode or args.mode)):
-                runs[side].append(one_run(b, mode, tmp, backends, args.n, tls))
+                runs[side].append(one_run(b, mode, tmp, backends, args.n, tls, args.paths))
             print(f"round {r}: new {runs['new'][-1]:.2f} µs, old {runs['old'][-1]:.2f} µs", flush=True)
     finally:
         bench.stop(upstream)

@@ -509,6 +509,8 @@ def portcullis_conf(port: int, admin_port: int, backends: list[int], workers: in
     bearer token from `bench_token` instead of the key: the issuer's
     per-consumer limit and quota, the route's required scope; no access
     log). "limits": plain with a route-wide rate limit (never hit);
+    "cache-redis": "cache" with a local store too small for any object and
+    `[cache.shared]` in Redis, so that every hit comes from Redis;
     "limits-redis": the same limit, approximate, in a shared store (a
     redis-server this script starts); "auth-redis": "auth" with the shared
     store (the quota exact: one Redis round trip per request)."""
@@ -545,6 +547,10 @@ quota = {{ day = 1000000000000 }}
         route_auth = 'rate_limits = [{ rate = "10000000/s", burst = 10000000, per = "route" }]\n'
     if mode.endswith("-redis"):
         store = f'[limit_store]\nkind = "redis"\nurl = "redis://{HOST}:{redis()[1]}/0"\ntimeout = "100ms"\n'
+    if mode == "cache-redis":
+        # A local store too small to keep an object: every local lookup
+        # misses, and the shared tier (Redis) answers.
+        store += '[cache]\nmax_size = "1KiB"\n[cache.shared]\nkind = "redis"\n'
     access_log = (f'[access_log]\npath = "{log_path}"\n' if mode in ("gateway", "resilient") and log_path
                   else "[access_log]\nenabled = false\n")
     tls_block = ""
@@ -555,7 +561,7 @@ cert = "{tls[0]}"
 key = "{tls[1]}"
 """
     keepalive_line = f"upstream_keepalive = {keepalive}\n" if keepalive else ""
-    cache = '\n[routes.cache]\nttl = "1h"\n' if mode == "cache" else ""
+    cache = '\n[routes.cache]\nttl = "1h"\n' if mode in ("cache", "cache-redis") else ""
     resilience = ("max_in_flight = 100000\n[pools.up.outlier]\n[pools.up.breaker]\n[pools.up.retry_budget]\n"
                   if mode == "resilient" else "")
     return f"""[server]
