@@ -322,3 +322,71 @@ async fn redis_down_follows_on_error_and_recovery_needs_no_restart() {
     let text = deny.metrics_text().await;
     assert_eq!(sample(&text, "portcullis_limit_store_up"), Some(1.0));
 }
+
+/// `rediss://` with `ca_file`: the gateway checks the server's
+/// certificate against the file, and limits are counted over TLS; a CA
+/// that did not sign the server's certificate leaves the store
+/// unreachable (`on_error = "deny"`: 503).
+#[tokio::test]
+async fn a_rediss_store_is_checked_against_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, cert: &rcgen::CertifiedKey<rcgen::KeyPair>| {
+        let c = dir.path().join(format!("{name}.pem"));
+        let k = dir.path().join(format!("{name}.key"));
+        std::fs::write(&c, cert.cert.pem()).unwrap();
+        std::fs::write(&k, cert.signing_key.serialize_pem()).unwrap();
+        (c, k)
+    };
+    let (cert, cert_key) = write(
+        "redis",
+        &rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap(),
+    );
+    let (other, _) = write(
+        "other",
+        &rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap(),
+    );
+    let redis = RedisServer::start_tls(&cert, &cert_key);
+    let backend = Backend::start("b").await;
+    let (_, entry) = key();
+    let limit =
+        "rate_limits = [{ rate = \"3/m\", burst = 3, per = \"route\", accuracy = \"exact\" }]";
+    let store = |ca: &std::path::Path| {
+        format!(
+            "kind = \"redis\"\nurl = \"{}\"\nca_file = \"{}\"\ntimeout = \"2s\"\non_error = \"deny\"\nkey_prefix = \"{}:\"",
+            redis.tls_url(),
+            ca.display(),
+            ca.file_stem().unwrap().to_string_lossy()
+        )
+    };
+    let gw = TestGateway::start(&config(&backend, &store(&cert), &entry, "", limit)).await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(
+            client()
+                .get(gw.url("/r"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    // Counted in Redis (read on its plain port).
+    let keys = redis.command(&["KEYS", "redis:*"]).unwrap_or_default();
+    assert!(keys.contains("redis:{"), "{keys}");
+
+    let wrong = TestGateway::start(&config(&backend, &store(&other), &entry, "", limit)).await;
+    let r = client().get(wrong.url("/r")).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        503,
+        "a Redis whose certificate the CA did not sign was used"
+    );
+    let text = wrong.metrics_text().await;
+    assert_eq!(
+        sample(&text, "portcullis_limit_store_up"),
+        Some(0.0),
+        "{text}"
+    );
+}

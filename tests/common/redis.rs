@@ -15,6 +15,8 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     /// `requirepass`, when set.
     password: Option<String>,
+    /// A TLS port too, with this certificate and key (PEM files).
+    pub tls: Option<(u16, std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl RedisServer {
@@ -26,6 +28,20 @@ impl RedisServer {
 
     /// [`RedisServer::start`], requiring `password` when given.
     pub fn start_with_password(password: Option<&str>) -> RedisServer {
+        Self::start_with(password, None)
+    }
+
+    /// [`RedisServer::start`] with a TLS port as well (`rediss://`),
+    /// serving the certificate `cert` with `key`; clients need no
+    /// certificate of their own. Commands from the test use the plain port.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> RedisServer {
+        Self::start_with(None, Some((cert.to_path_buf(), key.to_path_buf())))
+    }
+
+    fn start_with(
+        password: Option<&str>,
+        tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    ) -> RedisServer {
         // A port that was free a moment ago; another process may take it
         // meanwhile, so a server that does not come up is tried again on
         // another.
@@ -35,11 +51,19 @@ impl RedisServer {
                 .expect("a free port")
                 .port();
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let tls = tls.clone().map(|(cert, key)| {
+                let port = TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("a free port")
+                    .port();
+                (port, cert, key)
+            });
             let mut server = RedisServer {
                 child: None,
                 addr,
                 dir: tempfile::tempdir().expect("tempdir"),
                 password: password.map(str::to_string),
+                tls,
             };
             if server.launch() {
                 return server;
@@ -61,6 +85,18 @@ impl RedisServer {
                     .iter()
                     .flat_map(|p| ["--requirepass".to_string(), p.clone()]),
             )
+            .args(self.tls.iter().flat_map(|(port, cert, key)| {
+                [
+                    "--tls-port".to_string(),
+                    port.to_string(),
+                    "--tls-cert-file".to_string(),
+                    cert.display().to_string(),
+                    "--tls-key-file".to_string(),
+                    key.display().to_string(),
+                    "--tls-auth-clients".to_string(),
+                    "no".to_string(),
+                ]
+            }))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -113,6 +149,12 @@ impl RedisServer {
     /// `redis://ADDR/0`
     pub fn url(&self) -> String {
         format!("redis://{}/0", self.addr)
+    }
+
+    /// `rediss://localhost:TLS_PORT/0` (the certificate names `localhost`).
+    pub fn tls_url(&self) -> String {
+        let (port, ..) = self.tls.as_ref().expect("a server started with start_tls");
+        format!("rediss://localhost:{port}/0")
     }
 
     /// Kill the server (as a crash would) and wait for it to go.
