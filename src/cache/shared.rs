@@ -15,6 +15,7 @@
 //! [`RETRY_AFTER`], and meanwhile the tier is skipped: the cache works
 //! locally, as without it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,6 +98,8 @@ pub struct SharedTier {
     timeout: Duration,
     max_object_size: usize,
     breaker: Breaker,
+    /// Failing now: logged once per outage.
+    down: AtomicBool,
     families: CacheFamilies,
     instance: u64,
     started: Instant,
@@ -134,6 +137,7 @@ impl SharedTier {
             timeout: config.timeout,
             max_object_size: usize::try_from(config.max_object_size).unwrap_or(usize::MAX),
             breaker: Breaker::default(),
+            down: AtomicBool::new(false),
             families,
             instance: rand::random(),
             started: Instant::now(),
@@ -184,11 +188,18 @@ impl SharedTier {
             Ok(Ok(v)) => {
                 self.breaker.success();
                 self.families.shared_up.set(1);
+                if self.down.swap(false, Ordering::Relaxed) {
+                    info!("shared cache: Redis answers again");
+                }
                 Some(v)
             }
             failed => {
-                if let Ok(Err(e)) = &failed {
-                    warn!(error = %e, "shared cache: Redis call failed; local tier only for {RETRY_AFTER:?}");
+                if !self.down.swap(true, Ordering::Relaxed) {
+                    let why = match &failed {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer within {:?}", self.timeout),
+                    };
+                    warn!(error = %why, "shared cache: Redis failed; the local tier works alone until it answers (tried again every {RETRY_AFTER:?})");
                 }
                 self.breaker.failure(now);
                 self.families.shared_up.set(0);
@@ -281,10 +292,13 @@ impl SecondTier for Arc<SharedTier> {
 /// Apply the purges other instances publish, for the life of the process
 /// (reconnecting after a failure).
 async fn subscribe(client: redis::Client, channel: String, instance: u64, on_purge: OnPurge) {
+    // One warning per outage, not one per attempt.
+    let mut warned = false;
     loop {
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => {
                 if pubsub.subscribe(&channel).await.is_ok() {
+                    warned = false;
                     info!(channel = %channel, "shared cache: listening for other instances' purges");
                     let mut messages = pubsub.on_message();
                     while let Some(msg) = messages.next().await {
@@ -302,9 +316,11 @@ async fn subscribe(client: redis::Client, channel: String, instance: u64, on_pur
                     }
                 }
             }
-            Err(e) => {
-                warn!(error = %e, "shared cache: cannot subscribe to purges; retrying");
+            Err(e) if !warned => {
+                warned = true;
+                warn!(error = %e, "shared cache: cannot subscribe to other instances' purges; retrying every second");
             }
+            Err(_) => {}
         }
         // Not a wait for a condition: the pace of reconnecting.
         tokio::time::sleep(RETRY_AFTER).await;

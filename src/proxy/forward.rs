@@ -257,7 +257,8 @@ pub fn set_forwarded(
             .peer_trusted
             .then(|| joined(upstream, &X_FORWARDED_FOR))
             .flatten();
-        let xff = append(prev.as_ref(), &peer.to_string());
+        let mut text = [0u8; 45];
+        let xff = append(prev.as_ref(), ip_text(peer, &mut text));
         upstream.insert_header(X_FORWARDED_FOR, xff)?;
     } else {
         upstream.remove_header(&X_FORWARDED_FOR);
@@ -297,6 +298,16 @@ fn joined(req: &RequestHeader, name: &HeaderName) -> Option<HeaderValue> {
         buf.extend_from_slice(v.as_bytes());
     }
     HeaderValue::from_maybe_shared(buf.freeze()).ok()
+}
+
+/// `ip` as text in `buf` (an IPv6 address is at most 45 characters), with
+/// no allocation.
+fn ip_text(ip: std::net::IpAddr, buf: &mut [u8; 45]) -> &str {
+    use std::io::Write;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{ip}");
+    let n = cursor.position() as usize;
+    std::str::from_utf8(&buf[..n]).unwrap_or("")
 }
 
 /// `prev, entry` (or `entry`), built in one buffer: the header value is
