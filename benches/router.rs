@@ -57,6 +57,7 @@ fn route(i: usize) -> RouteConfig {
         cache: None,
         retry_on: Default::default(),
         max_body_size: None,
+        ip: None,
     }
 }
 

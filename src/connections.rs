@@ -34,6 +34,7 @@ pub struct ClientConnections<A> {
     handshake_timeouts: IntCounter,
     handshake_failures: IntCounter,
     proxy_protocol_refusals: IntCounter,
+    ip_refusals: IntCounter,
     handshake_log: LogEvery,
 }
 
@@ -83,6 +84,7 @@ impl<A> ClientConnections<A> {
             handshake_timeouts: metrics.downstream_refused("handshake_timeout"),
             handshake_failures: metrics.downstream_refused("handshake_failed"),
             proxy_protocol_refusals: metrics.downstream_refused("proxy_protocol"),
+            ip_refusals: metrics.downstream_refused("ip_denied"),
             handshake_log: LogEvery::new(HANDSHAKE_LOG_EVERY),
             gateway,
             listeners,
@@ -180,6 +182,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ClientConnections<A> {
         match error.etype() {
             pingora_error::ErrorType::TLSHandshakeTimedout => self.handshake_timeouts.inc(),
             e if e == &crate::proxy_protocol::REFUSED => self.proxy_protocol_refusals.inc(),
+            e if e == &crate::accept::IP_DENIED => {
+                // Refused on purpose, and cheap to cause: counted, not logged.
+                self.ip_refusals.inc();
+                return;
+            }
             _ => self.handshake_failures.inc(),
         }
         if let Some(n) = self.handshake_log.note(Instant::now()) {

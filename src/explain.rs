@@ -170,6 +170,37 @@ pub async fn explain(
         out.line("  tags", model.tags.join(", "));
     }
     explain_pool(&mut out, route);
+    if let Some(rules) = &route.ip {
+        let list = |v: &[ipnet::IpNet]| {
+            v.iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut text = Vec::new();
+        if !rules.allow.is_empty() {
+            text.push(format!("allow {}", list(&rules.allow)));
+        }
+        if !rules.deny.is_empty() {
+            text.push(format!("deny {}", list(&rules.deny)));
+        }
+        let client = arrival
+            .ip
+            .map_or("unknown".to_string(), |ip| ip.to_string());
+        let verdict = if decision.auth_failure == Some(crate::decide::IP_DENIED) {
+            "refused (403)"
+        } else {
+            "passes"
+        };
+        out.line(
+            "ip",
+            format!("{}: client {client} {verdict}", text.join("; ")),
+        );
+        if let (Some(r), Some(crate::decide::IP_DENIED)) = (refusal, decision.auth_failure) {
+            out.answer(r);
+            return out.done(&decision);
+        }
+    }
 
     // Authentication, then limits: as the decision took them.
     let consumer = decision

@@ -42,7 +42,8 @@
 //!    client's stream: head and body timeouts, HTTP/2 frame limits),
 //!    [`upgrade`] (the binary upgrade on `SIGUSR2`), [`client_addr`] (the
 //!    client's address behind trusted proxies), [`proxy_protocol`] (the
-//!    PROXY protocol header a balancer sends first).
+//!    PROXY protocol header a balancer sends first), [`accept`] (what a
+//!    connection meets before TLS: that header, then `[listeners.ip]`).
 //! 4. **Long-lived state**: [`state`], the one owner of everything that
 //!    outlives a config (backend and pool state, metric handles, usage,
 //!    cache, limit counters, probes, listener certificates).
@@ -64,6 +65,7 @@
 //!    stoppable in-process), [`demo`] (the demo's sample backends),
 //!    [`fuzzing`] (the fuzz targets' properties) and [`cli`] (the binary).
 
+pub mod accept;
 pub mod accesslog;
 pub mod admin;
 pub mod auth;

@@ -23,6 +23,8 @@ pub enum Problem {
     KeyInvalid,
     /// A valid key out of its consumer's scope.
     Forbidden,
+    /// The client's address is refused by the route's `[routes.ip]`.
+    AddressForbidden,
     /// No bearer token where the route reads it.
     TokenRequired,
     /// A token that does not verify, has expired, is for another issuer
@@ -74,7 +76,7 @@ impl Problem {
             | Problem::KeyInvalid
             | Problem::TokenRequired
             | Problem::TokenInvalid => 401,
-            Problem::Forbidden | Problem::InsufficientScope => 403,
+            Problem::Forbidden | Problem::InsufficientScope | Problem::AddressForbidden => 403,
             Problem::TooManyRequests | Problem::TooManyFailedAttempts => 429,
             Problem::NoHealthyBackend
             | Problem::CircuitOpen
@@ -102,7 +104,9 @@ impl Problem {
             | Problem::KeyInvalid
             | Problem::TokenRequired
             | Problem::TokenInvalid => "Unauthorized",
-            Problem::Forbidden | Problem::InsufficientScope => "Forbidden",
+            Problem::Forbidden | Problem::InsufficientScope | Problem::AddressForbidden => {
+                "Forbidden"
+            }
             Problem::TooManyRequests | Problem::TooManyFailedAttempts => "Too Many Requests",
             Problem::NoHealthyBackend
             | Problem::CircuitOpen
@@ -129,6 +133,7 @@ impl Problem {
             Problem::KeyRequired => "An API key is required.",
             Problem::KeyInvalid => "The API key is not valid.",
             Problem::Forbidden => "The API key does not allow this request.",
+            Problem::AddressForbidden => "Requests from this address are not allowed here.",
             Problem::TokenRequired => "A bearer token is required.",
             Problem::TokenInvalid => "The bearer token is not valid.",
             Problem::InsufficientScope => "The bearer token lacks a scope this request requires.",

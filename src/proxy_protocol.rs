@@ -2,8 +2,8 @@
 //! with `proxy_protocol`, a balancer (HAProxy `send-proxy-v2`, AWS NLB,
 //! Google's and Azure's L4 balancers) sends a header naming the client's
 //! address before anything else, TLS included. It is read here, during the
-//! connection's handshake (bounded by `handshake_timeout`), and its source
-//! becomes the connection's peer: every later reader of the peer address
+//! connection's handshake (bounded by `handshake_timeout`, by
+//! `crate::accept`), and its source becomes the connection's peer: every later reader of the peer address
 //! (`crate::client_addr`, the access log) sees the client.
 //!
 //! A connection without a valid header of the listener's version is
@@ -13,14 +13,8 @@
 //! command (a balancer's own health check) or an address family without
 //! an IP keeps the real peer. Parsing is the `ppp` crate's.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::SocketAddr;
 
-use async_trait::async_trait;
-use pingora_core::listeners::PreTlsProcess;
-use pingora_core::protocols::l4::socket::SocketAddr as PingoraAddr;
-use pingora_core::protocols::l4::stream::Stream as L4Stream;
-use pingora_core::protocols::{GetSocketDigest, SocketDigest};
 use pingora_error::{Error, ErrorType, Result};
 use ppp::PartialResult;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -37,74 +31,8 @@ const V1_MAX: usize = 107;
 /// few dozen bytes of them). More than this is refused.
 const V2_MAX: usize = 16 + 1024;
 
-/// Whether a TCP peer may send a PROXY header (`[server.trusted_proxies]`
-/// read live).
-pub type MaySend = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
-
-/// Reads the header on the listeners that expect one (a pre-handshake
-/// callback; it runs on plain listeners too, see patches/pingora-core/
-/// 0008).
-pub struct HeaderReader {
-    /// The listeners' bound addresses and versions.
-    listeners: Vec<(SocketAddr, ProxyProtocol)>,
-    may_send: MaySend,
-}
-
-impl HeaderReader {
-    pub fn new(listeners: Vec<(SocketAddr, ProxyProtocol)>, may_send: MaySend) -> Self {
-        Self {
-            listeners,
-            may_send,
-        }
-    }
-
-    /// The version the listener that accepted a connection to `local`
-    /// expects.
-    fn expected(&self, local: SocketAddr) -> Option<ProxyProtocol> {
-        self.listeners
-            .iter()
-            .find(|(l, _)| crate::config::model::accepts_on(*l, local))
-            .map(|(_, v)| *v)
-    }
-}
-
-fn refused(why: impl Into<String>) -> Box<Error> {
+pub(crate) fn refused(why: impl Into<String>) -> Box<Error> {
     Error::explain(REFUSED, why.into())
-}
-
-#[async_trait]
-impl PreTlsProcess for HeaderReader {
-    fn runs_on_plaintext(&self) -> bool {
-        true
-    }
-
-    async fn process(&self, stream: &mut L4Stream) -> Result<()> {
-        let Some(digest) = stream.get_socket_digest() else {
-            return Ok(());
-        };
-        let local = digest.local_addr().and_then(|a| a.as_inet()).copied();
-        let Some(version) = local.and_then(|l| self.expected(l)) else {
-            return Ok(());
-        };
-        let Some(peer) = digest.peer_addr().and_then(|a| a.as_inet()).copied() else {
-            return Ok(());
-        };
-        if !(self.may_send)(peer.ip().to_canonical()) {
-            return Err(refused(format!(
-                "PROXY header from {peer}, which is not in [server.trusted_proxies] cidrs"
-            )));
-        }
-        let (source, rest) = read_header(stream, version).await?;
-        stream.rewind(&rest);
-        if let Some(source) = source {
-            use std::os::unix::io::AsRawFd;
-            let new = SocketDigest::from_raw_fd(stream.as_raw_fd());
-            let _ = new.peer_addr.set(Some(PingoraAddr::Inet(source)));
-            let _ = new.local_addr.set(local.map(PingoraAddr::Inet));
-            stream.set_socket_digest(new);
-        }
-        Ok(())
-    }
 }
 
 /// Read one header of `version` from `r`: the client's address it names

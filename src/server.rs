@@ -294,25 +294,24 @@ pub fn run(gateway: Arc<Gateway>, options: RunOptions) -> Result<(), ServerError
         }
     }
     gateway.set_listener_policies(policies);
-    let proxied: Vec<_> = config
+    let entries = config
         .listeners
         .iter()
         .zip(&addrs)
-        .filter_map(|(l, &addr)| Some((addr, l.proxy_protocol?)))
+        .enumerate()
+        .map(|(index, (l, &bound))| crate::accept::ListenerEntry {
+            bound,
+            index,
+            configured: l.address,
+            proxy_protocol: l.proxy_protocol,
+        })
         .collect();
-    if !proxied.is_empty() {
-        let live = gateway.clone();
-        // Any peer, unless `[server.trusted_proxies]` names who may.
-        let may_send: crate::proxy_protocol::MaySend = Arc::new(move |peer| {
-            let trusted = &live.snapshot().config.server.trusted_proxies;
-            trusted.cidrs.is_empty() || trusted.trusts(peer)
-        });
-        proxy
-            .endpoints()
-            .set_pre_tls_callback(Arc::new(crate::proxy_protocol::HeaderReader::new(
-                proxied, may_send,
-            )));
-    }
+    proxy
+        .endpoints()
+        .set_pre_tls_callback(Arc::new(crate::accept::AcceptStep::new(
+            entries,
+            Arc::new(LiveAccept(gateway.clone())),
+        )));
     let admin_addr = concrete(config.admin.address).map_err(|source| ServerError::Bind {
         what: "admin listener",
         address: config.admin.address,
@@ -360,6 +359,35 @@ pub fn run(gateway: Arc<Gateway>, options: RunOptions) -> Result<(), ServerError
     // flight), or the stop was a fast one.
     gateway.access_log().close();
     Ok(())
+}
+
+/// The live config's say at accept: `[server.trusted_proxies]` for PROXY
+/// headers, `[listeners.ip]` for peers.
+struct LiveAccept(Arc<Gateway>);
+
+impl crate::accept::LivePolicy for LiveAccept {
+    /// Any peer, unless `[server.trusted_proxies]` names who may.
+    fn may_send_proxy_header(&self, peer: std::net::IpAddr) -> bool {
+        let trusted = &self.0.snapshot().config.server.trusted_proxies;
+        trusted.cidrs.is_empty() || trusted.trusts(peer)
+    }
+
+    /// The listener at the same place in the live config, else the one
+    /// with the same address (the listeners were reordered).
+    fn listener_admits(
+        &self,
+        listener: &crate::accept::ListenerEntry,
+        peer: std::net::IpAddr,
+    ) -> bool {
+        let snapshot = self.0.snapshot();
+        let listeners = &snapshot.config.listeners;
+        let rules = listeners
+            .get(listener.index)
+            .filter(|l| l.address == listener.configured)
+            .or_else(|| listeners.iter().find(|l| l.address == listener.configured))
+            .and_then(|l| l.ip.as_ref());
+        rules.is_none_or(|r| r.admits(Some(peer)))
+    }
 }
 
 /// A client-facing listener. Its connections read straight from the

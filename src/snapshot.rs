@@ -45,6 +45,8 @@ pub struct Route {
     pub retry_on: model::RetryOn,
     /// Largest request body in bytes.
     pub max_body_size: Option<u64>,
+    /// `[routes.ip]`: client addresses refused with 403.
+    pub ip: Option<model::IpRules>,
 }
 
 /// How a key-protected route reads keys and answers without one.
@@ -186,6 +188,7 @@ impl Snapshot {
                     cache: tables.cache.for_route(r, &config.cache),
                     retry_on: r.retry_on.clone(),
                     max_body_size: r.max_body_size,
+                    ip: r.ip.clone(),
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;

@@ -417,3 +417,176 @@ async fn with_trusted_proxies_only_they_may_send_a_proxy_header() {
         (Some("198.51.100.3"), Some("198.51.100.3"))
     );
 }
+
+/// `[routes.ip]`: deny wins, an allow list admits only its addresses,
+/// IPv4 and IPv6, decided on the client address the trusted-proxy rules
+/// give, before authentication, with a 403 problem the backend never sees.
+#[tokio::test]
+async fn route_ip_rules_allow_and_deny_by_client_address() {
+    let backend = Backend::start("b").await;
+    let config = format!(
+        r#"[server]
+watch_config = false
+[server.trusted_proxies]
+cidrs = ["127.0.0.2"]
+
+{PLAIN}
+[[listeners]]
+address = "[::1]:0"
+
+[admin]
+address = "127.0.0.1:0"
+
+[pools.p]
+backends = [{{ address = "{}" }}]
+
+[[routes]]
+id = "a"
+path = "/a"
+pool = "p"
+auth = "api_key"
+[routes.ip]
+allow = ["127.0.0.0/24", "::1"]
+deny = ["127.0.0.3"]
+
+[[routes]]
+id = "d"
+path = "/d"
+pool = "p"
+[routes.ip]
+deny = ["::1/128", "198.51.100.0/24"]
+"#,
+        backend.addr
+    );
+    let gw = TestGateway::start(&config).await;
+    let v6 = listener_addr_v6(&gw);
+    let url = |p: &str| gw.url(p);
+    // Allowed: on to authentication (401 without a key).
+    assert_eq!(get_from("127.0.0.1", &url("/a/1"), &[]).await.0, 401);
+    assert_eq!(get_from("127.0.0.9", &url("/a/2"), &[]).await.0, 401);
+    assert_eq!(
+        get_from("::1", &format!("http://{v6}/a/3"), &[]).await.0,
+        401
+    );
+    // Denied, and deny wins over allow.
+    for (from, path) in [("127.0.0.3", "/a/4"), ("127.0.1.1", "/a/5")] {
+        let r = reqwest::Client::builder()
+            .no_proxy()
+            .local_address(ip(from))
+            .build()
+            .unwrap()
+            .get(url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{from}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            body["detail"],
+            "Requests from this address are not allowed here."
+        );
+        assert_eq!(log_line(&gw, path).await["auth_failure"], "ip_denied");
+    }
+    assert_eq!(
+        get_from("::1", &format!("http://{v6}/d/1"), &[]).await.0,
+        403
+    );
+    assert_eq!(get_from("127.0.0.1", &url("/d/2"), &[]).await.0, 200);
+    // Behind a trusted proxy the forwarded client is judged; a denied
+    // peer's own header changes nothing.
+    let xff = |v: &'static str| [("x-forwarded-for", v)];
+    assert_eq!(
+        get_from("127.0.0.2", &url("/d/3"), &xff("198.51.100.7"))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        get_from("127.0.0.2", &url("/d/4"), &xff("203.0.113.1"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        get_from("127.0.0.3", &url("/a/6"), &xff("127.0.0.1"))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(backend.hits(), 2, "a refused request reached the backend");
+    let text = gw.metrics_text().await;
+    let denied = r#"portcullis_auth_rejections_total{reason="ip_denied",route="a"}"#;
+    assert_eq!(sample(&text, denied), Some(3.0), "{text}");
+}
+
+fn listener_addr_v6(gw: &TestGateway) -> SocketAddr {
+    gw.listeners
+        .iter()
+        .filter_map(|l| l.strip_prefix("http://"))
+        .filter_map(|a| a.parse::<SocketAddr>().ok())
+        .find(|a| a.is_ipv6())
+        .unwrap_or_else(|| panic!("no IPv6 listener in {:?}", gw.listeners))
+}
+
+/// `[listeners.ip]`: a refused peer's connection is closed at accept,
+/// before TLS on a TLS listener, and counted; the rules are live on reload.
+#[tokio::test]
+async fn listener_ip_rules_close_refused_peers_before_tls() {
+    let backend = Backend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let listeners = |deny: &str| {
+        format!(
+            "{PLAIN}\n[listeners.ip]\ndeny = [\"{deny}\"]\n\n{}\n[listeners.ip]\nallow = [\"127.0.0.1\"]\n",
+            tls_listener(dir.path(), "")
+        )
+    };
+    let path = dir.path().join("portcullis.toml");
+    std::fs::write(&path, config(backend.addr, "", &listeners("127.0.0.4"))).unwrap();
+    let gw = TestGateway::start_file(&path).await;
+    let plain = gw.listeners[0].strip_prefix("http://").unwrap().to_string();
+    let tls = listener_addr(&gw, "https");
+    let refused = r#"portcullis_downstream_refused_total{reason="ip_denied"}"#;
+    let before = sample(&gw.metrics_text().await, refused).unwrap();
+
+    assert_eq!(
+        get_from("127.0.0.5", &format!("http://{plain}/x"), &[])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        get_from("127.0.0.1", &format!("https://{tls}/x"), &[])
+            .await
+            .0,
+        200
+    );
+    // Refused: the plain listener sends nothing back; on the TLS one not
+    // even a ServerHello.
+    for (from, addr) in [("127.0.0.4", plain.parse().unwrap()), ("127.0.0.5", tls)] {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(ip(from), 0)).unwrap();
+        let mut s = socket.connect(addr).await.unwrap();
+        let hello: &[u8] = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n\x16\x03\x01\x00\x05hello";
+        let _ = s.write_all(hello).await;
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        assert!(
+            buf.is_empty(),
+            "{from} → {addr}: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+    }
+    let text = common::scrape_until(&gw, &[format!("{refused} {}", before + 2.0)]).await;
+    assert_eq!(sample(&text, refused), Some(before + 2.0));
+
+    // Live: the deny list moves on a reload.
+    std::fs::write(&path, config(backend.addr, "", &listeners("127.0.0.6"))).unwrap();
+    assert_eq!(gw.reload().await.0, 200);
+    assert_eq!(
+        get_from("127.0.0.4", &format!("http://{plain}/y"), &[])
+            .await
+            .0,
+        200
+    );
+}

@@ -2,7 +2,7 @@
 //! requests goes through `portcullis::explain` (with counters of its own)
 //! and, in the same order, through a running gateway on the same config;
 //! the answers must agree, for every status the decision can give —
-//! 200, 400 (head rules, underscores), 401, 403, 404, 405, 410, 413,
+//! 200, 400 (head rules, underscores), 401, 403 (scope, `[routes.ip]`), 404, 405, 410, 413,
 //! 414, 429 (a limit per client IP, then failed-attempt damping), 501 and
 //! 508.
 
@@ -69,6 +69,13 @@ id = "small"
 path = "/small"
 pool = "p"
 max_body_size = "10"
+
+[[routes]]
+id = "walled"
+path = "/walled"
+pool = "p"
+[routes.ip]
+deny = ["127.0.0.0/8", "::1"]
 
 [[routes]]
 id = "retired"
@@ -156,6 +163,7 @@ async fn explain_and_the_gateway_answer_a_table_of_requests_alike() {
         (request("POST", "/small", false, &[h("a"), ("content-length", "11")]), 413),
         (request("POST", "/small", false, &[h("a"), ("content-length", "0")]), 200),
         (request("GET", "/retired", false, &[h("a")]), 410),
+        (request("GET", "/walled", false, &[h("a")]), 403),
         // Two unknown keys use up the damping burst; then even a valid key
         // from this address gets 429.
         (request("GET", "/keyed", false, &[h("a"), ("x-api-key", "pk_nope.wrong")]), 401),
@@ -192,4 +200,14 @@ async fn explain_and_the_gateway_answer_a_table_of_requests_alike() {
         }
     }
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n\n"));
+    // `explain` says which rule refused the address.
+    let walled = request("GET", "/walled", false, &[h("a")]);
+    let now = SystemClock.now_nanos();
+    let text = portcullis::explain::explain(&prepared.snapshot, &walled, &arrival, now, &store)
+        .await
+        .text;
+    assert!(
+        text.contains("deny 127.0.0.0/8, ::1/128: client 127.0.0.1 refused (403)"),
+        "{text}"
+    );
 }

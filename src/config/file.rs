@@ -393,6 +393,18 @@ pub struct ListenerFile {
     /// `"v1"` or `"v2"`: every connection starts with a PROXY protocol
     /// header (before TLS).
     pub proxy_protocol: Option<Spanned<String>>,
+    /// Peers refused at accept.
+    pub ip: Option<IpRulesFile>,
+}
+
+/// `[routes.ip]`, `[listeners.ip]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpRulesFile {
+    /// Addresses or networks that may pass (all when absent).
+    pub allow: Option<Vec<Spanned<String>>>,
+    /// Addresses or networks that may not; wins over `allow`.
+    pub deny: Option<Vec<Spanned<String>>>,
 }
 
 /// `[listeners.tls]`
@@ -659,6 +671,8 @@ pub struct RouteFile {
     pub retry_on: Option<Vec<Spanned<String>>>,
     /// Largest request body, e.g. `"10MiB"`.
     pub max_body_size: Option<Spanned<String>>,
+    /// Client addresses that may or may not use the route.
+    pub ip: Option<IpRulesFile>,
 }
 
 /// `request_headers` / `response_headers` of a route.

@@ -354,6 +354,7 @@ strip_prefix = true
             cache: None,
             retry_on: Default::default(),
             max_body_size: None,
+            ip: None,
         };
         let expected = Config {
             source: "full.toml".into(),
@@ -373,6 +374,7 @@ strip_prefix = true
                     redirect_https: None,
                     hsts: None,
                     proxy_protocol: None,
+                    ip: None,
                 },
                 Listener {
                     address: addr("[::1]:8443"),
@@ -380,6 +382,7 @@ strip_prefix = true
                     redirect_https: None,
                     hsts: None,
                     proxy_protocol: None,
+                    ip: None,
                 },
             ],
             admin: AdminSettings {
@@ -421,6 +424,7 @@ strip_prefix = true
                     cache: None,
                     retry_on: Default::default(),
                     max_body_size: None,
+                    ip: None,
                 },
                 users_route("users", PathMatch::Exact("/users".into()), false),
                 users_route("users-all", PathMatch::Prefix("/users".into()), true),

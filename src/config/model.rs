@@ -179,6 +179,28 @@ impl TrustedProxies {
     }
 }
 
+/// `[routes.ip]` and `[listeners.ip]`: which client addresses may pass.
+/// `deny` wins; with an `allow` list, only its addresses pass.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct IpRules {
+    pub allow: Vec<ipnet::IpNet>,
+    pub deny: Vec<ipnet::IpNet>,
+}
+
+impl IpRules {
+    /// Whether a client at `ip` passes. An unknown address (a Unix
+    /// socket) passes only rules without an `allow` list.
+    pub fn admits(&self, ip: Option<std::net::IpAddr>) -> bool {
+        let Some(ip) = ip.map(|ip| ip.to_canonical()) else {
+            return self.allow.is_empty();
+        };
+        if self.deny.iter().any(|n| n.contains(&ip)) {
+            return false;
+        }
+        self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&ip))
+    }
+}
+
 /// The header a trusted proxy names the client in.
 #[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -327,6 +349,9 @@ pub struct Listener {
     /// Every connection starts with a PROXY protocol header, read before
     /// TLS; its source address is the connection's peer.
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// `[listeners.ip]`: peers refused at accept, before TLS; live on
+    /// reload.
+    pub ip: Option<IpRules>,
 }
 
 /// Whether a listener bound to `bound` accepted a connection to `local`
@@ -667,6 +692,8 @@ pub struct RouteConfig {
     pub retry_on: RetryOn,
     /// Largest request body in bytes; `None`: no limit.
     pub max_body_size: Option<u64>,
+    /// `[routes.ip]`: client addresses refused (403) before anything else.
+    pub ip: Option<IpRules>,
 }
 
 impl RouteConfig {
@@ -696,6 +723,7 @@ impl RouteConfig {
             cache: None,
             retry_on: RetryOn::default(),
             max_body_size: None,
+            ip: None,
         }
     }
 }

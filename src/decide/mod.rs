@@ -9,7 +9,8 @@
 //!    414, 431, 501), a loop through this gateway (508), underscore names,
 //!    the canonical target (400);
 //! 2. the listener's redirect to HTTPS (308);
-//! 3. the route (404, 405 with `Allow`);
+//! 3. the route (404, 405 with `Allow`), and its `[routes.ip]` rules
+//!    against the client's address (403);
 //! 4. access ([`access`]): failed-attempt damping (429), the API key (401)
 //!    and its scope (403) or the bearer token (401) and its scopes (403),
 //!    the route's and the consumer's rate limits and quotas (429);
@@ -164,6 +165,10 @@ impl Decision {
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
+/// The `auth_failure` (access log, `portcullis_auth_rejections_total`) of
+/// a request `[routes.ip]` refused.
+pub const IP_DENIED: &str = "ip_denied";
+
 /// Decide what `snapshot` does with `req`, which arrived as `arrival`, at
 /// `now` (Unix nanoseconds), charging `store` as the request would. `req`
 /// becomes the head as the gateway forwards it (see [`head::settle`]).
@@ -208,6 +213,14 @@ pub async fn decide(
     let Some(route) = snapshot.routes.get(index) else {
         return decision.refuse(Refusal::new(Problem::Internal));
     };
+    if route
+        .ip
+        .as_ref()
+        .is_some_and(|rules| !rules.admits(arrival.ip))
+    {
+        decision.auth_failure = Some(IP_DENIED);
+        return decision.refuse(Refusal::new(Problem::AddressForbidden));
+    }
     if let Err(refusal) =
         access::admit(&mut decision, snapshot, req, index, arrival.ip, now, store).await
     {

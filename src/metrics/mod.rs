@@ -25,13 +25,14 @@ pub use upstream::{
 };
 
 /// The `reason`s of `portcullis_downstream_refused_total`.
-pub const DOWNSTREAM_REFUSALS: [&str; 6] = [
+pub const DOWNSTREAM_REFUSALS: [&str; 7] = [
     "header_timeout",
     "bad_head",
     "max_connections",
     "handshake_timeout",
     "handshake_failed",
     "proxy_protocol",
+    "ip_denied",
 ];
 
 /// Every metric the gateway exports.
@@ -157,7 +158,7 @@ impl Metrics {
         let downstream_refused = IntCounterVec::new(
             Opts::new(
                 "portcullis_downstream_refused_total",
-                "Client connections refused before any request was read: header_timeout (408, or an HTTP/2 connection closed), bad_head (a request head the HTTP parser refused, 400), max_connections (closed at accept), handshake_timeout (TLS or PROXY protocol handshake not done within handshake_timeout), handshake_failed (TLS handshake refused), proxy_protocol (no valid PROXY protocol header, or one from a peer not in trusted_proxies).",
+                "Client connections refused before any request was read: header_timeout (408, or an HTTP/2 connection closed), bad_head (a request head the HTTP parser refused, 400), max_connections (closed at accept), handshake_timeout (TLS or PROXY protocol handshake not done within handshake_timeout), handshake_failed (TLS handshake refused), proxy_protocol (no valid PROXY protocol header, or one from a peer not in trusted_proxies), ip_denied (a peer [listeners.ip] refuses).",
             ),
             &["reason"],
         )?;

@@ -115,7 +115,8 @@ pub struct ConfigDiff {
     pub certificates: Vec<String>,
     /// Other live settings that changed: `auth`, `access_log`, the
     /// admin API's tokens, `allow_unauthenticated` and `hosts`,
-    /// `server.client`, `server.trusted_proxies`, `server.via`.
+    /// `server.client`, `server.trusted_proxies`, `server.via`,
+    /// `listeners.ip`.
     pub settings: Vec<String>,
     /// The fields of each changed setting, by setting (the tokens show
     /// none: they are only ever `"<redacted>"`).
@@ -294,6 +295,19 @@ impl ConfigDiff {
             "server.client",
             old.server.client != new.server.client,
             fields::between(&old.server.client, &new.server.client, &[]),
+        );
+        // The rules of each listener that has some, by place and address.
+        let listener_ip = |c: &Config| {
+            c.listeners
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| Some((i, l.address.to_string(), l.ip.clone()?)))
+                .collect::<Vec<_>>()
+        };
+        setting(
+            "listeners.ip",
+            listener_ip(old) != listener_ip(new),
+            fields::between(&listener_ip(old), &listener_ip(new), &[]),
         );
         setting(
             "server.trusted_proxies",

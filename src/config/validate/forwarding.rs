@@ -4,8 +4,8 @@
 use toml::Spanned;
 
 use super::Validator;
-use crate::config::file::TrustedProxiesFile;
-use crate::config::model::{ForwardingHeader, ProxyProtocol, TrustedProxies};
+use crate::config::file::{IpRulesFile, TrustedProxiesFile};
+use crate::config::model::{ForwardingHeader, IpRules, ProxyProtocol, TrustedProxies};
 
 const ITEM: &str = "server.trusted_proxies";
 
@@ -75,6 +75,37 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+
+    /// `[routes.ip]` or `[listeners.ip]` of `item`.
+    pub(super) fn ip_rules(&mut self, f: &IpRulesFile, item: &str) -> Option<IpRules> {
+        let mut list = |v: &Option<Vec<Spanned<String>>>, key: &str| -> Vec<ipnet::IpNet> {
+            v.iter()
+                .flatten()
+                .filter_map(|t| self.cidr(t, item, key))
+                .collect()
+        };
+        let rules = IpRules {
+            allow: list(&f.allow, "ip.allow"),
+            deny: list(&f.deny, "ip.deny"),
+        };
+        let given = |v: &Option<Vec<Spanned<String>>>| v.as_ref().is_some_and(|v| !v.is_empty());
+        if !given(&f.allow) && !given(&f.deny) {
+            let span = f
+                .allow
+                .iter()
+                .chain(&f.deny)
+                .flatten()
+                .next()
+                .map_or(0..0, Spanned::span);
+            self.error(
+                span,
+                Some(item),
+                "ip: neither allow nor deny lists an address; remove the table or fill one",
+            );
+            return None;
+        }
+        Some(rules)
     }
 
     pub(super) fn proxy_protocol(

@@ -300,6 +300,7 @@ impl Validator<'_> {
                 redirect_https: None,
                 hsts: None,
                 proxy_protocol: None,
+                ip: None,
             }];
         };
         if listeners.get_ref().is_empty() {
@@ -370,12 +371,14 @@ impl Validator<'_> {
                 .proxy_protocol
                 .as_ref()
                 .and_then(|p| self.proxy_protocol(p, &item));
+            let ip = listener.ip.as_ref().and_then(|f| self.ip_rules(f, &item));
             out.push(model::Listener {
                 address,
                 tls,
                 redirect_https,
                 hsts,
                 proxy_protocol,
+                ip,
             });
         }
         out

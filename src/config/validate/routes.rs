@@ -187,6 +187,7 @@ impl Validator<'_> {
                 .max_body_size
                 .as_ref()
                 .and_then(|s| self.size(s, "max_body_size", item)),
+            ip: route.ip.as_ref().and_then(|f| self.ip_rules(f, item)),
         };
         (model_route, key)
     }

@@ -49,3 +49,38 @@ fn wrong_forwarding_settings_are_refused_with_where_and_why() {
     assert!(only_error("[server.trusted_proxies]\ncidrs = []\n")
         .starts_with("f.toml:2:9: server.trusted_proxies: cidrs is empty"));
 }
+
+#[test]
+fn ip_rules_on_routes_and_listeners() {
+    let config = ok(
+        "[[listeners]]\naddress = \"127.0.0.1:8080\"\n[listeners.ip]\ndeny = [\"192.0.2.0/24\"]\n[pools.p]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n[routes.ip]\nallow = [\"10.0.0.0/8\", \"2001:db8::/32\"]\ndeny = [\"10.0.0.7\"]\n",
+    );
+    let rules = config.routes[0].ip.as_ref().unwrap();
+    assert!(rules.admits(Some("10.1.2.3".parse().unwrap())));
+    assert!(rules.admits(Some("2001:db8::1".parse().unwrap())));
+    assert!(rules.admits(Some("::ffff:10.1.2.3".parse().unwrap())));
+    assert!(
+        !rules.admits(Some("10.0.0.7".parse().unwrap())),
+        "deny wins"
+    );
+    assert!(!rules.admits(Some("192.0.2.1".parse().unwrap())));
+    assert!(
+        !rules.admits(None),
+        "an unknown address fails an allow list"
+    );
+    let listener = config.listeners[0].ip.as_ref().unwrap();
+    assert!(listener.admits(None) && !listener.admits(Some("192.0.2.9".parse().unwrap())));
+
+    let e = only_error("[pools.p]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n[routes.ip]\nallow = [\"10.0.0.0/33\"]\n");
+    assert!(
+        e.starts_with(
+            r#"f.toml:8:10: route "r": ip.allow: "10.0.0.0/33" is not an address or network"#
+        ),
+        "{e}"
+    );
+    let e = only_error("[[listeners]]\naddress = \"127.0.0.1:8080\"\n[listeners.ip]\nallow = []\n");
+    assert!(
+        e.contains("ip: neither allow nor deny lists an address"),
+        "{e}"
+    );
+}
