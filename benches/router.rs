@@ -58,6 +58,7 @@ fn route(i: usize) -> RouteConfig {
         retry_on: Default::default(),
         max_body_size: None,
         ip: None,
+        cors: None,
     }
 }
 

@@ -283,6 +283,10 @@ pub struct Entry<'a> {
     /// Breaker, ejection, concurrency, retry-budget and fallback decisions
     /// that shaped the request (`breaker_open`, `fallback`, …).
     pub decisions: Vec<&'static str>,
+    /// What the route's CORS policy made of the request (`preflight`,
+    /// `preflight_refused`, `allowed`, `origin_refused`); `None` without
+    /// one or without `Origin`.
+    pub cors: Option<&'static str>,
 }
 
 impl Entry<'_> {
@@ -332,6 +336,7 @@ impl Entry<'_> {
         field_str(&mut b, "error", self.error);
         field_str(&mut b, "cache", self.cache);
         field_str(&mut b, "pool", self.pool);
+        field_str(&mut b, "cors", self.cors);
         b.extend_from_slice(b",\"decisions\":[");
         for (i, d) in self.decisions.iter().enumerate() {
             if i > 0 {

@@ -29,8 +29,9 @@ use crate::snapshot::Snapshot;
 pub struct Explanation {
     /// The report, one fact a line.
     pub text: String,
-    /// The status the gateway would answer itself with, or `None` when
-    /// the request would be forwarded.
+    /// The status the gateway would answer itself with (a refusal, or a
+    /// CORS preflight's 204), or `None` when the request would be
+    /// forwarded.
     pub refused: Option<u16>,
     /// The limit a 429 names.
     pub limit: Option<std::sync::Arc<str>>,
@@ -170,6 +171,27 @@ pub async fn explain(
         out.line("  tags", model.tags.join(", "));
     }
     explain_pool(&mut out, route);
+    if let Some(cors) = &model.cors {
+        let outcome = decision
+            .cors
+            .label()
+            .unwrap_or("no Origin: not a cross-origin request");
+        out.line(
+            "cors",
+            format!("origins {}: {outcome}", cors.allow_origins.join(", ")),
+        );
+        if let Verdict::Preflight(fields) = &decision.verdict {
+            let shown: Vec<String> = fields
+                .iter()
+                .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap_or("")))
+                .collect();
+            out.line(
+                "answer",
+                format!("204 No Content (CORS preflight): {}", shown.join("; ")),
+            );
+            return out.done(&decision);
+        }
+    }
     if let Some(rules) = &route.ip {
         let list = |v: &[ipnet::IpNet]| {
             v.iter()
@@ -393,7 +415,10 @@ impl Lines {
     fn done(self, decision: &Decision) -> Explanation {
         Explanation {
             text: self.0,
-            refused: decision.refusal().map(Refusal::status),
+            refused: match &decision.verdict {
+                Verdict::Preflight(_) => Some(204),
+                _ => decision.refusal().map(Refusal::status),
+            },
             limit: decision.refusal().and_then(|r| r.limit.clone()),
         }
     }

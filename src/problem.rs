@@ -25,6 +25,8 @@ pub enum Problem {
     Forbidden,
     /// The client's address is refused by the route's `[routes.ip]`.
     AddressForbidden,
+    /// A CORS preflight the route's `[routes.cors]` does not allow.
+    CorsForbidden,
     /// No bearer token where the route reads it.
     TokenRequired,
     /// A token that does not verify, has expired, is for another issuer
@@ -76,7 +78,10 @@ impl Problem {
             | Problem::KeyInvalid
             | Problem::TokenRequired
             | Problem::TokenInvalid => 401,
-            Problem::Forbidden | Problem::InsufficientScope | Problem::AddressForbidden => 403,
+            Problem::Forbidden
+            | Problem::InsufficientScope
+            | Problem::AddressForbidden
+            | Problem::CorsForbidden => 403,
             Problem::TooManyRequests | Problem::TooManyFailedAttempts => 429,
             Problem::NoHealthyBackend
             | Problem::CircuitOpen
@@ -104,9 +109,10 @@ impl Problem {
             | Problem::KeyInvalid
             | Problem::TokenRequired
             | Problem::TokenInvalid => "Unauthorized",
-            Problem::Forbidden | Problem::InsufficientScope | Problem::AddressForbidden => {
-                "Forbidden"
-            }
+            Problem::Forbidden
+            | Problem::InsufficientScope
+            | Problem::AddressForbidden
+            | Problem::CorsForbidden => "Forbidden",
             Problem::TooManyRequests | Problem::TooManyFailedAttempts => "Too Many Requests",
             Problem::NoHealthyBackend
             | Problem::CircuitOpen
@@ -134,6 +140,7 @@ impl Problem {
             Problem::KeyInvalid => "The API key is not valid.",
             Problem::Forbidden => "The API key does not allow this request.",
             Problem::AddressForbidden => "Requests from this address are not allowed here.",
+            Problem::CorsForbidden => "This cross-origin request is not allowed by this API's CORS policy.",
             Problem::TokenRequired => "A bearer token is required.",
             Problem::TokenInvalid => "The bearer token is not valid.",
             Problem::InsufficientScope => "The bearer token lacks a scope this request requires.",

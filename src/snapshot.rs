@@ -47,6 +47,8 @@ pub struct Route {
     pub max_body_size: Option<u64>,
     /// `[routes.ip]`: client addresses refused with 403.
     pub ip: Option<model::IpRules>,
+    /// `[routes.cors]`, compiled.
+    pub cors: Option<Arc<crate::policy::Cors>>,
 }
 
 /// How a key-protected route reads keys and answers without one.
@@ -189,6 +191,10 @@ impl Snapshot {
                     retry_on: r.retry_on.clone(),
                     max_body_size: r.max_body_size,
                     ip: r.ip.clone(),
+                    cors: r
+                        .cors
+                        .as_ref()
+                        .map(|c| Arc::new(crate::policy::Cors::build(c, &r.methods))),
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;

@@ -468,6 +468,8 @@ def auth_header(mode: str, tmp: Path) -> str:
     """The credential header a load run of `mode` sends."""
     if mode == "jwt":
         return f"Authorization: Bearer {bench_token(tmp)[0]}"
+    if mode in ("cors", "origin"):
+        return "Origin: https://app.example.com"
     return f"X-Api-Key: {API_KEY}"
 
 
@@ -509,6 +511,8 @@ def portcullis_conf(port: int, admin_port: int, backends: list[int], workers: in
     bearer token from `bench_token` instead of the key: the issuer's
     per-consumer limit and quota, the route's required scope; no access
     log). "limits": plain with a route-wide rate limit (never hit);
+    "cors": "plain" with `[routes.cors]`, requests sending `Origin` (an
+    allowed one); "origin": "plain", requests sending the same `Origin`;
     "cache-redis": "cache" with a local store too small for any object and
     `[cache.shared]` in Redis, so that every hit comes from Redis;
     "limits-redis": the same limit, approximate, in a shared store (a
@@ -562,6 +566,9 @@ key = "{tls[1]}"
 """
     keepalive_line = f"upstream_keepalive = {keepalive}\n" if keepalive else ""
     cache = '\n[routes.cache]\nttl = "1h"\n' if mode in ("cache", "cache-redis") else ""
+    if mode == "cors":
+        cache = '\n[routes.cors]\nallow_origins = ["https://app.example.com"]\nexpose_headers = ["ratelimit"]\n'
+
     resilience = ("max_in_flight = 100000\n[pools.up.outlier]\n[pools.up.breaker]\n[pools.up.retry_budget]\n"
                   if mode == "resilient" else "")
     return f"""[server]

@@ -673,6 +673,22 @@ pub struct RouteFile {
     pub max_body_size: Option<Spanned<String>>,
     /// Client addresses that may or may not use the route.
     pub ip: Option<IpRulesFile>,
+    /// Cross-origin requests from browsers.
+    pub cors: Option<CorsFile>,
+}
+
+/// `[routes.cors]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsFile {
+    /// `"https://app.example.com"`, `"https://*.example.com"` or `"*"`.
+    pub allow_origins: Spanned<Vec<Spanned<String>>>,
+    pub allow_methods: Option<Vec<Spanned<String>>>,
+    pub allow_headers: Option<Vec<Spanned<String>>>,
+    pub expose_headers: Option<Vec<Spanned<String>>>,
+    pub allow_credentials: Option<Spanned<bool>>,
+    /// How long a browser may keep a preflight's answer, e.g. `"10m"`.
+    pub max_age: Option<Spanned<DurationText>>,
 }
 
 /// `request_headers` / `response_headers` of a route.

@@ -355,6 +355,7 @@ strip_prefix = true
             retry_on: Default::default(),
             max_body_size: None,
             ip: None,
+            cors: None,
         };
         let expected = Config {
             source: "full.toml".into(),
@@ -425,6 +426,7 @@ strip_prefix = true
                     retry_on: Default::default(),
                     max_body_size: None,
                     ip: None,
+                    cors: None,
                 },
                 users_route("users", PathMatch::Exact("/users".into()), false),
                 users_route("users-all", PathMatch::Prefix("/users".into()), true),

@@ -694,6 +694,24 @@ pub struct RouteConfig {
     pub max_body_size: Option<u64>,
     /// `[routes.ip]`: client addresses refused (403) before anything else.
     pub ip: Option<IpRules>,
+    /// `[routes.cors]`: what browsers may do across origins.
+    pub cors: Option<CorsConfig>,
+}
+
+/// `[routes.cors]`, validated: origins lower-case (`*`, exact, or
+/// `scheme://*.domain[:port]`), methods upper-case, header names
+/// lower-case.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct CorsConfig {
+    pub allow_origins: Vec<String>,
+    /// `None`: the route's `methods` (any, when it has none).
+    pub allow_methods: Option<Vec<String>>,
+    /// `["*"]`: any requested header.
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub allow_credentials: bool,
+    #[serde(with = "humantime_serde")]
+    pub max_age: Option<Duration>,
 }
 
 impl RouteConfig {
@@ -724,6 +742,7 @@ impl RouteConfig {
             retry_on: RetryOn::default(),
             max_body_size: None,
             ip: None,
+            cors: None,
         }
     }
 }

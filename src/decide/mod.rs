@@ -9,8 +9,10 @@
 //!    414, 431, 501), a loop through this gateway (508), underscore names,
 //!    the canonical target (400);
 //! 2. the listener's redirect to HTTPS (308);
-//! 3. the route (404, 405 with `Allow`), and its `[routes.ip]` rules
-//!    against the client's address (403);
+//! 3. the route (404, 405 with `Allow`; a CORS preflight is routed by the
+//!    method it asks about), its `[routes.ip]` rules against the client's
+//!    address (403), and its `[routes.cors]`: a preflight answered (204,
+//!    or 403), an actual request's origin judged (see [`CorsOutcome`]);
 //! 4. access ([`access`]): failed-attempt damping (429), the API key (401)
 //!    and its scope (403) or the bearer token (401) and its scopes (403),
 //!    the route's and the consumer's rate limits and quotas (429);
@@ -96,6 +98,8 @@ impl Refusal {
 pub enum Verdict {
     /// Forwarded to the route's pool.
     Forward,
+    /// A CORS preflight the route allows: `204` with these fields.
+    Preflight(crate::policy::cors::Fields),
     /// `308` to the same URL over HTTPS on this port.
     RedirectHttps(u16),
     /// Answered by the gateway.
@@ -130,6 +134,38 @@ pub struct Decision {
     pub rate_limit_headers: Option<(HeaderValue, HeaderValue)>,
     /// The route's `max_body_size`, for a body that streams.
     pub body_limit: Option<u64>,
+    /// What the route's CORS policy made of the request.
+    pub cors: CorsOutcome,
+}
+
+/// What a route's `[routes.cors]` made of a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CorsOutcome {
+    /// No CORS policy on the route, or no `Origin` on the request.
+    #[default]
+    None,
+    /// From an allowed origin: the response's
+    /// `Access-Control-Allow-Origin` (with the policy's other fields).
+    Allowed(HeaderValue),
+    /// From an origin the policy does not allow: no CORS fields.
+    OriginRefused,
+    /// A preflight, answered `204`.
+    Preflight,
+    /// A preflight refused with `403`.
+    PreflightRefused,
+}
+
+impl CorsOutcome {
+    /// As the access log and `portcullis_cors_requests_total` name it.
+    pub fn label(&self) -> Option<&'static str> {
+        match self {
+            CorsOutcome::None => None,
+            CorsOutcome::Allowed(_) => Some("allowed"),
+            CorsOutcome::OriginRefused => Some("origin_refused"),
+            CorsOutcome::Preflight => Some("preflight"),
+            CorsOutcome::PreflightRefused => Some("preflight_refused"),
+        }
+    }
 }
 
 impl Decision {
@@ -146,6 +182,7 @@ impl Decision {
             denied_by: None,
             rate_limit_headers: None,
             body_limit: None,
+            cors: CorsOutcome::None,
         }
     }
 
@@ -179,6 +216,46 @@ pub async fn decide(
     now: u64,
     store: &dyn LimitStore,
 ) -> Decision {
+    let mut decision = decide_request(snapshot, req, arrival, now, store).await;
+    // The gateway's own answers on a CORS route are readable by an
+    // allowed origin too (a browser app must see its 401 or 429).
+    if let Verdict::Refuse(refusal) = &mut decision.verdict {
+        let cors = decision
+            .route
+            .and_then(|i| snapshot.routes.get(i)?.cors.as_ref());
+        match (&decision.cors, cors) {
+            (CorsOutcome::Allowed(allow_origin), Some(cors)) => {
+                refusal.headers.extend(cors.actual(allow_origin));
+                refusal.headers.push(("vary", VARY_ORIGIN));
+            }
+            (CorsOutcome::OriginRefused, _) => refusal.headers.push(("vary", VARY_ORIGIN)),
+            _ => {}
+        }
+    }
+    decision
+}
+
+const VARY_ORIGIN: HeaderValue = HeaderValue::from_static("Origin");
+
+/// A CORS preflight: `OPTIONS` with `Origin` and the method it asks
+/// about (`Access-Control-Request-Method`).
+fn preflight_method(req: &RequestHeader) -> Option<&str> {
+    if req.method != http::Method::OPTIONS || !req.headers.contains_key(http::header::ORIGIN) {
+        return None;
+    }
+    req.headers
+        .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)?
+        .to_str()
+        .ok()
+}
+
+async fn decide_request(
+    snapshot: &Snapshot,
+    req: &mut RequestHeader,
+    arrival: &Arrival,
+    now: u64,
+    store: &dyn LimitStore,
+) -> Decision {
     let decision = Decision::new();
     if let Err(refusal) = head::settle(req, &snapshot.config.server, arrival.tls) {
         return decision.refuse(refusal);
@@ -189,11 +266,30 @@ pub async fn decide(
             ..decision
         };
     }
-    let lookup = snapshot.router.find(
-        crate::router::request_host(req),
-        req.uri.path(),
-        req.method.as_str(),
-    );
+    let host = crate::router::request_host(req);
+    let path = req.uri.path();
+    // A preflight goes to the route of the request it prepares, when that
+    // route has a CORS policy; else it is an `OPTIONS` like any other.
+    // A method the route does not take is still its preflight, refused
+    // by its policy (403), not a 405.
+    let cors_route = |lookup: RouteLookup| match lookup {
+        RouteLookup::Found { route, prefix_len }
+            if snapshot.routes.get(route).is_some_and(|r| r.cors.is_some()) =>
+        {
+            Some(RouteLookup::Found { route, prefix_len })
+        }
+        _ => None,
+    };
+    let preflight =
+        preflight_method(req).and_then(|method| match snapshot.router.find(host, path, method) {
+            RouteLookup::MethodNotAllowed { allowed } => {
+                let taken = allowed.first()?;
+                cors_route(snapshot.router.find(host, path, taken))
+            }
+            found => cors_route(found),
+        });
+    let is_preflight = preflight.is_some();
+    let lookup = preflight.unwrap_or_else(|| snapshot.router.find(host, path, req.method.as_str()));
     let (index, prefix_len) = match lookup {
         RouteLookup::Found { route, prefix_len } => (route, prefix_len),
         RouteLookup::MethodNotAllowed { allowed } => {
@@ -220,6 +316,36 @@ pub async fn decide(
     {
         decision.auth_failure = Some(IP_DENIED);
         return decision.refuse(Refusal::new(Problem::AddressForbidden));
+    }
+    if let (Some(cors), Some(origin)) = (&route.cors, req.headers.get(http::header::ORIGIN)) {
+        if is_preflight {
+            let method = req
+                .headers
+                .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+                .map_or(&b""[..], |m| m.as_bytes());
+            let asked = req
+                .headers
+                .get(http::header::ACCESS_CONTROL_REQUEST_HEADERS);
+            return match cors.preflight(origin, method, asked) {
+                Ok(fields) => Decision {
+                    verdict: Verdict::Preflight(fields),
+                    cors: CorsOutcome::Preflight,
+                    ..decision
+                },
+                Err(why) => {
+                    decision.cors = CorsOutcome::PreflightRefused;
+                    let mut refusal = Refusal::new(Problem::CorsForbidden);
+                    refusal.detail = Some(why.detail().to_string());
+                    refusal.headers.push(("vary", VARY_ORIGIN));
+                    decision.refuse(refusal)
+                }
+            };
+        }
+        decision.cors = if cors.allows_origin(origin.as_bytes()) {
+            CorsOutcome::Allowed(cors.allow_origin(origin))
+        } else {
+            CorsOutcome::OriginRefused
+        };
     }
     if let Err(refusal) =
         access::admit(&mut decision, snapshot, req, index, arrival.ip, now, store).await

@@ -41,6 +41,7 @@ pub struct Metrics {
     reloads: IntCounterVec,
     auth_rejections: IntCounterVec,
     rate_limited: IntCounterVec,
+    cors: IntCounterVec,
     access_log_dropped: IntCounter,
     certificate_not_after: IntGaugeVec,
     requests: RequestFamilies,
@@ -89,6 +90,13 @@ impl Metrics {
             ),
             &["route", "reason"],
         )?;
+        let cors = IntCounterVec::new(
+            Opts::new(
+                "portcullis_cors_requests_total",
+                "Requests with an Origin on routes with a CORS policy, by route and result: preflight (answered 204), preflight_refused (403), allowed, origin_refused (served without CORS fields).",
+            ),
+            &["route", "result"],
+        )?;
         let rate_limited = IntCounterVec::new(
             Opts::new(
                 "portcullis_rate_limited_total",
@@ -110,6 +118,7 @@ impl Metrics {
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(auth_rejections.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
+        registry.register(Box::new(cors.clone()))?;
         registry.register(Box::new(access_log_dropped.clone()))?;
         registry.register(Box::new(certificate_not_after.clone()))?;
         let requests = RequestFamilies::new()?;
@@ -207,6 +216,7 @@ impl Metrics {
             reloads,
             auth_rejections,
             rate_limited,
+            cors,
             access_log_dropped,
             certificate_not_after,
             requests,
@@ -327,6 +337,10 @@ impl Metrics {
         self.auth_rejections
             .with_label_values(&[route, reason])
             .inc();
+    }
+
+    pub fn cors(&self, route: &str, result: &str) {
+        self.cors.with_label_values(&[route, result]).inc();
     }
 
     pub fn rate_limited(&self, route: &str, limit: &str) {

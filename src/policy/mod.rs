@@ -4,8 +4,10 @@
 //! not routing, authentication or limits goes here (CORS, IP rules and
 //! traffic splits will too); the proxy applies it, `explain` shows it.
 
+pub mod cors;
 mod lifecycle;
 
+pub use cors::Cors;
 pub use lifecycle::RouteLifecycle;
 
 use http::{HeaderName, HeaderValue};

@@ -103,6 +103,9 @@ pub struct RequestCtx {
     pub denied_by: Option<&'static str>,
     /// `RateLimit-Policy` and `RateLimit` for the response.
     pub rate_limit_headers: Option<(http::HeaderValue, http::HeaderValue)>,
+    /// What the route's CORS policy made of the request (its fields go on
+    /// the response after the cache).
+    pub cors: crate::decide::CorsOutcome,
     /// On a caching route: what the cache is doing for this request.
     pub cache: Option<super::caching::CacheCtx>,
     /// Counts the request as in flight until the context is dropped (after
@@ -144,6 +147,7 @@ impl RequestCtx {
             auth_failure: None,
             denied_by: None,
             rate_limit_headers: None,
+            cors: crate::decide::CorsOutcome::None,
             cache: None,
             in_flight,
         }
@@ -161,6 +165,7 @@ impl RequestCtx {
         self.denied_by = decision.denied_by;
         self.rate_limit_headers = decision.rate_limit_headers;
         self.body_limit = decision.body_limit.map(|max| (max, 0));
+        self.cors = decision.cors;
         decision.verdict
     }
 

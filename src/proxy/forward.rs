@@ -474,6 +474,45 @@ pub fn apply_header_ops(headers: &mut impl EditHeaders, ops: &HeaderOps) -> Resu
     Ok(())
 }
 
+/// A CORS route's response, after the cache (stored responses never hold
+/// these): the backend's own `Access-Control-*` fields removed (the
+/// gateway owns them on such a route), the policy's added for an allowed
+/// origin, and `Vary: Origin` on every response.
+pub fn set_cors(
+    resp: &mut ResponseHeader,
+    cors: &crate::policy::Cors,
+    outcome: &crate::decide::CorsOutcome,
+) -> Result<()> {
+    let theirs = |n: &HeaderName| n.as_str().starts_with("access-control-");
+    if resp.headers.keys().any(theirs) {
+        let names: Vec<HeaderName> = resp.headers.keys().filter(|n| theirs(n)).cloned().collect();
+        for name in names {
+            resp.remove_header(&name);
+        }
+    }
+    if let crate::decide::CorsOutcome::Allowed(allow_origin) = outcome {
+        cors.apply(resp, allow_origin)?;
+    }
+    add_vary(resp, "Origin")
+}
+
+/// `name` added to `Vary` unless it (or `*`) is there already.
+fn add_vary(resp: &mut ResponseHeader, name: &str) -> Result<()> {
+    let present = resp
+        .headers
+        .get_all(http::header::VARY)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|t| {
+            let t = t.trim_ascii();
+            t == b"*" || t.eq_ignore_ascii_case(name.as_bytes())
+        });
+    if !present {
+        resp.append_header(http::header::VARY, name)?;
+    }
+    Ok(())
+}
+
 /// The bytes a consistent-hash pool hashes for this request. Empty when the
 /// header or cookie is absent (such requests all land on one backend).
 pub fn hash_key<'a>(

@@ -167,6 +167,10 @@ impl ProxyHttp for GatewayProxy {
                 Box::pin(self.serve_fresh_hit(session, ctx, hit)).await?;
                 Ok(true)
             }
+            Verdict::Preflight(fields) => {
+                problem::preflight(session, &fields, &ctx.request_id).await?;
+                Ok(true)
+            }
             Verdict::RedirectHttps(port) => {
                 problem::redirect_to_https(session, port, &ctx.request_id).await?;
                 Ok(true)
@@ -435,6 +439,9 @@ impl ProxyHttp for GatewayProxy {
                 lifecycle.apply(upstream)?;
             }
             forward::apply_header_ops(upstream, &route.response_headers)?;
+            if let Some(cors) = &route.cors {
+                forward::set_cors(upstream, cors, &ctx.cors)?;
+            }
         }
         caching::response(session, upstream, ctx)?;
         upstream.insert_header(forward::REQUEST_ID, ctx.request_id.clone())?;

@@ -83,6 +83,22 @@ async fn write(
     Ok(())
 }
 
+/// `204 No Content` to a CORS preflight the route allows, with the
+/// allowance's fields.
+pub async fn preflight(
+    session: &mut Session,
+    fields: &[(&'static str, http::HeaderValue)],
+    request_id: &http::HeaderValue,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(204, Some(2 + fields.len()))?;
+    for (name, value) in fields {
+        resp.append_header(*name, value.clone())?;
+    }
+    resp.insert_header(request_id::REQUEST_ID, request_id.clone())?;
+    session.write_response_header(Box::new(resp), true).await?;
+    Ok(())
+}
+
 /// `308 Permanent Redirect` to the same host, path and query over HTTPS on
 /// `port` (left out of the URL when 443). Without a `Host`: 400.
 pub async fn redirect_to_https(

@@ -23,6 +23,9 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
     if let Some(limit) = ctx.denied_by {
         gateway.metrics().rate_limited(route_id, limit);
     }
+    if let Some(result) = ctx.cors.label() {
+        gateway.metrics().cors(route_id, result);
+    }
     count(session, ctx);
     let now = std::time::SystemTime::now();
     count_usage(gateway, ctx, now);
@@ -90,6 +93,7 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
         cache: super::caching::result_label(ctx),
         pool: ctx.pool.as_ref().map(|t| t.pool.config.name.as_str()),
         decisions: ctx.decisions.names().collect(),
+        cors: ctx.cors.label(),
     };
     log.write(entry.to_json(now));
 }

@@ -31,6 +31,7 @@ use super::model::{self, Config};
 mod cache;
 mod client;
 mod consumers;
+mod cors;
 mod forwarding;
 mod jwt;
 mod limit_store;

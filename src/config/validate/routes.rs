@@ -188,6 +188,7 @@ impl Validator<'_> {
                 .as_ref()
                 .and_then(|s| self.size(s, "max_body_size", item)),
             ip: route.ip.as_ref().and_then(|f| self.ip_rules(f, item)),
+            cors: route.cors.as_ref().and_then(|f| self.cors(f, item)),
         };
         (model_route, key)
     }

@@ -1,4 +1,5 @@
-//! `[server.trusted_proxies]` and a listener's `proxy_protocol`.
+//! `[server.trusted_proxies]`, a listener's `proxy_protocol`, `[routes.ip]`,
+//! `[listeners.ip]` and `[routes.cors]`.
 
 use super::*;
 
@@ -83,4 +84,38 @@ fn ip_rules_on_routes_and_listeners() {
         e.contains("ip: neither allow nor deny lists an address"),
         "{e}"
     );
+}
+
+#[test]
+fn cors_policies_are_read_and_unsafe_ones_refused() {
+    let base = "[pools.p]\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"p\"\n[routes.cors]\n";
+    let config = ok(&format!(
+        "{base}allow_origins = [\"https://App.Example.com\", \"https://*.example.org:8443\"]\nallow_methods = [\"get\", \"POST\"]\nallow_headers = [\"Content-Type\", \"X-API-Key\"]\nexpose_headers = [\"RateLimit\"]\nallow_credentials = true\nmax_age = \"10m\"\n"
+    ));
+    let cors = config.routes[0].cors.as_ref().unwrap();
+    assert_eq!(
+        cors.allow_origins,
+        ["https://app.example.com", "https://*.example.org:8443"]
+    );
+    assert_eq!(
+        cors.allow_methods.as_deref(),
+        Some(&["GET".to_string(), "POST".to_string()][..])
+    );
+    assert_eq!(cors.allow_headers, ["content-type", "x-api-key"]);
+    assert_eq!(cors.expose_headers, ["ratelimit"]);
+    assert_eq!(cors.max_age, Some(Duration::from_secs(600)));
+
+    let errors = all_errors(&format!(
+        "{base}allow_origins = [\"*\", \"null\", \"https://app.example.com/\", \"app.example.com\", \"https://a.*.example.com\"]\nallow_credentials = true\nallow_headers = [\"bad header\"]\nmax_age = \"2d\"\n"
+    ));
+    let expected = [
+        r#"f.toml:8:23: route "r": cors.allow_origins: "null" is not a safe origin"#,
+        r#"f.toml:8:31: route "r": cors.allow_origins: "https://app.example.com/" is not an origin"#,
+        r#"f.toml:8:59: route "r": cors.allow_origins: "app.example.com" is not an origin"#,
+        r#"f.toml:8:78: route "r": cors.allow_origins: "https://a.*.example.com" has no valid host"#,
+        r#"f.toml:9:21: route "r": cors: allow_credentials with allow_origins = ["*"]"#,
+        r#"f.toml:10:18: route "r": cors.allow_headers: "bad header" is not a header name"#,
+        r#"f.toml:11:11: route "r": cors.max_age must be at most 1day"#,
+    ];
+    assert_each_starts_with(&errors, &expected);
 }
