@@ -336,7 +336,6 @@ impl Entry<'_> {
         field_str(&mut b, "error", self.error);
         field_str(&mut b, "cache", self.cache);
         field_str(&mut b, "pool", self.pool);
-        field_str(&mut b, "cors", self.cors);
         b.extend_from_slice(b",\"decisions\":[");
         for (i, d) in self.decisions.iter().enumerate() {
             if i > 0 {
@@ -345,6 +344,7 @@ impl Entry<'_> {
             let _ = serde_json::to_writer(&mut b, d);
         }
         b.push(b']');
+        field_str(&mut b, "cors", self.cors);
         let tls = self.tls.unwrap_or_default();
         field_str(&mut b, "tls_version", self.tls.map(|t| t.version));
         field_str(&mut b, "tls_sni", tls.sni);
