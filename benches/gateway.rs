@@ -113,6 +113,7 @@ fn cache(c: &mut Criterion) {
         query: Some("fields=id,total&page=2"),
         headers: &headers,
         consumer: Some("acme-corp"),
+        side: None,
     };
     let mut group = c.benchmark_group("cache");
     group.bench_function("key", |b| {

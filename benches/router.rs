@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
-use portcullis::config::model::{HeaderRules, HostPattern, PathMatch, RouteConfig, TimeoutsConfig};
+use portcullis::config::model::{
+    HeaderRules, HostPattern, PathMatch, RouteConfig, RouteUpstream, TimeoutsConfig,
+};
 use portcullis::router::{RouteLookup, Router};
 
 /// Requests per table, cycled through so the branch predictor and caches
@@ -47,7 +49,7 @@ fn route(i: usize) -> RouteConfig {
         } else {
             vec![]
         },
-        pool: format!("pool{}", i % 10),
+        upstream: RouteUpstream::Pool(format!("pool{}", i % 10)),
         strip_prefix: false,
         rewrite_prefix: None,
         request_headers: HeaderRules::default(),

@@ -287,6 +287,10 @@ pub struct Entry<'a> {
     /// `preflight_refused`, `allowed`, `origin_refused`); `None` without
     /// one or without `Origin`.
     pub cors: Option<&'static str>,
+    /// On a route with a traffic split: the side's pool, and why
+    /// (`match`, `sticky`, `weight`).
+    pub split: Option<&'a str>,
+    pub split_by: Option<&'static str>,
 }
 
 impl Entry<'_> {
@@ -345,6 +349,8 @@ impl Entry<'_> {
         }
         b.push(b']');
         field_str(&mut b, "cors", self.cors);
+        field_str(&mut b, "split", self.split);
+        field_str(&mut b, "split_by", self.split_by);
         let tls = self.tls.unwrap_or_default();
         field_str(&mut b, "tls_version", self.tls.map(|t| t.version));
         field_str(&mut b, "tls_sni", tls.sni);

@@ -361,6 +361,7 @@ fn explain(
         ip: Some(client_ip),
         tls: url.starts_with("https://"),
         redirect_https: None,
+        roll: rand::random(),
     };
     let now = crate::clock::Clock::now_nanos(&crate::clock::SystemClock);
     // Counters of its own, fresh: the request as the first of its kind.

@@ -12,7 +12,7 @@ use pingora_core::services::listening::Service;
 use serde_json::json;
 
 use crate::config::model::{
-    Balance, Config, HashKey, HostPattern, KeySource, PathMatch, RouteAuth,
+    Balance, Config, HashKey, HostPattern, KeySource, PathMatch, RouteAuth, RouteUpstream,
 };
 use crate::server::ExtraServices;
 
@@ -112,7 +112,8 @@ pub fn try_lines(config: &Config) -> Vec<String> {
             Some(m) if m != "GET" => format!(" -X {m}"),
             _ => String::new(),
         };
-        let pool = config.pools.get(&r.pool);
+        let pools = r.upstream.pools();
+        let pool = pools.first().and_then(|p| config.pools.get(*p));
         let sticky = match pool.map(|p| &p.balance) {
             Some(Balance::ConsistentHash(HashKey::Cookie(c))) => format!(" -b {c}=alice"),
             Some(Balance::ConsistentHash(HashKey::Header(h))) => format!(" -H '{h}: alice'"),
@@ -124,7 +125,17 @@ pub fn try_lines(config: &Config) -> Vec<String> {
             PathMatch::Prefix(_) if prefix.ends_with('/') => format!("{prefix}hello"),
             PathMatch::Prefix(_) => format!("{prefix}/hello"),
         };
-        let mut what = format!("route {} → pool {}", r.id, r.pool);
+        let mut what = match &r.upstream {
+            RouteUpstream::Pool(p) => format!("route {} → pool {p}", r.id),
+            RouteUpstream::Split(s) => {
+                let sides: Vec<String> = s
+                    .sides
+                    .iter()
+                    .map(|s| format!("{} {}%", s.pool, s.weight))
+                    .collect();
+                format!("route {} → split {}", r.id, sides.join(", "))
+            }
+        };
         if r.strip_prefix {
             what.push_str(&format!(", prefix {prefix} stripped"));
         }

@@ -17,6 +17,7 @@ use crate::auth::{self, Rejection};
 use crate::config::model::{self, Balance, HashKey, HealthCheckKind, HostPattern, PathMatch};
 use crate::decide::{self, Arrival, Decision, Refusal, Verdict};
 use crate::plans::{self, Per, PlannedLimit};
+use crate::policy::split::{Choice, SplitBy};
 use crate::policy::{HeaderOps, PathRewrite};
 use crate::problem::Problem;
 use crate::proxy::forward;
@@ -170,7 +171,17 @@ pub async fn explain(
     if !model.tags.is_empty() {
         out.line("  tags", model.tags.join(", "));
     }
-    explain_pool(&mut out, route);
+    let choice = decision.split.or_else(|| {
+        route
+            .split
+            .as_ref()
+            .map(|s| s.choose(&req.headers, arrival.roll))
+    });
+    if let (model::RouteUpstream::Split(split), Some(choice)) = (&model.upstream, choice) {
+        explain_split(&mut out, split, choice);
+    }
+    let side = choice.map_or(0, |c| c.side);
+    explain_pool(&mut out, route.side(side));
     if let Some(cors) = &model.cors {
         let outcome = decision
             .cors
@@ -360,15 +371,15 @@ pub async fn explain(
         ),
     );
     // The pool's own refusal comes later, in `upstream_peer`.
-    let unusable =
-        refusal.is_none() && !route.pool.any_usable(now) && route.pool.fallback().is_none();
+    let pool = &route.side(side).pool;
+    let unusable = refusal.is_none() && !pool.any_usable(now) && pool.fallback().is_none();
     match refusal {
         Some(r) => out.answer(r),
         None if unusable => out.line(
             "answer",
             format!(
                 "503 Service Unavailable: no backend of pool {} is usable",
-                route.pool.config.name
+                pool.config.name
             ),
         ),
         None => {}
@@ -456,8 +467,44 @@ fn path_reason(path: &PathMatch, request_path: &str, prefix_len: usize) -> Strin
     }
 }
 
-fn explain_pool(out: &mut Lines, route: &crate::snapshot::Route) {
-    let pool = &route.pool;
+/// The sides of a split, and the one this request takes.
+fn explain_split(out: &mut Lines, split: &model::SplitConfig, choice: Choice) {
+    let sides: Vec<String> = split
+        .sides
+        .iter()
+        .map(|s| {
+            let when: Vec<String> = s
+                .match_headers
+                .iter()
+                .map(|(n, v)| format!("{n}: {v}"))
+                .collect();
+            if when.is_empty() {
+                format!("{} {}%", s.pool, s.weight)
+            } else {
+                format!("{} {}% (or with {})", s.pool, s.weight, when.join(" and "))
+            }
+        })
+        .collect();
+    let sticky = match &split.sticky {
+        None => String::new(),
+        Some(model::Sticky::Cookie(c)) => format!("; sticky by cookie {c}"),
+        Some(model::Sticky::Header(h)) => format!("; sticky by header {h}"),
+    };
+    out.line("split", format!("{}{sticky}", sides.join(", ")));
+    let name = split.sides.get(choice.side).map_or("", |s| s.pool.as_str());
+    let how = match choice.by {
+        SplitBy::Match => "the request's headers (its match)".to_string(),
+        SplitBy::Sticky => "the client's sticky value".to_string(),
+        SplitBy::Weight if choice.set_cookie.is_some() => {
+            "weights (a new client; the response sets the cookie)".to_string()
+        }
+        SplitBy::Weight => "weights (a random draw: another request may differ)".to_string(),
+    };
+    out.line("  chosen", format!("{name}, by {how}"));
+}
+
+fn explain_pool(out: &mut Lines, side: &crate::snapshot::RouteSide) {
+    let pool = &side.pool;
     let c = &pool.config;
     let balance = match &c.balance {
         Balance::RoundRobin => "round_robin".to_string(),
@@ -530,7 +577,7 @@ fn explain_pool(out: &mut Lines, route: &crate::snapshot::Route) {
             ),
         );
     }
-    let t = &route.timeouts;
+    let t = &side.timeouts;
     let opt = |d: Option<Duration>| d.map_or("none".to_string(), dur);
     out.line(
         "timeouts",

@@ -14,7 +14,8 @@
 //!    [`request_id`] (request ids), [`slots`] (lock-free per-key slots),
 //!    [`drain`] (requests in flight, for a graceful stop), [`notify`]
 //!    (systemd notifications, taking plain values), [`jwt`] (bearer
-//!    tokens: JSON Web Key Sets and signature and claims verification).
+//!    tokens: JSON Web Key Sets and signature and claims verification),
+//!    [`cookie`] (one cookie read from a request's `Cookie` fields).
 //! 2. **Vocabulary**: [`config`] (the TOML surface, loading with includes,
 //!    validation with file:line:column errors, and the [`config::model`]
 //!    the rest reads; config types of things that also exist at run time
@@ -25,7 +26,8 @@
 //!    [`usage`] (usage per consumer and route).
 //! 3. **Compiled parts of a config**: [`router`] (the route table),
 //!    [`policy`] (route policy compiled per load: header edits, path
-//!    rewrites, `Via` entries, the version lifecycle), [`plans`] (usage
+//!    rewrites, `Via` entries, the version lifecycle, CORS, traffic
+//!    splits), [`plans`] (usage
 //!    plans: which limits apply to a call), [`auth`] (the consumer index,
 //!    reading and removing keys, authentication), [`bearer`] (bearer
 //!    tokens: issuers, fetched key sets, the verified-token cache, reading
@@ -50,7 +52,8 @@
 //! 5. **A config at run time**: [`snapshot`], one config compiled against
 //!    the long-lived tables, swapped whole.
 //! 6. **Steps on a snapshot**: [`decide`] (the request decision: head
-//!    rules, redirect, route, key, scope, limits, body size, sunset; what
+//!    rules, redirect, route, IP rules, CORS, key, scope, limits, body
+//!    size, sunset, the split's side; what
 //!    the proxy does and `explain` prints. New request policy — JWT, CORS,
 //!    IP rules, traffic splits — is decided here, compiled in [`policy`]),
 //!    [`reload`] (prepare without side effects, commit, pending restarts,
@@ -76,6 +79,7 @@ pub mod client_addr;
 pub mod clock;
 pub mod config;
 pub mod connections;
+pub mod cookie;
 pub mod decide;
 pub mod demo;
 pub mod drain;

@@ -24,12 +24,14 @@ use crate::upstream::{self, Pool};
 #[derive(Debug)]
 pub struct Route {
     pub id: String,
-    pub pool: Arc<Pool>,
+    /// The pools the route sends to: one, or the sides of its split (in
+    /// the order written; never empty).
+    pub sides: Box<[RouteSide]>,
+    /// `[[routes.split]]`: which side takes a request.
+    pub split: Option<Box<crate::policy::Split>>,
     pub rewrite: PathRewrite,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
-    /// The pool's timeouts overlaid with the route's own.
-    pub timeouts: TimeoutsConfig,
     /// `Some` on routes with `auth = "api_key"` or `"api_key_or_jwt"`.
     pub auth: Option<RouteKeyAuth>,
     /// `Some` on routes with `auth = "jwt"` or `"api_key_or_jwt"`.
@@ -49,6 +51,23 @@ pub struct Route {
     pub ip: Option<model::IpRules>,
     /// `[routes.cors]`, compiled.
     pub cors: Option<Arc<crate::policy::Cors>>,
+}
+
+/// A pool a route sends to.
+#[derive(Debug)]
+pub struct RouteSide {
+    pub pool: Arc<Pool>,
+    /// The pool's timeouts overlaid with the route's own.
+    pub timeouts: TimeoutsConfig,
+}
+
+impl Route {
+    /// Side `i` (a split's choice; 0 on a route with one pool). An index
+    /// out of range is the first side.
+    pub fn side(&self, i: usize) -> &RouteSide {
+        // `sides` is never empty: `Snapshot::build` refuses such a route.
+        self.sides.get(i).unwrap_or(&self.sides[0])
+    }
 }
 
 /// How a key-protected route reads keys and answers without one.
@@ -158,12 +177,35 @@ impl Snapshot {
             .routes
             .iter()
             .map(|r| {
-                let pool = pools.get(&r.pool).cloned().ok_or_else(|| {
-                    ConfigError::whole_file(
+                let sides = r
+                    .upstream
+                    .pools()
+                    .into_iter()
+                    .map(|name| {
+                        let pool = pools.get(name).cloned().ok_or_else(|| {
+                            ConfigError::whole_file(
+                                &config.source,
+                                format!("route \"{}\": pool \"{name}\" is not defined", r.id),
+                            )
+                        })?;
+                        Ok(RouteSide {
+                            timeouts: r.timeouts.overlay(&pool.config.timeouts),
+                            pool,
+                        })
+                    })
+                    .collect::<Result<Box<[RouteSide]>, ConfigError>>()?;
+                if sides.is_empty() {
+                    return Err(ConfigError::whole_file(
                         &config.source,
-                        format!("route \"{}\": pool \"{}\" is not defined", r.id, r.pool),
-                    )
-                })?;
+                        format!("route \"{}\" names no pool", r.id),
+                    ));
+                }
+                let split = match &r.upstream {
+                    model::RouteUpstream::Split(s) => {
+                        Some(Box::new(crate::policy::Split::build(s)))
+                    }
+                    model::RouteUpstream::Pool(_) => None,
+                };
                 let rewrite = match (&r.rewrite_prefix, r.strip_prefix) {
                     (Some(p), _) => PathRewrite::Replace(p.clone()),
                     (None, true) => PathRewrite::Strip,
@@ -171,8 +213,8 @@ impl Snapshot {
                 };
                 Ok(Route {
                     id: r.id.clone(),
-                    timeouts: r.timeouts.overlay(&pool.config.timeouts),
-                    pool,
+                    sides,
+                    split,
                     rewrite,
                     request_headers: HeaderOps::compile(&r.request_headers),
                     response_headers: HeaderOps::compile(&r.response_headers),

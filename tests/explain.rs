@@ -137,6 +137,7 @@ async fn explain_and_the_gateway_answer_a_table_of_requests_alike() {
         ip: Some("127.0.0.1".parse().unwrap()),
         tls: false,
         redirect_https: None,
+        roll: 0,
     };
     let h = |v: &'static str| ("host", v);
     let k = key.key.clone();

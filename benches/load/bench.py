@@ -513,6 +513,8 @@ def portcullis_conf(port: int, admin_port: int, backends: list[int], workers: in
     log). "limits": plain with a route-wide rate limit (never hit);
     "cors": "plain" with `[routes.cors]`, requests sending `Origin` (an
     allowed one); "origin": "plain", requests sending the same `Origin`;
+    "split": "plain" with the route's requests split 50/50 between two
+    pools of the same backends (`[[routes.split]]` with a `match`);
     "cache-redis": "cache" with a local store too small for any object and
     `[cache.shared]` in Redis, so that every hit comes from Redis;
     "limits-redis": the same limit, approximate, in a shared store (a
@@ -571,6 +573,14 @@ key = "{tls[1]}"
 
     resilience = ("max_in_flight = 100000\n[pools.up.outlier]\n[pools.up.breaker]\n[pools.up.retry_budget]\n"
                   if mode == "resilient" else "")
+    target = 'pool = "up"\n'
+    if mode == "split":
+        # Two pools over the same backends, half the requests each; a
+        # match rule checked on every request (never matching).
+        resilience += f"[pools.up2]\nbackends = [ {bl} ]\n"
+        target = ('[[routes.split]]\npool = "up2"\nweight = 50\n'
+                  'match = { header = { "x-canary" = "always" } }\n'
+                  '[[routes.split]]\npool = "up"\nweight = 50\n')
     return f"""[server]
 threads = {workers}
 {keepalive_line}
@@ -588,8 +598,7 @@ backends = [ {bl} ]
 [[routes]]
 id = "plain"
 path = "/"
-pool = "up"
-{route_auth}{cache}{consumers}"""
+{route_auth}{target}{cache}{consumers}"""
 
 
 # --------------------------------------------------------------------------

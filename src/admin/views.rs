@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::config::model::{HostPattern, PathMatch};
+use crate::config::model::{HostPattern, PathMatch, RouteUpstream};
 use crate::gateway::Gateway;
 use crate::ratelimit::{Limit, Outcome};
 
@@ -99,7 +99,35 @@ pub fn upstreams(gateway: &Gateway) -> Value {
             })
         })
         .collect();
-    json!({ "pools": pools })
+    // Each split with the sides' weights, and whether each side can take
+    // requests now: its own pool has a usable backend and its breaker is
+    // not open (a fallback not counted).
+    let splits: Vec<Value> = snapshot
+        .config
+        .routes
+        .iter()
+        .zip(snapshot.routes.iter())
+        .filter_map(|(model, route)| {
+            let RouteUpstream::Split(split) = &model.upstream else {
+                return None;
+            };
+            let sides: Vec<Value> = split
+                .sides
+                .iter()
+                .zip(route.sides.iter())
+                .map(|(s, side)| {
+                    json!({
+                        "pool": s.pool,
+                        "weight": s.weight,
+                        "match": s.match_headers.iter().map(|(n, v)| (n.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                        "usable": side.pool.any_usable(now) && side.pool.admits_retry(),
+                    })
+                })
+                .collect();
+            Some(json!({ "route": model.id, "sticky": split.sticky, "sides": sides }))
+        })
+        .collect();
+    json!({ "pools": pools, "splits": splits })
 }
 
 fn breaker(b: &crate::upstream::breaker::Breaker, now: u64) -> Value {
@@ -167,9 +195,13 @@ pub fn routes(gateway: &Gateway) -> Value {
                 PathMatch::Exact(p) => ("exact", p),
                 PathMatch::Prefix(p) => ("prefix", p),
             };
+            let (pool, split) = match &r.upstream {
+                RouteUpstream::Pool(p) => (Some(p), None),
+                RouteUpstream::Split(s) => (None, Some(s)),
+            };
             json!({
                 "id": r.id, "hosts": hosts, "path": path, "path_match": kind,
-                "methods": r.methods, "pool": r.pool,
+                "methods": r.methods, "pool": pool, "split": split,
             })
         })
         .collect();

@@ -450,7 +450,7 @@ impl RouteBearer {
         let token = match &self.token_from {
             TokenSource::Bearer => bearer_token(req),
             TokenSource::Header(name) => req.headers.get(name.as_str())?.to_str().ok(),
-            TokenSource::Cookie(name) => cookie(req, name),
+            TokenSource::Cookie(name) => crate::cookie::find(&req.headers, name),
         }?
         .trim();
         (!token.is_empty()).then_some(token)
@@ -512,18 +512,6 @@ pub fn bearer_token(req: &RequestHeader) -> Option<&str> {
 /// on `api_key_or_jwt` routes, what tells a token from an API key.
 pub fn looks_like_jwt(token: &[u8]) -> bool {
     token.iter().filter(|b| **b == b'.').count() == 2
-}
-
-fn cookie<'r>(req: &'r RequestHeader, name: &str) -> Option<&'r str> {
-    req.headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| {
-            let (k, v) = c.trim().split_once('=')?;
-            (k == name).then_some(v)
-        })
 }
 
 #[cfg(test)]

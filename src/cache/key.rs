@@ -40,6 +40,10 @@ pub struct KeyParts<'a> {
     pub headers: &'a HeaderMap,
     /// The consumer, on key routes that keep entries per consumer.
     pub consumer: Option<&'a str>,
+    /// On a route with a traffic split: the side's pool (each side's
+    /// answers are kept apart, so a canary's never reaches the stable
+    /// side's clients).
+    pub side: Option<&'a str>,
 }
 
 /// The key and the [`Origin`] it carries.
@@ -77,6 +81,11 @@ pub fn cache_key(parts: &KeyParts<'_>, spec: &CacheKeySpec, max_object_size: usi
     match parts.consumer {
         Some(c) => frame(&mut primary, c.as_bytes()),
         None => frame(&mut primary, b"\xff"),
+    }
+    // Only on split routes, so every other key stays what it was.
+    if let Some(side) = parts.side {
+        frame(&mut primary, b"side");
+        frame(&mut primary, side.as_bytes());
     }
     let mut key = CacheKey::new(primary, "");
     key.extensions.insert(Arc::new(origin));
@@ -174,6 +183,7 @@ mod tests {
                 query,
                 headers: &headers,
                 consumer,
+                side: None,
             },
             spec,
             1000,
@@ -251,6 +261,7 @@ mod tests {
                     query: None,
                     headers: &headers,
                     consumer: None,
+                    side: None,
                 },
                 &spec,
                 1000,

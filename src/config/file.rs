@@ -633,7 +633,10 @@ pub struct RouteFile {
     /// `prefix` (default) | `exact`
     pub path_match: Option<Spanned<String>>,
     pub methods: Option<Vec<Spanned<String>>>,
-    pub pool: Spanned<String>,
+    /// The pool that takes the route's requests (or `split`).
+    pub pool: Option<Spanned<String>>,
+    /// `[[routes.split]]`: shares of the requests between pools.
+    pub split: Option<Vec<SplitFile>>,
     pub strip_prefix: Option<Spanned<bool>>,
     pub rewrite_prefix: Option<Spanned<String>>,
     pub request_headers: Option<HeaderRulesFile>,
@@ -675,6 +678,36 @@ pub struct RouteFile {
     pub ip: Option<IpRulesFile>,
     /// Cross-origin requests from browsers.
     pub cors: Option<CorsFile>,
+}
+
+/// One `[[routes.split]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitFile {
+    pub pool: Spanned<String>,
+    /// Percent of the requests, 0 to 100.
+    pub weight: Spanned<i64>,
+    /// `{ cookie = NAME }` or `{ header = NAME }`: for the whole split.
+    pub sticky: Option<Spanned<StickyFile>>,
+    /// `{ header = { NAME = VALUE } }`: requests that go to this pool
+    /// whatever the weights.
+    #[serde(rename = "match")]
+    pub match_: Option<Spanned<SplitMatchFile>>,
+}
+
+/// `sticky` of a `[[routes.split]]` entry.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StickyFile {
+    pub cookie: Option<String>,
+    pub header: Option<String>,
+}
+
+/// `match` of a `[[routes.split]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitMatchFile {
+    pub header: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 /// `[routes.cors]`

@@ -344,7 +344,7 @@ strip_prefix = true
             hosts: vec![],
             path,
             methods: vec![],
-            pool: "users".into(),
+            upstream: RouteUpstream::Pool("users".into()),
             strip_prefix,
             rewrite_prefix: None,
             request_headers: HeaderRules::default(),
@@ -406,7 +406,7 @@ strip_prefix = true
                     ],
                     path: PathMatch::Prefix("/v1/orders".into()),
                     methods: vec!["GET".into(), "POST".into()],
-                    pool: "orders".into(),
+                    upstream: RouteUpstream::Pool("orders".into()),
                     strip_prefix: false,
                     rewrite_prefix: Some("/api/orders".into()),
                     request_headers: HeaderRules {
@@ -469,10 +469,13 @@ strip_prefix = true
         assert!(orders.retry_budget.is_some());
         let v1 = &config.routes[0];
         assert!(v1.retry_on.reset && v1.retry_on.statuses == [502, 503]);
-        assert_eq!(v1.pool, "orders-v1");
+        assert_eq!(v1.upstream, RouteUpstream::Pool("orders-v1".into()));
         assert_eq!(v1.path, PathMatch::Prefix("/v1/orders".into()));
         assert!(!v1.request_headers.is_empty());
-        assert_eq!(config.routes[1].pool, "orders-v2");
+        assert_eq!(
+            config.routes[1].upstream,
+            RouteUpstream::Pool("orders-v2".into())
+        );
         assert!(config.routes[3]
             .hosts
             .contains(&HostPattern::Wildcard(".tenants.example.com".into())));
@@ -635,11 +638,11 @@ strip_prefix = true
         );
         // A missing required key points at the table.
         let src =
-            "[pools.p]\nbackends = [\"127.0.0.1:1\"]\n\n[[routes]]\nid = \"a\"\npath = \"/\"\n";
+            "[pools.p]\nbackends = [\"127.0.0.1:1\"]\n\n[[routes]]\nid = \"a\"\npool = \"p\"\n";
         let errors = parse_str(src, "f.toml").unwrap_err();
         assert_eq!(
             errors.to_string(),
-            r#"f.toml:4:1: route "a": missing field `pool`"#
+            r#"f.toml:4:1: route "a": missing field `path`"#
         );
     }
 

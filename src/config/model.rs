@@ -675,7 +675,8 @@ pub struct RouteConfig {
     pub path: PathMatch,
     /// Upper-case methods; empty = any method.
     pub methods: Vec<String>,
-    pub pool: String,
+    /// `pool = "NAME"`, or a `[[routes.split]]` between pools.
+    pub upstream: RouteUpstream,
     /// Remove the matched prefix before forwarding (`/v1/x` → `/x`).
     pub strip_prefix: bool,
     /// Replace the matched prefix with this one (`/v1/x` → `/api/x`).
@@ -696,6 +697,56 @@ pub struct RouteConfig {
     pub ip: Option<IpRules>,
     /// `[routes.cors]`: what browsers may do across origins.
     pub cors: Option<CorsConfig>,
+}
+
+/// Where a route sends its requests.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteUpstream {
+    /// `pool = "NAME"`.
+    Pool(String),
+    /// `[[routes.split]]`: a share of the requests to each pool.
+    Split(SplitConfig),
+}
+
+impl RouteUpstream {
+    /// The pools the route may send to, in the order written.
+    pub fn pools(&self) -> Vec<&str> {
+        match self {
+            RouteUpstream::Pool(p) => vec![p.as_str()],
+            RouteUpstream::Split(s) => s.sides.iter().map(|side| side.pool.as_str()).collect(),
+        }
+    }
+}
+
+/// `[[routes.split]]`, validated: weights add up to 100, each pool once.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct SplitConfig {
+    pub sides: Vec<SplitSide>,
+    /// Keeps a client on the side it was first given.
+    pub sticky: Option<Sticky>,
+}
+
+/// One `[[routes.split]]` entry.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct SplitSide {
+    pub pool: String,
+    /// Percent of the requests that match no side's `match`.
+    pub weight: u8,
+    /// `match = { header = { NAME = VALUE } }`: requests carrying every
+    /// one of these (lower-case name, exact value) go to this side.
+    #[serde(rename = "match", skip_serializing_if = "Vec::is_empty")]
+    pub match_headers: Vec<(String, String)>,
+}
+
+/// `sticky = { cookie = NAME }` or `{ header = NAME }`.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Sticky {
+    /// The gateway sets the cookie on the first response.
+    Cookie(String),
+    /// The client's value (say, a user id) is hashed; lower-case.
+    Header(String),
 }
 
 /// `[routes.cors]`, validated: origins lower-case (`*`, exact, or
@@ -731,7 +782,7 @@ impl RouteConfig {
             hosts,
             path,
             methods,
-            pool: "pool".into(),
+            upstream: RouteUpstream::Pool("pool".into()),
             strip_prefix: false,
             rewrite_prefix: None,
             request_headers: HeaderRules::default(),

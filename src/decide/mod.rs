@@ -49,6 +49,9 @@ pub struct Arrival {
     pub tls: bool,
     /// The accepting listener redirects to HTTPS on this port.
     pub redirect_https: Option<u16>,
+    /// A random number a traffic split rolls with when neither a `match`
+    /// nor stickiness decides.
+    pub roll: u16,
 }
 
 /// An answer the gateway gives itself.
@@ -136,6 +139,8 @@ pub struct Decision {
     pub body_limit: Option<u64>,
     /// What the route's CORS policy made of the request.
     pub cors: CorsOutcome,
+    /// On a route with `[[routes.split]]`: the side that takes it.
+    pub split: Option<crate::policy::split::Choice>,
 }
 
 /// What a route's `[routes.cors]` made of a request.
@@ -183,6 +188,7 @@ impl Decision {
             rate_limit_headers: None,
             body_limit: None,
             cors: CorsOutcome::None,
+            split: None,
         }
     }
 
@@ -373,5 +379,9 @@ async fn decide_request(
             return decision.refuse(refusal);
         }
     }
+    decision.split = route
+        .split
+        .as_ref()
+        .map(|split| split.choose(&req.headers, arrival.roll));
     decision
 }

@@ -42,6 +42,7 @@ pub struct Metrics {
     auth_rejections: IntCounterVec,
     rate_limited: IntCounterVec,
     cors: IntCounterVec,
+    split: IntCounterVec,
     access_log_dropped: IntCounter,
     certificate_not_after: IntGaugeVec,
     requests: RequestFamilies,
@@ -97,6 +98,13 @@ impl Metrics {
             ),
             &["route", "result"],
         )?;
+        let split = IntCounterVec::new(
+            Opts::new(
+                "portcullis_split_requests_total",
+                "Requests a traffic split ([[routes.split]]) sent on, by route, the side's pool and why: match (a side's match headers), sticky (the client's cookie or header), weight (a draw by the weights).",
+            ),
+            &["route", "pool", "by"],
+        )?;
         let rate_limited = IntCounterVec::new(
             Opts::new(
                 "portcullis_rate_limited_total",
@@ -119,6 +127,7 @@ impl Metrics {
         registry.register(Box::new(auth_rejections.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(cors.clone()))?;
+        registry.register(Box::new(split.clone()))?;
         registry.register(Box::new(access_log_dropped.clone()))?;
         registry.register(Box::new(certificate_not_after.clone()))?;
         let requests = RequestFamilies::new()?;
@@ -217,6 +226,7 @@ impl Metrics {
             auth_rejections,
             rate_limited,
             cors,
+            split,
             access_log_dropped,
             certificate_not_after,
             requests,
@@ -341,6 +351,10 @@ impl Metrics {
 
     pub fn cors(&self, route: &str, result: &str) {
         self.cors.with_label_values(&[route, result]).inc();
+    }
+
+    pub fn split(&self, route: &str, pool: &str, by: &str) {
+        self.split.with_label_values(&[route, pool, by]).inc();
     }
 
     pub fn rate_limited(&self, route: &str, limit: &str) {

@@ -1,14 +1,16 @@
 //! Route policy compiled once per config load, below the snapshot that
 //! holds it: header edits, path rewrites, the `Via` entries, the API
 //! version lifecycle. What a route does to a request or response that is
-//! not routing, authentication or limits goes here (CORS, IP rules and
-//! traffic splits will too); the proxy applies it, `explain` shows it.
+//! not routing, authentication or limits goes here (CORS, traffic
+//! splits); the proxy applies it, `explain` shows it.
 
 pub mod cors;
 mod lifecycle;
+pub mod split;
 
 pub use cors::Cors;
 pub use lifecycle::RouteLifecycle;
+pub use split::Split;
 
 use http::{HeaderName, HeaderValue};
 

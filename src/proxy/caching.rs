@@ -253,6 +253,10 @@ pub fn cache_key(session: &Session, ctx: &RequestCtx) -> Result<CacheKey> {
             query: query.as_deref(),
             headers: &req.headers,
             consumer: consumer.as_deref(),
+            side: ctx
+                .split
+                .zip(ctx.route())
+                .map(|(c, r)| r.side(c.side).pool.config.name.as_str()),
         },
         &settings.key,
         usize::try_from(settings.max_object_size).unwrap_or(usize::MAX),

@@ -106,6 +106,8 @@ pub struct RequestCtx {
     /// What the route's CORS policy made of the request (its fields go on
     /// the response after the cache).
     pub cors: crate::decide::CorsOutcome,
+    /// On a route with a traffic split: the side chosen, and why.
+    pub split: Option<crate::policy::split::Choice>,
     /// On a caching route: what the cache is doing for this request.
     pub cache: Option<super::caching::CacheCtx>,
     /// Counts the request as in flight until the context is dropped (after
@@ -148,6 +150,7 @@ impl RequestCtx {
             denied_by: None,
             rate_limit_headers: None,
             cors: crate::decide::CorsOutcome::None,
+            split: None,
             cache: None,
             in_flight,
         }
@@ -166,7 +169,14 @@ impl RequestCtx {
         self.rate_limit_headers = decision.rate_limit_headers;
         self.body_limit = decision.body_limit.map(|max| (max, 0));
         self.cors = decision.cors;
+        self.split = decision.split;
         decision.verdict
+    }
+
+    /// The route's side that takes the request: the split's choice, or
+    /// its one pool.
+    pub fn side(&self) -> usize {
+        self.split.map_or(0, |c| c.side)
     }
 
     /// The matched route, if any.

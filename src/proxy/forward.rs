@@ -535,15 +535,8 @@ pub fn hash_key<'a>(
             }
             client_ip.as_bytes()
         }
-        HashKey::Cookie(name) => req
-            .headers
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|kv| kv.trim().split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_bytes())
+        HashKey::Cookie(name) => crate::cookie::find(&req.headers, name)
+            .map(str::as_bytes)
             .unwrap_or(b""),
     }
 }

@@ -144,6 +144,7 @@ impl ProxyHttp for GatewayProxy {
             ip: ctx.client.ip,
             tls: ctx.client.tls,
             redirect_https: ctx.redirect_https,
+            roll: rand::random(),
         };
         let decision = decide::decide(
             &snapshot,
@@ -157,6 +158,7 @@ impl ProxyHttp for GatewayProxy {
             Verdict::Forward => {
                 let route = route_index(ctx)?;
                 ctx.deadline = snapshot.routes[route]
+                    .side(ctx.side())
                     .timeouts
                     .total
                     .map(|t| ctx.started + t);
@@ -288,6 +290,7 @@ impl ProxyHttp for GatewayProxy {
             None => Some(
                 ctx.route()
                     .ok_or_else(errors::no_healthy_backend)?
+                    .side(ctx.side())
                     .pool
                     .clone(),
             ),
@@ -315,8 +318,8 @@ impl ProxyHttp for GatewayProxy {
             })
             .ok_or_else(errors::no_healthy_backend)?;
         let backend = &pool.backends[index];
-        let mut peer =
-            crate::upstream::peer::http_peer(pool, backend, &route.timeouts, ctx.deadline);
+        let timeouts = &route.side(ctx.side()).timeouts;
+        let mut peer = crate::upstream::peer::http_peer(pool, backend, timeouts, ctx.deadline);
         if ctx.fresh_connection {
             retry::use_fresh_connection(&mut peer);
         }
@@ -395,7 +398,11 @@ impl ProxyHttp for GatewayProxy {
             return Ok(());
         };
         let route = forwarding.route;
-        if ctx.fresh_connection && !route.pool.tls.as_ref().is_some_and(|t| t.h2) {
+        let h2 = ctx
+            .pool
+            .as_ref()
+            .is_some_and(|t| t.pool.tls.as_ref().is_some_and(|t| t.h2));
+        if ctx.fresh_connection && !h2 {
             retry::close_after(upstream)?;
         }
         forward::rewrite_path(upstream, ctx.prefix_len, &route.rewrite)?;
@@ -427,7 +434,8 @@ impl ProxyHttp for GatewayProxy {
     }
 
     /// Shape the response the client sees: lifecycle headers (deprecation,
-    /// sunset), header rules, the request id and the rate-limit headers.
+    /// sunset), header rules, CORS fields, a split's sticky cookie, the
+    /// request id and the rate-limit headers.
     async fn response_filter(
         &self,
         session: &mut Session,
@@ -441,6 +449,15 @@ impl ProxyHttp for GatewayProxy {
             forward::apply_header_ops(upstream, &route.response_headers)?;
             if let Some(cors) = &route.cors {
                 forward::set_cors(upstream, cors, &ctx.cors)?;
+            }
+            let rolled = ctx.split.and_then(|c| c.set_cookie);
+            if let Some(cookie) = route
+                .split
+                .as_ref()
+                .zip(rolled)
+                .and_then(|(split, bucket)| split.cookie(bucket, ctx.client.tls))
+            {
+                upstream.append_header(http::header::SET_COOKIE, cookie)?;
             }
         }
         caching::response(session, upstream, ctx)?;

@@ -26,6 +26,13 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
     if let Some(result) = ctx.cors.label() {
         gateway.metrics().cors(route_id, result);
     }
+    let split = ctx
+        .split
+        .zip(route)
+        .map(|(c, r)| (r.side(c.side).pool.config.name.as_str(), c.by.as_str()));
+    if let Some((pool, by)) = split {
+        gateway.metrics().split(route_id, pool, by);
+    }
     count(session, ctx);
     let now = std::time::SystemTime::now();
     count_usage(gateway, ctx, now);
@@ -94,6 +101,8 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
         pool: ctx.pool.as_ref().map(|t| t.pool.config.name.as_str()),
         decisions: ctx.decisions.names().collect(),
         cors: ctx.cors.label(),
+        split: split.map(|(pool, _)| pool),
+        split_by: split.map(|(_, by)| by),
     };
     log.write(entry.to_json(now));
 }

@@ -39,6 +39,7 @@ pub use consumers::consumer_id;
 mod pools;
 mod resilience;
 mod routes;
+mod split;
 
 pub use consumers::MAX_PREFIX_LEN;
 

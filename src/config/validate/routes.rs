@@ -110,20 +110,7 @@ impl Validator<'_> {
         let methods = self.methods(route.methods.as_deref().unwrap_or_default(), item);
         let match_ok = self.errors.len() == errors_before;
 
-        let pool = route.pool.get_ref();
-        if !pools.contains(pool) {
-            let defined = if pools.is_empty() {
-                "no pools are defined".to_string()
-            } else {
-                let names: Vec<&str> = pools.iter().map(String::as_str).collect();
-                format!("defined pools: {}", names.join(", "))
-            };
-            self.error(
-                route.pool.span(),
-                Some(item),
-                format!("pool {pool:?} is not defined ({defined})"),
-            );
-        }
+        let upstream = self.upstream(route, item, pools);
 
         let strip_prefix = route.strip_prefix.as_ref().is_some_and(|s| *s.get_ref());
         if let (true, Some(s)) = (exact && strip_prefix, &route.strip_prefix) {
@@ -174,7 +161,7 @@ impl Validator<'_> {
             hosts,
             path,
             methods,
-            pool: pool.clone(),
+            upstream,
             strip_prefix,
             rewrite_prefix,
             request_headers,

@@ -52,6 +52,7 @@ mod jwt;
 mod limit_store;
 mod pools;
 mod routes;
+mod split;
 
 #[test]
 fn durations() {

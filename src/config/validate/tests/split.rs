@@ -1,0 +1,93 @@
+//! `[[routes.split]]`: shares, stickiness and matches, and the mistakes
+//! an operator makes writing them.
+
+use super::*;
+
+const POOLS: &str =
+    "[pools.v1]\nbackends = [\"127.0.0.1:1\"]\n[pools.v2]\nbackends = [\"127.0.0.1:2\"]\n";
+
+fn split_route(sides: &str) -> String {
+    format!("{POOLS}[[routes]]\nid = \"r\"\npath = \"/\"\n{sides}")
+}
+
+#[test]
+fn a_split_is_read_in_order_with_its_sticky_and_matches() {
+    let config = ok(&split_route(
+        "[[routes.split]]\npool = \"v2\"\nweight = 5\nmatch = { header = { \"X-Canary\" = \"always\" } }\n[[routes.split]]\npool = \"v1\"\nweight = 95\nsticky = { cookie = \"pc-split\" }\n",
+    ));
+    let model::RouteUpstream::Split(split) = &config.routes[0].upstream else {
+        panic!("not a split: {:?}", config.routes[0].upstream);
+    };
+    let sides: Vec<(&str, u8)> = split
+        .sides
+        .iter()
+        .map(|s| (s.pool.as_str(), s.weight))
+        .collect();
+    assert_eq!(sides, [("v2", 5), ("v1", 95)]);
+    assert_eq!(
+        split.sides[0].match_headers,
+        [("x-canary".to_string(), "always".to_string())]
+    );
+    assert!(split.sides[1].match_headers.is_empty());
+    assert_eq!(split.sticky, Some(model::Sticky::Cookie("pc-split".into())));
+    assert_eq!(config.routes[0].upstream.pools(), ["v2", "v1"]);
+
+    let config = ok(&split_route(
+        "[[routes.split]]\npool = \"v1\"\nweight = 100\nsticky = { header = \"X-User-Id\" }\n[[routes.split]]\npool = \"v2\"\nweight = 0\nsticky = { header = \"X-User-Id\" }\nmatch = { header = { \"x-canary\" = \"always\", \"x-team\" = \"payments\" } }\n",
+    ));
+    let model::RouteUpstream::Split(split) = &config.routes[0].upstream else {
+        panic!("not a split");
+    };
+    assert_eq!(
+        split.sticky,
+        Some(model::Sticky::Header("x-user-id".into()))
+    );
+    assert_eq!(split.sides[1].match_headers.len(), 2);
+}
+
+#[test]
+fn split_mistakes_are_refused_with_where_and_why() {
+    let errors = all_errors(&split_route(
+        "[[routes.split]]\npool = \"v2\"\nweight = 5\nsticky = { cookie = \"a\" }\n[[routes.split]]\npool = \"v3\"\nweight = 90\n[[routes.split]]\npool = \"v2\"\nweight = 101\nsticky = { cookie = \"b\" }\nmatch = { header = {} }\n",
+    ));
+    let expected = [
+        r#"f.toml:13:8: route "r": pool "v3" is not defined (defined pools: v1, v2)"#,
+        r#"f.toml:16:8: route "r": split: pool "v2" is listed twice"#,
+        r#"f.toml:17:10: route "r": split: the weights add up to 196; they are percentages of the requests and must add up to 100"#,
+        r#"f.toml:17:10: route "r": split: weight 101 is not a percentage (0 to 100)"#,
+        r#"f.toml:18:10: route "r": split: sticky is set for the whole split and differs from the one at line 11"#,
+        r#"f.toml:19:9: route "r": split: match.header is empty"#,
+    ];
+    let mut errors = errors;
+    errors.sort();
+    assert_each_starts_with(&errors, &expected);
+
+    let one = |sides: &str| only_error(&split_route(sides));
+    let starts = |sides: &str, want: &str| {
+        let got = one(sides);
+        assert!(
+            got.starts_with(want),
+            "{got}\n  does not start with\n{want}"
+        );
+    };
+    starts(
+        "pool = \"v1\"\n[[routes.split]]\npool = \"v2\"\nweight = 100\n",
+        r#"f.toml:8:8: route "r": a route has either pool or [[routes.split]], not both"#,
+    );
+    starts("", r#"f.toml:6:6: route "r": the route names no pool"#);
+    starts("[[routes.split]]\npool = \"v1\"\nweight = 60\n[[routes.split]]\npool = \"v2\"\nweight = 30\n", r#"f.toml:13:10: route "r": split: the weights add up to 90"#);
+    starts("[[routes.split]]\npool = \"v1\"\nweight = 100\nsticky = { cookie = \"a\", header = \"b\" }\n", r#"f.toml:11:10: route "r": split: sticky takes one of cookie"#);
+    starts(
+        "[[routes.split]]\npool = \"v1\"\nweight = 100\nsticky = { cookie = \"a b\" }\n",
+        r#"f.toml:11:10: route "r": split: sticky "a b" is not a cookie or header name"#,
+    );
+    starts("[[routes.split]]\npool = \"v1\"\nweight = 100\nmatch = { header = { \"x\" = \" padded\" } }\n", r#"f.toml:11:28: route "r": split: match value " padded" is not a header value"#);
+    starts(
+        "[[routes.split]]\npool = \"v1\"\nweight = 100\nmatch = { cookie = { \"x\" = \"y\" } }\n",
+        r#"f.toml:11:11: route "r": unknown key `cookie` (keys here: header)"#,
+    );
+    starts(
+        "[[routes.split]]\npool = \"v1\"\nweight = 2.5\n",
+        r#"f.toml:10:10: route "r": expected an integer, like 2, not the number 2.5"#,
+    );
+}
