@@ -61,6 +61,7 @@ fn route(i: usize) -> RouteConfig {
         max_body_size: None,
         ip: None,
         cors: None,
+        mirror: None,
     }
 }
 

@@ -291,6 +291,9 @@ pub struct Entry<'a> {
     /// (`match`, `sticky`, `weight`).
     pub split: Option<&'a str>,
     pub split_by: Option<&'static str>,
+    /// `[routes.mirror]`: `sent`, `dropped` or `too_large` for a sampled
+    /// request; `None` otherwise.
+    pub mirror: Option<&'static str>,
 }
 
 impl Entry<'_> {
@@ -351,6 +354,7 @@ impl Entry<'_> {
         field_str(&mut b, "cors", self.cors);
         field_str(&mut b, "split", self.split);
         field_str(&mut b, "split_by", self.split_by);
+        field_str(&mut b, "mirror", self.mirror);
         let tls = self.tls.unwrap_or_default();
         field_str(&mut b, "tls_version", self.tls.map(|t| t.version));
         field_str(&mut b, "tls_sni", tls.sni);

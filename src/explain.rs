@@ -175,13 +175,32 @@ pub async fn explain(
         route
             .split
             .as_ref()
-            .map(|s| s.choose(&req.headers, arrival.roll))
+            .map(|s| s.choose(&req.headers, arrival.roll as u16))
     });
     if let (model::RouteUpstream::Split(split), Some(choice)) = (&model.upstream, choice) {
         explain_split(&mut out, split, choice);
     }
     let side = choice.map_or(0, |c| c.side);
     explain_pool(&mut out, route.side(side));
+    if let Some(m) = &model.mirror {
+        let body = if m.include_body {
+            format!("body up to {} bytes", m.max_body_size)
+        } else {
+            "without the body".to_string()
+        };
+        let this = if decision.mirror {
+            "this request would be copied"
+        } else {
+            "this request would not be copied"
+        };
+        out.line(
+            "mirror",
+            format!(
+                "pool {}, {}% of forwarded requests, {body}, at most {} in flight; {this} (a random draw)",
+                m.pool, m.percent, m.max_in_flight
+            ),
+        );
+    }
     if let Some(cors) = &model.cors {
         let outcome = decision
             .cors

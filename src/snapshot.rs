@@ -51,6 +51,30 @@ pub struct Route {
     pub ip: Option<model::IpRules>,
     /// `[routes.cors]`, compiled.
     pub cors: Option<Arc<crate::policy::Cors>>,
+    /// `[routes.mirror]`: where copies of a share of the requests go.
+    pub mirror: Option<Box<RouteMirror>>,
+}
+
+/// `[routes.mirror]` at run time.
+#[derive(Debug)]
+pub struct RouteMirror {
+    pub pool: Arc<Pool>,
+    /// Requests copied, out of 10,000.
+    pub share: u16,
+    pub include_body: bool,
+    pub max_body_size: u64,
+    /// One permit per copy in flight; none left: the copy is dropped.
+    /// New with each config (copies in flight finish under the old one).
+    pub slots: Arc<tokio::sync::Semaphore>,
+    /// `X-Portcullis-Mirror: ROUTE-ID` on every copy.
+    pub marker: HeaderValue,
+}
+
+impl RouteMirror {
+    /// Whether a request with the random draw `roll` is copied.
+    pub fn samples(&self, roll: u16) -> bool {
+        roll % crate::policy::split::BUCKETS < self.share
+    }
 }
 
 /// A pool a route sends to.
@@ -200,6 +224,30 @@ impl Snapshot {
                         format!("route \"{}\" names no pool", r.id),
                     ));
                 }
+                let mirror = match &r.mirror {
+                    None => None,
+                    Some(m) => {
+                        let pool = pools.get(&m.pool).cloned().ok_or_else(|| {
+                            ConfigError::whole_file(
+                                &config.source,
+                                format!(
+                                    "route \"{}\": mirror pool \"{}\" is not defined",
+                                    r.id, m.pool
+                                ),
+                            )
+                        })?;
+                        Some(Box::new(RouteMirror {
+                            pool,
+                            share: u16::from(m.percent) * 100,
+                            include_body: m.include_body,
+                            max_body_size: m.max_body_size,
+                            slots: Arc::new(tokio::sync::Semaphore::new(m.max_in_flight as usize)),
+                            // Route ids are validated names.
+                            marker: HeaderValue::from_str(&r.id)
+                                .unwrap_or(HeaderValue::from_static("1")),
+                        }))
+                    }
+                };
                 let split = match &r.upstream {
                     model::RouteUpstream::Split(s) => {
                         Some(Box::new(crate::policy::Split::build(s)))
@@ -237,6 +285,7 @@ impl Snapshot {
                         .cors
                         .as_ref()
                         .map(|c| Arc::new(crate::policy::Cors::build(c, &r.methods))),
+                    mirror,
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;

@@ -87,7 +87,7 @@ def main() -> int:
     ap.add_argument("new", help="portcullis build (or wrapper) after the change")
     ap.add_argument("old", help="portcullis build (or wrapper) before the change")
     ap.add_argument("--mode", default="plain",
-                    help="bench.py config mode: plain, origin, cors, split, cache, cache-redis, auth, gateway, resilient, jwt, limits, limits-redis, auth-redis")
+                    help="bench.py config mode: plain, origin, cors, split, mirror, cache, cache-redis, auth, gateway, resilient, jwt, limits, limits-redis, auth-redis")
     ap.add_argument("--old-mode", help="the mode of OLD (default: --mode): compare two configs of one build")
     ap.add_argument("--paths", type=int, default=1,
                     help="request this many distinct paths (/p0, /p1, …) in turn instead of /")

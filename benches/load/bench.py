@@ -515,6 +515,8 @@ def portcullis_conf(port: int, admin_port: int, backends: list[int], workers: in
     allowed one); "origin": "plain", requests sending the same `Origin`;
     "split": "plain" with the route's requests split 50/50 between two
     pools of the same backends (`[[routes.split]]` with a `match`);
+    "mirror": "plain" with 10 % of the requests copied to a shadow pool of
+    the same backends (`[routes.mirror]`);
     "cache-redis": "cache" with a local store too small for any object and
     `[cache.shared]` in Redis, so that every hit comes from Redis;
     "limits-redis": the same limit, approximate, in a shared store (a
@@ -574,6 +576,10 @@ key = "{tls[1]}"
     resilience = ("max_in_flight = 100000\n[pools.up.outlier]\n[pools.up.breaker]\n[pools.up.retry_budget]\n"
                   if mode == "resilient" else "")
     target = 'pool = "up"\n'
+    if mode == "mirror":
+        # 10 % of the requests copied to a shadow pool of the same backends.
+        resilience += f"[pools.shadow]\nbackends = [ {bl} ]\n"
+        target += '[routes.mirror]\npool = "shadow"\npercent = 10\n'
     if mode == "split":
         # Two pools over the same backends, half the requests each; a
         # match rule checked on every request (never matching).

@@ -678,6 +678,23 @@ pub struct RouteFile {
     pub ip: Option<IpRulesFile>,
     /// Cross-origin requests from browsers.
     pub cors: Option<CorsFile>,
+    /// A copy of a share of the requests to another pool.
+    pub mirror: Option<MirrorFile>,
+}
+
+/// `[routes.mirror]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorFile {
+    pub pool: Spanned<String>,
+    /// Percent of the forwarded requests copied (default 100).
+    pub percent: Option<Spanned<i64>>,
+    /// Copy the request body too (default `false`).
+    pub include_body: Option<Spanned<bool>>,
+    /// Bodies larger than this are not copied, e.g. `"64KiB"`.
+    pub max_body_size: Option<Spanned<String>>,
+    /// Copies in flight at once; beyond, a copy is dropped (default 100).
+    pub max_in_flight: Option<Spanned<i64>>,
 }
 
 /// One `[[routes.split]]` entry.

@@ -356,6 +356,7 @@ strip_prefix = true
             max_body_size: None,
             ip: None,
             cors: None,
+            mirror: None,
         };
         let expected = Config {
             source: "full.toml".into(),
@@ -427,6 +428,7 @@ strip_prefix = true
                     max_body_size: None,
                     ip: None,
                     cors: None,
+                    mirror: None,
                 },
                 users_route("users", PathMatch::Exact("/users".into()), false),
                 users_route("users-all", PathMatch::Prefix("/users".into()), true),

@@ -697,7 +697,27 @@ pub struct RouteConfig {
     pub ip: Option<IpRules>,
     /// `[routes.cors]`: what browsers may do across origins.
     pub cors: Option<CorsConfig>,
+    /// `[routes.mirror]`: shadow traffic to another pool.
+    pub mirror: Option<MirrorConfig>,
 }
+
+/// `[routes.mirror]`, validated.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct MirrorConfig {
+    pub pool: String,
+    /// Percent of the forwarded requests copied.
+    pub percent: u8,
+    pub include_body: bool,
+    /// Bodies larger than this are not copied.
+    pub max_body_size: u64,
+    /// Copies in flight at once; beyond, a copy is dropped and counted.
+    pub max_in_flight: u32,
+}
+
+/// Default `[routes.mirror] max_body_size`: 64 KiB.
+pub const DEFAULT_MIRROR_MAX_BODY_SIZE: u64 = 64 << 10;
+/// Default `[routes.mirror] max_in_flight`.
+pub const DEFAULT_MIRROR_MAX_IN_FLIGHT: u32 = 100;
 
 /// Where a route sends its requests.
 #[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
@@ -794,6 +814,7 @@ impl RouteConfig {
             max_body_size: None,
             ip: None,
             cors: None,
+            mirror: None,
         }
     }
 }

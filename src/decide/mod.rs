@@ -49,9 +49,10 @@ pub struct Arrival {
     pub tls: bool,
     /// The accepting listener redirects to HTTPS on this port.
     pub redirect_https: Option<u16>,
-    /// A random number a traffic split rolls with when neither a `match`
-    /// nor stickiness decides.
-    pub roll: u16,
+    /// A random number: its low half is what a traffic split rolls with
+    /// when neither a `match` nor stickiness decides, its high half
+    /// whether `[routes.mirror]` copies the request.
+    pub roll: u32,
 }
 
 /// An answer the gateway gives itself.
@@ -141,6 +142,8 @@ pub struct Decision {
     pub cors: CorsOutcome,
     /// On a route with `[[routes.split]]`: the side that takes it.
     pub split: Option<crate::policy::split::Choice>,
+    /// `[routes.mirror]` copies this request.
+    pub mirror: bool,
 }
 
 /// What a route's `[routes.cors]` made of a request.
@@ -189,6 +192,7 @@ impl Decision {
             body_limit: None,
             cors: CorsOutcome::None,
             split: None,
+            mirror: false,
         }
     }
 
@@ -379,9 +383,15 @@ async fn decide_request(
             return decision.refuse(refusal);
         }
     }
+    // Both halves of the draw, so the split and the mirror are independent.
+    let (split_roll, mirror_roll) = (arrival.roll as u16, (arrival.roll >> 16) as u16);
     decision.split = route
         .split
         .as_ref()
-        .map(|split| split.choose(&req.headers, arrival.roll));
+        .map(|split| split.choose(&req.headers, split_roll));
+    decision.mirror = route
+        .mirror
+        .as_ref()
+        .is_some_and(|m| m.samples(mirror_roll));
     decision
 }

@@ -43,6 +43,7 @@ pub struct Metrics {
     rate_limited: IntCounterVec,
     cors: IntCounterVec,
     split: IntCounterVec,
+    mirror: IntCounterVec,
     access_log_dropped: IntCounter,
     certificate_not_after: IntGaugeVec,
     requests: RequestFamilies,
@@ -105,6 +106,13 @@ impl Metrics {
             ),
             &["route", "pool", "by"],
         )?;
+        let mirror = IntCounterVec::new(
+            Opts::new(
+                "portcullis_mirror_requests_total",
+                "Copies of requests for a route's [routes.mirror], by route and result: 2xx, 3xx, 4xx, 5xx (the shadow's answer, discarded), failed (no answer), dropped (max_in_flight copies outstanding), too_large (body over max_body_size).",
+            ),
+            &["route", "result"],
+        )?;
         let rate_limited = IntCounterVec::new(
             Opts::new(
                 "portcullis_rate_limited_total",
@@ -128,6 +136,7 @@ impl Metrics {
         registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(cors.clone()))?;
         registry.register(Box::new(split.clone()))?;
+        registry.register(Box::new(mirror.clone()))?;
         registry.register(Box::new(access_log_dropped.clone()))?;
         registry.register(Box::new(certificate_not_after.clone()))?;
         let requests = RequestFamilies::new()?;
@@ -227,6 +236,7 @@ impl Metrics {
             rate_limited,
             cors,
             split,
+            mirror,
             access_log_dropped,
             certificate_not_after,
             requests,
@@ -355,6 +365,10 @@ impl Metrics {
 
     pub fn split(&self, route: &str, pool: &str, by: &str) {
         self.split.with_label_values(&[route, pool, by]).inc();
+    }
+
+    pub fn mirror(&self, route: &str, result: &str) {
+        self.mirror.with_label_values(&[route, result]).inc();
     }
 
     pub fn rate_limited(&self, route: &str, limit: &str) {

@@ -108,6 +108,8 @@ pub struct RequestCtx {
     pub cors: crate::decide::CorsOutcome,
     /// On a route with a traffic split: the side chosen, and why.
     pub split: Option<crate::policy::split::Choice>,
+    /// `[routes.mirror]`: where this request's copy is.
+    pub mirror: super::mirror::MirrorState,
     /// On a caching route: what the cache is doing for this request.
     pub cache: Option<super::caching::CacheCtx>,
     /// Counts the request as in flight until the context is dropped (after
@@ -151,6 +153,7 @@ impl RequestCtx {
             rate_limit_headers: None,
             cors: crate::decide::CorsOutcome::None,
             split: None,
+            mirror: super::mirror::MirrorState::None,
             cache: None,
             in_flight,
         }
@@ -170,6 +173,9 @@ impl RequestCtx {
         self.body_limit = decision.body_limit.map(|max| (max, 0));
         self.cors = decision.cors;
         self.split = decision.split;
+        if decision.mirror {
+            self.mirror = super::mirror::MirrorState::Chosen;
+        }
         decision.verdict
     }
 

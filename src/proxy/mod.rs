@@ -8,6 +8,7 @@ mod client;
 mod ctx;
 pub mod errors;
 pub mod forward;
+mod mirror;
 pub mod owned;
 pub mod problem;
 mod record;
@@ -35,11 +36,16 @@ use problem::Problem;
 /// The gateway's proxy logic, shared by every worker.
 pub struct GatewayProxy {
     gateway: Arc<Gateway>,
+    /// Sends `[routes.mirror]` copies.
+    mirrors: mirror::Mirrors,
 }
 
 impl GatewayProxy {
     pub fn new(gateway: Arc<Gateway>) -> Self {
-        Self { gateway }
+        Self {
+            gateway,
+            mirrors: mirror::Mirrors::default(),
+        }
     }
 
     /// A fresh stored response answers the request: shaped by
@@ -379,15 +385,18 @@ impl ProxyHttp for GatewayProxy {
         &self,
         _session: &mut Session,
         body: &mut Option<bytes::Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        client::count_body(ctx, body)
+        client::count_body(ctx, body)?;
+        self.mirrors.body(&self.gateway, ctx, body, end_of_stream);
+        Ok(())
     }
 
     /// Shape the request the backend sees: the API key taken off and the
     /// consumer id put on, path rewrite, header rules, `X-Forwarded-*`, the
-    /// request id and the trace context.
+    /// request id and the trace context. A sampled request's mirror copy
+    /// is taken from it.
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,
@@ -406,7 +415,9 @@ impl ProxyHttp for GatewayProxy {
             retry::close_after(upstream)?;
         }
         forward::rewrite_path(upstream, ctx.prefix_len, &route.rewrite)?;
-        forward::shape(upstream, &forwarding)
+        forward::shape(upstream, &forwarding)?;
+        mirror::Mirrors::take_head(ctx, upstream);
+        Ok(())
     }
 
     /// The backend's response head arrived: its status and time to first

@@ -103,6 +103,7 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
         cors: ctx.cors.label(),
         split: split.map(|(pool, _)| pool),
         split_by: split.map(|(_, by)| by),
+        mirror: ctx.mirror.label(),
     };
     log.write(entry.to_json(now));
 }

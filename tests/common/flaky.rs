@@ -1,11 +1,12 @@
 //! A backend that can be told to fail: answer 200 with its name, answer
 //! a given status, reset the connection after reading the request, or
 //! read the request and never answer. Raw HTTP/1.1 over tokio TCP on
-//! `127.0.0.1:0`, keep-alive, requests without bodies.
+//! `127.0.0.1:0`, keep-alive, request bodies framed by `Content-Length`.
+//! Every request it reads (head and body) is kept for the test to look at.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -70,6 +71,25 @@ pub struct Flaky {
     pub addr: SocketAddr,
     mode: Arc<AtomicU32>,
     hits: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+/// A request as the backend read it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Request line and header fields, as sent.
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    /// The value of header `name` (case-insensitive), if sent.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
 }
 
 impl Flaky {
@@ -80,6 +100,7 @@ impl Flaky {
             addr: listener.local_addr().expect("addr"),
             mode: Arc::new(AtomicU32::new(0)),
             hits: Arc::new(AtomicUsize::new(0)),
+            seen: Arc::new(Mutex::new(Vec::new())),
         };
         let me = flaky.clone();
         tokio::spawn(async move {
@@ -99,6 +120,11 @@ impl Flaky {
         self.hits.load(Ordering::SeqCst)
     }
 
+    /// Every request read so far, in order.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
     async fn serve(self, mut stream: TcpStream) {
         let mut buf = Vec::new();
         loop {
@@ -112,7 +138,24 @@ impl Flaky {
                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 }
             };
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
             buf.drain(..end);
+            let length = Seen {
+                head: head.clone(),
+                body: Vec::new(),
+            }
+            .header("content-length")
+            .and_then(|l| l.parse::<usize>().ok())
+            .unwrap_or(0);
+            while buf.len() < length {
+                let mut chunk = [0u8; 4096];
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let body: Vec<u8> = buf.drain(..length).collect();
+            self.seen.lock().unwrap().push(Seen { head, body });
             let hit = self.hits.fetch_add(1, Ordering::SeqCst);
             let mode = match Mode::decode(self.mode.load(Ordering::SeqCst)) {
                 Mode::Flap if hit % 2 == 1 => Mode::Reset,
@@ -147,8 +190,10 @@ impl Flaky {
                 body.len(),
                 self.name
             );
-            if stream.write_all(head.as_bytes()).await.is_err()
-                || stream.write_all(body.as_bytes()).await.is_err()
+            // One write: head and body in two would wait on the peer's
+            // delayed ACK (Nagle), 40 ms per keep-alive request.
+            let answer = format!("{head}{body}");
+            if stream.write_all(answer.as_bytes()).await.is_err()
                 || mode == Mode::CloseAfterResponse
             {
                 return;

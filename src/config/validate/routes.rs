@@ -111,6 +111,10 @@ impl Validator<'_> {
         let match_ok = self.errors.len() == errors_before;
 
         let upstream = self.upstream(route, item, pools);
+        let mirror = route
+            .mirror
+            .as_ref()
+            .and_then(|f| self.mirror(f, item, pools, &upstream));
 
         let strip_prefix = route.strip_prefix.as_ref().is_some_and(|s| *s.get_ref());
         if let (true, Some(s)) = (exact && strip_prefix, &route.strip_prefix) {
@@ -176,6 +180,7 @@ impl Validator<'_> {
                 .and_then(|s| self.size(s, "max_body_size", item)),
             ip: route.ip.as_ref().and_then(|f| self.ip_rules(f, item)),
             cors: route.cors.as_ref().and_then(|f| self.cors(f, item)),
+            mirror,
         };
         (model_route, key)
     }

@@ -1,13 +1,17 @@
 //! Where a route sends its requests: `pool = "NAME"`, or a
-//! `[[routes.split]]` between pools.
+//! `[[routes.split]]` between pools; and `[routes.mirror]`, where it
+//! sends copies.
 
 use std::collections::BTreeSet;
 
 use toml::Spanned;
 
 use super::{is_token, Validator};
-use crate::config::file::{RouteFile, SplitFile, StickyFile};
-use crate::config::model::{RouteUpstream, SplitConfig, SplitSide, Sticky};
+use crate::config::file::{MirrorFile, RouteFile, SplitFile, StickyFile};
+use crate::config::model::{
+    MirrorConfig, RouteUpstream, SplitConfig, SplitSide, Sticky, DEFAULT_MIRROR_MAX_BODY_SIZE,
+    DEFAULT_MIRROR_MAX_IN_FLIGHT,
+};
 
 impl Validator<'_> {
     pub(super) fn upstream(
@@ -202,5 +206,80 @@ impl Validator<'_> {
             out.push((name.get_ref().to_ascii_lowercase(), v.clone()));
         }
         out
+    }
+}
+
+impl Validator<'_> {
+    /// `[routes.mirror]`: a defined pool that is not one the route sends
+    /// to already (every copy would reach it twice).
+    pub(super) fn mirror(
+        &mut self,
+        f: &MirrorFile,
+        item: &str,
+        pools: &BTreeSet<String>,
+        upstream: &RouteUpstream,
+    ) -> Option<MirrorConfig> {
+        let errors_before = self.errors.len();
+        self.pool_ref(&f.pool, item, pools);
+        let pool = f.pool.get_ref();
+        if upstream.pools().contains(&pool.as_str()) {
+            self.error(
+                f.pool.span(),
+                Some(item),
+                format!("mirror: pool {pool:?} already takes this route's requests; each would reach it twice. Mirror to a separate (shadow) pool"),
+            );
+        }
+        let percent = match &f.percent {
+            None => 100,
+            Some(p) => match u8::try_from(*p.get_ref()) {
+                Ok(v) if v <= 100 => v,
+                _ => {
+                    self.error(
+                        p.span(),
+                        Some(item),
+                        format!(
+                            "mirror: percent {} is not a percentage (0 to 100)",
+                            p.get_ref()
+                        ),
+                    );
+                    0
+                }
+            },
+        };
+        let max_in_flight = match &f.max_in_flight {
+            None => DEFAULT_MIRROR_MAX_IN_FLIGHT,
+            Some(m) => match u32::try_from(*m.get_ref()) {
+                Ok(v) if (1..=100_000).contains(&v) => v,
+                _ => {
+                    self.error(
+                        m.span(),
+                        Some(item),
+                        format!("mirror: max_in_flight {} must be 1 to 100000", m.get_ref()),
+                    );
+                    1
+                }
+            },
+        };
+        let include_body = f.include_body.as_ref().is_some_and(|b| *b.get_ref());
+        let max_body_size = match &f.max_body_size {
+            None => DEFAULT_MIRROR_MAX_BODY_SIZE,
+            Some(s) => {
+                if !include_body {
+                    self.error(
+                        s.span(),
+                        Some(item),
+                        "mirror: max_body_size applies only with include_body = true",
+                    );
+                }
+                self.size(s, "mirror.max_body_size", item).unwrap_or(0)
+            }
+        };
+        (self.errors.len() == errors_before).then(|| MirrorConfig {
+            pool: pool.clone(),
+            percent,
+            include_body,
+            max_body_size,
+            max_in_flight,
+        })
     }
 }

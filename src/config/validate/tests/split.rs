@@ -91,3 +91,41 @@ fn split_mistakes_are_refused_with_where_and_why() {
         r#"f.toml:10:10: route "r": expected an integer, like 2, not the number 2.5"#,
     );
 }
+
+#[test]
+fn a_mirror_is_read_with_defaults_and_mistakes_refused() {
+    let base = format!("{POOLS}[pools.shadow]\nbackends = [\"127.0.0.1:3\"]\n[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"v1\"\n[routes.mirror]\n");
+    let config = ok(&format!("{base}pool = \"shadow\"\n"));
+    let m = config.routes[0].mirror.as_ref().unwrap();
+    assert_eq!(
+        (
+            m.pool.as_str(),
+            m.percent,
+            m.include_body,
+            m.max_body_size,
+            m.max_in_flight
+        ),
+        ("shadow", 100, false, 64 << 10, 100)
+    );
+    let config = ok(&format!(
+        "{base}pool = \"shadow\"\npercent = 10\ninclude_body = true\nmax_body_size = \"1MiB\"\nmax_in_flight = 20\n"
+    ));
+    let m = config.routes[0].mirror.as_ref().unwrap();
+    assert_eq!(
+        (m.percent, m.include_body, m.max_body_size, m.max_in_flight),
+        (10, true, 1 << 20, 20)
+    );
+
+    let errors = all_errors(&format!(
+        "{base}pool = \"v1\"\npercent = 150\nmax_body_size = \"1KiB\"\nmax_in_flight = 0\n"
+    ));
+    let expected = [
+        r#"f.toml:12:8: route "r": mirror: pool "v1" already takes this route's requests"#,
+        r#"f.toml:13:11: route "r": mirror: percent 150 is not a percentage (0 to 100)"#,
+        r#"f.toml:14:17: route "r": mirror: max_body_size applies only with include_body = true"#,
+        r#"f.toml:15:17: route "r": mirror: max_in_flight 0 must be 1 to 100000"#,
+    ];
+    assert_each_starts_with(&errors, &expected);
+    assert!(only_error(&format!("{base}pool = \"nowhere\"\n"))
+        .starts_with(r#"f.toml:12:8: route "r": pool "nowhere" is not defined"#));
+}
