@@ -62,6 +62,7 @@ fn route(i: usize) -> RouteConfig {
         ip: None,
         cors: None,
         mirror: None,
+        compression: None,
     }
 }
 

@@ -294,6 +294,9 @@ pub struct Entry<'a> {
     /// `[routes.mirror]`: `sent`, `dropped` or `too_large` for a sampled
     /// request; `None` otherwise.
     pub mirror: Option<&'static str>,
+    /// `[routes.compression]`: the coding the body was sent in, when the
+    /// gateway compressed it.
+    pub compression: Option<&'static str>,
 }
 
 impl Entry<'_> {
@@ -355,6 +358,7 @@ impl Entry<'_> {
         field_str(&mut b, "split", self.split);
         field_str(&mut b, "split_by", self.split_by);
         field_str(&mut b, "mirror", self.mirror);
+        field_str(&mut b, "compression", self.compression);
         let tls = self.tls.unwrap_or_default();
         field_str(&mut b, "tls_version", self.tls.map(|t| t.version));
         field_str(&mut b, "tls_sni", tls.sni);

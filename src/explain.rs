@@ -182,6 +182,26 @@ pub async fn explain(
     }
     let side = choice.map_or(0, |c| c.side);
     explain_pool(&mut out, route.side(side));
+    if let Some(c) = &model.compression {
+        let algorithms: Vec<String> = c
+            .algorithms
+            .iter()
+            .map(|(a, level)| format!("{} {level}", a.as_str()))
+            .collect();
+        let this = match decision.coding {
+            Some(coding) => format!("this client gets {}", coding.as_str()),
+            None => "this client accepts none of them: sent as it is".to_string(),
+        };
+        out.line(
+            "compression",
+            format!(
+                "{} for {} from {} bytes; {this}",
+                algorithms.join(", "),
+                c.types.join(", "),
+                c.min_size
+            ),
+        );
+    }
     if let Some(m) = &model.mirror {
         let body = if m.include_body {
             format!("body up to {} bytes", m.max_body_size)

@@ -53,6 +53,8 @@ pub struct Route {
     pub cors: Option<Arc<crate::policy::Cors>>,
     /// `[routes.mirror]`: where copies of a share of the requests go.
     pub mirror: Option<Box<RouteMirror>>,
+    /// `[routes.compression]`, compiled.
+    pub compression: Option<Arc<crate::policy::Compression>>,
 }
 
 /// `[routes.mirror]` at run time.
@@ -286,6 +288,10 @@ impl Snapshot {
                         .as_ref()
                         .map(|c| Arc::new(crate::policy::Cors::build(c, &r.methods))),
                     mirror,
+                    compression: r
+                        .compression
+                        .as_ref()
+                        .map(|c| Arc::new(crate::policy::Compression::build(c))),
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;

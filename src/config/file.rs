@@ -680,6 +680,22 @@ pub struct RouteFile {
     pub cors: Option<CorsFile>,
     /// A copy of a share of the requests to another pool.
     pub mirror: Option<MirrorFile>,
+    /// Responses compressed for clients that accept it.
+    pub compression: Option<CompressionFile>,
+}
+
+/// `[routes.compression]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionFile {
+    /// In the gateway's order of preference: `"zstd"`, `"br"`, `"gzip"`.
+    pub algorithms: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Smaller bodies (by `Content-Length`) go as they are, e.g. `"1KiB"`.
+    pub min_size: Option<Spanned<String>>,
+    /// Media types compressed: `"application/json"`, `"text/*"`.
+    pub types: Option<Spanned<Vec<Spanned<String>>>>,
+    /// One level for every algorithm, or a table `{ gzip = 6, br = 4 }`.
+    pub level: Option<Spanned<toml::Value>>,
 }
 
 /// `[routes.mirror]`

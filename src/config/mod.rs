@@ -357,6 +357,7 @@ strip_prefix = true
             ip: None,
             cors: None,
             mirror: None,
+            compression: None,
         };
         let expected = Config {
             source: "full.toml".into(),
@@ -429,6 +430,7 @@ strip_prefix = true
                     ip: None,
                     cors: None,
                     mirror: None,
+                    compression: None,
                 },
                 users_route("users", PathMatch::Exact("/users".into()), false),
                 users_route("users-all", PathMatch::Prefix("/users".into()), true),

@@ -699,7 +699,73 @@ pub struct RouteConfig {
     pub cors: Option<CorsConfig>,
     /// `[routes.mirror]`: shadow traffic to another pool.
     pub mirror: Option<MirrorConfig>,
+    /// `[routes.compression]`: responses compressed on the way out.
+    pub compression: Option<CompressionConfig>,
 }
+
+/// A content coding the gateway compresses with.
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Coding {
+    Zstd,
+    Br,
+    Gzip,
+}
+
+impl Coding {
+    pub const ALL: [Coding; 3] = [Coding::Zstd, Coding::Br, Coding::Gzip];
+
+    /// The name in `Accept-Encoding` and `Content-Encoding`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Coding::Zstd => "zstd",
+            Coding::Br => "br",
+            Coding::Gzip => "gzip",
+        }
+    }
+
+    /// Levels the encoder takes.
+    pub fn levels(self) -> std::ops::RangeInclusive<u32> {
+        match self {
+            Coding::Zstd => 1..=19,
+            Coding::Br => 1..=11,
+            Coding::Gzip => 1..=9,
+        }
+    }
+
+    /// The level used when the config names none: fast settings that
+    /// still compress JSON several times (zlib's own default for gzip).
+    pub fn default_level(self) -> u32 {
+        match self {
+            Coding::Zstd => 3,
+            Coding::Br => 4,
+            Coding::Gzip => 6,
+        }
+    }
+}
+
+/// `[routes.compression]`, validated.
+#[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct CompressionConfig {
+    /// The gateway's preference, first best; each with its level.
+    pub algorithms: Vec<(Coding, u32)>,
+    /// Bodies whose `Content-Length` is below this are not compressed.
+    pub min_size: u64,
+    /// Lower-case `type/subtype` or `type/*`.
+    pub types: Vec<String>,
+}
+
+/// Default `[routes.compression] min_size`: 1 KiB.
+pub const DEFAULT_COMPRESSION_MIN_SIZE: u64 = 1 << 10;
+/// Default `[routes.compression] types`.
+pub const DEFAULT_COMPRESSION_TYPES: &[&str] = &[
+    "application/json",
+    "application/problem+json",
+    "application/xml",
+    "application/javascript",
+    "image/svg+xml",
+    "text/*",
+];
 
 /// `[routes.mirror]`, validated.
 #[derive(serde::Serialize, Debug, Clone, PartialEq, Eq)]
@@ -815,6 +881,7 @@ impl RouteConfig {
             ip: None,
             cors: None,
             mirror: None,
+            compression: None,
         }
     }
 }

@@ -144,6 +144,9 @@ pub struct Decision {
     pub split: Option<crate::policy::split::Choice>,
     /// `[routes.mirror]` copies this request.
     pub mirror: bool,
+    /// `[routes.compression]`: the coding the client gets, if it accepts
+    /// one of the route's.
+    pub coding: Option<crate::config::model::Coding>,
 }
 
 /// What a route's `[routes.cors]` made of a request.
@@ -193,6 +196,7 @@ impl Decision {
             cors: CorsOutcome::None,
             split: None,
             mirror: false,
+            coding: None,
         }
     }
 
@@ -393,5 +397,9 @@ async fn decide_request(
         .mirror
         .as_ref()
         .is_some_and(|m| m.samples(mirror_roll));
+    decision.coding = route
+        .compression
+        .as_ref()
+        .and_then(|c| c.negotiate(&req.headers));
     decision
 }

@@ -44,6 +44,8 @@ pub struct Metrics {
     cors: IntCounterVec,
     split: IntCounterVec,
     mirror: IntCounterVec,
+    compressed: IntCounterVec,
+    compression_bytes: IntCounterVec,
     access_log_dropped: IntCounter,
     certificate_not_after: IntGaugeVec,
     requests: RequestFamilies,
@@ -113,6 +115,20 @@ impl Metrics {
             ),
             &["route", "result"],
         )?;
+        let compressed = IntCounterVec::new(
+            Opts::new(
+                "portcullis_compressed_responses_total",
+                "Responses compressed by a route's [routes.compression], by route and coding (zstd, br, gzip).",
+            ),
+            &["route", "coding"],
+        )?;
+        let compression_bytes = IntCounterVec::new(
+            Opts::new(
+                "portcullis_compression_bytes_total",
+                "Body bytes of compressed responses, by route, coding and stage: in (as the origin or the cache gave them), out (as sent).",
+            ),
+            &["route", "coding", "stage"],
+        )?;
         let rate_limited = IntCounterVec::new(
             Opts::new(
                 "portcullis_rate_limited_total",
@@ -137,6 +153,8 @@ impl Metrics {
         registry.register(Box::new(cors.clone()))?;
         registry.register(Box::new(split.clone()))?;
         registry.register(Box::new(mirror.clone()))?;
+        registry.register(Box::new(compressed.clone()))?;
+        registry.register(Box::new(compression_bytes.clone()))?;
         registry.register(Box::new(access_log_dropped.clone()))?;
         registry.register(Box::new(certificate_not_after.clone()))?;
         let requests = RequestFamilies::new()?;
@@ -237,6 +255,8 @@ impl Metrics {
             cors,
             split,
             mirror,
+            compressed,
+            compression_bytes,
             access_log_dropped,
             certificate_not_after,
             requests,
@@ -369,6 +389,17 @@ impl Metrics {
 
     pub fn mirror(&self, route: &str, result: &str) {
         self.mirror.with_label_values(&[route, result]).inc();
+    }
+
+    /// A response compressed with `coding`: `bytes_in` became `bytes_out`.
+    pub fn compressed(&self, route: &str, coding: &str, bytes_in: usize, bytes_out: usize) {
+        self.compressed.with_label_values(&[route, coding]).inc();
+        self.compression_bytes
+            .with_label_values(&[route, coding, "in"])
+            .inc_by(bytes_in as u64);
+        self.compression_bytes
+            .with_label_values(&[route, coding, "out"])
+            .inc_by(bytes_out as u64);
     }
 
     pub fn rate_limited(&self, route: &str, limit: &str) {

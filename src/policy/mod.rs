@@ -2,12 +2,14 @@
 //! holds it: header edits, path rewrites, the `Via` entries, the API
 //! version lifecycle. What a route does to a request or response that is
 //! not routing, authentication or limits goes here (CORS, traffic
-//! splits); the proxy applies it, `explain` shows it.
+//! splits, compression); the proxy applies it, `explain` shows it.
 
+pub mod compression;
 pub mod cors;
 mod lifecycle;
 pub mod split;
 
+pub use compression::Compression;
 pub use cors::Cors;
 pub use lifecycle::RouteLifecycle;
 pub use split::Split;

@@ -108,6 +108,8 @@ pub struct RequestCtx {
     pub cors: crate::decide::CorsOutcome,
     /// On a route with a traffic split: the side chosen, and why.
     pub split: Option<crate::policy::split::Choice>,
+    /// `[routes.compression]`: the coding the client accepts.
+    pub coding: Option<crate::config::model::Coding>,
     /// `[routes.mirror]`: where this request's copy is.
     pub mirror: super::mirror::MirrorState,
     /// On a caching route: what the cache is doing for this request.
@@ -153,6 +155,7 @@ impl RequestCtx {
             rate_limit_headers: None,
             cors: crate::decide::CorsOutcome::None,
             split: None,
+            coding: None,
             mirror: super::mirror::MirrorState::None,
             cache: None,
             in_flight,
@@ -173,6 +176,7 @@ impl RequestCtx {
         self.body_limit = decision.body_limit.map(|max| (max, 0));
         self.cors = decision.cors;
         self.split = decision.split;
+        self.coding = decision.coding;
         if decision.mirror {
             self.mirror = super::mirror::MirrorState::Chosen;
         }

@@ -497,7 +497,7 @@ pub fn set_cors(
 }
 
 /// `name` added to `Vary` unless it (or `*`) is there already.
-fn add_vary(resp: &mut ResponseHeader, name: &str) -> Result<()> {
+pub fn add_vary(resp: &mut ResponseHeader, name: &str) -> Result<()> {
     let present = resp
         .headers
         .get_all(http::header::VARY)

@@ -5,6 +5,7 @@
 mod admission;
 mod caching;
 mod client;
+mod compress;
 mod ctx;
 pub mod errors;
 pub mod forward;
@@ -99,6 +100,12 @@ fn route_index(ctx: &RequestCtx) -> Result<usize> {
 impl ProxyHttp for GatewayProxy {
     type CTX = RequestCtx;
 
+    /// Every request gets a [`compress::Compress`] module (idle unless its
+    /// route compresses), in place of Pingora's idle default one.
+    fn init_downstream_modules(&self, modules: &mut pingora_core::modules::http::HttpModules) {
+        modules.add_module(Box::new(compress::CompressBuilder));
+    }
+
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::new(Some(self.gateway.requests().enter()))
     }
@@ -163,6 +170,9 @@ impl ProxyHttp for GatewayProxy {
         match ctx.take(decision) {
             Verdict::Forward => {
                 let route = route_index(ctx)?;
+                if let Some(policy) = &snapshot.routes[route].compression {
+                    compress::plan(session, policy.clone(), ctx.coding);
+                }
                 ctx.deadline = snapshot.routes[route]
                     .side(ctx.side())
                     .timeouts

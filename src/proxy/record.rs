@@ -33,6 +33,12 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
     if let Some((pool, by)) = split {
         gateway.metrics().split(route_id, pool, by);
     }
+    let compressed = super::compress::stats(session);
+    if let Some(c) = &compressed {
+        gateway
+            .metrics()
+            .compressed(route_id, c.coding, c.bytes_in, c.bytes_out);
+    }
     count(session, ctx);
     let now = std::time::SystemTime::now();
     count_usage(gateway, ctx, now);
@@ -104,6 +110,7 @@ pub fn request_done(gateway: &Gateway, session: &Session, e: Option<&Error>, ctx
         split: split.map(|(pool, _)| pool),
         split_by: split.map(|(_, by)| by),
         mirror: ctx.mirror.label(),
+        compression: compressed.as_ref().map(|c| c.coding),
     };
     log.write(entry.to_json(now));
 }

@@ -61,6 +61,7 @@ impl Backend {
             .route("/slow", any(slow))
             .route("/sse", get(sse))
             .route("/ws", get(ws))
+            .route("/doc", get(doc))
             .fallback(echo)
             .with_state(shared.clone());
         let task = tokio::spawn(async move {
@@ -154,6 +155,62 @@ async fn ws(ws: WebSocketUpgrade) -> Response {
             }
         }
     })
+}
+
+/// `GET /doc?size=N&type=T&encoding=E&cc=C&etag=X&stream=1`: a
+/// compressible body of `size` bytes (JSON-like text, the same on every
+/// call for the same size) as `type` (default `application/json`), with
+/// `Content-Encoding: E`, `Cache-Control: C` and `ETag: "X"` when given;
+/// `stream=1` sends it in 1 KiB chunks without `Content-Length`.
+async fn doc(State(s): State<Shared>, req: Request) -> Response {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    let query: BTreeMap<String, String> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.replace("%2F", "/").replace("%20", " ")))
+        .collect();
+    let size: usize = query
+        .get("size")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4096);
+    let body = document(size);
+    let mut r = Response::builder().header(
+        "content-type",
+        query.get("type").map_or("application/json", String::as_str),
+    );
+    for (param, field) in [("encoding", "content-encoding"), ("cc", "cache-control")] {
+        if let Some(v) = query.get(param) {
+            r = r.header(field, v.as_str());
+        }
+    }
+    if let Some(tag) = query.get("etag") {
+        r = r.header("etag", format!("\"{tag}\""));
+    }
+    if query.get("stream").is_some_and(|v| v == "1") {
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            body.chunks(1024).map(|c| Ok(c.to_vec())).collect();
+        return r
+            .body(Body::from_stream(futures_util::stream::iter(chunks)))
+            .unwrap();
+    }
+    r.body(Body::from(body)).unwrap()
+}
+
+/// `size` bytes of repetitive JSON-like text.
+pub fn document(size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size + 64);
+    let mut i = 0;
+    while out.len() < size {
+        out.extend_from_slice(
+            format!("{{\"id\":{i},\"name\":\"order {i}\",\"state\":\"open\"}},").as_bytes(),
+        );
+        i += 1;
+    }
+    out.truncate(size);
+    out
 }
 
 async fn echo(

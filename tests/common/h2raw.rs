@@ -518,6 +518,17 @@ impl H2Gateway {
         path_and_query: &str,
         headers: &[(&str, &str)],
     ) -> Result<(u16, http::HeaderMap, String), String> {
+        let (status, fields, body) = self.request_bytes(method, path_and_query, headers).await?;
+        Ok((status, fields, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// As [`H2Gateway::request_full`], the body as bytes.
+    pub async fn request_bytes(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, http::HeaderMap, Vec<u8>), String> {
         let tcp = tokio::net::TcpStream::connect(self.gw.proxy)
             .await
             .map_err(|e| e.to_string())?;
@@ -552,7 +563,7 @@ impl H2Gateway {
             let _ = body.flow_control().release_capacity(chunk.len());
             out.extend_from_slice(&chunk);
         }
-        Ok((status, fields, String::from_utf8_lossy(&out).into_owned()))
+        Ok((status, fields, out))
     }
 
     /// A connection past the preface and SETTINGS exchange.

@@ -30,6 +30,7 @@ use super::model::{self, Config};
 
 mod cache;
 mod client;
+mod compression;
 mod consumers;
 mod cors;
 mod forwarding;

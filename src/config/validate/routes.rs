@@ -181,6 +181,10 @@ impl Validator<'_> {
             ip: route.ip.as_ref().and_then(|f| self.ip_rules(f, item)),
             cors: route.cors.as_ref().and_then(|f| self.cors(f, item)),
             mirror,
+            compression: route
+                .compression
+                .as_ref()
+                .and_then(|f| self.compression(f, item)),
         };
         (model_route, key)
     }

@@ -129,3 +129,57 @@ fn a_mirror_is_read_with_defaults_and_mistakes_refused() {
     assert!(only_error(&format!("{base}pool = \"nowhere\"\n"))
         .starts_with(r#"f.toml:12:8: route "r": pool "nowhere" is not defined"#));
 }
+
+#[test]
+fn compression_is_read_with_defaults_and_mistakes_refused() {
+    let base = format!(
+        "{POOLS}[[routes]]\nid = \"r\"\npath = \"/\"\npool = \"v1\"\n[routes.compression]\n"
+    );
+    let config = ok(&base);
+    let c = config.routes[0].compression.as_ref().unwrap();
+    assert_eq!(
+        c.algorithms,
+        [
+            (model::Coding::Zstd, 3),
+            (model::Coding::Br, 4),
+            (model::Coding::Gzip, 6)
+        ]
+    );
+    assert_eq!(c.min_size, 1024);
+    assert!(c.types.contains(&"text/*".to_string()));
+    let config = ok(&format!(
+        "{base}algorithms = [\"gzip\", \"br\"]\nmin_size = \"2KiB\"\ntypes = [\"Application/JSON\", \"text/*\"]\nlevel = {{ br = 11 }}\n"
+    ));
+    let c = config.routes[0].compression.as_ref().unwrap();
+    assert_eq!(
+        c.algorithms,
+        [(model::Coding::Gzip, 6), (model::Coding::Br, 11)]
+    );
+    assert_eq!(c.types, ["application/json", "text/*"]);
+    let config = ok(&format!("{base}algorithms = [\"gzip\"]\nlevel = 1\n"));
+    assert_eq!(
+        config.routes[0].compression.as_ref().unwrap().algorithms,
+        [(model::Coding::Gzip, 1)]
+    );
+
+    let errors = all_errors(&format!(
+        "{base}algorithms = [\"gzip\", \"deflate\", \"gzip\"]\ntypes = [\"json\", \"*/*\"]\nlevel = 12\n"
+    ));
+    let expected = [
+        r#"f.toml:10:23: route "r": compression: unknown algorithm "deflate""#,
+        r#"f.toml:10:34: route "r": compression: "gzip" is listed twice"#,
+        r#"f.toml:11:10: route "r": compression.types: "json" is not a media type"#,
+        r#"f.toml:11:18: route "r": compression.types: "*/*" is not a media type"#,
+        r#"f.toml:12:9: route "r": compression.level: 12 is not a gzip level (1 to 9)"#,
+    ];
+    assert_each_starts_with(&errors, &expected);
+    assert!(only_error(&format!("{base}algorithms = []\n"))
+        .starts_with(r#"f.toml:10:14: route "r": compression.algorithms is empty"#));
+    assert!(
+        only_error(&format!("{base}level = {{ zstd = 30 }}\n")).starts_with(
+            r#"f.toml:10:9: route "r": compression.level: 30 is not a zstd level (1 to 19)"#
+        )
+    );
+    assert!(only_error(&format!("{base}level = \"fast\"\n"))
+        .starts_with(r#"f.toml:10:9: route "r": compression.level: expected a number or a table"#));
+}

@@ -17,7 +17,7 @@ use super::COMPRESSION_ERROR;
 
 use brotli::{CompressorWriter, DecompressorWriter};
 use bytes::Bytes;
-use pingora_error::{OrErr, Result};
+use pingora_error::{Error, OrErr, Result};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -76,7 +76,8 @@ impl Encode for Decompressor {
 }
 
 pub struct Compressor {
-    compress: CompressorWriter<Vec<u8>>,
+    // `None` once the stream is finished.
+    compress: Option<CompressorWriter<Vec<u8>>>,
     total_in: usize,
     total_out: usize,
     duration: Duration,
@@ -86,7 +87,7 @@ impl Compressor {
     pub fn new(level: u32) -> Self {
         Compressor {
             // buf_size:4096 , lgwin:19 TODO: fine tune these
-            compress: CompressorWriter::new(vec![], 4096, level, 19),
+            compress: Some(CompressorWriter::new(vec![], 4096, level, 19)),
             total_in: 0,
             total_out: 0,
             duration: Duration::new(0, 0),
@@ -101,22 +102,35 @@ impl Encode for Compressor {
         let start = Instant::now();
         self.total_in += input.len();
 
+        let Some(compress) = self.compress.as_mut() else {
+            // The stream is finished: nothing may follow its last block.
+            if input.is_empty() {
+                return Ok(Bytes::new());
+            }
+            return Error::e_explain(COMPRESSION_ERROR, "Brotli stream already finished");
+        };
         // reserve at most input size, cap at 16k, compressed output should be smaller
-        self.compress
+        compress
             .get_mut()
             .reserve(std::cmp::min(MAX_INIT_COMPRESSED_BUF_SIZE, input.len()));
-        self.compress
+        compress
             .write_all(input)
             .or_err(COMPRESSION_ERROR, "while compress Brotli")?;
         // write to vec will never fail.
-        if end {
+        let out = if end {
+            // Finish the stream: its last meta-block (ISLAST) goes out.
+            // A flush alone leaves a stream that decoders report as
+            // truncated.
             self.compress
-                .flush()
-                .or_err(COMPRESSION_ERROR, "while compress Brotli")?;
-        }
-        self.total_out += self.compress.get_ref().len();
+                .take()
+                .map(CompressorWriter::into_inner)
+                .unwrap_or_default()
+        } else {
+            std::mem::take(compress.get_mut())
+        };
+        self.total_out += out.len();
         self.duration += start.elapsed();
-        Ok(std::mem::take(self.compress.get_mut()).into()) // into() Bytes will drop excess capacity
+        Ok(out.into()) // into() Bytes will drop excess capacity
     }
 
     fn stat(&self) -> (&'static str, usize, usize, Duration) {
@@ -127,6 +141,7 @@ impl Encode for Compressor {
 #[cfg(test)]
 mod tests_stream {
     use super::*;
+    use std::io::Read;
 
     #[test]
     fn decompress_brotli_data() {
@@ -149,12 +164,29 @@ mod tests_stream {
         let mut compressor = Compressor::new(11);
         let compressed = compressor.encode(&b"adcdefgabcdefgh\n"[..], true).unwrap();
 
-        assert_eq!(
-            &compressed[..],
-            &[
-                0x85, 0x07, 0x00, 0xf8, 0x45, 0x07, 0x87, 0x3e, 0x10, 0xfb, 0x55, 0x92, 0xec, 0x12,
-                0x09, 0xcc, 0x38, 0xdd, 0x51, 0x1e,
-            ],
-        );
+        // A complete stream: a strict decoder reads it to its end.
+        let mut out = Vec::new();
+        brotli::Decompressor::new(&compressed[..], 4096)
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(&out[..], &b"adcdefgabcdefgh\n"[..]);
+        // Nothing may follow the end.
+        assert!(compressor.encode(b"", true).unwrap().is_empty());
+        assert!(compressor.encode(b"more", false).is_err());
+    }
+
+    #[test]
+    fn compress_brotli_in_chunks_ends_the_stream() {
+        let mut compressor = Compressor::new(4);
+        let mut compressed = Vec::new();
+        for chunk in [&b"{\"a\":1},"[..], b"{\"b\":2},", b"{\"c\":3}"] {
+            compressed.extend_from_slice(&compressor.encode(chunk, false).unwrap());
+        }
+        compressed.extend_from_slice(&compressor.encode(b"", true).unwrap());
+        let mut out = Vec::new();
+        brotli::Decompressor::new(&compressed[..], 4096)
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(&out[..], &b"{\"a\":1},{\"b\":2},{\"c\":3}"[..]);
     }
 }
