@@ -536,6 +536,26 @@ backends = ["127.0.0.1:1", "127.0.0.1:2"]
     }
 
     #[test]
+    fn route_policies_change_field_by_field() {
+        let old = format!(
+            "{BASE}\n[pools.c]\nbackends = [\"127.0.0.1:5\"]\n[[routes]]\nid = \"p\"\npath = \"/p\"\n[[routes.split]]\npool = \"b\"\nweight = 5\n[[routes.split]]\npool = \"a\"\nweight = 95\nsticky = {{ cookie = \"s\" }}\n[routes.mirror]\npool = \"c\"\npercent = 5\n[routes.compression]\nalgorithms = [\"gzip\"]\n[routes.cors]\nallow_origins = [\"https://a.test\"]\n[routes.ip]\ndeny = [\"10.0.0.0/8\"]\n"
+        );
+        let new = old
+            .replace("weight = 5\n", "weight = 50\n")
+            .replace("weight = 95", "weight = 50")
+            .replace("percent = 5", "percent = 20")
+            .replace("[\"gzip\"]", "[\"zstd\", \"gzip\"]")
+            .replace("https://a.test", "https://b.test")
+            .replace("10.0.0.0/8", "10.0.0.0/16");
+        let d = diff(&old, &new);
+        assert_eq!(d.routes.changed, ["p"]);
+        assert_eq!(
+            d.to_string(),
+            "~ route p\n    compression.algorithms: [[\"gzip\",6]] → [[\"zstd\",3],[\"gzip\",6]]\n    cors.allow_origins[0]: \"https://a.test\" → \"https://b.test\"\n    ip.deny[0]: \"10.0.0.0/8\" → \"10.0.0.0/16\"\n    mirror.percent: 5 → 20\n    upstream.split.sides[0].weight: 5 → 50\n    upstream.split.sides[1].weight: 95 → 50"
+        );
+    }
+
+    #[test]
     fn startup_settings_need_a_restart() {
         let new = format!("[server]\nthreads = 3\nwatch_config = false\n[admin]\naddress = \"127.0.0.1:9999\"\n{BASE}");
         let d = diff(BASE, &new);
