@@ -372,6 +372,53 @@ fn explain_never_prints_a_key_given_in_the_query() {
 }
 
 #[test]
+fn explain_shows_a_split_a_mirror_and_compression() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.toml");
+    std::fs::write(
+        &path,
+        "[pools.v1]\nbackends = [\"127.0.0.1:1\"]\n[pools.v2]\nbackends = [\"127.0.0.1:2\"]\n[pools.shadow]\nbackends = [\"127.0.0.1:3\"]\n\
+[[routes]]\nid = \"orders\"\npath = \"/orders\"\n\
+[[routes.split]]\npool = \"v2\"\nweight = 5\nmatch = { header = { \"x-canary\" = \"always\" } }\n\
+[[routes.split]]\npool = \"v1\"\nweight = 95\nsticky = { cookie = \"pc-split\" }\n\
+[routes.mirror]\npool = \"shadow\"\npercent = 100\n\
+[routes.compression]\nalgorithms = [\"br\", \"gzip\"]\n",
+    )
+    .unwrap();
+    let explain = |headers: &[&str]| {
+        let mut args = vec!["explain", "-c", path.to_str().unwrap(), "GET", "/orders/1"];
+        for h in headers {
+            args.extend(["-H", h]);
+        }
+        let (code, out, err) = run_cli(&args, None);
+        assert_eq!(code, 0, "{out}{err}");
+        out
+    };
+    let out = explain(&["cookie: pc-split=42", "accept-encoding: gzip"]);
+    assert!(
+        out.contains("split             v2 5% (or with x-canary: always), v1 95%; sticky by cookie pc-split\n  chosen          v2, by the client's sticky value\npool              v2 "),
+        "{out}"
+    );
+    assert!(out.contains("mirror            pool shadow, 100% of forwarded requests, without the body, at most 100 in flight; this request would be copied"), "{out}");
+    assert!(out.contains("compression       br 4, gzip 6 for "), "{out}");
+    assert!(out.contains("; this client gets gzip\n"), "{out}");
+    let out = explain(&["x-canary: always", "cookie: pc-split=9000"]);
+    assert!(
+        out.contains("  chosen          v2, by the request's headers (its match)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("this client accepts none of them: sent as it is"),
+        "{out}"
+    );
+    let out = explain(&[]);
+    assert!(
+        out.contains("by weights (a new client; the response sets the cookie)"),
+        "{out}"
+    );
+}
+
+#[test]
 fn explain_refuses_what_is_not_a_request() {
     let (code, _, err) = run_cli(
         &[
