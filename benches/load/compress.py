@@ -11,7 +11,7 @@ in front of it, one proxy at a time, pinned to CPU 0 with one worker:
   portcullis-gzip / -br / -zstd   `[routes.compression]` with that
                  algorithm (gzip at LEVEL; br and zstd at their defaults)
 
-`h2load --h1 -c 10` on CPU 1 sends N requests with `Accept-Encoding`
+`wrk -c10` on CPU 1 loads it for a few seconds with `Accept-Encoding`
 naming the algorithm; the proxy's CPU time (utime + stime from /proc)
 around them gives milliseconds per MiB of the document, and the cost of
 compressing alone is that minus the same proxy without compression.
@@ -19,11 +19,12 @@ Rounds alternate the targets. Targets 127.0.0.1 only; stops by itself.
 
     benches/load/compress.py --bin target/release/portcullis --level 6 --rounds 3
 
-Needs nginx, h2load and taskset. Python 3 standard library only.
+Needs nginx, wrk and taskset. Python 3 standard library only.
 """
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -101,23 +102,24 @@ def cpu_seconds(pids: list[int]) -> float:
         except OSError:
             continue
         total += int(fields[11]) + int(fields[12])
-    import os
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def load(port: int, n: int, accept: str) -> int:
-    """Send n requests; the body bytes received per response."""
+def load(port: int, seconds: float, accept: str) -> tuple[int, int]:
+    """Load for `seconds` (wrk, one thread, 10 connections, on CPU 1):
+    (responses, body bytes per response, headers included)."""
     headers = ["-H", f"Accept-Encoding: {accept}"] if accept else []
-    r = subprocess.run(["taskset", "-c", "1", "h2load", "--h1", "-n", str(n), "-c", "10"] + headers +
+    r = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c10", f"-d{int(seconds)}s"] + headers +
                        [f"http://{bench.HOST}:{port}/doc.json"], capture_output=True, text=True, timeout=600)
-    ok = re.search(r"status codes: (\d+) 2xx", r.stdout)
-    if not ok or int(ok.group(1)) < n:
-        raise RuntimeError(f"h2load: not all {n} requests succeeded:\n{r.stdout}")
-    m = re.search(r"traffic: .*? \((\d+)\) total, .*? \((\d+)\) headers .*?, .*? \((\d+)\) data", r.stdout)
-    return int(m.group(3)) // n if m else 0
+    m = re.search(r"(\d+) requests in [\d.]+\w+, ([\d.]+)(\w+) read", r.stdout)
+    if not m or "Non-2xx" in r.stdout or "Socket errors" in r.stdout:
+        raise RuntimeError(f"wrk: errors or no requests:\n{r.stdout}")
+    n = int(m.group(1))
+    unit = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[m.group(3)]
+    return n, int(float(m.group(2)) * unit / n)
 
 
-def run(target: str, args, tmp: Path, origin: int, n: int) -> tuple[float, int]:
+def run(target: str, args, tmp: Path, origin: int) -> tuple[float, int]:
     """(CPU ms per MiB of the document, body bytes per response)."""
     port = bench.free_port()
     algorithm = target.split("-", 1)[1] if "-" in target else ""
@@ -133,10 +135,10 @@ def run(target: str, args, tmp: Path, origin: int, n: int) -> tuple[float, int]:
         p = bench.spawn(["taskset", "-c", "0", args.bin, "run", "-c", str(conf)])
     try:
         bench.wait_port(port, p, timeout=60)
-        load(port, max(100, n // 10), accept)  # warm-up
+        load(port, 1, accept)  # warm-up
         pids = bench.proc_tree(p.pid)
         before = cpu_seconds(pids)
-        per_response = load(port, n, accept)
+        n, per_response = load(port, args.seconds, accept)
         used = cpu_seconds(pids) - before
     finally:
         bench.stop(p)
@@ -149,7 +151,7 @@ def main() -> None:
     ap.add_argument("--bin", default="target/release/portcullis")
     ap.add_argument("--level", type=int, default=6, help="gzip level for both (default 6)")
     ap.add_argument("--size", type=int, default=64 << 10, help="document bytes (default 64 KiB)")
-    ap.add_argument("-n", type=int, default=4000, help="requests per run")
+    ap.add_argument("--seconds", type=int, default=5, help="load per run (default 5 s)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--targets", default="nginx,nginx-gzip,portcullis,portcullis-gzip,portcullis-br,portcullis-zstd")
     args = ap.parse_args()
@@ -168,12 +170,12 @@ def main() -> None:
             results: dict[str, list[tuple[float, int]]] = {t: [] for t in targets}
             for r in range(args.rounds):
                 for t in targets:
-                    results[t].append(run(t, args, tmp, origin, args.n))
+                    results[t].append(run(t, args, tmp, origin))
                     bench.log(f"round {r + 1} {t}: {results[t][-1][0]:.1f} ms/MiB, {results[t][-1][1]} B/response")
         finally:
             bench.stop(o)
     med = {t: bench.median([x[0] for x in v]) for t, v in results.items()}
-    print(f"\n{args.size} B JSON, gzip level {args.level}, {args.n} requests per run, {args.rounds} rounds, medians\n")
+    print(f"\n{args.size} B JSON, gzip level {args.level}, {args.seconds} s of wrk -c10 per run, {args.rounds} rounds, medians\n")
     print("| target | CPU ms per MiB | body bytes per response | compressing alone, ms per MiB |")
     print("|---|---:|---:|---:|")
     for t in targets:

@@ -7,7 +7,8 @@
 //! has one) is at least `min_size`, it has no `Content-Encoding` of its
 //! own, it is not a range (`206`, `Content-Range`, or a request with
 //! `Range`), it does not say `Cache-Control: no-transform`, and it is not
-//! the answer to `HEAD`. Every response of a listed type gets `Vary:
+//! the answer to `HEAD` or to an HTTP/1.0 request (which cannot take the
+//! chunked framing a streamed body needs). Every response of a listed type gets `Vary:
 //! Accept-Encoding`, compressed or not, so caches downstream keep the
 //! encodings apart.
 
@@ -160,8 +161,9 @@ impl Compression {
     }
 
     /// The head of a response about to be compressed with `coding`:
-    /// `Content-Encoding` on, the length off (the body streams), a strong
-    /// `ETag` weakened (the bytes differ), `Accept-Ranges` off.
+    /// `Content-Encoding` on, the length off and chunked framing on (the
+    /// body streams), a strong `ETag` weakened (the bytes differ),
+    /// `Accept-Ranges` off.
     pub fn encoded_head(resp: &mut ResponseHeader, coding: Coding) {
         let _ = resp.insert_header(
             http::header::CONTENT_ENCODING,
@@ -169,6 +171,12 @@ impl Compression {
         );
         resp.remove_header(&http::header::CONTENT_LENGTH);
         resp.remove_header(&http::header::ACCEPT_RANGES);
+        // Framed in chunks on HTTP/1.1, so the connection stays open (an
+        // HTTP/2 writer drops the field).
+        let _ = resp.insert_header(
+            http::header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         let weak = resp
             .headers
             .get(http::header::ETAG)

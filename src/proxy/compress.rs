@@ -36,7 +36,7 @@ struct Plan {
     policy: Arc<Compression>,
     /// What the client accepts, if any of the route's algorithms.
     coding: Option<Coding>,
-    /// A `HEAD` or a `Range` request: never compressed.
+    /// A `HEAD`, a `Range` or an HTTP/1.0 request: never compressed.
     untouched: bool,
 }
 
@@ -124,8 +124,9 @@ pub fn plan(
     coding: Option<Coding>,
 ) {
     let req = session.req_header();
-    let untouched =
-        req.method == http::Method::HEAD || req.headers.contains_key(http::header::RANGE);
+    let untouched = req.method == http::Method::HEAD
+        || req.headers.contains_key(http::header::RANGE)
+        || req.version < http::Version::HTTP_11;
     if let Some(m) = session.downstream_modules_ctx.get_mut::<Compress>() {
         m.plan = Some(Plan {
             policy,
