@@ -226,8 +226,69 @@ impl Problem {
     }
 }
 
+/// The gRPC status a gRPC client gets for one of the gateway's answers
+/// with HTTP status `http` (gRPC's HTTP-to-status mapping, with 429 as
+/// RESOURCE_EXHAUSTED and 504 as DEADLINE_EXCEEDED).
+pub fn grpc_status(http: u16) -> u8 {
+    match http {
+        400 => 13,                  // INTERNAL: the request was malformed
+        401 => 16,                  // UNAUTHENTICATED
+        403 => 7,                   // PERMISSION_DENIED
+        404 | 405 | 410 => 12,      // UNIMPLEMENTED: no such method here
+        408 | 504 => 4,             // DEADLINE_EXCEEDED
+        413 | 414 | 431 | 429 => 8, // RESOURCE_EXHAUSTED
+        500 => 13,                  // INTERNAL
+        502 | 503 => 14,            // UNAVAILABLE
+        _ => 2,                     // UNKNOWN
+    }
+}
+
+/// A `grpc-message` value: the text percent-encoded where gRPC asks
+/// (outside printable ASCII, and `%`).
+pub fn grpc_message(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The headers every problem response carries, whichever way it is written.
 pub const FIXED_HEADERS: [(&str, &str); 2] = [
     ("content-type", "application/problem+json"),
     ("cache-control", "no-store"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_statuses_follow_grpcs_http_mapping() {
+        for (http, grpc) in [
+            (401, 16),
+            (403, 7),
+            (429, 8),
+            (503, 14),
+            (502, 14),
+            (504, 4),
+            (404, 12),
+            (400, 13),
+            (413, 8),
+            (418, 2),
+        ] {
+            assert_eq!(grpc_status(http), grpc, "{http}");
+        }
+    }
+
+    #[test]
+    fn grpc_messages_are_percent_encoded_where_grpc_asks() {
+        assert_eq!(grpc_message("No API key."), "No API key.");
+        assert_eq!(grpc_message("100% \"done\"\n"), "100%25 \"done\"%0A");
+        assert_eq!(grpc_message("é"), "%C3%A9");
+    }
+}

@@ -464,6 +464,8 @@ pub struct PoolFile {
     pub health_check: Option<HealthCheckFile>,
     /// TLS to the backends.
     pub tls: Option<UpstreamTlsFile>,
+    /// HTTP/2 over plain TCP (prior knowledge), e.g. to gRPC servers.
+    pub h2c: Option<Spanned<bool>>,
     /// A pool that takes the traffic while this one cannot.
     pub fallback: Option<Spanned<String>>,
     pub max_in_flight: Option<Spanned<u32>>,

@@ -450,6 +450,8 @@ pub struct PoolConfig {
     pub health_check: Option<HealthCheck>,
     /// TLS to the backends; `None` = plain HTTP.
     pub tls: Option<UpstreamTls>,
+    /// HTTP/2 over plain TCP with prior knowledge (`h2c = true`).
+    pub h2c: bool,
     /// The pool that takes this one's traffic while it has no usable
     /// backend or its breaker is open.
     pub fallback: Option<String>,

@@ -417,10 +417,7 @@ impl ProxyHttp for GatewayProxy {
             return Ok(());
         };
         let route = forwarding.route;
-        let h2 = ctx
-            .pool
-            .as_ref()
-            .is_some_and(|t| t.pool.tls.as_ref().is_some_and(|t| t.h2));
+        let h2 = ctx.pool.as_ref().is_some_and(|t| t.pool.speaks_h2());
         if ctx.fresh_connection && !h2 {
             retry::close_after(upstream)?;
         }

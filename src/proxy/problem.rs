@@ -1,5 +1,6 @@
 //! Writing the gateway's own answers to the client: a [`Problem`] as the
-//! whole response, and the redirect to HTTPS.
+//! whole response (as a gRPC status to a gRPC call), and the redirect to
+//! HTTPS.
 
 use bytes::Bytes;
 use pingora_error::Result;
@@ -22,6 +23,16 @@ pub async fn respond(
         .iter()
         .filter_map(|(n, v)| Some((*n, http::HeaderValue::from_str(v).ok()?)))
         .collect();
+    if is_grpc(session) {
+        return write_grpc(
+            session,
+            problem.status(),
+            problem.detail(),
+            request_id,
+            &extra,
+        )
+        .await;
+    }
     let body = problem.body(request_id::id_text(request_id));
     write(session, problem.status(), body, request_id, &extra).await
 }
@@ -35,8 +46,52 @@ pub async fn respond_detailed(
     request_id: &http::HeaderValue,
     extra: &[(&'static str, http::HeaderValue)],
 ) -> Result<()> {
+    if is_grpc(session) {
+        let message = detail.unwrap_or(problem.detail());
+        return write_grpc(session, problem.status(), message, request_id, extra).await;
+    }
     let body = problem.body_with(request_id::id_text(request_id), detail, limit);
     write(session, problem.status(), body, request_id, extra).await
+}
+
+/// A gRPC call (`Content-Type: application/grpc…`): its client reads
+/// `grpc-status`, not a problem+json body.
+fn is_grpc(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// The gateway's answer to a gRPC call, as gRPC has it: `200` with
+/// `grpc-status` and `grpc-message` and no body (a "Trailers-Only"
+/// response); `extra` fields (`WWW-Authenticate`, `Retry-After`,
+/// `RateLimit`…) go along.
+async fn write_grpc(
+    session: &mut Session,
+    status: u16,
+    message: &str,
+    request_id: &http::HeaderValue,
+    extra: &[(&'static str, http::HeaderValue)],
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(200, Some(5 + extra.len()))?;
+    resp.insert_header("content-type", "application/grpc")?;
+    resp.insert_header(
+        "grpc-status",
+        crate::problem::grpc_status(status).to_string(),
+    )?;
+    resp.insert_header("grpc-message", crate::problem::grpc_message(message))?;
+    if session.req_header().version < http::Version::HTTP_2 {
+        resp.insert_header("content-length", "0")?;
+    }
+    if !request_id.is_empty() {
+        resp.insert_header(request_id::REQUEST_ID, request_id.clone())?;
+    }
+    for (name, value) in extra {
+        resp.append_header(*name, value.clone())?;
+    }
+    session.write_response_header(Box::new(resp), true).await
 }
 
 /// Write the decision's `refusal`, closing the connection after it when it

@@ -1,5 +1,6 @@
 //! The connection to a chosen backend, as Pingora's [`HttpPeer`]: its
 //! address, TLS to it (SNI, verification, CA, client certificate, ALPN)
+//! or HTTP/2 in cleartext (`h2c`)
 //! and the route's timeouts, each cut to the time left before the
 //! request's deadline.
 
@@ -19,7 +20,15 @@ pub fn http_peer(
     deadline: Option<Instant>,
 ) -> HttpPeer {
     let mut peer = match &pool.tls {
-        None => HttpPeer::new(backend.address, false, String::new()),
+        None => {
+            let mut peer = HttpPeer::new(backend.address, false, String::new());
+            if pool.config.h2c {
+                // Prior knowledge: with HTTP/2 as the least version on a
+                // plaintext peer, Pingora speaks h2c at once.
+                peer.options.alpn = pingora_core::protocols::ALPN::H2;
+            }
+            peer
+        }
         Some(tls) => {
             let mut peer = HttpPeer::new(backend.address, true, tls.sni.clone());
             peer.options.verify_cert = tls.verify;

@@ -143,6 +143,12 @@ impl Pool {
         (0..self.backends.len()).any(|i| self.usable(i, now) && !tried.contains(&i))
     }
 
+    /// Whether requests go to the backends over HTTP/2 (TLS `h2`, or
+    /// `h2c`).
+    pub fn speaks_h2(&self) -> bool {
+        self.config.h2c || self.tls.as_ref().is_some_and(|t| t.h2)
+    }
+
     /// Whether any backend is usable at `now`.
     pub fn any_usable(&self, now: u64) -> bool {
         (0..self.backends.len()).any(|i| self.usable(i, now))

@@ -54,6 +54,7 @@ impl Validator<'_> {
                 .map_or(model::DEFAULT_RETRIES, |r| *r.get_ref()),
             health_check,
             tls: pool.tls.as_ref().map(|t| self.upstream_tls(t, item)),
+            h2c: self.h2c(pool, item),
             fallback: None,
             max_in_flight: None,
             outlier: None,
@@ -62,6 +63,22 @@ impl Validator<'_> {
         };
         self.resilience(pool, item, &mut out);
         out
+    }
+
+    /// `h2c = true`: HTTP/2 without TLS; with `[pools.NAME.tls]` the
+    /// protocol is TLS's `h2` instead.
+    fn h2c(&mut self, pool: &PoolFile, item: &str) -> bool {
+        let Some(h2c) = &pool.h2c else {
+            return false;
+        };
+        if *h2c.get_ref() && pool.tls.is_some() {
+            self.error(
+                h2c.span(),
+                Some(item),
+                "h2c is HTTP/2 without TLS; for HTTP/2 over TLS set h2 = true in [pools.NAME.tls]",
+            );
+        }
+        *h2c.get_ref()
     }
 
     fn backends(&mut self, pool: &PoolFile, item: &str) -> Vec<model::BackendConfig> {

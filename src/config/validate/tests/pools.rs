@@ -245,3 +245,14 @@ fn retry_on_entries() {
         "{e}"
     );
 }
+
+#[test]
+fn h2c_is_read_and_refused_with_tls() {
+    let config = ok("[pools.g]\nbackends = [\"127.0.0.1:50051\"]\nh2c = true\n");
+    assert!(config.pools["g"].h2c);
+    assert!(!ok(POOL).pools["p"].h2c);
+    assert!(only_error(
+        "[pools.g]\nbackends = [\"127.0.0.1:50051\"]\nh2c = true\n[pools.g.tls]\nsni = \"g.test\"\n"
+    )
+    .starts_with(r#"f.toml:3:7: pool "g": h2c is HTTP/2 without TLS; for HTTP/2 over TLS set h2 = true in [pools.NAME.tls]"#));
+}

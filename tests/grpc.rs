@@ -1,0 +1,201 @@
+//! gRPC through the gateway with a real server and client (tonic and
+//! the standard `grpc.health.v1` service): HTTP/2 over TLS from the
+//! client, h2c (prior knowledge) to the server, routes per method path,
+//! trailers passed through (unary and server streaming), and the
+//! gateway's own refusals as gRPC statuses: UNAUTHENTICATED without a
+//! key, RESOURCE_EXHAUSTED past a limit, UNAVAILABLE when the server is
+//! gone.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::TestGateway;
+use portcullis::keys;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus as Status;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::ServingStatus;
+
+/// The standard health service on `127.0.0.1:0`; its reporter, its
+/// address, and a sender that shuts it down (connections closed) and the
+/// task that ends when it has.
+async fn health_server() -> (
+    tonic_health::server::HealthReporter,
+    SocketAddr,
+    (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ),
+) {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("orders.Orders", ServingStatus::Serving)
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await;
+    });
+    (reporter, addr, (stop, task))
+}
+
+struct Tls {
+    _dir: tempfile::TempDir,
+    cert_pem: String,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+fn tls() -> Tls {
+    let dir = tempfile::tempdir().unwrap();
+    let c = rcgen::generate_simple_self_signed(vec!["grpc.test".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("grpc.pem"), dir.path().join("grpc.key"));
+    std::fs::write(&cert, c.cert.pem()).unwrap();
+    std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+    Tls {
+        cert_pem: c.cert.pem(),
+        _dir: dir,
+        cert,
+        key,
+    }
+}
+
+fn config(server: SocketAddr, tls: &Tls, key: &keys::NewKey) -> String {
+    format!(
+        r#"[server]
+watch_config = false
+
+[[listeners]]
+address = "127.0.0.1:0"
+[[listeners.tls.certificates]]
+cert = "{cert}"
+key = "{key_file}"
+
+[admin]
+address = "127.0.0.1:0"
+
+[pools.grpc]
+backends = ["{server}"]
+h2c = true
+
+[[routes]]
+id = "check"
+path = "/grpc.health.v1.Health/Check"
+path_match = "exact"
+methods = ["POST"]
+pool = "grpc"
+rate_limits = [{{ rate = "4/m", burst = 4, per = "route" }}]
+
+[[routes]]
+id = "watch"
+path = "/grpc.health.v1.Health/Watch"
+path_match = "exact"
+pool = "grpc"
+auth = "api_key"
+
+[[consumers]]
+id = "acme"
+keys = [{entry}]
+scopes = [{{ routes = ["*"] }}]
+"#,
+        cert = tls.cert.display(),
+        key_file = tls.key.display(),
+        entry = keys::config_entry(&key.prefix, &key.digest_hex),
+    )
+}
+
+async fn client(gw: &TestGateway, tls: &Tls) -> HealthClient<Channel> {
+    let channel = Channel::from_shared(format!("https://{}", gw.proxy))
+        .unwrap()
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&tls.cert_pem))
+                .domain_name("grpc.test"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect through the gateway");
+    HealthClient::new(channel)
+}
+
+fn check(service: &str) -> HealthCheckRequest {
+    HealthCheckRequest {
+        service: service.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn grpc_calls_go_through_with_trailers_and_refusals_are_grpc_statuses() {
+    let (reporter, server, (stop, task)) = health_server().await;
+    let tls = tls();
+    let key = keys::generate().unwrap();
+    let gw = TestGateway::start(&config(server, &tls, &key)).await;
+    let mut health = client(&gw, &tls).await;
+
+    // Unary: the answer's grpc-status comes in the trailers; without them
+    // the client would report an error.
+    let answer = health.check(check("orders.Orders")).await.expect("check");
+    assert_eq!(answer.get_ref().status, Status::Serving as i32);
+    // The server's own error status (in its trailers) reaches the client.
+    let err = health.check(check("nowhere.Nowhere")).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+
+    // Server streaming, with the key: each update arrives as it is sent.
+    let mut req = tonic::Request::new(check("orders.Orders"));
+    req.metadata_mut()
+        .insert("x-api-key", key.key.parse().unwrap());
+    let mut stream = health.watch(req).await.expect("watch").into_inner();
+    let first = stream.message().await.expect("first update").unwrap();
+    assert_eq!(first.status, Status::Serving as i32);
+    reporter
+        .set_service_status("orders.Orders", ServingStatus::NotServing)
+        .await;
+    let second = stream.message().await.expect("second update").unwrap();
+    assert_eq!(second.status, Status::NotServing as i32);
+    drop(stream);
+
+    // The gateway's refusals, as gRPC statuses.
+    let err = health.watch(check("orders.Orders")).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("API key"), "{err:?}");
+    // Two checks were made above; the route allows four a minute.
+    for _ in 0..2 {
+        health
+            .check(check("orders.Orders"))
+            .await
+            .expect("within the limit");
+    }
+    let err = health.check(check("orders.Orders")).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.metadata().get("retry-after").is_some(), "{err:?}");
+
+    // The server shuts down (its connections closed, its port shut):
+    // UNAVAILABLE, not a problem+json body.
+    let _ = stop.send(());
+    task.await.unwrap();
+    let err = common::eventually("the gateway to find the server gone", || {
+        let mut health = health.clone();
+        let key = key.key.clone();
+        async move {
+            let mut req = tonic::Request::new(check("orders.Orders"));
+            req.metadata_mut().insert("x-api-key", key.parse().unwrap());
+            health.watch(req).await.err()
+        }
+    })
+    .await;
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("upstream"), "{err:?}");
+}
