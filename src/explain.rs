@@ -586,6 +586,10 @@ fn explain_pool(out: &mut Lines, side: &crate::snapshot::RouteSide) {
     if let Some(hc) = &c.health_check {
         let kind = match &hc.kind {
             HealthCheckKind::Tcp => "tcp connect".to_string(),
+            HealthCheckKind::Grpc { service } if service.is_empty() => {
+                "grpc.health.v1 Check of the server".to_string()
+            }
+            HealthCheckKind::Grpc { service } => format!("grpc.health.v1 Check of {service}"),
             HealthCheckKind::Http {
                 path,
                 expected_status,

@@ -131,7 +131,7 @@ async fn client(gw: &TestGateway, tls: &Tls) -> HealthClient<Channel> {
     HealthClient::new(channel)
 }
 
-fn check(service: &str) -> HealthCheckRequest {
+fn check_request(service: &str) -> HealthCheckRequest {
     HealthCheckRequest {
         service: service.to_string(),
     }
@@ -147,14 +147,20 @@ async fn grpc_calls_go_through_with_trailers_and_refusals_are_grpc_statuses() {
 
     // Unary: the answer's grpc-status comes in the trailers; without them
     // the client would report an error.
-    let answer = health.check(check("orders.Orders")).await.expect("check");
+    let answer = health
+        .check(check_request("orders.Orders"))
+        .await
+        .expect("check");
     assert_eq!(answer.get_ref().status, Status::Serving as i32);
     // The server's own error status (in its trailers) reaches the client.
-    let err = health.check(check("nowhere.Nowhere")).await.unwrap_err();
+    let err = health
+        .check(check_request("nowhere.Nowhere"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
 
     // Server streaming, with the key: each update arrives as it is sent.
-    let mut req = tonic::Request::new(check("orders.Orders"));
+    let mut req = tonic::Request::new(check_request("orders.Orders"));
     req.metadata_mut()
         .insert("x-api-key", key.key.parse().unwrap());
     let mut stream = health.watch(req).await.expect("watch").into_inner();
@@ -168,17 +174,23 @@ async fn grpc_calls_go_through_with_trailers_and_refusals_are_grpc_statuses() {
     drop(stream);
 
     // The gateway's refusals, as gRPC statuses.
-    let err = health.watch(check("orders.Orders")).await.unwrap_err();
+    let err = health
+        .watch(check_request("orders.Orders"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
     assert!(err.message().contains("API key"), "{err:?}");
     // Two checks were made above; the route allows four a minute.
     for _ in 0..2 {
         health
-            .check(check("orders.Orders"))
+            .check(check_request("orders.Orders"))
             .await
             .expect("within the limit");
     }
-    let err = health.check(check("orders.Orders")).await.unwrap_err();
+    let err = health
+        .check(check_request("orders.Orders"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.metadata().get("retry-after").is_some(), "{err:?}");
 
@@ -190,7 +202,7 @@ async fn grpc_calls_go_through_with_trailers_and_refusals_are_grpc_statuses() {
         let mut health = health.clone();
         let key = key.key.clone();
         async move {
-            let mut req = tonic::Request::new(check("orders.Orders"));
+            let mut req = tonic::Request::new(check_request("orders.Orders"));
             req.metadata_mut().insert("x-api-key", key.parse().unwrap());
             health.watch(req).await.err()
         }
@@ -198,4 +210,57 @@ async fn grpc_calls_go_through_with_trailers_and_refusals_are_grpc_statuses() {
     .await;
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert!(err.message().contains("upstream"), "{err:?}");
+}
+
+#[tokio::test]
+async fn pools_are_health_checked_with_the_grpc_health_protocol() {
+    let (reporter, server, _stop) = health_server().await;
+    let http1_only = common::backend::Backend::start("h1").await;
+    let tls = tls();
+    let key = keys::generate().unwrap();
+    // An h2c pool with a gRPC health check of `service` every 300 ms,
+    // flipping on one result.
+    let checked = |name: &str, addr: SocketAddr, service: &str| {
+        format!(
+            "[pools.{name}]\nbackends = [\"{addr}\"]\nh2c = true\n[pools.{name}.health_check]\ntype = \"grpc\"\nservice = \"{service}\"\ninterval = \"300ms\"\ntimeout = \"300ms\"\nunhealthy_threshold = 1\nhealthy_threshold = 1\n"
+        )
+    };
+    // The main pool "grpc" checks orders.Orders; "other" asks about a
+    // service the server does not know; "h1" is a server without HTTP/2.
+    let config = config(server, &tls, &key).replace(
+        &format!("[pools.grpc]\nbackends = [\"{server}\"]\nh2c = true\n"),
+        &checked("grpc", server, "orders.Orders"),
+    ) + &checked("other", server, "nowhere.Nowhere")
+        + &checked("h1", http1_only.addr, "");
+    let gw = TestGateway::start(&config).await;
+    // A service the server does not know, and a server that does not
+    // speak HTTP/2: unhealthy.
+    gw.wait_backend_health("other", server, false).await;
+    gw.wait_backend_health("h1", http1_only.addr, false).await;
+    assert_eq!(gw.backend_healthy("grpc", server).await, Some(true));
+    let mut health = client(&gw, &tls).await;
+    health
+        .check(check_request("orders.Orders"))
+        .await
+        .expect("serving");
+
+    // The service stops serving: out of the pool, and calls get
+    // UNAVAILABLE from the gateway; back when it serves again.
+    reporter
+        .set_service_status("orders.Orders", ServingStatus::NotServing)
+        .await;
+    gw.wait_backend_health("grpc", server, false).await;
+    let err = health
+        .check(check_request("orders.Orders"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    reporter
+        .set_service_status("orders.Orders", ServingStatus::Serving)
+        .await;
+    gw.wait_backend_health("grpc", server, true).await;
+    health
+        .check(check_request("orders.Orders"))
+        .await
+        .expect("serving again");
 }

@@ -578,7 +578,7 @@ pub struct TimeoutsFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckFile {
-    /// `http` | `tcp`
+    /// `http` | `tcp` | `grpc`
     #[serde(rename = "type")]
     pub kind: Spanned<String>,
     /// http only
@@ -587,6 +587,8 @@ pub struct HealthCheckFile {
     pub host: Option<Spanned<String>>,
     /// http only: `"200"` or `"200-399"` (a bare integer is accepted too)
     pub expected_status: Option<Spanned<StatusText>>,
+    /// grpc only: the service asked about (default: the whole server)
+    pub service: Option<Spanned<String>>,
     pub interval: Option<Spanned<DurationText>>,
     pub timeout: Option<Spanned<DurationText>>,
     pub healthy_threshold: Option<Spanned<u32>>,

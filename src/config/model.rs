@@ -663,6 +663,11 @@ pub enum HealthCheckKind {
         /// Inclusive range of statuses counted as healthy.
         expected_status: (u16, u16),
     },
+    /// `grpc.health.v1.Health/Check` over HTTP/2; healthy when SERVING.
+    Grpc {
+        /// The service asked about; empty: the server as a whole.
+        service: String,
+    },
 }
 
 #[derive(serde::Serialize, Debug, Clone, PartialEq)]

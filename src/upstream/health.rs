@@ -1,8 +1,8 @@
 //! Active health checks.
 //!
 //! One task per pool that has a `health_check`, probing every backend each
-//! `interval` (TCP connect, or an HTTP GET whose status must fall in the
-//! expected range). A backend flips to unhealthy after
+//! `interval` (TCP connect, an HTTP GET whose status must fall in the
+//! expected range, or the gRPC health protocol's `Check`). A backend flips to unhealthy after
 //! `unhealthy_threshold` consecutive failures and back after
 //! `healthy_threshold` consecutive successes. The state lives in
 //! [`BackendState`], so it survives reloads. On a reload only the tasks of
@@ -49,12 +49,16 @@ pub fn observe(state: &BackendState, success: bool, hc: &HealthCheck) -> Option<
 enum Probe {
     Tcp,
     Http(Box<HttpHealthCheck>),
+    Grpc(Box<super::grpc_health::GrpcProbe>),
 }
 
 impl Probe {
     fn new(hc: &HealthCheck) -> Probe {
         match &hc.kind {
             HealthCheckKind::Tcp => Probe::Tcp,
+            HealthCheckKind::Grpc { service } => {
+                Probe::Grpc(Box::new(super::grpc_health::GrpcProbe::new(service)))
+            }
             HealthCheckKind::Http {
                 path,
                 host,
@@ -90,10 +94,12 @@ impl Probe {
         }
     }
 
-    async fn run(&self, addr: std::net::SocketAddr, hc: &HealthCheck) -> bool {
+    async fn run(&self, pool: &Pool, backend: &super::Backend, hc: &HealthCheck) -> bool {
+        let addr = backend.address;
         let attempt = async {
             match self {
                 Probe::Tcp => tokio::net::TcpStream::connect(addr).await.is_ok(),
+                Probe::Grpc(probe) => probe.serving(pool, backend, hc.timeout).await,
                 Probe::Http(check) => {
                     let target = pingora_load_balancing::Backend {
                         addr: pingora_core::protocols::l4::socket::SocketAddr::Inet(addr),
@@ -122,8 +128,9 @@ async fn check_pool(pool: Arc<Pool>, hc: HealthCheck, first_after: Duration) {
     let probe = &probe;
     loop {
         tick.tick().await;
+        let pool_ref = &*pool;
         let probes = pool.backends.iter().map(|b| async move {
-            let ok = probe.run(b.address, hc_ref).await;
+            let ok = probe.run(pool_ref, b, hc_ref).await;
             (b, ok)
         });
         for (b, ok) in futures_util::future::join_all(probes).await {

@@ -15,6 +15,7 @@
 pub mod breaker;
 pub mod budget;
 mod build;
+mod grpc_health;
 pub mod health;
 pub mod outlier;
 pub mod peer;

@@ -303,35 +303,72 @@ impl Validator<'_> {
                     expected_status,
                 })
             }
-            "tcp" => {
-                let http_only = [
-                    ("path", hc.path.as_ref().map(|s| s.span())),
-                    ("host", hc.host.as_ref().map(|s| s.span())),
-                    (
-                        "expected_status",
-                        hc.expected_status.as_ref().map(|s| s.span()),
-                    ),
-                ];
-                for (key, span) in http_only {
-                    if let Some(span) = span {
+            "grpc" => {
+                self.only_for_http(hc, item, "grpc");
+                let service = hc.service.as_ref().map_or(String::new(), |s| {
+                    if !s.get_ref().bytes().all(|b| b.is_ascii_graphic()) {
                         self.error(
-                            span,
+                            s.span(),
                             Some(item),
-                            format!("health_check.{key} only applies to type = \"http\""),
+                            "health_check.service must be a service name like \"orders.v1.Orders\" (no spaces)",
                         );
                     }
-                }
+                    s.get_ref().clone()
+                });
+                Some(model::HealthCheckKind::Grpc { service })
+            }
+            "tcp" => {
+                self.only_for_http(hc, item, "tcp");
                 Some(model::HealthCheckKind::Tcp)
             }
             other => {
                 self.error(
                     hc.kind.span(),
                     Some(item),
-                    format!("unknown health_check type {other:?}; expected http or tcp"),
+                    format!("unknown health_check type {other:?}; expected http, tcp or grpc"),
                 );
                 None
             }
         };
+        if let (Some(s), Some(model::HealthCheckKind::Http { .. } | model::HealthCheckKind::Tcp)) =
+            (&hc.service, &kind)
+        {
+            self.error(
+                s.span(),
+                Some(item),
+                "health_check.service only applies to type = \"grpc\"",
+            );
+        }
+        self.health_check_timing(hc, item, kind)
+    }
+
+    /// `path`, `host` and `expected_status` belong to `type = "http"`.
+    fn only_for_http(&mut self, hc: &HealthCheckFile, item: &str, kind: &str) {
+        let http_only = [
+            ("path", hc.path.as_ref().map(|s| s.span())),
+            ("host", hc.host.as_ref().map(|s| s.span())),
+            (
+                "expected_status",
+                hc.expected_status.as_ref().map(|s| s.span()),
+            ),
+        ];
+        for (key, span) in http_only {
+            if let Some(span) = span {
+                self.error(
+                    span,
+                    Some(item),
+                    format!("health_check.{key} only applies to type = \"http\", not {kind:?}"),
+                );
+            }
+        }
+    }
+
+    fn health_check_timing(
+        &mut self,
+        hc: &HealthCheckFile,
+        item: &str,
+        kind: Option<model::HealthCheckKind>,
+    ) -> model::HealthCheck {
         let interval = hc
             .interval
             .as_ref()

@@ -72,7 +72,7 @@ fn balance_and_hash_key() {
 fn health_check_errors() {
     let hc = |body: &str| with_pool(&format!("[pools.p.health_check]\n{body}\n"));
     assert!(only_error(&hc("type = \"icmp\"")).starts_with(
-        r#"f.toml:4:8: pool "p": unknown health_check type "icmp"; expected http or tcp"#
+        r#"f.toml:4:8: pool "p": unknown health_check type "icmp"; expected http, tcp or grpc"#
     ));
     assert!(
         only_error(&hc("type = \"http\"")).contains(r#"health_check type = "http" needs a path"#)
@@ -255,4 +255,34 @@ fn h2c_is_read_and_refused_with_tls() {
         "[pools.g]\nbackends = [\"127.0.0.1:50051\"]\nh2c = true\n[pools.g.tls]\nsni = \"g.test\"\n"
     )
     .starts_with(r#"f.toml:3:7: pool "g": h2c is HTTP/2 without TLS; for HTTP/2 over TLS set h2 = true in [pools.NAME.tls]"#));
+}
+
+#[test]
+fn grpc_health_checks_are_read_and_mistakes_refused() {
+    let config = ok("[pools.g]\nbackends = [\"127.0.0.1:50051\"]\nh2c = true\n[pools.g.health_check]\ntype = \"grpc\"\nservice = \"orders.v1.Orders\"\n");
+    let hc = config.pools["g"].health_check.as_ref().unwrap();
+    assert_eq!(
+        hc.kind,
+        model::HealthCheckKind::Grpc {
+            service: "orders.v1.Orders".into()
+        }
+    );
+    let config = ok(
+        "[pools.g]\nbackends = [\"127.0.0.1:50051\"]\n[pools.g.health_check]\ntype = \"grpc\"\n",
+    );
+    assert_eq!(
+        config.pools["g"].health_check.as_ref().unwrap().kind,
+        model::HealthCheckKind::Grpc {
+            service: String::new()
+        }
+    );
+    let errors = all_errors("[pools.g]\nbackends = [\"127.0.0.1:50051\"]\n[pools.g.health_check]\ntype = \"grpc\"\npath = \"/healthz\"\nservice = \"a b\"\n[pools.h]\nbackends = [\"127.0.0.1:1\"]\n[pools.h.health_check]\ntype = \"tcp\"\nservice = \"x\"\n");
+    assert_each_starts_with(
+        &errors,
+        &[
+            r#"f.toml:5:8: pool "g": health_check.path only applies to type = "http", not "grpc""#,
+            r#"f.toml:6:11: pool "g": health_check.service must be a service name"#,
+            r#"f.toml:11:11: pool "h": health_check.service only applies to type = "grpc""#,
+        ],
+    );
 }
