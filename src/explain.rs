@@ -562,10 +562,11 @@ fn explain_pool(out: &mut Lines, side: &crate::snapshot::RouteSide) {
     out.line(
         "pool",
         format!(
-            "{} ({balance}, {} backend(s), retries {})",
+            "{} ({balance}, {} backend(s), retries {}{})",
             c.name,
             pool.backends.len(),
-            c.retries
+            c.retries,
+            if c.h2c { ", HTTP/2 cleartext" } else { "" }
         ),
     );
     for b in &pool.backends {
