@@ -1,6 +1,7 @@
 //! gRPC through the gateway with a real server and client (tonic and
 //! the standard `grpc.health.v1` service): HTTP/2 over TLS from the
-//! client, h2c (prior knowledge) to the server, routes per method path,
+//! client, h2c (prior knowledge) or TLS h2 to the server, routes per
+//! method path, `grpc.health.v1` health checks of pools,
 //! trailers passed through (unary and server streaming), and the
 //! gateway's own refusals as gRPC statuses: UNAUTHENTICATED without a
 //! key, RESOURCE_EXHAUSTED past a limit, UNAVAILABLE when the server is
@@ -263,4 +264,56 @@ async fn pools_are_health_checked_with_the_grpc_health_protocol() {
         .check(check_request("orders.Orders"))
         .await
         .expect("serving again");
+}
+
+#[tokio::test]
+async fn grpc_goes_to_a_server_over_tls_h2_and_is_health_checked_there() {
+    // The server speaks gRPC over TLS only, with a certificate for
+    // backend.test that the pool verifies.
+    let backend_tls = rcgen::generate_simple_self_signed(vec!["backend.test".to_string()]).unwrap();
+    let (reporter, service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("orders.Orders", ServingStatus::Serving)
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    let identity = tonic::transport::Identity::from_pem(
+        backend_tls.cert.pem(),
+        backend_tls.signing_key.serialize_pem(),
+    );
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .unwrap()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+            .await;
+    });
+    let tls = tls();
+    let ca = tls._dir.path().join("backend-ca.pem");
+    std::fs::write(&ca, backend_tls.cert.pem()).unwrap();
+    let key = keys::generate().unwrap();
+    let config = config(server, &tls, &key).replace(
+        "h2c = true\n",
+        &format!(
+            "[pools.grpc.tls]\nsni = \"backend.test\"\nca_file = \"{}\"\nprotocol = \"h2\"\n[pools.grpc.health_check]\ntype = \"grpc\"\nservice = \"orders.Orders\"\ninterval = \"300ms\"\ntimeout = \"300ms\"\nunhealthy_threshold = 1\nhealthy_threshold = 1\n",
+            ca.display()
+        ),
+    );
+    let gw = TestGateway::start(&config).await;
+    let mut health = client(&gw, &tls).await;
+    let answer = health
+        .check(check_request("orders.Orders"))
+        .await
+        .expect("check over TLS h2");
+    assert_eq!(answer.get_ref().status, Status::Serving as i32);
+    // The health check speaks TLS h2 too: it sees the service stop.
+    reporter
+        .set_service_status("orders.Orders", ServingStatus::NotServing)
+        .await;
+    gw.wait_backend_health("grpc", server, false).await;
+    reporter
+        .set_service_status("orders.Orders", ServingStatus::Serving)
+        .await;
+    gw.wait_backend_health("grpc", server, true).await;
 }

@@ -75,7 +75,7 @@ impl Validator<'_> {
             self.error(
                 h2c.span(),
                 Some(item),
-                "h2c is HTTP/2 without TLS; for HTTP/2 over TLS set h2 = true in [pools.NAME.tls]",
+                "h2c is HTTP/2 without TLS; for HTTP/2 over TLS set protocol = \"h2\" in [pools.NAME.tls]",
             );
         }
         *h2c.get_ref()

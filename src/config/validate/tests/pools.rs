@@ -254,7 +254,7 @@ fn h2c_is_read_and_refused_with_tls() {
     assert!(only_error(
         "[pools.g]\nbackends = [\"127.0.0.1:50051\"]\nh2c = true\n[pools.g.tls]\nsni = \"g.test\"\n"
     )
-    .starts_with(r#"f.toml:3:7: pool "g": h2c is HTTP/2 without TLS; for HTTP/2 over TLS set h2 = true in [pools.NAME.tls]"#));
+    .starts_with(r#"f.toml:3:7: pool "g": h2c is HTTP/2 without TLS; for HTTP/2 over TLS set protocol = "h2" in [pools.NAME.tls]"#));
 }
 
 #[test]
