@@ -286,6 +286,18 @@ async fn a_cached_object_is_stored_once_and_compressed_per_client() {
     }
     // One object in each gateway (the HTTP/1.1 one and the HTTP/2 one).
     assert_eq!(backend.hits(), 2, "stored once per gateway");
+    // Revalidating with the weakened ETag a compressed answer carried:
+    // 304, without a body or a coding.
+    let a = get(
+        &gw,
+        path,
+        &[("accept-encoding", "gzip"), ("if-none-match", "W/\"c1\"")],
+        false,
+    )
+    .await;
+    assert_eq!(a.status, 304);
+    assert_eq!(a.header("content-encoding"), None);
+    assert!(a.body.is_empty());
     // A range of the stored object: the identity bytes, never compressed.
     let a = get(
         &gw,

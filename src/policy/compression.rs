@@ -126,8 +126,9 @@ impl Compression {
         listed && length.is_none_or(|l| l >= self.min_size)
     }
 
-    /// Whether this response, compressible, may be compressed: not
-    /// encoded already, not a range, no `no-transform`.
+    /// Whether this response, compressible, may be compressed: it has a
+    /// body (not `204`, `304`), not encoded already, not a range, no
+    /// `no-transform`.
     pub fn may_transform(resp: &ResponseHeader, request_range: bool) -> bool {
         let h = &resp.headers;
         let encoded = h
@@ -138,9 +139,11 @@ impl Compression {
             .iter()
             .flat_map(|v| v.as_bytes().split(|b| *b == b','))
             .any(|d| d.trim_ascii().eq_ignore_ascii_case(b"no-transform"));
+        let bodiless = matches!(resp.status.as_u16(), 204 | 304);
         !encoded
             && !no_transform
             && !request_range
+            && !bodiless
             && resp.status != http::StatusCode::PARTIAL_CONTENT
             && !h.contains_key(http::header::CONTENT_RANGE)
     }
@@ -322,6 +325,11 @@ mod tests {
         let encoded = resp(200, &[("content-encoding", "br")]);
         assert!(!Compression::may_transform(&encoded, false));
         assert!(!Compression::may_transform(&resp(206, &[]), false));
+        assert!(!Compression::may_transform(
+            &resp(304, &[("content-type", "application/json")]),
+            false
+        ));
+        assert!(!Compression::may_transform(&resp(204, &[]), false));
         assert!(!Compression::may_transform(
             &resp(200, &[("cache-control", "public, No-Transform")]),
             false
