@@ -533,6 +533,36 @@ async fn upstream_tls_verifies_the_backend_certificate() {
     assert_eq!(status_through(h2).await, (200, Some("b".to_string())));
 }
 
+/// An HTTP health check of a TLS pool speaks TLS, with the pool's SNI and
+/// CA: the backend is taken out when its health endpoint fails and comes
+/// back when it recovers (a plaintext probe of a TLS port would only ever
+/// fail).
+#[tokio::test]
+async fn http_health_checks_of_a_tls_pool_speak_tls() {
+    let backend = Backend::start("b").await;
+    let back_dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new();
+    ca.leaf(back_dir.path(), "backend", &["backend.test"]);
+    let back = start(&back_dir, &tls_config(&backend, &cert_entry("backend", ""))).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
+    let config = single_route(
+        "p",
+        &[back.proxy],
+        "[pools.p.tls]\nsni = \"backend.test\"\nca_file = \"ca.pem\"\n[pools.p.health_check]\ntype = \"http\"\npath = \"/healthz\"\ninterval = \"300ms\"\ntimeout = \"300ms\"\nunhealthy_threshold = 1\nhealthy_threshold = 1\n",
+        "",
+    );
+    let path = dir.path().join("front.toml");
+    std::fs::write(&path, config).unwrap();
+    let gw = TestGateway::start_file(&path).await;
+    backend.set_health_status(503);
+    gw.wait_backend_health("p", back.proxy, false).await;
+    backend.set_health_status(200);
+    gw.wait_backend_health("p", back.proxy, true).await;
+    let (status, body) = common::get_json(&gw.url("/hello")).await;
+    assert_eq!((status, body["backend"].as_str()), (200, Some("b")));
+}
+
 /// Without `ca_file`, backends are verified against the system roots,
 /// which rustls-native-certs reads, `SSL_CERT_FILE` included: a bundle
 /// with the backend's CA is accepted, one without it is refused (502).

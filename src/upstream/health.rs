@@ -45,15 +45,17 @@ pub fn observe(state: &BackendState, success: bool, hc: &HealthCheck) -> Option<
     }
 }
 
-/// A probe of one backend, built once per pool.
+/// A probe of a pool's backends, built once per pool.
 enum Probe {
     Tcp,
-    Http(Box<HttpHealthCheck>),
+    /// One check per backend (index as in the pool), each with its own
+    /// `Host`.
+    Http(Vec<HttpHealthCheck>),
     Grpc(Box<super::grpc_health::GrpcProbe>),
 }
 
 impl Probe {
-    fn new(hc: &HealthCheck) -> Probe {
+    fn new(hc: &HealthCheck, pool: &Pool) -> Probe {
         match &hc.kind {
             HealthCheckKind::Tcp => Probe::Tcp,
             HealthCheckKind::Grpc { service } => {
@@ -63,44 +65,28 @@ impl Probe {
                 path,
                 host,
                 expected_status,
-            } => {
-                let mut check = HttpHealthCheck::new(host.as_deref().unwrap_or("localhost"), false);
-                if let Ok(mut req) =
-                    pingora_http::RequestHeader::build("GET", path.as_bytes(), None)
-                {
-                    if let Some(h) = host {
-                        let _ = req.insert_header("Host", h.as_str());
-                    }
-                    let _ = req.insert_header("User-Agent", "portcullis-health-check");
-                    check.req = req;
-                }
-                check.peer_template.options.connection_timeout = Some(hc.timeout);
-                check.peer_template.options.read_timeout = Some(hc.timeout);
-                check.peer_template.options.write_timeout = Some(hc.timeout);
-                let (lo, hi) = *expected_status;
-                check.validator = Some(Box::new(move |resp: &ResponseHeader| {
-                    let s = resp.status.as_u16();
-                    if (lo..=hi).contains(&s) {
-                        Ok(())
-                    } else {
-                        pingora_error::Error::e_explain(
-                            pingora_error::ErrorType::CustomCode("unexpected status", s),
-                            "health check",
-                        )
-                    }
-                }));
-                Probe::Http(Box::new(check))
-            }
+            } => Probe::Http(
+                pool.backends
+                    .iter()
+                    .map(|b| http_check(hc, pool, b, path, host.as_deref(), *expected_status))
+                    .collect(),
+            ),
         }
     }
 
-    async fn run(&self, pool: &Pool, backend: &super::Backend, hc: &HealthCheck) -> bool {
+    async fn run(&self, pool: &Pool, index: usize, hc: &HealthCheck) -> bool {
+        let Some(backend) = pool.backends.get(index) else {
+            return false;
+        };
         let addr = backend.address;
         let attempt = async {
             match self {
                 Probe::Tcp => tokio::net::TcpStream::connect(addr).await.is_ok(),
                 Probe::Grpc(probe) => probe.serving(pool, backend, hc.timeout).await,
-                Probe::Http(check) => {
+                Probe::Http(checks) => {
+                    let Some(check) = checks.get(index) else {
+                        return false;
+                    };
                     let target = pingora_load_balancing::Backend {
                         addr: pingora_core::protocols::l4::socket::SocketAddr::Inet(addr),
                         weight: 1,
@@ -117,8 +103,58 @@ impl Probe {
     }
 }
 
+/// An HTTP `GET path` of `backend` with the pool's connection settings
+/// (TLS, SNI, CA, client certificate: a TLS backend is probed over TLS),
+/// over HTTP/1.1 whatever the pool speaks to its backends. `Host` is
+/// `host`, else the pool's SNI on a TLS pool, else the backend's address
+/// (HTTP/1.1 requires one; nginx refuses a request without it).
+fn http_check(
+    hc: &HealthCheck,
+    pool: &Pool,
+    backend: &super::Backend,
+    path: &str,
+    host: Option<&str>,
+    (lo, hi): (u16, u16),
+) -> HttpHealthCheck {
+    let address = backend.address.to_string();
+    let sni = pool
+        .tls
+        .as_ref()
+        .map(|t| t.sni.as_str())
+        .filter(|s| !s.is_empty());
+    let host = host.or(sni).unwrap_or(&address);
+    let mut check = HttpHealthCheck::new(host, false);
+    if let Ok(mut req) = pingora_http::RequestHeader::build("GET", path.as_bytes(), None) {
+        let _ = req.insert_header("Host", host);
+        let _ = req.insert_header("User-Agent", "portcullis-health-check");
+        check.req = req;
+    }
+    let timeouts = crate::config::model::TimeoutsConfig {
+        connect: Some(hc.timeout),
+        read: Some(hc.timeout),
+        write: Some(hc.timeout),
+        idle: None,
+        total: None,
+    };
+    let mut peer = super::peer::http_peer(pool, backend, &timeouts, None);
+    peer.options.alpn = pingora_core::protocols::ALPN::H1;
+    check.peer_template = peer;
+    check.validator = Some(Box::new(move |resp: &ResponseHeader| {
+        let s = resp.status.as_u16();
+        if (lo..=hi).contains(&s) {
+            Ok(())
+        } else {
+            pingora_error::Error::e_explain(
+                pingora_error::ErrorType::CustomCode("unexpected status", s),
+                "health check",
+            )
+        }
+    }));
+    check
+}
+
 async fn check_pool(pool: Arc<Pool>, hc: HealthCheck, first_after: Duration) {
-    let probe = Probe::new(&hc);
+    let probe = Probe::new(&hc, &pool);
     // Probes of restarted pools spread over one interval instead of all
     // firing at the moment of the reload.
     let start = tokio::time::Instant::now() + first_after;
@@ -129,8 +165,8 @@ async fn check_pool(pool: Arc<Pool>, hc: HealthCheck, first_after: Duration) {
     loop {
         tick.tick().await;
         let pool_ref = &*pool;
-        let probes = pool.backends.iter().map(|b| async move {
-            let ok = probe.run(pool_ref, b, hc_ref).await;
+        let probes = pool.backends.iter().enumerate().map(|(i, b)| async move {
+            let ok = probe.run(pool_ref, i, hc_ref).await;
             (b, ok)
         });
         for (b, ok) in futures_util::future::join_all(probes).await {
