@@ -13,7 +13,6 @@ use pingora_core::protocols::http::client::HttpSession;
 use pingora_http::RequestHeader;
 
 use super::{Backend, Pool};
-use crate::config::model::TimeoutsConfig;
 
 const PATH: &str = "/grpc.health.v1.Health/Check";
 /// `HealthCheckResponse.ServingStatus.SERVING`.
@@ -52,16 +51,9 @@ impl GrpcProbe {
         backend: &Backend,
         timeout: std::time::Duration,
     ) -> pingora_error::Result<bool> {
-        let timeouts = TimeoutsConfig {
-            connect: Some(timeout),
-            read: Some(timeout),
-            write: Some(timeout),
-            idle: None,
-            total: None,
-        };
-        let mut peer = super::peer::http_peer(pool, backend, &timeouts, None);
         // gRPC is HTTP/2 only: prior knowledge in cleartext, ALPN h2 over TLS.
-        peer.options.alpn = pingora_core::protocols::ALPN::H2;
+        let peer =
+            super::peer::probe_peer(pool, backend, timeout, pingora_core::protocols::ALPN::H2);
         let (session, _) = self.connector.get_http_session(&peer).await?;
         let HttpSession::H2(mut h2) = session else {
             return Ok(false);

@@ -129,16 +129,8 @@ fn http_check(
         let _ = req.insert_header("User-Agent", "portcullis-health-check");
         check.req = req;
     }
-    let timeouts = crate::config::model::TimeoutsConfig {
-        connect: Some(hc.timeout),
-        read: Some(hc.timeout),
-        write: Some(hc.timeout),
-        idle: None,
-        total: None,
-    };
-    let mut peer = super::peer::http_peer(pool, backend, &timeouts, None);
-    peer.options.alpn = pingora_core::protocols::ALPN::H1;
-    check.peer_template = peer;
+    check.peer_template =
+        super::peer::probe_peer(pool, backend, hc.timeout, pingora_core::protocols::ALPN::H1);
     check.validator = Some(Box::new(move |resp: &ResponseHeader| {
         let s = resp.status.as_u16();
         if (lo..=hi).contains(&s) {

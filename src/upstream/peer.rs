@@ -49,6 +49,28 @@ pub fn http_peer(
     peer
 }
 
+/// The peer a health probe of `backend` uses: the pool's connection
+/// settings (TLS, SNI, CA, client certificate), `timeout` for connect,
+/// read and write, and the HTTP version the probe speaks (`alpn`),
+/// whatever the pool speaks to its backends.
+pub fn probe_peer(
+    pool: &Pool,
+    backend: &Backend,
+    timeout: Duration,
+    alpn: pingora_core::protocols::ALPN,
+) -> HttpPeer {
+    let timeouts = TimeoutsConfig {
+        connect: Some(timeout),
+        read: Some(timeout),
+        write: Some(timeout),
+        idle: None,
+        total: None,
+    };
+    let mut peer = http_peer(pool, backend, &timeouts, None);
+    peer.options.alpn = alpn;
+    peer
+}
+
 /// `min(limit, time left before the deadline)`, never zero.
 fn within_deadline(limit: Option<Duration>, deadline: Option<Instant>) -> Option<Duration> {
     let Some(deadline) = deadline else {
