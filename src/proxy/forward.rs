@@ -496,6 +496,25 @@ pub fn set_cors(
     add_vary(resp, "Origin")
 }
 
+/// A split's sticky cookie, for a client given a bucket just now.
+pub fn set_split_cookie(
+    resp: &mut ResponseHeader,
+    route: &crate::snapshot::Route,
+    choice: Option<crate::policy::split::Choice>,
+    tls: bool,
+) -> Result<()> {
+    let rolled = choice.and_then(|c| c.set_cookie);
+    if let Some(cookie) = route
+        .split
+        .as_ref()
+        .zip(rolled)
+        .and_then(|(split, bucket)| split.cookie(bucket, tls))
+    {
+        resp.append_header(http::header::SET_COOKIE, cookie)?;
+    }
+    Ok(())
+}
+
 /// `name` added to `Vary` unless it (or `*`) is there already.
 pub fn add_vary(resp: &mut ResponseHeader, name: &str) -> Result<()> {
     let present = resp

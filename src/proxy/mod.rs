@@ -468,15 +468,7 @@ impl ProxyHttp for GatewayProxy {
             if let Some(cors) = &route.cors {
                 forward::set_cors(upstream, cors, &ctx.cors)?;
             }
-            let rolled = ctx.split.and_then(|c| c.set_cookie);
-            if let Some(cookie) = route
-                .split
-                .as_ref()
-                .zip(rolled)
-                .and_then(|(split, bucket)| split.cookie(bucket, ctx.client.tls))
-            {
-                upstream.append_header(http::header::SET_COOKIE, cookie)?;
-            }
+            forward::set_split_cookie(upstream, route, ctx.split, ctx.client.tls)?;
         }
         caching::response(session, upstream, ctx)?;
         upstream.insert_header(forward::REQUEST_ID, ctx.request_id.clone())?;
