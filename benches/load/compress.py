@@ -24,7 +24,6 @@ Needs nginx, wrk and taskset. Python 3 standard library only.
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
+from ab import cpu_seconds  # noqa: E402  (utime + stime from /proc)
 
 
 def document(size: int) -> bytes:
@@ -92,17 +92,6 @@ id = "doc"
 path = "/"
 pool = "up"
 {compression}"""
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def load(port: int, seconds: float, accept: str) -> tuple[int, int]:
