@@ -146,6 +146,31 @@ async fn start(dir: &tempfile::TempDir, config: &str) -> TestGateway {
     TestGateway::start_file(&path).await
 }
 
+/// A backend behind TLS: another gateway terminating TLS for
+/// `backend.test` (a leaf of `ca`) in front of `backend`.
+struct TlsBackend {
+    backend: Backend,
+    ca: Ca,
+    back: TestGateway,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsBackend {
+    async fn start() -> TlsBackend {
+        let backend = Backend::start("b").await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new();
+        ca.leaf(dir.path(), "backend", &["backend.test"]);
+        let back = start(&dir, &tls_config(&backend, &cert_entry("backend", ""))).await;
+        TlsBackend {
+            backend,
+            ca,
+            back,
+            _dir: dir,
+        }
+    }
+}
+
 type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 async fn handshake(gw: &TestGateway, connector: &TlsConnector, sni: &str) -> std::io::Result<Tls> {
@@ -491,12 +516,12 @@ async fn plain_listener_redirects_and_tls_listener_sends_hsts() {
 
 #[tokio::test]
 async fn upstream_tls_verifies_the_backend_certificate() {
-    let backend = Backend::start("b").await;
-    // The TLS backend: another gateway terminating TLS for `backend.test`.
-    let back_dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new();
-    ca.leaf(back_dir.path(), "backend", &["backend.test"]);
-    let back = start(&back_dir, &tls_config(&backend, &cert_entry("backend", ""))).await;
+    let TlsBackend {
+        backend: _backend,
+        ca,
+        back,
+        _dir,
+    } = TlsBackend::start().await;
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
@@ -539,11 +564,12 @@ async fn upstream_tls_verifies_the_backend_certificate() {
 /// fail).
 #[tokio::test]
 async fn http_health_checks_of_a_tls_pool_speak_tls() {
-    let backend = Backend::start("b").await;
-    let back_dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new();
-    ca.leaf(back_dir.path(), "backend", &["backend.test"]);
-    let back = start(&back_dir, &tls_config(&backend, &cert_entry("backend", ""))).await;
+    let TlsBackend {
+        backend,
+        ca,
+        back,
+        _dir,
+    } = TlsBackend::start().await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
     let config = single_route(
@@ -568,11 +594,12 @@ async fn http_health_checks_of_a_tls_pool_speak_tls() {
 /// with the backend's CA is accepted, one without it is refused (502).
 #[tokio::test]
 async fn upstream_tls_verifies_against_the_system_roots() {
-    let backend = Backend::start("b").await;
-    let back_dir = tempfile::tempdir().unwrap();
-    let ca = Ca::new();
-    ca.leaf(back_dir.path(), "backend", &["backend.test"]);
-    let back = start(&back_dir, &tls_config(&backend, &cert_entry("backend", ""))).await;
+    let TlsBackend {
+        backend: _backend,
+        ca,
+        back,
+        _dir,
+    } = TlsBackend::start().await;
 
     let dir = tempfile::tempdir().unwrap();
     let system = dir.path().join("system-roots.pem");
