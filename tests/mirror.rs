@@ -122,9 +122,12 @@ async fn the_shadow_gets_the_forwarded_request_and_the_client_never_knows() {
     let shadow = Flaky::start("shadow").await;
     let key = keys::generate().unwrap();
     let gw = TestGateway::start(&config(&primary, &shadow, dead_port(), &key)).await;
+    // A client's own mirror mark, in both spellings, reaches no backend.
     let auth = [
         ("x-api-key", key.key.as_str()),
         ("content-type", "application/json"),
+        ("x-portcullis-mirror", "forged"),
+        ("x_portcullis_mirror", "forged"),
     ];
 
     let (status, from) = send(&gw, "POST", "/orders/7?x=1", &auth, r#"{"qty":2}"#).await;
@@ -149,6 +152,11 @@ async fn the_shadow_gets_the_forwarded_request_and_the_client_never_knows() {
         real.header("x-portcullis-mirror"),
         None,
         "the real request is not marked"
+    );
+    assert!(
+        !real.head.contains("forged") && !copy.head.contains("forged"),
+        "{}",
+        real.head
     );
     // As the backend saw it: the key never leaves the gateway, the
     // consumer and the request id are the real request's.

@@ -87,7 +87,7 @@ impl Mirrors {
             return;
         };
         let mut head = Box::new(upstream.clone());
-        let _ = head.insert_header("x-portcullis-mirror", mirror.marker.clone());
+        let _ = head.insert_header(super::owned::MIRROR_HEADER, mirror.marker.clone());
         head.remove_header(&http::header::EXPECT);
         ctx.mirror = MirrorState::Gathering {
             head,

@@ -1,7 +1,8 @@
 //! The request headers the gateway owns: it sets them itself (the
 //! consumer, the client certificate's subject, `X-Forwarded-Proto`/`-Host`)
 //! or they claim facts only a trusted proxy may state (`Forwarded`,
-//! `X-Real-IP`, `True-Client-IP`, `X-Original-URL`, `X-Forwarded-Prefix`).
+//! `X-Real-IP`, `True-Client-IP`, `X-Original-URL`, `X-Forwarded-Prefix`;
+//! `X-Portcullis-Mirror`, which marks a mirror's copy).
 //! A client's copies are removed from every request on every listener
 //! before the gateway sets its own, in either spelling: CGI-style backends
 //! (WSGI, PHP-FPM, Rack) read `X_Consumer_Id` as `HTTP_X_CONSUMER_ID`, the
@@ -19,12 +20,17 @@
 use http::HeaderName;
 use pingora_http::RequestHeader;
 
+/// Marks a `[routes.mirror]` copy; a client's would make a backend take
+/// a real request for a shadow one.
+pub const MIRROR_HEADER: &str = "x-portcullis-mirror";
+
 /// Owned whatever the config says: removed from every client request.
 /// A `match` on the name, which compiles to a switch on its length.
 fn always_owned(name: &str) -> bool {
     matches!(
         name,
-        "forwarded"
+        MIRROR_HEADER
+            | "forwarded"
             | "x-real-ip"
             | "true-client-ip"
             | "x-original-url"
