@@ -186,28 +186,19 @@ impl TestGateway {
         })
         .await;
         // Every proxy listener, not only the first: Pingora starts them
-        // one by one, and a test may use any of them.
-        for url in &gw.listeners {
-            let addr: SocketAddr = url
-                .split_once("://")
-                .and_then(|(_, a)| a.parse().ok())
-                .expect("listener address");
-            eventually("proxy port accepting", || async move {
-                tokio::net::TcpStream::connect(addr).await.ok()
-            })
-            .await;
-        }
-        // The probes above are connections too (counted from their accept):
-        // wait until the gateway saw it close, so that a test counting
-        // connections (max_connections, the gauge) starts from zero. Skipped
-        // when /metrics needs a token.
+        // one by one, and a test may use any of them. Each probe is a
+        // connection too, counted from the gateway's accept, which can come
+        // after the kernel's: held until the gateway counted it (or closed
+        // it), then closed, and waited for until the gateway saw it close, so that a
+        // test counting connections (max_connections, the gauge) starts
+        // from zero. The waits are skipped when /metrics needs a token.
         let metrics = gw.admin_url("/metrics");
-        eventually("the start-up probe connection closed", || {
+        let open_connections = || {
             let metrics = metrics.clone();
             async move {
                 let r = client().get(&metrics).send().await.ok()?;
                 if r.status() != 200 {
-                    return Some(());
+                    return Some(None);
                 }
                 let text = r.text().await.ok()?;
                 let open: f64 = text
@@ -215,10 +206,41 @@ impl TestGateway {
                     .filter(|l| l.starts_with("portcullis_downstream_open_connections{"))
                     .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
                     .sum();
-                (open == 0.0).then_some(())
+                Some(Some(open))
             }
-        })
-        .await;
+        };
+        for url in &gw.listeners {
+            let addr: SocketAddr = url
+                .split_once("://")
+                .and_then(|(_, a)| a.parse().ok())
+                .expect("listener address");
+            let probe = eventually("proxy port accepting", || async move {
+                tokio::net::TcpStream::connect(addr).await.ok()
+            })
+            .await;
+            eventually("the start-up probe counted", || async {
+                // Or closed by the gateway already (a PROXY listener may
+                // refuse it): then it was accepted too.
+                let mut byte = [0u8; 1];
+                let closed = match probe.try_read(&mut byte) {
+                    Ok(n) => n == 0,
+                    Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+                };
+                match open_connections().await? {
+                    Some(open) => (closed || open >= 1.0).then_some(()),
+                    None => Some(()),
+                }
+            })
+            .await;
+            drop(probe);
+            eventually("the start-up probe closed", || async {
+                match open_connections().await? {
+                    Some(open) => (open == 0.0).then_some(()),
+                    None => Some(()),
+                }
+            })
+            .await;
+        }
         gw
     }
 
