@@ -27,8 +27,9 @@ use crate::guarded::{GuardedStream, Refusals, Timeouts};
 pub struct ClientConnections<A> {
     inner: Arc<A>,
     gateway: Arc<Gateway>,
-    /// (bound listener address, its gauge)
-    listeners: Vec<(SocketAddr, IntGauge)>,
+    listeners: Vec<ListenerSlot>,
+    /// Some listener is `h2c`: connections are told which.
+    any_h2c: bool,
     open: Arc<AtomicUsize>,
     refusals: Refusals,
     handshake_timeouts: IntCounter,
@@ -36,6 +37,16 @@ pub struct ClientConnections<A> {
     proxy_protocol_refusals: IntCounter,
     ip_refusals: IntCounter,
     handshake_log: LogEvery,
+}
+
+/// A proxy listener, as its connections need it.
+pub struct ListenerSlot {
+    /// The bound address (port 0 resolved).
+    pub bound: SocketAddr,
+    /// `portcullis_downstream_open_connections{listener}`
+    pub gauge: IntGauge,
+    /// Also HTTP/2 with prior knowledge on plain connections.
+    pub h2c: bool,
 }
 
 /// At most one log line of a kind per this.
@@ -73,7 +84,7 @@ impl LogEvery {
 }
 
 impl<A> ClientConnections<A> {
-    pub fn new(inner: A, gateway: Arc<Gateway>, listeners: Vec<(SocketAddr, IntGauge)>) -> Self {
+    pub fn new(inner: A, gateway: Arc<Gateway>, listeners: Vec<ListenerSlot>) -> Self {
         let metrics = gateway.metrics();
         let refusals = Refusals {
             header_timeout: metrics.downstream_refused("header_timeout"),
@@ -87,6 +98,7 @@ impl<A> ClientConnections<A> {
             ip_refusals: metrics.downstream_refused("ip_denied"),
             handshake_log: LogEvery::new(HANDSHAKE_LOG_EVERY),
             gateway,
+            any_h2c: listeners.iter().any(|l| l.h2c),
             listeners,
             open: Arc::new(AtomicUsize::new(0)),
             refusals,
@@ -103,14 +115,18 @@ impl<A> ClientConnections<A> {
         })
     }
 
-    /// The gauge of the listener that accepted a connection to `local`
-    /// (a wildcard listener accepts on any address of its port).
-    fn gauge(&self, local: SocketAddr) -> Option<&IntGauge> {
+    /// The listener that accepted a connection to `local` (a wildcard
+    /// listener accepts on any address of its port).
+    fn listener(&self, local: Option<SocketAddr>) -> Option<&ListenerSlot> {
+        let local = local?;
         self.listeners
             .iter()
-            .find(|(l, _)| crate::config::model::accepts_on(*l, local))
-            .map(|(_, g)| g)
+            .find(|l| crate::config::model::accepts_on(l.bound, local))
     }
+}
+
+fn local_addr(digest: Option<&SocketDigest>) -> Option<SocketAddr> {
+    digest?.local_addr()?.as_inet().copied()
 }
 
 /// Counts one open connection, from its accept until its task ends.
@@ -151,8 +167,16 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ClientConnections<A> {
             header: limits.header_timeout,
             keepalive: limits.keepalive_timeout,
         };
-        let session: Stream =
-            Box::new(GuardedStream::new(session, timeouts, self.refusals.clone()));
+        let h2c = self.any_h2c
+            && self
+                .listener(local_addr(session.get_socket_digest().as_deref()))
+                .is_some_and(|l| l.h2c);
+        let session: Stream = Box::new(GuardedStream::new(
+            session,
+            timeouts,
+            self.refusals.clone(),
+            h2c,
+        ));
         self.inner.process_new(session, shutdown).await
     }
 
@@ -170,8 +194,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ClientConnections<A> {
     /// Counted from the accept: a connection in its TLS handshake counts
     /// against `max_connections` and in its listener's gauge.
     fn connection_accepted(&self, digest: Option<&SocketDigest>) -> Option<Box<dyn Any + Send>> {
-        let local = digest.and_then(|d| d.local_addr().and_then(|a| a.as_inet()).copied());
-        let gauge = local.and_then(|a| self.gauge(a)).cloned();
+        let gauge = self.listener(local_addr(digest)).map(|l| l.gauge.clone());
         Some(Box::new(Open::new(gauge, self.open.clone())))
     }
 

@@ -17,7 +17,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
 use crate::admin::AdminApp;
-use crate::connections::ClientConnections;
+use crate::connections::{ClientConnections, ListenerSlot};
 use crate::gateway::{Gateway, ListenerPolicy};
 use crate::proxy::GatewayProxy;
 
@@ -247,9 +247,15 @@ pub fn run(gateway: Arc<Gateway>, options: RunOptions) -> Result<(), ServerError
             })
         })
         .collect::<Result<Vec<SocketAddr>, ServerError>>()?;
-    let gauges = addrs
+    let slots = config
+        .listeners
         .iter()
-        .map(|a| (*a, gateway.metrics().open_connections(&a.to_string())))
+        .zip(&addrs)
+        .map(|(l, a)| ListenerSlot {
+            bound: *a,
+            gauge: gateway.metrics().open_connections(&a.to_string()),
+            h2c: l.h2c,
+        })
         .collect();
     let mut app =
         pingora_proxy::http_proxy(&server.configuration, GatewayProxy::new(gateway.clone()));
@@ -261,8 +267,11 @@ pub fn run(gateway: Arc<Gateway>, options: RunOptions) -> Result<(), ServerError
     // `GET /a b HTTP/1.1` is a 400, not a request for `/a%20b` (patched
     // Pingora, patches/pingora-core/0002).
     options.reject_illegal_request_line = true;
+    // Pingora then asks each plain connection whether it opens with the
+    // HTTP/2 preface; the stream wrapper answers, per listener.
+    options.h2c = config.listeners.iter().any(|l| l.h2c);
     app.server_options = Some(options);
-    let app = ClientConnections::new(app, gateway.clone(), gauges);
+    let app = ClientConnections::new(app, gateway.clone(), slots);
     let filter = app.filter();
     let mut proxy = Service::new("portcullis proxy".to_string(), app);
     proxy.set_connection_filter(filter);

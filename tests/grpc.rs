@@ -317,3 +317,128 @@ async fn grpc_goes_to_a_server_over_tls_h2_and_is_health_checked_there() {
         .await;
     gw.wait_backend_health("grpc", server, true).await;
 }
+
+/// `[[listeners]] h2c = true`: one plain port speaks gRPC (HTTP/2 with
+/// prior knowledge) and HTTP/1, told apart by the connection's first
+/// bytes; a short HTTP/1.0 request is not held waiting for 24 of them,
+/// a preface arriving in pieces is still HTTP/2, and a silent connection
+/// gets HTTP/1's 408 at `header_timeout`.
+#[tokio::test]
+async fn a_plain_h2c_listener_speaks_grpc_and_http1_on_one_port() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (_reporter, server, _stop) = health_server().await;
+    let web = common::backend::Backend::start("web").await;
+    let config = format!(
+        r#"[server]
+watch_config = false
+[server.client]
+header_timeout = "2s"
+
+[[listeners]]
+address = "127.0.0.1:0"
+h2c = true
+
+[admin]
+address = "127.0.0.1:0"
+
+[pools.grpc]
+backends = ["{server}"]
+h2c = true
+
+[pools.web]
+backends = ["{web}"]
+
+[[routes]]
+id = "check"
+path = "/grpc.health.v1.Health/Check"
+path_match = "exact"
+pool = "grpc"
+
+[[routes]]
+id = "watch"
+path = "/grpc.health.v1.Health/Watch"
+path_match = "exact"
+pool = "grpc"
+auth = "api_key"
+
+[[routes]]
+id = "web"
+path = "/web"
+pool = "web"
+"#,
+        web = web.addr
+    );
+    let gw = TestGateway::start(&config).await;
+
+    // gRPC over h2c from a real client, and a refusal as a gRPC status.
+    let channel = Channel::from_shared(format!("http://{}", gw.proxy))
+        .unwrap()
+        .connect()
+        .await
+        .expect("h2c to the gateway");
+    let mut health = HealthClient::new(channel);
+    let answer = health
+        .check(check_request("orders.Orders"))
+        .await
+        .expect("check over h2c");
+    assert_eq!(answer.get_ref().status, Status::Serving as i32);
+    let err = health
+        .watch(check_request("orders.Orders"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+
+    // HTTP/1.1 on the same port.
+    let r = reqwest::get(gw.url("/web/x")).await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_11);
+    assert_eq!(r.status(), 200);
+    assert_eq!(web.hits(), 1);
+
+    // HTTP/1.0 in 18 bytes: answered at once, not at header_timeout.
+    let started = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    s.write_all(b"GET /web HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("closed after the answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(web.hits(), 2);
+
+    // The preface in three pieces, then an empty SETTINGS frame: the
+    // gateway answers with its own SETTINGS, HTTP/2.
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut s = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    for piece in [&preface[..3], &preface[3..20], &preface[20..]] {
+        s.write_all(piece).await.unwrap();
+        // The slow client under test.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let mut frame = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut frame))
+        .await
+        .expect("a frame in time")
+        .unwrap();
+    assert_eq!(frame[3], 4, "a SETTINGS frame, not HTTP/1: {frame:?}");
+
+    // A connection that sends nothing: HTTP/1's 408, as on any listener.
+    let mut s = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("closed at header_timeout")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+}

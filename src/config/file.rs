@@ -393,6 +393,9 @@ pub struct ListenerFile {
     /// `"v1"` or `"v2"`: every connection starts with a PROXY protocol
     /// header (before TLS).
     pub proxy_protocol: Option<Spanned<String>>,
+    /// Plain listeners: also HTTP/2 with prior knowledge (h2c), told from
+    /// HTTP/1 by the connection's first bytes.
+    pub h2c: Option<Spanned<bool>>,
     /// Peers refused at accept.
     pub ip: Option<IpRulesFile>,
 }

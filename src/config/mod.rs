@@ -379,6 +379,7 @@ strip_prefix = true
                     redirect_https: None,
                     hsts: None,
                     proxy_protocol: None,
+                    h2c: false,
                     ip: None,
                 },
                 Listener {
@@ -387,6 +388,7 @@ strip_prefix = true
                     redirect_https: None,
                     hsts: None,
                     proxy_protocol: None,
+                    h2c: false,
                     ip: None,
                 },
             ],

@@ -349,6 +349,10 @@ pub struct Listener {
     /// Every connection starts with a PROXY protocol header, read before
     /// TLS; its source address is the connection's peer.
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// Plain listeners only: a connection opening with the HTTP/2 preface
+    /// speaks HTTP/2 (h2c, prior knowledge; gRPC without TLS), any other
+    /// HTTP/1. Start-up only.
+    pub h2c: bool,
     /// `[listeners.ip]`: peers refused at accept, before TLS; live on
     /// reload.
     pub ip: Option<IpRules>,

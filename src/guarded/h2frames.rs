@@ -5,8 +5,9 @@
 //! its CONTINUATION frames) blocks the whole connection until it ends
 //! (§6.10), so one that never ends is a slowloris on every stream.
 
-/// `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`
-const PREFACE_LEN: usize = 24;
+/// What an HTTP/2 connection opens with (RFC 9113 §3.4).
+pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const PREFACE_LEN: usize = PREFACE.len();
 const FRAME_HEADER_LEN: usize = 9;
 const HEADERS: u8 = 0x1;
 const CONTINUATION: u8 = 0x9;

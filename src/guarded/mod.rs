@@ -13,7 +13,8 @@
 //!   its parser rejects: bare `400` from `Server: Pingora`; `CONNECT`:
 //!   `405`), are replaced by the gateway's problem+json answer.
 //!
-//! HTTP/2 (negotiated by ALPN): the preface and every header block must
+//! HTTP/2 (negotiated by ALPN, or on an `h2c` listener told from HTTP/1
+//! by the connection's first bytes, see [`GuardedStream::try_peek`]): the preface and every header block must
 //! arrive within `header_timeout` of their first byte (the preface: of the
 //! accept), or the connection is closed (see `h2frames`); an unfinished
 //! header block stalls every stream of the connection. Idle connections
@@ -96,15 +97,25 @@ pub struct GuardedStream {
     /// HTTP/2: what the client is sending, and a count of the times it
     /// started being busy (the timer's token).
     h2: Option<(h2frames::FrameTracker, u32)>,
+    /// An `h2c` listener's plain connection, not yet told HTTP/1 or 2.
+    sniff: bool,
+    /// Bytes read while telling them apart, and how many were passed on:
+    /// reads return them first.
+    prefix: Vec<u8>,
+    prefix_read: usize,
 }
 
 impl GuardedStream {
     /// Wrap a client stream just accepted (after its TLS handshake);
-    /// `header_timeout` starts now.
-    pub fn new(inner: Stream, limits: Timeouts, refusals: Refusals) -> Self {
+    /// `header_timeout` starts now. `h2c`: its listener also speaks HTTP/2
+    /// with prior knowledge.
+    pub fn new(inner: Stream, limits: Timeouts, refusals: Refusals, h2c: bool) -> Self {
         let h2 = matches!(inner.selected_alpn_proto(), Some(ALPN::H2))
             .then(|| (h2frames::FrameTracker::default(), 0));
         Self {
+            sniff: h2c && h2.is_none() && inner.get_ssl_digest().is_none(),
+            prefix: Vec::new(),
+            prefix_read: 0,
             h2,
             inner,
             phase: AtomicU32::new(HEAD),
@@ -161,6 +172,43 @@ impl GuardedStream {
             .is_some_and(|t| t.as_mut().poll(cx).is_ready())
     }
 
+    /// Read from the client: what telling HTTP/1 from 2 read first.
+    fn poll_inner(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let rest = &self.prefix[self.prefix_read..];
+        if rest.is_empty() || buf.remaining() == 0 {
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        let n = rest.len().min(buf.remaining());
+        buf.put_slice(&rest[..n]);
+        self.prefix_read += n;
+        if self.prefix_read == self.prefix.len() {
+            self.prefix = Vec::new();
+            self.prefix_read = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// An `h2c` listener's connection: whether it opens with the HTTP/2
+    /// preface. Reads until the bytes differ from it or complete it, the
+    /// client stops sending, or `header_timeout` (then HTTP/1, whose head
+    /// is late: 408), keeping what it read for the session.
+    async fn opens_with_preface(&mut self) -> io::Result<bool> {
+        use tokio::io::AsyncReadExt;
+        let preface = h2frames::PREFACE;
+        let deadline = self.head_started + self.limits.header;
+        let mut chunk = [0u8; h2frames::PREFACE.len()];
+        while self.prefix.len() < preface.len() && preface.starts_with(&self.prefix) {
+            let want = preface.len() - self.prefix.len();
+            let read = self.inner.read(&mut chunk[..want]);
+            match tokio::time::timeout_at(deadline, read).await {
+                Ok(Ok(0)) | Err(_) => return Ok(false),
+                Ok(Ok(n)) => self.prefix.extend_from_slice(&chunk[..n]),
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+        Ok(self.prefix == preface)
+    }
+
     /// HTTP/2: pass the read on, follow the frames, and fail the read
     /// when the client stays busy (preface, frame header, header block)
     /// past `header_timeout`.
@@ -173,7 +221,7 @@ impl GuardedStream {
             return Poll::Ready(Err(head_timed_out()));
         }
         let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let result = self.poll_inner(cx, buf);
         let Some((tracker, started)) = self.h2.as_mut() else {
             return result;
         };
@@ -297,10 +345,10 @@ impl AsyncRead for GuardedStream {
         }
         let now = this.phase.load(Ordering::Relaxed);
         if now & PHASE_BITS == BUSY {
-            return Pin::new(&mut this.inner).poll_read(cx, buf);
+            return this.poll_inner(cx, buf);
         }
         let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+        match this.poll_inner(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if now & PHASE_BITS == IDLE && buf.filled().len() > before {
                     // The next request's first byte: its head is timed now.
@@ -439,10 +487,21 @@ impl GetSocketDigest for GuardedStream {
     }
 }
 
+/// Pingora asks before it starts a plain connection's session when some
+/// listener is `h2c` (`HttpServerOptions::h2c`), and speaks HTTP/2 when
+/// `buf` holds the preface. Answered here rather than by the socket's
+/// peek, which waits for 24 bytes: an HTTP/1.0 request can be shorter
+/// (`GET / HTTP/1.0\r\n\r\n`) and would wait for its 408.
 #[async_trait]
 impl Peek for GuardedStream {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        Peek::try_peek(&mut *self.inner, buf).await
+        buf.fill(0);
+        if std::mem::take(&mut self.sniff) && self.opens_with_preface().await? {
+            self.h2 = Some((h2frames::FrameTracker::default(), 0));
+            let n = buf.len().min(h2frames::PREFACE.len());
+            buf[..n].copy_from_slice(&h2frames::PREFACE[..n]);
+        }
+        Ok(true)
     }
 }
 

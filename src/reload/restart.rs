@@ -38,6 +38,7 @@ type Shape = (
     Option<u16>,
     Option<String>,
     Option<ProxyProtocol>,
+    bool,
 );
 
 fn shape(l: &Listener) -> Shape {
@@ -47,6 +48,7 @@ fn shape(l: &Listener) -> Shape {
         l.redirect_https,
         l.hsts.clone(),
         l.proxy_protocol,
+        l.h2c,
     )
 }
 

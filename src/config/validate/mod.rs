@@ -303,6 +303,7 @@ impl Validator<'_> {
                 redirect_https: None,
                 hsts: None,
                 proxy_protocol: None,
+                h2c: false,
                 ip: None,
             }];
         };
@@ -374,6 +375,17 @@ impl Validator<'_> {
                 .proxy_protocol
                 .as_ref()
                 .and_then(|p| self.proxy_protocol(p, &item));
+            let h2c = listener.h2c.as_ref().is_some_and(|h| {
+                if *h.get_ref() && tls.is_some() {
+                    self.error(
+                        h.span(),
+                        Some(&item),
+                        "h2c is HTTP/2 without TLS; a TLS listener offers h2 by ALPN already",
+                    );
+                    return false;
+                }
+                *h.get_ref()
+            });
             let ip = listener.ip.as_ref().and_then(|f| self.ip_rules(f, &item));
             out.push(model::Listener {
                 address,
@@ -381,6 +393,7 @@ impl Validator<'_> {
                 redirect_https,
                 hsts,
                 proxy_protocol,
+                h2c,
                 ip,
             });
         }

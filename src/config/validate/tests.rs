@@ -109,6 +109,16 @@ fn listener_errors() {
 }
 
 #[test]
+fn h2c_is_for_plain_listeners() {
+    let config = ok("[[listeners]]\naddress = \"127.0.0.1:8080\"\nh2c = true\n[[listeners]]\naddress = \"127.0.0.1:8081\"\n");
+    let h2c: Vec<bool> = config.listeners.iter().map(|l| l.h2c).collect();
+    assert_eq!(h2c, [true, false]);
+    let errors = all_errors("[[listeners]]\naddress = \"127.0.0.1:8443\"\nh2c = true\n[[listeners.tls.certificates]]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/c.key\"\n");
+    let want = r#"f.toml:3:7: listener "127.0.0.1:8443": h2c is HTTP/2 without TLS; a TLS listener offers h2 by ALPN already"#;
+    assert!(errors.iter().any(|e| e == want), "{errors:#?}");
+}
+
+#[test]
 fn admin_collisions() {
     // Configured admin on a configured listener's port.
     let src = "[[listeners]]\naddress = \"127.0.0.1:9000\"\n[admin]\naddress = \"0.0.0.0:9000\"\nallow_unauthenticated = true\n";
