@@ -519,6 +519,8 @@ def portcullis_conf(port: int, admin_port: int, backends: list[int], workers: in
     the same backends (`[routes.mirror]`);
     "cache-redis": "cache" with a local store too small for any object and
     `[cache.shared]` in Redis, so that every hit comes from Redis;
+    "h2c": "plain" on a listener with `h2c = true` (HTTP/1.1 clients
+    are told from HTTP/2 ones by their first bytes);
     "limits-redis": the same limit, approximate, in a shared store (a
     redis-server this script starts); "auth-redis": "auth" with the shared
     store (the quota exact: one Redis round trip per request)."""
@@ -594,6 +596,7 @@ threads = {workers}
 {store}
 [[listeners]]
 address = "{HOST}:{port}"
+{"h2c = true" if mode == "h2c" else ""}
 {tls_block}
 [admin]
 address = "{HOST}:{admin_port}"
