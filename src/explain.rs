@@ -559,10 +559,15 @@ fn explain_pool(out: &mut Lines, side: &crate::snapshot::RouteSide) {
             }
         ),
     };
+    let streams = if c.max_h2_streams > 1 {
+        format!(", up to {} streams per connection", c.max_h2_streams)
+    } else {
+        String::new()
+    };
     out.line(
         "pool",
         format!(
-            "{} ({balance}, {} backend(s), retries {}{})",
+            "{} ({balance}, {} backend(s), retries {}{}{streams})",
             c.name,
             pool.backends.len(),
             c.retries,

@@ -377,7 +377,7 @@ fn explain_shows_a_split_a_mirror_and_compression() {
     let path = dir.path().join("policy.toml");
     std::fs::write(
         &path,
-        "[pools.v1]\nbackends = [\"127.0.0.1:1\"]\n[pools.v2]\nbackends = [\"127.0.0.1:2\"]\n[pools.shadow]\nbackends = [\"127.0.0.1:3\"]\n\
+        "[pools.v1]\nbackends = [\"127.0.0.1:1\"]\n[pools.v2]\nbackends = [\"127.0.0.1:2\"]\nh2c = true\nmax_h2_streams = 50\n[pools.shadow]\nbackends = [\"127.0.0.1:3\"]\n\
 [[routes]]\nid = \"orders\"\npath = \"/orders\"\n\
 [[routes.split]]\npool = \"v2\"\nweight = 5\nmatch = { header = { \"x-canary\" = \"always\" } }\n\
 [[routes.split]]\npool = \"v1\"\nweight = 95\nsticky = { cookie = \"pc-split\" }\n\
@@ -397,6 +397,10 @@ fn explain_shows_a_split_a_mirror_and_compression() {
     let out = explain(&["cookie: pc-split=42", "accept-encoding: gzip"]);
     assert!(
         out.contains("split             v2 5% (or with x-canary: always), v1 95%; sticky by cookie pc-split\n  chosen          v2, by the client's sticky value\npool              v2 "),
+        "{out}"
+    );
+    assert!(
+        out.contains(", HTTP/2 cleartext, up to 50 streams per connection)\n"),
         "{out}"
     );
     assert!(out.contains("mirror            pool shadow, 100% of forwarded requests, without the body, at most 100 in flight; this request would be copied"), "{out}");

@@ -10,6 +10,8 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use common::TestGateway;
 use portcullis::keys;
@@ -20,16 +22,26 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::ServingStatus;
 
+/// A stopper: a sender that shuts a server down (connections closed) and
+/// the task that ends when it has.
+type Stop = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+);
+
 /// The standard health service on `127.0.0.1:0`; its reporter, its
-/// address, and a sender that shuts it down (connections closed) and the
-/// task that ends when it has.
-async fn health_server() -> (
+/// address and its stopper.
+async fn health_server() -> (tonic_health::server::HealthReporter, SocketAddr, Stop) {
+    let (reporter, addr, stop, _) = counted_health_server().await;
+    (reporter, addr, stop)
+}
+
+/// [`health_server`], and the number of connections it accepted.
+async fn counted_health_server() -> (
     tonic_health::server::HealthReporter,
     SocketAddr,
-    (
-        tokio::sync::oneshot::Sender<()>,
-        tokio::task::JoinHandle<()>,
-    ),
+    Stop,
+    Arc<AtomicUsize>,
 ) {
     let (reporter, service) = tonic_health::server::health_reporter();
     reporter
@@ -37,19 +49,28 @@ async fn health_server() -> (
         .await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let incoming = futures_util::stream::unfold(listener, move |listener| {
+        let counter = counter.clone();
+        async move {
+            let next = listener.accept().await.map(|(s, _)| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                s
+            });
+            Some((next, listener))
+        }
+    });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
             .add_service(service)
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener),
-                async {
-                    let _ = stopped.await;
-                },
-            )
+            .serve_with_incoming_shutdown(Box::pin(incoming), async {
+                let _ = stopped.await;
+            })
             .await;
     });
-    (reporter, addr, (stop, task))
+    (reporter, addr, (stop, task), accepted)
 }
 
 struct Tls {
@@ -441,4 +462,63 @@ pool = "web"
         .unwrap();
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+}
+
+/// `[pools.NAME] max_h2_streams`: calls in flight share one HTTP/2
+/// connection to the server, up to that many; without it each call in
+/// flight has a connection of its own (Pingora's default, and nginx's
+/// `grpc_pass`).
+#[tokio::test]
+async fn max_h2_streams_lets_calls_in_flight_share_a_backend_connection() {
+    for (max, connections) in [(Some(10), 1), (None, 4)] {
+        let (_reporter, server, _stop, accepted) = counted_health_server().await;
+        let streams = max.map_or(String::new(), |n| format!("max_h2_streams = {n}\n"));
+        let gw = TestGateway::start(&format!(
+            r#"[server]
+watch_config = false
+
+[[listeners]]
+address = "127.0.0.1:0"
+h2c = true
+
+[admin]
+address = "127.0.0.1:0"
+
+[pools.grpc]
+backends = ["{server}"]
+h2c = true
+{streams}
+[[routes]]
+id = "watch"
+path = "/grpc.health.v1.Health/Watch"
+path_match = "exact"
+pool = "grpc"
+"#
+        ))
+        .await;
+        let channel = Channel::from_shared(format!("http://{}", gw.proxy))
+            .unwrap()
+            .connect()
+            .await
+            .expect("h2c to the gateway");
+        let health = HealthClient::new(channel);
+        // Four streams open at once, each established before the next.
+        let mut open = Vec::new();
+        for _ in 0..4 {
+            let mut stream = health
+                .clone()
+                .watch(check_request("orders.Orders"))
+                .await
+                .expect("watch")
+                .into_inner();
+            let first = stream.message().await.expect("first update").unwrap();
+            assert_eq!(first.status, Status::Serving as i32);
+            open.push(stream);
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            connections,
+            "max_h2_streams = {max:?}"
+        );
+    }
 }

@@ -469,6 +469,8 @@ pub struct PoolFile {
     pub tls: Option<UpstreamTlsFile>,
     /// HTTP/2 over plain TCP (prior knowledge), e.g. to gRPC servers.
     pub h2c: Option<Spanned<bool>>,
+    /// HTTP/2 pools: requests in flight on one backend connection.
+    pub max_h2_streams: Option<Spanned<u32>>,
     /// A pool that takes the traffic while this one cannot.
     pub fallback: Option<Spanned<String>>,
     pub max_in_flight: Option<Spanned<u32>>,

@@ -390,6 +390,10 @@ pub struct ClientAuth {
 /// Default header carrying a verified client certificate's subject.
 pub const DEFAULT_CLIENT_SUBJECT_HEADER: &str = "x-client-cert-subject";
 
+/// `max_h2_streams` when not set: one request per connection at a time,
+/// as Pingora and nginx's `grpc_pass` do.
+pub const DEFAULT_MAX_H2_STREAMS: u32 = 1;
+
 /// TLS protocol versions the gateway speaks.
 #[derive(serde::Serialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TlsVersion {
@@ -456,6 +460,9 @@ pub struct PoolConfig {
     pub tls: Option<UpstreamTls>,
     /// HTTP/2 over plain TCP with prior knowledge (`h2c = true`).
     pub h2c: bool,
+    /// HTTP/2 pools (`h2c`, or TLS with `protocol = "h2"`): requests in
+    /// flight on one backend connection before another is opened.
+    pub max_h2_streams: u32,
     /// The pool that takes this one's traffic while it has no usable
     /// backend or its breaker is open.
     pub fallback: Option<String>,

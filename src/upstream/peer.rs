@@ -1,6 +1,7 @@
 //! The connection to a chosen backend, as Pingora's [`HttpPeer`]: its
 //! address, TLS to it (SNI, verification, CA, client certificate, ALPN)
-//! or HTTP/2 in cleartext (`h2c`)
+//! or HTTP/2 in cleartext (`h2c`), the streams one HTTP/2 connection
+//! carries (`max_h2_streams`)
 //! and the route's timeouts, each cut to the time left before the
 //! request's deadline.
 
@@ -46,6 +47,7 @@ pub fn http_peer(
     peer.options.read_timeout = within_deadline(timeouts.read, deadline);
     peer.options.write_timeout = within_deadline(timeouts.write, deadline);
     peer.options.idle_timeout = timeouts.idle;
+    peer.options.max_h2_streams = pool.config.max_h2_streams as usize;
     peer
 }
 

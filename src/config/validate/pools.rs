@@ -55,6 +55,7 @@ impl Validator<'_> {
             health_check,
             tls: pool.tls.as_ref().map(|t| self.upstream_tls(t, item)),
             h2c: self.h2c(pool, item),
+            max_h2_streams: model::DEFAULT_MAX_H2_STREAMS,
             fallback: None,
             max_in_flight: None,
             outlier: None,
@@ -62,7 +63,26 @@ impl Validator<'_> {
             retry_budget: None,
         };
         self.resilience(pool, item, &mut out);
+        out.max_h2_streams = self.max_h2_streams(pool, &out, item);
         out
+    }
+
+    /// `max_h2_streams`: at least 1, on a pool that speaks HTTP/2.
+    fn max_h2_streams(&mut self, pool: &PoolFile, out: &model::PoolConfig, item: &str) -> u32 {
+        let Some(n) = &pool.max_h2_streams else {
+            return model::DEFAULT_MAX_H2_STREAMS;
+        };
+        let h2 = out.h2c || out.tls.as_ref().is_some_and(|t| t.h2);
+        if !h2 {
+            self.error(
+                n.span(),
+                Some(item),
+                "max_h2_streams is for HTTP/2 pools: set h2c = true, or protocol = \"h2\" in [pools.NAME.tls]",
+            );
+        } else if *n.get_ref() == 0 {
+            self.error(n.span(), Some(item), "max_h2_streams must be at least 1");
+        }
+        (*n.get_ref()).max(1)
     }
 
     /// `h2c = true`: HTTP/2 without TLS; with `[pools.NAME.tls]` the

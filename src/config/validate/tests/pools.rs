@@ -258,6 +258,22 @@ fn h2c_is_read_and_refused_with_tls() {
 }
 
 #[test]
+fn max_h2_streams_is_for_http2_pools() {
+    let config = ok("[pools.g]\nbackends = [\"127.0.0.1:50051\"]\nh2c = true\nmax_h2_streams = 100\n[pools.t]\nbackends = [\"127.0.0.1:50052\"]\nmax_h2_streams = 8\n[pools.t.tls]\nprotocol = \"h2\"\n");
+    assert_eq!(config.pools["g"].max_h2_streams, 100);
+    assert_eq!(config.pools["t"].max_h2_streams, 8);
+    assert_eq!(ok(POOL).pools["p"].max_h2_streams, 1);
+    assert_eq!(
+        only_error("[pools.g]\nbackends = [\"127.0.0.1:50051\"]\nmax_h2_streams = 10\n"),
+        r#"f.toml:3:18: pool "g": max_h2_streams is for HTTP/2 pools: set h2c = true, or protocol = "h2" in [pools.NAME.tls]"#
+    );
+    assert_eq!(
+        only_error("[pools.g]\nbackends = [\"127.0.0.1:50051\"]\nh2c = true\nmax_h2_streams = 0\n"),
+        r#"f.toml:4:18: pool "g": max_h2_streams must be at least 1"#
+    );
+}
+
+#[test]
 fn grpc_health_checks_are_read_and_mistakes_refused() {
     let config = ok("[pools.g]\nbackends = [\"127.0.0.1:50051\"]\nh2c = true\n[pools.g.health_check]\ntype = \"grpc\"\nservice = \"orders.v1.Orders\"\n");
     let hc = config.pools["g"].health_check.as_ref().unwrap();
