@@ -67,6 +67,69 @@ async fn an_unfinished_header_block_closes_the_connection_at_header_timeout() {
     assert_eq!(status, 200);
 }
 
+/// On an `h2c` listener (cleartext, prior knowledge) the bytes read to
+/// tell HTTP/2 from HTTP/1 pass through the frame tracker too: an
+/// unfinished header block closes the connection at `header_timeout`,
+/// while a connection that finished its blocks is not timed.
+#[tokio::test]
+async fn on_an_h2c_listener_header_blocks_are_timed_as_over_tls() {
+    use tokio::io::AsyncWriteExt;
+    let backend = Backend::start("b").await;
+    let listener = "[[listeners]]\naddress = \"127.0.0.1:0\"\n";
+    let config = config(&backend, "header_timeout = \"1s\"").replacen(
+        listener,
+        &format!("{listener}h2c = true\n"),
+        1,
+    );
+    let gw = TestGateway::start(&config).await;
+    let open = |block: Option<Vec<u8>>| async move {
+        let mut s = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
+        let mut bytes = h2raw::PREFACE.to_vec();
+        bytes.extend(Frame::new(kind::SETTINGS, 0, 0, Vec::new()).encode());
+        bytes.extend(block.unwrap_or_default());
+        s.write_all(&bytes).await.unwrap();
+        s
+    };
+    // SETTINGS only: idle, not closed at header_timeout.
+    let mut idle = open(None).await;
+    // HEADERS without END_HEADERS, and no CONTINUATION ever.
+    let fields = [(":method", "GET"), (":scheme", "http"), (":path", "/")];
+    let start = Instant::now();
+    let mut stalled = open(Some(
+        Frame::new(kind::HEADERS, 0, 1, header_block(&fields)).encode(),
+    ))
+    .await;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(8), stalled.read_to_end(&mut out))
+        .await
+        .expect("closed at header_timeout")
+        .ok();
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(800), "closed after {took:?}");
+    eventually("one header timeout counted", || async {
+        (metric(&gw, HEADER_TIMEOUTS).await == 1.0).then_some(())
+    })
+    .await;
+    // The idle one outlived it: it still answers a PING.
+    idle.write_all(&Frame::new(kind::PING, 0, 0, vec![7; 8]).encode())
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(8), idle.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        assert!(n > 0, "the idle connection was closed");
+        seen.extend_from_slice(&buf[..n]);
+        if seen.windows(8).any(|w| w == [7; 8]) {
+            break;
+        }
+    }
+    assert_eq!(backend.hits(), 0);
+}
+
 #[tokio::test]
 async fn a_connection_that_never_sends_the_preface_is_closed_at_header_timeout() {
     let backend = Backend::start("b").await;
