@@ -83,14 +83,23 @@ async fn forwarding_headers_are_believed_from_trusted_proxies_only() {
     let url = |p: &str| gw.url(p);
 
     // An untrusted peer's X-Forwarded-For is neither believed nor passed on.
+    // Nor are its X-Forwarded-Proto, -Host and -Port.
     let (status, echo) = get_from(
         "127.0.0.1",
         &url("/u1"),
-        &[("x-forwarded-for", "203.0.113.9")],
+        &[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-port", "443"),
+        ],
     )
     .await;
     assert_eq!(status, 200);
     assert_eq!(echo["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(echo["headers"]["x-forwarded-proto"], "http");
+    assert_ne!(echo["headers"]["x-forwarded-host"], "evil.example");
+    assert!(echo["headers"].get("x-forwarded-port").is_none(), "{echo}");
     let line = log_line(&gw, "/u1").await;
     assert_eq!(
         (line["client"].as_str(), line["peer"].as_str()),
@@ -120,13 +129,28 @@ async fn forwarding_headers_are_believed_from_trusted_proxies_only() {
 
     // A trusted proxy: the right-most address it did not itself trust is
     // the client; what the client wrote left of it is kept but not believed.
+    // Its X-Forwarded-Proto, -Host and -Port (it terminated the client's
+    // TLS) are passed on.
     let xff = "6.6.6.6, 203.0.113.9, 10.1.2.3";
-    let (status, echo) = get_from("127.0.0.2", &url("/t1"), &[("x-forwarded-for", xff)]).await;
+    let (status, echo) = get_from(
+        "127.0.0.2",
+        &url("/t1"),
+        &[
+            ("x-forwarded-for", xff),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "shop.example"),
+            ("x-forwarded-port", "443"),
+        ],
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(
         echo["headers"]["x-forwarded-for"],
         format!("{xff}, 127.0.0.2")
     );
+    assert_eq!(echo["headers"]["x-forwarded-proto"], "https");
+    assert_eq!(echo["headers"]["x-forwarded-host"], "shop.example");
+    assert_eq!(echo["headers"]["x-forwarded-port"], "443");
     let line = log_line(&gw, "/t1").await;
     assert_eq!(
         (line["client"].as_str(), line["peer"].as_str()),
@@ -151,9 +175,16 @@ async fn forwarding_headers_are_believed_from_trusted_proxies_only() {
     )
     .await;
     assert_eq!(status, 429);
-    // No header from a trusted proxy: the proxy is the client.
-    get_from("127.0.0.2", &url("/t2"), &[]).await;
+    // No header from a trusted proxy: the proxy is the client. A
+    // malformed X-Forwarded-Proto from it gives way to the gateway's.
+    let (_, echo) = get_from(
+        "127.0.0.2",
+        &url("/t2"),
+        &[("x-forwarded-proto", "javascript")],
+    )
+    .await;
     assert_eq!(log_line(&gw, "/t2").await["client"], "127.0.0.2");
+    assert_eq!(echo["headers"]["x-forwarded-proto"], "http");
 
     // RFC 7239 instead, live on reload.
     let forwarded = server.replace("cidrs", "header = \"forwarded\"\ncidrs");

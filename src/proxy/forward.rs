@@ -15,6 +15,7 @@ pub use crate::request_id::REQUEST_ID;
 pub use crate::client_addr::X_FORWARDED_FOR;
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 /// Drop an `Upgrade: h2c` request (RFC 7540 §3.2, removed in RFC 9113):
 /// forwarded, a backend could switch the connection to HTTP/2 and the
 /// gateway would tunnel requests it never sees. The request goes on as
@@ -55,6 +56,48 @@ pub struct ClientFacts {
     pub identity: Option<(http::HeaderName, Option<HeaderValue>)>,
     /// The protocol version the request came in, as `Via` names it.
     pub version: &'static str,
+    /// A trusted proxy's `X-Forwarded-Proto`, `-Host` and `-Port`, when it
+    /// sent well-formed ones: passed on instead of the gateway's own (the
+    /// proxy in front saw the client's scheme and host; the gateway saw
+    /// the proxy's).
+    pub relayed: Option<Box<Relayed>>,
+}
+
+/// What a trusted proxy said about the client's request.
+#[derive(Debug, Default, Clone)]
+pub struct Relayed {
+    pub proto: Option<HeaderValue>,
+    pub host: Option<HeaderValue>,
+    pub port: Option<HeaderValue>,
+}
+
+impl Relayed {
+    /// The well-formed `X-Forwarded-Proto`, `-Host` and `-Port` of
+    /// `headers` (each on one line), if any.
+    fn of(headers: &http::HeaderMap) -> Option<Box<Relayed>> {
+        let one = |name: &HeaderName, ok: fn(&str) -> bool| {
+            let mut all = headers.get_all(name).iter();
+            let value = all.next()?;
+            (all.next().is_none() && value.to_str().is_ok_and(|v| list_of(v, ok)))
+                .then(|| value.clone())
+        };
+        let relayed = Relayed {
+            proto: one(&X_FORWARDED_PROTO, |p| {
+                p.eq_ignore_ascii_case(HTTP) || p.eq_ignore_ascii_case(HTTPS)
+            }),
+            host: one(&X_FORWARDED_HOST, |h| {
+                http::uri::Authority::try_from(h).is_ok_and(|a| !a.as_str().contains('@'))
+            }),
+            port: one(&X_FORWARDED_PORT, |p| p.parse::<u16>().is_ok_and(|n| n > 0)),
+        };
+        (relayed.proto.is_some() || relayed.host.is_some() || relayed.port.is_some())
+            .then(|| Box::new(relayed))
+    }
+}
+
+/// `value` is a comma-separated list whose every element passes `ok`.
+fn list_of(value: &str, ok: fn(&str) -> bool) -> bool {
+    value.split(',').all(|e| ok(e.trim()))
 }
 
 /// The connection's peer address (none on a Unix socket). IPv4-mapped
@@ -73,10 +116,13 @@ impl ClientFacts {
             .and_then(|ssl| ssl.extension.get::<crate::tls::ClientIdentity>())
             .and_then(|i| Some((i.header.clone()?, i.subject.clone())));
         let peer = peer_ip(session);
+        let headers = &session.req_header().headers;
+        let peer_trusted = peer.is_some_and(|p| trusted.trusts(p));
         ClientFacts {
-            ip: peer.map(|p| crate::client_addr::client(p, &session.req_header().headers, trusted)),
+            ip: peer.map(|p| crate::client_addr::client(p, headers, trusted)),
             peer,
-            peer_trusted: peer.is_some_and(|p| trusted.trusts(p)),
+            peer_trusted,
+            relayed: peer_trusted.then(|| Relayed::of(headers)).flatten(),
             tls: ssl.is_some(),
             identity,
             version: match session.req_header().version {
@@ -246,7 +292,8 @@ fn set_consumer(
 /// `X-Forwarded-For`, `-Proto`, `-Host` (the `Host` the client sent,
 /// which `upstream` still carries) and the request id. The peer's address
 /// is appended to a trusted proxy's `X-Forwarded-For` and replaces anyone
-/// else's (a client's chain is never passed on as if checked).
+/// else's (a client's chain is never passed on as if checked); a trusted
+/// proxy's well-formed `-Proto`, `-Host` and `-Port` are passed on.
 pub fn set_forwarded(
     upstream: &mut RequestHeader,
     client: &ClientFacts,
@@ -263,12 +310,23 @@ pub fn set_forwarded(
     } else {
         upstream.remove_header(&X_FORWARDED_FOR);
     }
-    let proto = if client.tls { HTTPS } else { HTTP };
-    upstream.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static(proto))?;
-    if let Some(host) = upstream.headers.get(http::header::HOST).cloned() {
+    let relayed = client.relayed.as_deref();
+    match relayed.and_then(|r| r.proto.clone()) {
+        Some(proto) => upstream.insert_header(X_FORWARDED_PROTO, proto)?,
+        None => {
+            let proto = if client.tls { HTTPS } else { HTTP };
+            upstream.insert_header(X_FORWARDED_PROTO, HeaderValue::from_static(proto))?;
+        }
+    }
+    if let Some(host) = relayed.and_then(|r| r.host.clone()) {
+        upstream.insert_header(X_FORWARDED_HOST, host)?;
+    } else if let Some(host) = upstream.headers.get(http::header::HOST).cloned() {
         upstream.insert_header(X_FORWARDED_HOST, host)?;
     } else if let Some(authority) = upstream.uri.authority().map(|a| a.as_str().to_string()) {
         upstream.insert_header(X_FORWARDED_HOST, authority)?;
+    }
+    if let Some(port) = relayed.and_then(|r| r.port.clone()) {
+        upstream.insert_header(X_FORWARDED_PORT, port)?;
     }
     // A client id kept as is is already on the request: don't insert it twice.
     if upstream.headers.get(REQUEST_ID) != Some(request_id) {
@@ -601,6 +659,45 @@ mod tests {
         assert_eq!(req.headers[X_FORWARDED_FOR], "::1");
         assert_eq!(req.headers.get_all(X_FORWARDED_FOR).iter().count(), 1);
         assert_eq!(req.headers[X_FORWARDED_PROTO], "http");
+
+        // A trusted proxy's well-formed -Proto, -Host and -Port are its
+        // client's, passed on; malformed ones give way to the gateway's.
+        let mut sent = http::HeaderMap::new();
+        sent.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        sent.insert(
+            X_FORWARDED_HOST,
+            HeaderValue::from_static("shop.example:8443"),
+        );
+        sent.insert(X_FORWARDED_PORT, HeaderValue::from_static("8443"));
+        let relayed = ClientFacts {
+            relayed: Relayed::of(&sent),
+            ..facts("10.1.2.3", true, false)
+        };
+        let mut req2 = RequestHeader::build("GET", b"/x", None).unwrap();
+        req2.insert_header("host", "api.internal").unwrap();
+        set_forwarded(&mut req2, &relayed, &id).unwrap();
+        assert_eq!(req2.headers[X_FORWARDED_PROTO], "https");
+        assert_eq!(req2.headers[X_FORWARDED_HOST], "shop.example:8443");
+        assert_eq!(req2.headers[X_FORWARDED_PORT], "8443");
+        for (name, bad) in [
+            (X_FORWARDED_PROTO, "javascript"),
+            (X_FORWARDED_PROTO, "https, gopher"),
+            (X_FORWARDED_HOST, "user@evil.example"),
+            (X_FORWARDED_HOST, "a b"),
+            (X_FORWARDED_PORT, "0"),
+            (X_FORWARDED_PORT, "443x"),
+        ] {
+            let mut sent = http::HeaderMap::new();
+            sent.insert(name.clone(), HeaderValue::from_static(bad));
+            assert!(Relayed::of(&sent).is_none(), "{name}: {bad}");
+        }
+        let mut twice = http::HeaderMap::new();
+        twice.append(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        twice.append(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        assert!(Relayed::of(&twice).is_none(), "two lines: which is right?");
+        let mut chain = http::HeaderMap::new();
+        chain.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https, http"));
+        assert!(Relayed::of(&chain).is_some_and(|r| r.proto.is_some()));
 
         assert_eq!(
             forwarded_element("2001:db8::1".parse().unwrap(), true),

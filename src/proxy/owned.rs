@@ -1,5 +1,7 @@
 //! The request headers the gateway owns: it sets them itself (the
-//! consumer, the client certificate's subject, `X-Forwarded-Proto`/`-Host`)
+//! consumer, the client certificate's subject, `X-Forwarded-Proto`/`-Host`,
+//! which a trusted proxy's well-formed values replace: see
+//! `forward::Relayed`)
 //! or they claim facts only a trusted proxy may state (`Forwarded`,
 //! `X-Real-IP`, `True-Client-IP`, `X-Original-URL`, `X-Forwarded-Prefix`;
 //! `X-Portcullis-Mirror`, which marks a mirror's copy).
