@@ -62,11 +62,23 @@ async fn garbage_resets_and_stalls_mid_response_leak_nothing() {
         (fds(&gw) <= baseline + 2).then_some(())
     })
     .await;
-    // And every task serving them ended.
-    eventually("the proxy's tasks back to the baseline", || async {
-        (alive_tasks(&gw).await <= tasks).then_some(())
-    })
-    .await;
+    // And every task serving them ended. One more than the baseline is
+    // allowed: the warm-up's upstream connection is put back in the pool
+    // (and its watcher task spawned) after the client has its answer, so
+    // the baseline may have been read before that task existed. Twenty
+    // broken connections leaking would be twenty.
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    loop {
+        let now = alive_tasks(&gw).await;
+        if now <= tasks + 1.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tasks {now} (baseline {tasks})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert!(!gw.logs().contains("panicked"), "{}", gw.logs());
 }
 
