@@ -14,12 +14,12 @@
 //!   `405`), are replaced by the gateway's problem+json answer.
 //!
 //! HTTP/2 (negotiated by ALPN, or on an `h2c` listener told from HTTP/1
-//! by the connection's first bytes, see [`GuardedStream::try_peek`]): the preface and every header block must
-//! arrive within `header_timeout` of their first byte (the preface: of the
-//! accept), or the connection is closed (see `h2frames`); an unfinished
-//! header block stalls every stream of the connection. Idle connections
-//! are Pingora's `h2_idle_timeout`, stalled request bodies the per-stream
-//! `body_timeout`.
+//! by the connection's first bytes: see the `Peek` impl): the preface and
+//! every header block must arrive within `header_timeout` of their first
+//! byte (the preface: of the accept), or the connection is closed (see
+//! `h2frames`); an unfinished header block stalls every stream of the
+//! connection. Idle connections are Pingora's `h2_idle_timeout`, stalled
+//! request bodies the per-stream `body_timeout`.
 //!
 //! The wrapper knows where an HTTP/1 request is from the proxy's hooks:
 //! [`request_started`] (the head was read and parsed) and [`request_done`]
@@ -490,8 +490,8 @@ impl GetSocketDigest for GuardedStream {
 /// Pingora asks before it starts a plain connection's session when some
 /// listener is `h2c` (`HttpServerOptions::h2c`), and speaks HTTP/2 when
 /// `buf` holds the preface. Answered here rather than by the socket's
-/// peek, which waits for 24 bytes: an HTTP/1.0 request can be shorter
-/// (`GET / HTTP/1.0\r\n\r\n`) and would wait for its 408.
+/// peek, which waits for 24 bytes with no deadline: an HTTP/1.0 request
+/// can be shorter (`GET / HTTP/1.0\r\n\r\n`) and would never be answered.
 #[async_trait]
 impl Peek for GuardedStream {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
