@@ -153,6 +153,17 @@ async fn client(gw: &TestGateway, tls: &Tls) -> HealthClient<Channel> {
     HealthClient::new(channel)
 }
 
+/// A client speaking HTTP/2 in cleartext (prior knowledge) to the
+/// gateway's plain listener.
+async fn h2c_client(gw: &TestGateway) -> HealthClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{}", gw.proxy))
+        .unwrap()
+        .connect()
+        .await
+        .expect("h2c to the gateway");
+    HealthClient::new(channel)
+}
+
 fn check_request(service: &str) -> HealthCheckRequest {
     HealthCheckRequest {
         service: service.to_string(),
@@ -394,12 +405,7 @@ pool = "web"
     let gw = TestGateway::start(&config).await;
 
     // gRPC over h2c from a real client, and a refusal as a gRPC status.
-    let channel = Channel::from_shared(format!("http://{}", gw.proxy))
-        .unwrap()
-        .connect()
-        .await
-        .expect("h2c to the gateway");
-    let mut health = HealthClient::new(channel);
+    let mut health = h2c_client(&gw).await;
     let answer = health
         .check(check_request("orders.Orders"))
         .await
@@ -419,15 +425,8 @@ pool = "web"
 
     // HTTP/1.0 in 18 bytes: answered at once, not at header_timeout.
     let started = Instant::now();
-    let mut s = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
-    s.write_all(b"GET /web HTTP/1.0\r\n\r\n").await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
-        .await
-        .expect("closed after the answer")
-        .unwrap();
-    let text = String::from_utf8_lossy(&out);
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let (status, head, _) = common::raw_http1(gw.proxy, b"GET /web HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status, 200, "{head}");
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -454,14 +453,8 @@ pool = "web"
     assert_eq!(frame[3], 4, "a SETTINGS frame, not HTTP/1: {frame:?}");
 
     // A connection that sends nothing: HTTP/1's 408, as on any listener.
-    let mut s = tokio::net::TcpStream::connect(gw.proxy).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
-        .await
-        .expect("closed at header_timeout")
-        .unwrap();
-    let text = String::from_utf8_lossy(&out);
-    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    let (status, head, _) = common::raw_http1(gw.proxy, b"").await;
+    assert_eq!(status, 408, "{head}");
 }
 
 /// `[pools.NAME] max_h2_streams`: calls in flight share one HTTP/2
@@ -496,12 +489,7 @@ pool = "grpc"
 "#
         ))
         .await;
-        let channel = Channel::from_shared(format!("http://{}", gw.proxy))
-            .unwrap()
-            .connect()
-            .await
-            .expect("h2c to the gateway");
-        let health = HealthClient::new(channel);
+        let health = h2c_client(&gw).await;
         // Four streams open at once, each established before the next.
         let mut open = Vec::new();
         for _ in 0..4 {
